@@ -1,0 +1,55 @@
+//! `devaipod delete NAME [--force]`: remove a workspace's pod, containers and volumes.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use crate::names::Name;
+use crate::plan::labels;
+use crate::podman::Engine;
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The workspace: NAME or devaipod-NAME
+    pub name: String,
+    /// Also remove objects labelled for NAME when its pod is gone (leftovers)
+    #[arg(long, short)]
+    pub force: bool,
+    /// Print what was removed as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: DeleteArgs) -> Result<ExitCode> {
+    let name = Name::from_user(&args.name)?;
+    let mut engine = Engine::connect().await?;
+    let pod = name.pod_name();
+    let has_pod = !engine.pods_with_label(labels::POD, name.as_str()).await?.is_empty();
+    if !has_pod && !args.force {
+        let leftovers = engine.volumes_with_label(labels::POD, name.as_str()).await?;
+        if leftovers.is_empty() {
+            bail!("no workspace {name}: there is no pod {pod} made by devaipod");
+        }
+        bail!(
+            "no pod {pod}, but {} volume(s) labelled for {name} are left over; remove them with `devaipod delete {name} --force`",
+            leftovers.len()
+        );
+    }
+    let removed = engine.remove_labelled(name.as_str()).await?;
+    engine.shutdown();
+    if removed.is_empty() {
+        bail!("no workspace {name}: nothing labelled for it exists");
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&removed)?);
+    } else {
+        println!(
+            "removed {pod} ({} pod, {} container(s), {} volume(s))",
+            removed.pods.len(),
+            removed.containers.len(),
+            removed.volumes.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,101 @@
+//! The command line: one module per command, each with its clap `Args` and `run()`.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+pub mod delete;
+pub mod up;
+
+/// Run AI coding agents sandboxed in reproducible dev environments (rootless Podman pods).
+#[derive(Debug, Parser)]
+#[command(name = "devaipod", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug); also RUST_LOG
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a pod for a repo (workspace + sandboxed agent) and wait until the agent is ready
+    Up(up::UpArgs),
+    /// Remove a workspace's pod, containers and volumes
+    Delete(delete::DeleteArgs),
+    /// Print shell completions (bash, zsh, fish)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Internal: poll an HTTP URL until it answers (runs inside the pod's network namespace)
+    #[command(name = "__probe", hide = true)]
+    Probe {
+        url: String,
+        #[arg(long, default_value_t = 60_000)]
+        timeout_ms: u64,
+    },
+}
+
+/// Sets up logging on stderr: warnings by default, more with -v or RUST_LOG.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Up(args) => up::run(args).await,
+        Command::Delete(args) => delete::run(args).await,
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "devaipod", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Probe { url, timeout_ms } => {
+            crate::podman::probe::run_probe(&url, std::time::Duration::from_millis(timeout_ms))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Exit code for an error: 130 when interrupted, 1 otherwise.
+pub fn exit_code_for(e: &anyhow::Error) -> ExitCode {
+    if e.chain().any(|c| c.is::<crate::Interrupted>()) {
+        ExitCode::from(130)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// A channel that turns Ctrl-C and SIGTERM into a cancellation request.
+pub fn cancel_on_signals() -> crate::podman::apply::Cancel {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("devaipod: interrupted, cleaning up (this takes a moment)");
+        let _ = tx.send(true);
+    });
+    rx
+}

@@ -1,0 +1,252 @@
+//! `devaipod up [PATH]`: read the repo's devcontainer.json, plan the pod, and (unless
+//! `--dry-run`) create it and wait until the agent answers.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::devcontainer;
+use crate::git::RepoInfo;
+use crate::names::{Name, random_suffix};
+use crate::plan::{self, ImageState, PlanInput, PodPlan, RepoFacts, Role};
+use crate::podman::{Engine, apply};
+use crate::progress::Progress;
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The repo (or a folder inside it) to work on
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// Workspace NAME (pod devaipod-NAME); default: the folder name plus a short suffix
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Image for the workspace and agent, instead of devcontainer.json's "image"
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Print the plan and create nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Extra label KEY=VALUE on every object created (repeatable)
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Seconds to wait for the agent to answer before rolling back
+    #[arg(long, value_name = "SECS", default_value_t = plan::DEFAULT_READY_TIMEOUT_SECS)]
+    pub timeout: u64,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+/// Finds devcontainer.json for `dir`: in `dir`, else in its parents up to `root`.
+fn find_config(dir: &Path, root: &Path) -> Option<PathBuf> {
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if let Some(found) = devcontainer::find(d) {
+            return Some(found);
+        }
+        if d == root {
+            break;
+        }
+        cur = d.parent();
+    }
+    None
+}
+
+/// Reads everything the plan needs (repo, config, image presence) and builds it.
+async fn make_plan(args: &UpArgs, engine: Option<&Engine>, engine_error: Option<String>) -> Result<PodPlan> {
+    let path = args
+        .path
+        .canonicalize()
+        .with_context(|| format!("{}: no such folder", args.path.display()))?;
+    if !path.is_dir() {
+        bail!("{} is not a folder: pass the repo folder", path.display());
+    }
+    let repo = RepoInfo::detect(&path)?;
+    let subdir = path
+        .strip_prefix(&repo.root)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let folder = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| repo.folder_name());
+    let name = match &args.name {
+        Some(n) => Name::from_user(n).with_context(|| format!("--name {n:?} is not valid"))?,
+        None => Name::derive(&folder, &random_suffix()),
+    };
+    let config_path = find_config(&path, &repo.root);
+    let config = match &config_path {
+        Some(p) => devcontainer::load(p)?.config,
+        None => devcontainer::DevContainer::default(),
+    };
+    let extra_labels: BTreeMap<String, String> = args.labels.iter().cloned().collect();
+    let mut input = PlanInput {
+        name,
+        repo: RepoFacts {
+            root: repo.root.clone(),
+            subdir,
+            path: path.clone(),
+            folder_name: repo.folder_name(),
+            head: repo.head.clone(),
+            branch: repo.branch.clone(),
+            uncommitted: repo.uncommitted,
+        },
+        devcontainer: config,
+        devcontainer_path: config_path,
+        image_override: args.image.clone(),
+        image_state: ImageState::Unknown { note: String::new() },
+        extra_labels,
+        ready_timeout_secs: args.timeout,
+    };
+    let (image, _) = plan::choose_image(&input)?;
+    input.image_state = match engine {
+        Some(engine) => match engine.image_id(&image).await? {
+            Some(id) => ImageState::Present { id },
+            None => ImageState::Missing { note: missing_image_note(&image) },
+        },
+        None => ImageState::Unknown {
+            note: format!(
+                "not checked: {}",
+                engine_error.unwrap_or_else(|| "no engine".into())
+            ),
+        },
+    };
+    Ok(plan::build(&input)?)
+}
+
+fn missing_image_note(image: &str) -> String {
+    if image.starts_with("localhost/devaipod-base") {
+        "not in the local image store; build it with `just image` (devaipod never pulls)".into()
+    } else {
+        format!(
+            "not in the local image store and devaipod never pulls: run `podman pull {image}` or build it, then retry"
+        )
+    }
+}
+
+pub async fn run(args: UpArgs) -> Result<ExitCode> {
+    if args.dry_run {
+        // A dry run works without an engine; it then says the image was not checked.
+        let (engine, err) = match Engine::connect().await {
+            Ok(e) => (Some(e), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
+        let plan = make_plan(&args, engine.as_ref(), err).await?;
+        drop(engine);
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&dry_run_json(&plan))?);
+        } else {
+            print!("{}", render_plan(&plan));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let progress = Progress::new();
+    progress.step("connecting to podman");
+    let mut engine = Engine::connect().await?;
+    progress.step("reading the repo and devcontainer.json");
+    let plan = make_plan(&args, Some(&engine), None).await?;
+    for w in &plan.warnings {
+        progress.warn(w);
+    }
+    let mut cancel = crate::cli::cancel_on_signals();
+    let result = apply::apply(&engine, &plan, &progress, &mut cancel).await;
+    engine.shutdown();
+    let applied = result?;
+    let elapsed = progress.elapsed();
+    drop(progress);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&applied)?);
+    } else {
+        let ws = plan.container(Role::Workspace).map(|c| c.name.as_str()).unwrap_or_default();
+        println!(
+            "pod {} is ready ({:.1}s): the agent answers on http://127.0.0.1:{} inside the pod",
+            applied.pod,
+            elapsed.as_secs_f64(),
+            plan::AGENT_PORT
+        );
+        println!("  shell:   podman exec -it {ws} bash");
+        println!(
+            "  agent:   podman exec -it {ws} opencode attach http://127.0.0.1:{}",
+            plan::AGENT_PORT
+        );
+        println!("  remove:  devaipod delete {}", applied.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `--dry-run --json` document: the plan, with `pod`, `containers`, `volumes` and
+/// `secrets` at the top level. Never contains a secret value.
+pub fn dry_run_json(plan: &PodPlan) -> serde_json::Value {
+    serde_json::json!({
+        "name": plan.name,
+        "image": plan.image,
+        "pod": plan.pod,
+        "containers": plan.containers,
+        "volumes": plan.volumes,
+        "secrets": plan.secrets,
+        "repo": plan.repo,
+        "readiness": plan.readiness,
+        "warnings": plan.warnings,
+    })
+}
+
+/// The human-readable plan.
+pub fn render_plan(plan: &PodPlan) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "plan for workspace {} (dry run: nothing is created)", plan.name);
+    let state = match &plan.image.state {
+        ImageState::Present { id } => format!("present ({})", id.get(..12).unwrap_or(id)),
+        ImageState::Missing { note } => format!("MISSING: {note}"),
+        ImageState::Unknown { note } => note.clone(),
+    };
+    let _ = writeln!(s, "image      {} from {}: {state}", plan.image.reference, plan.image.source);
+    let _ = writeln!(s, "pod        {} (shares only: {})", plan.pod.name, plan.pod.share.join(","));
+    for v in &plan.volumes {
+        let _ = writeln!(s, "volume     {} ({})", v.name, v.role);
+    }
+    let branch = plan.repo.branch.as_deref().unwrap_or("detached HEAD");
+    let _ = writeln!(
+        s,
+        "repo       {} at {} ({branch}) cloned into {} at {}",
+        plan.repo.host_path.display(),
+        plan.repo.head.get(..12).unwrap_or(&plan.repo.head),
+        plan.repo.volume,
+        plan.repo.workspace_folder
+    );
+    for c in &plan.containers {
+        let _ = writeln!(s, "container  {} [{}]", c.name, c.role);
+        let _ = writeln!(s, "             command  {}", c.command.join(" "));
+        let _ = writeln!(s, "             user     {}", c.user.as_deref().unwrap_or("(image default)"));
+        let _ = writeln!(s, "             workdir  {}", c.workdir);
+        if !c.cap_drop.is_empty() {
+            let _ = writeln!(s, "             cap_drop {}", c.cap_drop.join(","));
+        }
+        if !c.security_opt.is_empty() {
+            let _ = writeln!(s, "             security {}", c.security_opt.join(","));
+        }
+        for m in &c.mounts {
+            let _ = writeln!(s, "             mount    {} -> {}", m.source, m.target);
+        }
+        if !c.env.is_empty() {
+            let names: Vec<&str> = c.env.keys().map(String::as_str).collect();
+            let _ = writeln!(s, "             env      {}", names.join(","));
+        }
+    }
+    let _ = writeln!(s, "readiness  {} within {}s", plan.readiness.url, plan.readiness.timeout_secs);
+    for w in &plan.warnings {
+        let _ = writeln!(s, "warning    {w}");
+    }
+    s
+}

@@ -1,0 +1,177 @@
+//! devcontainer.json: find it in a repo and read the properties devaipod uses (pure:
+//! reads only the files it is given, talks to no engine).
+//!
+//! JSONC as the spec defines it: comments, trailing commas and a BOM are accepted; the
+//! JSON5-style extensions the parser crate allows by default are not. Errors name the
+//! file and line:column and never echo the file's content.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// Files larger than this are refused before parsing (a devcontainer.json is a few KB).
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The properties of devcontainer.json that devaipod reads so far (spec names).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DevContainer {
+    pub name: Option<String>,
+    pub image: Option<String>,
+    pub workspace_folder: Option<String>,
+    pub container_user: Option<String>,
+    pub remote_user: Option<String>,
+}
+
+/// A devcontainer.json that was found and read.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub config: DevContainer,
+}
+
+/// Finds the config as the reference CLI does: `.devcontainer/devcontainer.json`, else
+/// `.devcontainer.json`. `None` when the repo has neither.
+pub fn find(repo: &Path) -> Option<PathBuf> {
+    [
+        repo.join(".devcontainer").join("devcontainer.json"),
+        repo.join(".devcontainer.json"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
+/// Reads and parses the config at `path`.
+pub fn load(path: &Path) -> Result<Loaded> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.len() > MAX_CONFIG_BYTES {
+        bail!(
+            "{}: file is {} bytes, larger than the {} byte limit for a devcontainer.json",
+            path.display(),
+            meta.len(),
+            MAX_CONFIG_BYTES
+        );
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let config = parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        config,
+    })
+}
+
+/// A parse error with its 1-based position; Display is `LINE:COL: message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{line}:{column}: {message}")]
+pub struct ParseError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// Parses devcontainer.json text.
+pub fn parse(text: &str) -> Result<DevContainer, ParseError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let options = jsonc_parser::ParseOptions {
+        allow_comments: true,
+        allow_trailing_commas: true,
+        allow_loose_object_property_names: false,
+        allow_missing_commas: false,
+        allow_single_quoted_strings: false,
+        allow_hexadecimal_numbers: false,
+        allow_unary_plus_numbers: false,
+        allow_bare_decimal_point_numbers: false,
+        allow_non_finite_numbers: false,
+        allow_extended_string_escapes: false,
+    };
+    let value: Option<DevContainer> =
+        jsonc_parser::parse_to_serde_value(text, &options).map_err(|e| ParseError {
+            line: e.line_display(),
+            column: e.column_display(),
+            message: describe(e.kind()),
+        })?;
+    value.ok_or(ParseError {
+        line: 1,
+        column: 1,
+        message: "the file is empty; expected a JSON object such as {\"image\": \"...\"}".into(),
+    })
+}
+
+/// Turns the parser's message into ours, without quoting any of the file's content
+/// (serde's "invalid type: string \"...\"" would echo a value).
+fn describe(kind: &jsonc_parser::errors::ParseErrorKind) -> String {
+    let msg = kind.to_string();
+    if let Some(rest) = msg.strip_prefix("invalid type: ") {
+        let expected = rest.rsplit_once(", expected ").map(|(_, e)| e).unwrap_or("another type");
+        let found = rest.split([' ', ',']).next().unwrap_or("value");
+        return format!("wrong type: found {found}, expected {expected}");
+    }
+    let first = msg.chars().next().map(|c| c.to_ascii_lowercase());
+    match first {
+        Some(c) => format!("{c}{}", &msg[1..]),
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_jsonc_with_comments_trailing_commas_and_bom() {
+        let text = "\u{feff}// top\n{\n  /* block */ \"image\": \"localhost/x:1\", // after\n  \"workspaceFolder\": \"/w\",\n  \"remoteUser\": \"dev\",\n}\n";
+        let c = parse(text).expect("parses");
+        assert_eq!(c.image.as_deref(), Some("localhost/x:1"));
+        assert_eq!(c.workspace_folder.as_deref(), Some("/w"));
+        assert_eq!(c.remote_user.as_deref(), Some("dev"));
+        assert_eq!(c.container_user, None);
+    }
+
+    #[test]
+    fn errors_carry_line_and_column() {
+        let e = parse("{\n  \"image\": \"a\"\n  \"name\": \"b\"\n}").expect_err("missing comma");
+        assert_eq!((e.line, e.column), (3, 3), "{e}");
+        assert!(e.message.contains("comma"), "{e}");
+    }
+
+    #[test]
+    fn json5_extensions_are_refused() {
+        for bad in ["{'image': 'x'}", "{image: \"x\"}", "{\"a\": 0x10}", "{\"a\": +1}"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn type_errors_do_not_echo_content() {
+        let e = parse("{\"image\": 12345678}").expect_err("wrong type");
+        assert!(!e.message.contains("12345678"), "{e}");
+        assert!(e.message.contains("expected a string"), "{e}");
+        assert_eq!(e.line, 1);
+    }
+
+    #[test]
+    fn empty_and_deep_inputs_error_without_panic() {
+        assert!(parse("").is_err());
+        assert!(parse("   ").is_err());
+        let deep = "[".repeat(100_000);
+        assert!(parse(&deep).is_err());
+        let deep_obj = format!("{{\"name\": {}", "[".repeat(100_000));
+        assert!(parse(&deep_obj).is_err());
+    }
+
+    #[test]
+    fn find_prefers_the_folder_form() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(find(dir.path()), None);
+        std::fs::write(dir.path().join(".devcontainer.json"), "{}").expect("write");
+        assert_eq!(find(dir.path()), Some(dir.path().join(".devcontainer.json")));
+        std::fs::create_dir(dir.path().join(".devcontainer")).expect("mkdir");
+        std::fs::write(dir.path().join(".devcontainer/devcontainer.json"), "{}").expect("write");
+        assert_eq!(
+            find(dir.path()),
+            Some(dir.path().join(".devcontainer/devcontainer.json"))
+        );
+    }
+}

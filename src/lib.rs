@@ -1,0 +1,23 @@
+//! devaipod: run AI coding agents sandboxed inside reproducible dev environments, using
+//! rootless Podman pods.
+//!
+//! The flow is always config -> pure plan -> apply (see ARCHITECTURE.md):
+//! [`devcontainer`] reads the repo's devcontainer.json, [`plan`] turns it into a
+//! [`plan::PodPlan`] without any I/O, and [`podman`] (the only module that talks to the
+//! engine) applies it.
+
+pub mod cli;
+pub mod devcontainer;
+pub mod git;
+pub mod names;
+pub mod plan;
+pub mod podman;
+pub mod progress;
+
+/// The version recorded in the `io.devaipod.version` label of every object we create.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The user interrupted a command (Ctrl-C or SIGTERM); what it had created was removed.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;

@@ -1,0 +1,390 @@
+//! The pod plan: everything `up` will create, computed from the devcontainer config and
+//! the command line without any I/O. `--dry-run` prints this value and the real `up`
+//! applies the very same value (see [`crate::podman::apply`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Serialize, Serializer};
+
+use crate::devcontainer::DevContainer;
+use crate::names::Name;
+
+pub mod labels;
+
+pub use labels::Role;
+
+/// The port `opencode serve` listens on, on the pod's loopback only.
+pub const AGENT_PORT: u16 = 4096;
+/// Where the agent's own home volume is mounted.
+pub const AGENT_HOME: &str = "/home/agent";
+/// How long `up` waits for the agent to answer before giving up and rolling back.
+pub const DEFAULT_READY_TIMEOUT_SECS: u64 = 120;
+
+/// Whether the image exists in the engine's local store (devaipod never pulls).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum ImageState {
+    /// Present locally.
+    Present { id: String },
+    /// Not present: `up` would fail; the note says how to get it.
+    Missing { note: String },
+    /// Not checked (no engine reachable during `--dry-run`).
+    Unknown { note: String },
+}
+
+/// The image every container of the pod (but the gator) runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImagePlan {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// Where the reference came from: `--image` or the devcontainer.json path.
+    pub source: String,
+    #[serde(flatten)]
+    pub state: ImageState,
+}
+
+/// The pod itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PodSpec {
+    pub name: String,
+    pub hostname: String,
+    /// Namespaces shared between the pod's containers: only the network.
+    pub share: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A named volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VolumeSpec {
+    pub name: String,
+    pub role: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A mount of a named volume into a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MountSpec {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// A podman secret mounted into a container (never its value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretRef {
+    pub name: String,
+    pub target: String,
+}
+
+/// A podman secret devaipod creates (never its value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretSpec {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One container of the pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerSpec {
+    pub role: Role,
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    /// `None`: the image's default user.
+    pub user: Option<String>,
+    pub workdir: String,
+    /// Run podman's init (catatonit) as PID 1 so stop and delete are immediate.
+    pub init: bool,
+    pub cap_drop: Vec<String>,
+    pub cap_add: Vec<String>,
+    pub no_new_privileges: bool,
+    pub security_opt: Vec<String>,
+    pub mounts: Vec<MountSpec>,
+    /// Plain (non-secret) environment; only the names are ever printed.
+    #[serde(rename = "env_names", serialize_with = "keys_only")]
+    pub env: BTreeMap<String, String>,
+    pub secrets: Vec<SecretRef>,
+    pub labels: BTreeMap<String, String>,
+}
+
+fn keys_only<S: Serializer>(env: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(env.keys())
+}
+
+/// How the repo gets into the workspace volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RepoPlan {
+    pub host_path: PathBuf,
+    pub head: String,
+    pub branch: Option<String>,
+    /// Uncommitted changes in the host work tree; they are not included.
+    pub uncommitted: usize,
+    pub volume: String,
+    pub workspace_folder: String,
+    /// Where the containers start: the workspace folder plus the subfolder `up` was
+    /// pointed at.
+    pub workdir: String,
+    /// The user that owns the cloned files (remoteUser, else containerUser, else the
+    /// image's default user).
+    pub owner: Option<String>,
+}
+
+/// How `up` decides the agent is ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadinessPlan {
+    pub url: String,
+    pub timeout_secs: u64,
+}
+
+/// Everything `up` creates, in creation order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PodPlan {
+    pub name: Name,
+    pub image: ImagePlan,
+    pub pod: PodSpec,
+    pub volumes: Vec<VolumeSpec>,
+    pub secrets: Vec<SecretSpec>,
+    pub containers: Vec<ContainerSpec>,
+    pub repo: RepoPlan,
+    pub readiness: ReadinessPlan,
+    /// Warnings the user should see (also printed by `up`).
+    pub warnings: Vec<String>,
+}
+
+impl PodPlan {
+    pub fn container(&self, role: Role) -> Option<&ContainerSpec> {
+        self.containers.iter().find(|c| c.role == role)
+    }
+}
+
+/// The facts about the host repo that the plan needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoFacts {
+    pub root: PathBuf,
+    /// The folder `up` was pointed at, relative to `root` (empty for the top level);
+    /// the containers start there.
+    pub subdir: PathBuf,
+    /// The folder `up` was pointed at (absolute); recorded in the repo label.
+    pub path: PathBuf,
+    pub folder_name: String,
+    pub head: String,
+    pub branch: Option<String>,
+    pub uncommitted: usize,
+}
+
+/// Everything the plan is computed from.
+#[derive(Debug, Clone)]
+pub struct PlanInput {
+    pub name: Name,
+    pub repo: RepoFacts,
+    pub devcontainer: DevContainer,
+    /// Where the devcontainer.json was read from, if any.
+    pub devcontainer_path: Option<PathBuf>,
+    pub image_override: Option<String>,
+    pub image_state: ImageState,
+    /// Extra labels from `--label`, put on every object.
+    pub extra_labels: BTreeMap<String, String>,
+    pub ready_timeout_secs: u64,
+}
+
+/// Why no plan could be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "no image to run: the repo has no devcontainer.json with an \"image\" and no --image was given (pass --image IMAGE, e.g. --image localhost/devaipod-base:latest)"
+    )]
+    NoImage,
+    #[error(
+        "{path}: \"workspaceFolder\" must be an absolute path inside the container (starting with '/')"
+    )]
+    RelativeWorkspaceFolder { path: String },
+    #[error("label {0:?}: the io.devaipod. prefix is reserved for devaipod's own labels")]
+    ReservedLabel(String),
+}
+
+/// The image reference `up` will use, and where it came from.
+pub fn choose_image(input: &PlanInput) -> Result<(String, String), PlanError> {
+    if let Some(img) = &input.image_override {
+        return Ok((img.clone(), "--image".into()));
+    }
+    match (&input.devcontainer.image, &input.devcontainer_path) {
+        (Some(img), Some(path)) => Ok((img.clone(), path.display().to_string())),
+        _ => Err(PlanError::NoImage),
+    }
+}
+
+/// Computes the plan. Pure: no engine, no filesystem.
+pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
+    let (image, source) = choose_image(input)?;
+    for key in input.extra_labels.keys() {
+        if key.starts_with(labels::PREFIX) {
+            return Err(PlanError::ReservedLabel(key.clone()));
+        }
+    }
+    let pod_name = input.name.pod_name();
+    let dc = &input.devcontainer;
+    let workspace_folder = match &dc.workspace_folder {
+        Some(f) if f.starts_with('/') => f.trim_end_matches('/').to_string(),
+        Some(_) => {
+            return Err(PlanError::RelativeWorkspaceFolder {
+                path: input
+                    .devcontainer_path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            });
+        }
+        None => format!("/workspaces/{}", input.repo.folder_name),
+    };
+    let workspace_folder = if workspace_folder.is_empty() {
+        "/".to_string()
+    } else {
+        workspace_folder
+    };
+    let workdir = if input.repo.subdir.as_os_str().is_empty() {
+        workspace_folder.clone()
+    } else {
+        format!(
+            "{}/{}",
+            workspace_folder.trim_end_matches('/'),
+            input.repo.subdir.display()
+        )
+    };
+    let repo_path = input.repo.path.display().to_string();
+    let labels_for = |role: Role| labels::for_object(&input.name, role, &repo_path, &input.extra_labels);
+
+    let ws_volume = format!("{pod_name}-workspace");
+    let home_volume = format!("{pod_name}-agent-home");
+    let volumes = vec![
+        VolumeSpec {
+            name: ws_volume.clone(),
+            role: "workspace".into(),
+            labels: labels_for(Role::Workspace),
+        },
+        VolumeSpec {
+            name: home_volume.clone(),
+            role: "agent-home".into(),
+            labels: labels_for(Role::Agent),
+        },
+    ];
+    let ws_mount = MountSpec {
+        kind: "volume".into(),
+        source: ws_volume.clone(),
+        target: workspace_folder.clone(),
+        read_only: false,
+    };
+    // remoteUser is the user people and tools work as; it owns the clone. The agent
+    // edits the same files, so it runs as that user too (a distinct agent uid comes
+    // with the full hardening).
+    let owner = dc.remote_user.clone().or_else(|| dc.container_user.clone());
+
+    let workspace = ContainerSpec {
+        role: Role::Workspace,
+        name: format!("{pod_name}-workspace"),
+        image: image.clone(),
+        command: vec!["sleep".into(), "infinity".into()],
+        user: dc.container_user.clone(),
+        workdir: workdir.clone(),
+        init: true,
+        cap_drop: vec![],
+        cap_add: vec![],
+        no_new_privileges: false,
+        security_opt: vec![],
+        mounts: vec![ws_mount.clone()],
+        env: BTreeMap::new(),
+        secrets: vec![],
+        labels: labels_for(Role::Workspace),
+    };
+    let agent_env: BTreeMap<String, String> = [
+        ("HOME", AGENT_HOME),
+        ("OPENCODE_DISABLE_AUTOUPDATE", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let agent = ContainerSpec {
+        role: Role::Agent,
+        name: format!("{pod_name}-agent"),
+        image: image.clone(),
+        command: vec![
+            "opencode".into(),
+            "serve".into(),
+            "--hostname".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            AGENT_PORT.to_string(),
+        ],
+        user: owner.clone(),
+        workdir: workdir.clone(),
+        init: true,
+        cap_drop: vec!["ALL".into()],
+        cap_add: vec![],
+        no_new_privileges: true,
+        security_opt: vec!["no-new-privileges".into()],
+        mounts: vec![
+            ws_mount,
+            MountSpec {
+                kind: "volume".into(),
+                source: home_volume,
+                target: AGENT_HOME.into(),
+                read_only: false,
+            },
+        ],
+        env: agent_env,
+        secrets: vec![],
+        labels: labels_for(Role::Agent),
+    };
+
+    let mut warnings = Vec::new();
+    if input.repo.uncommitted > 0 {
+        warnings.push(format!(
+            "{} has {} uncommitted change(s); the workspace gets HEAD ({}) without them",
+            input.repo.root.display(),
+            input.repo.uncommitted,
+            short(&input.repo.head)
+        ));
+    }
+
+    Ok(PodPlan {
+        name: input.name.clone(),
+        image: ImagePlan {
+            reference: image,
+            source,
+            state: input.image_state.clone(),
+        },
+        pod: PodSpec {
+            name: pod_name.clone(),
+            hostname: input.name.to_string(),
+            share: vec!["net".into()],
+            labels: labels_for(Role::Pod),
+        },
+        volumes,
+        secrets: vec![],
+        containers: vec![workspace, agent],
+        repo: RepoPlan {
+            host_path: input.repo.root.clone(),
+            head: input.repo.head.clone(),
+            branch: input.repo.branch.clone(),
+            uncommitted: input.repo.uncommitted,
+            volume: ws_volume,
+            workspace_folder,
+            workdir,
+            owner,
+        },
+        readiness: ReadinessPlan {
+            url: format!("http://127.0.0.1:{AGENT_PORT}/global/health"),
+            timeout_secs: input.ready_timeout_secs,
+        },
+        warnings,
+    })
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
+#[cfg(test)]
+mod tests;

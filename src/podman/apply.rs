@@ -1,0 +1,346 @@
+//! Applying a [`PodPlan`]: create volumes, pod and containers, verify the hardening
+//! podman actually applied, put the repo clone into the workspace volume, start the pod
+//! and wait until the agent answers. Any failure or cancellation removes everything this
+//! `up` created (found by label), so nothing half-made is left behind.
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::Engine;
+use crate::git;
+use crate::plan::{ContainerSpec, ImageState, PodPlan, Role, labels};
+use crate::progress::Progress;
+
+/// Set when the user asked devaipod to stop (Ctrl-C, SIGTERM).
+pub type Cancel = tokio::sync::watch::Receiver<bool>;
+
+/// One created container, as `up --json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CreatedContainer {
+    pub role: Role,
+    pub name: String,
+    pub id: String,
+}
+
+/// What `up` made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    pub name: String,
+    pub pod: String,
+    pub containers: Vec<CreatedContainer>,
+}
+
+/// The libpod PodSpecGenerator for the plan's pod.
+pub fn pod_spec(plan: &PodPlan) -> Value {
+    json!({
+        "name": plan.pod.name,
+        "hostname": plan.pod.hostname,
+        "labels": plan.pod.labels,
+        "shared_namespaces": plan.pod.share,
+    })
+}
+
+/// The libpod SpecGenerator for one container. Every key here is checked against the
+/// created container by [`verify_container`], because libpod ignores unknown keys.
+pub fn container_spec(pod: &str, c: &ContainerSpec) -> Value {
+    let volumes: Vec<Value> = c
+        .mounts
+        .iter()
+        .map(|m| {
+            let options: Vec<&str> = if m.read_only { vec!["ro"] } else { vec![] };
+            json!({ "Name": m.source, "Dest": m.target, "Options": options })
+        })
+        .collect();
+    let mut spec = json!({
+        "name": c.name,
+        "pod": pod,
+        "image": c.image,
+        "command": c.command,
+        "work_dir": c.workdir,
+        "init": c.init,
+        "labels": c.labels,
+        "env": c.env,
+        "cap_drop": c.cap_drop,
+        "cap_add": c.cap_add,
+        "no_new_privileges": c.no_new_privileges,
+        "volumes": volumes,
+        "stop_timeout": 5,
+    });
+    if let Some(user) = &c.user {
+        spec["user"] = json!(user);
+    }
+    spec
+}
+
+/// Checks that podman applied what the spec asked for, from the container's inspect
+/// JSON: capabilities, no-new-privileges, user, init and mounts.
+pub fn verify_container(c: &ContainerSpec, inspect: &Value) -> Result<()> {
+    let name = &c.name;
+    let host = &inspect["HostConfig"];
+    if c.cap_drop.iter().any(|d| d.eq_ignore_ascii_case("ALL")) {
+        let effective: Vec<&str> = inspect["EffectiveCaps"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let unexpected: Vec<&str> = effective
+            .iter()
+            .copied()
+            .filter(|cap| !c.cap_add.iter().any(|a| cap.eq_ignore_ascii_case(a)))
+            .collect();
+        if !unexpected.is_empty() {
+            bail!(
+                "hardening check failed for {name}: it has capabilities {unexpected:?} although all were dropped"
+            );
+        }
+    }
+    if c.no_new_privileges {
+        let opts: Vec<&str> = host["SecurityOpt"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if !opts.iter().any(|o| *o == "no-new-privileges" || *o == "no-new-privileges:true") {
+            bail!("hardening check failed for {name}: no-new-privileges is not set (SecurityOpt {opts:?})");
+        }
+    }
+    if let Some(user) = &c.user {
+        let got = inspect["Config"]["User"].as_str().unwrap_or_default();
+        if got != user {
+            bail!("check failed for {name}: it runs as user {got:?}, expected {user:?}");
+        }
+    }
+    if c.init && inspect["HostConfig"]["Init"].as_bool() != Some(true) {
+        bail!("check failed for {name}: podman did not add the init process");
+    }
+    let mounts = inspect["Mounts"].as_array().cloned().unwrap_or_default();
+    for m in &c.mounts {
+        let found = mounts.iter().any(|x| {
+            x["Name"].as_str() == Some(m.source.as_str())
+                && x["Destination"].as_str() == Some(m.target.as_str())
+        });
+        if !found {
+            bail!(
+                "check failed for {name}: volume {} is not mounted at {}",
+                m.source,
+                m.target
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Resolves a user spec (`NAME`, `UID`, `UID:GID`, `NAME:GROUP`) to numeric ids using the
+/// container's /etc/passwd and /etc/group.
+pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<(u64, u64)> {
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let lookup_passwd = |name: &str| {
+        passwd.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 4 && f[0] == name).then(|| (f[2].parse::<u64>().ok(), f[3].parse::<u64>().ok()))
+        })
+    };
+    let (uid, primary_gid) = match user.parse::<u64>() {
+        Ok(uid) => {
+            let gid = passwd.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 4 && f[2].parse::<u64>().ok() == Some(uid))
+                    .then(|| f[3].parse::<u64>().ok())
+                    .flatten()
+            });
+            (uid, gid.unwrap_or(uid))
+        }
+        Err(_) => match lookup_passwd(user) {
+            Some((Some(uid), Some(gid))) => (uid, gid),
+            _ => bail!("user {user:?} does not exist in the image's /etc/passwd"),
+        },
+    };
+    let gid = match grp {
+        None => primary_gid,
+        Some(g) => match g.parse::<u64>() {
+            Ok(gid) => gid,
+            Err(_) => group
+                .lines()
+                .find_map(|l| {
+                    let f: Vec<&str> = l.split(':').collect();
+                    (f.len() >= 3 && f[0] == g).then(|| f[2].parse::<u64>().ok()).flatten()
+                })
+                .ok_or_else(|| anyhow!("group {g:?} does not exist in the image's /etc/group"))?,
+        },
+    };
+    Ok((uid, gid))
+}
+
+/// Runs `fut` unless cancellation is requested first.
+async fn cancellable<T>(cancel: &mut Cancel, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    if *cancel.borrow() {
+        return Err(crate::Interrupted.into());
+    }
+    tokio::select! {
+        r = fut => r,
+        _ = cancel.wait_for(|c| *c) => Err(crate::Interrupted.into()),
+    }
+}
+
+/// Creates everything in the plan and waits for the agent. On any error (or
+/// cancellation) removes what was created before returning the error.
+pub async fn apply(
+    engine: &Engine,
+    plan: &PodPlan,
+    progress: &Progress,
+    cancel: &mut Cancel,
+) -> Result<Applied> {
+    if let ImageState::Missing { note } = &plan.image.state {
+        bail!("image {} is not available: {note}", plan.image.reference);
+    }
+    let name = plan.name.as_str();
+    if engine.pod_exists(&plan.pod.name).await? {
+        bail!(
+            "pod {} already exists: attach to it, remove it with `devaipod delete {name}`, or choose another --name",
+            plan.pod.name
+        );
+    }
+    let leftovers = engine.volumes_with_label(labels::POD, name).await?;
+    if !leftovers.is_empty() {
+        bail!(
+            "volumes {leftovers:?} are labelled for {name} but there is no pod: they are left over from an earlier run; remove them with `devaipod delete {name} --force` or choose another --name"
+        );
+    }
+    // From here on, everything labelled for `name` was made by this run.
+    let result = create_and_start(engine, plan, progress, cancel).await;
+    if let Err(e) = result {
+        progress.step(&format!("rolling back: removing what was created for {name}"));
+        match engine.remove_labelled(name).await {
+            Ok(_) => progress.finish_step(),
+            Err(re) => {
+                return Err(e.context(format!(
+                    "and the rollback failed too ({re:#}); run `devaipod delete {name} --force`"
+                )));
+            }
+        }
+        return Err(e);
+    }
+    result
+}
+
+async fn create_and_start(
+    engine: &Engine,
+    plan: &PodPlan,
+    progress: &Progress,
+    cancel: &mut Cancel,
+) -> Result<Applied> {
+    let repo_root = plan.repo.host_path.clone();
+    let head = plan.repo.head.clone();
+    let branch = plan.repo.branch.clone();
+    // The host-side clone runs while podman creates the objects.
+    let clone = tokio::task::spawn_blocking(move || {
+        let info = git::RepoInfo {
+            root: repo_root,
+            head,
+            branch,
+            origin: None,
+            uncommitted: 0,
+        };
+        let origin = git::RepoInfo::detect(&info.root).ok().and_then(|i| i.origin);
+        git::clone_head(&git::RepoInfo { origin, ..info })
+    });
+
+    progress.step("creating volumes and pod");
+    let volumes = plan
+        .volumes
+        .iter()
+        .map(|v| async move { engine.create_volume(&v.name, &json!(v.labels)).await });
+    let create_volumes = async {
+        futures_util::future::try_join_all(volumes)
+            .await
+            .context("creating volumes")
+    };
+    let create_pod = async {
+        engine
+            .create_pod(&pod_spec(plan))
+            .await
+            .with_context(|| format!("creating pod {}", plan.pod.name))
+    };
+    cancellable(cancel, async { tokio::try_join!(create_volumes, create_pod) }).await?;
+
+    progress.step("creating containers");
+    let creates = plan.containers.iter().map(|c| async move {
+        let id = engine
+            .create_container(&container_spec(&plan.pod.name, c))
+            .await
+            .with_context(|| format!("creating container {}", c.name))?;
+        let inspect = engine.inspect_container(&c.name).await?;
+        verify_container(c, &inspect)?;
+        Ok::<_, anyhow::Error>(CreatedContainer {
+            role: c.role,
+            name: c.name.clone(),
+            id,
+        })
+    });
+    let created = cancellable(cancel, futures_util::future::try_join_all(creates)).await?;
+
+    progress.step("copying the repo into the workspace volume");
+    let workspace = plan
+        .container(Role::Workspace)
+        .ok_or_else(|| anyhow!("the plan has no workspace container"))?;
+    let (uid, gid) = match &plan.repo.owner {
+        None => (0, 0),
+        Some(owner) => {
+            let passwd = engine.read_file(&workspace.name, "/etc/passwd").await?.unwrap_or_default();
+            let group = engine.read_file(&workspace.name, "/etc/group").await?.unwrap_or_default();
+            resolve_user(owner, &String::from_utf8_lossy(&passwd), &String::from_utf8_lossy(&group))
+                .with_context(|| format!("resolving remoteUser/containerUser {owner:?}"))?
+        }
+    };
+    let clone_dir = clone.await.context("the clone task failed")??;
+    let tar = tokio::task::spawn_blocking({
+        let dir = clone_dir.path().join("repo");
+        move || git::tar_tree(&dir, uid, gid)
+    })
+    .await
+    .context("the packing task failed")??;
+    drop(clone_dir);
+    cancellable(
+        cancel,
+        engine.copy_into(&workspace.name, &plan.repo.workspace_folder, tar),
+    )
+    .await?;
+
+    progress.step("starting pod");
+    cancellable(cancel, engine.start_pod(&plan.pod.name)).await?;
+
+    progress.step("waiting for the agent to answer");
+    super::probe::wait_ready(engine, plan, cancel).await?;
+    progress.finish_step();
+
+    let mut containers = created;
+    containers.sort_by_key(|c| c.role.as_str());
+    Ok(Applied {
+        name: plan.name.to_string(),
+        pod: plan.pod.name.clone(),
+        containers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\ndev:x:1000:1000:dev:/home/dev:/bin/bash\nsvc:x:998:50::/:/bin/false\n";
+    const GROUP: &str = "root:x:0:\ndev:x:1000:\nstaff:x:50:\n";
+
+    #[test]
+    fn resolves_users() {
+        assert_eq!(resolve_user("dev", PASSWD, GROUP).ok(), Some((1000, 1000)));
+        assert_eq!(resolve_user("svc", PASSWD, GROUP).ok(), Some((998, 50)));
+        assert_eq!(resolve_user("root", PASSWD, GROUP).ok(), Some((0, 0)));
+        assert_eq!(resolve_user("1000", PASSWD, GROUP).ok(), Some((1000, 1000)));
+        assert_eq!(resolve_user("4242", PASSWD, GROUP).ok(), Some((4242, 4242)));
+        assert_eq!(resolve_user("dev:staff", PASSWD, GROUP).ok(), Some((1000, 50)));
+        assert_eq!(resolve_user("1000:7", PASSWD, GROUP).ok(), Some((1000, 7)));
+        assert!(resolve_user("nobody-here", PASSWD, GROUP).is_err());
+        assert!(resolve_user("dev:nogroup", PASSWD, GROUP).is_err());
+    }
+}

@@ -1,0 +1,260 @@
+//! Readiness: `up` returns when the agent answers over HTTP on the pod's loopback.
+//!
+//! The host cannot dial into a rootless pod's network namespace, and the user's image
+//! need not contain curl, so devaipod runs *itself* (the hidden `__probe` command) inside
+//! the pod's network namespace: `nsenter --net` rootful, `podman unshare nsenter --net`
+//! rootless. That one subprocess polls every 50 ms with a short per-request timeout
+//! (opencode can leave a request unanswered if it arrives just before it is ready),
+//! while devaipod watches the agent container and gives up at once if it dies.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+
+use super::Engine;
+use super::apply::Cancel;
+use crate::plan::{PodPlan, Role};
+
+/// How often the probe polls.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How long one probe request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How often devaipod checks that the agent container is still running.
+const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+/// Log lines shown when the agent fails to come up.
+const LOG_LINES: usize = 20;
+
+/// Parses `http://HOST:PORT/PATH` (IP literal hosts only; the probe runs inside the pod).
+pub fn parse_url(url: &str) -> Result<(SocketAddr, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("probe URL {url:?} must start with http://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr: SocketAddr = authority
+        .parse()
+        .map_err(|_| anyhow!("probe URL {url:?} needs an IP:PORT authority"))?;
+    Ok((addr, path.to_string()))
+}
+
+/// One HTTP request; true when the server answered with a status line that means it is
+/// serving (2xx, or 401 when a password is set).
+pub fn probe_once(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    let mut got = 0;
+    while got < 12 {
+        match stream.read(&mut buf[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..got]);
+    let status = head.split_whitespace().nth(1).unwrap_or_default();
+    head.starts_with("HTTP/") && (status.starts_with('2') || status == "401")
+}
+
+/// The `__probe` command: poll `url` until it answers or `timeout` passes. Blocking; runs
+/// in its own process inside the pod's network namespace.
+pub fn run_probe(url: &str, timeout: Duration) -> Result<()> {
+    let (addr, path) = parse_url(url)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let started = Instant::now();
+        if probe_once(addr, &path, REQUEST_TIMEOUT) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("{url} did not answer within {}s", timeout.as_secs());
+        }
+        if let Some(rest) = POLL_INTERVAL.checked_sub(started.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+}
+
+/// PID of a process in the pod's network namespace (the infra container's).
+async fn netns_pid(engine: &Engine, pod: &str) -> Result<i64> {
+    let pod_json = engine.inspect_pod(pod).await?;
+    let infra = pod_json["InfraContainerID"]
+        .as_str()
+        .ok_or_else(|| anyhow!("pod {pod} has no infra container"))?;
+    let infra_json = engine.inspect_container(infra).await?;
+    infra_json["State"]["Pid"]
+        .as_i64()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| anyhow!("the infra container of pod {pod} is not running"))
+}
+
+/// The command that runs the probe inside the network namespace of `pid`.
+pub fn probe_command(rootless: bool, podman: &std::path::Path, exe: &std::path::Path, pid: i64, url: &str, timeout: Duration) -> Vec<String> {
+    let mut argv = Vec::new();
+    if rootless {
+        argv.push(podman.display().to_string());
+        argv.push("unshare".into());
+    }
+    argv.extend([
+        "nsenter".to_string(),
+        format!("--net=/proc/{pid}/ns/net"),
+        "--".into(),
+        exe.display().to_string(),
+        "__probe".into(),
+        url.into(),
+        "--timeout-ms".into(),
+        timeout.as_millis().to_string(),
+    ]);
+    argv
+}
+
+/// Waits until the agent answers, the agent dies, the deadline passes or the user
+/// cancels. On failure the error carries the agent's last log lines.
+pub async fn wait_ready(engine: &Engine, plan: &PodPlan, cancel: &mut Cancel) -> Result<()> {
+    let agent = plan
+        .container(Role::Agent)
+        .ok_or_else(|| anyhow!("the plan has no agent container"))?;
+    let timeout = Duration::from_secs(plan.readiness.timeout_secs);
+    let pid = netns_pid(engine, &plan.pod.name).await?;
+    let exe = std::env::current_exe().context("finding the devaipod executable")?;
+    let podman = if engine.rootless() {
+        super::connect::find_podman()?
+    } else {
+        std::path::PathBuf::from("podman")
+    };
+    let argv = probe_command(engine.rootless(), &podman, &exe, pid, &plan.readiness.url, timeout);
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting the readiness probe ({})", argv[0]))?;
+    let mut stderr = child.stderr.take();
+    let mut watch = tokio::time::interval(WATCH_INTERVAL);
+    let failure = loop {
+        tokio::select! {
+            status = child.wait() => {
+                let status = status.context("waiting for the readiness probe")?;
+                if status.success() {
+                    return Ok(());
+                }
+                let mut msg = String::new();
+                if let Some(mut e) = stderr.take() {
+                    use tokio::io::AsyncReadExt;
+                    let _ = e.read_to_string(&mut msg).await;
+                }
+                let msg = super::connect::last_lines(&msg, 3);
+                break format!("the agent did not answer on {} within {}s ({msg})", plan.readiness.url, timeout.as_secs());
+            }
+            _ = watch.tick() => {
+                let inspect = engine.inspect_container(&agent.name).await?;
+                if let Some(reason) = agent_stopped(&inspect) {
+                    break format!("the agent container {} {reason}", agent.name);
+                }
+            }
+            _ = cancel.wait_for(|c| *c) => {
+                return Err(crate::Interrupted.into());
+            }
+        }
+    };
+    let _ = child.start_kill();
+    let logs = engine
+        .logs_tail(&agent.name, LOG_LINES)
+        .await
+        .unwrap_or_else(|e| format!("(could not read its logs: {e:#})"));
+    Err(anyhow!(
+        "{failure}\n--- last {LOG_LINES} lines of {} ---\n{}",
+        agent.name,
+        logs.trim_end()
+    ))
+}
+
+/// `Some(reason)` when the inspected container is no longer running.
+pub fn agent_stopped(inspect: &Value) -> Option<String> {
+    let state = &inspect["State"];
+    let status = state["Status"].as_str().unwrap_or_default();
+    match status {
+        "running" | "created" | "initialized" | "configured" => None,
+        other => Some(format!(
+            "is {other} (exit code {})",
+            state["ExitCode"].as_i64().unwrap_or(-1)
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_probe_urls() {
+        let (a, p) = parse_url("http://127.0.0.1:4096/global/health").expect("url");
+        assert_eq!(a.to_string(), "127.0.0.1:4096");
+        assert_eq!(p, "/global/health");
+        assert_eq!(parse_url("http://127.0.0.1:80").expect("url").1, "/");
+        assert!(parse_url("https://127.0.0.1:1/").is_err());
+        assert!(parse_url("http://localhost:1/").is_err());
+    }
+
+    #[test]
+    fn probe_command_enters_the_netns() {
+        let podman = std::path::Path::new("/usr/bin/podman");
+        let exe = std::path::Path::new("/x/devaipod");
+        let rootful = probe_command(false, podman, exe, 42, "http://127.0.0.1:1/", Duration::from_secs(3));
+        assert_eq!(rootful[..3], ["nsenter", "--net=/proc/42/ns/net", "--"]);
+        assert_eq!(rootful[3..6], ["/x/devaipod", "__probe", "http://127.0.0.1:1/"]);
+        assert_eq!(rootful[7], "3000");
+        let rootless = probe_command(true, podman, exe, 42, "http://127.0.0.1:1/", Duration::from_secs(3));
+        assert_eq!(rootless[..3], ["/usr/bin/podman", "unshare", "nsenter"]);
+    }
+
+    #[test]
+    fn probe_sees_a_real_server_and_its_absence() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf);
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}").expect("write");
+        });
+        assert!(probe_once(addr, "/global/health", Duration::from_secs(2)));
+        server.join().expect("server");
+        // Nothing listens there any more.
+        assert!(!probe_once(addr, "/", Duration::from_millis(200)));
+    }
+
+    #[test]
+    fn probe_times_out_on_a_silent_server() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // Accepts (through the backlog) but never answers, like opencode just before ready.
+        let t = Instant::now();
+        assert!(!probe_once(addr, "/", Duration::from_millis(300)));
+        assert!(t.elapsed() < Duration::from_secs(2));
+        drop(listener);
+    }
+
+    #[test]
+    fn agent_state() {
+        let running = serde_json::json!({"State": {"Status": "running"}});
+        assert_eq!(agent_stopped(&running), None);
+        let dead = serde_json::json!({"State": {"Status": "exited", "ExitCode": 127}});
+        assert_eq!(agent_stopped(&dead).as_deref(), Some("is exited (exit code 127)"));
+    }
+}

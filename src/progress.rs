@@ -1,0 +1,76 @@
+//! Progress display: an indicatif spinner on a terminal, plain `devaipod: ...` lines
+//! otherwise (indicatif hides everything when stderr is not a terminal, so CI and logs
+//! would see nothing).
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Reports the steps of a slow command on stderr.
+#[derive(Debug)]
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    start: Instant,
+}
+
+impl Progress {
+    /// A spinner when stderr is a terminal, plain lines otherwise.
+    pub fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        });
+        Self {
+            bar,
+            start: Instant::now(),
+        }
+    }
+
+    /// Starts a step.
+    pub fn step(&self, msg: &str) {
+        match &self.bar {
+            Some(bar) => bar.set_message(msg.to_string()),
+            None => eprintln!("devaipod: {msg}"),
+        }
+    }
+
+    /// Marks the current step as done (clears the spinner line).
+    pub fn finish_step(&self) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(String::new());
+        }
+    }
+
+    /// Prints a warning without garbling the spinner.
+    pub fn warn(&self, msg: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("warning: {msg}")),
+            None => eprintln!("warning: {msg}"),
+        }
+    }
+
+    /// Time since the command started.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
