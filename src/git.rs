@@ -28,7 +28,12 @@ fn git(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
     cmd.arg("-C")
         .arg(dir)
-        .args(["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"])
+        .args([
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "core.fsmonitor=false",
+        ])
         .env("GIT_TERMINAL_PROMPT", "0")
         .env_remove("GIT_DIR")
         .env_remove("GIT_WORK_TREE");
@@ -85,12 +90,16 @@ impl RepoInfo {
         let branch = {
             let mut cmd = git(&root);
             cmd.args(["symbolic-ref", "--short", "-q", "HEAD"]);
-            run(cmd, "read the current branch").ok().filter(|b| !b.is_empty())
+            run(cmd, "read the current branch")
+                .ok()
+                .filter(|b| !b.is_empty())
         };
         let origin = {
             let mut cmd = git(&root);
             cmd.args(["remote", "get-url", "origin"]);
-            run(cmd, "read the origin remote").ok().filter(|u| !u.is_empty())
+            run(cmd, "read the origin remote")
+                .ok()
+                .filter(|u| !u.is_empty())
         };
         let uncommitted = {
             let mut cmd = git(&root);
@@ -125,9 +134,15 @@ pub fn clone_head(info: &RepoInfo) -> Result<tempfile::TempDir> {
         .context("creating a temporary directory for the clone")?;
     let dest = tmp.path().join("repo");
     let mut cmd = git(&info.root);
-    cmd.args(["clone", "--quiet", "--no-hardlinks", "--no-checkout", "--template="])
-        .arg(&info.root)
-        .arg(&dest);
+    cmd.args([
+        "clone",
+        "--quiet",
+        "--no-hardlinks",
+        "--no-checkout",
+        "--template=",
+    ])
+    .arg(&info.root)
+    .arg(&dest);
     run(cmd, "clone the repository")?;
     let mut cmd = git(&dest);
     match &info.branch {
@@ -149,7 +164,9 @@ pub fn clone_head(info: &RepoInfo) -> Result<tempfile::TempDir> {
 pub fn tar_tree(dir: &Path, uid: u64, gid: u64) -> Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     append_tree(&mut builder, dir, Path::new("."), uid, gid)?;
-    builder.into_inner().context("finishing the workspace tar stream")
+    builder
+        .into_inner()
+        .context("finishing the workspace tar stream")
 }
 
 fn header_for(meta: &std::fs::Metadata, uid: u64, gid: u64) -> tar::Header {
@@ -170,7 +187,8 @@ fn append_tree(
     uid: u64,
     gid: u64,
 ) -> Result<()> {
-    let meta = std::fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let meta =
+        std::fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
     let mut header = header_for(&meta, uid, gid);
     builder
         .append_data(&mut header, rel, std::io::empty())
@@ -217,11 +235,22 @@ mod tests {
         let st = Command::new("git")
             .arg("-C")
             .arg(dir)
-            .args(["-c", "user.name=t", "-c", "user.email=t@e", "-c", "commit.gpgsign=false"])
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@e",
+                "-c",
+                "commit.gpgsign=false",
+            ])
             .args(args)
             .output()
             .expect("git runs");
-        assert!(st.status.success(), "{args:?}: {}", String::from_utf8_lossy(&st.stderr));
+        assert!(
+            st.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
     }
 
     fn repo() -> tempfile::TempDir {
@@ -265,7 +294,10 @@ mod tests {
         let info = RepoInfo::detect(d.path()).expect("detect");
         let clone = clone_head(&info).expect("clone");
         let repo = clone.path().join("repo");
-        assert_eq!(std::fs::read_to_string(repo.join("a.txt")).expect("read"), "one\n");
+        assert_eq!(
+            std::fs::read_to_string(repo.join("a.txt")).expect("read"),
+            "one\n"
+        );
         let hooks = repo.join(".git/hooks");
         assert!(!hooks.exists() || std::fs::read_dir(&hooks).expect("ls").next().is_none());
         let tar = tar_tree(&repo, 1000, 1001).expect("tar");
@@ -277,8 +309,9 @@ mod tests {
             assert_eq!(e.header().gid().expect("gid"), 1001);
             names.push(e.path().expect("path").to_string_lossy().into_owned());
         }
-        assert!(names.contains(&"./a.txt".to_string()), "{names:?}");
-        assert!(names.contains(&"./sub/b.sh".to_string()), "{names:?}");
-        assert!(names.iter().any(|n| n.starts_with("./.git/")), "{names:?}");
+        assert!(names.contains(&".".to_string()), "{names:?}");
+        assert!(names.contains(&"a.txt".to_string()), "{names:?}");
+        assert!(names.contains(&"sub/b.sh".to_string()), "{names:?}");
+        assert!(names.iter().any(|n| n.starts_with(".git/")), "{names:?}");
     }
 }

@@ -25,7 +25,9 @@ pub enum NameError {
         "name {0:?} must start with a lowercase letter or digit and contain only a-z, 0-9, '_', '.' and '-'"
     )]
     BadCharacters(String),
-    #[error("name {0:?} must not itself start with \"devaipod-\" (that prefix is added for the pod)")]
+    #[error(
+        "name {0:?} must not itself start with \"devaipod-\" (that prefix is added for the pod)"
+    )]
     DoublePrefix(String),
 }
 
@@ -120,33 +122,58 @@ mod tests {
     #[test]
     fn accepts_valid_names() {
         for ok in ["a", "0", "hello", "my-repo_1.2", &"a".repeat(54)] {
-            assert_eq!(Name::new(ok).map(|n| n.to_string()), Ok(ok.to_string()), "{ok}");
+            assert_eq!(
+                Name::new(ok).map(|n| n.to_string()),
+                Ok(ok.to_string()),
+                "{ok}"
+            );
         }
     }
 
     #[test]
     fn refuses_invalid_names() {
         assert_eq!(Name::new(""), Err(NameError::Empty));
-        assert!(matches!(Name::new(&"a".repeat(55)), Err(NameError::TooLong(_))));
+        assert!(matches!(
+            Name::new(&"a".repeat(55)),
+            Err(NameError::TooLong(_))
+        ));
         for bad in ["-a", ".a", "_a", "A", "a b", "a/b", "ä", "a:b", "../x"] {
-            assert!(matches!(Name::new(bad), Err(NameError::BadCharacters(_))), "{bad}");
+            assert!(
+                matches!(Name::new(bad), Err(NameError::BadCharacters(_))),
+                "{bad}"
+            );
         }
-        assert!(matches!(Name::new("devaipod-x"), Err(NameError::DoublePrefix(_))));
+        assert!(matches!(
+            Name::new("devaipod-x"),
+            Err(NameError::DoublePrefix(_))
+        ));
     }
 
     #[test]
     fn from_user_strips_one_prefix() {
-        assert_eq!(Name::from_user("devaipod-foo").map(|n| n.pod_name()), Ok("devaipod-foo".into()));
-        assert_eq!(Name::from_user("foo").map(|n| n.pod_name()), Ok("devaipod-foo".into()));
-        assert!(matches!(Name::from_user("devaipod-devaipod-x"), Err(NameError::DoublePrefix(_))));
-        assert_eq!(Name::from_user("devaipod-"), Err(NameError::DoublePrefix("devaipod-".into())));
+        assert_eq!(
+            Name::from_user("devaipod-foo").map(|n| n.pod_name()),
+            Ok("devaipod-foo".into())
+        );
+        assert_eq!(
+            Name::from_user("foo").map(|n| n.pod_name()),
+            Ok("devaipod-foo".into())
+        );
+        assert!(matches!(
+            Name::from_user("devaipod-devaipod-x"),
+            Err(NameError::DoublePrefix(_))
+        ));
+        assert_eq!(
+            Name::from_user("devaipod-"),
+            Err(NameError::DoublePrefix("devaipod-".into()))
+        );
     }
 
     #[test]
     fn derive_makes_valid_names() {
         let cases = [
             ("hello", "hello-ab1cd"),
-            ("My Repo!", "my-repo--ab1cd"),
+            ("My Repo!", "my-repo-ab1cd"),
             ("---", "workspace-ab1cd"),
             ("devaipod-thing", "thing-ab1cd"),
             ("Ünïcode", "n-code-ab1cd"),

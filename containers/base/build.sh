@@ -16,18 +16,12 @@ OPENCODE_VERSION=1.18.34
 PACKAGES=git,ca-certificates,bash,curl,procps,catatonit,less,openssh-client
 here=$(cd "$(dirname "$0")" && pwd)
 
-key=$( { cat "$0"; echo "$SUITE $OPENCODE_VERSION $PACKAGES"; } | sha256sum | cut -c1-16)
 if [ "$(id -u)" = 0 ]; then
     cache=${DEVAIPOD_IMAGE_CACHE:-/var/cache/devaipod}
 else
     cache=${DEVAIPOD_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/devaipod}
 fi
 shared_cache=/var/cache/devaipod
-tarball="$cache/devaipod-base-$key.tar"
-
-case "${1:-}" in
-    --key) echo "$key"; exit 0 ;;
-esac
 
 build_tarball() {
     if [ "$(id -u)" != 0 ]; then
@@ -51,12 +45,21 @@ build_tarball() {
     # Slim: apt lists, docs and caches are not needed in a dev image built offline.
     rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lists/"* \
         "$work/rootfs/usr/share/doc" "$work/rootfs/usr/share/man" "$work/rootfs/usr/share/locale"
-    echo "devaipod-base $key opencode $OPENCODE_VERSION" >"$work/rootfs/etc/devaipod-base-release"
+    echo "devaipod-base rootfs $key opencode $OPENCODE_VERSION" >"$work/rootfs/etc/devaipod-base-release"
     tar --numeric-owner -C "$work/rootfs" -cf "$tarball.tmp" .
     mv "$tarball.tmp" "$tarball"
     rm -rf "$work"
     trap - EXIT
 }
+
+# The rootfs key covers what goes into the tarball; the image key also covers how it is
+# imported (this whole script), so an edit to either rebuilds just what it affects.
+key=$( { declare -f build_tarball; echo "$SUITE $OPENCODE_VERSION $PACKAGES"; } | sha256sum | cut -c1-16)
+image_key=$( { echo "$key"; cat "$0"; } | sha256sum | cut -c1-16)
+tarball="$cache/devaipod-base-$key.tar"
+case "${1:-}" in
+    --key) echo "$image_key"; exit 0 ;;
+esac
 
 if [ ! -f "$tarball" ] && [ -f "$shared_cache/devaipod-base-$key.tar" ]; then
     tarball="$shared_cache/devaipod-base-$key.tar"
@@ -67,13 +70,13 @@ fi
 [ "${1:-}" = --tar-only ] && exit 0
 
 have=$(podman image inspect --format '{{index .Labels "io.devaipod.image-key"}}' "$IMAGE" 2>/dev/null || true)
-if [ "$have" = "$key" ]; then
-    echo "devaipod-base: $IMAGE is up to date ($key)" >&2
+if [ "$have" = "$image_key" ]; then
+    echo "devaipod-base: $IMAGE is up to date ($image_key)" >&2
     exit 0
 fi
-echo "devaipod-base: importing $IMAGE ($key)" >&2
+echo "devaipod-base: importing $IMAGE ($image_key)" >&2
 podman import --quiet \
-    --change "LABEL io.devaipod.image-key=$key" \
+    --change "LABEL io.devaipod.image-key=$image_key" \
     --change "LABEL org.opencontainers.image.title=devaipod-base" \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD ["/bin/bash"]' \

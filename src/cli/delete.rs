@@ -25,9 +25,14 @@ pub async fn run(args: DeleteArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     let mut engine = Engine::connect().await?;
     let pod = name.pod_name();
-    let has_pod = !engine.pods_with_label(labels::POD, name.as_str()).await?.is_empty();
+    let has_pod = !engine
+        .pods_with_label(labels::POD, name.as_str())
+        .await?
+        .is_empty();
     if !has_pod && !args.force {
-        let leftovers = engine.volumes_with_label(labels::POD, name.as_str()).await?;
+        let leftovers = engine
+            .volumes_with_label(labels::POD, name.as_str())
+            .await?;
         if leftovers.is_empty() {
             bail!("no workspace {name}: there is no pod {pod} made by devaipod");
         }

@@ -63,7 +63,11 @@ fn find_config(dir: &Path, root: &Path) -> Option<PathBuf> {
 }
 
 /// Reads everything the plan needs (repo, config, image presence) and builds it.
-async fn make_plan(args: &UpArgs, engine: Option<&Engine>, engine_error: Option<String>) -> Result<PodPlan> {
+async fn make_plan(
+    args: &UpArgs,
+    engine: Option<&Engine>,
+    engine_error: Option<String>,
+) -> Result<PodPlan> {
     let path = args
         .path
         .canonicalize()
@@ -104,7 +108,9 @@ async fn make_plan(args: &UpArgs, engine: Option<&Engine>, engine_error: Option<
         devcontainer: config,
         devcontainer_path: config_path,
         image_override: args.image.clone(),
-        image_state: ImageState::Unknown { note: String::new() },
+        image_state: ImageState::Unknown {
+            note: String::new(),
+        },
         extra_labels,
         ready_timeout_secs: args.timeout,
     };
@@ -112,7 +118,9 @@ async fn make_plan(args: &UpArgs, engine: Option<&Engine>, engine_error: Option<
     input.image_state = match engine {
         Some(engine) => match engine.image_id(&image).await? {
             Some(id) => ImageState::Present { id },
-            None => ImageState::Missing { note: missing_image_note(&image) },
+            None => ImageState::Missing {
+                note: missing_image_note(&image),
+            },
         },
         None => ImageState::Unknown {
             note: format!(
@@ -168,16 +176,26 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&applied)?);
     } else {
-        let ws = plan.container(Role::Workspace).map(|c| c.name.as_str()).unwrap_or_default();
+        let ws = plan
+            .container(Role::Workspace)
+            .map(|c| c.name.as_str())
+            .unwrap_or_default();
+        let user = plan
+            .repo
+            .owner
+            .as_deref()
+            .map(|u| format!("--user {u} "))
+            .unwrap_or_default();
+        let exec = format!("podman exec -it {user}-w {} {ws}", plan.repo.workdir);
         println!(
             "pod {} is ready ({:.1}s): the agent answers on http://127.0.0.1:{} inside the pod",
             applied.pod,
             elapsed.as_secs_f64(),
             plan::AGENT_PORT
         );
-        println!("  shell:   podman exec -it {ws} bash");
+        println!("  shell:   {exec} bash");
         println!(
-            "  agent:   podman exec -it {ws} opencode attach http://127.0.0.1:{}",
+            "  agent:   {exec} opencode attach http://127.0.0.1:{}",
             plan::AGENT_PORT
         );
         println!("  remove:  devaipod delete {}", applied.name);
@@ -205,14 +223,27 @@ pub fn dry_run_json(plan: &PodPlan) -> serde_json::Value {
 pub fn render_plan(plan: &PodPlan) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let _ = writeln!(s, "plan for workspace {} (dry run: nothing is created)", plan.name);
+    let _ = writeln!(
+        s,
+        "plan for workspace {} (dry run: nothing is created)",
+        plan.name
+    );
     let state = match &plan.image.state {
         ImageState::Present { id } => format!("present ({})", id.get(..12).unwrap_or(id)),
         ImageState::Missing { note } => format!("MISSING: {note}"),
         ImageState::Unknown { note } => note.clone(),
     };
-    let _ = writeln!(s, "image      {} from {}: {state}", plan.image.reference, plan.image.source);
-    let _ = writeln!(s, "pod        {} (shares only: {})", plan.pod.name, plan.pod.share.join(","));
+    let _ = writeln!(
+        s,
+        "image      {} from {}: {state}",
+        plan.image.reference, plan.image.source
+    );
+    let _ = writeln!(
+        s,
+        "pod        {} (shares only: {})",
+        plan.pod.name,
+        plan.pod.share.join(",")
+    );
     for v in &plan.volumes {
         let _ = writeln!(s, "volume     {} ({})", v.name, v.role);
     }
@@ -228,7 +259,11 @@ pub fn render_plan(plan: &PodPlan) -> String {
     for c in &plan.containers {
         let _ = writeln!(s, "container  {} [{}]", c.name, c.role);
         let _ = writeln!(s, "             command  {}", c.command.join(" "));
-        let _ = writeln!(s, "             user     {}", c.user.as_deref().unwrap_or("(image default)"));
+        let _ = writeln!(
+            s,
+            "             user     {}",
+            c.user.as_deref().unwrap_or("(image default)")
+        );
         let _ = writeln!(s, "             workdir  {}", c.workdir);
         if !c.cap_drop.is_empty() {
             let _ = writeln!(s, "             cap_drop {}", c.cap_drop.join(","));
@@ -244,7 +279,11 @@ pub fn render_plan(plan: &PodPlan) -> String {
             let _ = writeln!(s, "             env      {}", names.join(","));
         }
     }
-    let _ = writeln!(s, "readiness  {} within {}s", plan.readiness.url, plan.readiness.timeout_secs);
+    let _ = writeln!(
+        s,
+        "readiness  {} within {}s",
+        plan.readiness.url, plan.readiness.timeout_secs
+    );
     for w in &plan.warnings {
         let _ = writeln!(s, "warning    {w}");
     }

@@ -104,7 +104,10 @@ pub fn parse(text: &str) -> Result<DevContainer, ParseError> {
 fn describe(kind: &jsonc_parser::errors::ParseErrorKind) -> String {
     let msg = kind.to_string();
     if let Some(rest) = msg.strip_prefix("invalid type: ") {
-        let expected = rest.rsplit_once(", expected ").map(|(_, e)| e).unwrap_or("another type");
+        let expected = rest
+            .rsplit_once(", expected ")
+            .map(|(_, e)| e)
+            .unwrap_or("another type");
         let found = rest.split([' ', ',']).next().unwrap_or("value");
         return format!("wrong type: found {found}, expected {expected}");
     }
@@ -132,13 +135,19 @@ mod tests {
     #[test]
     fn errors_carry_line_and_column() {
         let e = parse("{\n  \"image\": \"a\"\n  \"name\": \"b\"\n}").expect_err("missing comma");
-        assert_eq!((e.line, e.column), (3, 3), "{e}");
+        // The parser points just after the value that needs a comma.
+        assert_eq!((e.line, e.column), (2, 15), "{e}");
         assert!(e.message.contains("comma"), "{e}");
     }
 
     #[test]
     fn json5_extensions_are_refused() {
-        for bad in ["{'image': 'x'}", "{image: \"x\"}", "{\"a\": 0x10}", "{\"a\": +1}"] {
+        for bad in [
+            "{'image': 'x'}",
+            "{image: \"x\"}",
+            "{\"a\": 0x10}",
+            "{\"a\": +1}",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }
@@ -166,7 +175,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         assert_eq!(find(dir.path()), None);
         std::fs::write(dir.path().join(".devcontainer.json"), "{}").expect("write");
-        assert_eq!(find(dir.path()), Some(dir.path().join(".devcontainer.json")));
+        assert_eq!(
+            find(dir.path()),
+            Some(dir.path().join(".devcontainer.json"))
+        );
         std::fs::create_dir(dir.path().join(".devcontainer")).expect("mkdir");
         std::fs::write(dir.path().join(".devcontainer/devcontainer.json"), "{}").expect("write");
         assert_eq!(

@@ -254,7 +254,8 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         )
     };
     let repo_path = input.repo.path.display().to_string();
-    let labels_for = |role: Role| labels::for_object(&input.name, role, &repo_path, &input.extra_labels);
+    let labels_for =
+        |role: Role| labels::for_object(&input.name, role, &repo_path, &input.extra_labels);
 
     let ws_volume = format!("{pod_name}-workspace");
     let home_volume = format!("{pod_name}-agent-home");
@@ -298,13 +299,11 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         secrets: vec![],
         labels: labels_for(Role::Workspace),
     };
-    let agent_env: BTreeMap<String, String> = [
-        ("HOME", AGENT_HOME),
-        ("OPENCODE_DISABLE_AUTOUPDATE", "1"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let agent_env: BTreeMap<String, String> =
+        [("HOME", AGENT_HOME), ("OPENCODE_DISABLE_AUTOUPDATE", "1")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
     let agent = ContainerSpec {
         role: Role::Agent,
         name: format!("{pod_name}-agent"),

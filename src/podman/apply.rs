@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::Engine;
 use crate::git;
-use crate::plan::{ContainerSpec, ImageState, PodPlan, Role, labels};
+use crate::plan::{ContainerSpec, ImageState, PodPlan, PodSpec, Role, labels};
 use crate::progress::Progress;
 
 /// Set when the user asked devaipod to stop (Ctrl-C, SIGTERM).
@@ -43,7 +43,7 @@ pub fn pod_spec(plan: &PodPlan) -> Value {
 
 /// The libpod SpecGenerator for one container. Every key here is checked against the
 /// created container by [`verify_container`], because libpod ignores unknown keys.
-pub fn container_spec(pod: &str, c: &ContainerSpec) -> Value {
+pub fn container_spec(pod: &PodSpec, c: &ContainerSpec) -> Value {
     let volumes: Vec<Value> = c
         .mounts
         .iter()
@@ -54,7 +54,10 @@ pub fn container_spec(pod: &str, c: &ContainerSpec) -> Value {
         .collect();
     let mut spec = json!({
         "name": c.name,
-        "pod": pod,
+        "pod": pod.name,
+        // Only the network is shared, so each container has its own UTS namespace:
+        // give it the workspace's name rather than a container id.
+        "hostname": pod.hostname,
         "image": c.image,
         "command": c.command,
         "work_dir": c.workdir,
@@ -99,8 +102,13 @@ pub fn verify_container(c: &ContainerSpec, inspect: &Value) -> Result<()> {
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        if !opts.iter().any(|o| *o == "no-new-privileges" || *o == "no-new-privileges:true") {
-            bail!("hardening check failed for {name}: no-new-privileges is not set (SecurityOpt {opts:?})");
+        if !opts
+            .iter()
+            .any(|o| *o == "no-new-privileges" || *o == "no-new-privileges:true")
+        {
+            bail!(
+                "hardening check failed for {name}: no-new-privileges is not set (SecurityOpt {opts:?})"
+            );
         }
     }
     if let Some(user) = &c.user {
@@ -139,7 +147,8 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<(u64, u64)>
     let lookup_passwd = |name: &str| {
         passwd.lines().find_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
-            (f.len() >= 4 && f[0] == name).then(|| (f[2].parse::<u64>().ok(), f[3].parse::<u64>().ok()))
+            (f.len() >= 4 && f[0] == name)
+                .then(|| (f[2].parse::<u64>().ok(), f[3].parse::<u64>().ok()))
         })
     };
     let (uid, primary_gid) = match user.parse::<u64>() {
@@ -165,7 +174,9 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<(u64, u64)>
                 .lines()
                 .find_map(|l| {
                     let f: Vec<&str> = l.split(':').collect();
-                    (f.len() >= 3 && f[0] == g).then(|| f[2].parse::<u64>().ok()).flatten()
+                    (f.len() >= 3 && f[0] == g)
+                        .then(|| f[2].parse::<u64>().ok())
+                        .flatten()
                 })
                 .ok_or_else(|| anyhow!("group {g:?} does not exist in the image's /etc/group"))?,
         },
@@ -174,7 +185,10 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<(u64, u64)>
 }
 
 /// Runs `fut` unless cancellation is requested first.
-async fn cancellable<T>(cancel: &mut Cancel, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+async fn cancellable<T>(
+    cancel: &mut Cancel,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
     if *cancel.borrow() {
         return Err(crate::Interrupted.into());
     }
@@ -211,7 +225,9 @@ pub async fn apply(
     // From here on, everything labelled for `name` was made by this run.
     let result = create_and_start(engine, plan, progress, cancel).await;
     if let Err(e) = result {
-        progress.step(&format!("rolling back: removing what was created for {name}"));
+        progress.step(&format!(
+            "rolling back: removing what was created for {name}"
+        ));
         match engine.remove_labelled(name).await {
             Ok(_) => progress.finish_step(),
             Err(re) => {
@@ -243,7 +259,9 @@ async fn create_and_start(
             origin: None,
             uncommitted: 0,
         };
-        let origin = git::RepoInfo::detect(&info.root).ok().and_then(|i| i.origin);
+        let origin = git::RepoInfo::detect(&info.root)
+            .ok()
+            .and_then(|i| i.origin);
         git::clone_head(&git::RepoInfo { origin, ..info })
     });
 
@@ -263,12 +281,15 @@ async fn create_and_start(
             .await
             .with_context(|| format!("creating pod {}", plan.pod.name))
     };
-    cancellable(cancel, async { tokio::try_join!(create_volumes, create_pod) }).await?;
+    cancellable(cancel, async {
+        tokio::try_join!(create_volumes, create_pod)
+    })
+    .await?;
 
     progress.step("creating containers");
     let creates = plan.containers.iter().map(|c| async move {
         let id = engine
-            .create_container(&container_spec(&plan.pod.name, c))
+            .create_container(&container_spec(&plan.pod, c))
             .await
             .with_context(|| format!("creating container {}", c.name))?;
         let inspect = engine.inspect_container(&c.name).await?;
@@ -281,6 +302,11 @@ async fn create_and_start(
     });
     let created = cancellable(cancel, futures_util::future::try_join_all(creates)).await?;
 
+    // Podman chowns a fresh volume's root to the user of whichever container mounts it
+    // first, at start; copying the repo after the start makes its ownership final.
+    progress.step("starting pod");
+    cancellable(cancel, engine.start_pod(&plan.pod.name)).await?;
+
     progress.step("copying the repo into the workspace volume");
     let workspace = plan
         .container(Role::Workspace)
@@ -288,10 +314,20 @@ async fn create_and_start(
     let (uid, gid) = match &plan.repo.owner {
         None => (0, 0),
         Some(owner) => {
-            let passwd = engine.read_file(&workspace.name, "/etc/passwd").await?.unwrap_or_default();
-            let group = engine.read_file(&workspace.name, "/etc/group").await?.unwrap_or_default();
-            resolve_user(owner, &String::from_utf8_lossy(&passwd), &String::from_utf8_lossy(&group))
-                .with_context(|| format!("resolving remoteUser/containerUser {owner:?}"))?
+            let passwd = engine
+                .read_file(&workspace.name, "/etc/passwd")
+                .await?
+                .unwrap_or_default();
+            let group = engine
+                .read_file(&workspace.name, "/etc/group")
+                .await?
+                .unwrap_or_default();
+            resolve_user(
+                owner,
+                &String::from_utf8_lossy(&passwd),
+                &String::from_utf8_lossy(&group),
+            )
+            .with_context(|| format!("resolving remoteUser/containerUser {owner:?}"))?
         }
     };
     let clone_dir = clone.await.context("the clone task failed")??;
@@ -307,9 +343,6 @@ async fn create_and_start(
         engine.copy_into(&workspace.name, &plan.repo.workspace_folder, tar),
     )
     .await?;
-
-    progress.step("starting pod");
-    cancellable(cancel, engine.start_pod(&plan.pod.name)).await?;
 
     progress.step("waiting for the agent to answer");
     super::probe::wait_ready(engine, plan, cancel).await?;
@@ -338,7 +371,10 @@ mod tests {
         assert_eq!(resolve_user("root", PASSWD, GROUP).ok(), Some((0, 0)));
         assert_eq!(resolve_user("1000", PASSWD, GROUP).ok(), Some((1000, 1000)));
         assert_eq!(resolve_user("4242", PASSWD, GROUP).ok(), Some((4242, 4242)));
-        assert_eq!(resolve_user("dev:staff", PASSWD, GROUP).ok(), Some((1000, 50)));
+        assert_eq!(
+            resolve_user("dev:staff", PASSWD, GROUP).ok(),
+            Some((1000, 50))
+        );
         assert_eq!(resolve_user("1000:7", PASSWD, GROUP).ok(), Some((1000, 7)));
         assert!(resolve_user("nobody-here", PASSWD, GROUP).is_err());
         assert!(resolve_user("dev:nogroup", PASSWD, GROUP).is_err());

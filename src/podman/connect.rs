@@ -28,7 +28,9 @@ pub enum Endpoint {
 pub fn parse_container_host(value: &str) -> Result<PathBuf> {
     if let Some(path) = value.strip_prefix("unix://") {
         if path.is_empty() {
-            bail!("CONTAINER_HOST={value:?} has no socket path (expected unix:///path/to/podman.sock)");
+            bail!(
+                "CONTAINER_HOST={value:?} has no socket path (expected unix:///path/to/podman.sock)"
+            );
         }
         return Ok(PathBuf::from(path));
     }
@@ -46,9 +48,13 @@ pub fn default_sockets(euid: u32, xdg_runtime_dir: Option<&Path>) -> Vec<PathBuf
     if let Some(dir) = xdg_runtime_dir {
         v.push(dir.join("podman/podman.sock"));
     }
-    v.push(PathBuf::from(format!("/run/user/{euid}/podman/podman.sock")));
+    v.push(PathBuf::from(format!(
+        "/run/user/{euid}/podman/podman.sock"
+    )));
     // Podman's own fallback when there is no login session (no /run/user/UID).
-    v.push(PathBuf::from(format!("/tmp/podman-run-{euid}/podman/podman.sock")));
+    v.push(PathBuf::from(format!(
+        "/tmp/podman-run-{euid}/podman/podman.sock"
+    )));
     v.dedup();
     v
 }
@@ -211,7 +217,12 @@ mod tests {
             parse_container_host("unix:///run/x.sock").ok(),
             Some(PathBuf::from("/run/x.sock"))
         );
-        for bad in ["unix://", "tcp://1.2.3.4:80", "ssh://u@h/run/podman.sock", "/run/x.sock"] {
+        for bad in [
+            "unix://",
+            "tcp://1.2.3.4:80",
+            "ssh://u@h/run/podman.sock",
+            "/run/x.sock",
+        ] {
             let e = parse_container_host(bad).expect_err(bad);
             assert!(format!("{e}").contains("CONTAINER_HOST"), "{e}");
         }
@@ -219,7 +230,10 @@ mod tests {
 
     #[test]
     fn default_sockets_follow_uid_and_runtime_dir() {
-        assert_eq!(default_sockets(0, None), vec![PathBuf::from("/run/podman/podman.sock")]);
+        assert_eq!(
+            default_sockets(0, None),
+            vec![PathBuf::from("/run/podman/podman.sock")]
+        );
         let v = default_sockets(1000, Some(Path::new("/run/user/1000")));
         assert_eq!(
             v,

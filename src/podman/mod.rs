@@ -65,10 +65,11 @@ fn fault(code: u16, message: String) -> anyhow::Error {
 
 /// The HTTP status of a Podman API error, if it is one.
 pub fn status_of(e: &anyhow::Error) -> Option<u16> {
-    e.chain().find_map(|c| match c.downcast_ref::<EngineError>() {
-        Some(EngineError::Api { code, .. }) => Some(*code),
-        _ => None,
-    })
+    e.chain()
+        .find_map(|c| match c.downcast_ref::<EngineError>() {
+            Some(EngineError::Api { code, .. }) => Some(*code),
+            _ => None,
+        })
 }
 
 /// Maps non-2xx responses to `Fault` with libpod's `message` field.
@@ -117,9 +118,13 @@ impl std::fmt::Debug for Engine {
 
 /// Checks the engine version: 4.3 or newer, but not 5.0.x.
 pub fn check_version(version: &str) -> Result<()> {
-    let mut parts = version.split(['.', '-', '+']).map(|p| p.parse::<u32>().ok());
+    let mut parts = version
+        .split(['.', '-', '+'])
+        .map(|p| p.parse::<u32>().ok());
     let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
-        bail!("cannot understand the Podman version {version:?}; devaipod needs Podman 4.3 or newer");
+        bail!(
+            "cannot understand the Podman version {version:?}; devaipod needs Podman 4.3 or newer"
+        );
     };
     if (major, minor) < (4, 3) {
         bail!(
@@ -266,7 +271,10 @@ impl Engine {
     /// Creates a pod from a libpod PodSpecGenerator.
     pub async fn create_pod(&self, spec: &Value) -> Result<String> {
         let v = self.post_json("/libpod/pods/create", spec).await?;
-        Ok(v.get("Id").and_then(Value::as_str).unwrap_or_default().to_string())
+        Ok(v.get("Id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string())
     }
 
     /// Creates a named volume with labels.
@@ -279,7 +287,10 @@ impl Engine {
     /// Creates a container from a libpod SpecGenerator; returns its id.
     pub async fn create_container(&self, spec: &Value) -> Result<String> {
         let v = self.post_json("/libpod/containers/create", spec).await?;
-        Ok(v.get("Id").and_then(Value::as_str).unwrap_or_default().to_string())
+        Ok(v.get("Id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string())
     }
 
     /// Raw container inspect (tolerant of version differences).
@@ -298,7 +309,13 @@ impl Engine {
 
     /// Starts a pod (a pod that is already running is fine).
     pub async fn start_pod(&self, name: &str) -> Result<()> {
-        match self.post_json(&format!("/libpod/pods/{}/start", encode(name)), &Value::Null).await {
+        match self
+            .post_json(
+                &format!("/libpod/pods/{}/start", encode(name)),
+                &Value::Null,
+            )
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if status_of(&e) == Some(304) => Ok(()),
             Err(e) => Err(e.context(format!("starting pod {name}"))),
@@ -307,9 +324,12 @@ impl Engine {
 
     /// Unpacks a tar stream into `path` of a (created or running) container; paths
     /// inside mounted volumes land in the volume.
+    ///
+    /// Ownership comes from the tar headers (`copyUIDGID=false`); libpod would otherwise
+    /// chown everything to the container's main user.
     pub async fn copy_into(&self, container: &str, path: &str, tar: Vec<u8>) -> Result<()> {
         let ep = format!(
-            "{API_PREFIX}/libpod/containers/{}/archive?path={}",
+            "{API_PREFIX}/libpod/containers/{}/archive?path={}&copyUIDGID=false",
             encode(container),
             encode(path)
         );
@@ -342,7 +362,10 @@ impl Engine {
             .await
             .with_context(|| format!("reading {container}:{path}"))?;
         let mut archive = tar::Archive::new(&bytes[..]);
-        for entry in archive.entries().context("reading the archive from podman")? {
+        for entry in archive
+            .entries()
+            .context("reading the archive from podman")?
+        {
             let mut entry = entry.context("reading the archive from podman")?;
             if entry.header().entry_type().is_file() {
                 let mut buf = Vec::new();
@@ -416,9 +439,15 @@ impl Engine {
         // Killing first makes removal immediate: a forced remove would otherwise give
         // every container its stop timeout.
         let _ = self
-            .post_json(&format!("/libpod/pods/{}/kill?signal=KILL", encode(name)), &Value::Null)
+            .post_json(
+                &format!("/libpod/pods/{}/kill?signal=KILL", encode(name)),
+                &Value::Null,
+            )
             .await;
-        match self.delete_req(&format!("/libpod/pods/{}?force=true", encode(name))).await {
+        match self
+            .delete_req(&format!("/libpod/pods/{}?force=true", encode(name)))
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if status_of(&e) == Some(404) => Ok(()),
             Err(e) => Err(e.context(format!("removing pod {name}"))),
@@ -428,7 +457,10 @@ impl Engine {
     /// Force-removes a container (and its anonymous volumes). Missing is fine.
     pub async fn remove_container(&self, name: &str) -> Result<()> {
         match self
-            .delete_req(&format!("/libpod/containers/{}?force=true&v=true&timeout=0", encode(name)))
+            .delete_req(&format!(
+                "/libpod/containers/{}?force=true&v=true&timeout=0",
+                encode(name)
+            ))
             .await
         {
             Ok(()) => Ok(()),
@@ -439,7 +471,10 @@ impl Engine {
 
     /// Removes a volume. Missing is fine.
     pub async fn remove_volume(&self, name: &str) -> Result<()> {
-        match self.delete_req(&format!("/libpod/volumes/{}?force=true", encode(name))).await {
+        match self
+            .delete_req(&format!("/libpod/volumes/{}?force=true", encode(name)))
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if status_of(&e) == Some(404) => Ok(()),
             Err(e) => Err(e.context(format!("removing volume {name}"))),
@@ -450,8 +485,9 @@ impl Engine {
     /// containers), stray containers, then volumes. Returns what was removed.
     pub async fn remove_labelled(&self, name: &str) -> Result<Removed> {
         let pods = self.pods_with_label(labels::POD, name).await?;
-        futures_util::future::try_join_all(pods.iter().map(|p| self.remove_pod(p))).await?;
         let containers = self.containers_with_label(labels::POD, name).await?;
+        futures_util::future::try_join_all(pods.iter().map(|p| self.remove_pod(p))).await?;
+        // Containers of the removed pods are gone already (404 is fine); this catches strays.
         futures_util::future::try_join_all(containers.iter().map(|c| self.remove_container(c)))
             .await?;
         let volumes = self.volumes_with_label(labels::POD, name).await?;

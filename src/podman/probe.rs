@@ -100,7 +100,14 @@ async fn netns_pid(engine: &Engine, pod: &str) -> Result<i64> {
 }
 
 /// The command that runs the probe inside the network namespace of `pid`.
-pub fn probe_command(rootless: bool, podman: &std::path::Path, exe: &std::path::Path, pid: i64, url: &str, timeout: Duration) -> Vec<String> {
+pub fn probe_command(
+    rootless: bool,
+    podman: &std::path::Path,
+    exe: &std::path::Path,
+    pid: i64,
+    url: &str,
+    timeout: Duration,
+) -> Vec<String> {
     let mut argv = Vec::new();
     if rootless {
         argv.push(podman.display().to_string());
@@ -133,7 +140,14 @@ pub async fn wait_ready(engine: &Engine, plan: &PodPlan, cancel: &mut Cancel) ->
     } else {
         std::path::PathBuf::from("podman")
     };
-    let argv = probe_command(engine.rootless(), &podman, &exe, pid, &plan.readiness.url, timeout);
+    let argv = probe_command(
+        engine.rootless(),
+        &podman,
+        &exe,
+        pid,
+        &plan.readiness.url,
+        timeout,
+    );
     let mut child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(std::process::Stdio::null())
@@ -213,11 +227,28 @@ mod tests {
     fn probe_command_enters_the_netns() {
         let podman = std::path::Path::new("/usr/bin/podman");
         let exe = std::path::Path::new("/x/devaipod");
-        let rootful = probe_command(false, podman, exe, 42, "http://127.0.0.1:1/", Duration::from_secs(3));
+        let rootful = probe_command(
+            false,
+            podman,
+            exe,
+            42,
+            "http://127.0.0.1:1/",
+            Duration::from_secs(3),
+        );
         assert_eq!(rootful[..3], ["nsenter", "--net=/proc/42/ns/net", "--"]);
-        assert_eq!(rootful[3..6], ["/x/devaipod", "__probe", "http://127.0.0.1:1/"]);
+        assert_eq!(
+            rootful[3..6],
+            ["/x/devaipod", "__probe", "http://127.0.0.1:1/"]
+        );
         assert_eq!(rootful[7], "3000");
-        let rootless = probe_command(true, podman, exe, 42, "http://127.0.0.1:1/", Duration::from_secs(3));
+        let rootless = probe_command(
+            true,
+            podman,
+            exe,
+            42,
+            "http://127.0.0.1:1/",
+            Duration::from_secs(3),
+        );
         assert_eq!(rootless[..3], ["/usr/bin/podman", "unshare", "nsenter"]);
     }
 
@@ -230,7 +261,8 @@ mod tests {
             let (mut s, _) = listener.accept().expect("accept");
             let mut buf = [0u8; 256];
             let _ = s.read(&mut buf);
-            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}").expect("write");
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                .expect("write");
         });
         assert!(probe_once(addr, "/global/health", Duration::from_secs(2)));
         server.join().expect("server");
@@ -255,6 +287,9 @@ mod tests {
         let running = serde_json::json!({"State": {"Status": "running"}});
         assert_eq!(agent_stopped(&running), None);
         let dead = serde_json::json!({"State": {"Status": "exited", "ExitCode": 127}});
-        assert_eq!(agent_stopped(&dead).as_deref(), Some("is exited (exit code 127)"));
+        assert_eq!(
+            agent_stopped(&dead).as_deref(),
+            Some("is exited (exit code 127)")
+        );
     }
 }

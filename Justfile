@@ -1,0 +1,118 @@
+# devaipod's front door. `just --list` shows the recipes.
+#
+#   just demo    install what is missing, build devaipod and the image, `up` examples/hello
+#   just test    everything CI runs: checks, unit/CLI tests, real-Podman tests rootful and rootless
+#   just check   fmt, clippy -D warnings, unit and CLI tests (before every commit)
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# On hybrid (v1) cgroup hosts podman needs runc and no default ulimits; point podman
+# at the repo's containers.conf there (and only there). A cgroup v2 host gets nothing.
+hybrid := `if [ -d /sys/fs/cgroup/unified ] && [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then echo yes; else echo no; fi`
+export CONTAINERS_CONF := if hybrid == "yes" { justfile_directory() / "containers/hybrid-cgroups.conf" } else { env_var_or_default("CONTAINERS_CONF", "") }
+
+sudo := if `id -u` == "0" { "" } else { "sudo" }
+# The fixed rootless user the root-run test suite uses for its rootless leg.
+test_user := "dvp-ci"
+stage := "/tmp/devaipod-test-stage"
+
+default:
+    @just --list
+
+# Install Podman and the tools devaipod and its tests need (apt; only what is missing)
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    need=()
+    for pair in podman:podman runc:runc newuidmap:uidmap slirp4netns:slirp4netns \
+                fuse-overlayfs:fuse-overlayfs catatonit:catatonit debootstrap:debootstrap \
+                git:git nsenter:util-linux; do
+        cmd=${pair%%:*}; pkg=${pair#*:}
+        command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/libexec/podman/$cmd" ] || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
+    done
+    [ -x /bin/busybox ] || need+=(busybox-static)
+    command -v npm >/dev/null 2>&1 || need+=(npm)
+    if [ ${#need[@]} -gt 0 ]; then
+        echo "installing: ${need[*]}"
+        {{sudo}} apt-get update -qq
+        {{sudo}} env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+    podman --version
+
+# Build devaipod (debug)
+build:
+    cargo build
+
+# Build localhost/devaipod-base:latest offline (cached by content key)
+image: setup
+    {{sudo}} containers/base/build.sh --tar-only
+    containers/base/build.sh
+
+# Small images the tests use
+test-images: setup
+    tests/images/build-broken.sh
+
+# The main job: build everything and `devaipod up` the bundled example repo
+demo: setup build image
+    ./target/debug/devaipod up examples/hello
+
+# fmt, clippy -D warnings, unit and CLI tests (no engine needed)
+check:
+    cargo fmt --check
+    cargo clippy --all-targets -- -D warnings
+    cargo test --lib --bins --test cli
+
+# Everything CI runs: check, then the real-Podman tests rootful and rootless
+test: check setup image test-images
+    just test-rootful
+    just test-rootless
+
+# Real-Podman tests against the root (rootful) engine
+test-rootful: _stage
+    #!/usr/bin/env bash
+    set -euo pipefail
+    {{stage}}/cleanup.sh
+    {{sudo}} env CONTAINERS_CONF="$CONTAINERS_CONF" DEVAIPOD_BIN={{stage}}/devaipod PATH="$PATH" \
+        {{stage}}/podman-tests --test-threads=2
+
+# Real-Podman tests against a rootless engine (the test user when root, else yourself)
+test-rootless: _stage
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ "$(id -u)" = 0 ]; then
+        user={{test_user}}
+        id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
+        uid=$(id -u "$user")
+        # Test machine only: slirp4netns needs /dev/net/tun, which is 0600 here.
+        [ "$(stat -c %a /dev/net/tun)" = 666 ] || chmod 0666 /dev/net/tun
+        install -d -m 0700 -o "$user" -g "$user" "/run/user/$uid"
+        run=(runuser -u "$user" -- env -i HOME="/home/$user" USER="$user" LOGNAME="$user"
+             PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin XDG_RUNTIME_DIR="/run/user/$uid"
+             CONTAINERS_CONF="$CONTAINERS_CONF" DEVAIPOD_BIN={{stage}}/devaipod
+             DEVAIPOD_IMAGE_CACHE=/var/cache/devaipod)
+    else
+        run=(env DEVAIPOD_BIN={{stage}}/devaipod)
+    fi
+    cd /tmp
+    "${run[@]}" bash {{stage}}/build.sh
+    "${run[@]}" bash {{stage}}/build-broken.sh
+    "${run[@]}" {{stage}}/cleanup.sh
+    "${run[@]}" {{stage}}/podman-tests --test-threads=2
+
+# Copy the binaries and scripts the Podman tests need where any user can read them
+_stage:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build
+    exe=$(cargo test --test podman --no-run 2>&1 | sed -n 's/.*Executable tests\/podman.rs (\(.*\))/\1/p' | tail -1)
+    [ -n "$exe" ] || { echo "could not find the podman test executable" >&2; exit 1; }
+    rm -rf {{stage}}; install -d -m 0755 {{stage}}
+    cp target/debug/devaipod {{stage}}/devaipod
+    cp "$exe" {{stage}}/podman-tests
+    cp containers/base/build.sh tests/images/build-broken.sh tests/cleanup.sh {{stage}}/
+    [ -z "$CONTAINERS_CONF" ] || cp "$CONTAINERS_CONF" {{stage}}/containers.conf
+    chmod -R a+rX {{stage}}
+
+# Benchmarks (see docs/benchmarks.md)
+bench: build image
+    @echo "the benchmark suite lands with issue 3; nothing to measure yet"

@@ -1,0 +1,158 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::*;
+use crate::devcontainer::DevContainer;
+
+fn input() -> PlanInput {
+    PlanInput {
+        name: Name::new("demo").expect("name"),
+        repo: RepoFacts {
+            root: PathBuf::from("/home/u/src/proj"),
+            subdir: PathBuf::new(),
+            path: PathBuf::from("/home/u/src/proj"),
+            folder_name: "proj".into(),
+            head: "0123456789abcdef0123456789abcdef01234567".into(),
+            branch: Some("main".into()),
+            uncommitted: 0,
+        },
+        devcontainer: DevContainer {
+            image: Some("localhost/devaipod-base:latest".into()),
+            remote_user: Some("dev".into()),
+            ..Default::default()
+        },
+        devcontainer_path: Some(PathBuf::from(
+            "/home/u/src/proj/.devcontainer/devcontainer.json",
+        )),
+        image_override: None,
+        image_state: ImageState::Present { id: "abc".into() },
+        extra_labels: BTreeMap::new(),
+        ready_timeout_secs: 60,
+    }
+}
+
+#[test]
+fn the_default_plan() {
+    let plan = build(&input()).expect("plan");
+    assert_eq!(plan.pod.name, "devaipod-demo");
+    assert_eq!(plan.pod.share, ["net"]);
+    assert_eq!(plan.repo.workspace_folder, "/workspaces/proj");
+    let roles: Vec<Role> = plan.containers.iter().map(|c| c.role).collect();
+    assert_eq!(roles, [Role::Workspace, Role::Agent]);
+    let ws = plan.container(Role::Workspace).expect("ws");
+    assert!(ws.init, "workspace needs an init so stop is immediate");
+    assert_eq!(ws.user, None);
+    assert_eq!(ws.mounts[0].target, "/workspaces/proj");
+    let agent = plan.container(Role::Agent).expect("agent");
+    assert_eq!(agent.cap_drop, ["ALL"]);
+    assert!(agent.cap_add.is_empty());
+    assert!(agent.no_new_privileges);
+    assert_eq!(agent.user.as_deref(), Some("dev"));
+    assert_eq!(agent.command[..2], ["opencode", "serve"]);
+    assert!(
+        agent
+            .command
+            .windows(2)
+            .any(|w| w == ["--hostname", "127.0.0.1"])
+    );
+    assert!(agent.mounts.iter().any(|m| m.target == AGENT_HOME));
+    assert_eq!(agent.env.get("HOME").map(String::as_str), Some(AGENT_HOME));
+    for obj_labels in plan
+        .containers
+        .iter()
+        .map(|c| &c.labels)
+        .chain(plan.volumes.iter().map(|v| &v.labels))
+        .chain([&plan.pod.labels])
+    {
+        assert_eq!(
+            obj_labels.get(labels::POD).map(String::as_str),
+            Some("demo")
+        );
+        assert_eq!(
+            obj_labels.get(labels::REPO).map(String::as_str),
+            Some("/home/u/src/proj")
+        );
+        assert!(obj_labels.contains_key(labels::ROLE));
+        assert!(obj_labels.contains_key(labels::VERSION));
+    }
+    assert!(plan.warnings.is_empty());
+}
+
+#[test]
+fn dry_run_json_shape_is_stable() {
+    let mut i = input();
+    i.extra_labels.insert("team".into(), "a".into());
+    let plan = build(&i).expect("plan");
+    let mut v = serde_json::to_value(&plan).expect("json");
+    // The version label changes with every release.
+    for c in v["containers"].as_array_mut().expect("containers") {
+        c["labels"][labels::VERSION] = "X".into();
+    }
+    for vol in v["volumes"].as_array_mut().expect("volumes") {
+        vol["labels"][labels::VERSION] = "X".into();
+    }
+    v["pod"]["labels"][labels::VERSION] = "X".into();
+    insta::assert_json_snapshot!(v);
+}
+
+#[test]
+fn env_values_are_never_serialized() {
+    let plan = build(&input()).expect("plan");
+    let text = serde_json::to_string(&plan).expect("json");
+    assert!(
+        text.contains("\"env_names\":[\"HOME\",\"OPENCODE_DISABLE_AUTOUPDATE\"]"),
+        "{text}"
+    );
+    assert!(!text.contains("\"env\""), "{text}");
+}
+
+#[test]
+fn overrides_and_subfolders() {
+    let mut i = input();
+    i.image_override = Some("localhost/other:2".into());
+    i.devcontainer.workspace_folder = Some("/src/".into());
+    i.devcontainer.container_user = Some("1000".into());
+    i.devcontainer.remote_user = None;
+    i.repo.subdir = PathBuf::from("examples/hello");
+    let plan = build(&i).expect("plan");
+    assert_eq!(plan.image.reference, "localhost/other:2");
+    assert_eq!(plan.image.source, "--image");
+    assert_eq!(plan.repo.workspace_folder, "/src");
+    assert_eq!(plan.repo.workdir, "/src/examples/hello");
+    assert_eq!(plan.repo.owner.as_deref(), Some("1000"));
+    for c in &plan.containers {
+        assert_eq!(c.image, "localhost/other:2");
+        assert_eq!(c.workdir, "/src/examples/hello");
+        assert_eq!(c.user.as_deref(), Some("1000"));
+    }
+}
+
+#[test]
+fn refusals() {
+    let mut i = input();
+    i.devcontainer.image = None;
+    assert_eq!(build(&i), Err(PlanError::NoImage));
+    let mut i = input();
+    i.devcontainer.workspace_folder = Some("relative".into());
+    assert!(matches!(
+        build(&i),
+        Err(PlanError::RelativeWorkspaceFolder { .. })
+    ));
+    let mut i = input();
+    i.extra_labels
+        .insert("io.devaipod.pod".into(), "evil".into());
+    assert!(matches!(build(&i), Err(PlanError::ReservedLabel(_))));
+}
+
+#[test]
+fn dirty_tree_warns() {
+    let mut i = input();
+    i.repo.uncommitted = 3;
+    let plan = build(&i).expect("plan");
+    assert_eq!(plan.warnings.len(), 1);
+    assert!(
+        plan.warnings[0].contains("3 uncommitted"),
+        "{:?}",
+        plan.warnings
+    );
+}

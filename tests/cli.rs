@@ -1,0 +1,230 @@
+//! CLI tests without an engine: help, name rules, config errors, dry-run JSON, exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn devaipod(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_devaipod"))
+        .args(args)
+        .current_dir(cwd)
+        // No engine: a dry run must still work and say the image was not checked.
+        .env("CONTAINER_HOST", "unix:///nonexistent/devaipod-test.sock")
+        .output()
+        .expect("devaipod runs")
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn repo(config: Option<&str>) -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tempdir");
+    if let Some(c) = config {
+        std::fs::create_dir(d.path().join(".devcontainer")).expect("mkdir");
+        std::fs::write(d.path().join(".devcontainer/devcontainer.json"), c).expect("write");
+    }
+    std::fs::write(d.path().join("README"), "x\n").expect("write");
+    git(d.path(), &["init", "-q", "-b", "main"]);
+    git(d.path(), &["add", "."]);
+    git(d.path(), &["commit", "-q", "-m", "init"]);
+    d
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let o = devaipod(&["--help"], d.path());
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    for cmd in ["up", "delete", "completions"] {
+        assert!(out.contains(cmd), "{out}");
+    }
+    assert!(
+        !out.contains("__probe"),
+        "the internal probe is hidden: {out}"
+    );
+    let o = devaipod(&["up", "--help"], d.path());
+    let out = String::from_utf8_lossy(&o.stdout);
+    for flag in ["--name", "--image", "--dry-run", "--json"] {
+        assert!(out.contains(flag), "{out}");
+    }
+}
+
+#[test]
+fn completions_are_generated() {
+    let d = tempfile::tempdir().expect("tempdir");
+    for shell in ["bash", "zsh", "fish"] {
+        let o = devaipod(&["completions", shell], d.path());
+        assert!(o.status.success(), "{shell}");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("devaipod"),
+            "{shell}"
+        );
+    }
+}
+
+#[test]
+fn bad_names_are_refused_before_anything_else() {
+    let r = repo(Some(r#"{"image": "localhost/x:1"}"#));
+    for bad in [
+        "Bad",
+        "-x",
+        "a b",
+        "devaipod-devaipod-x",
+        &"a".repeat(55),
+        "x/../y",
+    ] {
+        let o = devaipod(
+            &["up", ".", &format!("--name={bad}"), "--dry-run"],
+            r.path(),
+        );
+        assert_eq!(o.status.code(), Some(1), "{bad}");
+        assert!(stderr(&o).contains("--name"), "{bad}: {}", stderr(&o));
+    }
+    for bad in ["Bad", "devaipod-", "a:b"] {
+        let o = devaipod(&["delete", bad], r.path());
+        assert_eq!(o.status.code(), Some(1), "{bad}");
+        assert!(stderr(&o).contains("name"), "{bad}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let o = devaipod(&["up", "--no-such-flag"], d.path());
+    assert_eq!(o.status.code(), Some(2));
+    let o = devaipod(&["up", "--label", "novalue"], d.path());
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn dry_run_json_without_an_engine() {
+    let r = repo(Some(
+        "// c\n{\"image\": \"localhost/x:1\", \"workspaceFolder\": \"/src\", \"remoteUser\": \"dev\",}",
+    ));
+    let o = devaipod(
+        &["up", ".", "--name", "demo", "--dry-run", "--json"],
+        r.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["name"], "demo");
+    assert_eq!(v["pod"]["name"], "devaipod-demo");
+    assert_eq!(v["pod"]["share"], serde_json::json!(["net"]));
+    assert_eq!(v["image"]["ref"], "localhost/x:1");
+    assert_eq!(v["image"]["state"], "unknown");
+    let containers = v["containers"].as_array().expect("containers");
+    assert_eq!(containers.len(), 2);
+    for key in [
+        "role",
+        "name",
+        "image",
+        "command",
+        "user",
+        "cap_drop",
+        "cap_add",
+        "security_opt",
+        "mounts",
+        "env_names",
+        "secrets",
+        "labels",
+    ] {
+        for c in containers {
+            assert!(c.get(key).is_some(), "container lacks {key}: {c}");
+        }
+    }
+    let agent = containers
+        .iter()
+        .find(|c| c["role"] == "agent")
+        .expect("agent");
+    assert_eq!(agent["cap_drop"], serde_json::json!(["ALL"]));
+    assert_eq!(
+        agent["security_opt"],
+        serde_json::json!(["no-new-privileges"])
+    );
+    assert_eq!(agent["user"], "dev");
+    assert_eq!(agent["command"][0], "opencode");
+    let ws = containers
+        .iter()
+        .find(|c| c["role"] == "workspace")
+        .expect("workspace");
+    assert_eq!(ws["mounts"][0]["target"], "/src");
+    assert_eq!(ws["labels"]["io.devaipod.pod"], "demo");
+    assert_eq!(ws["labels"]["io.devaipod.role"], "workspace");
+    assert!(v["volumes"].as_array().is_some_and(|a| a.len() == 2));
+    assert!(v["secrets"].as_array().is_some());
+    // The human form says the same without an engine.
+    let o = devaipod(&["up", ".", "--name", "demo", "--dry-run"], r.path());
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("devaipod-demo") && out.contains("not checked"),
+        "{out}"
+    );
+}
+
+#[test]
+fn config_errors_name_file_line_and_column() {
+    let r = repo(Some(
+        "{\n  \"image\": \"localhost/x:1\"\n  \"remoteUser\": \"dev\"\n}\n",
+    ));
+    let o = devaipod(&["up", ".", "--dry-run"], r.path());
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains(".devcontainer/devcontainer.json:2:27:"),
+        "{err}"
+    );
+    assert!(err.contains("comma"), "{err}");
+}
+
+#[test]
+fn no_image_anywhere_is_a_clear_error() {
+    let r = repo(None);
+    let o = devaipod(&["up", ".", "--dry-run"], r.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--image"), "{}", stderr(&o));
+}
+
+#[test]
+fn not_a_repo_is_a_clear_error() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let o = devaipod(&["up", ".", "--image", "x", "--dry-run"], d.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not inside a git repository"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn unsupported_container_host_is_explained() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let o = Command::new(env!("CARGO_BIN_EXE_devaipod"))
+        .args(["delete", "x"])
+        .env("CONTAINER_HOST", "ssh://core@host/run/podman/podman.sock")
+        .current_dir(d.path())
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("CONTAINER_HOST") && err.contains("unix://"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

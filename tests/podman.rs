@@ -1,0 +1,517 @@
+//! Real-Podman tests: `up`, `delete` and `--dry-run` against the engine of whoever runs
+//! them (root for the rootful leg, an unprivileged user for the rootless leg; see the
+//! Justfile). Each test uses unique names and the label `devaipod.test=<run>`, and a
+//! guard removes what it made (kept with DEVAIPOD_TEST_KEEP=1). Without Podman these
+//! tests fail with instructions; they never skip.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const BASE_IMAGE: &str = "localhost/devaipod-base:latest";
+const BROKEN_IMAGE: &str = "localhost/devaipod-test-broken:latest";
+const TEST_LABEL: &str = "devaipod.test";
+
+fn devaipod_bin() -> PathBuf {
+    std::env::var_os("DEVAIPOD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_devaipod")))
+}
+
+fn podman(args: &[&str]) -> Output {
+    match Command::new("podman").args(args).output() {
+        Ok(o) => o,
+        Err(e) => panic!(
+            "cannot run podman ({e}): these tests need a real Podman; run `just setup` (or `sudo apt-get install podman`) and `just image`"
+        ),
+    }
+}
+
+fn podman_ok(args: &[&str]) -> String {
+    let o = podman(args);
+    assert!(
+        o.status.success(),
+        "podman {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn require_image(image: &str) {
+    let o = podman(&["image", "exists", image]);
+    assert!(
+        o.status.success(),
+        "image {image} is missing: build it with `just image` and `just test-images`"
+    );
+}
+
+/// A unique workspace name for one test, and cleanup of everything labelled for it.
+struct Guard {
+    name: String,
+    run: String,
+}
+
+impl Guard {
+    fn new(test: &str) -> Self {
+        let run = format!("{}-{}", std::process::id(), test);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        Self {
+            name: format!("t-{test}-{nanos:08x}"),
+            run,
+        }
+    }
+
+    fn label_arg(&self) -> String {
+        format!("{TEST_LABEL}={}", self.run)
+    }
+
+    fn pod(&self) -> String {
+        format!("devaipod-{}", self.name)
+    }
+
+    /// Everything labelled for this workspace: (pods, containers, volumes).
+    fn leftovers(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let filter = format!("label=io.devaipod.pod={}", self.name);
+        let lines = |s: String| -> Vec<String> {
+            s.lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        (
+            lines(podman_ok(&["pod", "ps", "-q", "--filter", &filter])),
+            lines(podman_ok(&["ps", "-aq", "--filter", &filter])),
+            lines(podman_ok(&["volume", "ls", "-q", "--filter", &filter])),
+        )
+    }
+
+    fn assert_nothing_left(&self) {
+        let (p, c, v) = self.leftovers();
+        assert!(
+            p.is_empty() && c.is_empty() && v.is_empty(),
+            "objects left for {}: pods {p:?} containers {c:?} volumes {v:?}",
+            self.name
+        );
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if std::env::var_os("DEVAIPOD_TEST_KEEP").is_some() {
+            return;
+        }
+        let filter = format!("label={TEST_LABEL}={}", self.run);
+        for id in podman_ok(&["pod", "ps", "-q", "--filter", &filter]).lines() {
+            let _ = podman(&["pod", "rm", "-f", "-t", "0", id]);
+        }
+        for id in podman_ok(&["volume", "ls", "-q", "--filter", &filter]).lines() {
+            let _ = podman(&["volume", "rm", "-f", id]);
+        }
+    }
+}
+
+/// A throwaway git repo with a devcontainer.json.
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    fn new(devcontainer: &str) -> Self {
+        Self::with_prefix("devaipod-test-repo-", devcontainer)
+    }
+
+    fn with_prefix(prefix: &str, devcontainer: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .expect("tempdir");
+        let p = dir.path();
+        std::fs::create_dir(p.join(".devcontainer")).expect("mkdir");
+        std::fs::write(p.join(".devcontainer/devcontainer.json"), devcontainer).expect("write");
+        std::fs::write(p.join("hello.txt"), "committed\n").expect("write");
+        git(p, &["init", "-q", "-b", "main"]);
+        git(p, &["add", "."]);
+        git(p, &["commit", "-q", "-m", "init"]);
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn head(&self) -> String {
+        let o = Command::new("git")
+            .arg("-C")
+            .arg(self.path())
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .expect("git");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn devaipod(args: &[&str]) -> Output {
+    Command::new(devaipod_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("devaipod runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json_of(o: &Output) -> Value {
+    assert!(o.status.success(), "devaipod failed: {}", stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    })
+}
+
+fn exec(container: &str, user: Option<&str>, script: &str) -> String {
+    let mut args = vec!["exec"];
+    if let Some(u) = user {
+        args.extend(["--user", u]);
+    }
+    args.extend([container, "sh", "-c", script]);
+    podman_ok(&args)
+}
+
+const BASE_CONFIG: &str = r#"{
+  // comments and trailing commas are fine
+  "image": "localhost/devaipod-base:latest",
+  "remoteUser": "dev",
+}"#;
+
+#[test]
+fn up_makes_a_ready_hardened_pod_and_delete_removes_it() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("up");
+    let repo = Repo::new(BASE_CONFIG);
+    std::fs::write(repo.path().join("hello.txt"), "uncommitted edit\n").expect("write");
+    let path = repo.path().to_string_lossy().into_owned();
+    let out = devaipod(&[
+        "up",
+        &path,
+        "--name",
+        &g.name,
+        "--json",
+        "--label",
+        &g.label_arg(),
+    ]);
+    let v = json_of(&out);
+    assert!(
+        stderr(&out).contains("uncommitted"),
+        "no dirty-tree warning: {}",
+        stderr(&out)
+    );
+
+    // The JSON names the pod and both containers.
+    assert_eq!(v["name"], g.name.as_str());
+    assert_eq!(v["pod"], g.pod().as_str());
+    let containers = v["containers"].as_array().expect("containers");
+    let roles: Vec<&str> = containers
+        .iter()
+        .filter_map(|c| c["role"].as_str())
+        .collect();
+    assert_eq!(roles, ["agent", "workspace"]);
+    for c in containers {
+        assert!(c["id"].as_str().is_some_and(|id| id.len() == 64), "{c}");
+    }
+    let ws = format!("{}-workspace", g.pod());
+    let agent = format!("{}-agent", g.pod());
+
+    // The pod shares only the network namespace.
+    let shared = podman_ok(&[
+        "pod",
+        "inspect",
+        &g.pod(),
+        "--format",
+        "{{.SharedNamespaces}}",
+    ]);
+    assert_eq!(shared.trim(), "[net]");
+
+    // The agent answers over HTTP, seen from the workspace through the shared netns.
+    let health = exec(
+        &ws,
+        None,
+        "curl -s -m 5 http://127.0.0.1:4096/global/health",
+    );
+    let health: Value = serde_json::from_str(&health).expect("health JSON");
+    assert_eq!(health["healthy"], true);
+
+    // The agent runs with no capabilities and no-new-privileges, as the remoteUser.
+    let status = exec(&agent, None, "cat /proc/1/status; id -un");
+    for line in [
+        "CapEff:\t0000000000000000",
+        "CapPrm:\t0000000000000000",
+        "CapBnd:\t0000000000000000",
+        "NoNewPrivs:\t1",
+    ] {
+        assert!(status.contains(line), "agent lacks {line:?}:\n{status}");
+    }
+    assert_eq!(status.lines().last(), Some("dev"));
+    let home = exec(&agent, None, "echo $HOME; touch $HOME/written && echo ok");
+    assert_eq!(home.lines().collect::<Vec<_>>(), ["/home/agent", "ok"]);
+
+    // The workspace has a clone of HEAD (without the uncommitted edit), owned by dev.
+    let folder = format!(
+        "/workspaces/{}",
+        repo.path().file_name().expect("name").to_string_lossy()
+    );
+    let script = format!(
+        "cd {folder} && pwd && git rev-parse HEAD && cat hello.txt && stat -c %U hello.txt && git status --porcelain | wc -l"
+    );
+    let got = exec(&ws, Some("dev"), &script);
+    let got: Vec<&str> = got.lines().collect();
+    assert_eq!(
+        got,
+        [
+            folder.as_str(),
+            repo.head().as_str(),
+            "committed",
+            "dev",
+            "0"
+        ]
+    );
+    // ... and no repo hook got installed or ran.
+    let hooks = exec(
+        &ws,
+        None,
+        &format!("ls {folder}/.git/hooks 2>/dev/null | wc -l"),
+    );
+    assert_eq!(hooks.trim(), "0");
+
+    // Every object carries the devaipod labels.
+    let objects = [
+        ("pod", g.pod(), "{{json .Labels}}"),
+        ("container", ws.clone(), "{{json .Config.Labels}}"),
+        ("container", agent.clone(), "{{json .Config.Labels}}"),
+        (
+            "volume",
+            format!("{}-workspace", g.pod()),
+            "{{json .Labels}}",
+        ),
+        (
+            "volume",
+            format!("{}-agent-home", g.pod()),
+            "{{json .Labels}}",
+        ),
+    ];
+    for (kind, obj, format) in objects {
+        let labels = podman_ok(&[kind, "inspect", &obj, "--format", format]);
+        let labels: Value = serde_json::from_str(&labels).expect("labels JSON");
+        assert_eq!(labels["io.devaipod.pod"], g.name.as_str(), "{obj}");
+        assert!(labels["io.devaipod.role"].is_string(), "{obj}");
+        assert_eq!(
+            labels["io.devaipod.repo"],
+            repo.path()
+                .canonicalize()
+                .expect("canon")
+                .to_string_lossy()
+                .as_ref(),
+            "{obj}"
+        );
+        assert_eq!(
+            labels["io.devaipod.version"],
+            env!("CARGO_PKG_VERSION"),
+            "{obj}"
+        );
+    }
+
+    // delete removes everything; a second delete is an error.
+    let del = devaipod(&["delete", &g.pod(), "--json"]);
+    let removed = json_of(&del);
+    assert_eq!(removed["pods"], serde_json::json!([g.pod()]));
+    assert_eq!(removed["volumes"].as_array().map(Vec::len), Some(2));
+    g.assert_nothing_left();
+    let again = devaipod(&["delete", &g.name]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("no workspace"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn up_rolls_back_everything_when_the_agent_dies() {
+    require_image(BROKEN_IMAGE);
+    let g = Guard::new("rollback");
+    let repo = Repo::new(r#"{"image": "localhost/devaipod-test-broken:latest"}"#);
+    let path = repo.path().to_string_lossy().into_owned();
+    let out = devaipod(&["up", &path, "--name", &g.name, "--label", &g.label_arg()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    // The error says what happened and shows the agent's own last words.
+    assert!(err.contains(&format!("{}-agent", g.pod())), "{err}");
+    assert!(err.contains("exit code 3"), "{err}");
+    assert!(err.contains("this opencode fails on purpose"), "{err}");
+    g.assert_nothing_left();
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_creates_nothing() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("dryrun");
+    let repo = Repo::new(BASE_CONFIG);
+    let path = repo.path().to_string_lossy().into_owned();
+    let out = devaipod(&[
+        "up",
+        &path,
+        "--name",
+        &g.name,
+        "--dry-run",
+        "--json",
+        "--label",
+        &g.label_arg(),
+    ]);
+    let v = json_of(&out);
+    assert_eq!(v["image"]["state"], "present");
+    assert_eq!(v["pod"]["name"], g.pod().as_str());
+    assert_eq!(v["containers"].as_array().map(Vec::len), Some(2));
+    g.assert_nothing_left();
+
+    // A missing image: the plan says so, still creates nothing, and `up` refuses.
+    let out = devaipod(&[
+        "up",
+        &path,
+        "--name",
+        &g.name,
+        "--image",
+        "localhost/devaipod-no-such-image:1",
+        "--dry-run",
+        "--json",
+    ]);
+    let v = json_of(&out);
+    assert_eq!(v["image"]["state"], "missing");
+    assert!(
+        v["image"]["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("never pulls")),
+        "{v}"
+    );
+    let out = devaipod(&[
+        "up",
+        &path,
+        "--name",
+        &g.name,
+        "--image",
+        "localhost/devaipod-no-such-image:1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("localhost/devaipod-no-such-image:1 is not available"),
+        "{}",
+        stderr(&out)
+    );
+    g.assert_nothing_left();
+}
+
+#[test]
+fn up_refuses_an_existing_pod_and_keeps_it() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("exists");
+    let repo = Repo::new(BASE_CONFIG);
+    let path = repo.path().to_string_lossy().into_owned();
+    let first = devaipod(&[
+        "up",
+        &path,
+        "--name",
+        &g.name,
+        "--json",
+        "--label",
+        &g.label_arg(),
+    ]);
+    json_of(&first);
+    let second = devaipod(&["up", &path, "--name", &g.name, "--label", &g.label_arg()]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        stderr(&second).contains("already exists"),
+        "{}",
+        stderr(&second)
+    );
+    // The first pod is untouched and still running.
+    let state = podman_ok(&["pod", "inspect", &g.pod(), "--format", "{{.State}}"]);
+    assert_eq!(state.trim(), "Running");
+    let del = devaipod(&["delete", &g.name]);
+    assert!(del.status.success(), "{}", stderr(&del));
+    g.assert_nothing_left();
+}
+
+#[test]
+fn interrupting_up_removes_what_it_created() {
+    require_image(BROKEN_IMAGE);
+    // The test image's agent never answers in a repo folder named *hang*: `up` waits
+    // until interrupted.
+    let g = Guard::new("sigint");
+    let repo = Repo::with_prefix(
+        "devaipod-test-hang-",
+        r#"{"image": "localhost/devaipod-test-broken:latest"}"#,
+    );
+    let path = repo.path().to_string_lossy().into_owned();
+    let mut child = Command::new(devaipod_bin())
+        .args([
+            "up",
+            &path,
+            "--name",
+            &g.name,
+            "--label",
+            &g.label_arg(),
+            "--timeout",
+            "600",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait (event-driven on its progress output) until it is waiting for the agent.
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut err, &mut line).expect("read");
+        assert!(
+            n > 0,
+            "devaipod exited before waiting for the agent: {seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("waiting for the agent") {
+            break;
+        }
+    }
+    let (pods, _, _) = g.leftovers();
+    assert_eq!(pods.len(), 1, "the pod should exist while up waits");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("kill");
+    let status = child.wait().expect("wait");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).expect("read");
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(rest.contains("interrupted"), "{rest}");
+    g.assert_nothing_left();
+}
