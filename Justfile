@@ -48,10 +48,6 @@ image: setup
     {{sudo}} containers/base/build.sh --tar-only
     containers/base/build.sh
 
-# Small images the tests use
-test-images: setup
-    tests/images/build-broken.sh
-
 # The main job: build everything and `devaipod up` the bundled example repo
 demo: setup build image
     ./target/debug/devaipod up examples/hello
@@ -63,7 +59,7 @@ check:
     cargo test --lib --bins --test cli
 
 # Everything CI runs: check, then the real-Podman tests rootful and rootless
-test: check setup image test-images
+test: check setup image
     just test-rootful
     just test-rootless
 
@@ -71,9 +67,11 @@ test: check setup image test-images
 test-rootful: _stage
     #!/usr/bin/env bash
     set -euo pipefail
-    {{stage}}/cleanup.sh
-    {{sudo}} env CONTAINERS_CONF="$CONTAINERS_CONF" DEVAIPOD_BIN={{stage}}/devaipod PATH="$PATH" \
-        {{stage}}/podman-tests --test-threads=2
+    run=({{sudo}} env CONTAINERS_CONF="$CONTAINERS_CONF" DEVAIPOD_BIN={{stage}}/devaipod PATH="$PATH")
+    "${run[@]}" bash {{stage}}/build.sh
+    "${run[@]}" bash {{stage}}/build-broken.sh
+    "${run[@]}" {{stage}}/cleanup.sh
+    "${run[@]}" {{stage}}/podman-tests --test-threads=2
 
 # Real-Podman tests against a rootless engine (the test user when root, else yourself)
 test-rootless: _stage
@@ -88,7 +86,7 @@ test-rootless: _stage
         install -d -m 0700 -o "$user" -g "$user" "/run/user/$uid"
         run=(runuser -u "$user" -- env -i HOME="/home/$user" USER="$user" LOGNAME="$user"
              PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin XDG_RUNTIME_DIR="/run/user/$uid"
-             CONTAINERS_CONF="$CONTAINERS_CONF" DEVAIPOD_BIN={{stage}}/devaipod
+             CONTAINERS_CONF="${CONTAINERS_CONF:+{{stage}}/containers.conf}" DEVAIPOD_BIN={{stage}}/devaipod
              DEVAIPOD_IMAGE_CACHE=/var/cache/devaipod)
     else
         run=(env DEVAIPOD_BIN={{stage}}/devaipod)
