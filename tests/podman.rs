@@ -200,6 +200,94 @@ fn exec(container: &str, user: Option<&str>, script: &str) -> String {
     podman_ok(&args)
 }
 
+/// The private service's socket and pid from devaipod's `-v` log lines; `None` when
+/// devaipod connected to an existing socket instead (asserted from its log).
+fn private_service(log: &str) -> Option<(String, i32)> {
+    let Some(line) = log
+        .lines()
+        .find(|l| l.contains("started a private podman service"))
+    else {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("connected to podman") && l.contains("existing socket")),
+            "devaipod neither started a service nor used an existing socket:\n{log}"
+        );
+        return None;
+    };
+    let field = |key: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .map(str::to_string)
+    };
+    let socket = field("socket=").expect("socket= in the log line");
+    let pid = field("pid=")
+        .and_then(|p| {
+            p.trim_start_matches("Some(")
+                .trim_end_matches(')')
+                .parse()
+                .ok()
+        })
+        .expect("pid= in the log line");
+    Some((socket, pid))
+}
+
+/// True while a live (not zombie) process has this pid.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .map(|r| r.trim_start())
+            .is_some_and(|r| !r.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Spawns `up` on a repo whose agent never answers and returns once it is waiting for
+/// the agent (read from its progress output), with everything it printed so far.
+fn spawn_hanging_up(
+    g: &Guard,
+    repo: &Repo,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+    String,
+) {
+    let path = repo.path().to_string_lossy().into_owned();
+    let mut child = Command::new(devaipod_bin())
+        .args([
+            "-v",
+            "up",
+            &path,
+            "--name",
+            &g.name,
+            "--label",
+            &g.label_arg(),
+            "--timeout",
+            "600",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut err, &mut line).expect("read");
+        assert!(
+            n > 0,
+            "devaipod exited before waiting for the agent: {seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("waiting for the agent") {
+            break;
+        }
+    }
+    (child, err, seen)
+}
+
 const BASE_CONFIG: &str = r#"{
   // comments and trailing commas are fine
   "image": "localhost/devaipod-base:latest",
@@ -472,38 +560,7 @@ fn interrupting_up_removes_what_it_created() {
         "devaipod-test-hang-",
         r#"{"image": "localhost/devaipod-test-broken:latest"}"#,
     );
-    let path = repo.path().to_string_lossy().into_owned();
-    let mut child = Command::new(devaipod_bin())
-        .args([
-            "up",
-            &path,
-            "--name",
-            &g.name,
-            "--label",
-            &g.label_arg(),
-            "--timeout",
-            "600",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    // Wait (event-driven on its progress output) until it is waiting for the agent.
-    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        let n = std::io::BufRead::read_line(&mut err, &mut line).expect("read");
-        assert!(
-            n > 0,
-            "devaipod exited before waiting for the agent: {seen}"
-        );
-        seen.push_str(&line);
-        if line.contains("waiting for the agent") {
-            break;
-        }
-    }
+    let (mut child, mut err, seen) = spawn_hanging_up(&g, &repo);
     let (pods, _, _) = g.leftovers();
     assert_eq!(pods.len(), 1, "the pod should exist while up waits");
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
@@ -514,4 +571,41 @@ fn interrupting_up_removes_what_it_created() {
     assert_eq!(status.code(), Some(130), "{seen}{rest}");
     assert!(rest.contains("interrupted"), "{rest}");
     g.assert_nothing_left();
+    // The private podman service it started is gone too.
+    if let Some((socket, pid)) = private_service(&seen) {
+        assert!(
+            !alive(pid),
+            "podman service {pid} ({socket}) outlived devaipod"
+        );
+        assert!(!Path::new(&socket).exists(), "{socket} was left behind");
+    }
+}
+
+#[test]
+fn killing_devaipod_takes_its_private_service_down() {
+    require_image(BROKEN_IMAGE);
+    let g = Guard::new("sigkill");
+    let repo = Repo::with_prefix(
+        "devaipod-test-hang-",
+        r#"{"image": "localhost/devaipod-test-broken:latest"}"#,
+    );
+    let (mut child, _err, seen) = spawn_hanging_up(&g, &repo);
+    let Some((socket, pid)) = private_service(&seen) else {
+        // A user service is listening: devaipod started none, nothing to check.
+        let _ = child.kill();
+        let _ = child.wait();
+        return;
+    };
+    assert!(alive(pid), "service {pid} should run while devaipod does");
+    child.kill().expect("SIGKILL devaipod");
+    child.wait().expect("wait");
+    // The parent-death signal makes the service exit; wait for that, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while alive(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "podman service {pid} ({socket}) survived SIGKILL of devaipod"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

@@ -124,6 +124,11 @@ impl PrivateService {
             socket,
         };
         service.wait_ready(&log_path)?;
+        tracing::info!(
+            socket = %service.socket.display(),
+            pid = service.child.as_ref().map(Child::id),
+            "started a private podman service"
+        );
         Ok(service)
     }
 

@@ -184,6 +184,12 @@ impl Engine {
             .with_context(|| format!("connecting to Podman at {}", socket.display()))?;
         let version = ping.libpod_api_version;
         check_version(&version)?;
+        tracing::info!(
+            socket = %socket.display(),
+            %version,
+            via = if service.is_some() { "private service" } else { "existing socket" },
+            "connected to podman"
+        );
         Ok(Self {
             api,
             raw,
