@@ -1,8 +1,11 @@
 //! CLI tests without an engine: help, name rules, config errors, dry-run JSON, exit codes.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::init_repo;
 use serde_json::Value;
 
 fn devaipod(args: &[&str], cwd: &Path) -> Output {
@@ -15,27 +18,13 @@ fn devaipod(args: &[&str], cwd: &Path) -> Output {
         .expect("devaipod runs")
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let o = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
-
 fn repo(config: Option<&str>) -> tempfile::TempDir {
     let d = tempfile::tempdir().expect("tempdir");
+    let mut files = vec![("README", "x\n")];
     if let Some(c) = config {
-        std::fs::create_dir(d.path().join(".devcontainer")).expect("mkdir");
-        std::fs::write(d.path().join(".devcontainer/devcontainer.json"), c).expect("write");
+        files.push((".devcontainer/devcontainer.json", c));
     }
-    std::fs::write(d.path().join("README"), "x\n").expect("write");
-    git(d.path(), &["init", "-q", "-b", "main"]);
-    git(d.path(), &["add", "."]);
-    git(d.path(), &["commit", "-q", "-m", "init"]);
+    init_repo(d.path(), &files);
     d
 }
 

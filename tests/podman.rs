@@ -4,9 +4,12 @@
 //! guard removes what it made (kept with DEVAIPOD_TEST_KEEP=1). Without Podman these
 //! tests fail with instructions; they never skip.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::init_repo;
 use serde_json::Value;
 
 const BASE_IMAGE: &str = "localhost/devaipod-base:latest";
@@ -129,13 +132,13 @@ impl Repo {
             .prefix(prefix)
             .tempdir()
             .expect("tempdir");
-        let p = dir.path();
-        std::fs::create_dir(p.join(".devcontainer")).expect("mkdir");
-        std::fs::write(p.join(".devcontainer/devcontainer.json"), devcontainer).expect("write");
-        std::fs::write(p.join("hello.txt"), "committed\n").expect("write");
-        git(p, &["init", "-q", "-b", "main"]);
-        git(p, &["add", "."]);
-        git(p, &["commit", "-q", "-m", "init"]);
+        init_repo(
+            dir.path(),
+            &[
+                (".devcontainer/devcontainer.json", devcontainer),
+                ("hello.txt", "committed\n"),
+            ],
+        );
         Self { dir }
     }
 
@@ -154,27 +157,20 @@ impl Repo {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let o = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 fn devaipod(args: &[&str]) -> Output {
     Command::new(devaipod_bin())
         .args(args)
         .stdin(Stdio::null())
         .output()
         .expect("devaipod runs")
+}
+
+/// `devaipod up PATH --name NAME --label TEST_LABEL EXTRA...` for the guard's workspace.
+fn up(g: &Guard, path: &str, extra: &[&str]) -> Output {
+    let label = g.label_arg();
+    let mut args = vec!["up", path, "--name", &g.name, "--label", &label];
+    args.extend_from_slice(extra);
+    devaipod(&args)
 }
 
 fn stderr(o: &Output) -> String {
@@ -301,15 +297,7 @@ fn up_makes_a_ready_hardened_pod_and_delete_removes_it() {
     let repo = Repo::new(BASE_CONFIG);
     std::fs::write(repo.path().join("hello.txt"), "uncommitted edit\n").expect("write");
     let path = repo.path().to_string_lossy().into_owned();
-    let out = devaipod(&[
-        "up",
-        &path,
-        "--name",
-        &g.name,
-        "--json",
-        "--label",
-        &g.label_arg(),
-    ]);
+    let out = up(&g, &path, &["--json"]);
     let v = json_of(&out);
     assert!(
         stderr(&out).contains("uncommitted"),
@@ -451,7 +439,7 @@ fn up_rolls_back_everything_when_the_agent_dies() {
     let g = Guard::new("rollback");
     let repo = Repo::new(r#"{"image": "localhost/devaipod-test-broken:latest"}"#);
     let path = repo.path().to_string_lossy().into_owned();
-    let out = devaipod(&["up", &path, "--name", &g.name, "--label", &g.label_arg()]);
+    let out = up(&g, &path, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     // The error says what happened and shows the agent's own last words.
@@ -467,16 +455,7 @@ fn dry_run_prints_the_plan_and_creates_nothing() {
     let g = Guard::new("dryrun");
     let repo = Repo::new(BASE_CONFIG);
     let path = repo.path().to_string_lossy().into_owned();
-    let out = devaipod(&[
-        "up",
-        &path,
-        "--name",
-        &g.name,
-        "--dry-run",
-        "--json",
-        "--label",
-        &g.label_arg(),
-    ]);
+    let out = up(&g, &path, &["--dry-run", "--json"]);
     let v = json_of(&out);
     assert_eq!(v["image"]["state"], "present");
     assert_eq!(v["pod"]["name"], g.pod().as_str());
@@ -525,17 +504,9 @@ fn up_refuses_an_existing_pod_and_keeps_it() {
     let g = Guard::new("exists");
     let repo = Repo::new(BASE_CONFIG);
     let path = repo.path().to_string_lossy().into_owned();
-    let first = devaipod(&[
-        "up",
-        &path,
-        "--name",
-        &g.name,
-        "--json",
-        "--label",
-        &g.label_arg(),
-    ]);
+    let first = up(&g, &path, &["--json"]);
     json_of(&first);
-    let second = devaipod(&["up", &path, "--name", &g.name, "--label", &g.label_arg()]);
+    let second = up(&g, &path, &[]);
     assert_eq!(second.status.code(), Some(1));
     assert!(
         stderr(&second).contains("already exists"),
