@@ -51,6 +51,8 @@ image: setup
 # The main job: build everything and `devaipod up` the bundled example repo
 demo: setup build image
     ./target/debug/devaipod up examples/hello
+    @if [ -n "$CONTAINERS_CONF" ]; then echo; echo "this host has hybrid cgroups: run podman and devaipod with"; echo "  export CONTAINERS_CONF=$CONTAINERS_CONF"; fi
+    @echo "devaipod itself is ./target/debug/devaipod (cargo install --path . puts it on PATH)"
 
 # fmt, clippy -D warnings, unit and CLI tests (no engine needed)
 check:

@@ -217,3 +217,37 @@ fn unsupported_container_host_is_explained() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn missing_podman_says_what_to_install() {
+    // Root's default socket, or a user's, may have a service on a developer machine;
+    // this test is about the machine without one (CI).
+    let uid = nix::unistd::geteuid().as_raw();
+    let runtime = tempfile::tempdir().expect("tempdir");
+    let sockets = if uid == 0 {
+        vec![std::path::PathBuf::from("/run/podman/podman.sock")]
+    } else {
+        vec![
+            std::path::PathBuf::from(format!("/run/user/{uid}/podman/podman.sock")),
+            std::path::PathBuf::from(format!("/tmp/podman-run-{uid}/podman/podman.sock")),
+        ]
+    };
+    if sockets
+        .iter()
+        .any(|s| std::os::unix::net::UnixStream::connect(s).is_ok())
+    {
+        return;
+    }
+    let empty_path = tempfile::tempdir().expect("tempdir");
+    let o = Command::new(env!("CARGO_BIN_EXE_devaipod"))
+        .args(["delete", "x"])
+        .env_remove("CONTAINER_HOST")
+        .env("PATH", empty_path.path())
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("podman is not installed"), "{err}");
+    assert!(err.contains("apt-get install podman"), "{err}");
+}

@@ -580,3 +580,47 @@ fn killing_devaipod_takes_its_private_service_down() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[test]
+fn container_host_is_honoured() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("chost");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("podman.sock");
+    let mut service = Command::new("podman")
+        .args(["system", "service", "--time=0"])
+        .arg(format!("unix://{}", socket.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("podman system service");
+    // Wait until the service accepts connections (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "service did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let repo = Repo::new(BASE_CONFIG);
+    let path = repo.path().to_string_lossy().into_owned();
+    let out = Command::new(devaipod_bin())
+        .args(["-v", "up", &path, "--name", &g.name, "--dry-run", "--json"])
+        .env("CONTAINER_HOST", format!("unix://{}", socket.display()))
+        .output()
+        .expect("runs");
+    let _ = service.kill();
+    let _ = service.wait();
+    let v = json_of(&out);
+    assert_eq!(v["image"]["state"], "present");
+    let log = stderr(&out);
+    assert!(
+        log.lines().any(|l| l.contains("connected to podman")
+            && l.contains(&socket.display().to_string())
+            && l.contains("existing socket")),
+        "{log}"
+    );
+    assert!(!log.contains("started a private podman service"), "{log}");
+}
