@@ -624,3 +624,153 @@ fn container_host_is_honoured() {
     );
     assert!(!log.contains("started a private podman service"), "{log}");
 }
+
+/// The `list --json` entry of this guard's workspace.
+fn listed(g: &Guard) -> Value {
+    let v = json_of(&devaipod(&["list", "--json"]));
+    let all = v.as_array().expect("list --json prints an array");
+    all.iter()
+        .find(|e| e["name"] == g.name.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{} missing from list: {v}", g.name))
+}
+
+#[test]
+fn list_status_stop_start_and_logs() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("life");
+    let repo = Repo::new(BASE_CONFIG);
+    let path = repo.path().to_string_lossy().into_owned();
+    json_of(&up(&g, &path, &["--json"]));
+    let ws = format!("{}-workspace", g.pod());
+    let agent = format!("{}-agent", g.pod());
+
+    // list: the documented fields, the agent ready right after `up`.
+    let e = listed(&g);
+    assert_eq!(e["pod"], g.pod().as_str());
+    assert_eq!(e["status"], "running");
+    assert_eq!(e["agent_ready"], true);
+    assert_eq!(e["image"], BASE_IMAGE);
+    let canonical = repo.path().canonicalize().expect("canon");
+    assert_eq!(e["repo"], canonical.to_string_lossy().as_ref());
+    assert!(
+        e["created"].as_str().is_some_and(|c| c.starts_with("20")),
+        "{e}"
+    );
+    let containers: Vec<(String, String, String)> = e["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+            (s("role"), s("name"), s("state"))
+        })
+        .collect();
+    assert_eq!(
+        containers,
+        [
+            ("workspace".into(), ws.clone(), "running".into()),
+            ("agent".into(), agent.clone(), "running".into())
+        ]
+    );
+
+    // status: the list object plus volumes, mounts, ports and events.
+    let s = json_of(&devaipod(&["status", &g.name, "--json"]));
+    assert_eq!(s["name"], g.name.as_str());
+    assert_eq!(s["agent_ready"], true);
+    let mut volumes: Vec<&str> = s["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    volumes.sort();
+    assert_eq!(
+        volumes,
+        [
+            format!("{}-agent-home", g.pod()),
+            format!("{}-workspace", g.pod())
+        ]
+    );
+    assert!(
+        s["mounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .any(|m| m["container"] == agent.as_str() && m["destination"] == "/home/agent"),
+        "{s}"
+    );
+    assert!(s["ports"].as_array().is_some());
+    assert!(
+        s["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|ev| ev["action"] == "start" && ev["name"] == agent.as_str()),
+        "{s}"
+    );
+
+    // logs: the agent's own output.
+    let logs = devaipod(&["logs", &g.name, "--tail", "50"]);
+    assert!(logs.status.success(), "{}", stderr(&logs));
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("opencode server listening"),
+        "{logs:?}"
+    );
+    let none = devaipod(&["logs", &g.name, "--container", "gator"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(
+        stderr(&none).contains("no gator container"),
+        "{}",
+        stderr(&none)
+    );
+
+    // Data written in the workspace and in the agent's home...
+    exec(&ws, Some("dev"), "echo kept > notes.txt");
+    exec(&agent, None, "echo kept > $HOME/memory.txt");
+
+    // stop (twice: stopping a stopped pod is fine), then list shows it down.
+    for _ in 0..2 {
+        let o = devaipod(&["stop", &g.pod()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let e = listed(&g);
+    assert_eq!(e["status"], "exited");
+    assert_eq!(e["agent_ready"], false);
+
+    // start returns when the agent answers; the data survived.
+    let o = devaipod(&["start", &g.name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = listed(&g);
+    assert_eq!(e["status"], "running");
+    assert_eq!(e["agent_ready"], true);
+    let folder = format!(
+        "/workspaces/{}",
+        repo.path().file_name().expect("name").to_string_lossy()
+    );
+    assert_eq!(
+        exec(&ws, None, &format!("cat {folder}/notes.txt")),
+        "kept\n"
+    );
+    assert_eq!(exec(&agent, None, "cat $HOME/memory.txt"), "kept\n");
+    let health = exec(
+        &ws,
+        None,
+        "curl -s -m 5 http://127.0.0.1:4096/global/health",
+    );
+    assert!(health.contains("\"healthy\":true"), "{health}");
+
+    // Commands on a missing workspace fail clearly.
+    for cmd in ["status", "stop", "start", "logs"] {
+        let o = devaipod(&[cmd, "t-no-such-workspace"]);
+        assert_eq!(o.status.code(), Some(1), "{cmd}");
+        assert!(
+            stderr(&o).contains("no workspace t-no-such-workspace"),
+            "{cmd}: {}",
+            stderr(&o)
+        );
+    }
+    let del = devaipod(&["delete", &g.name]);
+    assert!(del.status.success(), "{}", stderr(&del));
+    g.assert_nothing_left();
+}

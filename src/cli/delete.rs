@@ -43,6 +43,9 @@ pub async fn run(args: DeleteArgs) -> Result<ExitCode> {
     }
     let removed = engine.remove_labelled(name.as_str()).await?;
     engine.shutdown();
+    if let Some(state) = crate::state::StateDir::from_env() {
+        state.forget(&name);
+    }
     if removed.is_empty() {
         bail!("no workspace {name}: nothing labelled for it exists");
     }

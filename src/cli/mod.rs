@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 pub mod delete;
+pub mod lifecycle;
+pub mod list;
+pub mod logs;
+pub mod status;
 pub mod up;
 
 /// Run AI coding agents sandboxed in reproducible dev environments (rootless Podman pods).
@@ -23,6 +27,16 @@ pub struct Cli {
 pub enum Command {
     /// Create a pod for a repo (workspace + sandboxed agent) and wait until the agent is ready
     Up(up::UpArgs),
+    /// List devaipod workspaces
+    List(list::ListArgs),
+    /// Show one workspace in detail
+    Status(status::StatusArgs),
+    /// Stop a workspace's pod (volumes and the agent's home are kept)
+    Stop(lifecycle::StopArgs),
+    /// Start a stopped workspace and wait until the agent answers
+    Start(lifecycle::StartArgs),
+    /// Print a container's output
+    Logs(logs::LogsArgs),
     /// Remove a workspace's pod, containers and volumes
     Delete(delete::DeleteArgs),
     /// Print shell completions (bash, zsh, fish)
@@ -60,6 +74,11 @@ pub fn init_tracing(verbose: u8) {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up(args) => up::run(args).await,
+        Command::List(args) => list::run(args).await,
+        Command::Status(args) => status::run(args).await,
+        Command::Stop(args) => lifecycle::stop(args).await,
+        Command::Start(args) => lifecycle::start(args).await,
+        Command::Logs(args) => logs::run(args).await,
         Command::Delete(args) => delete::run(args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

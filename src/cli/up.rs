@@ -169,6 +169,9 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     }
     let mut cancel = crate::cli::cancel_on_signals();
     let result = apply::apply(&engine, &plan, &progress, &mut cancel).await;
+    if result.is_ok() {
+        crate::cli::lifecycle::note_agent_ready(&engine, &plan.name).await?;
+    }
     engine.shutdown();
     let applied = result?;
     let elapsed = progress.elapsed();

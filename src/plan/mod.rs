@@ -18,6 +18,11 @@ pub use labels::Role;
 pub const AGENT_PORT: u16 = 4096;
 /// Where the agent's own home volume is mounted.
 pub const AGENT_HOME: &str = "/home/agent";
+/// The URL, inside the pod, that answers when the agent is ready.
+pub fn readiness_url() -> String {
+    format!("http://127.0.0.1:{AGENT_PORT}/global/health")
+}
+
 /// How long `up` waits for the agent to answer before giving up and rolling back.
 pub const DEFAULT_READY_TIMEOUT_SECS: u64 = 120;
 
@@ -374,7 +379,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             owner,
         },
         readiness: ReadinessPlan {
-            url: format!("http://127.0.0.1:{AGENT_PORT}/global/health"),
+            url: readiness_url(),
             timeout_secs: input.ready_timeout_secs,
         },
         warnings,

@@ -345,7 +345,7 @@ async fn create_and_start(
     .await?;
 
     progress.step("waiting for the agent to answer");
-    super::probe::wait_ready(engine, plan, cancel).await?;
+    super::probe::wait_ready(engine, &super::probe::Target::of_plan(plan)?, cancel).await?;
     progress.finish_step();
 
     let mut containers = created;

@@ -22,14 +22,15 @@ use serde_json::Value;
 
 pub mod apply;
 pub mod connect;
+pub mod inventory;
 pub mod probe;
 
 use crate::plan::labels;
 
 /// The libpod API version prefix we speak (podman-api's own; answered by 4.x and 5.1+).
-const API_PREFIX: &str = "/v4.3.1";
+pub(crate) const API_PREFIX: &str = "/v4.3.1";
 /// Every engine request gets this much time; podman answers in milliseconds normally.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Errors callers branch on.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +52,7 @@ pub fn api_error(e: podman_api::Error) -> anyhow::Error {
     }
 }
 
-fn conn_error(e: conn::Error) -> anyhow::Error {
+pub(crate) fn conn_error(e: conn::Error) -> anyhow::Error {
     match e {
         conn::Error::Fault { code, message } => fault(code.as_u16(), message),
         other => anyhow!("podman API: {other}"),
@@ -199,6 +200,11 @@ impl Engine {
             rootless: euid != 0,
             service,
         })
+    }
+
+    /// The podman-api client, for streaming calls (logs).
+    pub fn api(&self) -> &podman_api::Podman {
+        &self.api
     }
 
     pub fn version(&self) -> &str {
@@ -521,7 +527,7 @@ impl Removed {
 }
 
 /// Percent-encodes a path segment or query value.
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -126,28 +126,42 @@ pub fn probe_command(
     argv
 }
 
+/// What to wait for: the pod, its agent container and the URL inside the pod.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    pub pod: &'a str,
+    pub agent: &'a str,
+    pub url: &'a str,
+    pub timeout: Duration,
+}
+
+impl<'a> Target<'a> {
+    /// The target a plan describes.
+    pub fn of_plan(plan: &'a PodPlan) -> Result<Self> {
+        let agent = plan
+            .container(Role::Agent)
+            .ok_or_else(|| anyhow!("the plan has no agent container"))?;
+        Ok(Self {
+            pod: &plan.pod.name,
+            agent: &agent.name,
+            url: &plan.readiness.url,
+            timeout: Duration::from_secs(plan.readiness.timeout_secs),
+        })
+    }
+}
+
 /// Waits until the agent answers, the agent dies, the deadline passes or the user
 /// cancels. On failure the error carries the agent's last log lines.
-pub async fn wait_ready(engine: &Engine, plan: &PodPlan, cancel: &mut Cancel) -> Result<()> {
-    let agent = plan
-        .container(Role::Agent)
-        .ok_or_else(|| anyhow!("the plan has no agent container"))?;
-    let timeout = Duration::from_secs(plan.readiness.timeout_secs);
-    let pid = netns_pid(engine, &plan.pod.name).await?;
+pub async fn wait_ready(engine: &Engine, target: &Target<'_>, cancel: &mut Cancel) -> Result<()> {
+    let timeout = target.timeout;
+    let pid = netns_pid(engine, target.pod).await?;
     let exe = std::env::current_exe().context("finding the devaipod executable")?;
     let podman = if engine.rootless() {
         super::connect::find_podman()?
     } else {
         std::path::PathBuf::from("podman")
     };
-    let argv = probe_command(
-        engine.rootless(),
-        &podman,
-        &exe,
-        pid,
-        &plan.readiness.url,
-        timeout,
-    );
+    let argv = probe_command(engine.rootless(), &podman, &exe, pid, target.url, timeout);
     let mut child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(std::process::Stdio::null())
@@ -171,12 +185,12 @@ pub async fn wait_ready(engine: &Engine, plan: &PodPlan, cancel: &mut Cancel) ->
                     let _ = e.read_to_string(&mut msg).await;
                 }
                 let msg = super::connect::last_lines(&msg, 3);
-                break format!("the agent did not answer on {} within {}s ({msg})", plan.readiness.url, timeout.as_secs());
+                break format!("the agent did not answer on {} within {}s ({msg})", target.url, timeout.as_secs());
             }
             _ = watch.tick() => {
-                let inspect = engine.inspect_container(&agent.name).await?;
+                let inspect = engine.inspect_container(target.agent).await?;
                 if let Some(reason) = agent_stopped(&inspect) {
-                    break format!("the agent container {} {reason}", agent.name);
+                    break format!("the agent container {} {reason}", target.agent);
                 }
             }
             _ = cancel.wait_for(|c| *c) => {
@@ -186,12 +200,12 @@ pub async fn wait_ready(engine: &Engine, plan: &PodPlan, cancel: &mut Cancel) ->
     };
     let _ = child.start_kill();
     let logs = engine
-        .logs_tail(&agent.name, LOG_LINES)
+        .logs_tail(target.agent, LOG_LINES)
         .await
         .unwrap_or_else(|e| format!("(could not read its logs: {e:#})"));
     Err(anyhow!(
         "{failure}\n--- last {LOG_LINES} lines of {} ---\n{}",
-        agent.name,
+        target.agent,
         logs.trim_end()
     ))
 }

@@ -1,0 +1,110 @@
+//! `devaipod stop NAME` and `devaipod start NAME`: stop a workspace's pod (volumes and
+//! the agent's home are kept), and start it again, returning when the agent answers.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::names::Name;
+use crate::plan;
+use crate::podman::Engine;
+use crate::podman::probe::{self, Target};
+use crate::progress::Progress;
+use crate::state::{ReadyRecord, StateDir};
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// The workspace: NAME or devaipod-NAME
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The workspace: NAME or devaipod-NAME
+    pub name: String,
+    /// Seconds to wait for the agent to answer
+    #[arg(long, value_name = "SECS", default_value_t = plan::DEFAULT_READY_TIMEOUT_SECS)]
+    pub timeout: u64,
+}
+
+/// The pod of workspace `name`, or a clear error.
+async fn existing_pod(engine: &Engine, name: &Name) -> Result<String> {
+    match engine
+        .pods_with_label(crate::plan::labels::POD, name.as_str())
+        .await?
+        .into_iter()
+        .next()
+    {
+        Some(pod) => Ok(pod),
+        None => bail!(
+            "no workspace {name}: there is no pod {} made by devaipod (see `devaipod list`)",
+            name.pod_name()
+        ),
+    }
+}
+
+pub async fn stop(args: StopArgs) -> Result<ExitCode> {
+    let name = Name::from_user(&args.name)?;
+    let mut engine = Engine::connect().await?;
+    let pod = existing_pod(&engine, &name).await?;
+    engine.stop_pod(&pod).await?;
+    engine.shutdown();
+    println!("stopped {pod}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn start(args: StartArgs) -> Result<ExitCode> {
+    let name = Name::from_user(&args.name)?;
+    let progress = Progress::new();
+    let mut engine = Engine::connect().await?;
+    let pod = existing_pod(&engine, &name).await?;
+    progress.step(&format!("starting {pod}"));
+    engine.start_pod(&pod).await?;
+    let row = engine
+        .workspaces(Some(name.as_str()))
+        .await?
+        .into_iter()
+        .next()
+        .context("the workspace disappeared while starting")?;
+    let Some(agent) = row.container("agent") else {
+        bail!(
+            "workspace {name} has no agent container; recreate it with `devaipod delete {name}` and `devaipod up`"
+        );
+    };
+    progress.step("waiting for the agent to answer");
+    let url = plan::readiness_url();
+    let target = Target {
+        pod: &pod,
+        agent: &agent.name,
+        url: &url,
+        timeout: Duration::from_secs(args.timeout),
+    };
+    // Interrupting a start leaves the pod running: nothing was created.
+    let (_tx, mut cancel) = tokio::sync::watch::channel(false);
+    probe::wait_ready(&engine, &target, &mut cancel).await?;
+    note_agent_ready(&engine, &name).await?;
+    engine.shutdown();
+    drop(progress);
+    println!("started {pod}: the agent answers");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Records that the agent of `name` answered since its current start (for `list`).
+pub async fn note_agent_ready(engine: &Engine, name: &Name) -> Result<()> {
+    let Some(state) = StateDir::from_env() else {
+        return Ok(());
+    };
+    let rows = engine.workspaces(Some(name.as_str())).await?;
+    if let Some(agent) = rows.first().and_then(|r| r.container("agent")) {
+        state.record_ready(
+            name,
+            &ReadyRecord {
+                container_id: agent.id.clone(),
+                started_at: agent.started_at,
+            },
+        )?;
+    }
+    Ok(())
+}

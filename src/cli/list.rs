@@ -1,0 +1,198 @@
+//! `devaipod list [--json]`: every devaipod workspace at a glance, in a fixed number of
+//! engine requests (two), whatever the number of pods.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use serde::Serialize;
+
+use crate::names::Name;
+use crate::podman::Engine;
+use crate::podman::inventory::{ContainerRow, WorkspaceRow};
+use crate::state::StateDir;
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print a JSON array on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One workspace as `list --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub name: String,
+    pub pod: String,
+    pub status: String,
+    pub repo: String,
+    pub image: String,
+    pub created: String,
+    /// The agent runs and answered since its last start (recorded by `up`/`start`).
+    pub agent_ready: bool,
+    pub containers: Vec<ContainerRow>,
+}
+
+/// True when the agent container runs and a readiness record matches its current start.
+pub fn agent_ready(row: &WorkspaceRow, state: Option<&StateDir>) -> bool {
+    let (Some(agent), Some(state)) = (row.container("agent"), state) else {
+        return false;
+    };
+    if agent.state != "running" {
+        return false;
+    }
+    let Ok(name) = Name::new(&row.name) else {
+        return false;
+    };
+    state
+        .read_ready(&name)
+        .is_some_and(|r| r.container_id == agent.id && r.started_at == agent.started_at)
+}
+
+impl Entry {
+    pub fn new(row: WorkspaceRow, state: Option<&StateDir>) -> Self {
+        let agent_ready = agent_ready(&row, state);
+        Self {
+            name: row.name,
+            pod: row.pod,
+            status: row.status,
+            repo: row.repo,
+            image: row.image,
+            created: row.created,
+            agent_ready,
+            containers: row.containers,
+        }
+    }
+}
+
+pub async fn run(args: ListArgs) -> Result<ExitCode> {
+    let mut engine = Engine::connect().await?;
+    let rows = engine.workspaces(None).await?;
+    engine.shutdown();
+    let state = StateDir::from_env();
+    let entries: Vec<Entry> = rows
+        .into_iter()
+        .map(|r| Entry::new(r, state.as_ref()))
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else {
+        print!("{}", render_table(&entries));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The human table.
+pub fn render_table(entries: &[Entry]) -> String {
+    if entries.is_empty() {
+        return "no devaipod workspaces (create one with `devaipod up PATH`)\n".into();
+    }
+    let header = ["NAME", "STATUS", "AGENT", "CREATED", "REPO"];
+    let rows: Vec<[String; 5]> = entries
+        .iter()
+        .map(|e| {
+            let agent = match (
+                e.agent_ready,
+                e.containers.iter().find(|c| c.role == "agent"),
+            ) {
+                (true, _) => "ready".to_string(),
+                (false, Some(c)) => c.state.clone(),
+                (false, None) => "missing".to_string(),
+            };
+            let created = e.created.get(..16).unwrap_or(&e.created).replace('T', " ");
+            [
+                e.name.clone(),
+                e.status.clone(),
+                agent,
+                created,
+                e.repo.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; 5]| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                l.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header);
+    for r in &rows {
+        line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ReadyRecord;
+
+    fn row(agent_state: &str, started_at: i64) -> WorkspaceRow {
+        WorkspaceRow {
+            name: "w1".into(),
+            pod: "devaipod-w1".into(),
+            status: "running".into(),
+            repo: "/src/w1".into(),
+            image: "img".into(),
+            created: "2026-11-26T18:00:00+00:00".into(),
+            containers: vec![ContainerRow {
+                role: "agent".into(),
+                name: "devaipod-w1-agent".into(),
+                state: agent_state.into(),
+                id: "cid".into(),
+                image: "img".into(),
+                started_at,
+            }],
+        }
+    }
+
+    #[test]
+    fn agent_ready_needs_a_matching_record_and_a_running_agent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::at(dir.path());
+        assert!(!agent_ready(&row("running", 5), Some(&state)));
+        let name = Name::new("w1").expect("name");
+        let rec = ReadyRecord {
+            container_id: "cid".into(),
+            started_at: 5,
+        };
+        state.record_ready(&name, &rec).expect("record");
+        assert!(agent_ready(&row("running", 5), Some(&state)));
+        assert!(
+            !agent_ready(&row("running", 6), Some(&state)),
+            "restarted since"
+        );
+        assert!(!agent_ready(&row("exited", 5), Some(&state)));
+        assert!(!agent_ready(&row("running", 5), None));
+    }
+
+    #[test]
+    fn table_lines_up() {
+        let entries = vec![Entry::new(row("running", 1), None)];
+        let t = render_table(&entries);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[0].starts_with("NAME  STATUS   AGENT    CREATED"),
+            "{t}"
+        );
+        assert!(
+            lines[1].starts_with("w1    running  running  2026-11-26 18:00"),
+            "{t}"
+        );
+        assert_eq!(render_table(&[]).lines().count(), 1);
+    }
+}

@@ -1,0 +1,99 @@
+//! `devaipod logs NAME [--container ROLE] [--follow] [--tail N]`: a container's output.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use futures_util::StreamExt;
+
+use crate::names::Name;
+use crate::plan::Role;
+use crate::podman::{Engine, api_error};
+
+/// The containers `logs` can show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogRole {
+    Workspace,
+    Agent,
+    Gator,
+    Proxy,
+}
+
+impl From<LogRole> for Role {
+    fn from(r: LogRole) -> Self {
+        match r {
+            LogRole::Workspace => Role::Workspace,
+            LogRole::Agent => Role::Agent,
+            LogRole::Gator => Role::Gator,
+            LogRole::Proxy => Role::Proxy,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The workspace: NAME or devaipod-NAME
+    pub name: String,
+    /// Which container
+    #[arg(long, short, value_enum, default_value = "agent")]
+    pub container: LogRole,
+    /// Keep printing new output until interrupted
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Only the last N lines
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+}
+
+pub async fn run(args: LogsArgs) -> Result<ExitCode> {
+    let name = Name::from_user(&args.name)?;
+    let role = Role::from(args.container);
+    let mut engine = Engine::connect().await?;
+    let Some(row) = engine
+        .workspaces(Some(name.as_str()))
+        .await?
+        .into_iter()
+        .next()
+    else {
+        bail!(
+            "no workspace {name}: there is no pod {} made by devaipod (see `devaipod list`)",
+            name.pod_name()
+        );
+    };
+    let Some(container) = row.container(role.as_str()) else {
+        let have: Vec<&str> = row.containers.iter().map(|c| c.role.as_str()).collect();
+        bail!(
+            "workspace {name} has no {role} container (it has: {})",
+            have.join(", ")
+        );
+    };
+    let mut opts = podman_api::opts::ContainerLogsOpts::builder()
+        .stdout(true)
+        .stderr(true)
+        .follow(args.follow);
+    if let Some(n) = args.tail {
+        opts = opts.tail(n.to_string());
+    }
+    let opts = opts.build();
+    let containers = engine.api().containers();
+    let c = containers.get(&container.name);
+    let mut stream = c.logs(&opts);
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    while let Some(chunk) = stream.next().await {
+        match chunk.map_err(api_error)? {
+            podman_api::conn::TtyChunk::StdErr(b) => {
+                err.write_all(&b)?;
+                err.flush()?;
+            }
+            other => {
+                out.write_all(&other)?;
+                out.flush()?;
+            }
+        }
+    }
+    drop(stream);
+    engine.shutdown();
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,197 @@
+//! `devaipod status NAME [--json]`: one workspace in detail: the `list` object plus
+//! volumes, mounts, published ports and recent events.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::list::Entry;
+use crate::names::Name;
+use crate::plan::labels;
+use crate::podman::Engine;
+use crate::podman::inventory::EventRow;
+use crate::state::StateDir;
+
+/// How far back `status` looks for events.
+const EVENTS_SINCE_SECS: u64 = 24 * 3600;
+/// How many events `status` shows.
+const EVENTS_LIMIT: usize = 20;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The workspace: NAME or devaipod-NAME
+    pub name: String,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A mount of one container.
+#[derive(Debug, Clone, Serialize)]
+pub struct MountRow {
+    pub container: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub source: String,
+    pub destination: String,
+    pub rw: bool,
+}
+
+/// What `status --json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    #[serde(flatten)]
+    pub entry: Entry,
+    pub volumes: Vec<String>,
+    pub mounts: Vec<MountRow>,
+    pub ports: Vec<String>,
+    pub events: Vec<EventRow>,
+}
+
+fn mounts_of(container: &str, inspect: &Value) -> Vec<MountRow> {
+    inspect["Mounts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| MountRow {
+                    container: container.to_string(),
+                    kind: m["Type"].as_str().unwrap_or_default().to_string(),
+                    source: m["Name"]
+                        .as_str()
+                        .filter(|s| !s.is_empty())
+                        .or(m["Source"].as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                    destination: m["Destination"].as_str().unwrap_or_default().to_string(),
+                    rw: m["RW"].as_bool().unwrap_or(false),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Published ports from the pod's infra config, as `HOST_IP:HOST_PORT->PORT/PROTO`.
+fn ports_of(pod_inspect: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(map) = pod_inspect["InfraConfig"]["PortBindings"].as_object() {
+        for (port, bindings) in map {
+            for b in bindings.as_array().into_iter().flatten() {
+                let ip = b["HostIp"].as_str().unwrap_or_default();
+                let hp = b["HostPort"].as_str().unwrap_or_default();
+                out.push(format!("{ip}:{hp}->{port}"));
+            }
+        }
+    }
+    out
+}
+
+pub async fn run(args: StatusArgs) -> Result<ExitCode> {
+    let name = Name::from_user(&args.name)?;
+    let mut engine = Engine::connect().await?;
+    let Some(row) = engine
+        .workspaces(Some(name.as_str()))
+        .await?
+        .into_iter()
+        .next()
+    else {
+        bail!(
+            "no workspace {name}: there is no pod {} made by devaipod (see `devaipod list`)",
+            name.pod_name()
+        );
+    };
+    let inspects = futures_util::future::try_join_all(
+        row.containers
+            .iter()
+            .map(|c| engine.inspect_container(&c.name)),
+    );
+    let (inspects, pod, volumes, events) = tokio::try_join!(
+        inspects,
+        engine.inspect_pod(&row.pod),
+        engine.volumes_with_label(labels::POD, name.as_str()),
+        engine.events(name.as_str(), EVENTS_SINCE_SECS, EVENTS_LIMIT),
+    )?;
+    engine.shutdown();
+    let mounts = row
+        .containers
+        .iter()
+        .zip(&inspects)
+        .flat_map(|(c, i)| mounts_of(&c.name, i))
+        .collect();
+    let status = Status {
+        ports: ports_of(&pod),
+        entry: Entry::new(row, StateDir::from_env().as_ref()),
+        volumes,
+        mounts,
+        events,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", render(&status));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(s: &Status) -> String {
+    use std::fmt::Write;
+    let e = &s.entry;
+    let mut out = String::new();
+    let _ = writeln!(out, "workspace  {} (pod {})", e.name, e.pod);
+    let _ = writeln!(out, "status     {}", e.status);
+    let _ = writeln!(
+        out,
+        "agent      {}",
+        if e.agent_ready { "ready" } else { "not ready" }
+    );
+    let _ = writeln!(out, "repo       {}", e.repo);
+    let _ = writeln!(out, "image      {}", e.image);
+    let _ = writeln!(out, "created    {}", e.created);
+    for c in &e.containers {
+        let _ = writeln!(out, "container  {} [{}] {}", c.name, c.role, c.state);
+    }
+    for v in &s.volumes {
+        let _ = writeln!(out, "volume     {v}");
+    }
+    for m in &s.mounts {
+        let mode = if m.rw { "rw" } else { "ro" };
+        let _ = writeln!(
+            out,
+            "mount      {}: {} -> {} ({mode})",
+            m.container, m.source, m.destination
+        );
+    }
+    for p in &s.ports {
+        let _ = writeln!(out, "port       {p}");
+    }
+    for ev in &s.events {
+        let _ = writeln!(
+            out,
+            "event      {} {} {} {}",
+            ev.time, ev.kind, ev.action, ev.name
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_mounts_and_ports() {
+        let c = serde_json::json!({"Mounts": [
+            {"Type": "volume", "Name": "v1", "Source": "/var/lib/x", "Destination": "/w", "RW": true},
+            {"Type": "bind", "Source": "/etc/hosts", "Destination": "/etc/hosts", "RW": false},
+        ]});
+        let m = mounts_of("c1", &c);
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].source.as_str(), m[0].rw), ("v1", true));
+        assert_eq!(m[1].source, "/etc/hosts");
+        let pod = serde_json::json!({"InfraConfig": {"PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18080"}]}}});
+        assert_eq!(ports_of(&pod), ["127.0.0.1:18080->8080/tcp"]);
+        assert!(ports_of(&serde_json::json!({})).is_empty());
+    }
+}
