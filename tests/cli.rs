@@ -38,7 +38,16 @@ fn help_lists_the_commands() {
     let o = devaipod(&["--help"], d.path());
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    for cmd in ["up", "list", "status", "stop", "start", "logs", "delete", "completions"] {
+    for cmd in [
+        "up",
+        "list",
+        "status",
+        "stop",
+        "start",
+        "logs",
+        "delete",
+        "completions",
+    ] {
         assert!(out.contains(cmd), "{out}");
     }
     assert!(

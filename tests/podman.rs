@@ -729,6 +729,27 @@ fn list_status_stop_start_and_logs() {
     exec(&ws, Some("dev"), "echo kept > notes.txt");
     exec(&agent, None, "echo kept > $HOME/memory.txt");
 
+    // logs --follow streams until the container stops.
+    let mut follow = Command::new(devaipod_bin())
+        .args(["logs", &g.name, "--follow"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn logs -f");
+    let mut follow_out = std::io::BufReader::new(follow.stdout.take().expect("stdout"));
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut follow_out, &mut line).expect("read");
+        assert!(
+            n > 0,
+            "logs --follow ended before showing the agent's output"
+        );
+        if line.contains("opencode server listening") {
+            break;
+        }
+    }
+
     // stop (twice: stopping a stopped pod is fine), then list shows it down.
     for _ in 0..2 {
         let o = devaipod(&["stop", &g.pod()]);
@@ -737,6 +758,16 @@ fn list_status_stop_start_and_logs() {
     let e = listed(&g);
     assert_eq!(e["status"], "exited");
     assert_eq!(e["agent_ready"], false);
+    // The follower saw the agent stop and ended by itself.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(follow.wait());
+    });
+    let status = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("logs --follow did not end after the pod stopped")
+        .expect("wait");
+    assert!(status.success(), "logs --follow exited with {status}");
 
     // start returns when the agent answers; the data survived.
     let o = devaipod(&["start", &g.name]);

@@ -1,0 +1,376 @@
+//! `just bench`: devaipod against the floor, on real Podman with the bundled image.
+//!
+//! Side by side, alternating, several rounds; prints medians and ratios:
+//! - `up` to agent-ready vs the same objects made by hand with the podman CLI (volumes,
+//!   a host clone copied in, a pod sharing only net, the workspace with an init, the
+//!   agent with the same hardening flags and home volume) and the same readiness wait
+//!   polled every 50 ms (target: at most 1.3x);
+//! - `delete` vs `podman pod rm -f` (target: under 1 s);
+//! - `list --json` with 20 pods (target: under 0.3 s);
+//! - devaipod's own peak RSS (target: under 30 MB), measured with the engine behind
+//!   `CONTAINER_HOST` so the podman service is not devaipod's child.
+//!
+//! Run as root (the floor's readiness wait enters the pod's netns with nsenter).
+//! `DEVAIPOD_BENCH_ROUNDS` sets the rounds (default 5).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const IMAGE: &str = "localhost/devaipod-base:latest";
+const LABEL: &str = "devaipod.bench=1";
+
+fn devaipod() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_devaipod"))
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn podman(args: &[&str]) -> String {
+    run(Command::new("podman").args(args))
+}
+
+fn timed(f: impl FnOnce()) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed()
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// A repo like examples/hello in a temp dir.
+fn make_repo() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("devaipod-bench-")
+        .tempdir()
+        .expect("tempdir");
+    let p = dir.path();
+    std::fs::create_dir(p.join(".devcontainer")).expect("mkdir");
+    std::fs::write(
+        p.join(".devcontainer/devcontainer.json"),
+        format!(r#"{{"image": "{IMAGE}", "remoteUser": "dev"}}"#),
+    )
+    .expect("write");
+    std::fs::write(p.join("hello.sh"), "#!/bin/sh\necho hello\n").expect("write");
+    let git = |args: &[&str]| {
+        run(Command::new("git")
+            .arg("-C")
+            .arg(p)
+            .args(["-c", "user.name=b", "-c", "user.email=b@example.invalid"])
+            .args(args))
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "init"]);
+    dir
+}
+
+/// The floor: what `up` does, by hand with the podman CLI, strictly in sequence.
+fn floor_up(name: &str, repo: &Path) {
+    let folder = format!(
+        "/workspaces/{}",
+        repo.file_name().expect("name").to_string_lossy()
+    );
+    let ws_vol = format!("{name}-workspace");
+    let home_vol = format!("{name}-agent-home");
+    podman(&["volume", "create", "--label", LABEL, &ws_vol]);
+    podman(&["volume", "create", "--label", LABEL, &home_vol]);
+    podman(&[
+        "pod", "create", "--label", LABEL, "--share", "net", "--name", name,
+    ]);
+    let ws = format!("{name}-ws");
+    let agent = format!("{name}-agent");
+    let ws_mount = format!("{ws_vol}:{folder}");
+    podman(&[
+        "create", "--pod", name, "--name", &ws, "--init", "-v", &ws_mount, "-w", &folder, IMAGE,
+        "sleep", "infinity",
+    ]);
+    podman(&[
+        "create",
+        "--pod",
+        name,
+        "--name",
+        &agent,
+        "--init",
+        "--cap-drop",
+        "all",
+        "--security-opt",
+        "no-new-privileges",
+        "--user",
+        "dev",
+        "-v",
+        &ws_mount,
+        "-v",
+        &format!("{home_vol}:/home/agent"),
+        "-e",
+        "HOME=/home/agent",
+        "-e",
+        "OPENCODE_DISABLE_AUTOUPDATE=1",
+        "-w",
+        &folder,
+        IMAGE,
+        "opencode",
+        "serve",
+        "--hostname",
+        "127.0.0.1",
+        "--port",
+        "4096",
+    ]);
+    podman(&["pod", "start", name]);
+    let clone = tempfile::tempdir().expect("tempdir");
+    let dest = clone.path().join("repo");
+    run(Command::new("git")
+        .args(["clone", "-q", "--no-hardlinks"])
+        .arg(repo)
+        .arg(&dest));
+    run(Command::new("chown").args(["-R", "1000:1000"]).arg(&dest));
+    podman(&[
+        "cp",
+        "--archive=false",
+        &format!("{}/.", dest.display()),
+        &format!("{ws}:{folder}"),
+    ]);
+    let pid = podman(&["inspect", "-f", "{{.State.Pid}}", &ws])
+        .trim()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ok = Command::new("nsenter")
+            .arg(format!("--net=/proc/{pid}/ns/net"))
+            .args([
+                "curl",
+                "-sf",
+                "-m",
+                "1",
+                "-o",
+                "/dev/null",
+                "http://127.0.0.1:4096/global/health",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "floor agent never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn floor_remove_volumes(name: &str) {
+    podman(&[
+        "volume",
+        "rm",
+        "-f",
+        &format!("{name}-workspace"),
+        &format!("{name}-agent-home"),
+    ]);
+}
+
+/// 20 labelled pods (pod + two created containers each), made directly with podman.
+fn make_list_pods(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let name = format!("bench-list-{i}");
+            let pod = format!("devaipod-{name}");
+            let pod_label = format!("io.devaipod.pod={name}");
+            podman(&[
+                "pod",
+                "create",
+                "--label",
+                LABEL,
+                "--label",
+                &pod_label,
+                "--label",
+                "io.devaipod.repo=/bench",
+                "--share",
+                "net",
+                "--name",
+                &pod,
+            ]);
+            for role in ["workspace", "agent"] {
+                podman(&[
+                    "create",
+                    "--pod",
+                    &pod,
+                    "--name",
+                    &format!("{pod}-{role}"),
+                    "--label",
+                    LABEL,
+                    "--label",
+                    &pod_label,
+                    "--label",
+                    &format!("io.devaipod.role={role}"),
+                    IMAGE,
+                    "true",
+                ]);
+            }
+            pod
+        })
+        .collect()
+}
+
+/// Runs `cmd` in a child and returns its peak RSS in KiB (children of this process that
+/// were waited for: only the measured command and its own reaped children).
+fn peak_rss_kib(args: &[&str], container_host: &str) -> i64 {
+    let out = run(Command::new(std::env::current_exe().expect("exe"))
+        .arg("--measure-rss")
+        .arg(devaipod())
+        .args(args)
+        .env("CONTAINER_HOST", container_host));
+    out.trim().parse().expect("rss")
+}
+
+fn measure_rss_main(args: &[String]) {
+    let status = Command::new(&args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("spawn");
+    assert!(status.success(), "{args:?} failed");
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .expect("getrusage");
+    println!("{}", usage.max_rss());
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--measure-rss") {
+        measure_rss_main(&args[2..]);
+        return;
+    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "run the benchmark as root (just bench does)"
+    );
+    let rounds: usize = std::env::var("DEVAIPOD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    let repo = make_repo();
+    let repo_path = repo.path().to_string_lossy().into_owned();
+    let (mut up_d, mut up_f, mut del_d, mut del_f) = (vec![], vec![], vec![], vec![]);
+    println!("devaipod bench: {rounds} rounds, image {IMAGE}");
+    for i in 0..rounds {
+        let dname = format!("bench-up-{i}");
+        let fname = format!("bench-floor-{i}");
+        // Alternate which goes first, so neither always runs on a warmer engine.
+        if i % 2 == 0 {
+            up_d.push(timed(|| {
+                run(Command::new(devaipod())
+                    .args(["up", &repo_path, "--name", &dname, "--label", LABEL]));
+            }));
+            up_f.push(timed(|| floor_up(&fname, repo.path())));
+        } else {
+            up_f.push(timed(|| floor_up(&fname, repo.path())));
+            up_d.push(timed(|| {
+                run(Command::new(devaipod())
+                    .args(["up", &repo_path, "--name", &dname, "--label", LABEL]));
+            }));
+        }
+        del_d.push(timed(|| {
+            run(Command::new(devaipod()).args(["delete", &dname]));
+        }));
+        del_f.push(timed(|| {
+            podman(&["pod", "rm", "-f", &fname]);
+        }));
+        floor_remove_volumes(&fname);
+        println!(
+            "  round {}: up {:.2}s vs floor {:.2}s; delete {:.2}s vs pod rm -f {:.2}s",
+            i + 1,
+            up_d[i].as_secs_f64(),
+            up_f[i].as_secs_f64(),
+            del_d[i].as_secs_f64(),
+            del_f[i].as_secs_f64()
+        );
+    }
+
+    let pods = make_list_pods(20);
+    let mut list = vec![];
+    for _ in 0..rounds.max(5) {
+        list.push(timed(|| {
+            run(Command::new(devaipod()).args(["list", "--json"]));
+        }));
+    }
+
+    // Peak RSS with a bench-owned service behind CONTAINER_HOST.
+    let sock_dir = tempfile::tempdir().expect("tempdir");
+    let sock = sock_dir.path().join("podman.sock");
+    let mut service = Command::new("podman")
+        .args(["system", "service", "--time=0"])
+        .arg(format!("unix://{}", sock.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("service");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(Instant::now() < deadline, "service did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let host = format!("unix://{}", sock.display());
+    let rss_list = peak_rss_kib(&["list", "--json"], &host);
+    let rss_up = peak_rss_kib(
+        &["up", &repo_path, "--name", "bench-rss", "--label", LABEL],
+        &host,
+    );
+    run(Command::new(devaipod()).args(["delete", "bench-rss"]));
+    let _ = service.kill();
+    let _ = service.wait();
+    for pod in &pods {
+        podman(&["pod", "rm", "-f", pod]);
+    }
+
+    let (ud, uf) = (median(&mut up_d), median(&mut up_f));
+    let (dd, df) = (median(&mut del_d), median(&mut del_f));
+    let l = median(&mut list);
+    let ratio = ud.as_secs_f64() / uf.as_secs_f64();
+    let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
+    println!();
+    println!("| measure | devaipod (median) | floor (median) | ratio | target | |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| up to agent-ready | {:.2} s | {:.2} s | {ratio:.2}x | <= 1.3x | {} |",
+        ud.as_secs_f64(),
+        uf.as_secs_f64(),
+        verdict(ratio <= 1.3)
+    );
+    println!(
+        "| delete | {:.2} s | {:.2} s (pod rm -f) | {:.2}x | < 1 s | {} |",
+        dd.as_secs_f64(),
+        df.as_secs_f64(),
+        dd.as_secs_f64() / df.as_secs_f64(),
+        verdict(dd < Duration::from_secs(1))
+    );
+    println!(
+        "| list --json, 20 pods | {:.3} s | | | < 0.3 s | {} |",
+        l.as_secs_f64(),
+        verdict(l < Duration::from_millis(300))
+    );
+    println!(
+        "| peak RSS, up | {:.1} MB | | | < 30 MB | {} |",
+        rss_up as f64 / 1024.0,
+        verdict(rss_up < 30 * 1024)
+    );
+    println!(
+        "| peak RSS, list --json | {:.1} MB | | | < 30 MB | {} |",
+        rss_list as f64 / 1024.0,
+        verdict(rss_list < 30 * 1024)
+    );
+}
