@@ -260,3 +260,123 @@ fn missing_podman_says_what_to_install() {
     assert!(err.contains("podman is not installed"), "{err}");
     assert!(err.contains("apt-get install podman"), "{err}");
 }
+
+#[test]
+fn named_configs_without_a_default_need_config() {
+    let d = tempfile::tempdir().expect("tempdir");
+    init_repo(
+        d.path(),
+        &[
+            (
+                ".devcontainer/python/devcontainer.json",
+                r#"{"image": "localhost/py:1"}"#,
+            ),
+            (
+                ".devcontainer/rust/devcontainer.json",
+                r#"{"image": "localhost/rs:1"}"#,
+            ),
+        ],
+    );
+    let o = devaipod(&["up", ".", "--dry-run"], d.path());
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains(".devcontainer/python/devcontainer.json"),
+        "{err}"
+    );
+    assert!(
+        err.contains(".devcontainer/rust/devcontainer.json"),
+        "{err}"
+    );
+    assert!(err.contains("--config"), "{err}");
+    let o = devaipod(
+        &[
+            "up",
+            ".",
+            "--config",
+            ".devcontainer/rust/devcontainer.json",
+            "--dry-run",
+            "--json",
+        ],
+        d.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["image"]["ref"], "localhost/rs:1");
+    let o = devaipod(&["up", ".", "--config", "nope.json", "--dry-run"], d.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--config nope.json: no such file"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn variables_are_substituted_and_host_env_stays_out_of_the_pod() {
+    let r = repo(Some(
+        r#"{"image": "localhost/x:${localEnv:DEVAIPOD_TEST_TAG:1}", "workspaceFolder": "/src/${localWorkspaceFolderBasename}"}"#,
+    ));
+    let o = Command::new(env!("CARGO_BIN_EXE_devaipod"))
+        .args(["up", ".", "--name", "v", "--dry-run", "--json"])
+        .current_dir(r.path())
+        .env("CONTAINER_HOST", "unix:///nonexistent/devaipod-test.sock")
+        .env("DEVAIPOD_TEST_TAG", "7")
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["image"]["ref"], "localhost/x:7");
+    let base = r
+        .path()
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(v["repo"]["workspace_folder"], format!("/src/{base}"));
+
+    let r = repo(Some(
+        r#"{"image": "x", "workspaceFolder": "/w/${localEnv:GH_TOKEN}"}"#,
+    ));
+    let o = Command::new(env!("CARGO_BIN_EXE_devaipod"))
+        .args(["up", ".", "--dry-run", "--json"])
+        .current_dir(r.path())
+        .env("CONTAINER_HOST", "unix:///nonexistent/devaipod-test.sock")
+        .env("GH_TOKEN", "secret-value-123")
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("\"workspaceFolder\" uses ${localEnv:"),
+        "{err}"
+    );
+    assert!(!err.contains("secret-value-123"), "{err}");
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn ignored_properties_are_warned_about() {
+    let r = repo(Some(
+        r#"{"image": "x", "mounts": [], "postCreateCommand": "make", "imagee": 1}"#,
+    ));
+    let o = devaipod(&["up", ".", "--name", "w", "--dry-run", "--json"], r.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let warnings: Vec<&str> = v["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for want in [
+        "\"mounts\" is not applied",
+        "\"postCreateCommand\" is not applied",
+        "unknown property \"imagee\"",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w.contains(want)),
+            "{want}: {warnings:?}"
+        );
+    }
+}

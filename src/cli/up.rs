@@ -26,6 +26,10 @@ pub struct UpArgs {
     /// Image for the workspace and agent, instead of devcontainer.json's "image"
     #[arg(long)]
     pub image: Option<String>,
+    /// The devcontainer.json to use (default: .devcontainer/devcontainer.json or
+    /// .devcontainer.json, in PATH or the folders above it up to the repo's top)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Print the plan and create nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -47,19 +51,28 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Finds devcontainer.json for `dir`: in `dir`, else in its parents up to `root`.
-fn find_config(dir: &Path, root: &Path) -> Option<PathBuf> {
-    let mut cur = Some(dir);
+/// Finds devcontainer.json for `dir`: `--config`, else in `dir` (where several named
+/// configs without a default are an error), else in its parents up to `root`.
+pub fn find_config(dir: &Path, root: &Path, explicit: Option<&Path>) -> Result<Option<PathBuf>> {
+    if let Some(found) = devcontainer::discover(dir, explicit)? {
+        return Ok(Some(found));
+    }
+    let mut cur = dir.parent();
     while let Some(d) = cur {
-        if let Some(found) = devcontainer::find(d) {
-            return Some(found);
-        }
-        if d == root {
+        if !d.starts_with(root) {
             break;
+        }
+        if let Some(found) = devcontainer::find(d) {
+            return Ok(Some(found));
         }
         cur = d.parent();
     }
-    None
+    Ok(None)
+}
+
+/// Host environment lookup for `${localEnv:...}`.
+pub fn host_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 /// Reads everything the plan needs (repo, config, image presence) and builds it.
@@ -88,10 +101,40 @@ async fn make_plan(
         Some(n) => Name::from_user(n).with_context(|| format!("--name {n:?} is not valid"))?,
         None => Name::derive(&folder, &random_suffix()),
     };
-    let config_path = find_config(&path, &repo.root);
-    let config = match &config_path {
-        Some(p) => devcontainer::load(p)?.config,
-        None => devcontainer::DevContainer::default(),
+    let config_path = find_config(&path, &repo.root, args.config.as_deref())?;
+    let (config, config_warnings) = match &config_path {
+        Some(p) => {
+            let loaded = devcontainer::load(p)?;
+            if let Some(key) = devcontainer::uses_host_env(&loaded.raw) {
+                bail!(
+                    "{}: \"{key}\" uses ${{localEnv:...}}: devaipod does not carry host environment variables into the pod (they may hold secrets); write the value itself",
+                    p.display()
+                );
+            }
+            let local = path.display().to_string();
+            let local_only = |s: &str| {
+                devcontainer::vars::substitute_str(
+                    s,
+                    &devcontainer::vars::Context {
+                        local_workspace_folder: local.clone(),
+                        container_workspace_folder: String::new(),
+                        local_env: &host_env,
+                    },
+                )
+            };
+            let ctx = devcontainer::vars::Context {
+                container_workspace_folder: devcontainer::container_workspace_folder(
+                    &loaded.raw,
+                    &repo.folder_name(),
+                    &local_only,
+                ),
+                local_workspace_folder: local.clone(),
+                local_env: &host_env,
+            };
+            let (_, config) = loaded.resolve(&ctx);
+            (config, loaded.warnings)
+        }
+        None => (devcontainer::DevContainer::default(), Vec::new()),
     };
     let extra_labels: BTreeMap<String, String> = args.labels.iter().cloned().collect();
     let mut input = PlanInput {
@@ -113,6 +156,7 @@ async fn make_plan(
         },
         extra_labels,
         ready_timeout_secs: args.timeout,
+        config_warnings,
     };
     let (image, _) = plan::choose_image(&input)?;
     input.image_state = match engine {

@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use serde_json::{Map, Value};
+
+pub mod properties;
+pub mod vars;
 
 /// Files larger than this are refused before parsing (a devcontainer.json is a few KB).
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -28,7 +32,89 @@ pub struct DevContainer {
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub path: PathBuf,
+    /// Every property as written (variables not yet substituted).
+    pub raw: Map<String, Value>,
+    /// The properties devaipod uses.
     pub config: DevContainer,
+    /// Unknown properties and properties devaipod does not apply yet.
+    pub warnings: Vec<String>,
+}
+
+impl Loaded {
+    /// The configuration with `${...}` variables substituted, and the typed view of it.
+    pub fn resolve(&self, ctx: &vars::Context<'_>) -> (Map<String, Value>, DevContainer) {
+        let mut v = Value::Object(self.raw.clone());
+        vars::substitute(&mut v, ctx);
+        let config = serde_json::from_value(v.clone()).unwrap_or_else(|_| self.config.clone());
+        match v {
+            Value::Object(map) => (map, config),
+            _ => (self.raw.clone(), config),
+        }
+    }
+}
+
+/// Properties whose values reach the agent's container (paths, users): host environment
+/// variables are not substituted into them when applying, because a repo could use
+/// `${localEnv:...}` to carry a host secret into the sandbox.
+pub const NO_HOST_ENV: &[&str] = &["workspaceFolder", "containerUser", "remoteUser"];
+
+/// The first of [`NO_HOST_ENV`] whose value uses `${localEnv:...}` or `${env:...}`.
+pub fn uses_host_env(raw: &Map<String, Value>) -> Option<&'static str> {
+    NO_HOST_ENV.iter().copied().find(|k| {
+        raw.get(*k)
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.contains("${localEnv:") || v.contains("${env:"))
+    })
+}
+
+/// The container workspace folder: `workspaceFolder` (with local variables substituted),
+/// else `/workspaces/<folder name>`.
+pub fn container_workspace_folder(
+    raw: &Map<String, Value>,
+    folder_name: &str,
+    local: &dyn Fn(&str) -> String,
+) -> String {
+    match raw.get("workspaceFolder").and_then(Value::as_str) {
+        Some(f) => local(f),
+        None => format!("/workspaces/{folder_name}"),
+    }
+}
+
+/// Finds the config for `dir`: `explicit` (`--config`) if given, else the default
+/// locations. When neither default exists but `.devcontainer/NAME/devcontainer.json`
+/// files do, that is an error listing them (the user must pick one with `--config`).
+pub fn discover(dir: &Path, explicit: Option<&Path>) -> Result<Option<PathBuf>> {
+    if let Some(p) = explicit {
+        // Relative to where devaipod runs, like any path on the command line.
+        if !p.is_file() {
+            bail!("--config {}: no such file", p.display());
+        }
+        return Ok(Some(p.to_path_buf()));
+    }
+    if let Some(found) = find(dir) {
+        return Ok(Some(found));
+    }
+    let mut named: Vec<PathBuf> = std::fs::read_dir(dir.join(".devcontainer"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("devcontainer.json"))
+        .filter(|p| p.is_file())
+        .collect();
+    if named.is_empty() {
+        return Ok(None);
+    }
+    named.sort();
+    let list: Vec<String> = named
+        .iter()
+        .map(|p| p.strip_prefix(dir).unwrap_or(p).display().to_string())
+        .collect();
+    bail!(
+        "{} has no .devcontainer/devcontainer.json or .devcontainer.json, but has {}: pick one with --config, e.g. --config {}",
+        dir.display(),
+        list.join(", "),
+        list[0]
+    )
 }
 
 /// Finds the config as the reference CLI does: `.devcontainer/devcontainer.json`, else
@@ -56,9 +142,16 @@ pub fn load(path: &Path) -> Result<Loaded> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let config = parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
+    let raw = parse_raw(&text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
+    let warnings = properties::warnings(&raw)
+        .into_iter()
+        .map(|w| format!("{}: {w}", path.display()))
+        .collect();
     Ok(Loaded {
         path: path.to_path_buf(),
+        raw,
         config,
+        warnings,
     })
 }
 
@@ -71,10 +164,9 @@ pub struct ParseError {
     pub message: String,
 }
 
-/// Parses devcontainer.json text.
-pub fn parse(text: &str) -> Result<DevContainer, ParseError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let options = jsonc_parser::ParseOptions {
+/// JSONC as the spec defines it: comments and trailing commas, nothing from JSON5.
+fn options() -> jsonc_parser::ParseOptions {
+    jsonc_parser::ParseOptions {
         allow_comments: true,
         allow_trailing_commas: true,
         allow_loose_object_property_names: false,
@@ -85,9 +177,33 @@ pub fn parse(text: &str) -> Result<DevContainer, ParseError> {
         allow_bare_decimal_point_numbers: false,
         allow_non_finite_numbers: false,
         allow_extended_string_escapes: false,
-    };
-    let value: Option<DevContainer> =
-        jsonc_parser::parse_to_serde_value(text, &options).map_err(|e| ParseError {
+    }
+}
+
+/// Parses devcontainer.json text into every property, as written.
+pub fn parse_raw(text: &str) -> Result<Map<String, Value>, ParseError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let value: Option<Value> =
+        jsonc_parser::parse_to_serde_value(text, &options()).map_err(|e| ParseError {
+            line: e.line_display(),
+            column: e.column_display(),
+            message: describe(e.kind()),
+        })?;
+    match value {
+        Some(Value::Object(map)) => Ok(map),
+        _ => Err(ParseError {
+            line: 1,
+            column: 1,
+            message: "expected a JSON object such as {\"image\": \"...\"}".into(),
+        }),
+    }
+}
+
+/// Parses devcontainer.json text into the properties devaipod uses.
+pub fn parse(text: &str) -> Result<DevContainer, ParseError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let value: Option<DevContainer> = jsonc_parser::parse_to_serde_value(text, &options())
+        .map_err(|e| ParseError {
             line: e.line_display(),
             column: e.column_display(),
             message: describe(e.kind()),

@@ -193,6 +193,8 @@ pub struct PlanInput {
     /// Extra labels from `--label`, put on every object.
     pub extra_labels: BTreeMap<String, String>,
     pub ready_timeout_secs: u64,
+    /// Warnings from reading devcontainer.json (ignored properties), shown by `up`.
+    pub config_warnings: Vec<String>,
 }
 
 /// Why no plan could be made.
@@ -342,7 +344,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         labels: labels_for(Role::Agent),
     };
 
-    let mut warnings = Vec::new();
+    let mut warnings = input.config_warnings.clone();
     if input.repo.uncommitted > 0 {
         warnings.push(format!(
             "{} has {} uncommitted change(s); the workspace gets HEAD ({}) without them",

@@ -28,6 +28,7 @@ fn input() -> PlanInput {
         image_state: ImageState::Present { id: "abc".into() },
         extra_labels: BTreeMap::new(),
         ready_timeout_secs: 60,
+        config_warnings: Vec::new(),
     }
 }
 

@@ -1,0 +1,125 @@
+//! Every top-level devcontainer.json property the spec defines, and whether devaipod
+//! applies it yet. Anything else is unknown. Keep docs/devcontainer.md in step.
+
+/// How devaipod treats a known property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// Read and applied.
+    Applied,
+    /// Has no effect on the pod by definition (schema links, display names).
+    NoEffect,
+    /// Read, but not applied yet: `up` warns.
+    NotApplied,
+}
+
+/// The spec's top-level properties (image, Dockerfile and Compose configs alike).
+pub const PROPERTIES: &[(&str, Support)] = &[
+    ("$schema", Support::NoEffect),
+    ("name", Support::NoEffect),
+    ("image", Support::Applied),
+    ("workspaceFolder", Support::Applied),
+    ("containerUser", Support::Applied),
+    ("remoteUser", Support::Applied),
+    ("build", Support::NotApplied),
+    ("dockerFile", Support::NotApplied),
+    ("context", Support::NotApplied),
+    ("dockerComposeFile", Support::NotApplied),
+    ("service", Support::NotApplied),
+    ("runServices", Support::NotApplied),
+    ("workspaceMount", Support::NotApplied),
+    ("shutdownAction", Support::NotApplied),
+    ("overrideCommand", Support::NotApplied),
+    ("forwardPorts", Support::NotApplied),
+    ("portsAttributes", Support::NotApplied),
+    ("otherPortsAttributes", Support::NotApplied),
+    ("appPort", Support::NotApplied),
+    ("containerEnv", Support::NotApplied),
+    ("remoteEnv", Support::NotApplied),
+    ("updateRemoteUserUID", Support::NotApplied),
+    ("userEnvProbe", Support::NotApplied),
+    ("mounts", Support::NotApplied),
+    ("runArgs", Support::NotApplied),
+    ("init", Support::NotApplied),
+    ("privileged", Support::NotApplied),
+    ("capAdd", Support::NotApplied),
+    ("securityOpt", Support::NotApplied),
+    ("features", Support::NotApplied),
+    ("overrideFeatureInstallOrder", Support::NotApplied),
+    ("initializeCommand", Support::NotApplied),
+    ("onCreateCommand", Support::NotApplied),
+    ("updateContentCommand", Support::NotApplied),
+    ("postCreateCommand", Support::NotApplied),
+    ("postStartCommand", Support::NotApplied),
+    ("postAttachCommand", Support::NotApplied),
+    ("waitFor", Support::NotApplied),
+    ("customizations", Support::NotApplied),
+    ("hostRequirements", Support::NotApplied),
+    ("secrets", Support::NotApplied),
+];
+
+/// How devaipod treats `name`, or `None` when the spec does not know it.
+pub fn support(name: &str) -> Option<Support> {
+    PROPERTIES.iter().find(|(p, _)| *p == name).map(|(_, s)| *s)
+}
+
+/// A property name safe to print (spec-like identifiers only; anything else is
+/// described rather than echoed).
+pub fn printable(name: &str) -> Option<&str> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '$'));
+    ok.then_some(name)
+}
+
+/// Warnings for the top-level properties of `config`: unknown ones, and known ones that
+/// devaipod does not apply yet.
+pub fn warnings(config: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in config.keys() {
+        match (support(key), printable(key)) {
+            (Some(Support::NotApplied), Some(k)) => out.push(format!(
+                "property \"{k}\" is not applied by devaipod yet; it is ignored"
+            )),
+            (None, Some(k)) => out.push(format!(
+                "unknown property \"{k}\" (not in the devcontainer.json spec); it is ignored"
+            )),
+            (None, None) => out.push(
+                "an unknown property with an unusual name (not in the devcontainer.json spec) is ignored"
+                    .to_string(),
+            ),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_properties() {
+        assert_eq!(support("image"), Some(Support::Applied));
+        assert_eq!(support("mounts"), Some(Support::NotApplied));
+        assert_eq!(support("$schema"), Some(Support::NoEffect));
+        assert_eq!(support("imag"), None);
+    }
+
+    #[test]
+    fn warns_about_unapplied_and_unknown_only() {
+        let v: serde_json::Value = serde_json::json!({
+            "image": "x", "name": "n", "mounts": [], "imag": "typo", "a b\"c": 1,
+        });
+        let w = warnings(v.as_object().expect("object"));
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w.iter().any(|m| m.contains("\"mounts\" is not applied")));
+        assert!(w.iter().any(|m| m.contains("unknown property \"imag\"")));
+        assert!(w.iter().any(|m| m.contains("unusual name")));
+        assert!(
+            !w.iter().any(|m| m.contains("a b")),
+            "names are not echoed raw"
+        );
+    }
+}

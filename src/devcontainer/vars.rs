@@ -1,0 +1,158 @@
+//! `${...}` variables in devcontainer.json, substituted as the reference CLI does when
+//! it reads a configuration: the local ones (`localEnv`/`env`, `localWorkspaceFolder`,
+//! `localWorkspaceFolderBasename`) and the container workspace folder ones. Variables
+//! that need a running container (`containerEnv`) or labels (`devcontainerId`) and
+//! unknown forms are left as written.
+
+use serde_json::Value;
+
+/// What the variables resolve to.
+pub struct Context<'a> {
+    /// The folder devaipod was pointed at, on the host.
+    pub local_workspace_folder: String,
+    /// The workspace folder inside the container.
+    pub container_workspace_folder: String,
+    /// Reads a host environment variable.
+    pub local_env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+fn basename(path: &str) -> &str {
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(path)
+}
+
+/// The value of one variable body (what is between `${` and `}`), or `None` to keep it.
+fn resolve(body: &str, ctx: &Context<'_>) -> Option<String> {
+    match body {
+        "localWorkspaceFolder" => return Some(ctx.local_workspace_folder.clone()),
+        "localWorkspaceFolderBasename" => {
+            return Some(basename(&ctx.local_workspace_folder).to_string());
+        }
+        "containerWorkspaceFolder" => return Some(ctx.container_workspace_folder.clone()),
+        "containerWorkspaceFolderBasename" => {
+            return Some(basename(&ctx.container_workspace_folder).to_string());
+        }
+        _ => {}
+    }
+    let (kind, rest) = body.split_once(':')?;
+    if kind != "localEnv" && kind != "env" {
+        return None;
+    }
+    let (name, default) = match rest.split_once(':') {
+        Some((n, d)) => (n, Some(d)),
+        None => (rest, None),
+    };
+    Some((ctx.local_env)(name).unwrap_or_else(|| default.unwrap_or_default().to_string()))
+}
+
+/// Substitutes the variables in one string.
+pub fn substitute_str(s: &str, ctx: &Context<'_>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let body = &after[..end];
+                match resolve(body, ctx) {
+                    Some(v) => out.push_str(&v),
+                    None => {
+                        out.push_str("${");
+                        out.push_str(body);
+                        out.push('}');
+                    }
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Substitutes the variables in every string value of `v` (keys are left alone).
+/// Iterative, so no input can recurse without bound.
+pub fn substitute(v: &mut Value, ctx: &Context<'_>) {
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) => {
+                if s.contains("${") {
+                    *s = substitute_str(s, ctx);
+                }
+            }
+            Value::Array(a) => stack.extend(a.iter_mut()),
+            Value::Object(o) => stack.extend(o.values_mut()),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx_env(name: &str) -> Option<String> {
+        match name {
+            "HOME" => Some("/home/u".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    fn ctx() -> Context<'static> {
+        Context {
+            local_workspace_folder: "/src/proj".into(),
+            container_workspace_folder: "/workspaces/proj".into(),
+            local_env: &ctx_env,
+        }
+    }
+
+    #[test]
+    fn substitutes_like_the_reference() {
+        let cases = [
+            ("${localEnv:HOME}", "/home/u"),
+            ("${env:HOME}/x", "/home/u/x"),
+            ("${localEnv:NOPE}", ""),
+            ("${localEnv:NOPE:dflt}", "dflt"),
+            ("${localEnv:NOPE:a:b}", "a:b"),
+            ("${localEnv:EMPTY:dflt}", ""),
+            ("${localWorkspaceFolder}", "/src/proj"),
+            ("${localWorkspaceFolderBasename}", "proj"),
+            ("${containerWorkspaceFolder}/bin", "/workspaces/proj/bin"),
+            ("${containerWorkspaceFolderBasename}", "proj"),
+            ("${containerEnv:PATH}", "${containerEnv:PATH}"),
+            ("${devcontainerId}", "${devcontainerId}"),
+            ("${unknown}", "${unknown}"),
+            ("a ${ b", "a ${ b"),
+            (
+                "$HOME ${localEnv:HOME}${localEnv:HOME}",
+                "$HOME /home/u/home/u",
+            ),
+            ("no vars", "no vars"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(substitute_str(input, &ctx()), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn substitutes_nested_values_but_not_keys() {
+        let mut v = serde_json::json!({
+            "${localEnv:HOME}": ["${localWorkspaceFolderBasename}", {"k": "${localEnv:HOME}"}],
+            "n": 1
+        });
+        substitute(&mut v, &ctx());
+        assert_eq!(
+            v,
+            serde_json::json!({"${localEnv:HOME}": ["proj", {"k": "/home/u"}], "n": 1})
+        );
+    }
+}
