@@ -83,11 +83,7 @@ pub fn substitute(v: &mut Value, ctx: &Context<'_>) {
     let mut stack = vec![v];
     while let Some(v) = stack.pop() {
         match v {
-            Value::String(s) => {
-                if s.contains("${") {
-                    *s = substitute_str(s, ctx);
-                }
-            }
+            Value::String(s) if s.contains("${") => *s = substitute_str(s, ctx),
             Value::Array(a) => stack.extend(a.iter_mut()),
             Value::Object(o) => stack.extend(o.values_mut()),
             _ => {}
