@@ -39,6 +39,26 @@ setup:
     fi
     podman --version
 
+# The reference Dev Containers CLI, for the comparison test (npm, into target/)
+setup-reference:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    want=0.89.0
+    have=$(node -p "require('./target/reference-cli/node_modules/@devcontainers/cli/package.json').version" 2>/dev/null || true)
+    if [ "$have" != "$want" ]; then
+        rm -rf target/reference-cli && mkdir -p target/reference-cli
+        npm install --silent --no-audit --no-fund --prefix target/reference-cli "@devcontainers/cli@$want" >/dev/null
+    fi
+
+# Small images the tests use (in the current user's store)
+test-images:
+    tests/images/build-broken.sh
+    tests/images/build-meta.sh
+
+# devaipod reads every corpus config like the reference CLI (tests/reference.rs)
+test-reference: setup setup-reference test-images
+    cargo test --test reference
+
 # Build devaipod (debug)
 build:
     cargo build
@@ -62,6 +82,7 @@ check:
 
 # Everything CI runs: check, then the real-Podman tests rootful and rootless
 test: check setup image
+    just test-reference
     just test-rootful
     just test-rootless
 

@@ -125,6 +125,14 @@ impl RepoInfo {
     }
 }
 
+/// The top level of the work tree containing `dir`, if it is inside one.
+pub fn toplevel(dir: &Path) -> Option<PathBuf> {
+    let mut cmd = git(dir);
+    cmd.args(["rev-parse", "--show-toplevel"]);
+    let top = run(cmd, "find the repository's top").ok()?;
+    PathBuf::from(top).canonicalize().ok()
+}
+
 /// Clones HEAD (on its branch when there is one) into a fresh temporary directory, with
 /// no hooks, and points `origin` at the host repo's origin (or removes it).
 pub fn clone_head(info: &RepoInfo) -> Result<tempfile::TempDir> {

@@ -380,3 +380,65 @@ fn ignored_properties_are_warned_about() {
         );
     }
 }
+
+#[test]
+fn config_prints_the_reading_without_an_engine() {
+    let r = repo(Some(
+        r#"{"image": "localhost/x:1", "name": "${localWorkspaceFolderBasename}", "settings": {"a": 1}, "oops": 1}"#,
+    ));
+    let o = devaipod(&["config", ".", "--json"], r.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let base = r
+        .path()
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let c = &v["configuration"];
+    assert_eq!(c["name"], base.as_str());
+    assert_eq!(
+        c["customizations"]["vscode"]["settings"]["a"], 1,
+        "legacy settings migrate"
+    );
+    assert!(c.get("settings").is_none());
+    assert!(
+        c["configFilePath"]["fsPath"]
+            .as_str()
+            .is_some_and(|p| p.ends_with(".devcontainer/devcontainer.json"))
+    );
+    assert_eq!(
+        v["workspace"]["workspaceFolder"],
+        format!("/workspaces/{base}")
+    );
+    assert!(v.get("mergedConfiguration").is_none());
+    assert!(
+        v["mergedConfigurationNote"]
+            .as_str()
+            .is_some_and(|n| n.contains("localhost/x:1")),
+        "{v}"
+    );
+    assert!(
+        v["warnings"]
+            .to_string()
+            .contains("unknown property \\\"oops\\\""),
+        "{v}"
+    );
+    // The human form.
+    let o = devaipod(&["config"], r.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("image      localhost/x:1") && out.contains("unknown property"),
+        "{out}"
+    );
+    // No config at all.
+    let empty = repo(None);
+    let o = devaipod(&["config", "."], empty.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no .devcontainer/devcontainer.json"),
+        "{}",
+        stderr(&o)
+    );
+}

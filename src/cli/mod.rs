@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+pub mod config;
 pub mod delete;
 pub mod lifecycle;
 pub mod list;
@@ -39,6 +40,8 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Remove a workspace's pod, containers and volumes
     Delete(delete::DeleteArgs),
+    /// Show how devaipod reads the devcontainer.json (like `devcontainer read-configuration`)
+    Config(config::ConfigArgs),
     /// Print shell completions (bash, zsh, fish)
     Completions {
         /// The shell
@@ -80,6 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Start(args) => lifecycle::start(args).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Delete(args) => delete::run(args).await,
+        Command::Config(args) => config::run(args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "devaipod", &mut std::io::stdout());

@@ -111,27 +111,8 @@ async fn make_plan(
                     p.display()
                 );
             }
-            let local = path.display().to_string();
-            let local_only = |s: &str| {
-                devcontainer::vars::substitute_str(
-                    s,
-                    &devcontainer::vars::Context {
-                        local_workspace_folder: local.clone(),
-                        container_workspace_folder: String::new(),
-                        local_env: &host_env,
-                    },
-                )
-            };
-            let ctx = devcontainer::vars::Context {
-                container_workspace_folder: devcontainer::container_workspace_folder(
-                    &loaded.raw,
-                    &repo.folder_name(),
-                    &local_only,
-                ),
-                local_workspace_folder: local.clone(),
-                local_env: &host_env,
-            };
-            let (_, config) = loaded.resolve(&ctx);
+            let reading = devcontainer::read(&loaded, &path, &repo.root, &host_env)?;
+            let config = reading.config;
             (config, loaded.warnings)
         }
         None => (devcontainer::DevContainer::default(), Vec::new()),

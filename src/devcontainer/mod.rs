@@ -11,6 +11,8 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+pub mod dockerfile;
+pub mod metadata;
 pub mod properties;
 pub mod vars;
 
@@ -41,16 +43,180 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// The configuration with `${...}` variables substituted, and the typed view of it.
-    pub fn resolve(&self, ctx: &vars::Context<'_>) -> (Map<String, Value>, DevContainer) {
-        let mut v = Value::Object(self.raw.clone());
-        vars::substitute(&mut v, ctx);
+    /// The configuration as the reference CLI reads it: legacy properties migrated,
+    /// `${...}` variables substituted; and the typed view of it.
+    pub fn resolve(&self, ctx: &vars::Context<'_>) -> Result<(Map<String, Value>, DevContainer)> {
+        let mut v = Value::Object(migrate_legacy(self.raw.clone()));
+        vars::substitute(&mut v, ctx)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))?;
         let config = serde_json::from_value(v.clone()).unwrap_or_else(|_| self.config.clone());
         match v {
-            Value::Object(map) => (map, config),
-            _ => (self.raw.clone(), config),
+            Value::Object(map) => Ok((map, config)),
+            _ => Ok((self.raw.clone(), config)),
         }
     }
+}
+
+/// Moves the legacy top-level `extensions`, `settings` and `devPort` into
+/// `customizations.vscode`, as the reference CLI does before anything else.
+pub fn migrate_legacy(mut raw: Map<String, Value>) -> Map<String, Value> {
+    let extensions = raw.remove("extensions");
+    let settings = raw.remove("settings");
+    let dev_port = raw.remove("devPort");
+    if extensions.is_none() && settings.is_none() && dev_port.is_none() {
+        return raw;
+    }
+    let customizations = raw
+        .entry("customizations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(customizations) = customizations else {
+        return raw;
+    };
+    let vscode = customizations
+        .entry("vscode")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(vscode) = vscode else {
+        return raw;
+    };
+    if let Some(Value::Array(legacy)) = extensions {
+        let mut list = match vscode.remove("extensions") {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        };
+        list.extend(legacy);
+        vscode.insert("extensions".into(), Value::Array(list));
+    }
+    if let Some(Value::Object(mut legacy)) = settings {
+        if let Some(Value::Object(existing)) = vscode.remove("settings") {
+            legacy.extend(existing);
+        }
+        vscode.insert("settings".into(), Value::Object(legacy));
+    }
+    if let Some(port) = dev_port
+        && !vscode.contains_key("devPort")
+    {
+        vscode.insert("devPort".into(), port);
+    }
+    raw
+}
+
+/// Where the workspace is, on both sides, as the reference CLI computes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    /// `${containerWorkspaceFolder}`: the `workspaceFolder` property (with local
+    /// variables), else the default.
+    pub container_folder: String,
+    /// The `workspace` object of `devcontainer read-configuration`.
+    pub folder_out: String,
+    pub mount_out: Option<String>,
+}
+
+/// Computes the workspace: for Compose configs `workspaceFolder` or `/`; otherwise the
+/// repo's top (`root`, or the folder itself outside git) is mounted at
+/// `/workspaces/<root name>` and the default folder is the local folder's place in it.
+pub fn workspace(
+    raw: &Map<String, Value>,
+    local_folder: &Path,
+    root: &Path,
+    local_only: &dyn Fn(&str) -> Result<String>,
+) -> Result<Workspace> {
+    let property = |key: &str| -> Result<Option<String>> {
+        raw.get(key)
+            .and_then(Value::as_str)
+            .map(local_only)
+            .transpose()
+    };
+    let folder_prop = property("workspaceFolder")?;
+    if raw.contains_key("dockerComposeFile") {
+        let folder = folder_prop.unwrap_or_else(|| "/".into());
+        return Ok(Workspace {
+            container_folder: folder.clone(),
+            folder_out: folder,
+            mount_out: None,
+        });
+    }
+    let root_name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let target = format!("/workspaces/{root_name}");
+    let rel = local_folder.strip_prefix(root).unwrap_or(Path::new(""));
+    let default_folder = if rel.as_os_str().is_empty() {
+        target.clone()
+    } else {
+        format!("{target}/{}", rel.display())
+    };
+    let quote = |s: &str| {
+        if s.contains(',') {
+            format!("\"{s}\"")
+        } else {
+            s.to_string()
+        }
+    };
+    let default_mount = format!(
+        "type=bind,source={},target={}",
+        quote(&root.display().to_string()),
+        quote(&target)
+    );
+    let mount_out = if raw.contains_key("workspaceMount") {
+        property("workspaceMount")?.or(Some(String::new()))
+    } else {
+        Some(default_mount)
+    };
+    Ok(Workspace {
+        // An empty workspaceFolder counts as unset for the variable, not for the output.
+        container_folder: folder_prop
+            .clone()
+            .filter(|f| !f.is_empty())
+            .unwrap_or_else(|| default_folder.clone()),
+        folder_out: folder_prop.unwrap_or(default_folder),
+        mount_out,
+    })
+}
+
+/// A configuration read as the reference CLI reads it.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    /// Every property, legacy ones migrated, variables substituted.
+    pub configuration: Map<String, Value>,
+    /// The typed view devaipod uses.
+    pub config: DevContainer,
+    pub workspace: Workspace,
+}
+
+/// Reads `loaded` for the workspace folder `local_folder` inside the repo top `root`
+/// (the folder itself outside git), with host environment lookups from `env`.
+pub fn read(
+    loaded: &Loaded,
+    local_folder: &Path,
+    root: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Reading> {
+    let local = local_folder.display().to_string();
+    let local_only = |s: &str| -> Result<String> {
+        vars::substitute_str(
+            s,
+            &vars::Context {
+                local_workspace_folder: local.clone(),
+                container_workspace_folder: String::new(),
+                local_env: env,
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {e}", loaded.path.display()))
+    };
+    let raw = migrate_legacy(loaded.raw.clone());
+    let workspace = workspace(&raw, local_folder, root, &local_only)?;
+    let ctx = vars::Context {
+        local_workspace_folder: local.clone(),
+        container_workspace_folder: workspace.container_folder.clone(),
+        local_env: env,
+    };
+    let (configuration, config) = loaded.resolve(&ctx)?;
+    Ok(Reading {
+        configuration,
+        config,
+        workspace,
+    })
 }
 
 /// Properties whose values reach the agent's container (paths, users): host environment
@@ -65,19 +231,6 @@ pub fn uses_host_env(raw: &Map<String, Value>) -> Option<&'static str> {
             .and_then(Value::as_str)
             .is_some_and(|v| v.contains("${localEnv:") || v.contains("${env:"))
     })
-}
-
-/// The container workspace folder: `workspaceFolder` (with local variables substituted),
-/// else `/workspaces/<folder name>`.
-pub fn container_workspace_folder(
-    raw: &Map<String, Value>,
-    folder_name: &str,
-    local: &dyn Fn(&str) -> String,
-) -> String {
-    match raw.get("workspaceFolder").and_then(Value::as_str) {
-        Some(f) => local(f),
-        None => format!("/workspaces/{folder_name}"),
-    }
 }
 
 /// Finds the config for `dir`: `explicit` (`--config`) if given, else the default

@@ -73,6 +73,16 @@ pub fn printable(name: &str) -> Option<&str> {
     ok.then_some(name)
 }
 
+/// A feature id or similar reference safe to print (registry paths, tags, local paths).
+pub fn printable_id(id: &str) -> Option<&str> {
+    let ok = !id.is_empty()
+        && id.len() <= 200
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':' | '@'));
+    ok.then_some(id)
+}
+
 /// Warnings for the top-level properties of `config`: unknown ones, and known ones that
 /// devaipod does not apply yet.
 pub fn warnings(config: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {

@@ -1,8 +1,9 @@
 //! `${...}` variables in devcontainer.json, substituted as the reference CLI does when
 //! it reads a configuration: the local ones (`localEnv`/`env`, `localWorkspaceFolder`,
 //! `localWorkspaceFolderBasename`) and the container workspace folder ones. Variables
-//! that need a running container (`containerEnv`) or labels (`devcontainerId`) and
-//! unknown forms are left as written.
+//! that need an existing container (`containerEnv`, `devcontainerId`) and unknown or
+//! malformed forms are left as written. Names are case-sensitive; there is no escaping
+//! and no nesting (a `${` ends at the first `}`).
 
 use serde_json::Value;
 
@@ -23,32 +24,37 @@ fn basename(path: &str) -> &str {
         .unwrap_or(path)
 }
 
+/// A variable that cannot be substituted at all (the reference CLI fails on it too).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("${{{0}}} needs a variable name, e.g. ${{{0}:HOME}}")]
+pub struct VarError(pub String);
+
 /// The value of one variable body (what is between `${` and `}`), or `None` to keep it.
-fn resolve(body: &str, ctx: &Context<'_>) -> Option<String> {
-    match body {
-        "localWorkspaceFolder" => return Some(ctx.local_workspace_folder.clone()),
-        "localWorkspaceFolderBasename" => {
-            return Some(basename(&ctx.local_workspace_folder).to_string());
+/// The body splits on every `:`: kind, variable name, default (only that one part, so a
+/// default cannot contain `:`, as in the reference CLI).
+fn resolve(body: &str, ctx: &Context<'_>) -> Result<Option<String>, VarError> {
+    let mut parts = body.split(':');
+    let kind = parts.next().unwrap_or_default();
+    let name = parts.next();
+    let default = parts.next();
+    let value = match (kind, name) {
+        ("localWorkspaceFolder", None) => ctx.local_workspace_folder.clone(),
+        ("localWorkspaceFolderBasename", None) => basename(&ctx.local_workspace_folder).to_string(),
+        ("containerWorkspaceFolder", None) => ctx.container_workspace_folder.clone(),
+        ("containerWorkspaceFolderBasename", None) => {
+            basename(&ctx.container_workspace_folder).to_string()
         }
-        "containerWorkspaceFolder" => return Some(ctx.container_workspace_folder.clone()),
-        "containerWorkspaceFolderBasename" => {
-            return Some(basename(&ctx.container_workspace_folder).to_string());
+        ("localEnv" | "env", None) => return Err(VarError(kind.to_string())),
+        ("localEnv" | "env", Some(name)) => {
+            (ctx.local_env)(name).unwrap_or_else(|| default.unwrap_or_default().to_string())
         }
-        _ => {}
-    }
-    let (kind, rest) = body.split_once(':')?;
-    if kind != "localEnv" && kind != "env" {
-        return None;
-    }
-    let (name, default) = match rest.split_once(':') {
-        Some((n, d)) => (n, Some(d)),
-        None => (rest, None),
+        _ => return Ok(None),
     };
-    Some((ctx.local_env)(name).unwrap_or_else(|| default.unwrap_or_default().to_string()))
+    Ok(Some(value))
 }
 
 /// Substitutes the variables in one string.
-pub fn substitute_str(s: &str, ctx: &Context<'_>) -> String {
+pub fn substitute_str(s: &str, ctx: &Context<'_>) -> Result<String, VarError> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
@@ -57,7 +63,7 @@ pub fn substitute_str(s: &str, ctx: &Context<'_>) -> String {
         match after.find('}') {
             Some(end) => {
                 let body = &after[..end];
-                match resolve(body, ctx) {
+                match resolve(body, ctx)? {
                     Some(v) => out.push_str(&v),
                     None => {
                         out.push_str("${");
@@ -74,21 +80,22 @@ pub fn substitute_str(s: &str, ctx: &Context<'_>) -> String {
         }
     }
     out.push_str(rest);
-    out
+    Ok(out)
 }
 
 /// Substitutes the variables in every string value of `v` (keys are left alone).
 /// Iterative, so no input can recurse without bound.
-pub fn substitute(v: &mut Value, ctx: &Context<'_>) {
+pub fn substitute(v: &mut Value, ctx: &Context<'_>) -> Result<(), VarError> {
     let mut stack = vec![v];
     while let Some(v) = stack.pop() {
         match v {
-            Value::String(s) if s.contains("${") => *s = substitute_str(s, ctx),
+            Value::String(s) if s.contains("${") => *s = substitute_str(s, ctx)?,
             Value::Array(a) => stack.extend(a.iter_mut()),
             Value::Object(o) => stack.extend(o.values_mut()),
             _ => {}
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -118,7 +125,8 @@ mod tests {
             ("${env:HOME}/x", "/home/u/x"),
             ("${localEnv:NOPE}", ""),
             ("${localEnv:NOPE:dflt}", "dflt"),
-            ("${localEnv:NOPE:a:b}", "a:b"),
+            ("${localEnv:NOPE:a:b}", "a"),
+            ("${localEnv:HOME:dflt}", "/home/u"),
             ("${localEnv:EMPTY:dflt}", ""),
             ("${localWorkspaceFolder}", "/src/proj"),
             ("${localWorkspaceFolderBasename}", "proj"),
@@ -127,6 +135,9 @@ mod tests {
             ("${containerEnv:PATH}", "${containerEnv:PATH}"),
             ("${devcontainerId}", "${devcontainerId}"),
             ("${unknown}", "${unknown}"),
+            ("${LOCALENV:HOME}", "${LOCALENV:HOME}"),
+            ("${}", "${}"),
+            ("${ localEnv:HOME}", "${ localEnv:HOME}"),
             ("a ${ b", "a ${ b"),
             (
                 "$HOME ${localEnv:HOME}${localEnv:HOME}",
@@ -135,7 +146,14 @@ mod tests {
             ("no vars", "no vars"),
         ];
         for (input, want) in cases {
-            assert_eq!(substitute_str(input, &ctx()), want, "{input}");
+            assert_eq!(
+                substitute_str(input, &ctx()).as_deref(),
+                Ok(want),
+                "{input}"
+            );
+        }
+        for bad in ["${localEnv}", "${env}", "x ${localEnv} y"] {
+            assert!(substitute_str(bad, &ctx()).is_err(), "{bad}");
         }
     }
 
@@ -145,7 +163,7 @@ mod tests {
             "${localEnv:HOME}": ["${localWorkspaceFolderBasename}", {"k": "${localEnv:HOME}"}],
             "n": 1
         });
-        substitute(&mut v, &ctx());
+        substitute(&mut v, &ctx()).expect("substitutes");
         assert_eq!(
             v,
             serde_json::json!({"${localEnv:HOME}": ["proj", {"k": "/home/u"}], "n": 1})

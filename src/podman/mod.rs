@@ -269,6 +269,28 @@ impl Engine {
         }
     }
 
+    /// The labels of a local image, `None` if the image is not present.
+    pub async fn image_labels(
+        &self,
+        reference: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>> {
+        let ep = format!("/libpod/images/{}/json", encode(reference));
+        match self.get_json(&ep).await {
+            Ok(v) => Ok(Some(
+                v["Labels"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            )),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(e.context(format!("inspecting image {reference}"))),
+        }
+    }
+
     /// Whether a pod with this name exists.
     pub async fn pod_exists(&self, name: &str) -> Result<bool> {
         self.api

@@ -1,0 +1,267 @@
+//! `devaipod config [PATH] [--config FILE] [--json]`: how devaipod reads the
+//! devcontainer.json, shaped like the reference CLI's `devcontainer read-configuration
+//! --include-merged-configuration`, so the two can be compared key by key.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::{Map, Value, json};
+
+use crate::devcontainer::{self, metadata};
+use crate::podman::Engine;
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The workspace folder (where .devcontainer/ is)
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// The devcontainer.json to read (default: .devcontainer/devcontainer.json or .devcontainer.json)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print JSON on stdout: {"configuration", "mergedConfiguration"}
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The read configuration and, when the image's metadata could be read, the merged one.
+pub struct Reading {
+    pub configuration: Map<String, Value>,
+    pub workspace: devcontainer::Workspace,
+    pub merged: Option<Map<String, Value>>,
+    /// Why there is no merged configuration.
+    pub merged_note: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+pub async fn read(args: &ConfigArgs) -> Result<Reading> {
+    let dir = args
+        .path
+        .canonicalize()
+        .with_context(|| format!("{}: no such folder", args.path.display()))?;
+    let Some(path) = devcontainer::discover(&dir, args.config.as_deref())? else {
+        bail!(
+            "{} has no .devcontainer/devcontainer.json or .devcontainer.json (pass --config FILE to read another file)",
+            dir.display()
+        );
+    };
+    let loaded = devcontainer::load(&path)?;
+    // Like the reference CLI, the repo's top (if any) is what gets mounted.
+    let root = crate::git::toplevel(&dir).unwrap_or_else(|| dir.clone());
+    let reading = devcontainer::read(&loaded, &dir, &root, &crate::cli::up::host_env)?;
+    let mut configuration = reading.configuration;
+    let workspace = reading.workspace;
+    configuration.insert(
+        "configFilePath".into(),
+        json!({
+            "$mid": 1,
+            "fsPath": path.display().to_string(),
+            "path": path.display().to_string(),
+            // The reference marks a --config file as "file", a found one as "vscode-fileHost".
+            "scheme": if args.config.is_some() { "file" } else { "vscode-fileHost" },
+        }),
+    );
+    let (features, features_note) = local_features(&configuration, &path);
+    let (merged, mut merged_note) = match metadata_image(&configuration, &path) {
+        Err(why) => (None, Some(why)),
+        // A build whose target stage is not found starts from nothing: no metadata.
+        Ok(None) => (Some(metadata::merge(&features, &configuration)), None),
+        Ok(Some(image)) => match image_metadata(&image).await {
+            Ok(Some(mut meta)) => {
+                meta.extend(features);
+                (Some(metadata::merge(&meta, &configuration)), None)
+            }
+            Ok(None) => (
+                None,
+                Some(format!(
+                    "image {image} is not present locally: the merged configuration needs its metadata and is not shown"
+                )),
+            ),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "could not read the metadata of image {image}: {e:#}"
+                )),
+            ),
+        },
+    };
+    if merged.is_some() && features_note.is_some() {
+        merged_note = features_note;
+    }
+    Ok(Reading {
+        configuration,
+        workspace,
+        merged,
+        merged_note,
+        warnings: loaded.warnings,
+    })
+}
+
+/// Metadata entries of the config's local features (`./path` next to the config), in
+/// the order the config lists them; a note when other features could not be read.
+fn local_features(
+    configuration: &Map<String, Value>,
+    config_path: &std::path::Path,
+) -> (Vec<Map<String, Value>>, Option<String>) {
+    let Some(features) = configuration.get("features").and_then(Value::as_object) else {
+        return (Vec::new(), None);
+    };
+    let dir = config_path.parent().unwrap_or(std::path::Path::new("."));
+    let mut entries = Vec::new();
+    let mut skipped = Vec::new();
+    for id in features.keys() {
+        let local = id.starts_with("./") || id.starts_with("../");
+        let meta = local
+            .then(|| std::fs::read_to_string(dir.join(id).join("devcontainer-feature.json")).ok())
+            .flatten()
+            .and_then(|t| devcontainer::parse_raw(&t).ok());
+        match meta {
+            Some(m) => entries.push(metadata::feature_entry(id, &m)),
+            None => skipped.push(
+                devcontainer::properties::printable_id(id)
+                    .unwrap_or("(unprintable id)")
+                    .to_string(),
+            ),
+        }
+    }
+    let note = (!skipped.is_empty()).then(|| {
+        format!(
+            "features {} are not fetched (devaipod reads only local ./ features): their metadata is not merged",
+            skipped.join(", ")
+        )
+    });
+    (entries, note)
+}
+
+/// The image whose metadata the merge uses: `image`, or the base image of the
+/// Dockerfile of a build config (`None` when the Dockerfile has no such stage). `Err`
+/// says why there is nothing to merge.
+fn metadata_image(
+    configuration: &Map<String, Value>,
+    config_path: &std::path::Path,
+) -> Result<Option<String>, String> {
+    if configuration.contains_key("dockerComposeFile") {
+        return Err(
+            "Compose configurations are not merged yet (that needs the compose service's image)"
+                .into(),
+        );
+    }
+    if let Some(image) = configuration.get("image").and_then(Value::as_str) {
+        return Ok(Some(image.to_string()));
+    }
+    let build = configuration.get("build").and_then(Value::as_object);
+    let dockerfile = build
+        .and_then(|b| b.get("dockerfile"))
+        .or_else(|| configuration.get("dockerFile"))
+        .and_then(Value::as_str)
+        .ok_or("the configuration names no image and no Dockerfile")?;
+    let dir = config_path.parent().unwrap_or(std::path::Path::new("."));
+    let file = dir.join(dockerfile);
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read the Dockerfile {}: {e}", file.display()))?;
+    let empty = Map::new();
+    let args = build
+        .and_then(|b| b.get("args"))
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let target = build.and_then(|b| b.get("target")).and_then(Value::as_str);
+    Ok(devcontainer::dockerfile::base_image(&text, target, args))
+}
+
+/// The image's `devcontainer.metadata` entries; `None` when the image is not present.
+async fn image_metadata(image: &str) -> Result<Option<Vec<Map<String, Value>>>> {
+    let mut engine = Engine::connect().await?;
+    let labels = engine.image_labels(image).await;
+    engine.shutdown();
+    Ok(labels?.map(|l| metadata::from_label(l.get(metadata::LABEL).map(String::as_str))))
+}
+
+pub async fn run(args: ConfigArgs) -> Result<ExitCode> {
+    let reading = read(&args).await?;
+    if args.json {
+        let mut out = Map::new();
+        out.insert("configuration".into(), Value::Object(reading.configuration));
+        let mut ws = Map::new();
+        ws.insert(
+            "workspaceFolder".into(),
+            json!(reading.workspace.folder_out),
+        );
+        if let Some(m) = &reading.workspace.mount_out {
+            ws.insert("workspaceMount".into(), json!(m));
+        }
+        out.insert("workspace".into(), Value::Object(ws));
+        if let Some(m) = reading.merged {
+            out.insert("mergedConfiguration".into(), Value::Object(m));
+        }
+        if let Some(note) = &reading.merged_note {
+            out.insert("mergedConfigurationNote".into(), json!(note));
+        }
+        out.insert("warnings".into(), json!(reading.warnings));
+        println!("{}", serde_json::to_string_pretty(&Value::Object(out))?);
+    } else {
+        print!("{}", render(&reading));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(r: &Reading) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let c = &r.configuration;
+    let path = c["configFilePath"]["fsPath"].as_str().unwrap_or_default();
+    let _ = writeln!(s, "file       {path}");
+    for key in [
+        "name",
+        "image",
+        "workspaceFolder",
+        "containerUser",
+        "remoteUser",
+    ] {
+        if let Some(v) = c.get(key).and_then(Value::as_str) {
+            let _ = writeln!(s, "{key:<10} {v}");
+        }
+    }
+    if c.contains_key("build") || c.contains_key("dockerFile") {
+        let _ = writeln!(s, "build      from a Dockerfile");
+    }
+    if c.contains_key("dockerComposeFile") {
+        let _ = writeln!(s, "compose    {}", c["dockerComposeFile"]);
+    }
+    let others: Vec<&str> = c
+        .keys()
+        .map(String::as_str)
+        .filter(|k| {
+            ![
+                "name",
+                "image",
+                "workspaceFolder",
+                "containerUser",
+                "remoteUser",
+                "configFilePath",
+            ]
+            .contains(k)
+        })
+        .filter_map(devcontainer::properties::printable)
+        .collect();
+    if !others.is_empty() {
+        let _ = writeln!(s, "also       {}", others.join(", "));
+    }
+    match (&r.merged, &r.merged_note) {
+        (Some(m), _) => {
+            let _ = writeln!(
+                s,
+                "merged     with the image's metadata: {} properties",
+                m.len()
+            );
+        }
+        (None, Some(note)) => {
+            let _ = writeln!(s, "merged     not shown: {note}");
+        }
+        (None, None) => {}
+    }
+    for w in &r.warnings {
+        let _ = writeln!(s, "warning    {w}");
+    }
+    s
+}
