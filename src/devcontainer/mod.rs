@@ -456,3 +456,55 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+
+    /// Deterministic pseudo-random inputs built from JSON-ish fragments: the readers
+    /// must return (Ok or Err), never panic or overflow the stack.
+    #[test]
+    fn arbitrary_inputs_never_panic() {
+        const FRAGMENTS: &[&str] = &[
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            "\"image\"",
+            "\"x\"",
+            "1",
+            "-",
+            "1e999",
+            "null",
+            "true",
+            "//",
+            "/*",
+            "*/",
+            "\n",
+            "\\",
+            "\"\\u12",
+            "'",
+            "\u{feff}",
+            "${",
+            "}",
+            "\"${localEnv:",
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..5000 {
+            let mut text = String::new();
+            let len = (state % 40) as usize;
+            for _ in 0..len {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                text.push_str(FRAGMENTS[(state % FRAGMENTS.len() as u64) as usize]);
+            }
+            let _ = parse(&text);
+            let _ = parse_raw(&text);
+        }
+        let deep = format!("{{\"a\": {}}}", "[".repeat(200_000));
+        assert!(parse_raw(&deep).is_err());
+    }
+}

@@ -23,6 +23,24 @@ pub fn readiness_url() -> String {
     format!("http://127.0.0.1:{AGENT_PORT}/global/health")
 }
 
+/// The agent's default process limit.
+pub const AGENT_PIDS_LIMIT: i64 = 4096;
+/// The agent's default memory limit (bytes).
+pub const AGENT_MEMORY_LIMIT: i64 = 8 * 1024 * 1024 * 1024;
+/// Where writable scratch space is in the agent's otherwise read-only root filesystem.
+pub const AGENT_TMPFS: &[&str] = &["/tmp", "/run", "/var/tmp"];
+
+/// A seccomp profile for a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Seccomp {
+    /// Podman's default profile.
+    Default,
+    /// devaipod's agent profile (containers/seccomp/agent.json, embedded): Podman's
+    /// default minus user namespaces, mount, keyrings, bpf, ptrace and io_uring.
+    Agent,
+}
+
 /// How long `up` waits for the agent to answer before giving up and rolling back.
 pub const DEFAULT_READY_TIMEOUT_SECS: u64 = 120;
 
@@ -107,6 +125,12 @@ pub struct ContainerSpec {
     pub cap_add: Vec<String>,
     pub no_new_privileges: bool,
     pub security_opt: Vec<String>,
+    pub seccomp: Seccomp,
+    /// Read-only root filesystem, with tmpfs at [`AGENT_TMPFS`].
+    pub read_only: bool,
+    pub tmpfs: Vec<String>,
+    pub pids_limit: Option<i64>,
+    pub memory_limit: Option<i64>,
     pub mounts: Vec<MountSpec>,
     /// Plain (non-secret) environment; only the names are ever printed.
     #[serde(rename = "env_names", serialize_with = "keys_only")]
@@ -301,6 +325,11 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         cap_add: vec![],
         no_new_privileges: false,
         security_opt: vec![],
+        seccomp: Seccomp::Default,
+        read_only: false,
+        tmpfs: vec![],
+        pids_limit: None,
+        memory_limit: None,
         mounts: vec![ws_mount.clone()],
         env: BTreeMap::new(),
         secrets: vec![],
@@ -329,7 +358,12 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         cap_drop: vec!["ALL".into()],
         cap_add: vec![],
         no_new_privileges: true,
-        security_opt: vec!["no-new-privileges".into()],
+        security_opt: vec!["no-new-privileges".into(), "seccomp=devaipod-agent".into()],
+        seccomp: Seccomp::Agent,
+        read_only: true,
+        tmpfs: AGENT_TMPFS.iter().map(|s| s.to_string()).collect(),
+        pids_limit: Some(AGENT_PIDS_LIMIT),
+        memory_limit: Some(AGENT_MEMORY_LIMIT),
         mounts: vec![
             ws_mount,
             MountSpec {
@@ -394,3 +428,9 @@ fn short(sha: &str) -> &str {
 
 #[cfg(test)]
 mod tests;
+
+/// Plan inputs for tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) use super::tests::input;
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use super::*;
 use crate::devcontainer::DevContainer;
 
-fn input() -> PlanInput {
+pub(crate) fn input() -> PlanInput {
     PlanInput {
         name: Name::new("demo").expect("name"),
         repo: RepoFacts {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::Engine;
 use crate::git;
-use crate::plan::{ContainerSpec, ImageState, PodPlan, PodSpec, Role, labels};
+use crate::plan::{ContainerSpec, ImageState, PodPlan, PodSpec, Role, Seccomp, labels};
 use crate::progress::Progress;
 
 /// Set when the user asked devaipod to stop (Ctrl-C, SIGTERM).
@@ -41,9 +41,47 @@ pub fn pod_spec(plan: &PodPlan) -> Value {
     })
 }
 
+/// The agent's seccomp profile (containers/seccomp/agent.json), embedded so that no
+/// file of unknown version on the host decides the agent's syscalls.
+pub const AGENT_SECCOMP: &str = include_str!("../../containers/seccomp/agent.json");
+
+/// The annotation Podman's inspect turns into `SecurityOpt: seccomp=PATH`.
+const SECCOMP_ANNOTATION: &str = "io.podman.annotations.seccomp";
+
+/// The agent profile written to a file for the engine to read at create time (Podman
+/// copies the profile into the container's configuration; the file is removed after).
+pub struct SeccompFile {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl SeccompFile {
+    pub fn write() -> Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("devaipod-seccomp-")
+            .tempdir()
+            .context("creating a directory for the seccomp profile")?;
+        // Readable by the engine even when it runs as another user (CONTAINER_HOST).
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        let path = dir.path().join("agent.json");
+        std::fs::write(&path, AGENT_SECCOMP).context("writing the seccomp profile")?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        Ok(Self { _dir: dir, path })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
 /// The libpod SpecGenerator for one container. Every key here is checked against the
 /// created container by [`verify_container`], because libpod ignores unknown keys.
-pub fn container_spec(pod: &PodSpec, c: &ContainerSpec) -> Value {
+pub fn container_spec(
+    pod: &PodSpec,
+    c: &ContainerSpec,
+    seccomp_path: Option<&std::path::Path>,
+) -> Value {
     let volumes: Vec<Value> = c
         .mounts
         .iter()
@@ -73,14 +111,89 @@ pub fn container_spec(pod: &PodSpec, c: &ContainerSpec) -> Value {
     if let Some(user) = &c.user {
         spec["user"] = json!(user);
     }
+    if let (Seccomp::Agent, Some(path)) = (&c.seccomp, seccomp_path) {
+        spec["seccomp_policy"] = json!("default");
+        spec["seccomp_profile_path"] = json!(path.display().to_string());
+        // Podman reports a profile in inspect's SecurityOpt only through this annotation
+        // (its CLI sets both). Whether the profile really holds is tested from inside the
+        // agent by tests/security (unshare must fail).
+        spec["annotations"] = json!({ SECCOMP_ANNOTATION: path.display().to_string() });
+    }
+    if c.read_only {
+        spec["read_only_filesystem"] = json!(true);
+    }
+    if !c.tmpfs.is_empty() {
+        let mounts: Vec<Value> = c
+            .tmpfs
+            .iter()
+            .map(|d| {
+                json!({"destination": d, "type": "tmpfs", "source": "tmpfs",
+                       "options": ["rw", "nosuid", "nodev"]})
+            })
+            .collect();
+        spec["mounts"] = json!(mounts);
+    }
+    let mut limits = serde_json::Map::new();
+    if let Some(p) = c.pids_limit {
+        limits.insert("pids".into(), json!({ "limit": p }));
+    }
+    if let Some(m) = c.memory_limit {
+        limits.insert("memory".into(), json!({ "limit": m }));
+    }
+    if !limits.is_empty() {
+        spec["resource_limits"] = Value::Object(limits);
+    }
     spec
+}
+
+/// Whether the engine enforces pids/memory limits: rootless Podman on cgroup v1 ignores
+/// them (with a warning). The engine is local, so the host's cgroup mode is its mode.
+pub fn limits_enforced(rootless: bool) -> bool {
+    let cgroup2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false);
+    !rootless || cgroup2
 }
 
 /// Checks that podman applied what the spec asked for, from the container's inspect
 /// JSON: capabilities, no-new-privileges, user, init and mounts.
-pub fn verify_container(c: &ContainerSpec, inspect: &Value) -> Result<()> {
+pub fn verify_container(c: &ContainerSpec, inspect: &Value, limits_enforced: bool) -> Result<()> {
     let name = &c.name;
     let host = &inspect["HostConfig"];
+    let security_opts: Vec<&str> = host["SecurityOpt"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if c.seccomp == Seccomp::Agent
+        && !security_opts
+            .iter()
+            .any(|o| o.starts_with("seccomp=") && *o != "seccomp=unconfined")
+    {
+        bail!(
+            "hardening check failed for {name}: the agent seccomp profile is not applied (SecurityOpt {security_opts:?})"
+        );
+    }
+    if c.read_only && host["ReadonlyRootfs"].as_bool() != Some(true) {
+        bail!("hardening check failed for {name}: the root filesystem is not read-only");
+    }
+    if limits_enforced {
+        if let Some(p) = c.pids_limit
+            && host["PidsLimit"].as_i64() != Some(p)
+        {
+            bail!(
+                "hardening check failed for {name}: pids limit is {}, expected {p}",
+                host["PidsLimit"]
+            );
+        }
+        if let Some(m) = c.memory_limit
+            && host["Memory"].as_i64() != Some(m)
+        {
+            bail!(
+                "hardening check failed for {name}: memory limit is {}, expected {m}",
+                host["Memory"]
+            );
+        }
+    }
     if c.cap_drop.iter().any(|d| d.eq_ignore_ascii_case("ALL")) {
         let effective: Vec<&str> = inspect["EffectiveCaps"]
             .as_array()
@@ -133,6 +246,66 @@ pub fn verify_container(c: &ContainerSpec, inspect: &Value) -> Result<()> {
                 m.target
             );
         }
+    }
+    Ok(())
+}
+
+/// Reads the status of each hardened container's PID 1 and checks what the kernel
+/// actually applied: capabilities, no-new-privileges and seccomp. It is read from the
+/// host's /proc (the engine is local): an exec session would need `cat` in the image
+/// and, on Podman 4.3, makes removing the container seconds slower.
+async fn verify_inside(engine: &Engine, plan: &PodPlan) -> Result<()> {
+    for c in plan
+        .containers
+        .iter()
+        .filter(|c| c.no_new_privileges || !c.cap_drop.is_empty())
+    {
+        let inspect = engine.inspect_container(&c.name).await?;
+        let Some(pid) = inspect["State"]["Pid"].as_i64().filter(|p| *p > 0) else {
+            bail!(
+                "{} is not running, so its hardening cannot be checked",
+                c.name
+            );
+        };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| {
+            format!(
+                "reading the status of {}'s first process (pid {pid})",
+                c.name
+            )
+        })?;
+        check_status(c, &status)?;
+    }
+    Ok(())
+}
+
+/// Checks a /proc/PID/status text against the container's plan.
+pub fn check_status(c: &ContainerSpec, status: &str) -> Result<()> {
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    };
+    let name = &c.name;
+    if c.cap_drop.iter().any(|d| d.eq_ignore_ascii_case("ALL")) && c.cap_add.is_empty() {
+        for set in ["CapEff:", "CapPrm:", "CapBnd:", "CapAmb:"] {
+            let v = field(set);
+            if v.is_empty() || !v.trim_start_matches('0').is_empty() {
+                bail!("hardening check failed inside {name}: {set} {v}, expected no capabilities");
+            }
+        }
+    }
+    if c.no_new_privileges && field("NoNewPrivs:") != "1" {
+        bail!(
+            "hardening check failed inside {name}: NoNewPrivs is {:?}",
+            field("NoNewPrivs:")
+        );
+    }
+    if c.seccomp == Seccomp::Agent && field("Seccomp:") != "2" {
+        bail!(
+            "hardening check failed inside {name}: Seccomp is {:?}, expected 2 (filter)",
+            field("Seccomp:")
+        );
     }
     Ok(())
 }
@@ -287,13 +460,24 @@ async fn create_and_start(
     .await?;
 
     progress.step("creating containers");
+    let seccomp = SeccompFile::write()?;
+    let enforced = limits_enforced(engine.rootless());
+    if !enforced
+        && plan
+            .containers
+            .iter()
+            .any(|c| c.pids_limit.is_some() || c.memory_limit.is_some())
+    {
+        progress.warn("rootless Podman on cgroup v1 ignores pids and memory limits: the agent runs without them on this host");
+    }
+    let seccomp_path = seccomp.path();
     let creates = plan.containers.iter().map(|c| async move {
         let id = engine
-            .create_container(&container_spec(&plan.pod, c))
+            .create_container(&container_spec(&plan.pod, c, Some(seccomp_path)))
             .await
             .with_context(|| format!("creating container {}", c.name))?;
         let inspect = engine.inspect_container(&c.name).await?;
-        verify_container(c, &inspect)?;
+        verify_container(c, &inspect, enforced)?;
         Ok::<_, anyhow::Error>(CreatedContainer {
             role: c.role,
             name: c.name.clone(),
@@ -345,7 +529,15 @@ async fn create_and_start(
     .await?;
 
     progress.step("waiting for the agent to answer");
-    super::probe::wait_ready(engine, &super::probe::Target::of_plan(plan)?, cancel).await?;
+    drop(seccomp);
+    let target = super::probe::Target::of_plan(plan)?;
+    let ready = super::probe::wait_ready(engine, &target, cancel);
+    let verified = verify_inside(engine, plan);
+    // Both run together; when the agent dies, the readiness error (with its logs) is the
+    // one that explains it.
+    let (ready, verified) = tokio::join!(ready, verified);
+    ready?;
+    verified?;
     progress.finish_step();
 
     let mut containers = created;
@@ -363,6 +555,71 @@ mod tests {
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\ndev:x:1000:1000:dev:/home/dev:/bin/bash\nsvc:x:998:50::/:/bin/false\n";
     const GROUP: &str = "root:x:0:\ndev:x:1000:\nstaff:x:50:\n";
+
+    fn agent() -> ContainerSpec {
+        let input = crate::plan::tests_support::input();
+        crate::plan::build(&input)
+            .expect("plan")
+            .container(Role::Agent)
+            .cloned()
+            .expect("agent")
+    }
+
+    #[test]
+    fn status_checks_catch_what_the_kernel_did_not_apply() {
+        let good = "Name:\tcatatonit\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n";
+        let a = agent();
+        assert!(check_status(&a, good).is_ok());
+        let caps = good.replace("CapEff:\t0000000000000000", "CapEff:\t0000000000000400");
+        assert!(format!("{:#}", check_status(&a, &caps).expect_err("caps")).contains("CapEff"));
+        let nnp = good.replace("NoNewPrivs:\t1", "NoNewPrivs:\t0");
+        assert!(check_status(&a, &nnp).is_err());
+        let sec = good.replace("Seccomp:\t2", "Seccomp:\t0");
+        assert!(check_status(&a, &sec).is_err());
+    }
+
+    #[test]
+    fn inspect_checks_catch_silently_ignored_settings() {
+        let a = agent();
+        let mounts: Vec<Value> = a
+            .mounts
+            .iter()
+            .map(|m| json!({"Name": m.source, "Destination": m.target}))
+            .collect();
+        let good = json!({
+            "EffectiveCaps": [],
+            "Config": {"User": a.user},
+            "HostConfig": {"SecurityOpt": ["no-new-privileges", "seccomp=/tmp/p.json"],
+                "ReadonlyRootfs": true, "PidsLimit": a.pids_limit, "Memory": a.memory_limit, "Init": true},
+            "Mounts": mounts,
+        });
+        assert!(verify_container(&a, &good, true).is_ok());
+        let mut v = good.clone();
+        v["EffectiveCaps"] = json!(["CAP_NET_RAW"]);
+        assert!(verify_container(&a, &v, true).is_err());
+        let mut v = good.clone();
+        v["HostConfig"]["SecurityOpt"] = json!(["seccomp=/tmp/p.json"]);
+        assert!(
+            verify_container(&a, &v, true).is_err(),
+            "no-new-privileges missing"
+        );
+        let mut v = good.clone();
+        v["HostConfig"]["SecurityOpt"] = json!(["no-new-privileges"]);
+        assert!(verify_container(&a, &v, true).is_err(), "seccomp missing");
+        let mut v = good.clone();
+        v["HostConfig"]["ReadonlyRootfs"] = json!(false);
+        assert!(verify_container(&a, &v, true).is_err());
+        let mut v = good.clone();
+        v["HostConfig"]["PidsLimit"] = json!(0);
+        assert!(verify_container(&a, &v, true).is_err());
+        assert!(
+            verify_container(&a, &v, false).is_ok(),
+            "limits not enforced: not checked"
+        );
+        let mut v = good;
+        v["Mounts"] = json!([]);
+        assert!(verify_container(&a, &v, true).is_err());
+    }
 
     #[test]
     fn resolves_users() {

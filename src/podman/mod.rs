@@ -60,7 +60,10 @@ pub(crate) fn conn_error(e: conn::Error) -> anyhow::Error {
 }
 
 fn fault(code: u16, message: String) -> anyhow::Error {
-    let message = message.trim().to_string();
+    let mut message = message.trim().to_string();
+    if let Some(hint) = hint_for(&message) {
+        message = format!("{message}\nhint: {hint}");
+    }
     anyhow::Error::new(EngineError::Api { code, message })
 }
 
@@ -71,6 +74,35 @@ pub fn status_of(e: &anyhow::Error) -> Option<u16> {
             Some(EngineError::Api { code, .. }) => Some(*code),
             _ => None,
         })
+}
+
+/// libpod's error text: `message`, or the `Errs` list of pod operations.
+fn error_message(v: &Value) -> Option<String> {
+    if let Some(m) = v.get("message").and_then(Value::as_str) {
+        return Some(m.to_string());
+    }
+    let errs: Vec<&str> = v
+        .get("Errs")?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    (!errs.is_empty()).then(|| errs.join("; "))
+}
+
+/// A hint for engine errors whose cause is a known host setting.
+pub fn hint_for(message: &str) -> Option<&'static str> {
+    if message.contains("error setting rlimit") {
+        return Some(
+            "this host cannot apply Podman's default ulimits (typical of hybrid-cgroup hosts): set `default_ulimits = []` under [containers] in containers.conf, e.g. `export CONTAINERS_CONF=$PWD/containers/hybrid-cgroups.conf` from the devaipod checkout",
+        );
+    }
+    if message.contains("cgroups in hybrid mode not supported") {
+        return Some(
+            "crun does not support hybrid cgroups: use runc (`runtime = \"runc\"` under [engine] in containers.conf, e.g. `export CONTAINERS_CONF=$PWD/containers/hybrid-cgroups.conf`)",
+        );
+    }
+    None
 }
 
 /// Maps non-2xx responses to `Fault` with libpod's `message` field.
@@ -87,7 +119,7 @@ fn validate(
         let bytes = hyper::body::to_bytes(response.into_body()).await?;
         let message = serde_json::from_slice::<Value>(&bytes)
             .ok()
-            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+            .and_then(|v| error_message(&v))
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
         Err(conn::Error::Fault {
             code: status,
@@ -575,6 +607,22 @@ mod tests {
         }
         let e = check_version("5.0.2").expect_err("5.0");
         assert!(format!("{e}").contains("5.1"), "{e}");
+    }
+
+    #[test]
+    fn pod_errors_are_readable_and_hinted() {
+        let v = serde_json::json!({"Errs": ["starting container a: error setting rlimit type 7", "b failed"], "Id": "x"});
+        let m = error_message(&v).expect("message");
+        assert_eq!(
+            m,
+            "starting container a: error setting rlimit type 7; b failed"
+        );
+        assert!(hint_for(&m).is_some_and(|h| h.contains("default_ulimits")));
+        assert_eq!(
+            error_message(&serde_json::json!({"message": "no such pod"})).as_deref(),
+            Some("no such pod")
+        );
+        assert_eq!(error_message(&serde_json::json!({})), None);
     }
 
     #[test]
