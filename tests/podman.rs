@@ -805,3 +805,92 @@ fn list_status_stop_start_and_logs() {
     assert!(del.status.success(), "{}", stderr(&del));
     g.assert_nothing_left();
 }
+
+/// tests/security/agent-probe.sh: one check per hardening row, run inside the agent.
+const AGENT_PROBE: &str = include_str!("security/agent-probe.sh");
+
+#[test]
+fn the_agent_sandbox_holds_from_inside() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("probe");
+    let repo = Repo::new(BASE_CONFIG);
+    let path = repo.path().to_string_lossy().into_owned();
+    json_of(&up(&g, &path, &["--json"]));
+    let ws = format!("{}-workspace", g.pod());
+    let agent = format!("{}-agent", g.pod());
+    // Something the workspace shares only with itself.
+    exec(&ws, None, "touch /dev/shm/devaipod-workspace-marker");
+    let ws_uid = exec(&ws, None, "id -u");
+    // Limits are enforced rootful (and on cgroup v2); rootless cgroup v1 ignores them.
+    let limits = if nix::unistd::geteuid().is_root() {
+        "1"
+    } else {
+        "0"
+    };
+    let mut child = Command::new("podman")
+        .args([
+            "exec",
+            "-i",
+            &agent,
+            "sh",
+            "-s",
+            "--",
+            ws_uid.trim(),
+            limits,
+            "4096",
+            "8589934592",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("podman exec");
+    std::io::Write::write_all(
+        &mut child.stdin.take().expect("stdin"),
+        AGENT_PROBE.as_bytes(),
+    )
+    .expect("send the probe");
+    let out = child.wait_with_output().expect("probe");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the agent probe failed:\n{report}{}",
+        stderr(&out)
+    );
+    assert!(report.contains("probe: 0 failure(s)"), "{report}");
+    assert!(
+        report.lines().filter(|l| l.starts_with("PASS")).count() >= 28,
+        "{report}"
+    );
+
+    // Nothing outside the pod reaches the agent's port: not the host on the pod's
+    // address (rootful pods have one), and the listener is on loopback only (checked above).
+    let ip = podman_ok(&[
+        "inspect",
+        &agent,
+        "--format",
+        "{{.NetworkSettings.IPAddress}}",
+    ]);
+    let infra_ip = podman_ok(&[
+        "pod",
+        "inspect",
+        &g.pod(),
+        "--format",
+        "{{.InfraContainerID}}",
+    ]);
+    let infra_ip = podman_ok(&[
+        "inspect",
+        infra_ip.trim(),
+        "--format",
+        "{{.NetworkSettings.IPAddress}}",
+    ]);
+    for addr in [ip.trim(), infra_ip.trim()] {
+        if addr.is_empty() {
+            continue;
+        }
+        let sock: std::net::SocketAddr = format!("{addr}:4096").parse().expect("addr");
+        let reached =
+            std::net::TcpStream::connect_timeout(&sock, std::time::Duration::from_secs(2)).is_ok();
+        assert!(!reached, "the host reached the agent at {sock}");
+    }
+}
