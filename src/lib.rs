@@ -13,6 +13,7 @@ pub mod names;
 pub mod plan;
 pub mod podman;
 pub mod progress;
+pub mod secret;
 pub mod state;
 
 /// The version recorded in the `io.devaipod.version` label of every object we create.

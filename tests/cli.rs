@@ -151,10 +151,21 @@ fn dry_run_json_without_an_engine() {
     assert_eq!(agent["cap_drop"], serde_json::json!(["ALL"]));
     assert_eq!(
         agent["security_opt"],
-        serde_json::json!(["no-new-privileges"])
+        serde_json::json!(["no-new-privileges", "seccomp=devaipod-agent"])
     );
+    assert_eq!(agent["read_only"], true);
+    assert_eq!(
+        agent["secrets"][0]["target"],
+        "/run/secrets/devaipod-opencode-password"
+    );
+    assert_eq!(v["secrets"][0]["name"], "devaipod-demo-agent-password");
+    assert_eq!(v["secrets"][0]["source"], "generated");
     assert_eq!(agent["user"], "dev");
-    assert_eq!(agent["command"][0], "opencode");
+    assert!(
+        agent["command"][2]
+            .as_str()
+            .is_some_and(|c| c.contains("exec opencode serve"))
+    );
     let ws = containers
         .iter()
         .find(|c| c["role"] == "workspace")

@@ -284,6 +284,16 @@ fn spawn_hanging_up(
     (child, err, seen)
 }
 
+/// The agent's health answer, asked from the workspace with the server password.
+fn agent_health(ws: &str, agent: &str) -> String {
+    let password = exec(agent, None, "cat /run/secrets/devaipod-opencode-password");
+    exec(
+        ws,
+        None,
+        &format!("curl -s -m 5 -u opencode:{password} http://127.0.0.1:4096/global/health"),
+    )
+}
+
 const BASE_CONFIG: &str = r#"{
   // comments and trailing commas are fine
   "image": "localhost/devaipod-base:latest",
@@ -331,11 +341,7 @@ fn up_makes_a_ready_hardened_pod_and_delete_removes_it() {
     assert_eq!(shared.trim(), "[net]");
 
     // The agent answers over HTTP, seen from the workspace through the shared netns.
-    let health = exec(
-        &ws,
-        None,
-        "curl -s -m 5 http://127.0.0.1:4096/global/health",
-    );
+    let health = agent_health(&ws, &agent);
     let health: Value = serde_json::from_str(&health).expect("health JSON");
     assert_eq!(health["healthy"], true);
 
@@ -784,11 +790,7 @@ fn list_status_stop_start_and_logs() {
         "kept\n"
     );
     assert_eq!(exec(&agent, None, "cat $HOME/memory.txt"), "kept\n");
-    let health = exec(
-        &ws,
-        None,
-        "curl -s -m 5 http://127.0.0.1:4096/global/health",
-    );
+    let health = agent_health(&ws, &agent);
     assert!(health.contains("\"healthy\":true"), "{health}");
 
     // Commands on a missing workspace fail clearly.
@@ -815,9 +817,54 @@ fn the_agent_sandbox_holds_from_inside() {
     let g = Guard::new("probe");
     let repo = Repo::new(BASE_CONFIG);
     let path = repo.path().to_string_lossy().into_owned();
-    json_of(&up(&g, &path, &["--json"]));
+    let up_out = up(&g, &path, &["--json"]);
+    json_of(&up_out);
     let ws = format!("{}-workspace", g.pod());
     let agent = format!("{}-agent", g.pod());
+
+    // The server password: a 0400 file of the agent's user, required by the server, and
+    // nowhere else (inspect, devaipod's output, host argv).
+    let listing = exec(
+        &agent,
+        None,
+        "stat -c '%a %U' /run/secrets/devaipod-opencode-password",
+    );
+    assert_eq!(listing.trim(), "400 dev");
+    let password = exec(&agent, None, "cat /run/secrets/devaipod-opencode-password");
+    assert!(password.len() >= 32, "password too short");
+    let url = "http://127.0.0.1:4096/global/health";
+    let code = |auth: &str| {
+        exec(
+            &ws,
+            None,
+            &format!("curl -s -o /dev/null -w '%{{http_code}}' {auth} {url}"),
+        )
+    };
+    assert_eq!(code(""), "401", "the agent answered without the password");
+    assert_eq!(code("-u opencode:wrong"), "401");
+    assert_eq!(code(&format!("-u opencode:{password}")), "200");
+    let inspect = podman_ok(&["inspect", &ws, &agent]);
+    assert!(
+        !inspect.contains(&password),
+        "the password shows in podman inspect"
+    );
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&up_out.stdout),
+        stderr(&up_out)
+    );
+    assert!(
+        !printed.contains(&password),
+        "devaipod printed the password"
+    );
+    let argv = Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .expect("ps");
+    assert!(
+        !String::from_utf8_lossy(&argv.stdout).contains(&password),
+        "the password is on an argv"
+    );
     // Something the workspace shares only with itself.
     exec(&ws, None, "touch /dev/shm/devaipod-workspace-marker");
     let ws_uid = exec(&ws, None, "id -u");

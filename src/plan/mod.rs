@@ -23,12 +23,37 @@ pub fn readiness_url() -> String {
     format!("http://127.0.0.1:{AGENT_PORT}/global/health")
 }
 
+/// Where the opencode server password is mounted (file secret, mode 0400) in the agent
+/// and the workspace.
+pub const PASSWORD_FILE: &str = "/run/secrets/devaipod-opencode-password";
+
+/// The agent's command: the server password is read from its secret file into the
+/// server's own environment, so it is on no argv and not in `podman inspect`.
+pub fn agent_command() -> Vec<String> {
+    vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        format!(
+            "OPENCODE_SERVER_PASSWORD=\"$(cat {PASSWORD_FILE})\" && export OPENCODE_SERVER_PASSWORD && exec opencode serve --hostname 127.0.0.1 --port {AGENT_PORT}"
+        ),
+    ]
+}
+
+/// The name of the podman secret holding workspace `name`'s server password.
+pub fn password_secret_name(name: &Name) -> String {
+    format!("{}-agent-password", name.pod_name())
+}
+
+/// The pod label listing the podman secrets made for the workspace (the secrets API of
+/// Podman 4.3 takes no labels, so delete finds them through the pod).
+pub const SECRETS_LABEL: &str = "io.devaipod.secrets";
+
 /// The agent's default process limit.
 pub const AGENT_PIDS_LIMIT: i64 = 4096;
 /// The agent's default memory limit (bytes).
 pub const AGENT_MEMORY_LIMIT: i64 = 8 * 1024 * 1024 * 1024;
 /// Where writable scratch space is in the agent's otherwise read-only root filesystem.
-pub const AGENT_TMPFS: &[&str] = &["/tmp", "/run", "/var/tmp"];
+pub const AGENT_TMPFS: &[&str] = &["/tmp", "/var/tmp", "/run", "/run/secrets"];
 
 /// A seccomp profile for a container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -95,17 +120,29 @@ pub struct MountSpec {
     pub read_only: bool,
 }
 
-/// A podman secret mounted into a container (never its value).
+/// A podman secret mounted into a container as a file (never its value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SecretRef {
     pub name: String,
     pub target: String,
+    /// Whose file it is: the container's user (`remoteUser`/`containerUser`/image's).
+    pub owner: Option<String>,
+    pub mode: u32,
+}
+
+/// Where a secret's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretSource {
+    /// A fresh random value made at `up` (the opencode server password).
+    Generated,
 }
 
 /// A podman secret devaipod creates (never its value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SecretSpec {
     pub name: String,
+    pub source: SecretSource,
     pub labels: BTreeMap<String, String>,
 }
 
@@ -313,6 +350,13 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     // with the full hardening).
     let owner = dc.remote_user.clone().or_else(|| dc.container_user.clone());
 
+    let password = password_secret_name(&input.name);
+    let password_ref = |owner: Option<String>| SecretRef {
+        name: password.clone(),
+        target: PASSWORD_FILE.into(),
+        owner,
+        mode: 0o400,
+    };
     let workspace = ContainerSpec {
         role: Role::Workspace,
         name: format!("{pod_name}-workspace"),
@@ -344,14 +388,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         role: Role::Agent,
         name: format!("{pod_name}-agent"),
         image: image.clone(),
-        command: vec![
-            "opencode".into(),
-            "serve".into(),
-            "--hostname".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            AGENT_PORT.to_string(),
-        ],
+        command: agent_command(),
         user: owner.clone(),
         workdir: workdir.clone(),
         init: true,
@@ -374,7 +411,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             },
         ],
         env: agent_env,
-        secrets: vec![],
+        secrets: vec![password_ref(owner.clone())],
         labels: labels_for(Role::Agent),
     };
 
@@ -399,10 +436,18 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             name: pod_name.clone(),
             hostname: input.name.to_string(),
             share: vec!["net".into()],
-            labels: labels_for(Role::Pod),
+            labels: {
+                let mut l = labels_for(Role::Pod);
+                l.insert(SECRETS_LABEL.into(), password.clone());
+                l
+            },
         },
         volumes,
-        secrets: vec![],
+        secrets: vec![SecretSpec {
+            name: password.clone(),
+            source: SecretSource::Generated,
+            labels: labels_for(Role::Agent),
+        }],
         containers: vec![workspace, agent],
         repo: RepoPlan {
             host_path: input.repo.root.clone(),

@@ -49,13 +49,24 @@ fn the_default_plan() {
     assert!(agent.cap_add.is_empty());
     assert!(agent.no_new_privileges);
     assert_eq!(agent.user.as_deref(), Some("dev"));
-    assert_eq!(agent.command[..2], ["opencode", "serve"]);
+    assert_eq!(agent.command[..2], ["/bin/sh", "-c"]);
+    let script = &agent.command[2];
     assert!(
-        agent
-            .command
-            .windows(2)
-            .any(|w| w == ["--hostname", "127.0.0.1"])
+        script.contains("exec opencode serve --hostname 127.0.0.1 --port 4096"),
+        "{script}"
     );
+    assert!(script.contains(PASSWORD_FILE), "{script}");
+    assert_eq!(agent.secrets.len(), 1);
+    assert_eq!(agent.secrets[0].target, PASSWORD_FILE);
+    assert_eq!(agent.secrets[0].mode, 0o400);
+    assert_eq!(plan.secrets[0].name, "devaipod-demo-agent-password");
+    assert_eq!(
+        plan.pod.labels.get(SECRETS_LABEL).map(String::as_str),
+        Some("devaipod-demo-agent-password")
+    );
+    assert_eq!(agent.seccomp, Seccomp::Agent);
+    assert!(agent.read_only);
+    assert!(agent.tmpfs.iter().any(|t| t == "/run/secrets"));
     assert!(agent.mounts.iter().any(|m| m.target == AGENT_HOME));
     assert_eq!(agent.env.get("HOME").map(String::as_str), Some(AGENT_HOME));
     for obj_labels in plan
@@ -93,6 +104,9 @@ fn dry_run_json_shape_is_stable() {
         vol["labels"][labels::VERSION] = "X".into();
     }
     v["pod"]["labels"][labels::VERSION] = "X".into();
+    for secret in v["secrets"].as_array_mut().expect("secrets") {
+        secret["labels"][labels::VERSION] = "X".into();
+    }
     insta::assert_json_snapshot!(v);
 }
 

@@ -9,8 +9,11 @@ use serde_json::{Value, json};
 
 use super::Engine;
 use crate::git;
-use crate::plan::{ContainerSpec, ImageState, PodPlan, PodSpec, Role, Seccomp, labels};
+use crate::plan::{
+    ContainerSpec, ImageState, PodPlan, PodSpec, Role, Seccomp, SecretSource, labels,
+};
 use crate::progress::Progress;
+use crate::secret::SecretValue;
 
 /// Set when the user asked devaipod to stop (Ctrl-C, SIGTERM).
 pub type Cancel = tokio::sync::watch::Receiver<bool>;
@@ -81,6 +84,7 @@ pub fn container_spec(
     pod: &PodSpec,
     c: &ContainerSpec,
     seccomp_path: Option<&std::path::Path>,
+    (owner_uid, owner_gid): (u64, u64),
 ) -> Value {
     let volumes: Vec<Value> = c
         .mounts
@@ -110,6 +114,18 @@ pub fn container_spec(
     });
     if let Some(user) = &c.user {
         spec["user"] = json!(user);
+    }
+    if !c.secrets.is_empty() {
+        // Files under /run/secrets, owned by the container's user, mode from the plan.
+        let secrets: Vec<Value> = c
+            .secrets
+            .iter()
+            .map(|s| {
+                json!({"Source": s.name, "Target": s.target, "UID": owner_uid,
+                       "GID": owner_gid, "Mode": s.mode})
+            })
+            .collect();
+        spec["secrets"] = json!(secrets);
     }
     if let (Seccomp::Agent, Some(path)) = (&c.seccomp, seccomp_path) {
         spec["seccomp_policy"] = json!("default");
@@ -395,6 +411,14 @@ pub async fn apply(
             "volumes {leftovers:?} are labelled for {name} but there is no pod: they are left over from an earlier run; remove them with `devaipod delete {name} --force` or choose another --name"
         );
     }
+    for secret in &plan.secrets {
+        if engine.secret_exists(&secret.name).await? {
+            bail!(
+                "secret {} is left over from an earlier run of {name}; remove it with `devaipod delete {name} --force` or choose another --name",
+                secret.name
+            );
+        }
+    }
     // From here on, everything labelled for `name` was made by this run.
     let result = create_and_start(engine, plan, progress, cancel).await;
     if let Err(e) = result {
@@ -454,8 +478,19 @@ async fn create_and_start(
             .await
             .with_context(|| format!("creating pod {}", plan.pod.name))
     };
+    let create_secrets = async {
+        for secret in &plan.secrets {
+            let value = match secret.source {
+                SecretSource::Generated => SecretValue::generate(),
+            };
+            engine
+                .create_secret(&secret.name, &value, &secret.labels)
+                .await?;
+        }
+        Ok::<_, anyhow::Error>(())
+    };
     cancellable(cancel, async {
-        tokio::try_join!(create_volumes, create_pod)
+        tokio::try_join!(create_volumes, create_pod, create_secrets)
     })
     .await?;
 
@@ -471,9 +506,9 @@ async fn create_and_start(
         progress.warn("rootless Podman on cgroup v1 ignores pids and memory limits: the agent runs without them on this host");
     }
     let seccomp_path = seccomp.path();
-    let creates = plan.containers.iter().map(|c| async move {
+    let create = async |c: &ContainerSpec, owner: (u64, u64)| {
         let id = engine
-            .create_container(&container_spec(&plan.pod, c, Some(seccomp_path)))
+            .create_container(&container_spec(&plan.pod, c, Some(seccomp_path), owner))
             .await
             .with_context(|| format!("creating container {}", c.name))?;
         let inspect = engine.inspect_container(&c.name).await?;
@@ -483,18 +518,16 @@ async fn create_and_start(
             name: c.name.clone(),
             id,
         })
-    });
-    let created = cancellable(cancel, futures_util::future::try_join_all(creates)).await?;
-
-    // Podman chowns a fresh volume's root to the user of whichever container mounts it
-    // first, at start; copying the repo after the start makes its ownership final.
-    progress.step("starting pod");
-    cancellable(cancel, engine.start_pod(&plan.pod.name)).await?;
-
-    progress.step("copying the repo into the workspace volume");
+    };
     let workspace = plan
         .container(Role::Workspace)
         .ok_or_else(|| anyhow!("the plan has no workspace container"))?;
+    if !workspace.secrets.is_empty() {
+        bail!("the workspace cannot have secrets yet: their owner is resolved from its own image");
+    }
+    // The workspace comes first: its /etc/passwd tells whose the repo files and the
+    // other containers' secret files are.
+    let mut created = vec![cancellable(cancel, create(workspace, (0, 0))).await?];
     let (uid, gid) = match &plan.repo.owner {
         None => (0, 0),
         Some(owner) => {
@@ -514,6 +547,19 @@ async fn create_and_start(
             .with_context(|| format!("resolving remoteUser/containerUser {owner:?}"))?
         }
     };
+    let rest = plan
+        .containers
+        .iter()
+        .filter(|c| c.role != Role::Workspace)
+        .map(|c| create(c, (uid, gid)));
+    created.extend(cancellable(cancel, futures_util::future::try_join_all(rest)).await?);
+
+    // Podman chowns a fresh volume's root to the user of whichever container mounts it
+    // first, at start; copying the repo after the start makes its ownership final.
+    progress.step("starting pod");
+    cancellable(cancel, engine.start_pod(&plan.pod.name)).await?;
+
+    progress.step("copying the repo into the workspace volume");
     let clone_dir = clone.await.context("the clone task failed")??;
     let tar = tokio::task::spawn_blocking({
         let dir = clone_dir.path().join("repo");

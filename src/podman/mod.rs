@@ -359,6 +359,59 @@ impl Engine {
             .to_string())
     }
 
+    /// Stores a secret in Podman's secret store (file driver). The value travels only in
+    /// the request body.
+    pub async fn create_secret(
+        &self,
+        name: &str,
+        value: &crate::secret::SecretValue,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        let labels = serde_json::to_string(labels)?;
+        let ep = format!(
+            "{API_PREFIX}/libpod/secrets/create?name={}&labels={}",
+            encode(name),
+            encode(&labels)
+        );
+        tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            self.raw.post_string(
+                &ep,
+                Payload::Text(value.expose().to_string()),
+                None::<conn::Headers>,
+            ),
+        )
+        .await
+        .map_err(|_| anyhow!("Podman did not answer in time while creating secret {name}"))?
+        .map_err(conn_error)
+        .with_context(|| format!("creating secret {name}"))?;
+        Ok(())
+    }
+
+    /// Whether a secret with this name exists.
+    pub async fn secret_exists(&self, name: &str) -> Result<bool> {
+        match self
+            .get_json(&format!("/libpod/secrets/{}/json", encode(name)))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if status_of(&e) == Some(404) => Ok(false),
+            Err(e) => Err(e.context(format!("inspecting secret {name}"))),
+        }
+    }
+
+    /// Removes a secret. Missing is fine.
+    pub async fn remove_secret(&self, name: &str) -> Result<()> {
+        match self
+            .delete_req(&format!("/libpod/secrets/{}", encode(name)))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            Err(e) => Err(e.context(format!("removing secret {name}"))),
+        }
+    }
+
     /// Raw container inspect (tolerant of version differences).
     pub async fn inspect_container(&self, name: &str) -> Result<Value> {
         self.get_json(&format!("/libpod/containers/{}/json", encode(name)))
@@ -552,16 +605,43 @@ impl Engine {
     pub async fn remove_labelled(&self, name: &str) -> Result<Removed> {
         let pods = self.pods_with_label(labels::POD, name).await?;
         let containers = self.containers_with_label(labels::POD, name).await?;
+        // Secrets carry no labels on Podman 4.3: the pod lists them, and the password's
+        // name is known.
+        let mut secrets: Vec<String> = Vec::new();
+        for p in &pods {
+            let inspect = self.inspect_pod(p).await?;
+            if let Some(list) = inspect["Labels"][crate::plan::SECRETS_LABEL].as_str() {
+                secrets.extend(
+                    list.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string),
+                );
+            }
+        }
+        if let Ok(n) = crate::names::Name::new(name) {
+            let password = crate::plan::password_secret_name(&n);
+            if !secrets.contains(&password) {
+                secrets.push(password);
+            }
+        }
         futures_util::future::try_join_all(pods.iter().map(|p| self.remove_pod(p))).await?;
         // Containers of the removed pods are gone already (404 is fine); this catches strays.
         futures_util::future::try_join_all(containers.iter().map(|c| self.remove_container(c)))
             .await?;
         let volumes = self.volumes_with_label(labels::POD, name).await?;
         futures_util::future::try_join_all(volumes.iter().map(|v| self.remove_volume(v))).await?;
+        let mut removed_secrets = Vec::new();
+        for s in secrets {
+            if self.secret_exists(&s).await? {
+                self.remove_secret(&s).await?;
+                removed_secrets.push(s);
+            }
+        }
         Ok(Removed {
             pods,
             containers,
             volumes,
+            secrets: removed_secrets,
         })
     }
 }
@@ -572,11 +652,15 @@ pub struct Removed {
     pub pods: Vec<String>,
     pub containers: Vec<String>,
     pub volumes: Vec<String>,
+    pub secrets: Vec<String>,
 }
 
 impl Removed {
     pub fn is_empty(&self) -> bool {
-        self.pods.is_empty() && self.containers.is_empty() && self.volumes.is_empty()
+        self.pods.is_empty()
+            && self.containers.is_empty()
+            && self.volumes.is_empty()
+            && self.secrets.is_empty()
     }
 }
 
