@@ -167,6 +167,13 @@ pub fn clone_head(info: &RepoInfo) -> Result<tempfile::TempDir> {
     Ok(tmp)
 }
 
+/// Adds the remote `name` at `url` to the clone in `dir`.
+pub fn add_remote(dir: &Path, name: &str, url: &str) -> Result<()> {
+    let mut cmd = git(dir);
+    cmd.args(["remote", "add", name, url]);
+    run(cmd, "add a remote to the clone").map(|_| ())
+}
+
 /// Packs `dir` as a tar stream whose entries are owned by `uid:gid`, rooted at `.` so it
 /// unpacks straight into the workspace folder.
 pub fn tar_tree(dir: &Path, uid: u64, gid: u64) -> Result<Vec<u8>> {

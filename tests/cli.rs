@@ -173,7 +173,7 @@ fn dry_run_json_without_an_engine() {
     assert_eq!(ws["mounts"][0]["target"], "/src");
     assert_eq!(ws["labels"]["io.devaipod.pod"], "demo");
     assert_eq!(ws["labels"]["io.devaipod.role"], "workspace");
-    assert!(v["volumes"].as_array().is_some_and(|a| a.len() == 2));
+    assert!(v["volumes"].as_array().is_some_and(|a| a.len() == 3));
     assert!(v["secrets"].as_array().is_some());
     // The human form says the same without an engine.
     let o = devaipod(&["up", ".", "--name", "demo", "--dry-run"], r.path());

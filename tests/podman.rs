@@ -402,6 +402,11 @@ fn up_makes_a_ready_hardened_pod_and_delete_removes_it() {
             format!("{}-agent-home", g.pod()),
             "{{json .Labels}}",
         ),
+        (
+            "volume",
+            format!("{}-agent-repo", g.pod()),
+            "{{json .Labels}}",
+        ),
     ];
     for (kind, obj, format) in objects {
         let labels = podman_ok(&[kind, "inspect", &obj, "--format", format]);
@@ -428,7 +433,11 @@ fn up_makes_a_ready_hardened_pod_and_delete_removes_it() {
     let del = devaipod(&["delete", &g.pod(), "--json"]);
     let removed = json_of(&del);
     assert_eq!(removed["pods"], serde_json::json!([g.pod()]));
-    assert_eq!(removed["volumes"].as_array().map(Vec::len), Some(2));
+    assert_eq!(removed["volumes"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        removed["secrets"],
+        serde_json::json!([format!("{}-agent-password", g.pod())])
+    );
     g.assert_nothing_left();
     let again = devaipod(&["delete", &g.name]);
     assert!(!again.status.success());
@@ -695,6 +704,7 @@ fn list_status_stop_start_and_logs() {
         volumes,
         [
             format!("{}-agent-home", g.pod()),
+            format!("{}-agent-repo", g.pod()),
             format!("{}-workspace", g.pod())
         ]
     );
@@ -940,4 +950,71 @@ fn the_agent_sandbox_holds_from_inside() {
             std::net::TcpStream::connect_timeout(&sock, std::time::Duration::from_secs(2)).is_ok();
         assert!(!reached, "the host reached the agent at {sock}");
     }
+}
+
+#[test]
+fn nothing_the_agent_writes_in_git_runs_in_the_workspace() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("hooks");
+    let repo = Repo::new(BASE_CONFIG);
+    let path = repo.path().to_string_lossy().into_owned();
+    json_of(&up(&g, &path, &["--json"]));
+    let ws = format!("{}-workspace", g.pod());
+    let agent = format!("{}-agent", g.pod());
+    let folder = format!(
+        "/workspaces/{}",
+        repo.path().file_name().expect("name").to_string_lossy()
+    );
+    let git = "git -c user.name=a -c user.email=a@example.invalid";
+
+    // The agent plants hooks every way it can in its own clone, and commits one.
+    let plant = format!(
+        "cd {folder} && \
+         mkdir -p .git/hooks && printf '#!/bin/sh\\ntouch /tmp/hook-ran\\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit && \
+         mkdir -p .githooks && cp .git/hooks/pre-commit .githooks/pre-commit && \
+         git config core.hooksPath .githooks && git config core.fsmonitor 'touch /tmp/fsmonitor-ran; false' && \
+         echo 'x filter=evil' > .gitattributes && git config filter.evil.clean 'touch /tmp/filter-ran; cat' && \
+         {git} add -A && {git} commit -q -m 'agent work' && echo committed"
+    );
+    assert_eq!(exec(&agent, None, &plant).trim(), "committed");
+    // In the agent's own clone they do run (the test has teeth).
+    assert_eq!(
+        exec(&agent, None, "test -e /tmp/hook-ran && echo ran").trim(),
+        "ran"
+    );
+
+    // The workspace fetches the agent's work and commits on top: nothing runs.
+    let work = format!(
+        "cd {folder} && {git} fetch -q agent && {git} merge -q --ff-only agent/main && \
+         touch x && {git} add -A && {git} commit -q -m 'human work' && {git} status --porcelain | wc -l"
+    );
+    assert_eq!(exec(&ws, Some("dev"), &work).trim(), "0");
+    let ran = exec(
+        &ws,
+        None,
+        "ls /tmp/hook-ran /tmp/fsmonitor-ran /tmp/filter-ran 2>/dev/null | wc -l",
+    );
+    assert_eq!(
+        ran.trim(),
+        "0",
+        "something the agent wrote ran in the workspace"
+    );
+    // The workspace's git config is its own.
+    let cfg = exec(
+        &ws,
+        Some("dev"),
+        &format!("cd {folder} && git config --get core.hooksPath || echo unset"),
+    );
+    assert_eq!(cfg.trim(), "unset");
+    // And the agent cannot write the workspace's clone at all.
+    let mounts = podman_ok(&[
+        "inspect",
+        &agent,
+        "--format",
+        "{{range .Mounts}}{{.Name}} {{end}}",
+    ]);
+    assert!(
+        !mounts.contains(&format!("{}-workspace", g.pod())),
+        "{mounts}"
+    );
 }

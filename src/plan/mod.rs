@@ -23,6 +23,11 @@ pub fn readiness_url() -> String {
     format!("http://127.0.0.1:{AGENT_PORT}/global/health")
 }
 
+/// Where the workspace sees the agent's clone (read-only), as the git remote `agent`.
+pub const AGENT_REPO_IN_WORKSPACE: &str = "/var/lib/devaipod/agent-repo";
+/// The name of the workspace clone's remote for the agent's clone.
+pub const AGENT_REMOTE: &str = "agent";
+
 /// Where the opencode server password is mounted (file secret, mode 0400) in the agent
 /// and the workspace.
 pub const PASSWORD_FILE: &str = "/run/secrets/devaipod-opencode-password";
@@ -189,6 +194,8 @@ pub struct RepoPlan {
     /// Uncommitted changes in the host work tree; they are not included.
     pub uncommitted: usize,
     pub volume: String,
+    /// The agent's own clone; the workspace clone has it as remote `agent`.
+    pub agent_volume: String,
     pub workspace_folder: String,
     /// Where the containers start: the workspace folder plus the subfolder `up` was
     /// pointed at.
@@ -326,12 +333,18 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         |role: Role| labels::for_object(&input.name, role, &repo_path, &input.extra_labels);
 
     let ws_volume = format!("{pod_name}-workspace");
+    let agent_repo_volume = format!("{pod_name}-agent-repo");
     let home_volume = format!("{pod_name}-agent-home");
     let volumes = vec![
         VolumeSpec {
             name: ws_volume.clone(),
             role: "workspace".into(),
             labels: labels_for(Role::Workspace),
+        },
+        VolumeSpec {
+            name: agent_repo_volume.clone(),
+            role: "agent-repo".into(),
+            labels: labels_for(Role::Agent),
         },
         VolumeSpec {
             name: home_volume.clone(),
@@ -345,9 +358,22 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         target: workspace_folder.clone(),
         read_only: false,
     };
-    // remoteUser is the user people and tools work as; it owns the clone. The agent
-    // edits the same files, so it runs as that user too (a distinct agent uid comes
-    // with the full hardening).
+    // The agent works in its own clone (docs/security.md): nothing it writes under .git
+    // can run in the workspace, which only fetches from it, read-only.
+    let agent_repo_mount = MountSpec {
+        kind: "volume".into(),
+        source: agent_repo_volume.clone(),
+        target: workspace_folder.clone(),
+        read_only: false,
+    };
+    let agent_repo_for_workspace = MountSpec {
+        kind: "volume".into(),
+        source: agent_repo_volume.clone(),
+        target: AGENT_REPO_IN_WORKSPACE.into(),
+        read_only: true,
+    };
+    // remoteUser is the user people and tools work as; it owns the clones. The agent
+    // edits its own clone as that user (a distinct agent uid is future work).
     let owner = dc.remote_user.clone().or_else(|| dc.container_user.clone());
 
     let password = password_secret_name(&input.name);
@@ -374,7 +400,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         tmpfs: vec![],
         pids_limit: None,
         memory_limit: None,
-        mounts: vec![ws_mount.clone()],
+        mounts: vec![ws_mount, agent_repo_for_workspace],
         env: BTreeMap::new(),
         secrets: vec![],
         labels: labels_for(Role::Workspace),
@@ -402,7 +428,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         pids_limit: Some(AGENT_PIDS_LIMIT),
         memory_limit: Some(AGENT_MEMORY_LIMIT),
         mounts: vec![
-            ws_mount,
+            agent_repo_mount,
             MountSpec {
                 kind: "volume".into(),
                 source: home_volume,
@@ -455,6 +481,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             branch: input.repo.branch.clone(),
             uncommitted: input.repo.uncommitted,
             volume: ws_volume,
+            agent_volume: agent_repo_volume,
             workspace_folder,
             workdir,
             owner,

@@ -561,17 +561,30 @@ async fn create_and_start(
 
     progress.step("copying the repo into the workspace volume");
     let clone_dir = clone.await.context("the clone task failed")??;
-    let tar = tokio::task::spawn_blocking({
-        let dir = clone_dir.path().join("repo");
-        move || git::tar_tree(&dir, uid, gid)
+    let repo_dir = clone_dir.path().join("repo");
+    // The agent's clone first; then the workspace's, which knows the agent's as a remote.
+    let (agent_tar, workspace_tar) = tokio::task::spawn_blocking(move || {
+        let agent_tar = git::tar_tree(&repo_dir, uid, gid)?;
+        git::add_remote(
+            &repo_dir,
+            crate::plan::AGENT_REMOTE,
+            crate::plan::AGENT_REPO_IN_WORKSPACE,
+        )?;
+        let workspace_tar = git::tar_tree(&repo_dir, uid, gid)?;
+        Ok::<_, anyhow::Error>((agent_tar, workspace_tar))
     })
     .await
     .context("the packing task failed")??;
     drop(clone_dir);
-    cancellable(
-        cancel,
-        engine.copy_into(&workspace.name, &plan.repo.workspace_folder, tar),
-    )
+    let agent = plan
+        .container(Role::Agent)
+        .ok_or_else(|| anyhow!("the plan has no agent container"))?;
+    cancellable(cancel, async {
+        tokio::try_join!(
+            engine.copy_into(&workspace.name, &plan.repo.workspace_folder, workspace_tar),
+            engine.copy_into(&agent.name, &plan.repo.workspace_folder, agent_tar),
+        )
+    })
     .await?;
 
     progress.step("waiting for the agent to answer");
