@@ -7,6 +7,7 @@
 //! engine) applies it.
 
 pub mod cli;
+pub mod config;
 pub mod devcontainer;
 pub mod git;
 pub mod names;

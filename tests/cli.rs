@@ -159,7 +159,7 @@ fn dry_run_json_without_an_engine() {
         "/run/secrets/devaipod-opencode-password"
     );
     assert_eq!(v["secrets"][0]["name"], "devaipod-demo-agent-password");
-    assert_eq!(v["secrets"][0]["source"], "generated");
+    assert_eq!(v["secrets"][0]["source"]["kind"], "generated");
     assert_eq!(agent["user"], "dev");
     assert!(
         agent["command"][2]
@@ -449,6 +449,69 @@ fn config_prints_the_reading_without_an_engine() {
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("no .devcontainer/devcontainer.json"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn user_config_errors_are_precise_and_secrets_must_be_set() {
+    let r = repo(Some(r#"{"image": "localhost/x:1"}"#));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("devaipod.toml");
+    let run = |extra_env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_devaipod"));
+        cmd.args(["up", ".", "--name", "c", "--dry-run", "--json"])
+            .current_dir(r.path())
+            .env("CONTAINER_HOST", "unix:///nonexistent/devaipod-test.sock")
+            .env("DEVAIPOD_CONFIG", &cfg)
+            .env_remove("DEVAIPOD_TEST_KEY");
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("runs")
+    };
+    std::fs::write(&cfg, "[agent]\nsecrets = []\nsecretz = []\n").expect("write");
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("devaipod.toml:3:1:"), "{}", stderr(&o));
+
+    std::fs::write(&cfg, "[agent]\nsecrets = [\"A-B\"]\n").expect("write");
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("environment variable name"),
+        "{}",
+        stderr(&o)
+    );
+
+    std::fs::write(
+        &cfg,
+        "[agent]\nsecrets = [\"K\"]\n[trusted]\nsecrets = [\"K\"]\n",
+    )
+    .expect("write");
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("both [agent] and [trusted]"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A dry run plans the secret without needing (or showing) its value.
+    std::fs::write(&cfg, "[agent]\nsecrets = [\"DEVAIPOD_TEST_KEY\"]\n").expect("write");
+    let o = run(&[("DEVAIPOD_TEST_KEY", "value-must-not-show")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("/run/secrets/DEVAIPOD_TEST_KEY"), "{out}");
+    assert!(!out.contains("value-must-not-show") && !stderr(&o).contains("value-must-not-show"));
+
+    // DEVAIPOD_CONFIG must exist when given.
+    std::fs::remove_file(&cfg).expect("rm");
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("reading the devaipod configuration"),
         "{}",
         stderr(&o)
     );

@@ -1018,3 +1018,164 @@ fn nothing_the_agent_writes_in_git_runs_in_the_workspace() {
         "{mounts}"
     );
 }
+
+#[test]
+fn secrets_reach_only_their_consumer_and_never_leak() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("secrets");
+    let repo = Repo::new(BASE_CONFIG);
+    let path = repo.path().to_string_lossy().into_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("devaipod.toml");
+    std::fs::write(
+        &config,
+        "[agent]\nsecrets = [\"DEVAIPOD_AGENT_SENTINEL\"]\n[trusted]\nsecrets = [\"DEVAIPOD_TRUSTED_SENTINEL\"]\n",
+    )
+    .expect("write config");
+    let tag = format!("{:x}", std::process::id());
+    let agent_value = format!("agent-sentinel-{tag}-9f1c");
+    let trusted_value = format!("trusted-sentinel-{tag}-4d2e");
+    let run = |args: &[&str]| {
+        Command::new(devaipod_bin())
+            .args(args)
+            .env("DEVAIPOD_CONFIG", &config)
+            .env("DEVAIPOD_AGENT_SENTINEL", &agent_value)
+            .env("DEVAIPOD_TRUSTED_SENTINEL", &trusted_value)
+            .env("RUST_LOG", "trace")
+            .stdin(Stdio::null())
+            .output()
+            .expect("devaipod runs")
+    };
+    let label = g.label_arg();
+    let dry = run(&[
+        "up",
+        &path,
+        "--name",
+        &g.name,
+        "--label",
+        &label,
+        "--dry-run",
+        "--json",
+    ]);
+    let plan = json_of(&dry);
+    let up_out = run(&["up", &path, "--name", &g.name, "--label", &label, "--json"]);
+    json_of(&up_out);
+    let ws = format!("{}-workspace", g.pod());
+    let agent = format!("{}-agent", g.pod());
+    let logs = run(&["logs", &g.name]);
+    let ws_logs = run(&["logs", &g.name, "--container", "workspace"]);
+    let status = run(&["status", &g.name, "--json"]);
+
+    // The plan names each container's secrets and their files, never a value.
+    let agent_plan = plan["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .find(|c| c["role"] == "agent")
+        .cloned()
+        .expect("agent");
+    let targets: Vec<&str> = agent_plan["secrets"]
+        .as_array()
+        .expect("secrets")
+        .iter()
+        .filter_map(|s| s["target"].as_str())
+        .collect();
+    assert!(
+        targets.contains(&"/run/secrets/DEVAIPOD_AGENT_SENTINEL"),
+        "{targets:?}"
+    );
+    assert!(
+        !targets.contains(&"/run/secrets/DEVAIPOD_TRUSTED_SENTINEL"),
+        "{targets:?}"
+    );
+
+    // No value in devaipod's output (trace logging included), inspect, logs or argv.
+    let mut seen = String::new();
+    for o in [&dry, &up_out, &logs, &ws_logs, &status] {
+        seen.push_str(&String::from_utf8_lossy(&o.stdout));
+        seen.push_str(&stderr(o));
+    }
+    seen.push_str(&podman_ok(&["inspect", &ws, &agent]));
+    seen.push_str(&podman_ok(&["pod", "inspect", &g.pod()]));
+    for c in [&ws, &agent] {
+        let o = podman(&["logs", c]);
+        seen.push_str(&String::from_utf8_lossy(&o.stdout));
+        seen.push_str(&stderr(&o));
+    }
+    let ps = Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .expect("ps");
+    seen.push_str(&String::from_utf8_lossy(&ps.stdout));
+    for value in [&agent_value, &trusted_value] {
+        assert!(
+            !seen.contains(value.as_str()),
+            "a secret value leaked (see the outputs of this test)"
+        );
+    }
+
+    // Each value reaches its consumer: the agent's server process has its key...
+    let agent_env = exec(
+        &agent,
+        None,
+        "cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n'",
+    );
+    assert!(agent_env.contains(&format!("DEVAIPOD_AGENT_SENTINEL={agent_value}")));
+    let file = exec(
+        &agent,
+        None,
+        "stat -c '%a %U' /run/secrets/DEVAIPOD_AGENT_SENTINEL",
+    );
+    assert_eq!(file.trim(), "400 dev");
+    // ...the workspace has the trusted one as a file named by NAME_FILE...
+    let ws_value = exec(&ws, None, "cat \"$DEVAIPOD_TRUSTED_SENTINEL_FILE\"");
+    assert_eq!(ws_value, trusted_value);
+    // ...and the agent has nothing of the trusted one: not in any process's environment,
+    // not in its secret files, not in the files it can write.
+    assert!(!agent_env.contains(&trusted_value));
+    assert!(!agent_env.contains("DEVAIPOD_TRUSTED_SENTINEL"));
+    let hits = exec(
+        &agent,
+        None,
+        &format!(
+            "grep -rls '{trusted_value}' /run /tmp /var/tmp /home/agent /workspaces 2>/dev/null | wc -l"
+        ),
+    );
+    assert_eq!(hits.trim(), "0");
+
+    // delete removes the secrets devaipod made.
+    let del = devaipod(&["delete", &g.name, "--json"]);
+    let removed = json_of(&del);
+    assert_eq!(
+        removed["secrets"].as_array().map(Vec::len),
+        Some(3),
+        "{removed}"
+    );
+    g.assert_nothing_left();
+    let left = podman_ok(&["secret", "ls", "--format", "{{.Name}}"]);
+    assert!(!left.contains(&g.pod()), "{left}");
+}
+
+#[test]
+fn an_unset_secret_stops_up_before_anything_is_made() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("unset");
+    let repo = Repo::new(BASE_CONFIG);
+    let path = repo.path().to_string_lossy().into_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("devaipod.toml");
+    std::fs::write(&config, "[agent]\nsecrets = [\"DEVAIPOD_UNSET_KEY\"]\n").expect("write");
+    let o = Command::new(devaipod_bin())
+        .args(["up", &path, "--name", &g.name, "--label", &g.label_arg()])
+        .env("DEVAIPOD_CONFIG", &config)
+        .env_remove("DEVAIPOD_UNSET_KEY")
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("DEVAIPOD_UNSET_KEY is listed"),
+        "{}",
+        stderr(&o)
+    );
+    g.assert_nothing_left();
+}

@@ -65,6 +65,12 @@ pub fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // The HTTP client crates log request and response bodies at debug/trace: a secret's
+    // value travels in one. They are held at info whatever RUST_LOG asks.
+    let filter = ["containers_api", "podman_api", "hyper", "hyperlocal", "mio"]
+        .iter()
+        .filter_map(|c| format!("{c}=info").parse().ok())
+        .fold(filter, |f, d| f.add_directive(d));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

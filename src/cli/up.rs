@@ -118,6 +118,29 @@ async fn make_plan(
         None => (devcontainer::DevContainer::default(), Vec::new()),
     };
     let extra_labels: BTreeMap<String, String> = args.labels.iter().cloned().collect();
+    let (user_config, user_config_path) = crate::config::load()?;
+    let config_file = user_config_path.unwrap_or_else(|| PathBuf::from("devaipod.toml"));
+    let to_plan = |list: &[String], table: &str| -> Result<Vec<plan::UserSecret>> {
+        Ok(crate::config::Config::entries(list, &config_file, table)?
+            .into_iter()
+            .map(|e| plan::UserSecret {
+                env_name: e.name,
+                existing: e.existing,
+            })
+            .collect())
+    };
+    let agent_secrets = to_plan(&user_config.agent.secrets, "agent")?;
+    let trusted_secrets = to_plan(&user_config.trusted.secrets, "trusted")?;
+    if let Some(both) = agent_secrets
+        .iter()
+        .find(|a| trusted_secrets.iter().any(|t| t.env_name == a.env_name))
+    {
+        bail!(
+            "{}: {} is listed under both [agent] and [trusted] secrets; a trusted secret never reaches the agent, so list it once",
+            config_file.display(),
+            both.env_name
+        );
+    }
     let mut input = PlanInput {
         name,
         repo: RepoFacts {
@@ -138,6 +161,8 @@ async fn make_plan(
         extra_labels,
         ready_timeout_secs: args.timeout,
         config_warnings,
+        agent_secrets,
+        trusted_secrets,
     };
     let (image, _) = plan::choose_image(&input)?;
     input.image_state = match engine {
@@ -192,8 +217,9 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     for w in &plan.warnings {
         progress.warn(w);
     }
+    let values = secret_values(&plan)?;
     let mut cancel = crate::cli::cancel_on_signals();
-    let result = apply::apply(&engine, &plan, &progress, &mut cancel).await;
+    let result = apply::apply(&engine, &plan, &values, &progress, &mut cancel).await;
     if result.is_ok() {
         crate::cli::lifecycle::note_agent_ready(&engine, &plan.name).await?;
     }
@@ -229,6 +255,28 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         println!("  remove:  devaipod delete {}", applied.name);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The values of the plan's environment secrets, read from devaipod's environment now.
+fn secret_values(plan: &PodPlan) -> Result<apply::SecretValues> {
+    let mut values = apply::SecretValues::new();
+    for s in &plan.secrets {
+        if let plan::SecretSource::Environment { variable } = &s.source {
+            let Some(value) = std::env::var_os(variable) else {
+                bail!(
+                    "{variable} is listed in your devaipod configuration's secrets but is not set in devaipod's environment: export it, or name an existing podman secret ({variable}=SECRET-NAME)"
+                );
+            };
+            let value = value.into_string().map_err(|_| {
+                anyhow::anyhow!("{variable} is not valid UTF-8; podman secrets must be text")
+            })?;
+            if value.is_empty() {
+                bail!("{variable} is set but empty; a secret needs a value");
+            }
+            values.insert(s.name.clone(), crate::secret::SecretValue::new(value));
+        }
+    }
+    Ok(values)
 }
 
 /// The `--dry-run --json` document: the plan, with `pod`, `containers`, `volumes` and

@@ -34,14 +34,26 @@ pub const PASSWORD_FILE: &str = "/run/secrets/devaipod-opencode-password";
 
 /// The agent's command: the server password is read from its secret file into the
 /// server's own environment, so it is on no argv and not in `podman inspect`.
-pub fn agent_command() -> Vec<String> {
-    vec![
-        "/bin/sh".into(),
-        "-c".into(),
-        format!(
-            "OPENCODE_SERVER_PASSWORD=\"$(cat {PASSWORD_FILE})\" && export OPENCODE_SERVER_PASSWORD && exec opencode serve --hostname 127.0.0.1 --port {AGENT_PORT}"
-        ),
-    ]
+pub fn agent_command(secret_env: &[String]) -> Vec<String> {
+    let mut script = format!(
+        "OPENCODE_SERVER_PASSWORD=\"$(cat {PASSWORD_FILE})\" && export OPENCODE_SERVER_PASSWORD && "
+    );
+    // The user's agent secrets (validated environment names) from their files.
+    for name in secret_env {
+        script.push_str(&format!(
+            "{name}=\"$(cat {})\" && export {name} && ",
+            secret_file(name)
+        ));
+    }
+    script.push_str(&format!(
+        "exec opencode serve --hostname 127.0.0.1 --port {AGENT_PORT}"
+    ));
+    vec!["/bin/sh".into(), "-c".into(), script]
+}
+
+/// Where a user secret named `env_name` is mounted.
+pub fn secret_file(env_name: &str) -> String {
+    format!("/run/secrets/{env_name}")
 }
 
 /// The name of the podman secret holding workspace `name`'s server password.
@@ -137,10 +149,20 @@ pub struct SecretRef {
 
 /// Where a secret's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", tag = "kind")]
 pub enum SecretSource {
     /// A fresh random value made at `up` (the opencode server password).
     Generated,
+    /// devaipod's environment variable of this name, at `up`.
+    Environment { variable: String },
+}
+
+/// A user secret for the plan: the name the consumer sees, and an existing podman
+/// secret to use instead of devaipod's environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSecret {
+    pub env_name: String,
+    pub existing: Option<String>,
 }
 
 /// A podman secret devaipod creates (never its value).
@@ -263,6 +285,10 @@ pub struct PlanInput {
     pub ready_timeout_secs: u64,
     /// Warnings from reading devcontainer.json (ignored properties), shown by `up`.
     pub config_warnings: Vec<String>,
+    /// `[agent] secrets` of the user's config: for the agent only.
+    pub agent_secrets: Vec<UserSecret>,
+    /// `[trusted] secrets` of the user's config: for the workspace only, never the agent.
+    pub trusted_secrets: Vec<UserSecret>,
 }
 
 /// Why no plan could be made.
@@ -383,6 +409,45 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         owner,
         mode: 0o400,
     };
+    // User secrets: podman secrets devaipod makes from its environment (or existing
+    // ones), mounted as files; the agent's are exported into its process by its
+    // start command, the workspace's are named by NAME_FILE.
+    let mut created_secrets: Vec<SecretSpec> = Vec::new();
+    let mut user_refs = |list: &[UserSecret], role: Role, mode: u32, owner: Option<String>| {
+        list.iter()
+            .map(|s| {
+                let name = match &s.existing {
+                    Some(existing) => existing.clone(),
+                    None => {
+                        let name = format!("{pod_name}-secret-{}", s.env_name.to_ascii_lowercase());
+                        created_secrets.push(SecretSpec {
+                            name: name.clone(),
+                            source: SecretSource::Environment {
+                                variable: s.env_name.clone(),
+                            },
+                            labels: labels_for(role),
+                        });
+                        name
+                    }
+                };
+                SecretRef {
+                    name,
+                    target: secret_file(&s.env_name),
+                    owner: owner.clone(),
+                    mode,
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    // The workspace is created before its user is resolved: its secret files are
+    // root's (0400); its main process and root shells read them.
+    let workspace_secrets = user_refs(&input.trusted_secrets, Role::Workspace, 0o400, None);
+    let agent_secrets = user_refs(&input.agent_secrets, Role::Agent, 0o400, owner.clone());
+    let workspace_env: BTreeMap<String, String> = input
+        .trusted_secrets
+        .iter()
+        .map(|s| (format!("{}_FILE", s.env_name), secret_file(&s.env_name)))
+        .collect();
     let workspace = ContainerSpec {
         role: Role::Workspace,
         name: format!("{pod_name}-workspace"),
@@ -401,8 +466,8 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         pids_limit: None,
         memory_limit: None,
         mounts: vec![ws_mount, agent_repo_for_workspace],
-        env: BTreeMap::new(),
-        secrets: vec![],
+        env: workspace_env,
+        secrets: workspace_secrets,
         labels: labels_for(Role::Workspace),
     };
     let agent_env: BTreeMap<String, String> =
@@ -414,7 +479,13 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         role: Role::Agent,
         name: format!("{pod_name}-agent"),
         image: image.clone(),
-        command: agent_command(),
+        command: agent_command(
+            &input
+                .agent_secrets
+                .iter()
+                .map(|s| s.env_name.clone())
+                .collect::<Vec<_>>(),
+        ),
         user: owner.clone(),
         workdir: workdir.clone(),
         init: true,
@@ -437,7 +508,9 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             },
         ],
         env: agent_env,
-        secrets: vec![password_ref(owner.clone())],
+        secrets: std::iter::once(password_ref(owner.clone()))
+            .chain(agent_secrets)
+            .collect(),
         labels: labels_for(Role::Agent),
     };
 
@@ -464,16 +537,21 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             share: vec!["net".into()],
             labels: {
                 let mut l = labels_for(Role::Pod);
-                l.insert(SECRETS_LABEL.into(), password.clone());
+                let names: Vec<&str> = std::iter::once(password.as_str())
+                    .chain(created_secrets.iter().map(|s| s.name.as_str()))
+                    .collect();
+                l.insert(SECRETS_LABEL.into(), names.join(","));
                 l
             },
         },
         volumes,
-        secrets: vec![SecretSpec {
+        secrets: std::iter::once(SecretSpec {
             name: password.clone(),
             source: SecretSource::Generated,
             labels: labels_for(Role::Agent),
-        }],
+        })
+        .chain(created_secrets)
+        .collect(),
         containers: vec![workspace, agent],
         repo: RepoPlan {
             host_path: input.repo.root.clone(),

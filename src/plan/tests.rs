@@ -29,6 +29,8 @@ pub(crate) fn input() -> PlanInput {
         extra_labels: BTreeMap::new(),
         ready_timeout_secs: 60,
         config_warnings: Vec::new(),
+        agent_secrets: Vec::new(),
+        trusted_secrets: Vec::new(),
     }
 }
 

@@ -389,9 +389,14 @@ async fn cancellable<T>(
 
 /// Creates everything in the plan and waits for the agent. On any error (or
 /// cancellation) removes what was created before returning the error.
+/// The values of the plan's secrets that come from devaipod's environment, by podman
+/// secret name.
+pub type SecretValues = std::collections::BTreeMap<String, SecretValue>;
+
 pub async fn apply(
     engine: &Engine,
     plan: &PodPlan,
+    values: &SecretValues,
     progress: &Progress,
     cancel: &mut Cancel,
 ) -> Result<Applied> {
@@ -411,6 +416,19 @@ pub async fn apply(
             "volumes {leftovers:?} are labelled for {name} but there is no pod: they are left over from an earlier run; remove them with `devaipod delete {name} --force` or choose another --name"
         );
     }
+    for c in &plan.containers {
+        for r in &c.secrets {
+            let ours = plan.secrets.iter().any(|s| s.name == r.name);
+            if !ours && !engine.secret_exists(&r.name).await? {
+                bail!(
+                    "podman secret {} (named in your devaipod configuration for {}) does not exist: create it with `podman secret create {} FILE`",
+                    r.name,
+                    r.target,
+                    r.name
+                );
+            }
+        }
+    }
     for secret in &plan.secrets {
         if engine.secret_exists(&secret.name).await? {
             bail!(
@@ -420,7 +438,7 @@ pub async fn apply(
         }
     }
     // From here on, everything labelled for `name` was made by this run.
-    let result = create_and_start(engine, plan, progress, cancel).await;
+    let result = create_and_start(engine, plan, values, progress, cancel).await;
     if let Err(e) = result {
         progress.step(&format!(
             "rolling back: removing what was created for {name}"
@@ -441,6 +459,7 @@ pub async fn apply(
 async fn create_and_start(
     engine: &Engine,
     plan: &PodPlan,
+    values: &SecretValues,
     progress: &Progress,
     cancel: &mut Cancel,
 ) -> Result<Applied> {
@@ -480,8 +499,12 @@ async fn create_and_start(
     };
     let create_secrets = async {
         for secret in &plan.secrets {
-            let value = match secret.source {
+            let value = match &secret.source {
                 SecretSource::Generated => SecretValue::generate(),
+                SecretSource::Environment { variable } => values
+                    .get(&secret.name)
+                    .cloned()
+                    .ok_or_else(|| anyhow!("no value for secret {} ({variable})", secret.name))?,
             };
             engine
                 .create_secret(&secret.name, &value, &secret.labels)
@@ -522,9 +545,7 @@ async fn create_and_start(
     let workspace = plan
         .container(Role::Workspace)
         .ok_or_else(|| anyhow!("the plan has no workspace container"))?;
-    if !workspace.secrets.is_empty() {
-        bail!("the workspace cannot have secrets yet: their owner is resolved from its own image");
-    }
+    // Its secret files are root's (the plan says so): its user is not resolved yet.
     // The workspace comes first: its /etc/passwd tells whose the repo files and the
     // other containers' secret files are.
     let mut created = vec![cancellable(cancel, create(workspace, (0, 0))).await?];

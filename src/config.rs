@@ -1,0 +1,223 @@
+//! The user's own configuration: `$DEVAIPOD_CONFIG`, else
+//! `$XDG_CONFIG_HOME/devaipod.toml` (default `~/.config/devaipod.toml`). Only this file
+//! and the command line decide what reaches the agent; the repo's files never do.
+//! Unknown keys are errors with the file's line and column.
+//!
+//! ```toml
+//! [agent]
+//! secrets = ["ANTHROPIC_API_KEY"]   # from devaipod's environment at `up`; agent only
+//! [trusted]
+//! secrets = ["GH_TOKEN"]            # workspace only, never the agent
+//! [repos."/home/me/src/project"]
+//! trust = true                      # consent for repo settings that widen access
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// The parsed configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub agent: AgentConfig,
+    #[serde(default)]
+    pub trusted: TrustedConfig,
+    #[serde(default)]
+    pub repos: BTreeMap<String, RepoConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Secrets for the agent (LLM API keys): `NAME` or `NAME=podman-secret`.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedConfig {
+    /// Secrets for the workspace (forge tokens): `NAME` or `NAME=podman-secret`.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    /// Consent for the repo's settings that widen access.
+    #[serde(default)]
+    pub trust: bool,
+}
+
+/// One secret entry: the environment name the consumer sees, and where the value is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretEntry {
+    pub name: String,
+    /// `Some(podman secret)` for `NAME=podman-secret`; `None`: devaipod's environment.
+    pub existing: Option<String>,
+}
+
+/// Parses `NAME` or `NAME=podman-secret-name`.
+pub fn parse_secret_entry(entry: &str) -> Result<SecretEntry, String> {
+    let (name, existing) = match entry.split_once('=') {
+        Some((n, s)) => (n, Some(s)),
+        None => (entry, None),
+    };
+    let valid_name = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid_name {
+        return Err(format!(
+            "secret entry {entry:?}: the name must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+        ));
+    }
+    if let Some(s) = existing
+        && (s.is_empty()
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!(
+            "secret entry {entry:?}: the podman secret name after '=' must be [A-Za-z0-9_.-]+"
+        ));
+    }
+    Ok(SecretEntry {
+        name: name.to_string(),
+        existing: existing.map(str::to_string),
+    })
+}
+
+impl Config {
+    /// The secrets of one list, checked.
+    pub fn entries(list: &[String], path: &Path, table: &str) -> Result<Vec<SecretEntry>> {
+        let mut out: Vec<SecretEntry> = Vec::new();
+        for e in list {
+            let entry = parse_secret_entry(e)
+                .map_err(|m| anyhow::anyhow!("{}: [{table}] {m}", path.display()))?;
+            if out.iter().any(|o| o.name == entry.name) {
+                bail!("{}: [{table}] lists {} twice", path.display(), entry.name);
+            }
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    /// Whether the user trusts the repo at `repo` (its canonical path).
+    pub fn trusts(&self, repo: &Path) -> bool {
+        self.repos.iter().any(|(p, r)| {
+            r.trust
+                && Path::new(p)
+                    .canonicalize()
+                    .map(|c| c == repo)
+                    .unwrap_or(false)
+        })
+    }
+}
+
+/// Where the configuration is read from.
+pub fn path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("DEVAIPOD_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("devaipod.toml"))
+}
+
+/// Parses configuration text; errors are `LINE:COL: message`.
+pub fn parse(text: &str) -> Result<Config, String> {
+    toml::from_str(text).map_err(|e| {
+        let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        format!("{line}:{col}: {}", e.message())
+    })
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, col)
+}
+
+/// Loads the configuration (`DEVAIPOD_CONFIG` must exist; the default file may not).
+pub fn load() -> Result<(Config, Option<PathBuf>)> {
+    let Some(path) = path() else {
+        return Ok((Config::default(), None));
+    };
+    let explicit = std::env::var_os("DEVAIPOD_CONFIG").is_some();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            return Ok((Config::default(), None));
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("reading the devaipod configuration {}", path.display()));
+        }
+    };
+    let config = parse(&text).map_err(|m| anyhow::anyhow!("{}:{m}", path.display()))?;
+    Ok((config, Some(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_file() {
+        let c = parse(
+            "[agent]\nsecrets = [\"ANTHROPIC_API_KEY\"]\n[trusted]\nsecrets = [\"GH_TOKEN=gh-token\"]\n[repos.\"/src/p\"]\ntrust = true\n",
+        )
+        .expect("parses");
+        assert_eq!(c.agent.secrets, ["ANTHROPIC_API_KEY"]);
+        assert_eq!(c.trusted.secrets, ["GH_TOKEN=gh-token"]);
+        assert!(c.repos["/src/p"].trust);
+        assert_eq!(parse("").expect("empty"), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_position() {
+        let e = parse("[agent]\nsecrets = []\nsecret = [\"X\"]\n").expect_err("unknown key");
+        assert!(e.starts_with("3:1:"), "{e}");
+        assert!(e.contains("secret"), "{e}");
+        let e = parse("[agnet]\n").expect_err("unknown table");
+        assert!(e.starts_with("1:"), "{e}");
+        let e = parse("[agent]\nsecrets = \"X\"\n").expect_err("wrong type");
+        assert!(e.starts_with("2:"), "{e}");
+    }
+
+    #[test]
+    fn secret_entries() {
+        assert_eq!(
+            parse_secret_entry("GH_TOKEN"),
+            Ok(SecretEntry {
+                name: "GH_TOKEN".into(),
+                existing: None
+            })
+        );
+        assert_eq!(
+            parse_secret_entry("GH_TOKEN=my-gh.token"),
+            Ok(SecretEntry {
+                name: "GH_TOKEN".into(),
+                existing: Some("my-gh.token".into())
+            })
+        );
+        for bad in ["", "1X", "A-B", "A=", "A=b c", "A=$(x)", "-x"] {
+            assert!(parse_secret_entry(bad).is_err(), "{bad}");
+        }
+    }
+}
