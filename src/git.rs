@@ -174,6 +174,21 @@ pub fn add_remote(dir: &Path, name: &str, url: &str) -> Result<()> {
     run(cmd, "add a remote to the clone").map(|_| ())
 }
 
+/// A tar stream holding one root-owned 0644 file at `path` (relative).
+pub fn tar_file(path: &str, content: &[u8]) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    builder
+        .append_data(&mut header, path, content)
+        .context("packing a file")?;
+    builder.into_inner().context("packing a file")
+}
+
 /// Packs `dir` as a tar stream whose entries are owned by `uid:gid`, rooted at `.` so it
 /// unpacks straight into the workspace folder.
 pub fn tar_tree(dir: &Path, uid: u64, gid: u64) -> Result<Vec<u8>> {

@@ -160,7 +160,7 @@ fn dry_run_json_without_an_engine() {
     );
     assert_eq!(v["secrets"][0]["name"], "devaipod-demo-agent-password");
     assert_eq!(v["secrets"][0]["source"]["kind"], "generated");
-    assert_eq!(agent["user"], "dev");
+    assert_eq!(agent["user"], "4096:4096");
     assert!(
         agent["command"][2]
             .as_str()

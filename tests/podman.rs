@@ -346,7 +346,7 @@ fn up_makes_a_ready_hardened_pod_and_delete_removes_it() {
     assert_eq!(health["healthy"], true);
 
     // The agent runs with no capabilities and no-new-privileges, as the remoteUser.
-    let status = exec(&agent, None, "cat /proc/1/status; id -un");
+    let status = exec(&agent, None, "cat /proc/1/status; id -u");
     for line in [
         "CapEff:\t0000000000000000",
         "CapPrm:\t0000000000000000",
@@ -355,7 +355,8 @@ fn up_makes_a_ready_hardened_pod_and_delete_removes_it() {
     ] {
         assert!(status.contains(line), "agent lacks {line:?}:\n{status}");
     }
-    assert_eq!(status.lines().last(), Some("dev"));
+    // Its own uid: not root, not the workspace's user.
+    assert_eq!(status.lines().last(), Some("4096"));
     let home = exec(&agent, None, "echo $HOME; touch $HOME/written && echo ok");
     assert_eq!(home.lines().collect::<Vec<_>>(), ["/home/agent", "ok"]);
 
@@ -837,9 +838,9 @@ fn the_agent_sandbox_holds_from_inside() {
     let listing = exec(
         &agent,
         None,
-        "stat -c '%a %U' /run/secrets/devaipod-opencode-password",
+        "stat -c '%a %u' /run/secrets/devaipod-opencode-password",
     );
-    assert_eq!(listing.trim(), "400 dev");
+    assert_eq!(listing.trim(), "400 4096");
     let password = exec(&agent, None, "cat /run/secrets/devaipod-opencode-password");
     assert!(password.len() >= 32, "password too short");
     let url = "http://127.0.0.1:4096/global/health";
@@ -1124,9 +1125,9 @@ fn secrets_reach_only_their_consumer_and_never_leak() {
     let file = exec(
         &agent,
         None,
-        "stat -c '%a %U' /run/secrets/DEVAIPOD_AGENT_SENTINEL",
+        "stat -c '%a %u' /run/secrets/DEVAIPOD_AGENT_SENTINEL",
     );
-    assert_eq!(file.trim(), "400 dev");
+    assert_eq!(file.trim(), "400 4096");
     // ...the workspace has the trusted one as a file named by NAME_FILE...
     let ws_value = exec(&ws, None, "cat \"$DEVAIPOD_TRUSTED_SENTINEL_FILE\"");
     assert_eq!(ws_value, trusted_value);

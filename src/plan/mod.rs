@@ -23,10 +23,25 @@ pub fn readiness_url() -> String {
     format!("http://127.0.0.1:{AGENT_PORT}/global/health")
 }
 
+/// The agent's uid and gid: fixed, non-root, and distinct from any user of the dev
+/// environment (it needs no passwd entry: HOME is set explicitly). The agent's clone is
+/// owned by it.
+pub const AGENT_UID: u32 = 4096;
+
 /// Where the workspace sees the agent's clone (read-only), as the git remote `agent`.
 pub const AGENT_REPO_IN_WORKSPACE: &str = "/var/lib/devaipod/agent-repo";
 /// The name of the workspace clone's remote for the agent's clone.
 pub const AGENT_REMOTE: &str = "agent";
+
+/// The workspace's git system config (written by devaipod; see [`workspace_gitconfig`]).
+pub const WORKSPACE_GITCONFIG: &str = "/etc/devaipod/gitconfig";
+
+/// The text of [`WORKSPACE_GITCONFIG`].
+pub fn workspace_gitconfig() -> String {
+    format!(
+        "# Written by devaipod: the image's system config, plus the agent's clone (owned by\n# the agent's uid) as a safe directory so that `git fetch agent` works.\n[include]\n\tpath = /etc/gitconfig\n[safe]\n\tdirectory = {AGENT_REPO_IN_WORKSPACE}\n\tdirectory = {AGENT_REPO_IN_WORKSPACE}/.git\n"
+    )
+}
 
 /// Where the opencode server password is mounted (file secret, mode 0400) in the agent
 /// and the workspace.
@@ -398,8 +413,8 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         target: AGENT_REPO_IN_WORKSPACE.into(),
         read_only: true,
     };
-    // remoteUser is the user people and tools work as; it owns the clones. The agent
-    // edits its own clone as that user (a distinct agent uid is future work).
+    // remoteUser is the user people and tools work as; it owns the workspace's clone.
+    // The agent has its own uid (AGENT_UID), which owns the agent's clone.
     let owner = dc.remote_user.clone().or_else(|| dc.container_user.clone());
 
     let password = password_secret_name(&input.name);
@@ -442,12 +457,18 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     // The workspace is created before its user is resolved: its secret files are
     // root's (0400); its main process and root shells read them.
     let workspace_secrets = user_refs(&input.trusted_secrets, Role::Workspace, 0o400, None);
-    let agent_secrets = user_refs(&input.agent_secrets, Role::Agent, 0o400, owner.clone());
-    let workspace_env: BTreeMap<String, String> = input
+    let agent_user = Some(AGENT_UID.to_string());
+    let agent_secrets = user_refs(&input.agent_secrets, Role::Agent, 0o400, agent_user.clone());
+    let mut workspace_env: BTreeMap<String, String> = input
         .trusted_secrets
         .iter()
         .map(|s| (format!("{}_FILE", s.env_name), secret_file(&s.env_name)))
         .collect();
+    // git refuses to read a repo another uid owns unless it is a safe.directory, which
+    // it honours only from system/global config (and a fetch's upload-pack does not see
+    // command-line config): the workspace's system config is devaipod's file, which
+    // includes the image's /etc/gitconfig and adds the agent's clone.
+    workspace_env.insert("GIT_CONFIG_SYSTEM".into(), WORKSPACE_GITCONFIG.into());
     let workspace = ContainerSpec {
         role: Role::Workspace,
         name: format!("{pod_name}-workspace"),
@@ -486,7 +507,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
                 .map(|s| s.env_name.clone())
                 .collect::<Vec<_>>(),
         ),
-        user: owner.clone(),
+        user: Some(format!("{AGENT_UID}:{AGENT_UID}")),
         workdir: workdir.clone(),
         init: true,
         cap_drop: vec!["ALL".into()],
@@ -508,7 +529,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             },
         ],
         env: agent_env,
-        secrets: std::iter::once(password_ref(owner.clone()))
+        secrets: std::iter::once(password_ref(agent_user.clone()))
             .chain(agent_secrets)
             .collect(),
         labels: labels_for(Role::Agent),

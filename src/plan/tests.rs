@@ -50,7 +50,11 @@ fn the_default_plan() {
     assert_eq!(agent.cap_drop, ["ALL"]);
     assert!(agent.cap_add.is_empty());
     assert!(agent.no_new_privileges);
-    assert_eq!(agent.user.as_deref(), Some("dev"));
+    assert_eq!(
+        agent.user.as_deref(),
+        Some("4096:4096"),
+        "the agent has its own uid"
+    );
     assert_eq!(agent.command[..2], ["/bin/sh", "-c"]);
     let script = &agent.command[2];
     assert!(
@@ -140,8 +144,16 @@ fn overrides_and_subfolders() {
     for c in &plan.containers {
         assert_eq!(c.image, "localhost/other:2");
         assert_eq!(c.workdir, "/src/examples/hello");
-        assert_eq!(c.user.as_deref(), Some("1000"));
     }
+    assert_eq!(
+        plan.container(Role::Workspace)
+            .and_then(|c| c.user.as_deref()),
+        Some("1000")
+    );
+    assert_eq!(
+        plan.container(Role::Agent).and_then(|c| c.user.as_deref()),
+        Some("4096:4096")
+    );
 }
 
 #[test]

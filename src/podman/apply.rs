@@ -549,6 +549,11 @@ async fn create_and_start(
     // The workspace comes first: its /etc/passwd tells whose the repo files and the
     // other containers' secret files are.
     let mut created = vec![cancellable(cancel, create(workspace, (0, 0))).await?];
+    let gitconfig = git::tar_file(
+        crate::plan::WORKSPACE_GITCONFIG.trim_start_matches('/'),
+        crate::plan::workspace_gitconfig().as_bytes(),
+    )?;
+    engine.copy_into(&workspace.name, "/", gitconfig).await?;
     let (uid, gid) = match &plan.repo.owner {
         None => (0, 0),
         Some(owner) => {
@@ -568,11 +573,24 @@ async fn create_and_start(
             .with_context(|| format!("resolving remoteUser/containerUser {owner:?}"))?
         }
     };
+    let agent_ids = (
+        u64::from(crate::plan::AGENT_UID),
+        u64::from(crate::plan::AGENT_UID),
+    );
     let rest = plan
         .containers
         .iter()
         .filter(|c| c.role != Role::Workspace)
-        .map(|c| create(c, (uid, gid)));
+        .map(|c| {
+            create(
+                c,
+                if c.role == Role::Agent {
+                    agent_ids
+                } else {
+                    (uid, gid)
+                },
+            )
+        });
     created.extend(cancellable(cancel, futures_util::future::try_join_all(rest)).await?);
 
     // Podman chowns a fresh volume's root to the user of whichever container mounts it
@@ -585,7 +603,8 @@ async fn create_and_start(
     let repo_dir = clone_dir.path().join("repo");
     // The agent's clone first; then the workspace's, which knows the agent's as a remote.
     let (agent_tar, workspace_tar) = tokio::task::spawn_blocking(move || {
-        let agent_tar = git::tar_tree(&repo_dir, uid, gid)?;
+        let agent_id = u64::from(crate::plan::AGENT_UID);
+        let agent_tar = git::tar_tree(&repo_dir, agent_id, agent_id)?;
         git::add_remote(
             &repo_dir,
             crate::plan::AGENT_REMOTE,
