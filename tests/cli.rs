@@ -516,3 +516,194 @@ fn user_config_errors_are_precise_and_secrets_must_be_set() {
         stderr(&o)
     );
 }
+
+/// The agent's part of a dry-run plan that no repo file may change.
+fn agent_settings(v: &Value) -> Value {
+    let agent = v["containers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["role"] == "agent"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    serde_json::json!({
+        "user": agent["user"], "cap_drop": agent["cap_drop"], "cap_add": agent["cap_add"],
+        "security_opt": agent["security_opt"], "seccomp": agent["seccomp"],
+        "read_only": agent["read_only"], "pids": agent["pids_limit"], "memory": agent["memory_limit"],
+        "env_names": agent["env_names"], "secrets": agent["secrets"],
+        // The workspace folder differs per repo; everything else must not.
+        "mounts": agent["mounts"].as_array().map(|m| m.iter().map(|x| {
+            let t = x["target"].as_str().unwrap_or_default();
+            let t = if t.starts_with("/workspaces/") { "WORKSPACE" } else { t };
+            serde_json::json!([x["source"].as_str().map(|s| s.rsplit('-').next().unwrap_or_default().to_string()), t, x["read_only"]])
+        }).collect::<Vec<_>>()),
+    })
+}
+
+/// Security research section 4: every bad input ends in a clear error, or in the
+/// documented safe behaviour (ignored with a warning naming it), never in a wider
+/// sandbox, a leaked value or an executed command. Dry runs: nothing is created.
+#[test]
+fn bad_inputs_from_the_repo_cannot_widen_access() {
+    let baseline = {
+        let r = repo(Some(r#"{"image": "localhost/x:1", "remoteUser": "dev"}"#));
+        let o = devaipod(&["up", ".", "--name", "b", "--dry-run", "--json"], r.path());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+        agent_settings(&v)
+    };
+    let marker = tempfile::tempdir().expect("tempdir");
+    let ran = marker.path().join("initialize-ran");
+    // (case, devcontainer.json, properties that must be warned about)
+    let warned: Vec<(&str, String, Vec<&str>)> = vec![
+        ("1 privileged and runArgs", r#"{"image": "localhost/x:1", "remoteUser": "dev", "privileged": true, "runArgs": ["--privileged", "--cap-add=ALL", "--security-opt=seccomp=unconfined", "--pid=host", "--network=host", "--userns=host", "--device=/dev/sda", "-v", "/:/host"], "capAdd": ["ALL"], "securityOpt": ["label=disable"], "init": false}"#.into(), vec!["privileged", "runArgs", "capAdd", "securityOpt", "init"]),
+        ("2 host mounts and sockets", r#"{"image": "localhost/x:1", "remoteUser": "dev", "mounts": ["source=/,target=/host,type=bind", "source=/var/run/docker.sock,target=/s,type=bind", "source=${localEnv:HOME}/.ssh,target=/k,type=bind", {"source": "../..", "target": "/up", "type": "bind"}], "workspaceMount": "source=/,target=/w,type=bind"}"#.into(), vec!["mounts", "workspaceMount"]),
+        ("3 initializeCommand", format!(r#"{{"image": "localhost/x:1", "remoteUser": "dev", "initializeCommand": "touch {}"}}"#, ran.display()), vec!["initializeCommand"]),
+        ("4 lifecycle commands", r#"{"image": "localhost/x:1", "remoteUser": "dev", "onCreateCommand": "x", "postCreateCommand": ["y"], "postStartCommand": {"a": "z"}, "postAttachCommand": "w", "updateContentCommand": "v"}"#.into(), vec!["onCreateCommand", "postCreateCommand", "postStartCommand", "postAttachCommand", "updateContentCommand"]),
+        ("5 env forwarding", r#"{"image": "localhost/x:1", "remoteUser": "dev", "containerEnv": {"X": "${localEnv:DEVAIPOD_BAD_INPUT_TOKEN}"}, "remoteEnv": {"Y": "${localEnv:DEVAIPOD_BAD_INPUT_TOKEN}"}, "customizations": {"devaipod": {"envAllowlist": ["DEVAIPOD_BAD_INPUT_TOKEN"], "env_allowlist": ["GH_TOKEN"]}}}"#.into(), vec!["containerEnv", "remoteEnv", "customizations"]),
+        ("6 egress widening", r#"{"image": "localhost/x:1", "remoteUser": "dev", "customizations": {"devaipod": {"allowedDomains": ["*", "1.2.3.4"]}}}"#.into(), vec!["customizations"]),
+        ("8 features", r#"{"image": "localhost/x:1", "remoteUser": "dev", "features": {"ghcr.io/evil/feature:1": {}}}"#.into(), vec!["features"]),
+        ("9 root remoteUser", r#"{"image": "localhost/x:1", "remoteUser": "root", "containerUser": "root"}"#.into(), vec![]),
+    ];
+    for (case, config, props) in &warned {
+        let r = repo(Some(config));
+        let o = Command::new(env!("CARGO_BIN_EXE_devaipod"))
+            .args(["up", ".", "--name", "b", "--dry-run", "--json"])
+            .current_dir(r.path())
+            .env("CONTAINER_HOST", "unix:///nonexistent/devaipod-test.sock")
+            .env("DEVAIPOD_BAD_INPUT_TOKEN", "bad-input-sentinel-77")
+            .output()
+            .expect("runs");
+        assert!(o.status.success(), "{case}: {}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            !text.contains("bad-input-sentinel-77")
+                && !stderr(&o).contains("bad-input-sentinel-77"),
+            "{case}: value leaked"
+        );
+        let v: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(
+            agent_settings(&v),
+            baseline,
+            "{case}: the agent's settings changed"
+        );
+        let ws = v["containers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["role"] == "workspace"))
+            .cloned()
+            .expect("workspace");
+        assert_eq!(ws["cap_add"], serde_json::json!([]), "{case}");
+        assert_eq!(ws["security_opt"], serde_json::json!([]), "{case}");
+        let targets: Vec<&str> = ws["mounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .filter_map(|m| m["target"].as_str())
+            .collect();
+        assert_eq!(
+            targets.len(),
+            2,
+            "{case}: extra workspace mounts {targets:?}"
+        );
+        let warnings = v["warnings"].to_string();
+        for p in props {
+            assert!(
+                warnings.contains(&format!("\\\"{p}\\\" is not applied")),
+                "{case}: no warning for {p}: {warnings}"
+            );
+        }
+    }
+    assert!(!ran.exists(), "initializeCommand ran on the host");
+
+    // Inputs that are refused outright, with what was wrong.
+    let refused: Vec<(&str, &str, &str)> = vec![
+        (
+            "7 build context outside",
+            r#"{"build": {"context": "/", "dockerfile": "../../x"}}"#,
+            "no image to run",
+        ),
+        (
+            "9 image flag injection",
+            r#"{"image": "--privileged"}"#,
+            "image reference",
+        ),
+        (
+            "9 image volume injection",
+            r#"{"image": "-v=/:/h"}"#,
+            "image reference",
+        ),
+        (
+            "9 workspaceFolder /",
+            r#"{"image": "localhost/x:1", "workspaceFolder": "/"}"#,
+            "system or devaipod path",
+        ),
+        (
+            "9 workspaceFolder /proc/self",
+            r#"{"image": "localhost/x:1", "workspaceFolder": "/proc/self"}"#,
+            "system or devaipod path",
+        ),
+        (
+            "9 workspaceFolder host env",
+            r#"{"image": "localhost/x:1", "workspaceFolder": "/w/${localEnv:HOME}"}"#,
+            "${localEnv:",
+        ),
+        (
+            "11 duplicate key",
+            r#"{"image": "localhost/x:1", "image": "localhost/y:1"}"#,
+            "duplicate",
+        ),
+        (
+            "11 unterminated comment",
+            r#"{"image": "localhost/x:1" /* never closed"#,
+            "devcontainer.json:1:",
+        ),
+        (
+            "11 unterminated string",
+            r#"{"image": "localhost/x:1"#,
+            "devcontainer.json:1:",
+        ),
+        ("11 NUL byte", "{\"image\": \"a\u{0}b\"}", "image reference"),
+        ("11 not an object", r#"["image"]"#, "devcontainer.json:1:"),
+    ];
+    for (case, config, want) in &refused {
+        let r = repo(Some(config));
+        let o = devaipod(&["up", ".", "--name", "b", "--dry-run", "--json"], r.path());
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{case}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(stderr(&o).contains(want), "{case}: {}", stderr(&o));
+        assert!(o.stdout.is_empty(), "{case}");
+    }
+
+    // 11: huge and deeply nested files; non-UTF-8.
+    let r = repo(Some("{}"));
+    let cfg = r.path().join(".devcontainer/devcontainer.json");
+    std::fs::write(&cfg, vec![b' '; 2 * 1024 * 1024]).expect("write");
+    let o = devaipod(&["up", ".", "--dry-run"], r.path());
+    assert!(stderr(&o).contains("larger than the"), "{}", stderr(&o));
+    std::fs::write(&cfg, format!("{{\"a\": {}", "[".repeat(100_000))).expect("write");
+    let o = devaipod(&["up", ".", "--dry-run"], r.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    std::fs::write(&cfg, b"{\"image\": \"\xff\xfe\"}").expect("write");
+    let o = devaipod(&["up", ".", "--dry-run"], r.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("devcontainer.json"), "{}", stderr(&o));
+
+    // 12: a devcontainer.json that is a symlink out of the repo is not read.
+    let secret_dir = tempfile::tempdir().expect("tempdir");
+    let secret = secret_dir.path().join("id_rsa");
+    std::fs::write(&secret, "{\"image\": \"secret-key-material\"}").expect("write");
+    let r = repo(None);
+    std::fs::create_dir(r.path().join(".devcontainer")).expect("mkdir");
+    std::os::unix::fs::symlink(&secret, r.path().join(".devcontainer/devcontainer.json"))
+        .expect("symlink");
+    let o = devaipod(&["up", ".", "--dry-run", "--json"], r.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("outside"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("secret-key-material") && o.stdout.is_empty());
+    let o = devaipod(&["config", "."], r.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("outside"), "{}", stderr(&o));
+}

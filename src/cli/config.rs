@@ -46,9 +46,12 @@ pub async fn read(args: &ConfigArgs) -> Result<Reading> {
             dir.display()
         );
     };
-    let loaded = devcontainer::load(&path)?;
     // Like the reference CLI, the repo's top (if any) is what gets mounted.
     let root = crate::git::toplevel(&dir).unwrap_or_else(|| dir.clone());
+    if args.config.is_none() {
+        devcontainer::confined(&path, &root)?;
+    }
+    let loaded = devcontainer::load(&path)?;
     let reading = devcontainer::read(&loaded, &dir, &root, &crate::cli::up::host_env)?;
     let mut configuration = reading.configuration;
     let workspace = reading.workspace;

@@ -102,6 +102,9 @@ async fn make_plan(
         None => Name::derive(&folder, &random_suffix()),
     };
     let config_path = find_config(&path, &repo.root, args.config.as_deref())?;
+    if let (Some(p), None) = (&config_path, &args.config) {
+        devcontainer::confined(p, &repo.root)?;
+    }
     let (config, config_warnings) = match &config_path {
         Some(p) => {
             let loaded = devcontainer::load(p)?;

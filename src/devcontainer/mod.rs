@@ -233,6 +233,23 @@ pub fn uses_host_env(raw: &Map<String, Value>) -> Option<&'static str> {
     })
 }
 
+/// Refuses a discovered config that resolves (through symlinks) outside `root`: a repo
+/// could otherwise point devaipod at any file of the user's (a key, a token).
+pub fn confined(path: &Path, root: &Path) -> Result<()> {
+    let real = path
+        .canonicalize()
+        .with_context(|| format!("resolving {}", path.display()))?;
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    if !real.starts_with(&root) {
+        bail!(
+            "{} resolves to a file outside {}: devaipod reads only the repository's own files (name another file explicitly with --config)",
+            path.display(),
+            root.display()
+        );
+    }
+    Ok(())
+}
+
 /// Finds the config for `dir`: `explicit` (`--config`) if given, else the default
 /// locations. When neither default exists but `.devcontainer/NAME/devcontainer.json`
 /// files do, that is an error listing them (the user must pick one with `--config`).

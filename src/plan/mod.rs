@@ -319,6 +319,57 @@ pub enum PlanError {
     RelativeWorkspaceFolder { path: String },
     #[error("label {0:?}: the io.devaipod. prefix is reserved for devaipod's own labels")]
     ReservedLabel(String),
+    #[error(
+        "image reference from {origin} is not valid: it must start with a letter or digit and contain only letters, digits and ._/:@- (e.g. localhost/devaipod-base:latest)"
+    )]
+    BadImage { origin: String },
+    #[error(
+        "{path}: \"workspaceFolder\" {folder:?} is a system or devaipod path; use a folder of its own such as /workspaces/NAME"
+    )]
+    ReservedWorkspaceFolder { path: String, folder: String },
+}
+
+/// An image reference as Podman takes it: no leading `-`, no spaces or odd characters.
+pub fn valid_image(reference: &str) -> bool {
+    reference.len() <= 512
+        && reference
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && reference
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | ':' | '@' | '-'))
+}
+
+/// Folders the workspace may not be mounted at: system paths, and devaipod's own.
+const RESERVED_FOLDERS: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/etc",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/boot",
+    "/tmp",
+    "/var/tmp",
+    "/var/lib/devaipod",
+    AGENT_HOME,
+];
+
+/// Whether `folder` (absolute, no trailing slash) is `/`, has `..`/`.` parts, or is
+/// inside a reserved folder.
+pub fn reserved_folder(folder: &str) -> bool {
+    folder == "/"
+        || folder.split('/').any(|p| p == ".." || p == ".")
+        || RESERVED_FOLDERS
+            .iter()
+            .any(|r| folder == *r || folder.starts_with(&format!("{r}/")))
 }
 
 /// The image reference `up` will use, and where it came from.
@@ -335,6 +386,9 @@ pub fn choose_image(input: &PlanInput) -> Result<(String, String), PlanError> {
 /// Computes the plan. Pure: no engine, no filesystem.
 pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     let (image, source) = choose_image(input)?;
+    if !valid_image(&image) {
+        return Err(PlanError::BadImage { origin: source });
+    }
     for key in input.extra_labels.keys() {
         if key.starts_with(labels::PREFIX) {
             return Err(PlanError::ReservedLabel(key.clone()));
@@ -360,6 +414,16 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     } else {
         workspace_folder
     };
+    if reserved_folder(&workspace_folder) {
+        return Err(PlanError::ReservedWorkspaceFolder {
+            path: input
+                .devcontainer_path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            folder: workspace_folder,
+        });
+    }
     let workdir = if input.repo.subdir.as_os_str().is_empty() {
         workspace_folder.clone()
     } else {

@@ -185,3 +185,59 @@ fn dirty_tree_warns() {
         plan.warnings
     );
 }
+
+#[test]
+fn image_references_are_validated() {
+    for ok in [
+        "localhost/devaipod-base:latest",
+        "quay.io/a/b@sha256:abc",
+        "debian",
+        "a_b.c-d:1",
+    ] {
+        assert!(valid_image(ok), "{ok}");
+    }
+    for bad in [
+        "",
+        "--privileged",
+        "-v=/:/h",
+        "a b",
+        "a;b",
+        "a\nb",
+        "$(x)",
+        "/abs",
+    ] {
+        assert!(!valid_image(bad), "{bad}");
+        let mut i = input();
+        i.image_override = Some(bad.into());
+        assert!(
+            matches!(build(&i), Err(PlanError::BadImage { .. })),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn workspace_folders_stay_out_of_system_paths() {
+    for bad in [
+        "/",
+        "/proc/self",
+        "/etc",
+        "/usr/src",
+        "/home/agent",
+        "/var/lib/devaipod/x",
+        "/w/../etc",
+        "/run/x",
+    ] {
+        let mut i = input();
+        i.devcontainer.workspace_folder = Some(bad.into());
+        assert!(
+            matches!(build(&i), Err(PlanError::ReservedWorkspaceFolder { .. })),
+            "{bad}"
+        );
+    }
+    for ok in ["/workspaces/x", "/src", "/home/dev/project", "/w/etcetera"] {
+        let mut i = input();
+        i.devcontainer.workspace_folder = Some(ok.into());
+        assert!(build(&i).is_ok(), "{ok}");
+    }
+}
