@@ -36,6 +36,38 @@ pub struct AgentConfig {
     /// Secrets for the agent (LLM API keys): `NAME` or `NAME=podman-secret`.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// The agent's process limit (the documented loosenable subset: limits only).
+    pub pids_limit: Option<i64>,
+    /// The agent's memory limit, in bytes or with a suffix k/m/g (e.g. "16g").
+    pub memory_limit: Option<String>,
+}
+
+/// Parses a memory size: bytes, or a number with k/m/g/t (powers of 1024).
+pub fn parse_size(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let (digits, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: i64 = match c.to_ascii_lowercase() {
+                'k' => 1 << 10,
+                'm' => 1 << 20,
+                'g' => 1 << 30,
+                't' => 1 << 40,
+                _ => {
+                    return Err(format!(
+                        "memory_limit {s:?}: unknown unit (use k, m, g or t)"
+                    ));
+                }
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| format!("memory_limit {s:?}: expected a number such as \"16g\""))?;
+    n.checked_mul(mult)
+        .filter(|v| *v >= 64 << 20)
+        .ok_or_else(|| format!("memory_limit {s:?}: must be at least 64m"))
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -184,6 +216,7 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(c.agent.secrets, ["ANTHROPIC_API_KEY"]);
+        assert_eq!(c.agent.pids_limit, None);
         assert_eq!(c.trusted.secrets, ["GH_TOKEN=gh-token"]);
         assert!(c.repos["/src/p"].trust);
         assert_eq!(parse("").expect("empty"), Config::default());
@@ -198,6 +231,16 @@ mod tests {
         assert!(e.starts_with("1:"), "{e}");
         let e = parse("[agent]\nsecrets = \"X\"\n").expect_err("wrong type");
         assert!(e.starts_with("2:"), "{e}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16g"), Ok(16 << 30));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("1073741824"), Ok(1 << 30));
+        for bad in ["", "x", "1q", "-1g", "1k", "99999999999999999999"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -707,3 +707,39 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("outside"), "{}", stderr(&o));
 }
+
+#[test]
+fn the_user_may_set_the_agents_limits_and_grant_trust() {
+    let r = repo(Some(r#"{"image": "localhost/x:1"}"#));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("devaipod.toml");
+    std::fs::write(&cfg, "[agent]\npids_limit = 2048\nmemory_limit = \"2g\"\n").expect("write");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_devaipod"))
+            .args(args)
+            .current_dir(r.path())
+            .env("CONTAINER_HOST", "unix:///nonexistent/devaipod-test.sock")
+            .env("DEVAIPOD_CONFIG", &cfg)
+            .output()
+            .expect("runs")
+    };
+    let o = run(&["up", ".", "--name", "l", "--dry-run", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let agent = v["containers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["role"] == "agent"))
+        .cloned()
+        .expect("agent");
+    assert_eq!(agent["pids_limit"], 2048);
+    assert_eq!(agent["memory_limit"], 2_147_483_648_i64);
+    assert_eq!(v["trust"]["granted_by"], Value::Null);
+    let o = run(&["up", ".", "--name", "l", "--dry-run", "--json", "--trust"]);
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["trust"]["granted_by"], "--trust");
+    assert_eq!(v["trust"]["applied"], serde_json::json!([]));
+    std::fs::write(&cfg, "[agent]\nmemory_limit = \"lots\"\n").expect("write");
+    let o = run(&["up", ".", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("memory_limit"), "{}", stderr(&o));
+}

@@ -1180,3 +1180,73 @@ fn an_unset_secret_stops_up_before_anything_is_made() {
     );
     g.assert_nothing_left();
 }
+
+#[test]
+fn an_existing_podman_secret_is_used_and_kept() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("existing");
+    let secret = format!("devaipod-test-existing-{}", std::process::id());
+    let value = format!("existing-sentinel-{}", std::process::id());
+    let mut create = Command::new("podman")
+        .args(["secret", "create", &secret, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("podman secret create");
+    std::io::Write::write_all(&mut create.stdin.take().expect("stdin"), value.as_bytes())
+        .expect("write");
+    assert!(create.wait().expect("wait").success());
+    struct RmSecret(String);
+    impl Drop for RmSecret {
+        fn drop(&mut self) {
+            let _ = podman(&["secret", "rm", &self.0]);
+        }
+    }
+    let _rm = RmSecret(secret.clone());
+
+    let repo = Repo::new(BASE_CONFIG);
+    let path = repo.path().to_string_lossy().into_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("devaipod.toml");
+    std::fs::write(
+        &config,
+        format!("[agent]\nsecrets = [\"DEVAIPOD_EXISTING={secret}\"]\n"),
+    )
+    .expect("write");
+    let o = Command::new(devaipod_bin())
+        .args([
+            "up",
+            &path,
+            "--name",
+            &g.name,
+            "--label",
+            &g.label_arg(),
+            "--json",
+        ])
+        .env("DEVAIPOD_CONFIG", &config)
+        .output()
+        .expect("runs");
+    json_of(&o);
+    let agent = format!("{}-agent", g.pod());
+    let env = exec(
+        &agent,
+        None,
+        "cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n'",
+    );
+    assert!(
+        env.contains(&format!("DEVAIPOD_EXISTING={value}")),
+        "the agent did not get the existing secret"
+    );
+    let del = devaipod(&["delete", &g.name, "--json"]);
+    let removed = json_of(&del);
+    assert!(
+        !removed["secrets"].to_string().contains(&secret),
+        "{removed}"
+    );
+    let still = podman(&["secret", "inspect", &secret]);
+    assert!(
+        still.status.success(),
+        "devaipod removed the user's own secret"
+    );
+    g.assert_nothing_left();
+}

@@ -39,6 +39,9 @@ pub struct UpArgs {
     /// Extra label KEY=VALUE on every object created (repeatable)
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
+    /// Consent for the repo's settings that widen access (none is applied yet; shown by --dry-run)
+    #[arg(long)]
+    pub trust: bool,
     /// Seconds to wait for the agent to answer before rolling back
     #[arg(long, value_name = "SECS", default_value_t = plan::DEFAULT_READY_TIMEOUT_SECS)]
     pub timeout: u64,
@@ -166,6 +169,26 @@ async fn make_plan(
         config_warnings,
         agent_secrets,
         trusted_secrets,
+        agent_pids_limit: match user_config.agent.pids_limit {
+            Some(p) if p < 64 => bail!(
+                "{}: [agent] pids_limit {p} is too small for opencode (use at least 64)",
+                config_file.display()
+            ),
+            Some(p) => p,
+            None => plan::AGENT_PIDS_LIMIT,
+        },
+        agent_memory_limit: match &user_config.agent.memory_limit {
+            Some(m) => crate::config::parse_size(m)
+                .map_err(|e| anyhow::anyhow!("{}: [agent] {e}", config_file.display()))?,
+            None => plan::AGENT_MEMORY_LIMIT,
+        },
+        trust: if args.trust {
+            Some("--trust".to_string())
+        } else if user_config.trusts(&repo.root) {
+            Some(format!("[repos] trust in {}", config_file.display()))
+        } else {
+            None
+        },
     };
     let (image, _) = plan::choose_image(&input)?;
     input.image_state = match engine {
@@ -294,6 +317,7 @@ pub fn dry_run_json(plan: &PodPlan) -> serde_json::Value {
         "secrets": plan.secrets,
         "repo": plan.repo,
         "readiness": plan.readiness,
+        "trust": plan.trust,
         "warnings": plan.warnings,
     })
 }

@@ -260,8 +260,20 @@ pub struct PodPlan {
     pub containers: Vec<ContainerSpec>,
     pub repo: RepoPlan,
     pub readiness: ReadinessPlan,
+    /// Consent for repo settings that widen access, and what it applies to (nothing
+    /// yet: no such setting is applied).
+    pub trust: TrustPlan,
     /// Warnings the user should see (also printed by `up`).
     pub warnings: Vec<String>,
+}
+
+/// What `--trust` or `[repos."PATH"] trust` granted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrustPlan {
+    /// `None`: no consent given.
+    pub granted_by: Option<String>,
+    /// The repo settings the consent let through (none are applied yet).
+    pub applied: Vec<String>,
 }
 
 impl PodPlan {
@@ -304,6 +316,12 @@ pub struct PlanInput {
     pub agent_secrets: Vec<UserSecret>,
     /// `[trusted] secrets` of the user's config: for the workspace only, never the agent.
     pub trusted_secrets: Vec<UserSecret>,
+    /// The agent's limits (user config; defaults otherwise).
+    pub agent_pids_limit: i64,
+    pub agent_memory_limit: i64,
+    /// Consent for repo settings that widen access (`--trust` or the user's config):
+    /// what granted it, shown by `--dry-run`.
+    pub trust: Option<String>,
 }
 
 /// Why no plan could be made.
@@ -581,8 +599,8 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         seccomp: Seccomp::Agent,
         read_only: true,
         tmpfs: AGENT_TMPFS.iter().map(|s| s.to_string()).collect(),
-        pids_limit: Some(AGENT_PIDS_LIMIT),
-        memory_limit: Some(AGENT_MEMORY_LIMIT),
+        pids_limit: Some(input.agent_pids_limit),
+        memory_limit: Some(input.agent_memory_limit),
         mounts: vec![
             agent_repo_mount,
             MountSpec {
@@ -652,6 +670,10 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         readiness: ReadinessPlan {
             url: readiness_url(),
             timeout_secs: input.ready_timeout_secs,
+        },
+        trust: TrustPlan {
+            granted_by: input.trust.clone(),
+            applied: Vec::new(),
         },
         warnings,
     })

@@ -31,6 +31,9 @@ pub(crate) fn input() -> PlanInput {
         config_warnings: Vec::new(),
         agent_secrets: Vec::new(),
         trusted_secrets: Vec::new(),
+        agent_pids_limit: AGENT_PIDS_LIMIT,
+        agent_memory_limit: AGENT_MEMORY_LIMIT,
+        trust: None,
     }
 }
 
