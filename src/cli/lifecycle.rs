@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 
 use crate::names::Name;
@@ -31,18 +31,7 @@ pub struct StartArgs {
 
 /// The pod of workspace `name`, or a clear error.
 async fn existing_pod(engine: &Engine, name: &Name) -> Result<String> {
-    match engine
-        .pods_with_label(crate::plan::labels::POD, name.as_str())
-        .await?
-        .into_iter()
-        .next()
-    {
-        Some(pod) => Ok(pod),
-        None => bail!(
-            "no workspace {name}: there is no pod {} made by devaipod (see `devaipod list`)",
-            name.pod_name()
-        ),
-    }
+    Ok(engine.workspace(name).await?.pod)
 }
 
 pub async fn stop(args: StopArgs) -> Result<ExitCode> {
@@ -62,12 +51,7 @@ pub async fn start(args: StartArgs) -> Result<ExitCode> {
     let pod = existing_pod(&engine, &name).await?;
     progress.step(&format!("starting {pod}"));
     engine.start_pod(&pod).await?;
-    let row = engine
-        .workspaces(Some(name.as_str()))
-        .await?
-        .into_iter()
-        .next()
-        .context("the workspace disappeared while starting")?;
+    let row = engine.workspace(&name).await?;
     let Some(agent) = row.container("agent") else {
         bail!(
             "workspace {name} has no agent container; recreate it with `devaipod delete {name}` and `devaipod up`"

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::names::Name;
 use crate::podman::Engine;
-use crate::podman::inventory::{ContainerRow, WorkspaceRow};
+use crate::podman::inventory::WorkspaceRow;
 use crate::state::StateDir;
 
 #[derive(Debug, Args)]
@@ -19,18 +19,13 @@ pub struct ListArgs {
     pub json: bool,
 }
 
-/// One workspace as `list --json` prints it.
+/// One workspace as `list --json` prints it: the workspace's fields plus `agent_ready`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
-    pub name: String,
-    pub pod: String,
-    pub status: String,
-    pub repo: String,
-    pub image: String,
-    pub created: String,
+    #[serde(flatten)]
+    pub row: WorkspaceRow,
     /// The agent runs and answered since its last start (recorded by `up`/`start`).
     pub agent_ready: bool,
-    pub containers: Vec<ContainerRow>,
 }
 
 /// True when the agent container runs and a readiness record matches its current start.
@@ -52,16 +47,7 @@ pub fn agent_ready(row: &WorkspaceRow, state: Option<&StateDir>) -> bool {
 impl Entry {
     pub fn new(row: WorkspaceRow, state: Option<&StateDir>) -> Self {
         let agent_ready = agent_ready(&row, state);
-        Self {
-            name: row.name,
-            pod: row.pod,
-            status: row.status,
-            repo: row.repo,
-            image: row.image,
-            created: row.created,
-            agent_ready,
-            containers: row.containers,
-        }
+        Self { row, agent_ready }
     }
 }
 
@@ -90,11 +76,9 @@ pub fn render_table(entries: &[Entry]) -> String {
     let header = ["NAME", "STATUS", "AGENT", "CREATED", "REPO"];
     let rows: Vec<[String; 5]> = entries
         .iter()
-        .map(|e| {
-            let agent = match (
-                e.agent_ready,
-                e.containers.iter().find(|c| c.role == "agent"),
-            ) {
+        .map(|entry| {
+            let e = &entry.row;
+            let agent = match (entry.agent_ready, e.container("agent")) {
                 (true, _) => "ready".to_string(),
                 (false, Some(c)) => c.state.clone(),
                 (false, None) => "missing".to_string(),
@@ -138,6 +122,7 @@ pub fn render_table(entries: &[Entry]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::podman::inventory::ContainerRow;
     use crate::state::ReadyRecord;
 
     fn row(agent_state: &str, started_at: i64) -> WorkspaceRow {

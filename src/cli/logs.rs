@@ -50,17 +50,7 @@ pub async fn run(args: LogsArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     let role = Role::from(args.container);
     let mut engine = Engine::connect().await?;
-    let Some(row) = engine
-        .workspaces(Some(name.as_str()))
-        .await?
-        .into_iter()
-        .next()
-    else {
-        bail!(
-            "no workspace {name}: there is no pod {} made by devaipod (see `devaipod list`)",
-            name.pod_name()
-        );
-    };
+    let row = engine.workspace(&name).await?;
     let Some(container) = row.container(role.as_str()) else {
         let have: Vec<&str> = row.containers.iter().map(|c| c.role.as_str()).collect();
         bail!(

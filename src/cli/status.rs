@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
@@ -91,17 +91,7 @@ fn ports_of(pod_inspect: &Value) -> Vec<String> {
 pub async fn run(args: StatusArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     let mut engine = Engine::connect().await?;
-    let Some(row) = engine
-        .workspaces(Some(name.as_str()))
-        .await?
-        .into_iter()
-        .next()
-    else {
-        bail!(
-            "no workspace {name}: there is no pod {} made by devaipod (see `devaipod list`)",
-            name.pod_name()
-        );
-    };
+    let row = engine.workspace(&name).await?;
     let inspects = futures_util::future::try_join_all(
         row.containers
             .iter()
@@ -137,14 +127,15 @@ pub async fn run(args: StatusArgs) -> Result<ExitCode> {
 
 fn render(s: &Status) -> String {
     use std::fmt::Write;
-    let e = &s.entry;
+    let ready = s.entry.agent_ready;
+    let e = &s.entry.row;
     let mut out = String::new();
     let _ = writeln!(out, "workspace  {} (pod {})", e.name, e.pod);
     let _ = writeln!(out, "status     {}", e.status);
     let _ = writeln!(
         out,
         "agent      {}",
-        if e.agent_ready { "ready" } else { "not ready" }
+        if ready { "ready" } else { "not ready" }
     );
     let _ = writeln!(out, "repo       {}", e.repo);
     let _ = writeln!(out, "image      {}", e.image);

@@ -149,6 +149,22 @@ impl Engine {
         Ok(group(pods, containers))
     }
 
+    /// The workspace `name`, or the error every command gives for a missing one.
+    pub async fn workspace(&self, name: &crate::names::Name) -> Result<WorkspaceRow> {
+        match self
+            .workspaces(Some(name.as_str()))
+            .await?
+            .into_iter()
+            .next()
+        {
+            Some(row) => Ok(row),
+            None => anyhow::bail!(
+                "no workspace {name}: there is no pod {} made by devaipod (see `devaipod list`)",
+                name.pod_name()
+            ),
+        }
+    }
+
     /// Stops a pod; an already stopped pod is fine.
     pub async fn stop_pod(&self, name: &str) -> Result<()> {
         match self
