@@ -284,9 +284,14 @@ fn spawn_hanging_up(
     (child, err, seen)
 }
 
-/// The agent's health answer, asked from the workspace with the server password.
-fn agent_health(ws: &str, agent: &str) -> String {
-    let password = exec(agent, None, "cat /run/secrets/devaipod-opencode-password");
+/// The agent's health answer, asked from the workspace (as its user) with the server
+/// password the workspace has.
+fn agent_health(ws: &str, _agent: &str) -> String {
+    let password = exec(
+        ws,
+        Some("dev"),
+        "cat /run/secrets/devaipod-opencode-password",
+    );
     exec(
         ws,
         None,
@@ -841,6 +846,16 @@ fn the_agent_sandbox_holds_from_inside() {
         "stat -c '%a %u' /run/secrets/devaipod-opencode-password",
     );
     assert_eq!(listing.trim(), "400 4096");
+    let ws_listing = exec(
+        &ws,
+        None,
+        "stat -c '%a %U' /run/secrets/devaipod-opencode-password",
+    );
+    assert_eq!(
+        ws_listing.trim(),
+        "400 dev",
+        "the workspace's user holds the password too"
+    );
     let password = exec(&agent, None, "cat /run/secrets/devaipod-opencode-password");
     assert!(password.len() >= 32, "password too short");
     let url = "http://127.0.0.1:4096/global/health";

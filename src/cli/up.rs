@@ -275,7 +275,8 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         );
         println!("  shell:   {exec} bash");
         println!(
-            "  agent:   {exec} opencode attach http://127.0.0.1:{}",
+            "  agent:   {exec} sh -c 'OPENCODE_SERVER_PASSWORD=\"$(cat {})\" exec opencode attach http://127.0.0.1:{}'",
+            plan::PASSWORD_FILE,
             plan::AGENT_PORT
         );
         println!("  remove:  devaipod delete {}", applied.name);

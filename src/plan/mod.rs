@@ -536,9 +536,14 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             })
             .collect::<Vec<_>>()
     };
-    // The workspace is created before its user is resolved: its secret files are
-    // root's (0400); its main process and root shells read them.
-    let workspace_secrets = user_refs(&input.trusted_secrets, Role::Workspace, 0o400, None);
+    // The workspace's secret files belong to its people's user (remoteUser, else
+    // containerUser, else the image's), 0400.
+    let workspace_secrets = user_refs(
+        &input.trusted_secrets,
+        Role::Workspace,
+        0o400,
+        owner.clone(),
+    );
     let agent_user = Some(AGENT_UID.to_string());
     let agent_secrets = user_refs(&input.agent_secrets, Role::Agent, 0o400, agent_user.clone());
     let mut workspace_env: BTreeMap<String, String> = input
@@ -570,7 +575,10 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         memory_limit: None,
         mounts: vec![ws_mount, agent_repo_for_workspace],
         env: workspace_env,
-        secrets: workspace_secrets,
+        // The server password too: attaching to the agent from the workspace needs it.
+        secrets: std::iter::once(password_ref(owner.clone()))
+            .chain(workspace_secrets)
+            .collect(),
         labels: labels_for(Role::Workspace),
     };
     let agent_env: BTreeMap<String, String> =

@@ -545,24 +545,25 @@ async fn create_and_start(
     let workspace = plan
         .container(Role::Workspace)
         .ok_or_else(|| anyhow!("the plan has no workspace container"))?;
-    // Its secret files are root's (the plan says so): its user is not resolved yet.
-    // The workspace comes first: its /etc/passwd tells whose the repo files and the
-    // other containers' secret files are.
-    let mut created = vec![cancellable(cancel, create(workspace, (0, 0))).await?];
-    let gitconfig = git::tar_file(
-        crate::plan::WORKSPACE_GITCONFIG.trim_start_matches('/'),
-        crate::plan::workspace_gitconfig().as_bytes(),
-    )?;
-    engine.copy_into(&workspace.name, "/", gitconfig).await?;
+    let agent = plan
+        .container(Role::Agent)
+        .ok_or_else(|| anyhow!("the plan has no agent container"))?;
+    // The agent comes first: its uid is fixed, and its image's /etc/passwd (the same
+    // image as the workspace's) tells whose the workspace's files and secrets are.
+    let agent_ids = (
+        u64::from(crate::plan::AGENT_UID),
+        u64::from(crate::plan::AGENT_UID),
+    );
+    let mut created = vec![cancellable(cancel, create(agent, agent_ids)).await?];
     let (uid, gid) = match &plan.repo.owner {
         None => (0, 0),
         Some(owner) => {
             let passwd = engine
-                .read_file(&workspace.name, "/etc/passwd")
+                .read_file(&agent.name, "/etc/passwd")
                 .await?
                 .unwrap_or_default();
             let group = engine
-                .read_file(&workspace.name, "/etc/group")
+                .read_file(&agent.name, "/etc/group")
                 .await?
                 .unwrap_or_default();
             resolve_user(
@@ -573,25 +574,17 @@ async fn create_and_start(
             .with_context(|| format!("resolving remoteUser/containerUser {owner:?}"))?
         }
     };
-    let agent_ids = (
-        u64::from(crate::plan::AGENT_UID),
-        u64::from(crate::plan::AGENT_UID),
-    );
     let rest = plan
         .containers
         .iter()
-        .filter(|c| c.role != Role::Workspace)
-        .map(|c| {
-            create(
-                c,
-                if c.role == Role::Agent {
-                    agent_ids
-                } else {
-                    (uid, gid)
-                },
-            )
-        });
+        .filter(|c| c.role != Role::Agent)
+        .map(|c| create(c, (uid, gid)));
     created.extend(cancellable(cancel, futures_util::future::try_join_all(rest)).await?);
+    let gitconfig = git::tar_file(
+        crate::plan::WORKSPACE_GITCONFIG.trim_start_matches('/'),
+        crate::plan::workspace_gitconfig().as_bytes(),
+    )?;
+    engine.copy_into(&workspace.name, "/", gitconfig).await?;
 
     // Podman chowns a fresh volume's root to the user of whichever container mounts it
     // first, at start; copying the repo after the start makes its ownership final.
@@ -616,9 +609,6 @@ async fn create_and_start(
     .await
     .context("the packing task failed")??;
     drop(clone_dir);
-    let agent = plan
-        .container(Role::Agent)
-        .ok_or_else(|| anyhow!("the plan has no agent container"))?;
     cancellable(cancel, async {
         tokio::try_join!(
             engine.copy_into(&workspace.name, &plan.repo.workspace_folder, workspace_tar),
