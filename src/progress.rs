@@ -47,6 +47,14 @@ impl Progress {
         }
     }
 
+    /// Prints a line of a command's output without garbling the spinner.
+    pub fn line(&self, msg: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{msg}")),
+            None => eprintln!("{msg}"),
+        }
+    }
+
     /// Prints a warning without garbling the spinner.
     pub fn warn(&self, msg: &str) {
         match &self.bar {

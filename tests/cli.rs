@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::init_repo;
+use common::{assert_fails_with, init_repo};
 use serde_json::Value;
 
 fn devaipod(args: &[&str], cwd: &Path) -> Output {
@@ -204,20 +204,14 @@ fn config_errors_name_file_line_and_column() {
 fn no_image_anywhere_is_a_clear_error() {
     let r = repo(None);
     let o = devaipod(&["up", ".", "--dry-run"], r.path());
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("--image"), "{}", stderr(&o));
+    assert_fails_with(&o, "--image");
 }
 
 #[test]
 fn not_a_repo_is_a_clear_error() {
     let d = tempfile::tempdir().expect("tempdir");
     let o = devaipod(&["up", ".", "--image", "x", "--dry-run"], d.path());
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("not inside a git repository"),
-        "{}",
-        stderr(&o)
-    );
+    assert_fails_with(&o, "not inside a git repository");
 }
 
 #[test]
@@ -315,12 +309,7 @@ fn named_configs_without_a_default_need_config() {
     let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
     assert_eq!(v["image"]["ref"], "localhost/rs:1");
     let o = devaipod(&["up", ".", "--config", "nope.json", "--dry-run"], d.path());
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("--config nope.json: no such file"),
-        "{}",
-        stderr(&o)
-    );
+    assert_fails_with(&o, "--config nope.json: no such file");
 }
 
 #[test]
@@ -369,7 +358,7 @@ fn variables_are_substituted_and_host_env_stays_out_of_the_pod() {
 #[test]
 fn ignored_properties_are_warned_about() {
     let r = repo(Some(
-        r#"{"image": "x", "mounts": [], "postCreateCommand": "make", "imagee": 1}"#,
+        r#"{"image": "x", "mounts": [], "postAttachCommand": "make", "imagee": 1}"#,
     ));
     let o = devaipod(&["up", ".", "--name", "w", "--dry-run", "--json"], r.path());
     assert!(o.status.success(), "{}", stderr(&o));
@@ -382,7 +371,7 @@ fn ignored_properties_are_warned_about() {
         .collect();
     for want in [
         "\"mounts\" is not applied",
-        "\"postCreateCommand\" is not applied",
+        "\"postAttachCommand\" is not applied",
         "unknown property \"imagee\"",
     ] {
         assert!(
@@ -446,12 +435,7 @@ fn config_prints_the_reading_without_an_engine() {
     // No config at all.
     let empty = repo(None);
     let o = devaipod(&["config", "."], empty.path());
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("no .devcontainer/devcontainer.json"),
-        "{}",
-        stderr(&o)
-    );
+    assert_fails_with(&o, "no .devcontainer/devcontainer.json");
 }
 
 #[test]
@@ -473,17 +457,11 @@ fn user_config_errors_are_precise_and_secrets_must_be_set() {
     };
     std::fs::write(&cfg, "[agent]\nsecrets = []\nsecretz = []\n").expect("write");
     let o = run(&[]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("devaipod.toml:3:1:"), "{}", stderr(&o));
+    assert_fails_with(&o, "devaipod.toml:3:1:");
 
     std::fs::write(&cfg, "[agent]\nsecrets = [\"A-B\"]\n").expect("write");
     let o = run(&[]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("environment variable name"),
-        "{}",
-        stderr(&o)
-    );
+    assert_fails_with(&o, "environment variable name");
 
     std::fs::write(
         &cfg,
@@ -491,12 +469,7 @@ fn user_config_errors_are_precise_and_secrets_must_be_set() {
     )
     .expect("write");
     let o = run(&[]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("both [agent] and [trusted]"),
-        "{}",
-        stderr(&o)
-    );
+    assert_fails_with(&o, "both [agent] and [trusted]");
 
     // A dry run plans the secret without needing (or showing) its value.
     std::fs::write(&cfg, "[agent]\nsecrets = [\"DEVAIPOD_TEST_KEY\"]\n").expect("write");
@@ -509,12 +482,7 @@ fn user_config_errors_are_precise_and_secrets_must_be_set() {
     // DEVAIPOD_CONFIG must exist when given.
     std::fs::remove_file(&cfg).expect("rm");
     let o = run(&[]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("reading the devaipod configuration"),
-        "{}",
-        stderr(&o)
-    );
+    assert_fails_with(&o, "reading the devaipod configuration");
 }
 
 /// The agent's part of a dry-run plan that no repo file may change.
@@ -557,8 +525,8 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
         ("1 privileged and runArgs", r#"{"image": "localhost/x:1", "remoteUser": "dev", "privileged": true, "runArgs": ["--privileged", "--cap-add=ALL", "--security-opt=seccomp=unconfined", "--pid=host", "--network=host", "--userns=host", "--device=/dev/sda", "-v", "/:/host"], "capAdd": ["ALL"], "securityOpt": ["label=disable"], "init": false}"#.into(), vec!["privileged", "runArgs", "capAdd", "securityOpt", "init"]),
         ("2 host mounts and sockets", r#"{"image": "localhost/x:1", "remoteUser": "dev", "mounts": ["source=/,target=/host,type=bind", "source=/var/run/docker.sock,target=/s,type=bind", "source=${localEnv:HOME}/.ssh,target=/k,type=bind", {"source": "../..", "target": "/up", "type": "bind"}], "workspaceMount": "source=/,target=/w,type=bind"}"#.into(), vec!["mounts", "workspaceMount"]),
         ("3 initializeCommand", format!(r#"{{"image": "localhost/x:1", "remoteUser": "dev", "initializeCommand": "touch {}"}}"#, ran.display()), vec!["initializeCommand"]),
-        ("4 lifecycle commands", r#"{"image": "localhost/x:1", "remoteUser": "dev", "onCreateCommand": "x", "postCreateCommand": ["y"], "postStartCommand": {"a": "z"}, "postAttachCommand": "w", "updateContentCommand": "v"}"#.into(), vec!["onCreateCommand", "postCreateCommand", "postStartCommand", "postAttachCommand", "updateContentCommand"]),
-        ("5 env forwarding", r#"{"image": "localhost/x:1", "remoteUser": "dev", "containerEnv": {"X": "${localEnv:DEVAIPOD_BAD_INPUT_TOKEN}"}, "remoteEnv": {"Y": "${localEnv:DEVAIPOD_BAD_INPUT_TOKEN}"}, "customizations": {"devaipod": {"envAllowlist": ["DEVAIPOD_BAD_INPUT_TOKEN"], "env_allowlist": ["GH_TOKEN"]}}}"#.into(), vec!["containerEnv", "remoteEnv", "customizations"]),
+        ("4 lifecycle commands", r#"{"image": "localhost/x:1", "remoteUser": "dev", "onCreateCommand": "x", "postCreateCommand": ["y"], "postStartCommand": {"a": "z"}, "postAttachCommand": "w", "updateContentCommand": "v"}"#.into(), vec!["postAttachCommand"]),
+        ("5 env forwarding", r#"{"image": "localhost/x:1", "remoteUser": "dev", "remoteEnv": {"Y": "${localEnv:DEVAIPOD_BAD_INPUT_TOKEN}"}, "customizations": {"devaipod": {"envAllowlist": ["DEVAIPOD_BAD_INPUT_TOKEN"], "env_allowlist": ["GH_TOKEN"]}}}"#.into(), vec!["remoteEnv", "customizations"]),
         ("6 egress widening", r#"{"image": "localhost/x:1", "remoteUser": "dev", "customizations": {"devaipod": {"allowedDomains": ["*", "1.2.3.4"]}}}"#.into(), vec!["customizations"]),
         ("8 features", r#"{"image": "localhost/x:1", "remoteUser": "dev", "features": {"ghcr.io/evil/feature:1": {}}}"#.into(), vec!["features"]),
         ("9 root remoteUser", r#"{"image": "localhost/x:1", "remoteUser": "root", "containerUser": "root"}"#.into(), vec![]),
@@ -612,13 +580,27 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
         }
     }
     assert!(!ran.exists(), "initializeCommand ran on the host");
+    // 4: lifecycle commands run in the workspace only (the plan says so), never the agent.
+    let r = repo(Some(
+        r#"{"image": "localhost/x:1", "onCreateCommand": "x", "postStartCommand": {"a": "y"}}"#,
+    ));
+    let o = devaipod(&["up", ".", "--name", "b", "--dry-run", "--json"], r.path());
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let props: Vec<&str> = v["lifecycle"]["create"]
+        .as_array()
+        .expect("create")
+        .iter()
+        .filter_map(|s| s["property"].as_str())
+        .collect();
+    assert_eq!(props, ["onCreateCommand", "postStartCommand"]);
+    assert_eq!(v["lifecycle"]["start"][0]["property"], "postStartCommand");
 
     // Inputs that are refused outright, with what was wrong.
     let refused: Vec<(&str, &str, &str)> = vec![
         (
             "7 build context outside",
             r#"{"build": {"context": "/", "dockerfile": "../../x"}}"#,
-            "no image to run",
+            "not supported by `up` yet",
         ),
         (
             "9 image flag injection",
@@ -629,6 +611,11 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
             "9 image volume injection",
             r#"{"image": "-v=/:/h"}"#,
             "image reference",
+        ),
+        (
+            "5 containerEnv from the host without consent",
+            r#"{"image": "localhost/x:1", "containerEnv": {"X": "${localEnv:DEVAIPOD_BAD_INPUT_TOKEN}"}}"#,
+            "--trust",
         ),
         (
             "9 workspaceFolder /",
@@ -688,8 +675,7 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
     assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
     std::fs::write(&cfg, b"{\"image\": \"\xff\xfe\"}").expect("write");
     let o = devaipod(&["up", ".", "--dry-run"], r.path());
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("devcontainer.json"), "{}", stderr(&o));
+    assert_fails_with(&o, "devcontainer.json");
 
     // 12: a devcontainer.json that is a symlink out of the repo is not read.
     let secret_dir = tempfile::tempdir().expect("tempdir");
@@ -700,12 +686,10 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
     std::os::unix::fs::symlink(&secret, r.path().join(".devcontainer/devcontainer.json"))
         .expect("symlink");
     let o = devaipod(&["up", ".", "--dry-run", "--json"], r.path());
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("outside"), "{}", stderr(&o));
+    assert_fails_with(&o, "outside");
     assert!(!stderr(&o).contains("secret-key-material") && o.stdout.is_empty());
     let o = devaipod(&["config", "."], r.path());
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("outside"), "{}", stderr(&o));
+    assert_fails_with(&o, "outside");
 }
 
 #[test]
@@ -740,6 +724,62 @@ fn the_user_may_set_the_agents_limits_and_grant_trust() {
     assert_eq!(v["trust"]["applied"], serde_json::json!([]));
     std::fs::write(&cfg, "[agent]\nmemory_limit = \"lots\"\n").expect("write");
     let o = run(&["up", ".", "--dry-run"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("memory_limit"), "{}", stderr(&o));
+    assert_fails_with(&o, "memory_limit");
+}
+
+#[test]
+fn container_env_from_the_host_needs_consent_and_shows_no_value() {
+    let r = repo(Some(
+        r#"{"image": "localhost/x:1", "containerEnv": {"PLAIN": "1", "FROM_HOST": "${localEnv:DEVAIPOD_CE_TEST}"}}"#,
+    ));
+    let run = |extra: &[&str]| {
+        let mut args = vec!["up", ".", "--name", "ce", "--dry-run", "--json"];
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_devaipod"))
+            .args(&args)
+            .current_dir(r.path())
+            .env("CONTAINER_HOST", "unix:///nonexistent/devaipod-test.sock")
+            .env("DEVAIPOD_CE_TEST", "ce-value-not-shown")
+            .output()
+            .expect("runs")
+    };
+    let o = run(&[]);
+    assert_fails_with(&o, "FROM_HOST");
+    let o = run(&["--trust"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!text.contains("ce-value-not-shown"));
+    let v: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(v["trust"]["granted_by"], "--trust");
+    assert!(
+        v["trust"]["applied"].to_string().contains("FROM_HOST"),
+        "{v}"
+    );
+    let find = |role: &str| {
+        v["containers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["role"] == role))
+            .cloned()
+            .expect("container")
+    };
+    let names = find("workspace")["env_names"].to_string();
+    assert!(
+        names.contains("PLAIN") && names.contains("FROM_HOST"),
+        "{names}"
+    );
+    assert!(
+        !find("agent")["env_names"].to_string().contains("PLAIN"),
+        "containerEnv reached the agent"
+    );
+}
+
+#[test]
+fn compose_and_build_configs_are_refused_clearly() {
+    let r = repo(Some(r#"{"dockerComposeFile": "c.yml", "service": "app"}"#));
+    let o = devaipod(&["up", ".", "--dry-run"], r.path());
+    assert_fails_with(&o, "Compose configurations");
+    let r = repo(Some(r#"{"build": {"dockerfile": "Dockerfile"}}"#));
+    let o = devaipod(&["up", ".", "--dry-run"], r.path());
+    assert_fails_with(&o, "--image");
+    assert!(stderr(&o).contains("Dockerfile"), "{}", stderr(&o));
 }

@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::init_repo;
+use common::{assert_fails_with, init_repo};
 use serde_json::Value;
 
 const BASE_IMAGE: &str = "localhost/devaipod-base:latest";
@@ -303,6 +303,7 @@ const BASE_CONFIG: &str = r#"{
   // comments and trailing commas are fine
   "image": "localhost/devaipod-base:latest",
   "remoteUser": "dev",
+  "containerEnv": {"DEVAIPOD_CE": "from-repo-${localWorkspaceFolderBasename}"},
 }"#;
 
 #[test]
@@ -350,7 +351,23 @@ fn up_makes_a_ready_hardened_pod_and_delete_removes_it() {
     let health: Value = serde_json::from_str(&health).expect("health JSON");
     assert_eq!(health["healthy"], true);
 
-    // The agent runs with no capabilities and no-new-privileges, as the remoteUser.
+    // containerEnv is the workspace's, with variables substituted; never the agent's.
+    let base = repo
+        .path()
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        exec(&ws, Some("dev"), "printenv DEVAIPOD_CE").trim(),
+        format!("from-repo-{base}")
+    );
+    assert_eq!(
+        exec(&agent, None, "printenv DEVAIPOD_CE || echo absent").trim(),
+        "absent"
+    );
+
+    // The agent runs with no capabilities and no-new-privileges, as its own uid.
     let status = exec(&agent, None, "cat /proc/1/status; id -u");
     for line in [
         "CapEff:\t0000000000000000",
@@ -510,12 +527,7 @@ fn dry_run_prints_the_plan_and_creates_nothing() {
         "--image",
         "localhost/devaipod-no-such-image:1",
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("localhost/devaipod-no-such-image:1 is not available"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails_with(&out, "localhost/devaipod-no-such-image:1 is not available");
     g.assert_nothing_left();
 }
 
@@ -528,12 +540,7 @@ fn up_refuses_an_existing_pod_and_keeps_it() {
     let first = up(&g, &path, &["--json"]);
     json_of(&first);
     let second = up(&g, &path, &[]);
-    assert_eq!(second.status.code(), Some(1));
-    assert!(
-        stderr(&second).contains("already exists"),
-        "{}",
-        stderr(&second)
-    );
+    assert_fails_with(&second, "already exists");
     // The first pod is untouched and still running.
     let state = podman_ok(&["pod", "inspect", &g.pod(), "--format", "{{.State}}"]);
     assert_eq!(state.trim(), "Running");
@@ -740,12 +747,7 @@ fn list_status_stop_start_and_logs() {
         "{logs:?}"
     );
     let none = devaipod(&["logs", &g.name, "--container", "gator"]);
-    assert_eq!(none.status.code(), Some(1));
-    assert!(
-        stderr(&none).contains("no gator container"),
-        "{}",
-        stderr(&none)
-    );
+    assert_fails_with(&none, "no gator container");
 
     // Data written in the workspace and in the agent's home...
     exec(&ws, Some("dev"), "echo kept > notes.txt");
@@ -1187,12 +1189,7 @@ fn an_unset_secret_stops_up_before_anything_is_made() {
         .env_remove("DEVAIPOD_UNSET_KEY")
         .output()
         .expect("runs");
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("DEVAIPOD_UNSET_KEY is listed"),
-        "{}",
-        stderr(&o)
-    );
+    assert_fails_with(&o, "DEVAIPOD_UNSET_KEY is listed");
     g.assert_nothing_left();
 }
 
@@ -1263,5 +1260,72 @@ fn an_existing_podman_secret_is_used_and_kept() {
         still.status.success(),
         "devaipod removed the user's own secret"
     );
+    g.assert_nothing_left();
+}
+
+#[test]
+fn lifecycle_commands_run_in_the_workspace_in_order() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("lifecycle");
+    let repo = Repo::new(
+        r#"{
+  "image": "localhost/devaipod-base:latest",
+  "remoteUser": "dev",
+  "onCreateCommand": "echo oncreate >> /tmp/lifecycle && id -un >> /tmp/lifecycle && pwd >> /tmp/lifecycle",
+  "updateContentCommand": ["sh", "-c", "echo update >> /tmp/lifecycle"],
+  "postCreateCommand": "echo postcreate >> /tmp/lifecycle; echo visible-output",
+  "postStartCommand": {"a": "echo start >> /tmp/start-a", "b": ["sh", "-c", "echo start >> /tmp/start-b"]},
+}"#,
+    );
+    let path = repo.path().to_string_lossy().into_owned();
+    let out = up(&g, &path, &["--json"]);
+    json_of(&out);
+    assert!(
+        stderr(&out).contains("[postCreateCommand] visible-output"),
+        "{}",
+        stderr(&out)
+    );
+    let ws = format!("{}-workspace", g.pod());
+    let agent = format!("{}-agent", g.pod());
+    let folder = format!(
+        "/workspaces/{}",
+        repo.path().file_name().expect("name").to_string_lossy()
+    );
+    let log = exec(&ws, None, "cat /tmp/lifecycle");
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        ["oncreate", "dev", folder.as_str(), "update", "postcreate"]
+    );
+    for f in ["/tmp/start-a", "/tmp/start-b"] {
+        assert_eq!(exec(&ws, None, &format!("cat {f}")), "start\n", "{f}");
+    }
+    // Never in the agent.
+    assert_eq!(
+        exec(&agent, None, "ls /tmp/lifecycle 2>/dev/null | wc -l").trim(),
+        "0"
+    );
+    // postStartCommand runs again at every start; the create commands do not.
+    for cmd in ["stop", "start"] {
+        let o = devaipod(&[cmd, &g.name]);
+        assert!(o.status.success(), "{cmd}: {}", stderr(&o));
+    }
+    assert_eq!(exec(&ws, None, "cat /tmp/start-a"), "start\nstart\n");
+    assert_eq!(
+        exec(&ws, None, "grep -c oncreate /tmp/lifecycle").trim(),
+        "1"
+    );
+}
+
+#[test]
+fn a_failing_lifecycle_command_stops_up_and_leaves_nothing() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("lcfail");
+    let repo = Repo::new(
+        r#"{"image": "localhost/devaipod-base:latest", "postCreateCommand": "echo about-to-fail; exit 7"}"#,
+    );
+    let path = repo.path().to_string_lossy().into_owned();
+    let out = up(&g, &path, &[]);
+    assert_fails_with(&out, "postCreateCommand failed with exit code 7");
+    assert!(stderr(&out).contains("about-to-fail"), "{}", stderr(&out));
     g.assert_nothing_left();
 }

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::names::Name;
@@ -69,10 +69,44 @@ pub async fn start(args: StartArgs) -> Result<ExitCode> {
     let (_tx, mut cancel) = tokio::sync::watch::channel(false);
     probe::wait_ready(&engine, &target, &mut cancel).await?;
     note_agent_ready(&engine, &name).await?;
+    run_post_start(&engine, &pod, &row, &progress).await?;
     engine.shutdown();
     drop(progress);
     println!("started {pod}: the agent answers");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the postStartCommand recorded on the pod at `up`, in the workspace.
+async fn run_post_start(
+    engine: &Engine,
+    pod: &str,
+    row: &crate::podman::inventory::WorkspaceRow,
+    progress: &Progress,
+) -> Result<()> {
+    let inspect = engine.inspect_pod(pod).await?;
+    let Some(text) = inspect["Labels"][crate::podman::apply::POST_START_LABEL].as_str() else {
+        return Ok(());
+    };
+    #[derive(serde::Deserialize)]
+    struct PostStart {
+        steps: Vec<crate::plan::LifecycleStep>,
+        user: Option<String>,
+        workdir: String,
+    }
+    let post: PostStart = serde_json::from_str(text)
+        .with_context(|| format!("reading the postStartCommand recorded on {pod}"))?;
+    let Some(ws) = row.container("workspace") else {
+        bail!("{pod} has no workspace container to run postStartCommand in");
+    };
+    crate::podman::apply::run_lifecycle(
+        engine,
+        &ws.name,
+        post.user.as_deref(),
+        &post.workdir,
+        &post.steps,
+        progress,
+    )
+    .await
 }
 
 /// Records that the agent of `name` answered since its current start (for `list`).

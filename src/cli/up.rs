@@ -108,7 +108,7 @@ async fn make_plan(
     if let (Some(p), None) = (&config_path, &args.config) {
         devcontainer::confined(p, &repo.root)?;
     }
-    let (config, config_warnings) = match &config_path {
+    let (config, config_warnings, container_env_from_host) = match &config_path {
         Some(p) => {
             let loaded = devcontainer::load(p)?;
             if let Some(key) = devcontainer::uses_host_env(&loaded.raw) {
@@ -118,10 +118,14 @@ async fn make_plan(
                 );
             }
             let reading = devcontainer::read(&loaded, &path, &repo.root, &host_env)?;
-            let config = reading.config;
-            (config, loaded.warnings)
+            let from_host = devcontainer::container_env_from_host(&loaded.raw);
+            (reading.config, loaded.warnings, from_host)
         }
-        None => (devcontainer::DevContainer::default(), Vec::new()),
+        None => (
+            devcontainer::DevContainer::default(),
+            Vec::new(),
+            Vec::new(),
+        ),
     };
     let extra_labels: BTreeMap<String, String> = args.labels.iter().cloned().collect();
     let (user_config, user_config_path) = crate::config::load()?;
@@ -182,6 +186,7 @@ async fn make_plan(
                 .map_err(|e| anyhow::anyhow!("{}: [agent] {e}", config_file.display()))?,
             None => plan::AGENT_MEMORY_LIMIT,
         },
+        container_env_from_host,
         trust: if args.trust {
             Some("--trust".to_string())
         } else if user_config.trusts(&repo.root) {
@@ -318,6 +323,7 @@ pub fn dry_run_json(plan: &PodPlan) -> serde_json::Value {
         "secrets": plan.secrets,
         "repo": plan.repo,
         "readiness": plan.readiness,
+        "lifecycle": plan.lifecycle,
         "trust": plan.trust,
         "warnings": plan.warnings,
     })

@@ -28,6 +28,18 @@ pub struct DevContainer {
     pub workspace_folder: Option<String>,
     pub container_user: Option<String>,
     pub remote_user: Option<String>,
+    /// Environment of the workspace container (never the agent's).
+    pub container_env: Option<std::collections::BTreeMap<String, String>>,
+    /// Present in Compose configurations (not supported by `up` yet).
+    pub docker_compose_file: Option<Value>,
+    /// Present in Dockerfile configurations (not supported by `up` yet).
+    pub build: Option<Value>,
+    pub docker_file: Option<String>,
+    /// Lifecycle commands (string, array or object of those), run in the workspace.
+    pub on_create_command: Option<Value>,
+    pub update_content_command: Option<Value>,
+    pub post_create_command: Option<Value>,
+    pub post_start_command: Option<Value>,
 }
 
 /// A devcontainer.json that was found and read.
@@ -223,6 +235,24 @@ pub fn read(
 /// variables are not substituted into them when applying, because a repo could use
 /// `${localEnv:...}` to carry a host secret into the sandbox.
 pub const NO_HOST_ENV: &[&str] = &["workspaceFolder", "containerUser", "remoteUser"];
+
+/// The `containerEnv` names whose values use `${localEnv:...}`/`${env:...}` (as
+/// written): applying them carries host environment into the workspace, so `up`
+/// needs the user's consent for them.
+pub fn container_env_from_host(raw: &Map<String, Value>) -> Vec<String> {
+    raw.get("containerEnv")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| {
+                    v.as_str()
+                        .is_some_and(|v| v.contains("${localEnv:") || v.contains("${env:"))
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// The first of [`NO_HOST_ENV`] whose value uses `${localEnv:...}` or `${env:...}`.
 pub fn uses_host_env(raw: &Map<String, Value>) -> Option<&'static str> {

@@ -249,6 +249,67 @@ pub struct ReadinessPlan {
     pub timeout_secs: u64,
 }
 
+/// One lifecycle command, as devcontainer.json writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// A string: run by `/bin/sh -c`.
+    Shell(String),
+    /// An array: run directly, no shell.
+    Exec(Vec<String>),
+    /// An object: its commands run in parallel; all must succeed.
+    Parallel(BTreeMap<String, Command>),
+}
+
+impl Command {
+    /// Reads a lifecycle property's value; `None` for an empty or unusable one.
+    pub fn from_value(v: &serde_json::Value) -> Option<Self> {
+        match v {
+            serde_json::Value::String(s) if !s.trim().is_empty() => Some(Self::Shell(s.clone())),
+            serde_json::Value::Array(a) if !a.is_empty() => {
+                let argv: Option<Vec<String>> =
+                    a.iter().map(|x| x.as_str().map(str::to_string)).collect();
+                argv.map(Self::Exec)
+            }
+            serde_json::Value::Object(o) if !o.is_empty() => Some(Self::Parallel(
+                o.iter()
+                    .filter_map(|(k, v)| match Self::from_value(v)? {
+                        Self::Parallel(_) => None,
+                        c => Some((k.clone(), c)),
+                    })
+                    .collect(),
+            )),
+            _ => None,
+        }
+    }
+
+    /// The argv that runs it (not for `Parallel`).
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Self::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+            Self::Exec(a) => a.clone(),
+            Self::Parallel(_) => Vec::new(),
+        }
+    }
+}
+
+/// A lifecycle step: which property, and its command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct LifecycleStep {
+    pub property: String,
+    pub command: Command,
+}
+
+/// The workspace's lifecycle commands: run as the remoteUser in the workspace folder,
+/// never in the agent or on the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LifecyclePlan {
+    /// Once, after the pod is created: onCreate, updateContent, postCreate, postStart.
+    pub create: Vec<LifecycleStep>,
+    /// At every later `start`: postStart.
+    pub start: Vec<LifecycleStep>,
+}
+
 /// Everything `up` creates, in creation order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PodPlan {
@@ -260,8 +321,8 @@ pub struct PodPlan {
     pub containers: Vec<ContainerSpec>,
     pub repo: RepoPlan,
     pub readiness: ReadinessPlan,
-    /// Consent for repo settings that widen access, and what it applies to (nothing
-    /// yet: no such setting is applied).
+    pub lifecycle: LifecyclePlan,
+    /// Consent for repo settings that widen access, and what it applies to.
     pub trust: TrustPlan,
     /// Warnings the user should see (also printed by `up`).
     pub warnings: Vec<String>,
@@ -272,7 +333,7 @@ pub struct PodPlan {
 pub struct TrustPlan {
     /// `None`: no consent given.
     pub granted_by: Option<String>,
-    /// The repo settings the consent let through (none are applied yet).
+    /// The repo settings the consent let through.
     pub applied: Vec<String>,
 }
 
@@ -322,6 +383,8 @@ pub struct PlanInput {
     /// Consent for repo settings that widen access (`--trust` or the user's config):
     /// what granted it, shown by `--dry-run`.
     pub trust: Option<String>,
+    /// `containerEnv` names whose values come from the host environment (need trust).
+    pub container_env_from_host: Vec<String>,
 }
 
 /// Why no plan could be made.
@@ -331,6 +394,18 @@ pub enum PlanError {
         "no image to run: the repo has no devcontainer.json with an \"image\" and no --image was given (pass --image IMAGE, e.g. --image localhost/devaipod-base:latest)"
     )]
     NoImage,
+    #[error(
+        "{path}: Compose configurations (\"dockerComposeFile\") are not supported by `up` yet; `devaipod config` reads them. Use an image-based devcontainer.json or pass --image"
+    )]
+    Compose { path: String },
+    #[error(
+        "{path}: building the image from a Dockerfile (\"build\"/\"dockerFile\") is not supported by `up` yet: build it yourself (podman build -t localhost/NAME .) and pass --image localhost/NAME"
+    )]
+    Build { path: String },
+    #[error(
+        "{path}: \"containerEnv\" takes {names} from your host environment (${{localEnv:...}}); that needs your consent: pass --trust (or set trust = true for this repo in devaipod.toml)"
+    )]
+    HostEnvNeedsTrust { path: String, names: String },
     #[error(
         "{path}: \"workspaceFolder\" must be an absolute path inside the container (starting with '/')"
     )]
@@ -395,8 +470,22 @@ pub fn choose_image(input: &PlanInput) -> Result<(String, String), PlanError> {
     if let Some(img) = &input.image_override {
         return Ok((img.clone(), "--image".into()));
     }
-    match (&input.devcontainer.image, &input.devcontainer_path) {
-        (Some(img), Some(path)) => Ok((img.clone(), path.display().to_string())),
+    let path = || {
+        input
+            .devcontainer_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    let dc = &input.devcontainer;
+    if dc.docker_compose_file.is_some() {
+        return Err(PlanError::Compose { path: path() });
+    }
+    match (&dc.image, &input.devcontainer_path) {
+        (Some(img), Some(p)) => Ok((img.clone(), p.display().to_string())),
+        _ if dc.build.is_some() || dc.docker_file.is_some() => {
+            Err(PlanError::Build { path: path() })
+        }
         _ => Err(PlanError::NoImage),
     }
 }
@@ -546,11 +635,24 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     );
     let agent_user = Some(AGENT_UID.to_string());
     let agent_secrets = user_refs(&input.agent_secrets, Role::Agent, 0o400, agent_user.clone());
-    let mut workspace_env: BTreeMap<String, String> = input
-        .trusted_secrets
-        .iter()
-        .map(|s| (format!("{}_FILE", s.env_name), secret_file(&s.env_name)))
-        .collect();
+    if !input.container_env_from_host.is_empty() && input.trust.is_none() {
+        return Err(PlanError::HostEnvNeedsTrust {
+            path: input
+                .devcontainer_path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            names: input.container_env_from_host.join(", "),
+        });
+    }
+    // The repo's containerEnv, then devaipod's own (which wins).
+    let mut workspace_env: BTreeMap<String, String> = dc.container_env.clone().unwrap_or_default();
+    workspace_env.extend(
+        input
+            .trusted_secrets
+            .iter()
+            .map(|s| (format!("{}_FILE", s.env_name), secret_file(&s.env_name))),
+    );
     // git refuses to read a repo another uid owns unless it is a safe.directory, which
     // it honours only from system/global config (and a fetch's upload-pack does not see
     // command-line config): the workspace's system config is devaipod's file, which
@@ -679,9 +781,38 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             url: readiness_url(),
             timeout_secs: input.ready_timeout_secs,
         },
+        lifecycle: {
+            let step = |property: &str, v: &Option<serde_json::Value>| {
+                v.as_ref()
+                    .and_then(Command::from_value)
+                    .map(|command| LifecycleStep {
+                        property: property.into(),
+                        command,
+                    })
+            };
+            let start: Vec<LifecycleStep> = step("postStartCommand", &dc.post_start_command)
+                .into_iter()
+                .collect();
+            LifecyclePlan {
+                create: [
+                    step("onCreateCommand", &dc.on_create_command),
+                    step("updateContentCommand", &dc.update_content_command),
+                    step("postCreateCommand", &dc.post_create_command),
+                ]
+                .into_iter()
+                .flatten()
+                .chain(start.clone())
+                .collect(),
+                start,
+            }
+        },
         trust: TrustPlan {
             granted_by: input.trust.clone(),
-            applied: Vec::new(),
+            applied: input
+                .container_env_from_host
+                .iter()
+                .map(|n| format!("containerEnv {n} from the host environment (workspace only)"))
+                .collect(),
         },
         warnings,
     })

@@ -34,6 +34,7 @@ pub(crate) fn input() -> PlanInput {
         agent_pids_limit: AGENT_PIDS_LIMIT,
         agent_memory_limit: AGENT_MEMORY_LIMIT,
         trust: None,
+        container_env_from_host: Vec::new(),
     }
 }
 
@@ -243,4 +244,47 @@ fn workspace_folders_stay_out_of_system_paths() {
         i.devcontainer.workspace_folder = Some(ok.into());
         assert!(build(&i).is_ok(), "{ok}");
     }
+}
+
+#[test]
+fn lifecycle_commands_in_every_form() {
+    use serde_json::json;
+    assert_eq!(
+        Command::from_value(&json!("make")),
+        Some(Command::Shell("make".into()))
+    );
+    assert_eq!(
+        Command::from_value(&json!(["a", "b"])),
+        Some(Command::Exec(vec!["a".into(), "b".into()]))
+    );
+    assert_eq!(Command::from_value(&json!("")), None);
+    assert_eq!(Command::from_value(&json!([])), None);
+    assert_eq!(Command::from_value(&json!([1])), None);
+    let Some(Command::Parallel(m)) =
+        Command::from_value(&json!({"x": "a", "y": ["b"], "z": {"n": "c"}}))
+    else {
+        panic!("parallel");
+    };
+    assert_eq!(m.len(), 2, "nested objects are not commands");
+    assert_eq!(
+        Command::Shell("a b".into()).argv(),
+        ["/bin/sh", "-c", "a b"]
+    );
+
+    let mut i = input();
+    i.devcontainer.on_create_command = Some(json!("one"));
+    i.devcontainer.post_create_command = Some(json!(["two"]));
+    i.devcontainer.post_start_command = Some(json!("three"));
+    let plan = build(&i).expect("plan");
+    let create: Vec<&str> = plan
+        .lifecycle
+        .create
+        .iter()
+        .map(|s| s.property.as_str())
+        .collect();
+    assert_eq!(
+        create,
+        ["onCreateCommand", "postCreateCommand", "postStartCommand"]
+    );
+    assert_eq!(plan.lifecycle.start.len(), 1);
 }

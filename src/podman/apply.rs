@@ -36,13 +36,26 @@ pub struct Applied {
 
 /// The libpod PodSpecGenerator for the plan's pod.
 pub fn pod_spec(plan: &PodPlan) -> Value {
+    let mut labels = plan.pod.labels.clone();
+    // `start` runs postStartCommand as it was at `up`, and the user it ran as.
+    if !plan.lifecycle.start.is_empty() {
+        let start = json!({
+            "steps": plan.lifecycle.start,
+            "user": plan.repo.owner,
+            "workdir": plan.repo.workdir,
+        });
+        labels.insert(POST_START_LABEL.into(), start.to_string());
+    }
     json!({
         "name": plan.pod.name,
         "hostname": plan.pod.hostname,
-        "labels": plan.pod.labels,
+        "labels": labels,
         "shared_namespaces": plan.pod.share,
     })
 }
+
+/// The pod label holding postStartCommand for `start`.
+pub const POST_START_LABEL: &str = "io.devaipod.post-start";
 
 /// The agent's seccomp profile (containers/seccomp/agent.json), embedded so that no
 /// file of unknown version on the host decides the agent's syscalls.
@@ -262,6 +275,58 @@ pub fn verify_container(c: &ContainerSpec, inspect: &Value, limits_enforced: boo
                 m.target
             );
         }
+    }
+    Ok(())
+}
+
+/// How many lines of a failed lifecycle command's output the error shows.
+const LIFECYCLE_TAIL: usize = 20;
+
+/// Runs lifecycle steps in the workspace, in order (an object's commands in parallel),
+/// as the workspace's user in its folder, streaming their output. The first failure
+/// stops the rest with its name, exit code and last lines.
+pub async fn run_lifecycle(
+    engine: &Engine,
+    plan_container: &str,
+    user: Option<&str>,
+    workdir: &str,
+    steps: &[crate::plan::LifecycleStep],
+    progress: &Progress,
+) -> Result<()> {
+    use crate::plan::Command;
+    for step in steps {
+        progress.step(&format!("running {}", step.property));
+        let jobs: Vec<(String, Vec<String>)> = match &step.command {
+            Command::Parallel(map) => map
+                .iter()
+                .map(|(k, c)| (format!("{}.{k}", step.property), c.argv()))
+                .collect(),
+            c => vec![(step.property.clone(), c.argv())],
+        };
+        let runs = jobs.iter().map(|(label, argv)| async move {
+            let tail = std::sync::Mutex::new(std::collections::VecDeque::new());
+            let on_line = |line: &str| {
+                progress.line(&format!("[{label}] {line}"));
+                if let Ok(mut t) = tail.lock() {
+                    t.push_back(line.to_string());
+                    if t.len() > LIFECYCLE_TAIL {
+                        t.pop_front();
+                    }
+                }
+            };
+            let code = engine
+                .exec_lines(plan_container, argv, user, workdir, &on_line)
+                .await?;
+            if code != 0 {
+                let tail: Vec<String> = tail.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
+                bail!(
+                    "{label} failed with exit code {code} in {plan_container}\n--- its last lines ---\n{}",
+                    tail.join("\n")
+                );
+            }
+            Ok(())
+        });
+        futures_util::future::try_join_all(runs).await?;
     }
     Ok(())
 }
@@ -622,11 +687,20 @@ async fn create_and_start(
     let target = super::probe::Target::of_plan(plan)?;
     let ready = super::probe::wait_ready(engine, &target, cancel);
     let verified = verify_inside(engine, plan);
-    // Both run together; when the agent dies, the readiness error (with its logs) is the
+    let lifecycle = run_lifecycle(
+        engine,
+        &workspace.name,
+        plan.repo.owner.as_deref(),
+        &plan.repo.workdir,
+        &plan.lifecycle.create,
+        progress,
+    );
+    // All run together; when the agent dies, the readiness error (with its logs) is the
     // one that explains it.
-    let (ready, verified) = tokio::join!(ready, verified);
+    let (ready, verified, lifecycle) = tokio::join!(ready, verified, lifecycle);
     ready?;
     verified?;
+    lifecycle?;
     progress.finish_step();
 
     let mut containers = created;

@@ -495,6 +495,68 @@ impl Engine {
         Ok(None)
     }
 
+    /// Runs `argv` in a running container as `user` in `workdir`, handing each output
+    /// line to `on_line`; returns the exit code.
+    pub async fn exec_lines(
+        &self,
+        container: &str,
+        argv: &[String],
+        user: Option<&str>,
+        workdir: &str,
+        on_line: &(dyn Fn(&str) + Sync),
+    ) -> Result<i64> {
+        let containers = self.api.containers();
+        let c = containers.get(container);
+        let mut opts = podman_api::opts::ExecCreateOpts::builder()
+            .command(argv.iter().cloned())
+            .attach_stdout(true)
+            .attach_stderr(true)
+            .working_dir(workdir);
+        if let Some(u) = user {
+            opts = opts.user(podman_api::opts::UserOpt::User(u.to_string()));
+        }
+        let what = || {
+            format!(
+                "running {:?} in {container}",
+                argv.first().map(String::as_str).unwrap_or_default()
+            )
+        };
+        let exec = c
+            .create_exec(&opts.build())
+            .await
+            .map_err(api_error)
+            .with_context(what)?;
+        let start = podman_api::opts::ExecStartOpts::builder().build();
+        let mut pending = String::new();
+        if let Some(mut stream) = exec
+            .start(&start)
+            .await
+            .map_err(api_error)
+            .with_context(what)?
+        {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(conn_error)?;
+                pending.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(i) = pending.find('\n') {
+                    let line: String = pending.drain(..=i).collect();
+                    on_line(line.trim_end_matches(['\n', '\r']));
+                }
+            }
+        }
+        if !pending.is_empty() {
+            on_line(&pending);
+        }
+        // The output stream ends when the process does; its exit code follows shortly.
+        for _ in 0..200 {
+            let inspect = exec.inspect().await.map_err(api_error).with_context(what)?;
+            if inspect["Running"].as_bool() != Some(true) {
+                return Ok(inspect["ExitCode"].as_i64().unwrap_or(-1));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        bail!("{} did not report an exit code", what())
+    }
+
     /// The last `tail` lines of a container's output (stdout and stderr).
     pub async fn logs_tail(&self, container: &str, tail: usize) -> Result<String> {
         let opts = podman_api::opts::ContainerLogsOpts::builder()

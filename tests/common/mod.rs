@@ -33,3 +33,10 @@ pub fn init_repo(dir: &Path, files: &[(&str, &str)]) {
     git(dir, &["add", "."]);
     git(dir, &["commit", "-q", "-m", "init"]);
 }
+
+/// Asserts that a devaipod run failed with exit code 1 and said `want` on stderr.
+pub fn assert_fails_with(o: &std::process::Output, want: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "expected failure: {err}");
+    assert!(err.contains(want), "expected {want:?} in: {err}");
+}
