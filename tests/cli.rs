@@ -526,7 +526,7 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
         ("2 host mounts and sockets", r#"{"image": "localhost/x:1", "remoteUser": "dev", "mounts": ["source=/,target=/host,type=bind", "source=/var/run/docker.sock,target=/s,type=bind", "source=${localEnv:HOME}/.ssh,target=/k,type=bind", {"source": "../..", "target": "/up", "type": "bind"}], "workspaceMount": "source=/,target=/w,type=bind"}"#.into(), vec!["mounts", "workspaceMount"]),
         ("3 initializeCommand", format!(r#"{{"image": "localhost/x:1", "remoteUser": "dev", "initializeCommand": "touch {}"}}"#, ran.display()), vec!["initializeCommand"]),
         ("4 lifecycle commands", r#"{"image": "localhost/x:1", "remoteUser": "dev", "onCreateCommand": "x", "postCreateCommand": ["y"], "postStartCommand": {"a": "z"}, "postAttachCommand": "w", "updateContentCommand": "v"}"#.into(), vec!["postAttachCommand"]),
-        ("5 env forwarding", r#"{"image": "localhost/x:1", "remoteUser": "dev", "remoteEnv": {"Y": "${localEnv:DEVAIPOD_BAD_INPUT_TOKEN}"}, "customizations": {"devaipod": {"envAllowlist": ["DEVAIPOD_BAD_INPUT_TOKEN"], "env_allowlist": ["GH_TOKEN"]}}}"#.into(), vec!["remoteEnv", "customizations"]),
+        ("5 env forwarding", r#"{"image": "localhost/x:1", "remoteUser": "dev", "customizations": {"devaipod": {"envAllowlist": ["DEVAIPOD_BAD_INPUT_TOKEN"], "env_allowlist": ["GH_TOKEN"]}}}"#.into(), vec!["customizations"]),
         ("6 egress widening", r#"{"image": "localhost/x:1", "remoteUser": "dev", "customizations": {"devaipod": {"allowedDomains": ["*", "1.2.3.4"]}}}"#.into(), vec!["customizations"]),
         ("8 features", r#"{"image": "localhost/x:1", "remoteUser": "dev", "features": {"ghcr.io/evil/feature:1": {}}}"#.into(), vec!["features"]),
         ("9 root remoteUser", r#"{"image": "localhost/x:1", "remoteUser": "root", "containerUser": "root"}"#.into(), vec![]),
@@ -611,6 +611,11 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
             "9 image volume injection",
             r#"{"image": "-v=/:/h"}"#,
             "image reference",
+        ),
+        (
+            "5 remoteEnv from the host without consent",
+            r#"{"image": "localhost/x:1", "remoteEnv": {"Y": "${localEnv:DEVAIPOD_BAD_INPUT_TOKEN}"}}"#,
+            "--trust",
         ),
         (
             "5 containerEnv from the host without consent",

@@ -1272,9 +1272,11 @@ fn lifecycle_commands_run_in_the_workspace_in_order() {
   "image": "localhost/devaipod-base:latest",
   "remoteUser": "dev",
   "onCreateCommand": "echo oncreate >> /tmp/lifecycle && id -un >> /tmp/lifecycle && pwd >> /tmp/lifecycle",
-  "updateContentCommand": ["sh", "-c", "echo update >> /tmp/lifecycle"],
+  "updateContentCommand": ["sh", "-c", "echo update >> /tmp/lifecycle; echo \"$LC_PATH|$LC_PLAIN|$LC_CE\" > /tmp/remote-env"],
   "postCreateCommand": "echo postcreate >> /tmp/lifecycle; echo visible-output",
   "postStartCommand": {"a": "echo start >> /tmp/start-a", "b": ["sh", "-c", "echo start >> /tmp/start-b"]},
+  "remoteEnv": {"LC_PATH": "${containerEnv:PATH}:/extra", "LC_PLAIN": "plain"},
+  "containerEnv": {"LC_CE": "ce"},
 }"#,
     );
     let path = repo.path().to_string_lossy().into_owned();
@@ -1299,6 +1301,12 @@ fn lifecycle_commands_run_in_the_workspace_in_order() {
     for f in ["/tmp/start-a", "/tmp/start-b"] {
         assert_eq!(exec(&ws, None, &format!("cat {f}")), "start\n", "{f}");
     }
+    // remoteEnv reaches the commands, its ${containerEnv:...} resolved in the container.
+    let path_in = exec(&ws, None, "printenv PATH");
+    assert_eq!(
+        exec(&ws, None, "cat /tmp/remote-env").trim(),
+        format!("{}:/extra|plain|ce", path_in.trim())
+    );
     // Never in the agent.
     assert_eq!(
         exec(&agent, None, "ls /tmp/lifecycle 2>/dev/null | wc -l").trim(),

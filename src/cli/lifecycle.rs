@@ -92,6 +92,8 @@ async fn run_post_start(
         steps: Vec<crate::plan::LifecycleStep>,
         user: Option<String>,
         workdir: String,
+        #[serde(default)]
+        env: std::collections::BTreeMap<String, String>,
     }
     let post: PostStart = serde_json::from_str(text)
         .with_context(|| format!("reading the postStartCommand recorded on {pod}"))?;
@@ -103,6 +105,7 @@ async fn run_post_start(
         &ws.name,
         post.user.as_deref(),
         &post.workdir,
+        &post.env,
         &post.steps,
         progress,
     )

@@ -35,6 +35,9 @@ pub struct DevContainer {
     /// Present in Dockerfile configurations (not supported by `up` yet).
     pub build: Option<Value>,
     pub docker_file: Option<String>,
+    /// Environment of devaipod's exec sessions in the workspace (lifecycle commands);
+    /// `${containerEnv:VAR}` in it is resolved against the container's environment.
+    pub remote_env: Option<std::collections::BTreeMap<String, String>>,
     /// Lifecycle commands (string, array or object of those), run in the workspace.
     pub on_create_command: Option<Value>,
     pub update_content_command: Option<Value>,
@@ -236,22 +239,24 @@ pub fn read(
 /// `${localEnv:...}` to carry a host secret into the sandbox.
 pub const NO_HOST_ENV: &[&str] = &["workspaceFolder", "containerUser", "remoteUser"];
 
-/// The `containerEnv` names whose values use `${localEnv:...}`/`${env:...}` (as
-/// written): applying them carries host environment into the workspace, so `up`
-/// needs the user's consent for them.
+/// The `containerEnv` and `remoteEnv` entries (as `property.NAME`) whose values use
+/// `${localEnv:...}`/`${env:...}` as written: applying them carries host environment
+/// into the workspace, so `up` needs the user's consent for them.
 pub fn container_env_from_host(raw: &Map<String, Value>) -> Vec<String> {
-    raw.get("containerEnv")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
+    ["containerEnv", "remoteEnv"]
+        .iter()
+        .flat_map(|prop| {
+            raw.get(*prop)
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
                 .filter(|(_, v)| {
                     v.as_str()
                         .is_some_and(|v| v.contains("${localEnv:") || v.contains("${env:"))
                 })
-                .map(|(k, _)| k.clone())
-                .collect()
+                .map(move |(k, _)| format!("{prop}.{k}"))
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// The first of [`NO_HOST_ENV`] whose value uses `${localEnv:...}` or `${env:...}`.

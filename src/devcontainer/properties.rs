@@ -34,7 +34,7 @@ pub const PROPERTIES: &[(&str, Support)] = &[
     ("otherPortsAttributes", Support::NotApplied),
     ("appPort", Support::NotApplied),
     ("containerEnv", Support::Applied),
-    ("remoteEnv", Support::NotApplied),
+    ("remoteEnv", Support::Applied),
     ("updateRemoteUserUID", Support::NotApplied),
     ("userEnvProbe", Support::NotApplied),
     ("mounts", Support::NotApplied),

@@ -98,6 +98,32 @@ pub fn substitute(v: &mut Value, ctx: &Context<'_>) -> Result<(), VarError> {
     Ok(())
 }
 
+/// Resolves `${containerEnv:VAR}` and `${containerEnv:VAR:default}` against a
+/// container's environment (the reference does this for remoteEnv at exec time); other
+/// forms stay as they are.
+pub fn substitute_container_env(
+    s: &str,
+    env: &std::collections::BTreeMap<String, String>,
+) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${containerEnv:") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let mut parts = after[..end].split(':').skip(1);
+        let name = parts.next().unwrap_or_default();
+        let default = parts.next().unwrap_or_default();
+        out.push_str(env.get(name).map(String::as_str).unwrap_or(default));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +181,27 @@ mod tests {
         for bad in ["${localEnv}", "${env}", "x ${localEnv} y"] {
             assert!(substitute_str(bad, &ctx()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn container_env_references() {
+        let env: std::collections::BTreeMap<String, String> =
+            [("PATH".to_string(), "/usr/bin".to_string())]
+                .into_iter()
+                .collect();
+        assert_eq!(
+            substitute_container_env("${containerEnv:PATH}:/x", &env),
+            "/usr/bin:/x"
+        );
+        assert_eq!(
+            substitute_container_env("${containerEnv:NOPE:d}", &env),
+            "d"
+        );
+        assert_eq!(substitute_container_env("${containerEnv:NOPE}", &env), "");
+        assert_eq!(
+            substitute_container_env("${localEnv:X} ${containerEnv", &env),
+            "${localEnv:X} ${containerEnv"
+        );
     }
 
     #[test]

@@ -304,6 +304,10 @@ pub struct LifecycleStep {
 /// never in the agent or on the host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LifecyclePlan {
+    /// remoteEnv: the environment of these commands (names shown only, like all env;
+    /// `${containerEnv:VAR}` resolved when they run).
+    #[serde(rename = "env_names", serialize_with = "keys_only")]
+    pub env: BTreeMap<String, String>,
     /// Once, after the pod is created: onCreate, updateContent, postCreate, postStart.
     pub create: Vec<LifecycleStep>,
     /// At every later `start`: postStart.
@@ -403,7 +407,7 @@ pub enum PlanError {
     )]
     Build { path: String },
     #[error(
-        "{path}: \"containerEnv\" takes {names} from your host environment (${{localEnv:...}}); that needs your consent: pass --trust (or set trust = true for this repo in devaipod.toml)"
+        "{path}: {names} take values from your host environment (${{localEnv:...}}); that needs your consent: pass --trust (or set trust = true for this repo in devaipod.toml)"
     )]
     HostEnvNeedsTrust { path: String, names: String },
     #[error(
@@ -794,6 +798,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
                 .into_iter()
                 .collect();
             LifecyclePlan {
+                env: dc.remote_env.clone().unwrap_or_default(),
                 create: [
                     step("onCreateCommand", &dc.on_create_command),
                     step("updateContentCommand", &dc.update_content_command),
@@ -811,7 +816,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             applied: input
                 .container_env_from_host
                 .iter()
-                .map(|n| format!("containerEnv {n} from the host environment (workspace only)"))
+                .map(|n| format!("{n} from the host environment (workspace only)"))
                 .collect(),
         },
         warnings,

@@ -43,6 +43,7 @@ pub fn pod_spec(plan: &PodPlan) -> Value {
             "steps": plan.lifecycle.start,
             "user": plan.repo.owner,
             "workdir": plan.repo.workdir,
+            "env": plan.lifecycle.env,
         });
         labels.insert(POST_START_LABEL.into(), start.to_string());
     }
@@ -290,10 +291,36 @@ pub async fn run_lifecycle(
     plan_container: &str,
     user: Option<&str>,
     workdir: &str,
+    remote_env: &std::collections::BTreeMap<String, String>,
     steps: &[crate::plan::LifecycleStep],
     progress: &Progress,
 ) -> Result<()> {
     use crate::plan::Command;
+    if steps.is_empty() {
+        return Ok(());
+    }
+    // remoteEnv's ${containerEnv:VAR} refers to the container's own environment.
+    let container_env: std::collections::BTreeMap<String, String> =
+        engine.inspect_container(plan_container).await?["Config"]["Env"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+    let env: Vec<(String, String)> = remote_env
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                crate::devcontainer::vars::substitute_container_env(v, &container_env),
+            )
+        })
+        .collect();
+    let env = &env;
     for step in steps {
         progress.step(&format!("running {}", step.property));
         let jobs: Vec<(String, Vec<String>)> = match &step.command {
@@ -315,7 +342,7 @@ pub async fn run_lifecycle(
                 }
             };
             let code = engine
-                .exec_lines(plan_container, argv, user, workdir, &on_line)
+                .exec_lines(plan_container, argv, user, workdir, env, &on_line)
                 .await?;
             if code != 0 {
                 let tail: Vec<String> = tail.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
@@ -692,6 +719,7 @@ async fn create_and_start(
         &workspace.name,
         plan.repo.owner.as_deref(),
         &plan.repo.workdir,
+        &plan.lifecycle.env,
         &plan.lifecycle.create,
         progress,
     );

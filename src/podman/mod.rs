@@ -503,6 +503,7 @@ impl Engine {
         argv: &[String],
         user: Option<&str>,
         workdir: &str,
+        env: &[(String, String)],
         on_line: &(dyn Fn(&str) + Sync),
     ) -> Result<i64> {
         let containers = self.api.containers();
@@ -512,6 +513,9 @@ impl Engine {
             .attach_stdout(true)
             .attach_stderr(true)
             .working_dir(workdir);
+        if !env.is_empty() {
+            opts = opts.env(env.iter().cloned());
+        }
         if let Some(u) = user {
             opts = opts.user(podman_api::opts::UserOpt::User(u.to_string()));
         }
