@@ -358,7 +358,7 @@ fn variables_are_substituted_and_host_env_stays_out_of_the_pod() {
 #[test]
 fn ignored_properties_are_warned_about() {
     let r = repo(Some(
-        r#"{"image": "x", "mounts": [], "postAttachCommand": "make", "imagee": 1}"#,
+        r#"{"image": "x", "runArgs": [], "postAttachCommand": "make", "imagee": 1}"#,
     ));
     let o = devaipod(&["up", ".", "--name", "w", "--dry-run", "--json"], r.path());
     assert!(o.status.success(), "{}", stderr(&o));
@@ -370,7 +370,7 @@ fn ignored_properties_are_warned_about() {
         .filter_map(Value::as_str)
         .collect();
     for want in [
-        "\"mounts\" is not applied",
+        "\"runArgs\" is not applied",
         "\"postAttachCommand\" is not applied",
         "unknown property \"imagee\"",
     ] {
@@ -523,7 +523,7 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
     // (case, devcontainer.json, properties that must be warned about)
     let warned: Vec<(&str, String, Vec<&str>)> = vec![
         ("1 privileged and runArgs", r#"{"image": "localhost/x:1", "remoteUser": "dev", "privileged": true, "runArgs": ["--privileged", "--cap-add=ALL", "--security-opt=seccomp=unconfined", "--pid=host", "--network=host", "--userns=host", "--device=/dev/sda", "-v", "/:/host"], "capAdd": ["ALL"], "securityOpt": ["label=disable"], "init": false}"#.into(), vec!["privileged", "runArgs", "capAdd", "securityOpt", "init"]),
-        ("2 host mounts and sockets", r#"{"image": "localhost/x:1", "remoteUser": "dev", "mounts": ["source=/,target=/host,type=bind", "source=/var/run/docker.sock,target=/s,type=bind", "source=${localEnv:HOME}/.ssh,target=/k,type=bind", {"source": "../..", "target": "/up", "type": "bind"}], "workspaceMount": "source=/,target=/w,type=bind"}"#.into(), vec!["mounts", "workspaceMount"]),
+        ("2 workspaceMount", r#"{"image": "localhost/x:1", "remoteUser": "dev", "workspaceMount": "source=/,target=/w,type=bind"}"#.into(), vec!["workspaceMount"]),
         ("3 initializeCommand", format!(r#"{{"image": "localhost/x:1", "remoteUser": "dev", "initializeCommand": "touch {}"}}"#, ran.display()), vec!["initializeCommand"]),
         ("4 lifecycle commands", r#"{"image": "localhost/x:1", "remoteUser": "dev", "onCreateCommand": "x", "postCreateCommand": ["y"], "postStartCommand": {"a": "z"}, "postAttachCommand": "w", "updateContentCommand": "v"}"#.into(), vec!["postAttachCommand"]),
         ("5 env forwarding", r#"{"image": "localhost/x:1", "remoteUser": "dev", "customizations": {"devaipod": {"envAllowlist": ["DEVAIPOD_BAD_INPUT_TOKEN"], "env_allowlist": ["GH_TOKEN"]}}}"#.into(), vec!["customizations"]),
@@ -611,6 +611,21 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
             "9 image volume injection",
             r#"{"image": "-v=/:/h"}"#,
             "image reference",
+        ),
+        (
+            "2 host binds without consent",
+            r#"{"image": "localhost/x:1", "mounts": ["source=/,target=/host,type=bind"]}"#,
+            "--trust",
+        ),
+        (
+            "2 home directory bind without consent",
+            r#"{"image": "localhost/x:1", "mounts": [{"source": "${localEnv:HOME}/.ssh", "target": "/k", "type": "bind"}]}"#,
+            "--trust",
+        ),
+        (
+            "2 relative bind source",
+            r#"{"image": "localhost/x:1", "mounts": [{"source": "../..", "target": "/up", "type": "bind"}]}"#,
+            "absolute source",
         ),
         (
             "5 remoteEnv from the host without consent",
@@ -787,4 +802,100 @@ fn compose_and_build_configs_are_refused_clearly() {
     let o = devaipod(&["up", ".", "--dry-run"], r.path());
     assert_fails_with(&o, "--image");
     assert!(stderr(&o).contains("Dockerfile"), "{}", stderr(&o));
+}
+
+#[test]
+fn repo_mounts_volume_and_tmpfs_freely_binds_with_consent_sockets_never() {
+    let host = tempfile::tempdir().expect("tempdir");
+    let data = host.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    let sock_dir = tempfile::tempdir().expect("tempdir");
+    let sock = sock_dir.path().join("x.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("socket");
+    let link = host.path().join("innocent");
+    std::os::unix::fs::symlink(&sock, &link).expect("symlink");
+    let cfg = |mounts: &str| format!(r#"{{"image": "localhost/x:1", "mounts": {mounts}}}"#);
+    let plan = |config: &str, trust: bool| {
+        let r = repo(Some(config));
+        let mut args = vec!["up", ".", "--name", "m", "--dry-run", "--json"];
+        if trust {
+            args.push("--trust");
+        }
+        devaipod(&args, r.path())
+    };
+    let ok = plan(
+        &cfg(
+            r#"["source=cache,target=/cache,type=volume", {"type": "tmpfs", "target": "/scratch"}]"#,
+        ),
+        false,
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let v: Value = serde_json::from_slice(&ok.stdout).expect("JSON");
+    let find = |role: &str| {
+        v["containers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["role"] == role))
+            .cloned()
+            .expect("c")
+    };
+    let targets = find("workspace")["mounts"].to_string();
+    assert!(
+        targets.contains("/cache") && targets.contains("/scratch"),
+        "{targets}"
+    );
+    assert!(
+        !find("agent")["mounts"].to_string().contains("/cache"),
+        "the agent got a repo mount"
+    );
+
+    let bind = cfg(&format!(
+        r#"["type=bind,source={},target=/data"]"#,
+        data.display()
+    ));
+    assert_fails_with(&plan(&bind, false), "--trust");
+    let trusted = plan(&bind, true);
+    assert!(trusted.status.success(), "{}", stderr(&trusted));
+    let v: Value = serde_json::from_slice(&trusted.stdout).expect("JSON");
+    assert!(v["trust"]["applied"].to_string().contains("/data"), "{v}");
+
+    for (case, mounts, want) in [
+        (
+            "docker socket",
+            r#"["type=bind,source=/var/run/docker.sock,target=/s"]"#.to_string(),
+            "never mounted",
+        ),
+        (
+            "socket via symlink",
+            format!(r#"["type=bind,source={},target=/s"]"#, link.display()),
+            "never mounted",
+        ),
+        (
+            "missing source",
+            r#"["type=bind,source=/nonexistent/devaipod,target=/s"]"#.to_string(),
+            "does not exist",
+        ),
+        (
+            "reserved target",
+            r#"["source=v,target=/etc,type=volume"]"#.to_string(),
+            "system or devaipod path",
+        ),
+        (
+            "bad type",
+            r#"["source=v,target=/x,type=npipe"]"#.to_string(),
+            "not volume, bind or tmpfs",
+        ),
+        (
+            "relative target",
+            r#"["source=v,target=x,type=volume"]"#.to_string(),
+            "absolute target",
+        ),
+        (
+            "odd volume name",
+            r#"["source=../v,target=/x,type=volume"]"#.to_string(),
+            "volume name",
+        ),
+    ] {
+        assert_fails_with(&plan(&cfg(&mounts), true), want);
+        let _ = case;
+    }
 }

@@ -1337,3 +1337,40 @@ fn a_failing_lifecycle_command_stops_up_and_leaves_nothing() {
     assert!(stderr(&out).contains("about-to-fail"), "{}", stderr(&out));
     g.assert_nothing_left();
 }
+
+#[test]
+fn repo_mounts_reach_the_workspace_only() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("mounts");
+    let host = tempfile::tempdir().expect("tempdir");
+    std::fs::write(host.path().join("hello.txt"), "from-host\n").expect("write");
+    let vol = format!("devaipod-test-cache-{}", std::process::id());
+    struct RmVolume(String);
+    impl Drop for RmVolume {
+        fn drop(&mut self) {
+            let _ = podman(&["volume", "rm", "-f", &self.0]);
+        }
+    }
+    let _rm = RmVolume(vol.clone());
+    let repo = Repo::new(&format!(
+        r#"{{"image": "localhost/devaipod-base:latest", "remoteUser": "dev",
+            "mounts": ["source={vol},target=/cache,type=volume", {{"type": "tmpfs", "target": "/scratch"}},
+                       "type=bind,source={},target=/data,readonly"]}}"#,
+        host.path().display()
+    ));
+    let path = repo.path().to_string_lossy().into_owned();
+    json_of(&up(&g, &path, &["--json", "--trust"]));
+    let ws = format!("{}-workspace", g.pod());
+    let agent = format!("{}-agent", g.pod());
+    let seen = exec(
+        &ws,
+        None,
+        "cat /data/hello.txt; grep -c ' /scratch tmpfs ' /proc/mounts; grep -c ' /cache ' /proc/mounts; touch /data/x 2>/dev/null && echo rw || echo ro",
+    );
+    assert_eq!(
+        seen.lines().collect::<Vec<_>>(),
+        ["from-host", "1", "1", "ro"]
+    );
+    let agent_sees = exec(&agent, None, "ls /data /cache /scratch 2>/dev/null | wc -l");
+    assert_eq!(agent_sees.trim(), "0", "the agent got a repo mount");
+}

@@ -210,7 +210,34 @@ async fn make_plan(
             ),
         },
     };
-    Ok(plan::build(&input)?)
+    let plan = plan::build(&input)?;
+    check_bind_sources(&plan)?;
+    Ok(plan)
+}
+
+/// Host-side checks of the workspace's bind mounts (the plan checked their consent and
+/// their names): the source exists, and once symlinks are resolved it is neither a
+/// socket nor an engine's path.
+fn check_bind_sources(plan: &PodPlan) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    for c in &plan.containers {
+        for m in c.mounts.iter().filter(|m| m.kind == "bind") {
+            let real = Path::new(&m.source)
+                .canonicalize()
+                .with_context(|| format!("the bind mount source {} does not exist", m.source))?;
+            let meta = std::fs::metadata(&real)
+                .with_context(|| format!("reading the bind mount source {}", m.source))?;
+            if meta.file_type().is_socket() || plan::engine_socket_path(&real.display().to_string())
+            {
+                bail!(
+                    "the bind mount source {} resolves to {}, a socket or a container engine's path; it is never mounted",
+                    m.source,
+                    real.display()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn missing_image_note(image: &str) -> String {

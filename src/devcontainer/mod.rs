@@ -38,6 +38,8 @@ pub struct DevContainer {
     /// Environment of devaipod's exec sessions in the workspace (lifecycle commands);
     /// `${containerEnv:VAR}` in it is resolved against the container's environment.
     pub remote_env: Option<std::collections::BTreeMap<String, String>>,
+    /// Extra mounts of the workspace container (strings or objects).
+    pub mounts: Option<Vec<Value>>,
     /// Lifecycle commands (string, array or object of those), run in the workspace.
     pub on_create_command: Option<Value>,
     pub update_content_command: Option<Value>,

@@ -37,7 +37,7 @@ pub const PROPERTIES: &[(&str, Support)] = &[
     ("remoteEnv", Support::Applied),
     ("updateRemoteUserUID", Support::NotApplied),
     ("userEnvProbe", Support::NotApplied),
-    ("mounts", Support::NotApplied),
+    ("mounts", Support::Applied),
     ("runArgs", Support::NotApplied),
     ("init", Support::NotApplied),
     ("privileged", Support::NotApplied),
@@ -112,7 +112,8 @@ mod tests {
     #[test]
     fn classifies_properties() {
         assert_eq!(support("image"), Some(Support::Applied));
-        assert_eq!(support("mounts"), Some(Support::NotApplied));
+        assert_eq!(support("mounts"), Some(Support::Applied));
+        assert_eq!(support("runArgs"), Some(Support::NotApplied));
         assert_eq!(support("$schema"), Some(Support::NoEffect));
         assert_eq!(support("imag"), None);
     }
@@ -120,11 +121,11 @@ mod tests {
     #[test]
     fn warns_about_unapplied_and_unknown_only() {
         let v: serde_json::Value = serde_json::json!({
-            "image": "x", "name": "n", "mounts": [], "imag": "typo", "a b\"c": 1,
+            "image": "x", "name": "n", "runArgs": [], "imag": "typo", "a b\"c": 1,
         });
         let w = warnings(v.as_object().expect("object"));
         assert_eq!(w.len(), 3, "{w:?}");
-        assert!(w.iter().any(|m| m.contains("\"mounts\" is not applied")));
+        assert!(w.iter().any(|m| m.contains("\"runArgs\" is not applied")));
         assert!(w.iter().any(|m| m.contains("unknown property \"imag\"")));
         assert!(w.iter().any(|m| m.contains("unusual name")));
         assert!(

@@ -406,6 +406,20 @@ pub enum PlanError {
         "{path}: building the image from a Dockerfile (\"build\"/\"dockerFile\") is not supported by `up` yet: build it yourself (podman build -t localhost/NAME .) and pass --image localhost/NAME"
     )]
     Build { path: String },
+    #[error("{path}: mounts[{index}]: {reason}")]
+    BadMount {
+        path: String,
+        index: usize,
+        reason: String,
+    },
+    #[error(
+        "{path}: mounts[{index}] binds the host path {source_path} into the workspace; host binds need your consent: pass --trust (or set trust = true for this repo in devaipod.toml)"
+    )]
+    BindNeedsTrust {
+        path: String,
+        index: usize,
+        source_path: String,
+    },
     #[error(
         "{path}: {names} take values from your host environment (${{localEnv:...}}); that needs your consent: pass --trust (or set trust = true for this repo in devaipod.toml)"
     )]
@@ -424,6 +438,99 @@ pub enum PlanError {
         "{path}: \"workspaceFolder\" {folder:?} is a system or devaipod path; use a folder of its own such as /workspaces/NAME"
     )]
     ReservedWorkspaceFolder { path: String, folder: String },
+}
+
+/// Reads one entry of devcontainer.json's `mounts` (string `type=..,source=..,target=..`
+/// or object form) into a mount of the workspace. `Err` says what is wrong with it.
+pub fn parse_mount(v: &serde_json::Value) -> Result<MountSpec, String> {
+    let (mut kind, mut source, mut target, mut read_only) = (None, None, None, false);
+    match v {
+        serde_json::Value::String(s) => {
+            for part in s.split(',') {
+                let part = part.trim();
+                let (k, val) = part.split_once('=').unwrap_or((part, ""));
+                match k {
+                    "type" => kind = Some(val.to_string()),
+                    "source" | "src" => source = Some(val.to_string()),
+                    "target" | "dst" | "destination" => target = Some(val.to_string()),
+                    "readonly" | "ro" => read_only = val.is_empty() || val == "true" || val == "1",
+                    "consistency" | "" => {}
+                    other => return Err(format!("unknown mount option {other:?}")),
+                }
+            }
+        }
+        serde_json::Value::Object(o) => {
+            kind = o.get("type").and_then(|x| x.as_str()).map(str::to_string);
+            source = o.get("source").and_then(|x| x.as_str()).map(str::to_string);
+            target = o.get("target").and_then(|x| x.as_str()).map(str::to_string);
+            read_only = o.get("readonly").and_then(|x| x.as_bool()).unwrap_or(false);
+        }
+        _ => return Err("a mount is a string or an object".into()),
+    }
+    let kind = kind.unwrap_or_else(|| "volume".into());
+    let target = target
+        .filter(|t| t.starts_with('/'))
+        .ok_or("needs an absolute target")?;
+    let target = target.trim_end_matches('/').to_string();
+    if reserved_folder(&target) || target.starts_with(AGENT_REPO_IN_WORKSPACE) {
+        return Err(format!("target {target:?} is a system or devaipod path"));
+    }
+    let source = match kind.as_str() {
+        "volume" => {
+            let s = source
+                .filter(|s| !s.is_empty())
+                .ok_or("a volume mount needs a source name")?;
+            let ok = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            if !ok {
+                return Err(format!(
+                    "volume name {s:?} must be [A-Za-z0-9][A-Za-z0-9_.-]*"
+                ));
+            }
+            s
+        }
+        "bind" => {
+            let s = source
+                .filter(|s| s.starts_with('/'))
+                .ok_or("a bind mount needs an absolute source path")?;
+            if engine_socket_path(&s) {
+                return Err(format!(
+                    "source {s:?} is a container engine's socket or directory; it is never mounted"
+                ));
+            }
+            s
+        }
+        "tmpfs" => String::new(),
+        other => return Err(format!("mount type {other:?} is not volume, bind or tmpfs")),
+    };
+    Ok(MountSpec {
+        kind,
+        source,
+        target,
+        read_only,
+    })
+}
+
+/// Paths of container engines' sockets and state, which no container gets.
+pub fn engine_socket_path(path: &str) -> bool {
+    let p = path.trim_end_matches('/');
+    p.ends_with("podman.sock")
+        || p.ends_with("docker.sock")
+        || p.contains("/podman/")
+        || [
+            "/run",
+            "/var/run",
+            "/run/podman",
+            "/var/run/docker",
+            "/run/docker",
+            "/run/user",
+            "/var/lib/containers",
+            "/",
+        ]
+        .contains(&p)
+        || p.starts_with("/run/user/")
+        || p.starts_with("/var/lib/containers")
 }
 
 /// An image reference as Podman takes it: no leading `-`, no spaces or odd characters.
@@ -649,6 +756,44 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             names: input.container_env_from_host.join(", "),
         });
     }
+    // The repo's mounts, for the workspace only (never the agent).
+    let config_path = || {
+        input
+            .devcontainer_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    let mut repo_mounts = Vec::new();
+    let mut trusted_binds = Vec::new();
+    for (index, m) in dc.mounts.iter().flatten().enumerate() {
+        let mount = parse_mount(m).map_err(|reason| PlanError::BadMount {
+            path: config_path(),
+            index,
+            reason,
+        })?;
+        if mount.target == workspace_folder {
+            return Err(PlanError::BadMount {
+                path: config_path(),
+                index,
+                reason: "its target is the workspace folder itself".into(),
+            });
+        }
+        if mount.kind == "bind" {
+            if input.trust.is_none() {
+                return Err(PlanError::BindNeedsTrust {
+                    path: config_path(),
+                    index,
+                    source_path: mount.source.clone(),
+                });
+            }
+            trusted_binds.push(format!(
+                "mounts[{index}] binds {} at {}",
+                mount.source, mount.target
+            ));
+        }
+        repo_mounts.push(mount);
+    }
     // The repo's containerEnv, then devaipod's own (which wins).
     let mut workspace_env: BTreeMap<String, String> = dc.container_env.clone().unwrap_or_default();
     workspace_env.extend(
@@ -679,7 +824,10 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         tmpfs: vec![],
         pids_limit: None,
         memory_limit: None,
-        mounts: vec![ws_mount, agent_repo_for_workspace],
+        mounts: [ws_mount, agent_repo_for_workspace]
+            .into_iter()
+            .chain(repo_mounts)
+            .collect(),
         env: workspace_env,
         // The server password too: attaching to the agent from the workspace needs it.
         secrets: std::iter::once(password_ref(owner.clone()))
@@ -817,6 +965,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
                 .container_env_from_host
                 .iter()
                 .map(|n| format!("{n} from the host environment (workspace only)"))
+                .chain(trusted_binds)
                 .collect(),
         },
         warnings,

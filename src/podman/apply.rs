@@ -103,9 +103,30 @@ pub fn container_spec(
     let volumes: Vec<Value> = c
         .mounts
         .iter()
+        .filter(|m| m.kind == "volume")
         .map(|m| {
             let options: Vec<&str> = if m.read_only { vec!["ro"] } else { vec![] };
             json!({ "Name": m.source, "Dest": m.target, "Options": options })
+        })
+        .collect();
+    // Binds and tmpfs (from the repo's "mounts") join the tmpfs mounts below.
+    let other_mounts: Vec<Value> = c
+        .mounts
+        .iter()
+        .filter(|m| m.kind != "volume")
+        .map(|m| {
+            let mut options = vec![if m.read_only { "ro" } else { "rw" }];
+            if m.kind == "tmpfs" {
+                options.extend(["nosuid", "nodev"]);
+            } else {
+                options.push("rbind");
+            }
+            let source = if m.kind == "tmpfs" {
+                "tmpfs"
+            } else {
+                m.source.as_str()
+            };
+            json!({"destination": m.target, "type": m.kind, "source": source, "options": options})
         })
         .collect();
     let mut spec = json!({
@@ -152,15 +173,16 @@ pub fn container_spec(
     if c.read_only {
         spec["read_only_filesystem"] = json!(true);
     }
-    if !c.tmpfs.is_empty() {
-        let mounts: Vec<Value> = c
-            .tmpfs
-            .iter()
-            .map(|d| {
-                json!({"destination": d, "type": "tmpfs", "source": "tmpfs",
-                       "options": ["rw", "nosuid", "nodev"]})
-            })
-            .collect();
+    let mut mounts: Vec<Value> = c
+        .tmpfs
+        .iter()
+        .map(|d| {
+            json!({"destination": d, "type": "tmpfs", "source": "tmpfs",
+                   "options": ["rw", "nosuid", "nodev"]})
+        })
+        .collect();
+    mounts.extend(other_mounts);
+    if !mounts.is_empty() {
         spec["mounts"] = json!(mounts);
     }
     let mut limits = serde_json::Map::new();
@@ -265,13 +287,19 @@ pub fn verify_container(c: &ContainerSpec, inspect: &Value, limits_enforced: boo
     }
     let mounts = inspect["Mounts"].as_array().cloned().unwrap_or_default();
     for m in &c.mounts {
-        let found = mounts.iter().any(|x| {
-            x["Name"].as_str() == Some(m.source.as_str())
-                && x["Destination"].as_str() == Some(m.target.as_str())
-        });
+        // Podman lists tmpfs mounts under HostConfig.Tmpfs, the rest under Mounts.
+        let found = if m.kind == "tmpfs" {
+            host["Tmpfs"].get(&m.target).is_some()
+        } else {
+            mounts.iter().any(|x| {
+                x["Destination"].as_str() == Some(m.target.as_str())
+                    && (m.kind != "volume" || x["Name"].as_str() == Some(m.source.as_str()))
+            })
+        };
         if !found {
             bail!(
-                "check failed for {name}: volume {} is not mounted at {}",
+                "check failed for {name}: the {} mount {} is not at {}",
+                m.kind,
                 m.source,
                 m.target
             );
@@ -701,13 +729,20 @@ async fn create_and_start(
     .await
     .context("the packing task failed")??;
     drop(clone_dir);
-    cancellable(cancel, async {
+    let copied = cancellable(cancel, async {
         tokio::try_join!(
             engine.copy_into(&workspace.name, &plan.repo.workspace_folder, workspace_tar),
             engine.copy_into(&agent.name, &plan.repo.workspace_folder, agent_tar),
         )
     })
-    .await?;
+    .await;
+    if let Err(e) = copied {
+        // An agent that died right after the start makes copying into it fail; its own
+        // failure is the one worth reporting.
+        return Err(super::probe::explain_agent_death(engine, &agent.name)
+            .await
+            .unwrap_or(e));
+    }
 
     progress.step("waiting for the agent to answer");
     drop(seccomp);

@@ -210,6 +210,21 @@ pub async fn wait_ready(engine: &Engine, target: &Target<'_>, cancel: &mut Cance
     ))
 }
 
+/// When the agent container has stopped: the error saying so, with its last log
+/// lines. `None` while it runs (or cannot be inspected).
+pub async fn explain_agent_death(engine: &Engine, agent: &str) -> Option<anyhow::Error> {
+    let inspect = engine.inspect_container(agent).await.ok()?;
+    let reason = agent_stopped(&inspect)?;
+    let logs = engine
+        .logs_tail(agent, LOG_LINES)
+        .await
+        .unwrap_or_else(|e| format!("(could not read its logs: {e:#})"));
+    Some(anyhow!(
+        "the agent container {agent} {reason}\n--- last {LOG_LINES} lines of {agent} ---\n{}",
+        logs.trim_end()
+    ))
+}
+
 /// `Some(reason)` when the inspected container is no longer running.
 pub fn agent_stopped(inspect: &Value) -> Option<String> {
     let state = &inspect["State"];
