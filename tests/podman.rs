@@ -1374,3 +1374,70 @@ fn repo_mounts_reach_the_workspace_only() {
     let agent_sees = exec(&agent, None, "ls /data /cache /scratch 2>/dev/null | wc -l");
     assert_eq!(agent_sees.trim(), "0", "the agent got a repo mount");
 }
+
+#[test]
+fn forwarded_ports_are_reachable_on_the_hosts_loopback() {
+    require_image(BASE_IMAGE);
+    let config = r#"{"image": "localhost/devaipod-base:latest", "remoteUser": "dev", "forwardPorts": [3999]}"#;
+    let g1 = Guard::new("ports1");
+    let g2 = Guard::new("ports2");
+    let (r1, r2) = (Repo::new(config), Repo::new(config));
+    let p1 = r1.path().to_string_lossy().into_owned();
+    let p2 = r2.path().to_string_lossy().into_owned();
+    json_of(&up(&g1, &p1, &["--json"]));
+    json_of(&up(&g2, &p2, &["--json"]));
+    let host_port = |g: &Guard| -> u16 {
+        let v = json_of(&devaipod(&["ports", &g.name, "--json"]));
+        assert_eq!(v[0]["container_port"], 3999, "{v}");
+        assert_eq!(v[0]["host_ip"], "127.0.0.1", "{v}");
+        v[0]["host_port"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .expect("host port")
+    };
+    let (h1, h2) = (host_port(&g1), host_port(&g2));
+    assert_ne!(h1, h2, "two pods got the same host port");
+    let status = json_of(&devaipod(&["status", &g1.name, "--json"]));
+    assert_eq!(status["ports"][0]["host_port"], h1);
+
+    // A server in the workspace on 3999 answers the host on the published port.
+    let ws = format!("{}-workspace", g1.pod());
+    podman_ok(&[
+        "exec",
+        "-d",
+        "--user",
+        "dev",
+        &ws,
+        "opencode",
+        "serve",
+        "--hostname",
+        "0.0.0.0",
+        "--port",
+        "3999",
+    ]);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{h1}").parse().expect("addr");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let answered =
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1))
+                .ok()
+                .and_then(|mut s| {
+                    use std::io::{Read, Write};
+                    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                        .ok()?;
+                    s.write_all(b"GET /global/health HTTP/1.0\r\n\r\n").ok()?;
+                    let mut buf = String::new();
+                    s.read_to_string(&mut buf).ok()?;
+                    buf.contains("healthy").then_some(())
+                })
+                .is_some();
+        if answered {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing answered on {addr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -32,6 +32,8 @@ pub enum Command {
     List(list::ListArgs),
     /// Show one workspace in detail
     Status(status::StatusArgs),
+    /// Show the ports a workspace publishes on the host
+    Ports(status::PortsArgs),
     /// Stop a workspace's pod (volumes and the agent's home are kept)
     Stop(lifecycle::StopArgs),
     /// Start a stopped workspace and wait until the agent answers
@@ -85,6 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => up::run(args).await,
         Command::List(args) => list::run(args).await,
         Command::Status(args) => status::run(args).await,
+        Command::Ports(args) => status::ports(args).await,
         Command::Stop(args) => lifecycle::stop(args).await,
         Command::Start(args) => lifecycle::start(args).await,
         Command::Logs(args) => logs::run(args).await,

@@ -47,7 +47,7 @@ pub struct Status {
     pub entry: Entry,
     pub volumes: Vec<String>,
     pub mounts: Vec<MountRow>,
-    pub ports: Vec<String>,
+    pub ports: Vec<PortRow>,
     pub events: Vec<EventRow>,
 }
 
@@ -73,19 +73,77 @@ fn mounts_of(container: &str, inspect: &Value) -> Vec<MountRow> {
         .unwrap_or_default()
 }
 
-/// Published ports from the pod's infra config, as `HOST_IP:HOST_PORT->PORT/PROTO`.
-fn ports_of(pod_inspect: &Value) -> Vec<String> {
+/// A port published on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortRow {
+    pub container_port: u16,
+    pub host_port: u16,
+    pub host_ip: String,
+    pub protocol: String,
+}
+
+/// Published ports from the pod's infra config.
+pub fn ports_of(pod_inspect: &Value) -> Vec<PortRow> {
     let mut out = Vec::new();
     if let Some(map) = pod_inspect["InfraConfig"]["PortBindings"].as_object() {
         for (port, bindings) in map {
+            let (cport, proto) = port.split_once('/').unwrap_or((port, "tcp"));
+            let Ok(container_port) = cport.parse() else {
+                continue;
+            };
             for b in bindings.as_array().into_iter().flatten() {
-                let ip = b["HostIp"].as_str().unwrap_or_default();
-                let hp = b["HostPort"].as_str().unwrap_or_default();
-                out.push(format!("{ip}:{hp}->{port}"));
+                let Some(host_port) = b["HostPort"].as_str().and_then(|p| p.parse().ok()) else {
+                    continue;
+                };
+                out.push(PortRow {
+                    container_port,
+                    host_port,
+                    host_ip: b["HostIp"].as_str().unwrap_or_default().to_string(),
+                    protocol: proto.to_string(),
+                });
             }
         }
     }
+    out.sort_by_key(|p| p.container_port);
     out
+}
+
+#[derive(Debug, Args)]
+pub struct PortsArgs {
+    /// The workspace: NAME or devaipod-NAME
+    pub name: String,
+    /// Print a JSON array on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `devaipod ports NAME`: the workspace's ports published on the host.
+pub async fn ports(args: PortsArgs) -> Result<ExitCode> {
+    let name = Name::from_user(&args.name)?;
+    let mut engine = Engine::connect().await?;
+    let row = engine.workspace(&name).await?;
+    let pod = engine.inspect_pod(&row.pod).await?;
+    engine.shutdown();
+    let ports = ports_of(&pod);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&ports)?);
+    } else if ports.is_empty() {
+        println!(
+            "{} publishes no ports (forwardPorts/appPort in devcontainer.json)",
+            row.pod
+        );
+    } else {
+        println!("CONTAINER  HOST");
+        for p in &ports {
+            println!(
+                "{:<10} {}:{}",
+                format!("{}/{}", p.container_port, p.protocol),
+                p.host_ip,
+                p.host_port
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn run(args: StatusArgs) -> Result<ExitCode> {
@@ -155,7 +213,11 @@ fn render(s: &Status) -> String {
         );
     }
     for p in &s.ports {
-        let _ = writeln!(out, "port       {p}");
+        let _ = writeln!(
+            out,
+            "port       {}:{} -> {}/{}",
+            p.host_ip, p.host_port, p.container_port, p.protocol
+        );
     }
     for ev in &s.events {
         let _ = writeln!(
@@ -182,7 +244,15 @@ mod tests {
         assert_eq!((m[0].source.as_str(), m[0].rw), ("v1", true));
         assert_eq!(m[1].source, "/etc/hosts");
         let pod = serde_json::json!({"InfraConfig": {"PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18080"}]}}});
-        assert_eq!(ports_of(&pod), ["127.0.0.1:18080->8080/tcp"]);
+        assert_eq!(
+            ports_of(&pod),
+            [PortRow {
+                container_port: 8080,
+                host_port: 18080,
+                host_ip: "127.0.0.1".into(),
+                protocol: "tcp".into()
+            }]
+        );
         assert!(ports_of(&serde_json::json!({})).is_empty());
     }
 }

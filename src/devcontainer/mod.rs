@@ -38,6 +38,10 @@ pub struct DevContainer {
     /// Environment of devaipod's exec sessions in the workspace (lifecycle commands);
     /// `${containerEnv:VAR}` in it is resolved against the container's environment.
     pub remote_env: Option<std::collections::BTreeMap<String, String>>,
+    /// Ports to publish on the host's loopback (numbers or "localhost:N").
+    pub forward_ports: Option<Vec<Value>>,
+    /// Legacy published ports ("H:C" strings or numbers).
+    pub app_port: Option<Value>,
     /// Extra mounts of the workspace container (strings or objects).
     pub mounts: Option<Vec<Value>>,
     /// Lifecycle commands (string, array or object of those), run in the workspace.

@@ -124,11 +124,91 @@ pub struct ImagePlan {
     pub state: ImageState,
 }
 
+/// A port of the pod published on the host's loopback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PortSpec {
+    pub container_port: u16,
+    /// The host port asked for; `None`: the same as the container's if free, else any
+    /// free one (chosen at `up`).
+    pub host_port: Option<u16>,
+    pub protocol: String,
+}
+
+/// The ports of `forwardPorts` and `appPort`. Entries naming another host (Compose
+/// services) are skipped with a warning.
+pub fn parse_ports(
+    forward: &[serde_json::Value],
+    app: Option<&serde_json::Value>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<PortSpec>, String> {
+    let mut out: Vec<PortSpec> = Vec::new();
+    let mut push = |p: PortSpec| {
+        if !out.iter().any(|o| o.container_port == p.container_port) {
+            out.push(p);
+        }
+    };
+    let port = |s: &str| -> Result<u16, String> {
+        s.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("{s:?} is not a port number"))
+    };
+    for f in forward {
+        match f {
+            serde_json::Value::Number(n) => push(PortSpec {
+                container_port: port(&n.to_string())?,
+                host_port: None,
+                protocol: "tcp".into(),
+            }),
+            serde_json::Value::String(s) => match s.split_once(':') {
+                Some(("localhost" | "127.0.0.1", p)) => push(PortSpec {
+                    container_port: port(p)?,
+                    host_port: None,
+                    protocol: "tcp".into(),
+                }),
+                Some(_) => warnings.push(format!(
+                    "forwardPorts entry {s:?} names another host (a Compose service); it is skipped"
+                )),
+                None => push(PortSpec {
+                    container_port: port(s)?,
+                    host_port: None,
+                    protocol: "tcp".into(),
+                }),
+            },
+            _ => return Err("forwardPorts entries are numbers or \"host:port\" strings".into()),
+        }
+    }
+    let apps: Vec<serde_json::Value> = match app {
+        None => vec![],
+        Some(serde_json::Value::Array(a)) => a.clone(),
+        Some(v) => vec![v.clone()],
+    };
+    for a in apps {
+        let text = match &a {
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::String(s) => s.clone(),
+            _ => return Err("appPort entries are numbers or \"HOST:CONTAINER\" strings".into()),
+        };
+        let (host, container) = match text.split_once(':') {
+            Some((h, c)) => (Some(port(h)?), port(c)?),
+            None => (None, port(&text)?),
+        };
+        push(PortSpec {
+            container_port: container,
+            host_port: host,
+            protocol: "tcp".into(),
+        });
+    }
+    Ok(out)
+}
+
 /// The pod itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PodSpec {
     pub name: String,
     pub hostname: String,
+    /// Published on 127.0.0.1 of the host.
+    pub ports: Vec<PortSpec>,
     /// Namespaces shared between the pod's containers: only the network.
     pub share: Vec<String>,
     pub labels: BTreeMap<String, String>,
@@ -406,6 +486,8 @@ pub enum PlanError {
         "{path}: building the image from a Dockerfile (\"build\"/\"dockerFile\") is not supported by `up` yet: build it yourself (podman build -t localhost/NAME .) and pass --image localhost/NAME"
     )]
     Build { path: String },
+    #[error("{path}: {reason}")]
+    BadPorts { path: String, reason: String },
     #[error("{path}: mounts[{index}]: {reason}")]
     BadMount {
         path: String,
@@ -880,6 +962,15 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     };
 
     let mut warnings = input.config_warnings.clone();
+    let ports = parse_ports(
+        dc.forward_ports.as_deref().unwrap_or_default(),
+        dc.app_port.as_ref(),
+        &mut warnings,
+    )
+    .map_err(|reason| PlanError::BadPorts {
+        path: config_path(),
+        reason,
+    })?;
     if input.repo.uncommitted > 0 {
         warnings.push(format!(
             "{} has {} uncommitted change(s); the workspace gets HEAD ({}) without them",
@@ -899,6 +990,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         pod: PodSpec {
             name: pod_name.clone(),
             hostname: input.name.to_string(),
+            ports,
             share: vec!["net".into()],
             labels: {
                 let mut l = labels_for(Role::Pod);

@@ -288,3 +288,33 @@ fn lifecycle_commands_in_every_form() {
     );
     assert_eq!(plan.lifecycle.start.len(), 1);
 }
+
+#[test]
+fn forwarded_and_app_ports() {
+    use serde_json::json;
+    let mut w = Vec::new();
+    let ports = parse_ports(
+        &[
+            json!(3000),
+            json!("localhost:5000"),
+            json!("db:5432"),
+            json!(3000),
+        ],
+        Some(&json!(["8001:8080", 9000])),
+        &mut w,
+    )
+    .expect("ports");
+    let got: Vec<(u16, Option<u16>)> = ports
+        .iter()
+        .map(|p| (p.container_port, p.host_port))
+        .collect();
+    assert_eq!(
+        got,
+        [(3000, None), (5000, None), (8080, Some(8001)), (9000, None)]
+    );
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(parse_ports(&[json!("x")], None, &mut w).is_err());
+    assert!(parse_ports(&[json!(0)], None, &mut w).is_err());
+    assert!(parse_ports(&[json!(70000)], None, &mut w).is_err());
+    assert!(parse_ports(&[json!({"a": 1})], None, &mut w).is_err());
+}

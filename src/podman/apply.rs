@@ -35,7 +35,31 @@ pub struct Applied {
 }
 
 /// The libpod PodSpecGenerator for the plan's pod.
-pub fn pod_spec(plan: &PodPlan) -> Value {
+/// Host ports for the plan's published ports: the one asked for, else the container's
+/// own if it is free on the host's loopback, else any free one.
+pub fn choose_host_ports(ports: &[crate::plan::PortSpec]) -> Result<Vec<(u16, u16)>> {
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    let mut taken: Vec<u16> = Vec::new();
+    let mut out = Vec::new();
+    for p in ports {
+        let host = match p.host_port {
+            Some(h) => h,
+            None if free(p.container_port) && !taken.contains(&p.container_port) => {
+                p.container_port
+            }
+            None => {
+                let l = std::net::TcpListener::bind(("127.0.0.1", 0))
+                    .context("finding a free port on 127.0.0.1")?;
+                l.local_addr()?.port()
+            }
+        };
+        taken.push(host);
+        out.push((p.container_port, host));
+    }
+    Ok(out)
+}
+
+pub fn pod_spec(plan: &PodPlan, ports: &[(u16, u16)]) -> Value {
     let mut labels = plan.pod.labels.clone();
     // `start` runs postStartCommand as it was at `up`, and the user it ran as.
     if !plan.lifecycle.start.is_empty() {
@@ -47,12 +71,22 @@ pub fn pod_spec(plan: &PodPlan) -> Value {
         });
         labels.insert(POST_START_LABEL.into(), start.to_string());
     }
-    json!({
+    let mut spec = json!({
         "name": plan.pod.name,
         "hostname": plan.pod.hostname,
         "labels": labels,
         "shared_namespaces": plan.pod.share,
-    })
+    });
+    if !ports.is_empty() {
+        let mappings: Vec<Value> = ports
+            .iter()
+            .map(|(c, h)| {
+                json!({"container_port": c, "host_port": h, "host_ip": "127.0.0.1", "protocol": "tcp"})
+            })
+            .collect();
+        spec["portmappings"] = json!(mappings);
+    }
+    spec
 }
 
 /// The pod label holding postStartCommand for `start`.
@@ -602,6 +636,7 @@ async fn create_and_start(
     });
 
     progress.step("creating volumes and pod");
+    let host_ports = choose_host_ports(&plan.pod.ports)?;
     let volumes = plan
         .volumes
         .iter()
@@ -613,7 +648,7 @@ async fn create_and_start(
     };
     let create_pod = async {
         engine
-            .create_pod(&pod_spec(plan))
+            .create_pod(&pod_spec(plan, &host_ports))
             .await
             .with_context(|| format!("creating pod {}", plan.pod.name))
     };
