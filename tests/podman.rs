@@ -1441,3 +1441,46 @@ fn forwarded_ports_are_reachable_on_the_hosts_loopback() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+#[test]
+fn host_requirements_limit_the_workspace() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("hostreq");
+    let repo = Repo::new(
+        r#"{"image": "localhost/devaipod-base:latest", "hostRequirements": {"cpus": 1.5, "memory": "1gb", "storage": "10gb"}}"#,
+    );
+    let path = repo.path().to_string_lossy().into_owned();
+    let out = up(&g, &path, &["--json"]);
+    json_of(&out);
+    assert!(
+        stderr(&out).contains("storage is reported only"),
+        "{}",
+        stderr(&out)
+    );
+    let ws = format!("{}-workspace", g.pod());
+    let limits = podman_ok(&[
+        "inspect",
+        &ws,
+        "--format",
+        "{{.HostConfig.Memory}} {{.HostConfig.CpuQuota}}",
+    ]);
+    let cgroup2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false);
+    if nix::unistd::geteuid().is_root() || cgroup2 {
+        // Enforced rootful and on cgroup v2; rootless cgroup v1 ignores limits, with a warning.
+        assert_eq!(limits.trim(), "1073741824 150000");
+        let cg = exec(
+            &ws,
+            None,
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
+        );
+        assert_eq!(cg.trim(), "1073741824");
+    } else {
+        assert!(
+            stderr(&out).contains("ignores pids, memory and cpu limits"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}

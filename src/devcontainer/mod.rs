@@ -42,6 +42,8 @@ pub struct DevContainer {
     pub forward_ports: Option<Vec<Value>>,
     /// Legacy published ports ("H:C" strings or numbers).
     pub app_port: Option<Value>,
+    /// cpus and memory become the workspace's limits.
+    pub host_requirements: Option<Value>,
     /// Extra mounts of the workspace container (strings or objects).
     pub mounts: Option<Vec<Value>>,
     /// Lifecycle commands (string, array or object of those), run in the workspace.

@@ -27,7 +27,8 @@ pub const PROPERTIES: &[(&str, Support)] = &[
     ("service", Support::NotApplied),
     ("runServices", Support::NotApplied),
     ("workspaceMount", Support::NotApplied),
-    ("shutdownAction", Support::NotApplied),
+    // devaipod pods live until `stop`/`delete`; nothing stops them when a tool detaches.
+    ("shutdownAction", Support::NoEffect),
     ("overrideCommand", Support::NotApplied),
     ("forwardPorts", Support::Applied),
     // Labels and auto-forward behaviour for editors' port views.
@@ -36,11 +37,13 @@ pub const PROPERTIES: &[(&str, Support)] = &[
     ("appPort", Support::Applied),
     ("containerEnv", Support::Applied),
     ("remoteEnv", Support::Applied),
-    ("updateRemoteUserUID", Support::NotApplied),
+    // The repo is cloned into a volume owned by the remoteUser: no host uid to match.
+    ("updateRemoteUserUID", Support::NoEffect),
     ("userEnvProbe", Support::NotApplied),
     ("mounts", Support::Applied),
     ("runArgs", Support::NotApplied),
-    ("init", Support::NotApplied),
+    // devaipod always runs an init in the workspace (stop and delete are immediate).
+    ("init", Support::Applied),
     ("privileged", Support::NotApplied),
     ("capAdd", Support::NotApplied),
     ("securityOpt", Support::NotApplied),
@@ -52,9 +55,10 @@ pub const PROPERTIES: &[(&str, Support)] = &[
     ("postCreateCommand", Support::Applied),
     ("postStartCommand", Support::Applied),
     ("postAttachCommand", Support::NotApplied),
-    ("waitFor", Support::NotApplied),
+    // `up` returns after every create-time lifecycle command has finished.
+    ("waitFor", Support::NoEffect),
     ("customizations", Support::NotApplied),
-    ("hostRequirements", Support::NotApplied),
+    ("hostRequirements", Support::Applied),
     ("secrets", Support::NotApplied),
 ];
 
@@ -88,6 +92,12 @@ pub fn printable_id(id: &str) -> Option<&str> {
 /// devaipod does not apply yet.
 pub fn warnings(config: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
     let mut out = Vec::new();
+    if config.get("init") == Some(&serde_json::Value::Bool(false)) {
+        out.push(
+            "property \"init\" is not applied as false: devaipod always runs an init in the workspace (stop and delete are immediate)"
+                .to_string(),
+        );
+    }
     for key in config.keys() {
         match (support(key), printable(key)) {
             (Some(Support::NotApplied), Some(k)) => out.push(format!(

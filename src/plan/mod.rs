@@ -202,6 +202,70 @@ pub fn parse_ports(
     Ok(out)
 }
 
+/// Limits of the workspace from `hostRequirements`: (cpus, memory bytes). Sizes as the
+/// spec writes them (`4gb`, `512mb`, plain bytes); `gpu` is reported, not applied.
+pub fn host_requirements(
+    v: &serde_json::Value,
+    warnings: &mut Vec<String>,
+) -> Result<(Option<f64>, Option<i64>), String> {
+    let cpus = match v.get("cpus") {
+        None => None,
+        Some(c) => Some(
+            c.as_f64()
+                .filter(|c| *c > 0.0)
+                .ok_or("hostRequirements.cpus must be a positive number")?,
+        ),
+    };
+    let memory = match v.get("memory") {
+        None => None,
+        Some(m) => {
+            let text = m
+                .as_str()
+                .ok_or("hostRequirements.memory must be a string such as \"4gb\"")?;
+            let digits: String = text.chars().take_while(|c| c.is_ascii_digit()).collect();
+            let unit = text[digits.len()..].to_ascii_lowercase();
+            let mult: i64 = match unit.as_str() {
+                "" => 1,
+                "kb" => 1 << 10,
+                "mb" => 1 << 20,
+                "gb" => 1 << 30,
+                "tb" => 1 << 40,
+                _ => {
+                    return Err(format!(
+                        "hostRequirements.memory {text:?}: use a number with kb, mb, gb or tb"
+                    ));
+                }
+            };
+            let n: i64 = digits
+                .parse()
+                .map_err(|_| format!("hostRequirements.memory {text:?} is not a size"))?;
+            Some(
+                n.checked_mul(mult)
+                    .ok_or("hostRequirements.memory is too large")?,
+            )
+        }
+    };
+    if v.get("storage").is_some() {
+        warnings.push(
+            "hostRequirements.storage is reported only: Podman cannot reserve disk for a container"
+                .into(),
+        );
+    }
+    if let Some(gpu) = v
+        .get("gpu")
+        .filter(|g| !matches!(g, serde_json::Value::Bool(false)))
+    {
+        if gpu == &serde_json::Value::String("optional".into()) {
+            warnings.push(
+                "hostRequirements.gpu is optional and devaipod gives the workspace no GPU".into(),
+            );
+        } else {
+            return Err("hostRequirements.gpu asks for a GPU, and devaipod does not give containers GPUs yet".into());
+        }
+    }
+    Ok((cpus, memory))
+}
+
 /// The pod itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PodSpec {
@@ -290,6 +354,8 @@ pub struct ContainerSpec {
     pub tmpfs: Vec<String>,
     pub pids_limit: Option<i64>,
     pub memory_limit: Option<i64>,
+    /// CPU limit in thousandths of a CPU, from `hostRequirements.cpus` (workspace).
+    pub cpu_millis: Option<i64>,
     pub mounts: Vec<MountSpec>,
     /// Plain (non-secret) environment; only the names are ever printed.
     #[serde(rename = "env_names", serialize_with = "keys_only")]
@@ -838,6 +904,20 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             names: input.container_env_from_host.join(", "),
         });
     }
+    let mut hr_warnings = Vec::new();
+    let (ws_cpus, ws_memory) = match &dc.host_requirements {
+        Some(v) => {
+            host_requirements(v, &mut hr_warnings).map_err(|reason| PlanError::BadPorts {
+                path: input
+                    .devcontainer_path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                reason,
+            })?
+        }
+        None => (None, None),
+    };
     // The repo's mounts, for the workspace only (never the agent).
     let config_path = || {
         input
@@ -905,7 +985,8 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         read_only: false,
         tmpfs: vec![],
         pids_limit: None,
-        memory_limit: None,
+        memory_limit: ws_memory,
+        cpu_millis: ws_cpus.map(|c| (c * 1000.0).round() as i64),
         mounts: [ws_mount, agent_repo_for_workspace]
             .into_iter()
             .chain(repo_mounts)
@@ -945,6 +1026,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         tmpfs: AGENT_TMPFS.iter().map(|s| s.to_string()).collect(),
         pids_limit: Some(input.agent_pids_limit),
         memory_limit: Some(input.agent_memory_limit),
+        cpu_millis: None,
         mounts: vec![
             agent_repo_mount,
             MountSpec {
@@ -962,6 +1044,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     };
 
     let mut warnings = input.config_warnings.clone();
+    warnings.extend(hr_warnings);
     let ports = parse_ports(
         dc.forward_ports.as_deref().unwrap_or_default(),
         dc.app_port.as_ref(),

@@ -226,6 +226,13 @@ pub fn container_spec(
     if let Some(m) = c.memory_limit {
         limits.insert("memory".into(), json!({ "limit": m }));
     }
+    if let Some(millis) = c.cpu_millis {
+        // A quota of so many 100 ms periods' worth of CPU time.
+        limits.insert(
+            "cpu".into(),
+            json!({ "quota": millis * 100, "period": 100_000 }),
+        );
+    }
     if !limits.is_empty() {
         spec["resource_limits"] = Value::Object(limits);
     }
@@ -269,6 +276,15 @@ pub fn verify_container(c: &ContainerSpec, inspect: &Value, limits_enforced: boo
             bail!(
                 "hardening check failed for {name}: pids limit is {}, expected {p}",
                 host["PidsLimit"]
+            );
+        }
+        if let Some(millis) = c.cpu_millis
+            && host["CpuQuota"].as_i64() != Some(millis * 100)
+        {
+            bail!(
+                "hardening check failed for {name}: cpu quota is {}, expected {}",
+                host["CpuQuota"],
+                millis * 100
             );
         }
         if let Some(m) = c.memory_limit
@@ -679,9 +695,9 @@ async fn create_and_start(
         && plan
             .containers
             .iter()
-            .any(|c| c.pids_limit.is_some() || c.memory_limit.is_some())
+            .any(|c| c.pids_limit.is_some() || c.memory_limit.is_some() || c.cpu_millis.is_some())
     {
-        progress.warn("rootless Podman on cgroup v1 ignores pids and memory limits: the agent runs without them on this host");
+        progress.warn("rootless Podman on cgroup v1 ignores pids, memory and cpu limits: the containers run without them on this host");
     }
     let seccomp_path = seccomp.path();
     let create = async |c: &ContainerSpec, owner: (u64, u64)| {
