@@ -457,6 +457,18 @@ fn up_makes_a_ready_hardened_pod_and_delete_removes_it() {
     let removed = json_of(&del);
     assert_eq!(removed["pods"], serde_json::json!([g.pod()]));
     assert_eq!(removed["volumes"].as_array().map(Vec::len), Some(3));
+    let mut gone: Vec<&str> = removed["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    gone.sort();
+    assert_eq!(
+        gone,
+        [agent.as_str(), ws.as_str()],
+        "infra containers are not listed"
+    );
     assert_eq!(
         removed["secrets"],
         serde_json::json!([format!("{}-agent-password", g.pod())])

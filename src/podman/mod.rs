@@ -592,6 +592,8 @@ impl Engine {
     }
 
     /// Names of containers (any state) carrying `label=value`.
+    /// (A pod's infra container inherits the pod's labels; it is not listed: it goes
+    /// with its pod.)
     pub async fn containers_with_label(&self, label: &str, value: &str) -> Result<Vec<String>> {
         let opts = podman_api::opts::ContainerListOpts::builder()
             .all(true)
@@ -603,6 +605,7 @@ impl Engine {
         let list = self.api.containers().list(&opts).await.map_err(api_error)?;
         Ok(list
             .into_iter()
+            .filter(|c| c.is_infra != Some(true))
             .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
             .collect())
     }
