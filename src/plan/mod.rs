@@ -537,6 +537,16 @@ pub struct PlanInput {
     pub container_env_from_host: Vec<String>,
 }
 
+impl PlanInput {
+    /// The devcontainer.json path for error messages (empty without one).
+    pub fn config_file(&self) -> String {
+        self.devcontainer_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    }
+}
+
 /// Why no plan could be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
@@ -553,7 +563,7 @@ pub enum PlanError {
     )]
     Build { path: String },
     #[error("{path}: {reason}")]
-    BadPorts { path: String, reason: String },
+    BadProperty { path: String, reason: String },
     #[error("{path}: mounts[{index}]: {reason}")]
     BadMount {
         path: String,
@@ -729,22 +739,17 @@ pub fn choose_image(input: &PlanInput) -> Result<(String, String), PlanError> {
     if let Some(img) = &input.image_override {
         return Ok((img.clone(), "--image".into()));
     }
-    let path = || {
-        input
-            .devcontainer_path
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
-    };
     let dc = &input.devcontainer;
     if dc.docker_compose_file.is_some() {
-        return Err(PlanError::Compose { path: path() });
+        return Err(PlanError::Compose {
+            path: input.config_file(),
+        });
     }
     match (&dc.image, &input.devcontainer_path) {
         (Some(img), Some(p)) => Ok((img.clone(), p.display().to_string())),
-        _ if dc.build.is_some() || dc.docker_file.is_some() => {
-            Err(PlanError::Build { path: path() })
-        }
+        _ if dc.build.is_some() || dc.docker_file.is_some() => Err(PlanError::Build {
+            path: input.config_file(),
+        }),
         _ => Err(PlanError::NoImage),
     }
 }
@@ -766,11 +771,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         Some(f) if f.starts_with('/') => f.trim_end_matches('/').to_string(),
         Some(_) => {
             return Err(PlanError::RelativeWorkspaceFolder {
-                path: input
-                    .devcontainer_path
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
+                path: input.config_file(),
             });
         }
         None => format!("/workspaces/{}", input.repo.folder_name),
@@ -782,11 +783,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     };
     if reserved_folder(&workspace_folder) {
         return Err(PlanError::ReservedWorkspaceFolder {
-            path: input
-                .devcontainer_path
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
+            path: input.config_file(),
             folder: workspace_folder,
         });
     }
@@ -896,47 +893,32 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     let agent_secrets = user_refs(&input.agent_secrets, Role::Agent, 0o400, agent_user.clone());
     if !input.container_env_from_host.is_empty() && input.trust.is_none() {
         return Err(PlanError::HostEnvNeedsTrust {
-            path: input
-                .devcontainer_path
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
+            path: input.config_file(),
             names: input.container_env_from_host.join(", "),
         });
     }
     let mut hr_warnings = Vec::new();
     let (ws_cpus, ws_memory) = match &dc.host_requirements {
         Some(v) => {
-            host_requirements(v, &mut hr_warnings).map_err(|reason| PlanError::BadPorts {
-                path: input
-                    .devcontainer_path
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
+            host_requirements(v, &mut hr_warnings).map_err(|reason| PlanError::BadProperty {
+                path: input.config_file(),
                 reason,
             })?
         }
         None => (None, None),
     };
     // The repo's mounts, for the workspace only (never the agent).
-    let config_path = || {
-        input
-            .devcontainer_path
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
-    };
     let mut repo_mounts = Vec::new();
     let mut trusted_binds = Vec::new();
     for (index, m) in dc.mounts.iter().flatten().enumerate() {
         let mount = parse_mount(m).map_err(|reason| PlanError::BadMount {
-            path: config_path(),
+            path: input.config_file(),
             index,
             reason,
         })?;
         if mount.target == workspace_folder {
             return Err(PlanError::BadMount {
-                path: config_path(),
+                path: input.config_file(),
                 index,
                 reason: "its target is the workspace folder itself".into(),
             });
@@ -944,7 +926,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         if mount.kind == "bind" {
             if input.trust.is_none() {
                 return Err(PlanError::BindNeedsTrust {
-                    path: config_path(),
+                    path: input.config_file(),
                     index,
                     source_path: mount.source.clone(),
                 });
@@ -1050,8 +1032,8 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         dc.app_port.as_ref(),
         &mut warnings,
     )
-    .map_err(|reason| PlanError::BadPorts {
-        path: config_path(),
+    .map_err(|reason| PlanError::BadProperty {
+        path: input.config_file(),
         reason,
     })?;
     if input.repo.uncommitted > 0 {

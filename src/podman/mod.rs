@@ -400,16 +400,12 @@ impl Engine {
         }
     }
 
-    /// Removes a secret. Missing is fine.
-    pub async fn remove_secret(&self, name: &str) -> Result<()> {
-        match self
-            .delete_req(&format!("/libpod/secrets/{}", encode(name)))
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if status_of(&e) == Some(404) => Ok(()),
-            Err(e) => Err(e.context(format!("removing secret {name}"))),
-        }
+    /// Removes a secret. Missing is fine; `Ok(true)` if it existed.
+    pub async fn remove_secret(&self, name: &str) -> Result<bool> {
+        self.delete_if_present(&format!("/libpod/secrets/{}", encode(name)), || {
+            format!("removing secret {name}")
+        })
+        .await
     }
 
     /// Raw container inspect (tolerant of version differences).
@@ -632,40 +628,42 @@ impl Engine {
                 &Value::Null,
             )
             .await;
-        match self
-            .delete_req(&format!("/libpod/pods/{}?force=true", encode(name)))
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if status_of(&e) == Some(404) => Ok(()),
-            Err(e) => Err(e.context(format!("removing pod {name}"))),
-        }
+        self.delete_if_present(&format!("/libpod/pods/{}?force=true", encode(name)), || {
+            format!("removing pod {name}")
+        })
+        .await
+        .map(drop)
     }
 
     /// Force-removes a container (and its anonymous volumes). Missing is fine.
     pub async fn remove_container(&self, name: &str) -> Result<()> {
-        match self
-            .delete_req(&format!(
+        self.delete_if_present(
+            &format!(
                 "/libpod/containers/{}?force=true&v=true&timeout=0",
                 encode(name)
-            ))
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if status_of(&e) == Some(404) => Ok(()),
-            Err(e) => Err(e.context(format!("removing container {name}"))),
-        }
+            ),
+            || format!("removing container {name}"),
+        )
+        .await
+        .map(drop)
     }
 
     /// Removes a volume. Missing is fine.
     pub async fn remove_volume(&self, name: &str) -> Result<()> {
-        match self
-            .delete_req(&format!("/libpod/volumes/{}?force=true", encode(name)))
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if status_of(&e) == Some(404) => Ok(()),
-            Err(e) => Err(e.context(format!("removing volume {name}"))),
+        self.delete_if_present(
+            &format!("/libpod/volumes/{}?force=true", encode(name)),
+            || format!("removing volume {name}"),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// DELETE that treats a missing object as done; `Ok(true)` if it existed.
+    async fn delete_if_present(&self, endpoint: &str, what: impl Fn() -> String) -> Result<bool> {
+        match self.delete_req(endpoint).await {
+            Ok(()) => Ok(true),
+            Err(e) if status_of(&e) == Some(404) => Ok(false),
+            Err(e) => Err(e.context(what())),
         }
     }
 
@@ -701,8 +699,7 @@ impl Engine {
         futures_util::future::try_join_all(volumes.iter().map(|v| self.remove_volume(v))).await?;
         let mut removed_secrets = Vec::new();
         for s in secrets {
-            if self.secret_exists(&s).await? {
-                self.remove_secret(&s).await?;
+            if self.remove_secret(&s).await? {
                 removed_secrets.push(s);
             }
         }

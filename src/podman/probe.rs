@@ -199,15 +199,19 @@ pub async fn wait_ready(engine: &Engine, target: &Target<'_>, cancel: &mut Cance
         }
     };
     let _ = child.start_kill();
+    Err(with_agent_logs(engine, target.agent, &failure).await)
+}
+
+/// `failure`, followed by the agent's last log lines.
+async fn with_agent_logs(engine: &Engine, agent: &str, failure: &str) -> anyhow::Error {
     let logs = engine
-        .logs_tail(target.agent, LOG_LINES)
+        .logs_tail(agent, LOG_LINES)
         .await
         .unwrap_or_else(|e| format!("(could not read its logs: {e:#})"));
-    Err(anyhow!(
-        "{failure}\n--- last {LOG_LINES} lines of {} ---\n{}",
-        target.agent,
+    anyhow!(
+        "{failure}\n--- last {LOG_LINES} lines of {agent} ---\n{}",
         logs.trim_end()
-    ))
+    )
 }
 
 /// When the agent container has stopped: the error saying so, with its last log
@@ -215,14 +219,8 @@ pub async fn wait_ready(engine: &Engine, target: &Target<'_>, cancel: &mut Cance
 pub async fn explain_agent_death(engine: &Engine, agent: &str) -> Option<anyhow::Error> {
     let inspect = engine.inspect_container(agent).await.ok()?;
     let reason = agent_stopped(&inspect)?;
-    let logs = engine
-        .logs_tail(agent, LOG_LINES)
-        .await
-        .unwrap_or_else(|e| format!("(could not read its logs: {e:#})"));
-    Some(anyhow!(
-        "the agent container {agent} {reason}\n--- last {LOG_LINES} lines of {agent} ---\n{}",
-        logs.trim_end()
-    ))
+    let failure = format!("the agent container {agent} {reason}");
+    Some(with_agent_logs(engine, agent, &failure).await)
 }
 
 /// `Some(reason)` when the inspected container is no longer running.
