@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{assert_fails_with, init_repo};
+use common::{assert_fails_with, init_repo, plan_container};
 use serde_json::Value;
 
 fn devaipod(args: &[&str], cwd: &Path) -> Output {
@@ -144,10 +144,7 @@ fn dry_run_json_without_an_engine() {
             assert!(c.get(key).is_some(), "container lacks {key}: {c}");
         }
     }
-    let agent = containers
-        .iter()
-        .find(|c| c["role"] == "agent")
-        .expect("agent");
+    let agent = plan_container(&v, "agent");
     assert_eq!(agent["cap_drop"], serde_json::json!(["ALL"]));
     assert_eq!(
         agent["security_opt"],
@@ -166,10 +163,7 @@ fn dry_run_json_without_an_engine() {
             .as_str()
             .is_some_and(|c| c.contains("exec opencode serve"))
     );
-    let ws = containers
-        .iter()
-        .find(|c| c["role"] == "workspace")
-        .expect("workspace");
+    let ws = plan_container(&v, "workspace");
     assert_eq!(ws["mounts"][0]["target"], "/src");
     assert_eq!(ws["labels"]["io.devaipod.pod"], "demo");
     assert_eq!(ws["labels"]["io.devaipod.role"], "workspace");
@@ -487,11 +481,7 @@ fn user_config_errors_are_precise_and_secrets_must_be_set() {
 
 /// The agent's part of a dry-run plan that no repo file may change.
 fn agent_settings(v: &Value) -> Value {
-    let agent = v["containers"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["role"] == "agent"))
-        .cloned()
-        .unwrap_or(Value::Null);
+    let agent = plan_container(v, "agent");
     serde_json::json!({
         "user": agent["user"], "cap_drop": agent["cap_drop"], "cap_add": agent["cap_add"],
         "security_opt": agent["security_opt"], "seccomp": agent["seccomp"],
@@ -553,11 +543,7 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
             baseline,
             "{case}: the agent's settings changed"
         );
-        let ws = v["containers"]
-            .as_array()
-            .and_then(|a| a.iter().find(|c| c["role"] == "workspace"))
-            .cloned()
-            .expect("workspace");
+        let ws = plan_container(&v, "workspace");
         assert_eq!(ws["cap_add"], serde_json::json!([]), "{case}");
         assert_eq!(ws["security_opt"], serde_json::json!([]), "{case}");
         let targets: Vec<&str> = ws["mounts"]
@@ -730,11 +716,7 @@ fn the_user_may_set_the_agents_limits_and_grant_trust() {
     let o = run(&["up", ".", "--name", "l", "--dry-run", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
-    let agent = v["containers"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["role"] == "agent"))
-        .cloned()
-        .expect("agent");
+    let agent = plan_container(&v, "agent");
     assert_eq!(agent["pids_limit"], 2048);
     assert_eq!(agent["memory_limit"], 2_147_483_648_i64);
     assert_eq!(v["trust"]["granted_by"], Value::Null);
@@ -775,20 +757,15 @@ fn container_env_from_the_host_needs_consent_and_shows_no_value() {
         v["trust"]["applied"].to_string().contains("FROM_HOST"),
         "{v}"
     );
-    let find = |role: &str| {
-        v["containers"]
-            .as_array()
-            .and_then(|a| a.iter().find(|c| c["role"] == role))
-            .cloned()
-            .expect("container")
-    };
-    let names = find("workspace")["env_names"].to_string();
+    let names = plan_container(&v, "workspace")["env_names"].to_string();
     assert!(
         names.contains("PLAIN") && names.contains("FROM_HOST"),
         "{names}"
     );
     assert!(
-        !find("agent")["env_names"].to_string().contains("PLAIN"),
+        !plan_container(&v, "agent")["env_names"]
+            .to_string()
+            .contains("PLAIN"),
         "containerEnv reached the agent"
     );
 }
@@ -831,20 +808,15 @@ fn repo_mounts_volume_and_tmpfs_freely_binds_with_consent_sockets_never() {
     );
     assert!(ok.status.success(), "{}", stderr(&ok));
     let v: Value = serde_json::from_slice(&ok.stdout).expect("JSON");
-    let find = |role: &str| {
-        v["containers"]
-            .as_array()
-            .and_then(|a| a.iter().find(|c| c["role"] == role))
-            .cloned()
-            .expect("c")
-    };
-    let targets = find("workspace")["mounts"].to_string();
+    let targets = plan_container(&v, "workspace")["mounts"].to_string();
     assert!(
         targets.contains("/cache") && targets.contains("/scratch"),
         "{targets}"
     );
     assert!(
-        !find("agent")["mounts"].to_string().contains("/cache"),
+        !plan_container(&v, "agent")["mounts"]
+            .to_string()
+            .contains("/cache"),
         "the agent got a repo mount"
     );
 

@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{assert_fails_with, init_repo};
+use common::{assert_fails_with, init_repo, plan_container, wait_until};
 use serde_json::Value;
 
 const BASE_IMAGE: &str = "localhost/devaipod-base:latest";
@@ -611,14 +611,11 @@ fn killing_devaipod_takes_its_private_service_down() {
     child.kill().expect("SIGKILL devaipod");
     child.wait().expect("wait");
     // The parent-death signal makes the service exit; wait for that, bounded.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while alive(pid) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "podman service {pid} ({socket}) survived SIGKILL of devaipod"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(
+        &format!("podman service {pid} ({socket}) exits after SIGKILL of devaipod"),
+        std::time::Duration::from_secs(20),
+        || !alive(pid),
+    );
 }
 
 #[test]
@@ -636,14 +633,11 @@ fn container_host_is_honoured() {
         .spawn()
         .expect("podman system service");
     // Wait until the service accepts connections (bounded).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "service did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_until(
+        "the service accepts connections",
+        std::time::Duration::from_secs(20),
+        || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+    );
     let repo = Repo::new(BASE_CONFIG);
     let path = repo.path().to_string_lossy().into_owned();
     let out = Command::new(devaipod_bin())
@@ -1097,13 +1091,7 @@ fn secrets_reach_only_their_consumer_and_never_leak() {
     let status = run(&["status", &g.name, "--json"]);
 
     // The plan names each container's secrets and their files, never a value.
-    let agent_plan = plan["containers"]
-        .as_array()
-        .expect("containers")
-        .iter()
-        .find(|c| c["role"] == "agent")
-        .cloned()
-        .expect("agent");
+    let agent_plan = plan_container(&plan, "agent");
     let targets: Vec<&str> = agent_plan["secrets"]
         .as_array()
         .expect("secrets")
@@ -1428,9 +1416,10 @@ fn forwarded_ports_are_reachable_on_the_hosts_loopback() {
         "3999",
     ]);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{h1}").parse().expect("addr");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let answered =
+    wait_until(
+        &format!("the server answers on {addr}"),
+        std::time::Duration::from_secs(60),
+        || {
             std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1))
                 .ok()
                 .and_then(|mut s| {
@@ -1442,16 +1431,9 @@ fn forwarded_ports_are_reachable_on_the_hosts_loopback() {
                     s.read_to_string(&mut buf).ok()?;
                     buf.contains("healthy").then_some(())
                 })
-                .is_some();
-        if answered {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing answered on {addr}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+                .is_some()
+        },
+    );
 }
 
 #[test]

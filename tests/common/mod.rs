@@ -1,4 +1,6 @@
 //! Helpers shared by the CLI and Podman test crates.
+// Each test crate compiles this module and uses only part of it.
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::Command;
@@ -39,4 +41,25 @@ pub fn assert_fails_with(o: &std::process::Output, want: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "expected failure: {err}");
     assert!(err.contains(want), "expected {want:?} in: {err}");
+}
+
+/// The container with `role` in a `--dry-run --json` plan; panics when there is none.
+pub fn plan_container(plan: &serde_json::Value, role: &str) -> serde_json::Value {
+    plan["containers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["role"] == role))
+        .cloned()
+        .unwrap_or_else(|| panic!("the plan has no {role} container: {plan}"))
+}
+
+/// Polls `ready` every 20 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
