@@ -189,6 +189,30 @@ pub fn tar_file(path: &str, content: &[u8]) -> Result<Vec<u8>> {
     builder.into_inner().context("packing a file")
 }
 
+/// The files of a build context: what git tracks under `dir` plus untracked files it
+/// does not ignore (so build outputs and dependency folders stay out), relative to
+/// `dir`, sorted. Tracked files deleted from the work tree are left out.
+pub fn context_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut cmd = git(dir);
+    cmd.args([
+        "ls-files",
+        "-z",
+        "--cached",
+        "--others",
+        "--exclude-standard",
+    ]);
+    let out = run(cmd, "list the build context's files")?;
+    let mut files: Vec<PathBuf> = out
+        .split('\0')
+        .filter(|f| !f.is_empty())
+        .map(PathBuf::from)
+        .filter(|f| dir.join(f).symlink_metadata().is_ok())
+        .collect();
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
 /// Packs `dir` as a tar stream whose entries are owned by `uid:gid`, rooted at `.` so it
 /// unpacks straight into the workspace folder.
 pub fn tar_tree(dir: &Path, uid: u64, gid: u64) -> Result<Vec<u8>> {

@@ -585,8 +585,13 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
     let refused: Vec<(&str, &str, &str)> = vec![
         (
             "7 build context outside",
-            r#"{"build": {"context": "/", "dockerfile": "../../x"}}"#,
-            "not supported by `up` yet",
+            r#"{"build": {"context": "/", "dockerfile": "devcontainer.json"}}"#,
+            "the build context \"/\" resolves to /, outside the repository",
+        ),
+        (
+            "7 Dockerfile outside",
+            r#"{"build": {"dockerfile": "/etc/hostname"}}"#,
+            "outside the repository",
         ),
         (
             "9 image flag injection",
@@ -771,14 +776,23 @@ fn container_env_from_the_host_needs_consent_and_shows_no_value() {
 }
 
 #[test]
-fn compose_and_build_configs_are_refused_clearly() {
+fn compose_configs_and_bad_builds_are_refused_clearly() {
     let r = repo(Some(r#"{"dockerComposeFile": "c.yml", "service": "app"}"#));
     let o = devaipod(&["up", ".", "--dry-run"], r.path());
     assert_fails_with(&o, "Compose configurations");
     let r = repo(Some(r#"{"build": {"dockerfile": "Dockerfile"}}"#));
     let o = devaipod(&["up", ".", "--dry-run"], r.path());
-    assert_fails_with(&o, "--image");
-    assert!(stderr(&o).contains("Dockerfile"), "{}", stderr(&o));
+    assert_fails_with(&o, "the Dockerfile \"Dockerfile\" resolves to");
+    assert!(
+        stderr(&o).contains("which does not exist"),
+        "{}",
+        stderr(&o)
+    );
+    let r = repo(Some(
+        r#"{"build": {"dockerfile": "devcontainer.json", "options": ["--squash"]}}"#,
+    ));
+    let o = devaipod(&["up", ".", "--dry-run"], r.path());
+    assert_fails_with(&o, "build.options: --squash is not supported");
 }
 
 #[test]

@@ -1478,3 +1478,120 @@ fn host_requirements_limit_the_workspace() {
         );
     }
 }
+
+#[test]
+fn a_dockerfile_config_is_built_once_and_shared() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("build");
+    let g2 = Guard::new("build2");
+    // A nonce in the Dockerfile keys this run's image apart from earlier runs'.
+    let nonce = g.name.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    init_repo(
+        dir.path(),
+        &[
+            (
+                ".devcontainer/devcontainer.json",
+                r#"{"build": {"dockerfile": "Dockerfile", "context": "..", "target": "dev",
+                    "args": {"GREETING": "hello-from-arg"}},
+                    "remoteUser": "dev"}"#,
+            ),
+            (
+                ".devcontainer/Dockerfile",
+                &format!(
+                    "FROM {BASE_IMAGE} AS base\nLABEL nonce={nonce}\nARG GREETING\nRUN echo \"$GREETING\" > /opt/greeting\nCOPY . /opt/ctx\nFROM base AS dev\nRUN echo dev > /opt/stage\nFROM base AS other\nRUN echo other > /opt/stage\n"
+                ),
+            ),
+            (".gitignore", "ignored/\n"),
+            ("ignored/big.bin", "not for the context\n"),
+        ],
+    );
+    let path = dir.path().to_string_lossy().into_owned();
+    struct RmImage(String);
+    impl Drop for RmImage {
+        fn drop(&mut self) {
+            let _ = podman(&["rmi", "-f", &self.0]);
+        }
+    }
+    let plan = json_of(&devaipod(&["up", &path, "--dry-run", "--json"]));
+    let tag = plan["image"]["ref"].as_str().expect("ref").to_string();
+    let _rm = RmImage(tag.clone());
+    assert!(tag.starts_with("localhost/devaipod-build-"), "{tag}");
+    assert_eq!(plan["image"]["state"], "will_build", "{plan}");
+    assert_eq!(plan["image"]["build"]["arg_names"][0], "GREETING");
+
+    let first = up(&g, &path, &["--json"]);
+    json_of(&first);
+    assert!(stderr(&first).contains("build: "), "{}", stderr(&first));
+    let ws = format!("{}-workspace", g.pod());
+    let folder = format!(
+        "/workspaces/{}",
+        dir.path().file_name().expect("name").to_string_lossy()
+    );
+    let seen = exec(
+        &ws,
+        Some("dev"),
+        "cat /opt/greeting /opt/stage; ls /opt/ctx/ignored 2>/dev/null | wc -l; cat /opt/ctx/.devcontainer/Dockerfile | grep -c nonce",
+    );
+    assert_eq!(
+        seen.lines().collect::<Vec<_>>(),
+        ["hello-from-arg", "dev", "0", "1"]
+    );
+    let who = podman_ok(&[
+        "exec",
+        "-w",
+        &folder,
+        "--user",
+        "dev",
+        &ws,
+        "sh",
+        "-c",
+        "id -un; pwd",
+    ]);
+    assert_eq!(who.lines().collect::<Vec<_>>(), ["dev", folder.as_str()]);
+    // The agent runs the same built image.
+    let image_of = |c: &str| podman_ok(&["inspect", "-f", "{{.Image}}", c]);
+    assert_eq!(image_of(&ws), image_of(&format!("{}-agent", g.pod())));
+
+    // A second pod of the same repo reuses the image: no build.
+    let second = up(&g2, &path, &["--json"]);
+    json_of(&second);
+    assert!(!stderr(&second).contains("build: "), "{}", stderr(&second));
+    assert_eq!(image_of(&ws), image_of(&format!("{}-workspace", g2.pod())));
+    let o = devaipod(&["delete", &g2.name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // --rebuild builds again (without the layer cache).
+    let rebuilt = up(&g2, &path, &["--json", "--rebuild"]);
+    json_of(&rebuilt);
+    assert!(
+        stderr(&rebuilt).contains("RUN echo \"$GREETING\""),
+        "{}",
+        stderr(&rebuilt)
+    );
+}
+
+#[test]
+fn a_failing_build_names_the_step_and_leaves_nothing() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("buildfail");
+    let dir = tempfile::tempdir().expect("tempdir");
+    init_repo(
+        dir.path(),
+        &[
+            (
+                ".devcontainer/devcontainer.json",
+                r#"{"build": {"dockerfile": "Dockerfile"}}"#,
+            ),
+            (
+                ".devcontainer/Dockerfile",
+                &format!("FROM {BASE_IMAGE}\nRUN echo {} && exit 3\n", g.name),
+            ),
+        ],
+    );
+    let path = dir.path().to_string_lossy().into_owned();
+    let out = up(&g, &path, &[]);
+    assert_fails_with(&out, "failed: building at STEP \"RUN echo");
+    assert!(stderr(&out).contains("exit status 3"), "{}", stderr(&out));
+    g.assert_nothing_left();
+}

@@ -42,6 +42,10 @@ pub struct UpArgs {
     /// Consent for the repo's settings that widen access (none is applied yet; shown by --dry-run)
     #[arg(long)]
     pub trust: bool,
+    /// Build the image of a Dockerfile configuration again, without the layer cache,
+    /// even if an image for the same inputs exists
+    #[arg(long)]
+    pub rebuild: bool,
     /// Seconds to wait for the agent to answer before rolling back
     #[arg(long, value_name = "SECS", default_value_t = plan::DEFAULT_READY_TIMEOUT_SECS)]
     pub timeout: u64,
@@ -83,7 +87,7 @@ async fn make_plan(
     args: &UpArgs,
     engine: Option<&Engine>,
     engine_error: Option<String>,
-) -> Result<PodPlan> {
+) -> Result<(PodPlan, Option<crate::build::Prepared>)> {
     let path = args
         .path
         .canonicalize()
@@ -108,7 +112,7 @@ async fn make_plan(
     if let (Some(p), None) = (&config_path, &args.config) {
         devcontainer::confined(p, &repo.root)?;
     }
-    let (config, config_warnings, container_env_from_host) = match &config_path {
+    let (config, mut config_warnings, container_env_from_host) = match &config_path {
         Some(p) => {
             let loaded = devcontainer::load(p)?;
             if let Some(key) = devcontainer::uses_host_env(&loaded.raw) {
@@ -127,6 +131,15 @@ async fn make_plan(
             Vec::new(),
         ),
     };
+    let prepared = match (&config_path, &args.image) {
+        (Some(p), None) => {
+            crate::build::prepare(&config, p, &repo.root, &repo.folder_name(), args.rebuild)?
+        }
+        _ => None,
+    };
+    if let Some(b) = &prepared {
+        config_warnings.extend(b.warnings.iter().cloned());
+    }
     let extra_labels: BTreeMap<String, String> = args.labels.iter().cloned().collect();
     let (user_config, user_config_path) = crate::config::load()?;
     let config_file = user_config_path.unwrap_or_else(|| PathBuf::from("devaipod.toml"));
@@ -168,6 +181,7 @@ async fn make_plan(
         image_state: ImageState::Unknown {
             note: String::new(),
         },
+        build: prepared.as_ref().map(|b| b.plan.clone()),
         extra_labels,
         ready_timeout_secs: args.timeout,
         config_warnings,
@@ -196,9 +210,12 @@ async fn make_plan(
         },
     };
     let (image, _) = plan::choose_image(&input)?;
+    let to_build = input.image_override.is_none() && input.build.is_some();
     input.image_state = match engine {
+        Some(_) if to_build && args.rebuild => ImageState::WillBuild,
         Some(engine) => match engine.image_id(&image).await? {
             Some(id) => ImageState::Present { id },
+            None if to_build => ImageState::WillBuild,
             None => ImageState::Missing {
                 note: missing_image_note(&image),
             },
@@ -212,7 +229,7 @@ async fn make_plan(
     };
     let plan = plan::build(&input)?;
     check_bind_sources(&plan)?;
-    Ok(plan)
+    Ok((plan, prepared))
 }
 
 /// Host-side checks of the workspace's bind mounts (the plan checked their consent and
@@ -257,7 +274,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
             Ok(e) => (Some(e), None),
             Err(e) => (None, Some(format!("{e:#}"))),
         };
-        let plan = make_plan(&args, engine.as_ref(), err).await?;
+        let (plan, _) = make_plan(&args, engine.as_ref(), err).await?;
         drop(engine);
         if args.json {
             println!("{}", serde_json::to_string_pretty(&dry_run_json(&plan))?);
@@ -271,12 +288,41 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     progress.step("connecting to podman");
     let mut engine = Engine::connect().await?;
     progress.step("reading the repo and devcontainer.json");
-    let plan = make_plan(&args, Some(&engine), None).await?;
+    let (mut plan, prepared) = make_plan(&args, Some(&engine), None).await?;
     for w in &plan.warnings {
         progress.warn(w);
     }
     let values = secret_values(&plan)?;
     let mut cancel = crate::cli::cancel_on_signals();
+    if let (ImageState::WillBuild, Some(build)) = (&plan.image.state, &prepared) {
+        progress.step(&format!(
+            "building {} from {} ({} files)",
+            build.plan.tag,
+            build.plan.dockerfile.display(),
+            build.plan.files
+        ));
+        let mut labels = plan.pod.labels.clone();
+        labels.retain(|k, _| !k.starts_with(plan::labels::PREFIX));
+        labels.extend(build.plan.labels.clone());
+        labels.insert(
+            format!("{}build-key", plan::labels::PREFIX),
+            build.plan.key.clone(),
+        );
+        let on_line = |l: &str| progress.line(&format!("  build: {l}"));
+        let id = tokio::select! {
+            r = engine.build_image(build, &labels, &on_line) => r,
+            _ = cancel.wait_for(|c| *c) => Err(anyhow::Error::new(crate::Interrupted)),
+        };
+        let id = match id {
+            Ok(id) => id,
+            Err(e) => {
+                engine.shutdown();
+                return Err(e);
+            }
+        };
+        progress.finish_step();
+        plan.image.state = ImageState::Present { id };
+    }
     let result = apply::apply(&engine, &plan, &values, &progress, &mut cancel).await;
     if result.is_ok() {
         crate::cli::lifecycle::note_agent_ready(&engine, &plan.name).await?;
@@ -369,12 +415,35 @@ pub fn render_plan(plan: &PodPlan) -> String {
         ImageState::Present { id } => format!("present ({})", id.get(..12).unwrap_or(id)),
         ImageState::Missing { note } => format!("MISSING: {note}"),
         ImageState::Unknown { note } => note.clone(),
+        ImageState::WillBuild => "to be built".into(),
     };
     let _ = writeln!(
         s,
         "image      {} from {}: {state}",
         plan.image.reference, plan.image.source
     );
+    if let Some(b) = &plan.image.build {
+        let _ = writeln!(
+            s,
+            "build      {} in {} ({} files, {} bytes){}{}",
+            b.dockerfile.display(),
+            b.context.display(),
+            b.files,
+            b.bytes,
+            b.target
+                .as_deref()
+                .map(|t| format!(", target {t}"))
+                .unwrap_or_default(),
+            if b.args.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", args {}",
+                    b.args.keys().cloned().collect::<Vec<_>>().join(",")
+                )
+            }
+        );
+    }
     let _ = writeln!(
         s,
         "pod        {} (shares only: {})",

@@ -35,6 +35,8 @@ pub struct DevContainer {
     /// Present in Dockerfile configurations (not supported by `up` yet).
     pub build: Option<Value>,
     pub docker_file: Option<String>,
+    /// Legacy build context (with `dockerFile`).
+    pub context: Option<String>,
     /// Environment of devaipod's exec sessions in the workspace (lifecycle commands);
     /// `${containerEnv:VAR}` in it is resolved against the container's environment.
     pub remote_env: Option<std::collections::BTreeMap<String, String>>,

@@ -111,6 +111,8 @@ pub enum ImageState {
     Missing { note: String },
     /// Not checked (no engine reachable during `--dry-run`).
     Unknown { note: String },
+    /// Built by `up` from the configuration's Dockerfile (not present, or `--rebuild`).
+    WillBuild,
 }
 
 /// The image every container of the pod (but the gator) runs.
@@ -122,6 +124,9 @@ pub struct ImagePlan {
     pub source: String,
     #[serde(flatten)]
     pub state: ImageState,
+    /// How the image is built (Dockerfile configurations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<crate::build::BuildPlan>,
 }
 
 /// A port of the pod published on the host's loopback.
@@ -518,6 +523,8 @@ pub struct PlanInput {
     pub devcontainer_path: Option<PathBuf>,
     pub image_override: Option<String>,
     pub image_state: ImageState,
+    /// The image build of a Dockerfile configuration.
+    pub build: Option<crate::build::BuildPlan>,
     /// Extra labels from `--label`, put on every object.
     pub extra_labels: BTreeMap<String, String>,
     pub ready_timeout_secs: u64,
@@ -558,10 +565,6 @@ pub enum PlanError {
         "{path}: Compose configurations (\"dockerComposeFile\") are not supported by `up` yet; `devaipod config` reads them. Use an image-based devcontainer.json or pass --image"
     )]
     Compose { path: String },
-    #[error(
-        "{path}: building the image from a Dockerfile (\"build\"/\"dockerFile\") is not supported by `up` yet: build it yourself (podman build -t localhost/NAME .) and pass --image localhost/NAME"
-    )]
-    Build { path: String },
     #[error("{path}: {reason}")]
     BadProperty { path: String, reason: String },
     #[error("{path}: mounts[{index}]: {reason}")]
@@ -745,11 +748,11 @@ pub fn choose_image(input: &PlanInput) -> Result<(String, String), PlanError> {
             path: input.config_file(),
         });
     }
+    if let Some(b) = &input.build {
+        return Ok((b.tag.clone(), input.config_file()));
+    }
     match (&dc.image, &input.devcontainer_path) {
         (Some(img), Some(p)) => Ok((img.clone(), p.display().to_string())),
-        _ if dc.build.is_some() || dc.docker_file.is_some() => Err(PlanError::Build {
-            path: input.config_file(),
-        }),
         _ => Err(PlanError::NoImage),
     }
 }
@@ -1051,6 +1054,11 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             reference: image,
             source,
             state: input.image_state.clone(),
+            build: if input.image_override.is_none() {
+                input.build.clone()
+            } else {
+                None
+            },
         },
         pod: PodSpec {
             name: pod_name.clone(),

@@ -26,6 +26,7 @@ pub(crate) fn input() -> PlanInput {
         )),
         image_override: None,
         image_state: ImageState::Present { id: "abc".into() },
+        build: None,
         extra_labels: BTreeMap::new(),
         ready_timeout_secs: 60,
         config_warnings: Vec::new(),

@@ -301,6 +301,88 @@ impl Engine {
         }
     }
 
+    /// Builds a Dockerfile configuration's image from its packed context, passing each
+    /// line of the build's output to `on_line`. Returns the image id.
+    pub async fn build_image(
+        &self,
+        build: &crate::build::Prepared,
+        labels: &std::collections::BTreeMap<String, String>,
+        on_line: &(dyn Fn(&str) + Sync),
+    ) -> Result<String> {
+        let b = &build.plan;
+        let mut query = vec![
+            format!("dockerfile={}", encode(&build.dockerfile_in_context)),
+            format!("t={}", encode(&b.tag)),
+            format!("buildargs={}", encode(&serde_json::to_string(&b.args)?)),
+            format!("labels={}", encode(&serde_json::to_string(labels)?)),
+            "rm=true".into(),
+            "forcerm=true".into(),
+            "layers=true".into(),
+            format!("nocache={}", b.no_cache || b.rebuild),
+        ];
+        if let Some(t) = &b.target {
+            query.push(format!("target={}", encode(t)));
+        }
+        if let Some(n) = &b.network {
+            query.push(format!("networkmode={}", encode(n)));
+        }
+        let ep = format!("{API_PREFIX}/libpod/build?{}", query.join("&"));
+        let mut stream = Box::pin(self.raw.post_stream(
+            &ep,
+            Payload::Tar(build.tar.clone()),
+            None::<conn::Headers>,
+        ));
+        let mut pending = String::new();
+        let mut id = None;
+        let mut error = None;
+        let mut tail: Vec<String> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk
+                .map_err(conn_error)
+                .with_context(|| format!("building {}", b.tag))?;
+            pending.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(i) = pending.find('\n') {
+                let line: String = pending.drain(..=i).collect();
+                let Ok(v) = serde_json::from_str::<Value>(line.trim()) else {
+                    continue;
+                };
+                if let Some(text) = v["stream"].as_str() {
+                    for l in text.lines().filter(|l| !l.trim().is_empty()) {
+                        on_line(l);
+                        tail.push(l.to_string());
+                        if tail.len() > 20 {
+                            tail.remove(0);
+                        }
+                    }
+                }
+                if let Some(e) = v["error"].as_str() {
+                    error = Some(e.to_string());
+                }
+                if let Some(i) = v["aux"]["ID"].as_str() {
+                    id = Some(i.to_string());
+                }
+            }
+        }
+        if let Some(e) = error {
+            bail!(
+                "building the image from {} failed: {}\nlast output:\n{}",
+                b.dockerfile.display(),
+                e.trim(),
+                tail.join("\n")
+            );
+        }
+        match id {
+            Some(id) => Ok(id),
+            None => self.image_id(&b.tag).await?.ok_or_else(|| {
+                anyhow!(
+                    "building the image from {} ended without an image; last output:\n{}",
+                    b.dockerfile.display(),
+                    tail.join("\n")
+                )
+            }),
+        }
+    }
+
     /// The labels of a local image, `None` if the image is not present.
     pub async fn image_labels(
         &self,
