@@ -352,7 +352,7 @@ fn variables_are_substituted_and_host_env_stays_out_of_the_pod() {
 #[test]
 fn ignored_properties_are_warned_about() {
     let r = repo(Some(
-        r#"{"image": "x", "runArgs": [], "postAttachCommand": "make", "imagee": 1}"#,
+        r#"{"image": "x", "features": {}, "postAttachCommand": "make", "imagee": 1}"#,
     ));
     let o = devaipod(&["up", ".", "--name", "w", "--dry-run", "--json"], r.path());
     assert!(o.status.success(), "{}", stderr(&o));
@@ -364,7 +364,7 @@ fn ignored_properties_are_warned_about() {
         .filter_map(Value::as_str)
         .collect();
     for want in [
-        "\"runArgs\" is not applied",
+        "\"features\" is not applied",
         "\"postAttachCommand\" is not applied",
         "unknown property \"imagee\"",
     ] {
@@ -490,7 +490,7 @@ fn agent_settings(v: &Value) -> Value {
         // The workspace folder differs per repo; everything else must not.
         "mounts": agent["mounts"].as_array().map(|m| m.iter().map(|x| {
             let t = x["target"].as_str().unwrap_or_default();
-            let t = if t.starts_with("/workspaces/") { "WORKSPACE" } else { t };
+            let t = if t.starts_with("/workspaces/") || t == "/w" { "WORKSPACE" } else { t };
             serde_json::json!([x["source"].as_str().map(|s| s.rsplit('-').next().unwrap_or_default().to_string()), t, x["read_only"]])
         }).collect::<Vec<_>>()),
     })
@@ -499,6 +499,9 @@ fn agent_settings(v: &Value) -> Value {
 /// Security research section 4: every bad input ends in a clear error, or in the
 /// documented safe behaviour (ignored with a warning naming it), never in a wider
 /// sandbox, a leaked value or an executed command. Dry runs: nothing is created.
+/// A repo asking for every widening setting at once.
+const PRIVILEGED: &str = r#"{"image": "localhost/x:1", "remoteUser": "dev", "privileged": true, "runArgs": ["--privileged", "--cap-add=ALL", "--security-opt=seccomp=unconfined", "--device=/dev/sda", "-v", "/:/host"], "capAdd": ["ALL"], "securityOpt": ["label=disable"], "init": false}"#;
+
 #[test]
 fn bad_inputs_from_the_repo_cannot_widen_access() {
     let baseline = {
@@ -512,8 +515,7 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
     let ran = marker.path().join("initialize-ran");
     // (case, devcontainer.json, properties that must be warned about)
     let warned: Vec<(&str, String, Vec<&str>)> = vec![
-        ("1 privileged and runArgs", r#"{"image": "localhost/x:1", "remoteUser": "dev", "privileged": true, "runArgs": ["--privileged", "--cap-add=ALL", "--security-opt=seccomp=unconfined", "--pid=host", "--network=host", "--userns=host", "--device=/dev/sda", "-v", "/:/host"], "capAdd": ["ALL"], "securityOpt": ["label=disable"], "init": false}"#.into(), vec!["privileged", "runArgs", "capAdd", "securityOpt", "init"]),
-        ("2 workspaceMount", r#"{"image": "localhost/x:1", "remoteUser": "dev", "workspaceMount": "source=/,target=/w,type=bind"}"#.into(), vec!["workspaceMount"]),
+        ("2 workspaceMount", r#"{"image": "localhost/x:1", "remoteUser": "dev", "workspaceMount": "source=/,target=/w,type=bind", "workspaceFolder": "/w"}"#.into(), vec![]),
         ("3 initializeCommand", format!(r#"{{"image": "localhost/x:1", "remoteUser": "dev", "initializeCommand": "touch {}"}}"#, ran.display()), vec!["initializeCommand"]),
         ("4 lifecycle commands", r#"{"image": "localhost/x:1", "remoteUser": "dev", "onCreateCommand": "x", "postCreateCommand": ["y"], "postStartCommand": {"a": "z"}, "postAttachCommand": "w", "updateContentCommand": "v"}"#.into(), vec!["postAttachCommand"]),
         ("5 env forwarding", r#"{"image": "localhost/x:1", "remoteUser": "dev", "customizations": {"devaipod": {"envAllowlist": ["DEVAIPOD_BAD_INPUT_TOKEN"], "env_allowlist": ["GH_TOKEN"]}}}"#.into(), vec!["customizations"]),
@@ -566,6 +568,22 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
         }
     }
     assert!(!ran.exists(), "initializeCommand ran on the host");
+    // 1: with consent the workspace gets what it asked for; the agent does not change.
+    let r = repo(Some(PRIVILEGED));
+    let o = devaipod(
+        &["up", ".", "--name", "b", "--dry-run", "--json", "--trust"],
+        r.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(
+        agent_settings(&v),
+        baseline,
+        "1: the agent's settings changed"
+    );
+    let ws = plan_container(&v, "workspace");
+    assert_eq!(ws["privileged"], true);
+    assert_eq!(ws["cap_add"], serde_json::json!(["ALL", "ALL"]));
     // 4: lifecycle commands run in the workspace only (the plan says so), never the agent.
     let r = repo(Some(
         r#"{"image": "localhost/x:1", "onCreateCommand": "x", "postStartCommand": {"a": "y"}}"#,
@@ -583,6 +601,26 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
 
     // Inputs that are refused outright, with what was wrong.
     let refused: Vec<(&str, &str, &str)> = vec![
+        (
+            "1 host namespaces",
+            r#"{"image": "localhost/x:1", "runArgs": ["--pid=host"]}"#,
+            "--pid=host is refused",
+        ),
+        (
+            "1 network",
+            r#"{"image": "localhost/x:1", "runArgs": ["--network=host"]}"#,
+            "--network host is refused",
+        ),
+        (
+            "1 userns",
+            r#"{"image": "localhost/x:1", "runArgs": ["--userns=host"]}"#,
+            "--userns=host is refused",
+        ),
+        (
+            "1 privileged without consent",
+            PRIVILEGED,
+            "needs your consent",
+        ),
         (
             "7 build context outside",
             r#"{"build": {"context": "/", "dockerfile": "devcontainer.json"}}"#,

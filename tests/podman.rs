@@ -1595,3 +1595,105 @@ fn a_failing_build_names_the_step_and_leaves_nothing() {
     assert!(stderr(&out).contains("exit status 3"), "{}", stderr(&out));
     g.assert_nothing_left();
 }
+
+#[test]
+fn run_args_and_capabilities_reach_the_workspace_only() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("runargs");
+    let dir = tempfile::tempdir().expect("tempdir");
+    init_repo(
+        dir.path(),
+        &[
+            (
+                ".devcontainer/devcontainer.json",
+                r#"{"build": {"dockerfile": "Dockerfile"}, "remoteUser": "dev", "overrideCommand": false,
+  "capAdd": ["NET_ADMIN"],
+  "runArgs": ["--env=RA_ENV=one", "--env-file", ".devcontainer/ra.env", "--label=ra.label=yes",
+    "--shm-size=96m", "--ulimit", "nofile=1024:2048", "--ulimit=nproc=2048:4096",
+    "--sysctl=kernel.msgmax=65536", "--hostname=ra-box", "--add-host=db.internal:10.1.2.3",
+    "--tmpfs", "/ra-scratch", "-v", "ra-cache-vol:/ra-cache", "--cap-add=SYS_PTRACE",
+    "-w", "/tmp", "--restart=always"]}"#,
+            ),
+            (
+                ".devcontainer/Dockerfile",
+                &format!(
+                    "FROM {BASE_IMAGE}\nCMD [\"sh\", \"-c\", \"echo image-cmd-ran > /tmp/cmd-marker; exec sleep infinity\"]\n"
+                ),
+            ),
+            (".devcontainer/ra.env", "# from a file\nFROM_FILE=two\n"),
+        ],
+    );
+    let path = dir.path().to_string_lossy().into_owned();
+    // Capabilities widen the workspace's access: refused without consent.
+    let out = up(&g, &path, &[]);
+    assert_fails_with(&out, "runArgs --cap-add SYS_PTRACE, capAdd NET_ADMIN");
+    g.assert_nothing_left();
+    let plan = json_of(&devaipod(&["up", &path, "--dry-run", "--json", "--trust"]));
+    let applied = plan["trust"]["applied"].to_string();
+    assert!(applied.contains("capAdd NET_ADMIN"), "{applied}");
+    struct RmVolume(String);
+    impl Drop for RmVolume {
+        fn drop(&mut self) {
+            let _ = podman(&["volume", "rm", "-f", &self.0]);
+        }
+    }
+    let _vol = RmVolume("ra-cache-vol".into());
+
+    let out = up(&g, &path, &["--json", "--trust"]);
+    json_of(&out);
+    assert!(
+        stderr(&out).contains("--restart always has no effect"),
+        "{}",
+        stderr(&out)
+    );
+    let ws = format!("{}-workspace", g.pod());
+    let agent = format!("{}-agent", g.pod());
+    let seen = exec(
+        &ws,
+        None,
+        "echo $RA_ENV $FROM_FILE; hostname; cat /proc/sys/kernel/msgmax; grep -c db.internal /etc/hosts; \
+         df -B1 /dev/shm | tail -1 | awk '{print $2}'; grep -c ' /ra-scratch tmpfs ' /proc/mounts; \
+         grep -c ' /ra-cache ' /proc/mounts; grep 'open files' /proc/1/limits | awk '{print $4\":\"$5}'; \
+         cat /tmp/cmd-marker; pwd",
+    );
+    assert_eq!(
+        seen.lines().collect::<Vec<_>>(),
+        [
+            "one two",
+            "ra-box",
+            "65536",
+            "1",
+            "100663296",
+            "1",
+            "1",
+            "1024:2048",
+            "image-cmd-ran",
+            "/tmp"
+        ]
+    );
+    // CAP_NET_ADMIN is bit 12, CAP_SYS_PTRACE bit 19 of the workspace's bounding set.
+    let capbnd = exec(&ws, None, "grep CapBnd /proc/1/status | cut -f2");
+    let bits = u64::from_str_radix(capbnd.trim(), 16).expect("hex");
+    assert!(bits & (1 << 12) != 0 && bits & (1 << 19) != 0, "{capbnd}");
+    let label = podman_ok(&[
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"ra.label\"}}",
+        &ws,
+    ]);
+    assert_eq!(label.trim(), "yes");
+    // None of it reaches the agent.
+    let agent_sees = exec(
+        &agent,
+        None,
+        "echo \"${RA_ENV:-none}\"; hostname; grep -c ' /ra-cache ' /proc/mounts; grep CapBnd /proc/1/status | cut -f2",
+    );
+    let lines: Vec<&str> = agent_sees.lines().collect();
+    assert_eq!(lines[0], "none");
+    assert_ne!(lines[1], "ra-box");
+    assert_eq!(lines[2], "0");
+    assert_eq!(lines[3], "0000000000000000");
+    let tag = plan["image"]["ref"].as_str().expect("ref").to_string();
+    drop(g);
+    let _ = podman(&["rmi", "-f", &tag]);
+}

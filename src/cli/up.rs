@@ -15,7 +15,7 @@ use crate::plan::{self, ImageState, PlanInput, PodPlan, RepoFacts, Role};
 use crate::podman::{Engine, apply};
 use crate::progress::Progress;
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct UpArgs {
     /// The repo (or a folder inside it) to work on
     #[arg(default_value = ".")]
@@ -201,6 +201,8 @@ async fn make_plan(
             None => plan::AGENT_MEMORY_LIMIT,
         },
         container_env_from_host,
+        env_files: BTreeMap::new(),
+        image_command: None,
         trust: if args.trust {
             Some("--trust".to_string())
         } else if user_config.trusts(&repo.root) {
@@ -209,7 +211,13 @@ async fn make_plan(
             None
         },
     };
+    input.env_files = read_env_files(&input.devcontainer, &path, &repo.root, &input.config_file())?;
     let (image, _) = plan::choose_image(&input)?;
+    if input.devcontainer.override_command == Some(false)
+        && let Some(engine) = engine
+    {
+        input.image_command = engine.image_command(&image).await?;
+    }
     let to_build = input.image_override.is_none() && input.build.is_some();
     input.image_state = match engine {
         Some(_) if to_build && args.rebuild => ImageState::WillBuild,
@@ -230,6 +238,43 @@ async fn make_plan(
     let plan = plan::build(&input)?;
     check_bind_sources(&plan)?;
     Ok((plan, prepared))
+}
+
+/// Reads runArgs' `--env-file`s: relative to the folder `up` was pointed at, confined
+/// to the repo (an env file elsewhere could be any of the user's files).
+fn read_env_files(
+    dc: &devcontainer::DevContainer,
+    base: &Path,
+    root: &Path,
+    config_file: &str,
+) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let Some(args) = &dc.run_args else {
+        return Ok(out);
+    };
+    // Errors in runArgs are reported by the plan; only the file names matter here.
+    let Ok(parsed) = plan::run_args::parse(args, &base.display().to_string()) else {
+        return Ok(out);
+    };
+    for f in parsed.env_files {
+        let p = base.join(&f);
+        let real = p.canonicalize().with_context(|| {
+            format!(
+                "{config_file}: runArgs --env-file {f}: {} does not exist",
+                p.display()
+            )
+        })?;
+        if !real.starts_with(root) {
+            bail!(
+                "{config_file}: runArgs --env-file {f} resolves to {}, outside the repository: devaipod reads only the repository's own files",
+                real.display()
+            );
+        }
+        let text = std::fs::read_to_string(&real)
+            .with_context(|| format!("reading {}", real.display()))?;
+        out.insert(f, text);
+    }
+    Ok(out)
 }
 
 /// Host-side checks of the workspace's bind mounts (the plan checked their consent and
@@ -321,7 +366,14 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
             }
         };
         progress.finish_step();
-        plan.image.state = ImageState::Present { id };
+        // Plan again now that the image exists (overrideCommand: false reads its CMD).
+        let again = UpArgs {
+            rebuild: false,
+            name: Some(plan.name.to_string()),
+            ..args.clone()
+        };
+        plan = make_plan(&again, Some(&engine), None).await?.0;
+        tracing::debug!(%id, "built");
     }
     let result = apply::apply(&engine, &plan, &values, &progress, &mut cancel).await;
     if result.is_ok() {

@@ -53,6 +53,20 @@ pub struct DevContainer {
     pub update_content_command: Option<Value>,
     pub post_create_command: Option<Value>,
     pub post_start_command: Option<Value>,
+    /// Run on the host before anything is created, after the user approved it.
+    pub initialize_command: Option<Value>,
+    /// Run in the workspace at every attach (`devaipod ssh`, `attach`).
+    pub post_attach_command: Option<Value>,
+    /// `docker run` flags (plan::run_args maps them).
+    pub run_args: Option<Vec<String>>,
+    pub privileged: Option<bool>,
+    pub cap_add: Option<Vec<String>>,
+    pub security_opt: Option<Vec<String>>,
+    pub init: Option<bool>,
+    /// false: the image's ENTRYPOINT/CMD runs instead of devaipod's keep-alive.
+    pub override_command: Option<bool>,
+    /// Where the workspace's clone volume is mounted (its source is never bind-mounted).
+    pub workspace_mount: Option<String>,
 }
 
 /// A devcontainer.json that was found and read.

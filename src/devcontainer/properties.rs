@@ -26,10 +26,10 @@ pub const PROPERTIES: &[(&str, Support)] = &[
     ("dockerComposeFile", Support::NotApplied),
     ("service", Support::NotApplied),
     ("runServices", Support::NotApplied),
-    ("workspaceMount", Support::NotApplied),
+    ("workspaceMount", Support::Applied),
     // devaipod pods live until `stop`/`delete`; nothing stops them when a tool detaches.
     ("shutdownAction", Support::NoEffect),
-    ("overrideCommand", Support::NotApplied),
+    ("overrideCommand", Support::Applied),
     ("forwardPorts", Support::Applied),
     // Labels and auto-forward behaviour for editors' port views.
     ("portsAttributes", Support::NoEffect),
@@ -41,12 +41,12 @@ pub const PROPERTIES: &[(&str, Support)] = &[
     ("updateRemoteUserUID", Support::NoEffect),
     ("userEnvProbe", Support::NotApplied),
     ("mounts", Support::Applied),
-    ("runArgs", Support::NotApplied),
+    ("runArgs", Support::Applied),
     // devaipod always runs an init in the workspace (stop and delete are immediate).
     ("init", Support::Applied),
-    ("privileged", Support::NotApplied),
-    ("capAdd", Support::NotApplied),
-    ("securityOpt", Support::NotApplied),
+    ("privileged", Support::Applied),
+    ("capAdd", Support::Applied),
+    ("securityOpt", Support::Applied),
     ("features", Support::NotApplied),
     ("overrideFeatureInstallOrder", Support::NotApplied),
     ("initializeCommand", Support::NotApplied),
@@ -124,7 +124,8 @@ mod tests {
     fn classifies_properties() {
         assert_eq!(support("image"), Some(Support::Applied));
         assert_eq!(support("mounts"), Some(Support::Applied));
-        assert_eq!(support("runArgs"), Some(Support::NotApplied));
+        assert_eq!(support("runArgs"), Some(Support::Applied));
+        assert_eq!(support("features"), Some(Support::NotApplied));
         assert_eq!(support("$schema"), Some(Support::NoEffect));
         assert_eq!(support("imag"), None);
     }
@@ -132,11 +133,11 @@ mod tests {
     #[test]
     fn warns_about_unapplied_and_unknown_only() {
         let v: serde_json::Value = serde_json::json!({
-            "image": "x", "name": "n", "runArgs": [], "imag": "typo", "a b\"c": 1,
+            "image": "x", "name": "n", "features": {}, "imag": "typo", "a b\"c": 1,
         });
         let w = warnings(v.as_object().expect("object"));
         assert_eq!(w.len(), 3, "{w:?}");
-        assert!(w.iter().any(|m| m.contains("\"runArgs\" is not applied")));
+        assert!(w.iter().any(|m| m.contains("\"features\" is not applied")));
         assert!(w.iter().any(|m| m.contains("unknown property \"imag\"")));
         assert!(w.iter().any(|m| m.contains("unusual name")));
         assert!(

@@ -276,6 +276,11 @@ pub fn host_requirements(
 pub struct PodSpec {
     pub name: String,
     pub hostname: String,
+    /// runArgs --dns / --add-host (the network namespace is the pod's).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub add_hosts: Vec<String>,
     /// Published on 127.0.0.1 of the host.
     pub ports: Vec<PortSpec>,
     /// Namespaces shared between the pod's containers: only the network.
@@ -367,6 +372,28 @@ pub struct ContainerSpec {
     pub env: BTreeMap<String, String>,
     pub secrets: Vec<SecretRef>,
     pub labels: BTreeMap<String, String>,
+    /// What the repo's runArgs/privileged/capAdd/securityOpt add (workspace only).
+    #[serde(flatten)]
+    pub extra: Extras,
+}
+
+/// Container settings only the workspace gets, from the repo's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Extras {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<i64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<run_args::Ulimit>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
 }
 
 fn keys_only<S: Serializer>(env: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
@@ -542,6 +569,10 @@ pub struct PlanInput {
     pub trust: Option<String>,
     /// `containerEnv` names whose values come from the host environment (need trust).
     pub container_env_from_host: Vec<String>,
+    /// The contents of runArgs' `--env-file`s, by the path written there (read by `up`).
+    pub env_files: BTreeMap<String, String>,
+    /// The image's ENTRYPOINT then CMD (for `overrideCommand: false`).
+    pub image_command: Option<Vec<String>>,
 }
 
 impl PlanInput {
@@ -585,6 +616,10 @@ pub enum PlanError {
         "{path}: {names} take values from your host environment (${{localEnv:...}}); that needs your consent: pass --trust (or set trust = true for this repo in devaipod.toml)"
     )]
     HostEnvNeedsTrust { path: String, names: String },
+    #[error(
+        "{path}: {what} widen(s) the workspace's access to the host; that needs your consent: pass --trust (or set trust = true for this repo in devaipod.toml)"
+    )]
+    NeedsTrust { path: String, what: String },
     #[error(
         "{path}: \"workspaceFolder\" must be an absolute path inside the container (starting with '/')"
     )]
@@ -784,6 +819,50 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     } else {
         workspace_folder
     };
+    // workspaceMount: devaipod never bind-mounts the host folder; the clone volume goes
+    // at its target, and workspaceFolder must be that folder or inside it.
+    let mut wm_warnings = Vec::new();
+    let clone_root = match &dc.workspace_mount {
+        None => workspace_folder.clone(),
+        Some(text) => {
+            let m = parse_mount(&serde_json::Value::String(text.clone())).map_err(|reason| {
+                PlanError::BadProperty {
+                    path: input.config_file(),
+                    reason: format!("workspaceMount: {reason}"),
+                }
+            })?;
+            let target = m.target.trim_end_matches('/').to_string();
+            if dc.workspace_folder.is_none() {
+                return Err(PlanError::BadProperty {
+                    path: input.config_file(),
+                    reason: "workspaceMount needs workspaceFolder too (the spec requires both)"
+                        .into(),
+                });
+            }
+            if !(workspace_folder == target || workspace_folder.starts_with(&format!("{target}/")))
+            {
+                return Err(PlanError::BadProperty {
+                    path: input.config_file(),
+                    reason: format!(
+                        "workspaceFolder {workspace_folder} is not inside workspaceMount's target {target}"
+                    ),
+                });
+            }
+            if m.kind == "bind" {
+                wm_warnings.push(format!(
+                    "workspaceMount: {} is not bind-mounted; the repo is cloned into a volume at {target}",
+                    m.source
+                ));
+            }
+            target
+        }
+    };
+    if reserved_folder(&clone_root) {
+        return Err(PlanError::ReservedWorkspaceFolder {
+            path: input.config_file(),
+            folder: clone_root,
+        });
+    }
     if reserved_folder(&workspace_folder) {
         return Err(PlanError::ReservedWorkspaceFolder {
             path: input.config_file(),
@@ -826,7 +905,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     let ws_mount = MountSpec {
         kind: "volume".into(),
         source: ws_volume.clone(),
-        target: workspace_folder.clone(),
+        target: clone_root.clone(),
         read_only: false,
     };
     // The agent works in its own clone (docs/security.md): nothing it writes under .git
@@ -834,7 +913,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     let agent_repo_mount = MountSpec {
         kind: "volume".into(),
         source: agent_repo_volume.clone(),
-        target: workspace_folder.clone(),
+        target: clone_root.clone(),
         read_only: false,
     };
     let agent_repo_for_workspace = MountSpec {
@@ -910,6 +989,46 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         }
         None => (None, None),
     };
+    let bad = |reason: String| PlanError::BadProperty {
+        path: input.config_file(),
+        reason,
+    };
+    let ra = run_args::parse(
+        dc.run_args.as_deref().unwrap_or_default(),
+        &input.repo.path.display().to_string(),
+    )
+    .map_err(bad)?;
+    // Settings that widen the workspace's access need consent, like host binds.
+    let mut widening = ra.needs_trust.clone();
+    if dc.privileged == Some(true) {
+        widening.push("privileged".into());
+    }
+    for c in dc.cap_add.iter().flatten() {
+        widening.push(format!("capAdd {c}"));
+    }
+    for o in dc.security_opt.iter().flatten() {
+        run_args::security_opt_known(o).map_err(|e| bad(format!("securityOpt: {e}")))?;
+        widening.push(format!("securityOpt {o}"));
+    }
+    if let Some(g) = &ra.gpus {
+        return Err(bad(format!(
+            "runArgs: --gpus {g}: devaipod gives containers GPUs only through CDI devices, and this host has no CDI specification (--device nvidia.com/gpu=all works once it has one)"
+        )));
+    }
+    if !widening.is_empty() && input.trust.is_none() {
+        return Err(PlanError::NeedsTrust {
+            path: input.config_file(),
+            what: widening.join(", "),
+        });
+    }
+    let mut run_env = ra.env.clone();
+    for f in &ra.env_files {
+        let text = input
+            .env_files
+            .get(f)
+            .ok_or_else(|| bad(format!("runArgs: --env-file {f} was not read")))?;
+        run_env.extend(run_args::parse_env_file(text, f).map_err(bad)?);
+    }
     // The repo's mounts, for the workspace only (never the agent).
     let mut repo_mounts = Vec::new();
     let mut trusted_binds = Vec::new();
@@ -941,8 +1060,21 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         }
         repo_mounts.push(mount);
     }
+    for m in &ra.mounts {
+        if m.target == workspace_folder || m.target == clone_root {
+            return Err(bad(format!(
+                "runArgs: the mount at {} would hide the workspace folder",
+                m.target
+            )));
+        }
+        if m.kind == "bind" {
+            trusted_binds.push(format!("runArgs binds {} at {}", m.source, m.target));
+        }
+    }
+    repo_mounts.extend(ra.mounts.iter().cloned());
     // The repo's containerEnv, then devaipod's own (which wins).
-    let mut workspace_env: BTreeMap<String, String> = dc.container_env.clone().unwrap_or_default();
+    let mut workspace_env: BTreeMap<String, String> = run_env;
+    workspace_env.extend(dc.container_env.clone().unwrap_or_default());
     workspace_env.extend(
         input
             .trusted_secrets
@@ -954,24 +1086,52 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     // command-line config): the workspace's system config is devaipod's file, which
     // includes the image's /etc/gitconfig and adds the agent's clone.
     workspace_env.insert("GIT_CONFIG_SYSTEM".into(), WORKSPACE_GITCONFIG.into());
+    let command = match dc.override_command {
+        Some(false) => match &input.image_command {
+            Some(cmd) if !cmd.is_empty() => keep_alive(cmd),
+            // Not known yet (a dry run before the image is built).
+            None => keep_alive(&["<the image's ENTRYPOINT and CMD>".to_string()]),
+            Some(_) => {
+                return Err(bad(
+                    "overrideCommand is false but the image has no ENTRYPOINT or CMD to run".into(),
+                ));
+            }
+        },
+        _ => keep_alive(&[]),
+    };
+    let mut cap_add: Vec<String> = ra.cap_add.clone();
+    cap_add.extend(dc.cap_add.iter().flatten().map(|c| c.to_ascii_uppercase()));
+    let mut security_opt: Vec<String> = ra.security_opt.clone();
+    security_opt.extend(dc.security_opt.iter().flatten().cloned());
+    if dc.init == Some(false) || ra.init == Some(false) {
+        hr_warnings.push(
+            "init: false has no effect: devaipod always runs an init in the workspace so stop and delete are immediate".into(),
+        );
+    }
+    let mut ws_labels = labels_for(Role::Workspace);
+    for (k, v) in &ra.labels {
+        ws_labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
     let workspace = ContainerSpec {
         role: Role::Workspace,
         name: format!("{pod_name}-workspace"),
         image: image.clone(),
-        command: vec!["sleep".into(), "infinity".into()],
-        user: dc.container_user.clone(),
-        workdir: workdir.clone(),
+        command,
+        user: ra.user.clone().or_else(|| dc.container_user.clone()),
+        workdir: ra.workdir.clone().unwrap_or_else(|| workdir.clone()),
         init: true,
-        cap_drop: vec![],
-        cap_add: vec![],
-        no_new_privileges: false,
-        security_opt: vec![],
+        cap_drop: ra.cap_drop.clone(),
+        cap_add,
+        no_new_privileges: security_opt
+            .iter()
+            .any(|o| o.starts_with("no-new-privileges")),
+        security_opt,
         seccomp: Seccomp::Default,
         read_only: false,
         tmpfs: vec![],
         pids_limit: None,
-        memory_limit: ws_memory,
-        cpu_millis: ws_cpus.map(|c| (c * 1000.0).round() as i64),
+        memory_limit: ra.memory.or(ws_memory),
+        cpu_millis: ra.cpus.or(ws_cpus).map(|c| (c * 1000.0).round() as i64),
         mounts: [ws_mount, agent_repo_for_workspace]
             .into_iter()
             .chain(repo_mounts)
@@ -981,7 +1141,16 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         secrets: std::iter::once(password_ref(owner.clone()))
             .chain(workspace_secrets)
             .collect(),
-        labels: labels_for(Role::Workspace),
+        labels: ws_labels,
+        extra: Extras {
+            privileged: ra.privileged || dc.privileged == Some(true),
+            devices: ra.devices.clone(),
+            shm_size: ra.shm_size,
+            ulimits: ra.ulimits.clone(),
+            sysctls: ra.sysctls.clone(),
+            hostname: ra.hostname.clone(),
+            runtime: ra.runtime.clone(),
+        },
     };
     let agent_env: BTreeMap<String, String> =
         [("HOME", AGENT_HOME), ("OPENCODE_DISABLE_AUTOUPDATE", "1")]
@@ -1026,10 +1195,13 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             .chain(agent_secrets)
             .collect(),
         labels: labels_for(Role::Agent),
+        extra: Extras::default(),
     };
 
     let mut warnings = input.config_warnings.clone();
     warnings.extend(hr_warnings);
+    warnings.extend(wm_warnings);
+    warnings.extend(ra.warnings.iter().cloned());
     let ports = parse_ports(
         dc.forward_ports.as_deref().unwrap_or_default(),
         dc.app_port.as_ref(),
@@ -1039,6 +1211,15 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         path: input.config_file(),
         reason,
     })?;
+    let mut ports = ports;
+    for p in &ra.ports {
+        if !ports
+            .iter()
+            .any(|q| q.container_port == p.container_port && q.protocol == p.protocol)
+        {
+            ports.push(p.clone());
+        }
+    }
     if input.repo.uncommitted > 0 {
         warnings.push(format!(
             "{} has {} uncommitted change(s); the workspace gets HEAD ({}) without them",
@@ -1063,6 +1244,8 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         pod: PodSpec {
             name: pod_name.clone(),
             hostname: input.name.to_string(),
+            dns: ra.dns.clone(),
+            add_hosts: ra.add_hosts.clone(),
             ports,
             share: vec!["net".into()],
             labels: {
@@ -1090,7 +1273,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             uncommitted: input.repo.uncommitted,
             volume: ws_volume,
             agent_volume: agent_repo_volume,
-            workspace_folder,
+            workspace_folder: clone_root,
             workdir,
             owner,
         },
@@ -1131,10 +1314,33 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
                 .iter()
                 .map(|n| format!("{n} from the host environment (workspace only)"))
                 .chain(trusted_binds)
+                .chain(
+                    widening
+                        .iter()
+                        .filter(|w| !w.contains(" binds "))
+                        .map(|w| format!("{w} (workspace only)")),
+                )
                 .collect(),
         },
         warnings,
     })
+}
+
+/// The workspace's command, as the reference CLI wraps it: a shell that exits on
+/// SIGTERM, runs `cmd` (the image's own, for `overrideCommand: false`) if any, and
+/// otherwise waits forever.
+pub fn keep_alive(cmd: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "/bin/sh",
+        "-c",
+        "echo Container started\ntrap \"exit 0\" 15\nexec \"$@\"\nwhile sleep 1 & wait $!; do :; done",
+        "-",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(cmd.iter().cloned());
+    v
 }
 
 fn short(sha: &str) -> &str {
@@ -1143,6 +1349,8 @@ fn short(sha: &str) -> &str {
 
 #[cfg(test)]
 mod tests;
+
+pub mod run_args;
 
 /// Plan inputs for tests elsewhere in the crate.
 #[cfg(test)]

@@ -36,6 +36,8 @@ pub(crate) fn input() -> PlanInput {
         agent_memory_limit: AGENT_MEMORY_LIMIT,
         trust: None,
         container_env_from_host: Vec::new(),
+        env_files: BTreeMap::new(),
+        image_command: None,
     }
 }
 
@@ -318,4 +320,91 @@ fn forwarded_and_app_ports() {
     assert!(parse_ports(&[json!(0)], None, &mut w).is_err());
     assert!(parse_ports(&[json!(70000)], None, &mut w).is_err());
     assert!(parse_ports(&[json!({"a": 1})], None, &mut w).is_err());
+}
+
+#[test]
+fn workspace_mount_moves_the_clone_volume_and_needs_workspace_folder() {
+    let mut i = input();
+    i.devcontainer.workspace_mount = Some("source=/home/u/src/proj,target=/work,type=bind".into());
+    i.devcontainer.workspace_folder = Some("/work/sub".into());
+    let plan = build(&i).expect("plan");
+    assert_eq!(plan.repo.workspace_folder, "/work");
+    assert_eq!(plan.repo.workdir, "/work/sub");
+    let ws = plan.container(Role::Workspace).expect("ws");
+    assert!(
+        ws.mounts
+            .iter()
+            .any(|m| m.target == "/work" && m.kind == "volume")
+    );
+    assert!(
+        ws.mounts.iter().all(|m| m.kind != "bind"),
+        "never bind-mounted"
+    );
+    assert!(plan.warnings.iter().any(|w| w.contains("not bind-mounted")));
+    i.devcontainer.workspace_folder = Some("/elsewhere".into());
+    let e = build(&i).expect_err("outside").to_string();
+    assert!(
+        e.contains("not inside workspaceMount's target /work"),
+        "{e}"
+    );
+    i.devcontainer.workspace_folder = None;
+    let e = build(&i).expect_err("needs folder").to_string();
+    assert!(e.contains("needs workspaceFolder"), "{e}");
+}
+
+#[test]
+fn override_command_false_runs_the_images_command_wrapped() {
+    let mut i = input();
+    i.devcontainer.override_command = Some(false);
+    i.image_command = Some(vec!["/entry".into(), "serve".into()]);
+    let plan = build(&i).expect("plan");
+    let cmd = &plan.container(Role::Workspace).expect("ws").command;
+    assert_eq!(&cmd[..2], ["/bin/sh", "-c"]);
+    assert!(cmd[2].contains("trap \"exit 0\" 15"));
+    assert_eq!(&cmd[3..], ["-", "/entry", "serve"]);
+    i.image_command = Some(vec![]);
+    let e = build(&i).expect_err("no cmd").to_string();
+    assert!(e.contains("no ENTRYPOINT or CMD"), "{e}");
+    // The default: the same wrapper with nothing to run, so it waits (and exits on TERM).
+    let plan = build(&input()).expect("plan");
+    assert_eq!(
+        plan.container(Role::Workspace).expect("ws").command,
+        keep_alive(&[])
+    );
+}
+
+#[test]
+fn widening_settings_need_consent_and_stay_in_the_workspace() {
+    let mut i = input();
+    i.devcontainer.privileged = Some(true);
+    i.devcontainer.security_opt = Some(vec!["seccomp=unconfined".into()]);
+    i.devcontainer.run_args = Some(vec![
+        "--device=/dev/fuse".into(),
+        "--dns=10.0.0.1".into(),
+        "--shm-size=1g".into(),
+    ]);
+    let e = build(&i).expect_err("consent").to_string();
+    assert!(
+        e.contains("--device /dev/fuse")
+            && e.contains("privileged")
+            && e.contains("securityOpt seccomp=unconfined"),
+        "{e}"
+    );
+    i.trust = Some("--trust".into());
+    let plan = build(&i).expect("plan");
+    let ws = plan.container(Role::Workspace).expect("ws");
+    assert!(ws.extra.privileged);
+    assert_eq!(ws.extra.devices, ["/dev/fuse"]);
+    assert_eq!(ws.security_opt, ["seccomp=unconfined"]);
+    assert_eq!(plan.pod.dns, ["10.0.0.1"]);
+    let agent = plan.container(Role::Agent).expect("agent");
+    assert_eq!(agent.extra, Extras::default());
+    assert_eq!(agent.cap_drop, ["ALL"]);
+    assert_eq!(plan.trust.applied.len(), 3, "{:?}", plan.trust.applied);
+    i.devcontainer.security_opt = Some(vec!["systempaths=unconfined".into()]);
+    assert!(build(&i).is_err());
+    i.devcontainer.security_opt = None;
+    i.devcontainer.run_args = Some(vec!["--gpus=all".into()]);
+    let e = build(&i).expect_err("gpus").to_string();
+    assert!(e.contains("CDI"), "{e}");
 }

@@ -80,11 +80,25 @@ pub fn pod_spec(plan: &PodPlan, ports: &[(u16, u16)]) -> Value {
     if !ports.is_empty() {
         let mappings: Vec<Value> = ports
             .iter()
-            .map(|(c, h)| {
-                json!({"container_port": c, "host_port": h, "host_ip": "127.0.0.1", "protocol": "tcp"})
+            .zip(&plan.pod.ports)
+            .map(|((c, h), p)| {
+                json!({"container_port": c, "host_port": h, "host_ip": "127.0.0.1", "protocol": p.protocol})
             })
             .collect();
         spec["portmappings"] = json!(mappings);
+    }
+    // /dev/shm's size is the pod's on Podman 4.3 (a container's own is ignored).
+    if let Some(shm) = plan
+        .container(Role::Workspace)
+        .and_then(|c| c.extra.shm_size)
+    {
+        spec["shm_size"] = json!(shm);
+    }
+    if !plan.pod.dns.is_empty() {
+        spec["dns_server"] = json!(plan.pod.dns);
+    }
+    if !plan.pod.add_hosts.is_empty() {
+        spec["hostadd"] = json!(plan.pod.add_hosts);
     }
     spec
 }
@@ -236,6 +250,51 @@ pub fn container_spec(
     if !limits.is_empty() {
         spec["resource_limits"] = Value::Object(limits);
     }
+    // The repo's own settings (workspace only; consent was checked by the plan).
+    if c.role == Role::Workspace {
+        for o in &c.security_opt {
+            if o == "seccomp=unconfined" {
+                spec["seccomp_profile_path"] = json!("unconfined");
+            } else if o == "apparmor=unconfined" {
+                spec["apparmor_profile"] = json!("unconfined");
+            } else if let Some(l) = o.strip_prefix("label=") {
+                let mut opts = spec["selinux_opts"].as_array().cloned().unwrap_or_default();
+                opts.push(json!(l));
+                spec["selinux_opts"] = json!(opts);
+            }
+        }
+    }
+    let x = &c.extra;
+    if x.privileged {
+        spec["privileged"] = json!(true);
+    }
+    if !x.devices.is_empty() {
+        let devices: Vec<Value> = x.devices.iter().map(|d| json!({ "path": d })).collect();
+        spec["devices"] = json!(devices);
+    }
+    if let Some(shm) = x.shm_size {
+        spec["shm_size"] = json!(shm);
+    }
+    if !x.ulimits.is_empty() {
+        let r: Vec<Value> = x
+            .ulimits
+            .iter()
+            .map(|u| {
+                json!({"type": u.name,
+                       "soft": u.soft, "hard": u.hard})
+            })
+            .collect();
+        spec["r_limits"] = json!(r);
+    }
+    if !x.sysctls.is_empty() {
+        spec["sysctl"] = json!(x.sysctls);
+    }
+    if let Some(h) = &x.hostname {
+        spec["hostname"] = json!(h);
+    }
+    if let Some(r) = &x.runtime {
+        spec["oci_runtime"] = json!(r);
+    }
     spec
 }
 
@@ -331,6 +390,54 @@ pub fn verify_container(c: &ContainerSpec, inspect: &Value, limits_enforced: boo
         if got != user {
             bail!("check failed for {name}: it runs as user {got:?}, expected {user:?}");
         }
+    }
+    let x = &c.extra;
+    if x.privileged && host["Privileged"].as_bool() != Some(true) {
+        bail!("check failed for {name}: it is not privileged although the repo asked for it");
+    }
+    if !x.privileged && host["Privileged"].as_bool() == Some(true) {
+        bail!("hardening check failed for {name}: it is privileged");
+    }
+    if let Some(shm) = x.shm_size
+        && host["ShmSize"].as_i64() != Some(shm)
+    {
+        bail!(
+            "check failed for {name}: /dev/shm is {} bytes, expected {shm}",
+            host["ShmSize"]
+        );
+    }
+    for u in &x.ulimits {
+        let want = format!("RLIMIT_{}", u.name.to_ascii_uppercase());
+        let ok = host["Ulimits"].as_array().is_some_and(|a| {
+            a.iter().any(|l| {
+                l["Name"].as_str() == Some(want.as_str())
+                    && l["Soft"].as_i64() == Some(u.soft)
+                    && l["Hard"].as_i64() == Some(u.hard)
+            })
+        });
+        if !ok {
+            bail!(
+                "check failed for {name}: ulimit {}={}:{} is not applied ({})",
+                u.name,
+                u.soft,
+                u.hard,
+                host["Ulimits"]
+            );
+        }
+    }
+    // Podman 4.3's inspect does not show sysctls; tests/podman.rs reads them inside.
+    if let Some(h) = &x.hostname
+        && inspect["Config"]["Hostname"].as_str() != Some(h.as_str())
+    {
+        bail!("check failed for {name}: its hostname is not {h}");
+    }
+    if let Some(r) = &x.runtime
+        && inspect["OCIRuntime"].as_str() != Some(r.as_str())
+    {
+        bail!(
+            "check failed for {name}: it runs under {} rather than {r}",
+            inspect["OCIRuntime"]
+        );
     }
     if c.init && inspect["HostConfig"]["Init"].as_bool() != Some(true) {
         bail!("check failed for {name}: podman did not add the init process");
@@ -814,6 +921,20 @@ async fn create_and_start(
     let (ready, verified, lifecycle) = tokio::join!(ready, verified, lifecycle);
     ready?;
     verified?;
+    // A workspace whose command ended (overrideCommand: false and an image CMD that
+    // exits) explains a failed lifecycle command better than the exec error does.
+    let ws_state = engine.inspect_container(&workspace.name).await?;
+    if ws_state["State"]["Running"].as_bool() != Some(true) {
+        let logs = engine
+            .logs_tail(&workspace.name, 20)
+            .await
+            .unwrap_or_default();
+        bail!(
+            "the workspace's command ended (exit code {}) right after the start, so the workspace cannot be used; with \"overrideCommand\": false its image's ENTRYPOINT/CMD must keep running\n--- its last lines ---\n{}",
+            ws_state["State"]["ExitCode"],
+            logs.trim_end()
+        );
+    }
     lifecycle?;
     progress.finish_step();
 

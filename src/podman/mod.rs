@@ -383,6 +383,30 @@ impl Engine {
         }
     }
 
+    /// A local image's ENTRYPOINT followed by its CMD; `None` if the image is absent.
+    pub async fn image_command(&self, reference: &str) -> Result<Option<Vec<String>>> {
+        let ep = format!("/libpod/images/{}/json", encode(reference));
+        match self.get_json(&ep).await {
+            Ok(v) => {
+                let list = |k: &str| -> Vec<String> {
+                    v["Config"][k]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                let mut cmd = list("Entrypoint");
+                cmd.extend(list("Cmd"));
+                Ok(Some(cmd))
+            }
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(e.context(format!("inspecting image {reference}"))),
+        }
+    }
+
     /// The labels of a local image, `None` if the image is not present.
     pub async fn image_labels(
         &self,

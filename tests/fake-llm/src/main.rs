@@ -51,13 +51,17 @@ impl Json {
             Json::Bool(b) => b.to_string(),
             Json::Num(n) => n.clone(),
             Json::Str(s) => quote(s),
-            Json::Arr(items) => format!("[{}]", items.iter().map(Json::encode).collect::<Vec<_>>().join(",")),
-            Json::Obj(fields) => {
-                let fields: Vec<_> = fields.iter().map(|(k, v)| format!("{}:{}", quote(k), v.encode())).collect();
-                format!("{{{}}}", fields.join(","))
-            }
+            Json::Arr(items) => format!("[{}]", join(items.iter().map(Json::encode))),
+            Json::Obj(fields) => format!(
+                "{{{}}}",
+                join(fields.iter().map(|(k, v)| quote(k) + ":" + &v.encode()))
+            ),
         }
     }
+}
+
+fn join(parts: impl Iterator<Item = String>) -> String {
+    parts.collect::<Vec<_>>().join(",")
 }
 
 /// Encode `s` as a JSON string literal, quotes included.
@@ -77,7 +81,10 @@ fn quote(s: &str) -> String {
 }
 
 fn parse_json(text: &str) -> Result<Json, String> {
-    let mut p = Parser { s: text.as_bytes(), i: 0 };
+    let mut p = Parser {
+        s: text.as_bytes(),
+        i: 0,
+    };
     let v = p.value(0)?;
     p.ws();
     match p.peek() {
@@ -111,14 +118,20 @@ impl Parser<'_> {
         hit
     }
     fn expect(&mut self, b: u8) -> Result<(), String> {
-        self.eat(b).then_some(()).ok_or_else(|| self.err(&format!("expected '{}'", b as char)))
+        self.eat(b)
+            .then_some(())
+            .ok_or_else(|| self.err(&format!("expected '{}'", b as char)))
     }
     fn value(&mut self, depth: usize) -> Result<Json, String> {
         if depth > 256 {
             return Err(self.err("nesting too deep"));
         }
         self.ws();
-        for (word, v) in [("null", Json::Null), ("true", Json::Bool(true)), ("false", Json::Bool(false))] {
+        for (word, v) in [
+            ("null", Json::Null),
+            ("true", Json::Bool(true)),
+            ("false", Json::Bool(false)),
+        ] {
             if self.s[self.i..].starts_with(word.as_bytes()) {
                 self.i += word.len();
                 return Ok(v);
@@ -128,12 +141,23 @@ impl Parser<'_> {
             Some(b'"') => self.string().map(Json::Str),
             Some(b'-' | b'0'..=b'9') => self.number(),
             Some(b'[') => self.list(b']', |p| p.value(depth + 1)).map(Json::Arr),
-            Some(b'{') => self.list(b'}', |p| Ok((p.string()?, p.expect(b':').and_then(|_| p.value(depth + 1))?))),
+            Some(b'{') => {
+                let member = |p: &mut Self| {
+                    let key = p.string()?;
+                    p.expect(b':')?;
+                    Ok((key, p.value(depth + 1)?))
+                };
+                self.list(b'}', member).map(Json::Obj)
+            }
             _ => Err(self.err("unexpected character or end of input")),
         }
     }
     /// Parse `[item, item, ...]` (or `{...}`); the opening bracket is next.
-    fn list<T>(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Result<T, String>) -> Result<Vec<T>, String> {
+    fn list<T>(
+        &mut self,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Result<T, String>,
+    ) -> Result<Vec<T>, String> {
         self.i += 1;
         let mut items = Vec::new();
         if self.eat(close) {
@@ -150,11 +174,13 @@ impl Parser<'_> {
     /// Lenient number: the usual characters, accepted if Rust can parse it as f64.
     fn number(&mut self) -> Result<Json, String> {
         let start = self.i;
-        while matches!(self.peek(), Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')) {
+        while self.peek().is_some_and(|b| b"0123456789+-.eE".contains(&b)) {
             self.i += 1;
         }
         let text = String::from_utf8_lossy(&self.s[start..self.i]).into_owned();
-        text.parse::<f64>().map(|_| Json::Num(text)).map_err(|_| self.err("invalid number"))
+        text.parse::<f64>()
+            .map(|_| Json::Num(text))
+            .map_err(|_| self.err("invalid number"))
     }
     fn string(&mut self) -> Result<String, String> {
         self.expect(b'"')?;
@@ -204,10 +230,14 @@ impl Parser<'_> {
         })
     }
     fn hex4(&mut self) -> Result<u32, String> {
-        let hex = self.s.get(self.i..self.i + 4).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
-        let v = hex.and_then(|h| u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
-        self.i += 4;
-        v.ok_or_else(|| self.err("invalid \\u escape"))
+        let digits = self.s.get(self.i..self.i + 4).unwrap_or_default();
+        let v = digits
+            .iter()
+            .try_fold(0, |acc, &b| Some(acc * 16 + char::from(b).to_digit(16)?));
+        let v = v.filter(|_| digits.len() == 4);
+        let v = v.ok_or_else(|| self.err("invalid \\u escape"))?;
+        self.i += 4; // only advance on success, so `i` never passes the end
+        Ok(v)
     }
 }
 
@@ -226,22 +256,38 @@ struct Script {
 
 fn load_script(text: &str) -> Result<Script, String> {
     let root = parse_json(text)?;
-    let steps = root.get("steps").and_then(Json::as_arr).ok_or("script: missing \"steps\" array")?;
+    let steps = root
+        .get("steps")
+        .and_then(Json::as_arr)
+        .ok_or("script: missing \"steps\" array")?;
     let steps = steps.iter().enumerate().map(|(i, s)| {
         let tool = s.get("tool").and_then(Json::as_str);
         let tool = tool.ok_or_else(|| format!("script: step {i} has no \"tool\" string"))?;
-        let arguments = s.get("arguments").map_or_else(|| "{}".to_string(), Json::encode);
-        Ok(Step { tool: tool.to_string(), arguments })
+        let arguments = s
+            .get("arguments")
+            .map_or_else(|| "{}".to_string(), Json::encode);
+        Ok(Step {
+            tool: tool.to_string(),
+            arguments,
+        })
     });
     let steps = steps.collect::<Result<Vec<_>, String>>()?;
-    let final_text = root.get("final").and_then(Json::as_str).unwrap_or("done").to_string();
+    let final_text = root
+        .get("final")
+        .and_then(Json::as_str)
+        .unwrap_or("done")
+        .to_string();
     Ok(Script { steps, final_text })
 }
 
 #[derive(Debug, PartialEq)]
 enum Reply<'a> {
     Text(&'a str),
-    ToolCall { index: usize, name: &'a str, arguments: &'a str },
+    ToolCall {
+        index: usize,
+        name: &'a str,
+        arguments: &'a str,
+    },
 }
 
 /// No (or empty) `tools` means a title request. Otherwise the next step is the
@@ -256,10 +302,20 @@ fn decide<'a>(req: &Json, script: &'a Script) -> Reply<'a> {
     }
     let messages = req.get("messages").and_then(Json::as_arr).unwrap_or(&[]);
     let is_role = |m: &Json, r: &str| m.get("role").and_then(Json::as_str) == Some(r);
-    let start = messages.iter().rposition(|m| is_role(m, "user")).map_or(0, |i| i + 1);
-    let n = messages[start..].iter().filter(|m| is_role(m, "tool")).count();
+    let start = messages
+        .iter()
+        .rposition(|m| is_role(m, "user"))
+        .map_or(0, |i| i + 1);
+    let n = messages[start..]
+        .iter()
+        .filter(|m| is_role(m, "tool"))
+        .count();
     match script.steps.get(n) {
-        Some(step) => Reply::ToolCall { index: n, name: &step.tool, arguments: &step.arguments },
+        Some(step) => Reply::ToolCall {
+            index: n,
+            name: &step.tool,
+            arguments: &step.arguments,
+        },
         None => Reply::Text(&script.final_text),
     }
 }
@@ -268,14 +324,25 @@ fn decide<'a>(req: &Json, script: &'a Script) -> Reply<'a> {
 fn sse_body(reply: &Reply) -> String {
     let (delta, finish) = match reply {
         Reply::Text(text) => (format!(r#"{{"content":{}}}"#, quote(text)), "stop"),
-        Reply::ToolCall { index, name, arguments } => {
-            let f = format!(r#"{{"name":{},"arguments":{}}}"#, quote(name), quote(arguments));
-            let call = format!(r#"{{"index":0,"id":"call_{index}","type":"function","function":{f}}}"#);
+        Reply::ToolCall {
+            index,
+            name,
+            arguments,
+        } => {
+            let f = format!(
+                r#"{{"name":{},"arguments":{}}}"#,
+                quote(name),
+                quote(arguments)
+            );
+            let call =
+                format!(r#"{{"index":0,"id":"call_{index}","type":"function","function":{f}}}"#);
             (format!(r#"{{"tool_calls":[{call}]}}"#), "tool_calls")
         }
     };
     // Each entry is the `choices` value plus any extra top-level fields.
-    let choice = |delta: &str, finish: &str| format!(r#"[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]"#);
+    let choice = |delta: &str, finish: &str| {
+        format!(r#"[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]"#)
+    };
     let chunks = [
         choice(r#"{"role":"assistant","content":""}"#, "null"),
         choice(&delta, "null"),
@@ -283,7 +350,10 @@ fn sse_body(reply: &Reply) -> String {
         r#"[],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}"#.to_string(),
     ];
     let head = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":0,"model":"fake-model","choices":"#;
-    let body: String = chunks.iter().map(|c| format!("data: {head}{c}}}\n\n")).collect();
+    let body: String = chunks
+        .iter()
+        .map(|c| format!("data: {head}{c}}}\n\n"))
+        .collect();
     body + "data: [DONE]\n\n"
 }
 
@@ -323,7 +393,9 @@ fn read_request(r: &mut impl BufRead, w: &mut impl Write) -> io::Result<Option<R
         return Ok(None);
     }
     let mut parts = line.split_whitespace();
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else { return Err(bad("bad request line")) };
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return Err(bad("bad request line"));
+    };
     let path = target.split('?').next().unwrap_or_default().to_string();
     let (mut len, mut chunked) = (0, false);
     loop {
@@ -355,21 +427,38 @@ fn read_request(r: &mut impl BufRead, w: &mut impl Write) -> io::Result<Option<R
     } else {
         read_body(r, &mut body, len)?;
     }
-    Ok(Some(Request { method: method.to_string(), path, body }))
+    Ok(Some(Request {
+        method: method.to_string(),
+        path,
+        body,
+    }))
 }
 
-/// Returns (status, content type, body, log note).
-fn route(req: &Request, script: &Script) -> (&'static str, &'static str, String, String) {
+/// (status, content type, body, log note)
+type Response = (&'static str, &'static str, String, String);
+
+fn plain(status: &'static str, msg: String) -> Response {
+    (
+        status,
+        "text/plain",
+        format!("{msg}\n"),
+        format!("{status}: {msg}"),
+    )
+}
+
+fn route(req: &Request, script: &Script) -> Response {
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/v1/models") => {
             let models = r#"{"object":"list","data":[{"id":"fake-model","object":"model"}]}"#;
             ("200 OK", "application/json", models.into(), "models".into())
         }
         ("POST", "/v1/chat/completions") => {
-            let json = std::str::from_utf8(&req.body).map_err(|e| e.to_string()).and_then(parse_json);
+            let json = std::str::from_utf8(&req.body)
+                .map_err(|e| e.to_string())
+                .and_then(parse_json);
             let json = match json {
                 Ok(json) => json,
-                Err(e) => return ("400 Bad Request", "text/plain", format!("{e}\n"), format!("400 {e}")),
+                Err(e) => return plain("400 Bad Request", e),
             };
             let reply = decide(&json, script);
             let note = match &reply {
@@ -379,19 +468,24 @@ fn route(req: &Request, script: &Script) -> (&'static str, &'static str, String,
             };
             ("200 OK", "text/event-stream", sse_body(&reply), note)
         }
-        _ => ("404 Not Found", "text/plain", "not found\n".into(), "404".into()),
+        _ => plain("404 Not Found", "not found".into()),
     }
 }
 
 fn handle(stream: &TcpStream, script: &Script) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let (mut reader, mut writer) = (BufReader::new(stream), stream);
-    let Some(req) = read_request(&mut reader, &mut writer)? else { return Ok(()) };
+    let Some(req) = read_request(&mut reader, &mut writer)? else {
+        return Ok(());
+    };
     let (status, content_type, body, note) = route(&req, script);
     eprintln!("fake-llm: {} {} {note}", req.method, req.path);
-    let len = body.len();
-    let head = format!("HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n");
-    writer.write_all(format!("{head}Cache-Control: no-cache\r\nConnection: close\r\n\r\n{body}").as_bytes())?;
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-cache\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    writer.write_all(response.as_bytes())?;
     writer.flush()?;
     let _ = stream.shutdown(Shutdown::Write); // end of response; the peer may already be gone
     Ok(())
@@ -399,18 +493,26 @@ fn handle(stream: &TcpStream, script: &Script) -> io::Result<()> {
 
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1));
-    let (Some(listen), Some(script_path), 4) = (opt("--listen"), opt("--script"), args.len()) else {
+    let opt = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    let (Some(listen), Some(script_path), 4) = (opt("--listen"), opt("--script"), args.len())
+    else {
         return Err(USAGE.into());
     };
-    let text = std::fs::read_to_string(script_path).map_err(|e| format!("reading {script_path}: {e}"))?;
+    let text =
+        std::fs::read_to_string(script_path).map_err(|e| format!("reading {script_path}: {e}"))?;
     let script = Arc::new(load_script(&text)?);
     let listener = TcpListener::bind(listen).map_err(|e| format!("binding {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("fake-llm listening on {addr}");
     io::stdout().flush().map_err(|e| e.to_string())?;
     for conn in listener.incoming() {
-        let Ok(stream) = conn.map_err(|e| eprintln!("fake-llm: accept error: {e}")) else { continue };
+        let Ok(stream) = conn.map_err(|e| eprintln!("fake-llm: accept error: {e}")) else {
+            continue;
+        };
         let script = Arc::clone(&script);
         thread::spawn(move || {
             if let Err(e) = handle(&stream, &script) {
@@ -435,10 +537,23 @@ mod tests {
     const SCRIPT: &str = r#"{"steps": [{"tool": "bash", "arguments": {"command": "echo \"hi\" > f"}},
         {"tool": "read", "arguments": {"path": "f"}}], "final": "all done"}"#;
 
-    fn request(tools: bool, roles: &[&str]) -> Json {
-        let msgs: Vec<_> = roles.iter().map(|r| format!(r#"{{"role":"{r}","content":"x"}}"#)).collect();
-        let tools = if tools { r#","tools":[{"type":"function"}]"# } else { "" };
-        parse_json(&format!(r#"{{"model":"m","messages":[{}]{tools}}}"#, msgs.join(","))).unwrap()
+    /// Decide for a request whose messages have the given (space-separated)
+    /// roles, and describe the reply as a short string.
+    fn pick(tools: bool, roles: &str) -> String {
+        let msgs: Vec<_> = roles
+            .split(' ')
+            .map(|r| format!(r#"{{"role":"{r}"}}"#))
+            .collect();
+        let tools = if tools { r#","tools":[{}]"# } else { "" };
+        let req = parse_json(&format!(r#"{{"messages":[{}]{tools}}}"#, msgs.join(","))).unwrap();
+        match decide(&req, &load_script(SCRIPT).unwrap()) {
+            Reply::Text(t) => format!("text {t}"),
+            Reply::ToolCall {
+                index,
+                name,
+                arguments,
+            } => format!("tool {index} {name} {arguments}"),
+        }
     }
 
     #[test]
@@ -446,27 +561,51 @@ mod tests {
         let text = r#" { "a" : [1, -2.5e+3, true, false, null, {}, [ ]], "s": "q\"b\\s\/\n\t\u00e9\ud83d\ude00\u0041é", "": "" } "#;
         let v = parse_json(text).unwrap();
         assert_eq!(v.get("s").and_then(Json::as_str), Some("q\"b\\s/\n\té😀Aé"));
-        assert_eq!(v.get("a").unwrap().encode(), "[1,-2.5e+3,true,false,null,{},[]]");
+        assert_eq!(
+            v.get("a").unwrap().encode(),
+            "[1,-2.5e+3,true,false,null,{},[]]"
+        );
         assert_eq!(parse_json(&v.encode()).unwrap(), v, "round trip");
-        assert_eq!(parse_json(r#""\ud800x\udc00""#).unwrap(), Json::Str("\u{FFFD}x\u{FFFD}".into()));
+        assert_eq!(
+            parse_json(r#""\ud800x\udc00""#).unwrap(),
+            Json::Str("\u{FFFD}x\u{FFFD}".into())
+        );
         assert_eq!(quote("a\u{1}\"\\\n"), r#""a\u0001\"\\\n""#);
-        for bad in ["", "{", "[1,]", "[1 2]", r#"{"a" 1}"#, r#"{a:1}"#, "\"abc", "tru", "1 2", r#""\x""#, r#""\u12""#, "-"] {
+        for bad in [
+            "",
+            "{",
+            "[1,]",
+            "[1 2]",
+            r#"{"a" 1}"#,
+            r#"{a:1}"#,
+            "\"abc",
+            "tru",
+            "1 2",
+            r#""\x""#,
+            r#""\u12""#,
+            "-",
+        ] {
             assert!(parse_json(bad).is_err(), "{bad:?} should fail");
         }
     }
 
     #[test]
     fn reply_decision() {
-        let s = load_script(SCRIPT).unwrap();
-        let reply = |tools, roles: &[&str]| decide(&request(tools, roles), &s);
-        assert_eq!(reply(false, &["system", "user"]), Reply::Text("fake title"));
-        let args = r#"{"command":"echo \"hi\" > f"}"#;
-        assert_eq!(reply(true, &["system", "user"]), Reply::ToolCall { index: 0, name: "bash", arguments: args });
-        let second = Reply::ToolCall { index: 1, name: "read", arguments: r#"{"path":"f"}"# };
-        assert_eq!(reply(true, &["system", "user", "assistant", "tool"]), second);
-        assert_eq!(reply(true, &["user", "assistant", "tool", "assistant", "tool"]), Reply::Text("all done"));
-        let new_turn = ["user", "assistant", "tool", "assistant", "tool", "assistant", "user"];
-        assert!(matches!(reply(true, &new_turn), Reply::ToolCall { index: 0, .. }));
+        assert_eq!(pick(false, "system user"), "text fake title");
+        assert_eq!(
+            pick(true, "system user"),
+            r#"tool 0 bash {"command":"echo \"hi\" > f"}"#
+        );
+        assert_eq!(
+            pick(true, "system user assistant tool"),
+            r#"tool 1 read {"path":"f"}"#
+        );
+        assert_eq!(
+            pick(true, "user assistant tool assistant tool"),
+            "text all done"
+        );
+        let new_turn = "user assistant tool assistant tool assistant user";
+        assert!(pick(true, new_turn).starts_with("tool 0 bash"));
     }
 
     #[test]
@@ -475,21 +614,39 @@ mod tests {
         assert!(text.contains(r#""delta":{"content":"all done"},"finish_reason":null"#));
         assert!(text.contains(r#""finish_reason":"stop""#) && text.ends_with("data: [DONE]\n\n"));
         let args = r#"{"command":"ls"}"#;
-        let sse = sse_body(&Reply::ToolCall { index: 2, name: "bash", arguments: args });
-        let data = sse.split("\n\n").filter_map(|c| c.strip_prefix("data: ")).filter(|c| *c != "[DONE]");
+        let sse = sse_body(&Reply::ToolCall {
+            index: 2,
+            name: "bash",
+            arguments: args,
+        });
+        let data = sse
+            .split("\n\n")
+            .filter_map(|c| c.strip_prefix("data: "))
+            .filter(|c| *c != "[DONE]");
         let chunks: Vec<Json> = data.map(|c| parse_json(c).unwrap()).collect();
         assert_eq!(chunks.len(), 4);
         let choice = &chunks[1].get("choices").and_then(Json::as_arr).unwrap()[0];
-        let call = &choice.get("delta").and_then(|d| d.get("tool_calls")).and_then(Json::as_arr).unwrap()[0];
+        let call = &choice
+            .get("delta")
+            .and_then(|d| d.get("tool_calls"))
+            .and_then(Json::as_arr)
+            .unwrap()[0];
         assert_eq!(call.get("id").and_then(Json::as_str), Some("call_2"));
-        assert_eq!(call.get("function").and_then(|f| f.get("arguments")).and_then(Json::as_str), Some(args));
+        assert_eq!(
+            call.get("function")
+                .and_then(|f| f.get("arguments"))
+                .and_then(Json::as_str),
+            Some(args)
+        );
         assert!(sse.contains(r#""finish_reason":"tool_calls""#));
     }
 
     #[test]
     fn chunked_request_body() {
         let raw = "POST /v1/x?y=1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;ext\r\nde\r\n0\r\n\r\n";
-        let req = read_request(&mut io::Cursor::new(raw), &mut Vec::new()).unwrap().unwrap();
+        let req = read_request(&mut io::Cursor::new(raw), &mut Vec::new())
+            .unwrap()
+            .unwrap();
         assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/v1/x"));
         assert_eq!(req.body, b"abcde");
     }

@@ -1,0 +1,603 @@
+//! `runArgs`: the `docker run` flags a devcontainer.json passes, each mapped onto the
+//! workspace container or the pod, or refused with the reason. None is dropped
+//! silently; an unknown flag is an error naming it. docs/devcontainer.md has the table.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{MountSpec, PortSpec};
+
+/// A resource limit (`--ulimit nofile=1024:2048`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+/// What `runArgs` asks for, sorted by where it goes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunArgs {
+    pub env: BTreeMap<String, String>,
+    /// `--env-file` paths (read by `up`, relative to the repo folder).
+    pub env_files: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub security_opt: Vec<String>,
+    pub privileged: bool,
+    pub devices: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub mounts: Vec<MountSpec>,
+    pub ports: Vec<PortSpec>,
+    pub memory: Option<i64>,
+    pub cpus: Option<f64>,
+    pub shm_size: Option<i64>,
+    pub hostname: Option<String>,
+    pub dns: Vec<String>,
+    pub add_hosts: Vec<String>,
+    pub ulimits: Vec<Ulimit>,
+    pub sysctls: BTreeMap<String, String>,
+    pub runtime: Option<String>,
+    pub init: Option<bool>,
+    pub gpus: Option<String>,
+    pub warnings: Vec<String>,
+    /// Settings that widen access: applied only with the user's consent.
+    pub needs_trust: Vec<String>,
+}
+
+/// A size as docker writes it: `512`, `64k`, `512m`, `2g` (also `mb`, `gb`).
+pub fn parse_docker_size(s: &str) -> Option<i64> {
+    let lower = s.trim().to_ascii_lowercase();
+    let digits: String = lower
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let n: f64 = digits.parse().ok()?;
+    let mult: f64 = match lower[digits.len()..].trim_end_matches('b') {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        "t" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let v = n * mult;
+    (v >= 1.0 && v < i64::MAX as f64).then_some(v as i64)
+}
+
+fn ulimit(v: &str) -> Result<Ulimit, String> {
+    let bad = || format!("runArgs: --ulimit {v}: write NAME=SOFT[:HARD], e.g. nofile=1024:4096");
+    let (name, limits) = v.split_once('=').ok_or_else(bad)?;
+    let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));
+    let num = |x: &str| -> Result<i64, String> {
+        if x == "-1" || x == "unlimited" {
+            Ok(-1)
+        } else {
+            x.parse().map_err(|_| bad())
+        }
+    };
+    const KNOWN: &[&str] = &[
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+        "as",
+    ];
+    if !KNOWN.contains(&name) {
+        return Err(format!("runArgs: --ulimit {v}: unknown limit {name:?}"));
+    }
+    Ok(Ulimit {
+        name: name.to_string(),
+        soft: num(soft)?,
+        hard: num(hard)?,
+    })
+}
+
+/// `-p [IP:][HOST:]CONTAINER[/PROTO]`.
+fn publish(v: &str, warnings: &mut Vec<String>) -> Result<PortSpec, String> {
+    let bad = || format!("runArgs: -p {v}: write [HOST:]CONTAINER[/tcp|udp]");
+    let (spec, proto) = v.split_once('/').unwrap_or((v, "tcp"));
+    if proto != "tcp" && proto != "udp" {
+        return Err(bad());
+    }
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (ip, host, container) = match parts.as_slice() {
+        [c] => (None, None, *c),
+        [h, c] => (None, Some(*h), *c),
+        [ip, h, c] => (Some(*ip), Some(*h).filter(|h| !h.is_empty()), *c),
+        _ => return Err(bad()),
+    };
+    if let Some(ip) = ip.filter(|ip| !matches!(*ip, "127.0.0.1" | "localhost" | "")) {
+        warnings.push(format!(
+            "runArgs: -p {v} is published on 127.0.0.1, not {ip}: devaipod publishes ports on the host's loopback only"
+        ));
+    }
+    let container: u16 = container.parse().map_err(|_| bad())?;
+    let host = host
+        .map(|h| h.parse::<u16>().map_err(|_| bad()))
+        .transpose()?;
+    if container == 0 || host == Some(0) {
+        return Err(bad());
+    }
+    if container == super::AGENT_PORT {
+        return Err(format!(
+            "runArgs: -p {v}: port {container} is the agent's; it is never published"
+        ));
+    }
+    Ok(PortSpec {
+        container_port: container,
+        host_port: host,
+        protocol: proto.into(),
+    })
+}
+
+/// `-v SRC:DST[:OPTS]`: a named volume, or a host bind (relative sources are taken
+/// from `base`, the repo folder).
+fn volume(v: &str, base: &str) -> Result<MountSpec, String> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (source, target, opts) = match parts.as_slice() {
+        [t] => ("", *t, ""),
+        [s, t] => (*s, *t, ""),
+        [s, t, o] => (*s, *t, *o),
+        _ => return Err(format!("runArgs: -v {v}: write SOURCE:TARGET[:ro]")),
+    };
+    if !target.starts_with('/') {
+        return Err(format!(
+            "runArgs: -v {v}: the target must be an absolute path"
+        ));
+    }
+    let read_only = opts.split(',').any(|o| o == "ro" || o == "readonly");
+    let text = if source.is_empty() {
+        format!("type=volume,target={target}")
+    } else if source.starts_with('/') || source.starts_with('.') || source.starts_with('~') {
+        let src = if let Some(rel) = source.strip_prefix("./") {
+            format!("{}/{rel}", base.trim_end_matches('/'))
+        } else if source == "." {
+            base.to_string()
+        } else {
+            source.to_string()
+        };
+        format!("type=bind,source={src},target={target}")
+    } else {
+        format!("type=volume,source={source},target={target}")
+    };
+    let mut m = super::parse_mount(&serde_json::Value::String(text))
+        .map_err(|e| format!("runArgs: -v {v}: {e}"))?;
+    m.read_only = m.read_only || read_only;
+    Ok(m)
+}
+
+const BOOL_FLAGS: &[&str] = &[
+    "--privileged",
+    "--init",
+    "--rm",
+    "-i",
+    "-t",
+    "-it",
+    "-ti",
+    "-d",
+    "--interactive",
+    "--tty",
+    "--detach",
+];
+
+/// Parses `runArgs`. `base` is the repo folder (for relative bind sources).
+pub fn parse(args: &[String], base: &str) -> Result<RunArgs, String> {
+    let mut out = RunArgs::default();
+    let mut it = args.iter().peekable();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with('-') => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        // Short flags may carry their value attached: -p8080, -eX=1.
+        let (flag, inline) = match (flag.as_str(), &inline) {
+            (f, None) if f.len() > 2 && !f.starts_with("--") && !BOOL_FLAGS.contains(&f) => {
+                (f[..2].to_string(), Some(arg[2..].to_string()))
+            }
+            _ => (flag, inline),
+        };
+        if BOOL_FLAGS.contains(&flag.as_str()) {
+            let on = match inline.as_deref() {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(v) => return Err(format!("runArgs: {flag}={v}: write true or false")),
+            };
+            match flag.as_str() {
+                "--privileged" => {
+                    out.privileged = on;
+                    if on {
+                        out.needs_trust.push("runArgs --privileged".into());
+                    }
+                }
+                "--init" => out.init = Some(on),
+                _ => out.warnings.push(format!(
+                    "runArgs: {arg} has no effect: devaipod runs the pod detached and removes it with `devaipod delete`"
+                )),
+            }
+            continue;
+        }
+        let mut value = || -> Result<String, String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => it
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| format!("runArgs: {flag} needs a value")),
+            }
+        };
+        match flag.as_str() {
+            "-e" | "--env" => {
+                let v = value()?;
+                let Some((k, val)) = v.split_once('=') else {
+                    return Err(format!(
+                        "runArgs: -e {v} would copy {v} from the host environment, which devaipod never does (it may hold a secret); write -e {v}=VALUE"
+                    ));
+                };
+                out.env.insert(k.to_string(), val.to_string());
+            }
+            "--env-file" => out.env_files.push(value()?),
+            "-l" | "--label" => {
+                let v = value()?;
+                let (k, val) = v.split_once('=').unwrap_or((v.as_str(), ""));
+                if k.starts_with(super::labels::PREFIX) {
+                    return Err(format!(
+                        "runArgs: --label {k}: labels under {} are devaipod's own",
+                        super::labels::PREFIX
+                    ));
+                }
+                out.labels.insert(k.to_string(), val.to_string());
+            }
+            "--cap-add" => {
+                let v = value()?;
+                out.needs_trust.push(format!("runArgs --cap-add {v}"));
+                out.cap_add
+                    .extend(v.split(',').map(|c| c.to_ascii_uppercase()));
+            }
+            "--cap-drop" => out
+                .cap_drop
+                .extend(value()?.split(',').map(|c| c.to_ascii_uppercase())),
+            "--security-opt" => {
+                let v = value()?;
+                security_opt_known(&v)?;
+                out.needs_trust.push(format!("runArgs --security-opt {v}"));
+                out.security_opt.push(v);
+            }
+            "--device" => {
+                let v = value()?;
+                out.needs_trust.push(format!("runArgs --device {v}"));
+                out.devices.push(v);
+            }
+            "--gpus" => out.gpus = Some(value()?),
+            "-u" | "--user" => out.user = Some(value()?),
+            "-w" | "--workdir" => {
+                let v = value()?;
+                if !v.starts_with('/') {
+                    return Err(format!(
+                        "runArgs: -w {v}: the working directory must be absolute"
+                    ));
+                }
+                out.workdir = Some(v);
+            }
+            "-v" | "--volume" => {
+                let m = volume(&value()?, base)?;
+                if m.kind == "bind" {
+                    out.needs_trust
+                        .push(format!("runArgs -v binds {} at {}", m.source, m.target));
+                }
+                out.mounts.push(m);
+            }
+            "--mount" => {
+                let v = value()?;
+                let m = super::parse_mount(&serde_json::Value::String(v.clone()))
+                    .map_err(|e| format!("runArgs: --mount {v}: {e}"))?;
+                if m.kind == "bind" {
+                    out.needs_trust.push(format!(
+                        "runArgs --mount binds {} at {}",
+                        m.source, m.target
+                    ));
+                }
+                out.mounts.push(m);
+            }
+            "--tmpfs" => {
+                let v = value()?;
+                let target = v.split(':').next().unwrap_or_default();
+                let m = super::parse_mount(&serde_json::json!({"type": "tmpfs", "target": target}))
+                    .map_err(|e| format!("runArgs: --tmpfs {v}: {e}"))?;
+                out.mounts.push(m);
+            }
+            "-p" | "--publish" => {
+                let p = publish(&value()?, &mut out.warnings)?;
+                out.ports.push(p);
+            }
+            "-m" | "--memory" => {
+                let v = value()?;
+                out.memory = Some(
+                    parse_docker_size(&v)
+                        .ok_or_else(|| format!("runArgs: --memory {v}: not a size such as 4g"))?,
+                );
+            }
+            "--cpus" => {
+                let v = value()?;
+                out.cpus = Some(
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|c| *c > 0.0)
+                        .ok_or_else(|| format!("runArgs: --cpus {v}: not a positive number"))?,
+                );
+            }
+            "--shm-size" => {
+                let v = value()?;
+                out.shm_size =
+                    Some(parse_docker_size(&v).ok_or_else(|| {
+                        format!("runArgs: --shm-size {v}: not a size such as 1g")
+                    })?);
+            }
+            "-h" | "--hostname" => out.hostname = Some(value()?),
+            "--dns" => out.dns.push(value()?),
+            "--add-host" => {
+                let v = value()?;
+                if v.split_once(':').is_none() {
+                    return Err(format!("runArgs: --add-host {v}: write HOST:IP"));
+                }
+                out.add_hosts.push(v);
+            }
+            "--ulimit" => out.ulimits.push(ulimit(&value()?)?),
+            "--sysctl" => {
+                let v = value()?;
+                let Some((k, val)) = v.split_once('=') else {
+                    return Err(format!("runArgs: --sysctl {v}: write NAME=VALUE"));
+                };
+                if k.starts_with("net.") {
+                    return Err(format!(
+                        "runArgs: --sysctl {k} is refused: the network namespace is the pod's, shared with the agent"
+                    ));
+                }
+                if !(k.starts_with("kernel.") || k.starts_with("fs.mqueue.")) {
+                    return Err(format!(
+                        "runArgs: --sysctl {k} is not namespaced (only kernel.shm*, kernel.msg*, kernel.sem and fs.mqueue.* are)"
+                    ));
+                }
+                out.sysctls.insert(k.to_string(), val.to_string());
+            }
+            "--runtime" => out.runtime = Some(value()?),
+            "--restart" => {
+                let v = value()?;
+                out.warnings.push(format!(
+                    "runArgs: --restart {v} has no effect: devaipod starts and stops the pod (`devaipod start`)"
+                ));
+            }
+            "--network" | "--net" => {
+                let v = value()?;
+                return Err(format!(
+                    "runArgs: --network {v} is refused: the pod owns the network namespace, which the agent shares; publish ports with forwardPorts instead"
+                ));
+            }
+            "--pid" | "--ipc" | "--uts" => {
+                let v = value()?;
+                if v == "host" {
+                    return Err(format!(
+                        "runArgs: {flag}=host is refused: it would share the host's namespace with the workspace"
+                    ));
+                }
+                if !matches!(v.as_str(), "private" | "shareable" | "") {
+                    return Err(format!(
+                        "runArgs: {flag}={v} is refused: each container of the pod keeps its own namespace"
+                    ));
+                }
+            }
+            "--userns" => {
+                let v = value()?;
+                return Err(format!(
+                    "runArgs: --userns={v} is refused: the pod's user namespace is devaipod's; keep-id is not needed because the repo is cloned into a volume owned by remoteUser"
+                ));
+            }
+            "--storage-opt" => {
+                let v = value()?;
+                return Err(format!(
+                    "runArgs: --storage-opt {v} is refused: per-container storage quotas need rootful XFS with project quotas, which devaipod does not assume"
+                ));
+            }
+            "--name" => {
+                let v = value()?;
+                return Err(format!(
+                    "runArgs: --name {v} is refused: devaipod names the pod's containers (use `devaipod up --name`)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "runArgs: {other} is not supported by devaipod; remove it (docs/devcontainer.md lists the supported flags)"
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `--security-opt` / `securityOpt` values devaipod can apply.
+pub fn security_opt_known(v: &str) -> Result<(), String> {
+    let ok = matches!(
+        v,
+        "seccomp=unconfined"
+            | "label=disable"
+            | "apparmor=unconfined"
+            | "no-new-privileges"
+            | "no-new-privileges:true"
+            | "no-new-privileges=true"
+    ) || v.starts_with("label=type:")
+        || v.starts_with("label=level:");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "security option {v:?} is not supported (supported: seccomp=unconfined, label=disable, label=type:T, label=level:L, apparmor=unconfined, no-new-privileges)"
+        ))
+    }
+}
+
+/// The lines of an env file (`KEY=VALUE`, comments and blank lines skipped).
+pub fn parse_env_file(text: &str, path: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(format!(
+                "{path}:{}:1: {k:?} has no value; devaipod never copies host environment variables (write NAME=VALUE)",
+                i + 1,
+                k = line
+            ));
+        };
+        out.insert(k.trim().to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<RunArgs, String> {
+        parse(
+            &args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            "/repo",
+        )
+    }
+
+    #[test]
+    fn both_flag_forms_are_read() {
+        let a = p(&[
+            "--env=A=1",
+            "-e",
+            "B=2",
+            "--label",
+            "x=y",
+            "-l=z=w",
+            "--shm-size=1g",
+            "-m",
+            "512m",
+            "--cpus",
+            "1.5",
+            "--hostname=box",
+            "--dns",
+            "10.0.0.1",
+            "--add-host=db:10.0.0.2",
+            "--ulimit",
+            "nofile=1024:2048",
+            "--sysctl=kernel.msgmax=65536",
+            "-w",
+            "/work",
+            "-u=dev",
+            "--tmpfs",
+            "/scratch:size=1m",
+            "-p",
+            "8080:80",
+            "-p=9090",
+            "-v",
+            "cache:/cache:ro",
+            "--init=false",
+            "--runtime",
+            "crun",
+            "--restart=always",
+            "-it",
+            "--cap-drop=NET_RAW",
+        ])
+        .expect("valid");
+        assert_eq!(a.env.len(), 2);
+        assert_eq!(a.labels.len(), 2);
+        assert_eq!(a.shm_size, Some(1 << 30));
+        assert_eq!(a.memory, Some(512 << 20));
+        assert_eq!(a.cpus, Some(1.5));
+        assert_eq!(a.hostname.as_deref(), Some("box"));
+        assert_eq!(a.dns, ["10.0.0.1"]);
+        assert_eq!(a.add_hosts, ["db:10.0.0.2"]);
+        assert_eq!(
+            a.ulimits,
+            [Ulimit {
+                name: "nofile".into(),
+                soft: 1024,
+                hard: 2048
+            }]
+        );
+        assert_eq!(a.sysctls.len(), 1);
+        assert_eq!(a.workdir.as_deref(), Some("/work"));
+        assert_eq!(a.user.as_deref(), Some("dev"));
+        assert_eq!(a.mounts.len(), 2);
+        assert!(a.mounts[1].read_only);
+        assert_eq!(a.ports.len(), 2);
+        assert_eq!(a.ports[0].host_port, Some(8080));
+        assert_eq!(a.init, Some(false));
+        assert_eq!(a.runtime.as_deref(), Some("crun"));
+        assert_eq!(a.cap_drop, ["NET_RAW"]);
+        assert_eq!(a.warnings.len(), 2, "{:?}", a.warnings);
+        assert!(a.needs_trust.is_empty());
+    }
+
+    #[test]
+    fn widening_flags_need_consent() {
+        let a = p(&[
+            "--privileged",
+            "--cap-add=SYS_PTRACE",
+            "--security-opt",
+            "seccomp=unconfined",
+            "--device=/dev/fuse",
+            "-v",
+            "./data:/data",
+        ])
+        .expect("valid");
+        assert_eq!(a.needs_trust.len(), 5, "{:?}", a.needs_trust);
+        assert_eq!(a.mounts[0].source, "/repo/data");
+    }
+
+    #[test]
+    fn refused_and_unknown_flags_name_themselves() {
+        for (args, want) in [
+            (vec!["--network=host"], "--network host is refused"),
+            (vec!["--net", "none"], "is refused"),
+            (vec!["--pid=host"], "--pid=host is refused"),
+            (vec!["--userns=keep-id"], "keep-id is not needed"),
+            (
+                vec!["--storage-opt", "size=1G"],
+                "--storage-opt size=1G is refused",
+            ),
+            (vec!["--name", "x"], "--name x is refused"),
+            (
+                vec!["--sysctl", "net.ipv4.ip_forward=1"],
+                "net.ipv4.ip_forward is refused",
+            ),
+            (vec!["--frobnicate"], "--frobnicate is not supported"),
+            (vec!["-e", "HOME"], "never does"),
+            (vec!["--memory"], "needs a value"),
+            (vec!["-p", "4096:4096"], "the agent's"),
+            (vec!["--security-opt=mask=/x"], "not supported"),
+            (vec!["--label=io.devaipod.pod=x"], "devaipod's own"),
+        ] {
+            let e = p(&args).expect_err(want);
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn env_files_skip_comments_and_refuse_bare_names() {
+        let m = parse_env_file("# c\nA=1\n\nB= two \n", "f").expect("valid");
+        assert_eq!(m.get("B").map(String::as_str), Some(" two"));
+        let e = parse_env_file("A=1\nHOME\n", ".env").expect_err("bare");
+        assert!(e.starts_with(".env:2:1:"), "{e}");
+    }
+}
