@@ -55,6 +55,14 @@ impl Progress {
         }
     }
 
+    /// Runs `f` (a prompt) with the spinner hidden.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.bar {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
+    }
+
     /// Prints a warning without garbling the spinner.
     pub fn warn(&self, msg: &str) {
         match &self.bar {

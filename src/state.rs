@@ -62,6 +62,25 @@ impl StateDir {
         serde_json::from_slice(&text).ok()
     }
 
+    fn approval_path(&self, key: &str) -> PathBuf {
+        self.0.join("approved").join(key)
+    }
+
+    /// Whether the user approved the host command with this key (see
+    /// [`crate::plan::InitializePlan`]).
+    pub fn approved(&self, key: &str) -> bool {
+        self.approval_path(key).is_file()
+    }
+
+    /// Remembers the user's approval of a host command; `what` is kept for people
+    /// reading the folder.
+    pub fn approve(&self, key: &str, what: &str) -> Result<()> {
+        let path = self.approval_path(key);
+        let dir = path.parent().unwrap_or(&path);
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(&path, what).with_context(|| format!("writing {}", path.display()))
+    }
+
     /// Forgets the readiness record of `name`.
     pub fn forget(&self, name: &Name) {
         let _ = std::fs::remove_file(self.ready_path(name));

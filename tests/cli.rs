@@ -516,7 +516,7 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
     // (case, devcontainer.json, properties that must be warned about)
     let warned: Vec<(&str, String, Vec<&str>)> = vec![
         ("2 workspaceMount", r#"{"image": "localhost/x:1", "remoteUser": "dev", "workspaceMount": "source=/,target=/w,type=bind", "workspaceFolder": "/w"}"#.into(), vec![]),
-        ("3 initializeCommand", format!(r#"{{"image": "localhost/x:1", "remoteUser": "dev", "initializeCommand": "touch {}"}}"#, ran.display()), vec!["initializeCommand"]),
+        ("3 initializeCommand", format!(r#"{{"image": "localhost/x:1", "remoteUser": "dev", "initializeCommand": "touch {}"}}"#, ran.display()), vec![]),
         ("4 lifecycle commands", r#"{"image": "localhost/x:1", "remoteUser": "dev", "onCreateCommand": "x", "postCreateCommand": ["y"], "postStartCommand": {"a": "z"}, "postAttachCommand": "w", "updateContentCommand": "v"}"#.into(), vec!["postAttachCommand"]),
         ("5 env forwarding", r#"{"image": "localhost/x:1", "remoteUser": "dev", "customizations": {"devaipod": {"envAllowlist": ["DEVAIPOD_BAD_INPUT_TOKEN"], "env_allowlist": ["GH_TOKEN"]}}}"#.into(), vec!["customizations"]),
         ("6 egress widening", r#"{"image": "localhost/x:1", "remoteUser": "dev", "customizations": {"devaipod": {"allowedDomains": ["*", "1.2.3.4"]}}}"#.into(), vec!["customizations"]),
@@ -567,6 +567,12 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
             );
         }
     }
+    assert!(!ran.exists(), "initializeCommand ran on the host");
+    // 3: a dry run shows initializeCommand as needing approval (and never runs it).
+    let r = repo(Some(&warned[1].1));
+    let o = devaipod(&["up", ".", "--name", "b", "--dry-run", "--json"], r.path());
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["initialize"]["approved"], false, "{v}");
     assert!(!ran.exists(), "initializeCommand ran on the host");
     // 1: with consent the workspace gets what it asked for; the agent does not change.
     let r = repo(Some(PRIVILEGED));

@@ -1697,3 +1697,117 @@ fn run_args_and_capabilities_reach_the_workspace_only() {
     drop(g);
     let _ = podman(&["rmi", "-f", &tag]);
 }
+
+#[test]
+fn initialize_command_runs_on_the_host_only_after_approval() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("init");
+    let state = tempfile::tempdir().expect("tempdir");
+    let marker_dir = tempfile::tempdir().expect("tempdir");
+    let marker = marker_dir.path().join("ran");
+    let config = |extra: &str| {
+        format!(
+            r#"{{"image": "{BASE_IMAGE}", "initializeCommand": "pwd >> {}; echo {extra} >> {}; echo init-output"}}"#,
+            marker.display(),
+            marker.display()
+        )
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    init_repo(
+        dir.path(),
+        &[(".devcontainer/devcontainer.json", &config("one"))],
+    );
+    let path = dir.path().to_string_lossy().into_owned();
+    let label = g.label_arg();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["up", path.as_str(), "--name", &g.name, "--label", &label];
+        args.extend_from_slice(extra);
+        Command::new(devaipod_bin())
+            .args(&args)
+            .env("XDG_STATE_HOME", state.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("devaipod runs")
+    };
+    let runs = || std::fs::read_to_string(&marker).unwrap_or_default();
+
+    // No terminal, no --trust, nothing remembered: refused, nothing ran or was made.
+    let out = run(&[]);
+    assert_fails_with(
+        &out,
+        "initializeCommand runs on your host and was not approved",
+    );
+    assert_eq!(runs(), "");
+    g.assert_nothing_left();
+    let plan = json_of(&run(&["--dry-run", "--json"]));
+    assert_eq!(plan["initialize"]["approved"], false, "{plan}");
+
+    // --trust approves it: it runs on the host, in the repo folder, before the pod.
+    let out = run(&["--trust"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("[initializeCommand] init-output"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(runs(), format!("{path}\none\n"));
+    let o = devaipod(&["delete", &g.name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Remembered: runs again without asking.
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(runs().lines().filter(|l| *l == "one").count(), 2);
+    let o = devaipod(&["delete", &g.name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // A changed command asks again; on a terminal, "y" approves it.
+    std::fs::write(
+        dir.path().join(".devcontainer/devcontainer.json"),
+        config("two"),
+    )
+    .expect("write");
+    common::git(dir.path(), &["commit", "-qam", "changed"]);
+    let out = run(&[]);
+    assert_fails_with(&out, "was not approved");
+    assert!(!runs().contains("two"));
+    let cmdline = format!(
+        "{} up {path} --name {} --label {label}",
+        devaipod_bin().display(),
+        g.name
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &cmdline, "/dev/null"])
+        .env("XDG_STATE_HOME", state.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script runs (package bsdutils)");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"y\n").expect("answer");
+    }
+    let out = child.wait_with_output().expect("script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("runs on THIS HOST"), "{text}");
+    assert!(runs().contains("two"));
+}
+
+#[test]
+fn a_failing_initialize_command_stops_up_before_anything_is_made() {
+    let g = Guard::new("initfail");
+    let repo = Repo::new(&format!(
+        r#"{{"image": "{BASE_IMAGE}", "initializeCommand": ["sh", "-c", "echo init-said-no; exit 3"]}}"#
+    ));
+    let path = repo.path().to_string_lossy().into_owned();
+    let out = up(&g, &path, &["--trust"]);
+    assert_fails_with(
+        &out,
+        "initializeCommand failed on the host with exit status: 3",
+    );
+    assert!(stderr(&out).contains("init-said-no"), "{}", stderr(&out));
+    g.assert_nothing_left();
+}

@@ -6,6 +6,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 pub mod config;
 pub mod delete;
+pub mod initialize;
 pub mod lifecycle;
 pub mod list;
 pub mod logs;

@@ -203,6 +203,7 @@ async fn make_plan(
         container_env_from_host,
         env_files: BTreeMap::new(),
         image_command: None,
+        approved: Vec::new(),
         trust: if args.trust {
             Some("--trust".to_string())
         } else if user_config.trusts(&repo.root) {
@@ -211,6 +212,19 @@ async fn make_plan(
             None
         },
     };
+    if let (Some(cmd), Some(state)) = (
+        input
+            .devcontainer
+            .initialize_command
+            .as_ref()
+            .and_then(plan::Command::from_value),
+        crate::state::StateDir::from_env(),
+    ) {
+        let key = plan::InitializePlan::key_for(&input.repo.root, &cmd);
+        if state.approved(&key) {
+            input.approved.push(key);
+        }
+    }
     input.env_files = read_env_files(&input.devcontainer, &path, &repo.root, &input.config_file())?;
     let (image, _) = plan::choose_image(&input)?;
     if input.devcontainer.override_command == Some(false)
@@ -339,6 +353,14 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     }
     let values = secret_values(&plan)?;
     let mut cancel = crate::cli::cancel_on_signals();
+    if let Some(init) = &plan.initialize
+        && let Err(e) =
+            crate::cli::initialize::approve_and_run(init, &init.config, &progress, &mut cancel)
+                .await
+    {
+        engine.shutdown();
+        return Err(e);
+    }
     if let (ImageState::WillBuild, Some(build)) = (&plan.image.state, &prepared) {
         progress.step(&format!(
             "building {} from {} ({} files)",
@@ -448,6 +470,7 @@ pub fn dry_run_json(plan: &PodPlan) -> serde_json::Value {
         "secrets": plan.secrets,
         "repo": plan.repo,
         "readiness": plan.readiness,
+        "initialize": plan.initialize,
         "lifecycle": plan.lifecycle,
         "trust": plan.trust,
         "warnings": plan.warnings,
@@ -536,6 +559,19 @@ pub fn render_plan(plan: &PodPlan) -> String {
             let names: Vec<&str> = c.env.keys().map(String::as_str).collect();
             let _ = writeln!(s, "             env      {}", names.join(","));
         }
+    }
+    if let Some(init) = &plan.initialize {
+        let _ = writeln!(
+            s,
+            "host       initializeCommand {} in {} ({})",
+            serde_json::to_string(&init.command).unwrap_or_default(),
+            init.dir.display(),
+            if init.approved {
+                "approved"
+            } else {
+                "NOT APPROVED: up asks on a terminal, or pass --trust"
+            }
+        );
     }
     let _ = writeln!(
         s,

@@ -49,7 +49,7 @@ pub const PROPERTIES: &[(&str, Support)] = &[
     ("securityOpt", Support::Applied),
     ("features", Support::NotApplied),
     ("overrideFeatureInstallOrder", Support::NotApplied),
-    ("initializeCommand", Support::NotApplied),
+    ("initializeCommand", Support::Applied),
     ("onCreateCommand", Support::Applied),
     ("updateContentCommand", Support::Applied),
     ("postCreateCommand", Support::Applied),

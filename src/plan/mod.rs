@@ -492,6 +492,37 @@ pub struct LifecyclePlan {
     pub start: Vec<LifecycleStep>,
 }
 
+/// `initializeCommand`: run on the host before anything is made, only once the user
+/// approved this exact command for this repo (a prompt, `--trust`, or an approval
+/// remembered under `key`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InitializePlan {
+    pub command: Command,
+    /// The host folder it runs in (the folder `up` was pointed at).
+    pub dir: PathBuf,
+    /// The devcontainer.json it comes from.
+    pub config: String,
+    /// sha256 of the repo path and the command: a changed command asks again.
+    pub key: String,
+    /// Approved before (remembered), or by the consent of `--trust`/`[repos] trust`.
+    pub approved: bool,
+}
+
+impl InitializePlan {
+    pub fn key_for(repo: &std::path::Path, command: &Command) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(repo.display().to_string().as_bytes());
+        h.update(b"\0");
+        h.update(
+            serde_json::to_string(command)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// Everything `up` creates, in creation order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PodPlan {
@@ -503,6 +534,8 @@ pub struct PodPlan {
     pub containers: Vec<ContainerSpec>,
     pub repo: RepoPlan,
     pub readiness: ReadinessPlan,
+    /// initializeCommand (host side; runs before anything is created).
+    pub initialize: Option<InitializePlan>,
     pub lifecycle: LifecyclePlan,
     /// Consent for repo settings that widen access, and what it applies to.
     pub trust: TrustPlan,
@@ -573,6 +606,8 @@ pub struct PlanInput {
     pub env_files: BTreeMap<String, String>,
     /// The image's ENTRYPOINT then CMD (for `overrideCommand: false`).
     pub image_command: Option<Vec<String>>,
+    /// The keys of host commands the user approved before (state directory).
+    pub approved: Vec<String>,
 }
 
 impl PlanInput {
@@ -1281,6 +1316,20 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             url: readiness_url(),
             timeout_secs: input.ready_timeout_secs,
         },
+        initialize: dc
+            .initialize_command
+            .as_ref()
+            .and_then(Command::from_value)
+            .map(|command| {
+                let key = InitializePlan::key_for(&input.repo.root, &command);
+                InitializePlan {
+                    approved: input.trust.is_some() || input.approved.contains(&key),
+                    command,
+                    dir: input.repo.path.clone(),
+                    config: input.config_file(),
+                    key,
+                }
+            }),
         lifecycle: {
             let step = |property: &str, v: &Option<serde_json::Value>| {
                 v.as_ref()

@@ -38,6 +38,7 @@ pub(crate) fn input() -> PlanInput {
         container_env_from_host: Vec::new(),
         env_files: BTreeMap::new(),
         image_command: None,
+        approved: Vec::new(),
     }
 }
 
