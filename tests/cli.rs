@@ -161,7 +161,7 @@ fn dry_run_json_without_an_engine() {
     assert!(
         agent["command"][2]
             .as_str()
-            .is_some_and(|c| c.contains("exec opencode serve"))
+            .is_some_and(|c| c.contains("exec \"$OC\" serve"))
     );
     let ws = plan_container(&v, "workspace");
     assert_eq!(ws["mounts"][0]["target"], "/src");

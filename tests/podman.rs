@@ -1811,3 +1811,75 @@ fn a_failing_initialize_command_stops_up_before_anything_is_made() {
     assert!(stderr(&out).contains("init-said-no"), "{}", stderr(&out));
     g.assert_nothing_left();
 }
+
+/// A repo whose Dockerfile derives from `base` and removes its opencode.
+fn repo_without_opencode(base: &str, rm: &str, nonce: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    init_repo(
+        dir.path(),
+        &[
+            (
+                ".devcontainer/devcontainer.json",
+                r#"{"build": {"dockerfile": "Dockerfile"}}"#,
+            ),
+            (
+                ".devcontainer/Dockerfile",
+                &format!("FROM {base}\nLABEL nonce={nonce}\nRUN {rm} /usr/local/bin/opencode\n"),
+            ),
+        ],
+    );
+    dir
+}
+
+#[test]
+fn images_without_opencode_get_the_bundled_one_read_only() {
+    require_image(BASE_IMAGE);
+    require_image(BROKEN_IMAGE);
+    let g = Guard::new("bundled");
+    let dir = repo_without_opencode(BASE_IMAGE, "rm", &g.name);
+    let path = dir.path().to_string_lossy().into_owned();
+    let plan = json_of(&devaipod(&["up", &path, "--dry-run", "--json"]));
+    let tag = plan["image"]["ref"].as_str().expect("ref").to_string();
+    struct RmImage(String);
+    impl Drop for RmImage {
+        fn drop(&mut self) {
+            let _ = podman(&["rmi", "-f", &self.0]);
+        }
+    }
+    let _rm = RmImage(tag);
+    json_of(&up(&g, &path, &["--json"]));
+    let ws = format!("{}-workspace", g.pod());
+    let agent = format!("{}-agent", g.pod());
+    for c in [&ws, &agent] {
+        let seen = exec(
+            c,
+            None,
+            "command -v opencode || echo none; test -x /opt/devaipod/bundled/usr/local/bin/opencode && echo bundled; touch /opt/devaipod/bundled/x 2>/dev/null || echo read-only",
+        );
+        assert_eq!(
+            seen.lines().collect::<Vec<_>>(),
+            ["none", "bundled", "read-only"],
+            "{c}"
+        );
+    }
+    // The agent that answered `up` is the bundled binary.
+    let pid = podman_ok(&["inspect", "-f", "{{.State.Pid}}", &agent]);
+    let tree = podman_ok(&["top", &agent, "args"]);
+    assert!(
+        tree.contains("/opt/devaipod/bundled/usr/local/bin/opencode serve"),
+        "pid {pid}: {tree}"
+    );
+
+    // An image that is not glibc-based cannot run it: a clear error, nothing left.
+    let g2 = Guard::new("bundled-musl");
+    let dir2 = repo_without_opencode(BROKEN_IMAGE, "busybox rm", &g2.name);
+    let path2 = dir2.path().to_string_lossy().into_owned();
+    let plan2 = json_of(&devaipod(&["up", &path2, "--dry-run", "--json"]));
+    let _rm2 = RmImage(plan2["image"]["ref"].as_str().expect("ref").to_string());
+    let out = up(&g2, &path2, &[]);
+    assert_fails_with(
+        &out,
+        "is not glibc-based, so the bundled opencode cannot run in it",
+    );
+    g2.assert_nothing_left();
+}

@@ -204,6 +204,7 @@ async fn make_plan(
         env_files: BTreeMap::new(),
         image_command: None,
         approved: Vec::new(),
+        bundled_present: false,
         trust: if args.trust {
             Some("--trust".to_string())
         } else if user_config.trusts(&repo.root) {
@@ -231,6 +232,9 @@ async fn make_plan(
         && let Some(engine) = engine
     {
         input.image_command = engine.image_command(&image).await?;
+    }
+    if let Some(engine) = engine {
+        input.bundled_present = engine.image_id(plan::BUNDLED_IMAGE).await?.is_some();
     }
     let to_build = input.image_override.is_none() && input.build.is_some();
     input.image_state = match engine {

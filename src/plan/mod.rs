@@ -47,12 +47,29 @@ pub fn workspace_gitconfig() -> String {
 /// and the workspace.
 pub const PASSWORD_FILE: &str = "/run/secrets/devaipod-opencode-password";
 
+/// The image devaipod bundles opencode in (`just image`).
+pub const BUNDLED_IMAGE: &str = "localhost/devaipod-base:latest";
+/// Where the bundled image is mounted read-only (a Podman image mount) in the agent and
+/// the workspace, for images without their own `opencode`.
+pub const BUNDLED_MOUNT: &str = "/opt/devaipod/bundled";
+
+/// Shell that sets `OC` to the image's own `opencode`, else the bundled one (which
+/// needs a glibc-based image), else fails saying what to do.
+pub fn find_opencode_script() -> String {
+    format!(
+        "OC=\"$(command -v opencode)\" || {{ OC={BUNDLED_MOUNT}/usr/local/bin/opencode; \
+[ -x \"$OC\" ] || {{ echo 'devaipod: this image has no opencode and the bundled image {BUNDLED_IMAGE} is not mounted: install opencode in the image, or build the bundled image with `just image`' >&2; exit 127; }}; \
+[ -e /lib64/ld-linux-x86-64.so.2 ] || {{ echo 'devaipod: this image has no opencode and is not glibc-based, so the bundled opencode cannot run in it: install opencode in the image' >&2; exit 127; }}; }}; "
+    )
+}
+
 /// The agent's command: the server password is read from its secret file into the
 /// server's own environment, so it is on no argv and not in `podman inspect`.
 pub fn agent_command(secret_env: &[String]) -> Vec<String> {
-    let mut script = format!(
+    let mut script = find_opencode_script();
+    script.push_str(&format!(
         "OPENCODE_SERVER_PASSWORD=\"$(cat {PASSWORD_FILE})\" && export OPENCODE_SERVER_PASSWORD && "
-    );
+    ));
     // The user's agent secrets (validated environment names) from their files.
     for name in secret_env {
         script.push_str(&format!(
@@ -61,7 +78,7 @@ pub fn agent_command(secret_env: &[String]) -> Vec<String> {
         ));
     }
     script.push_str(&format!(
-        "exec opencode serve --hostname 127.0.0.1 --port {AGENT_PORT}"
+        "exec \"$OC\" serve --hostname 127.0.0.1 --port {AGENT_PORT}"
     ));
     vec!["/bin/sh".into(), "-c".into(), script]
 }
@@ -367,6 +384,9 @@ pub struct ContainerSpec {
     /// CPU limit in thousandths of a CPU, from `hostRequirements.cpus` (workspace).
     pub cpu_millis: Option<i64>,
     pub mounts: Vec<MountSpec>,
+    /// Images mounted read-only (source image, target): the bundled opencode.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub image_mounts: Vec<(String, String)>,
     /// Plain (non-secret) environment; only the names are ever printed.
     #[serde(rename = "env_names", serialize_with = "keys_only")]
     pub env: BTreeMap<String, String>,
@@ -608,6 +628,9 @@ pub struct PlanInput {
     pub image_command: Option<Vec<String>>,
     /// The keys of host commands the user approved before (state directory).
     pub approved: Vec<String>,
+    /// Whether [`BUNDLED_IMAGE`] is in the local store (it is then mounted for images
+    /// without opencode).
+    pub bundled_present: bool,
 }
 
 impl PlanInput {
@@ -1121,6 +1144,13 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     // command-line config): the workspace's system config is devaipod's file, which
     // includes the image's /etc/gitconfig and adds the agent's clone.
     workspace_env.insert("GIT_CONFIG_SYSTEM".into(), WORKSPACE_GITCONFIG.into());
+    // The bundled opencode, read-only, for images without their own (the image's own
+    // comes first on PATH). Not when the image is the bundled one.
+    let bundled: Vec<(String, String)> = if input.bundled_present && image != BUNDLED_IMAGE {
+        vec![(BUNDLED_IMAGE.to_string(), BUNDLED_MOUNT.to_string())]
+    } else {
+        Vec::new()
+    };
     let command = match dc.override_command {
         Some(false) => match &input.image_command {
             Some(cmd) if !cmd.is_empty() => keep_alive(cmd),
@@ -1167,6 +1197,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         pids_limit: None,
         memory_limit: ra.memory.or(ws_memory),
         cpu_millis: ra.cpus.or(ws_cpus).map(|c| (c * 1000.0).round() as i64),
+        image_mounts: bundled.clone(),
         mounts: [ws_mount, agent_repo_for_workspace]
             .into_iter()
             .chain(repo_mounts)
@@ -1216,6 +1247,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         pids_limit: Some(input.agent_pids_limit),
         memory_limit: Some(input.agent_memory_limit),
         cpu_millis: None,
+        image_mounts: bundled,
         mounts: vec![
             agent_repo_mount,
             MountSpec {

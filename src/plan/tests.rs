@@ -39,6 +39,7 @@ pub(crate) fn input() -> PlanInput {
         env_files: BTreeMap::new(),
         image_command: None,
         approved: Vec::new(),
+        bundled_present: true,
     }
 }
 
@@ -66,7 +67,7 @@ fn the_default_plan() {
     assert_eq!(agent.command[..2], ["/bin/sh", "-c"]);
     let script = &agent.command[2];
     assert!(
-        script.contains("exec opencode serve --hostname 127.0.0.1 --port 4096"),
+        script.contains("exec \"$OC\" serve --hostname 127.0.0.1 --port 4096"),
         "{script}"
     );
     assert!(script.contains(PASSWORD_FILE), "{script}");

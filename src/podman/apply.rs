@@ -264,6 +264,14 @@ pub fn container_spec(
             }
         }
     }
+    if !c.image_mounts.is_empty() {
+        let iv: Vec<Value> = c
+            .image_mounts
+            .iter()
+            .map(|(src, dst)| json!({"source": src, "destination": dst, "rw": false}))
+            .collect();
+        spec["image_volumes"] = json!(iv);
+    }
     let x = &c.extra;
     if x.privileged {
         spec["privileged"] = json!(true);
@@ -443,6 +451,16 @@ pub fn verify_container(c: &ContainerSpec, inspect: &Value, limits_enforced: boo
         bail!("check failed for {name}: podman did not add the init process");
     }
     let mounts = inspect["Mounts"].as_array().cloned().unwrap_or_default();
+    for (src, dst) in &c.image_mounts {
+        let ok = mounts.iter().any(|x| {
+            x["Type"].as_str() == Some("image")
+                && x["Destination"].as_str() == Some(dst.as_str())
+                && x["RW"].as_bool() == Some(false)
+        });
+        if !ok {
+            bail!("check failed for {name}: the image {src} is not mounted read-only at {dst}");
+        }
+    }
     for m in &c.mounts {
         // Podman lists tmpfs mounts under HostConfig.Tmpfs, the rest under Mounts.
         let found = if m.kind == "tmpfs" {
