@@ -205,6 +205,7 @@ async fn make_plan(
         image_command: None,
         approved: Vec::new(),
         bundled_present: false,
+        cdi_gpu: plan::cdi_gpu_in(&read_cdi_specs()),
         trust: if args.trust {
             Some("--trust".to_string())
         } else if user_config.trusts(&repo.root) {
@@ -256,6 +257,22 @@ async fn make_plan(
     let plan = plan::build(&input)?;
     check_bind_sources(&plan)?;
     Ok((plan, prepared))
+}
+
+/// The host's CDI specifications (where Podman looks for them).
+fn read_cdi_specs() -> Vec<String> {
+    ["/etc/cdi", "/var/run/cdi"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.ends_with(".json") || n.ends_with(".yaml") || n.ends_with(".yml")
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect()
 }
 
 /// Reads runArgs' `--env-file`s: relative to the folder `up` was pointed at, confined

@@ -228,6 +228,8 @@ pub fn parse_ports(
 /// spec writes them (`4gb`, `512mb`, plain bytes); `gpu` is reported, not applied.
 pub fn host_requirements(
     v: &serde_json::Value,
+    cdi_gpu: Option<&str>,
+    devices: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) -> Result<(Option<f64>, Option<i64>), String> {
     let cpus = match v.get("cpus") {
@@ -277,15 +279,34 @@ pub fn host_requirements(
         .get("gpu")
         .filter(|g| !matches!(g, serde_json::Value::Bool(false)))
     {
-        if gpu == &serde_json::Value::String("optional".into()) {
-            warnings.push(
-                "hostRequirements.gpu is optional and devaipod gives the workspace no GPU".into(),
-            );
-        } else {
-            return Err("hostRequirements.gpu asks for a GPU, and devaipod does not give containers GPUs yet".into());
+        let optional = gpu == &serde_json::Value::String("optional".into());
+        match cdi_gpu {
+            // The host describes its GPUs with a CDI specification: all of them.
+            Some(device) => devices.push(device.to_string()),
+            None if optional => warnings.push(
+                "hostRequirements.gpu is optional and this host has no CDI GPU specification (/etc/cdi, /var/run/cdi): the workspace gets no GPU".into(),
+            ),
+            None => return Err("hostRequirements.gpu asks for a GPU, and this host has no CDI GPU specification in /etc/cdi or /var/run/cdi (generate one, e.g. `nvidia-ctk cdi generate`)".into()),
         }
     }
     Ok((cpus, memory))
+}
+
+/// The first GPU kind a CDI specification in `dirs` declares, as the device naming all
+/// of its GPUs (`nvidia.com/gpu=all`).
+pub fn cdi_gpu_in(specs: &[String]) -> Option<String> {
+    specs.iter().find_map(|text| {
+        text.lines().find_map(|l| {
+            let l = l.trim().trim_start_matches('"');
+            let rest = l.strip_prefix("kind")?.trim_start_matches('"').trim_start();
+            let kind = rest
+                .strip_prefix(':')?
+                .trim()
+                .trim_end_matches(',')
+                .trim_matches(|c| c == '"' || c == '\'');
+            kind.ends_with("/gpu").then(|| format!("{kind}=all"))
+        })
+    })
 }
 
 /// The pod itself.
@@ -628,6 +649,8 @@ pub struct PlanInput {
     pub image_command: Option<Vec<String>>,
     /// The keys of host commands the user approved before (state directory).
     pub approved: Vec<String>,
+    /// The host's CDI GPU device for all GPUs (`KIND=all`), if it has a CDI spec.
+    pub cdi_gpu: Option<String>,
     /// Whether [`BUNDLED_IMAGE`] is in the local store (it is then mounted for images
     /// without opencode).
     pub bundled_present: bool,
@@ -1038,13 +1061,18 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         });
     }
     let mut hr_warnings = Vec::new();
+    let mut gpu_devices = Vec::new();
     let (ws_cpus, ws_memory) = match &dc.host_requirements {
-        Some(v) => {
-            host_requirements(v, &mut hr_warnings).map_err(|reason| PlanError::BadProperty {
-                path: input.config_file(),
-                reason,
-            })?
-        }
+        Some(v) => host_requirements(
+            v,
+            input.cdi_gpu.as_deref(),
+            &mut gpu_devices,
+            &mut hr_warnings,
+        )
+        .map_err(|reason| PlanError::BadProperty {
+            path: input.config_file(),
+            reason,
+        })?,
         None => (None, None),
     };
     let bad = |reason: String| PlanError::BadProperty {
@@ -1069,9 +1097,14 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         widening.push(format!("securityOpt {o}"));
     }
     if let Some(g) = &ra.gpus {
-        return Err(bad(format!(
-            "runArgs: --gpus {g}: devaipod gives containers GPUs only through CDI devices, and this host has no CDI specification (--device nvidia.com/gpu=all works once it has one)"
-        )));
+        match &input.cdi_gpu {
+            Some(d) => gpu_devices.push(d.clone()),
+            None => {
+                return Err(bad(format!(
+                    "runArgs: --gpus {g}: devaipod gives containers GPUs only through CDI devices, and this host has no CDI GPU specification in /etc/cdi or /var/run/cdi"
+                )));
+            }
+        }
     }
     if !widening.is_empty() && input.trust.is_none() {
         return Err(PlanError::NeedsTrust {
@@ -1210,7 +1243,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         labels: ws_labels,
         extra: Extras {
             privileged: ra.privileged || dc.privileged == Some(true),
-            devices: ra.devices.clone(),
+            devices: ra.devices.iter().chain(&gpu_devices).cloned().collect(),
             shm_size: ra.shm_size,
             ulimits: ra.ulimits.clone(),
             sysctls: ra.sysctls.clone(),

@@ -40,6 +40,7 @@ pub(crate) fn input() -> PlanInput {
         image_command: None,
         approved: Vec::new(),
         bundled_present: true,
+        cdi_gpu: None,
     }
 }
 
@@ -409,4 +410,50 @@ fn widening_settings_need_consent_and_stay_in_the_workspace() {
     i.devcontainer.run_args = Some(vec!["--gpus=all".into()]);
     let e = build(&i).expect_err("gpus").to_string();
     assert!(e.contains("CDI"), "{e}");
+}
+
+#[test]
+fn gpus_map_to_the_hosts_cdi_devices() {
+    assert_eq!(
+        cdi_gpu_in(&["cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices: []\n".into()]),
+        Some("nvidia.com/gpu=all".into())
+    );
+    assert_eq!(
+        cdi_gpu_in(&[
+            r#"{"cdiVersion": "0.6.0", "kind": "amd.com/gpu", "devices": []}"#.replace(", ", ",\n")
+        ]),
+        Some("amd.com/gpu=all".into())
+    );
+    assert_eq!(cdi_gpu_in(&["kind: vendor.com/fpga".into()]), None);
+    let mut i = input();
+    i.devcontainer.host_requirements = Some(serde_json::json!({"gpu": true}));
+    let e = build(&i).expect_err("no CDI").to_string();
+    assert!(e.contains("no CDI GPU specification"), "{e}");
+    i.devcontainer.host_requirements = Some(serde_json::json!({"gpu": "optional"}));
+    let plan = build(&i).expect("optional");
+    assert!(plan.warnings.iter().any(|w| w.contains("gets no GPU")));
+    i.cdi_gpu = Some("nvidia.com/gpu=all".into());
+    for hr in [
+        serde_json::json!({"gpu": true}),
+        serde_json::json!({"gpu": "optional"}),
+    ] {
+        i.devcontainer.host_requirements = Some(hr);
+        let plan = build(&i).expect("gpu");
+        let ws = plan.container(Role::Workspace).expect("ws");
+        assert_eq!(ws.extra.devices, ["nvidia.com/gpu=all"]);
+        assert!(
+            plan.container(Role::Agent)
+                .expect("agent")
+                .extra
+                .devices
+                .is_empty()
+        );
+    }
+    i.devcontainer.host_requirements = None;
+    i.devcontainer.run_args = Some(vec!["--gpus=all".into()]);
+    let plan = build(&i).expect("--gpus");
+    assert_eq!(
+        plan.container(Role::Workspace).expect("ws").extra.devices,
+        ["nvidia.com/gpu=all"]
+    );
 }
