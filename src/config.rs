@@ -6,6 +6,9 @@
 //! ```toml
 //! [agent]
 //! secrets = ["ANTHROPIC_API_KEY"]   # from devaipod's environment at `up`; agent only
+//! model = "anthropic/claude-sonnet-4-5"   # opencode model id
+//! [agent.opencode]                  # merged into the agent's opencode config
+//! provider.anthropic.options.apiKey = "{file:/run/secrets/ANTHROPIC_API_KEY}"
 //! [trusted]
 //! secrets = ["GH_TOKEN"]            # workspace only, never the agent
 //! [repos."/home/me/src/project"]
@@ -19,7 +22,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 /// The parsed configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -30,9 +33,15 @@ pub struct Config {
     pub repos: BTreeMap<String, RepoConfig>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
+    /// The opencode model id (`provider/model`) the agent uses.
+    pub model: Option<String>,
+    /// Merged into the agent's opencode configuration (providers, permissions, MCP
+    /// servers). Secrets belong in `secrets` and are referred to as
+    /// `{file:/run/secrets/NAME}`.
+    pub opencode: Option<toml::Table>,
     /// Secrets for the agent (LLM API keys): `NAME` or `NAME=podman-secret`.
     #[serde(default)]
     pub secrets: Vec<String>,

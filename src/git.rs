@@ -167,6 +167,43 @@ pub fn clone_head(info: &RepoInfo) -> Result<tempfile::TempDir> {
     Ok(tmp)
 }
 
+/// Prepares the agent's copy of the clone in `dir`: the branch `branch` at HEAD,
+/// checked out, and a git identity that says the commits are the agent's.
+pub fn agent_branch(dir: &Path, branch: &str, name: &str, email: &str) -> Result<()> {
+    let mut cmd = git(dir);
+    cmd.args(["checkout", "--quiet", "-B", branch]);
+    run(cmd, "create the agent's branch")?;
+    for (k, v) in [("user.name", name), ("user.email", email)] {
+        let mut cmd = git(dir);
+        cmd.args(["config", k, v]);
+        run(cmd, "set the agent's git identity")?;
+    }
+    Ok(())
+}
+
+/// Undoes [`agent_branch`] for the workspace's copy: back to `original` (a branch, or
+/// HEAD detached at `head`), the agent's branch and identity removed.
+pub fn leave_agent_branch(
+    dir: &Path,
+    branch: &str,
+    original: Option<&str>,
+    head: &str,
+) -> Result<()> {
+    let mut cmd = git(dir);
+    match original {
+        Some(b) => cmd.args(["checkout", "--quiet", b]),
+        None => cmd.args(["checkout", "--quiet", "--detach", head]),
+    };
+    run(cmd, "return to the host's branch")?;
+    let mut cmd = git(dir);
+    cmd.args(["branch", "--quiet", "-D", branch]);
+    run(cmd, "remove the agent's branch from the workspace clone")?;
+    let mut cmd = git(dir);
+    cmd.args(["config", "--remove-section", "user"]);
+    run(cmd, "remove the agent's identity from the workspace clone")?;
+    Ok(())
+}
+
 /// Adds the remote `name` at `url` to the clone in `dir`.
 pub fn add_remote(dir: &Path, name: &str, url: &str) -> Result<()> {
     let mut cmd = git(dir);

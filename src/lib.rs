@@ -6,6 +6,7 @@
 //! [`plan::PodPlan`] without any I/O, and [`podman`] (the only module that talks to the
 //! engine) applies it.
 
+pub mod agent;
 pub mod build;
 pub mod cli;
 pub mod config;

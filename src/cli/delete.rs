@@ -13,7 +13,8 @@ use crate::podman::Engine;
 pub struct DeleteArgs {
     /// The workspace: NAME or devaipod-NAME
     pub name: String,
-    /// Also remove objects labelled for NAME when its pod is gone (leftovers)
+    /// Delete even when the agent holds commits on no host branch, and remove objects
+    /// labelled for NAME when its pod is gone (leftovers)
     #[arg(long, short)]
     pub force: bool,
     /// Print what was removed as JSON
@@ -40,6 +41,34 @@ pub async fn run(args: DeleteArgs) -> Result<ExitCode> {
             "no pod {pod}, but {} volume(s) labelled for {name} are left over; remove them with `devaipod delete {name} --force`",
             leftovers.len()
         );
+    }
+    if has_pod && !args.force {
+        // The agent's commits that no host branch holds would be lost.
+        let lost = match super::review::agent_work(&engine, &name).await {
+            Ok(work) => super::review::unreviewed(&work),
+            Err(e) => Err(e),
+        };
+        let lost = match lost {
+            Ok(l) => l,
+            Err(e) => {
+                engine.shutdown();
+                return Err(e.context(format!(
+                    "cannot tell whether {name}'s agent holds unreviewed commits; pass --force to delete anyway"
+                )));
+            }
+        };
+        if !lost.is_empty() {
+            engine.shutdown();
+            let list: Vec<String> = lost
+                .iter()
+                .map(|c| format!("  {} {}", &c.sha[..c.sha.len().min(12)], c.subject))
+                .collect();
+            bail!(
+                "the agent of {name} holds {} commit(s) that are on no branch of the host repo:\n{}\nbring them over with `devaipod review {name}`, or pass --force to delete them",
+                lost.len(),
+                list.join("\n")
+            );
+        }
     }
     let removed = engine.remove_labelled(name.as_str()).await?;
     engine.shutdown();

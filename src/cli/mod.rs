@@ -10,7 +10,9 @@ pub mod initialize;
 pub mod lifecycle;
 pub mod list;
 pub mod logs;
+pub mod review;
 pub mod status;
+pub mod task;
 pub mod up;
 
 /// Run AI coding agents sandboxed in reproducible dev environments (rootless Podman pods).
@@ -39,6 +41,10 @@ pub enum Command {
     Stop(lifecycle::StopArgs),
     /// Start a stopped workspace and wait until the agent answers
     Start(lifecycle::StartArgs),
+    /// Hand the agent of a running workspace a (follow-up) task
+    Task(task::TaskArgs),
+    /// Fetch the agent's commits into the host repo as branch devaipod/NAME and show the diff
+    Review(review::ReviewArgs),
     /// Print a container's output
     Logs(logs::LogsArgs),
     /// Remove a workspace's pod, containers and volumes
@@ -50,6 +56,9 @@ pub enum Command {
         /// The shell
         shell: clap_complete::Shell,
     },
+    /// Internal: one request to the agent's server (runs inside the pod's network namespace)
+    #[command(name = "__http", hide = true)]
+    Http,
     /// Internal: poll an HTTP URL until it answers (runs inside the pod's network namespace)
     #[command(name = "__probe", hide = true)]
     Probe {
@@ -92,11 +101,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stop(args) => lifecycle::stop(args).await,
         Command::Start(args) => lifecycle::start(args).await,
         Command::Logs(args) => logs::run(args).await,
+        Command::Task(args) => task::run(args).await,
+        Command::Review(args) => review::run(args).await,
         Command::Delete(args) => delete::run(args).await,
         Command::Config(args) => config::run(args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "devaipod", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Http => {
+            crate::podman::probe::run_http()?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Probe { url, timeout_ms } => {

@@ -48,6 +48,11 @@ pub struct Status {
     pub volumes: Vec<String>,
     pub mounts: Vec<MountRow>,
     pub ports: Vec<PortRow>,
+    /// The agent's opencode sessions, newest first (`null` when the pod is not
+    /// running or the agent does not answer; `sessions_note` says why).
+    pub sessions: Option<Vec<crate::agent::SessionRow>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions_note: Option<String>,
     pub events: Vec<EventRow>,
 }
 
@@ -161,6 +166,19 @@ pub async fn run(args: StatusArgs) -> Result<ExitCode> {
         engine.volumes_with_label(labels::POD, name.as_str()),
         engine.events(name.as_str(), EVENTS_SINCE_SECS, EVENTS_LIMIT),
     )?;
+    let (sessions, sessions_note) = if row.status == "running" {
+        let got = async {
+            let agent = crate::agent::Agent::open(&engine, &name).await?;
+            agent.sessions().await
+        }
+        .await;
+        match got {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        }
+    } else {
+        (None, Some(format!("the pod is {}", row.status)))
+    };
     engine.shutdown();
     let mounts = row
         .containers
@@ -173,6 +191,8 @@ pub async fn run(args: StatusArgs) -> Result<ExitCode> {
         entry: Entry::new(row, StateDir::from_env().as_ref()),
         volumes,
         mounts,
+        sessions,
+        sessions_note,
         events,
     };
     if args.json {
@@ -219,6 +239,35 @@ fn render(s: &Status) -> String {
             p.host_ip, p.host_port, p.container_port, p.protocol
         );
     }
+    match (&s.sessions, &s.sessions_note) {
+        (Some(list), _) if list.is_empty() => {
+            let _ = writeln!(
+                out,
+                "sessions   none (hand over a task with `devaipod task {} TEXT`)",
+                e.name
+            );
+        }
+        (Some(list), _) => {
+            for r in list {
+                let _ = writeln!(
+                    out,
+                    "session    {} {} {} ({}){}",
+                    r.id,
+                    r.state,
+                    ago(r.updated),
+                    r.title,
+                    r.message
+                        .as_deref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        (None, Some(note)) => {
+            let _ = writeln!(out, "sessions   unknown: {note}");
+        }
+        (None, None) => {}
+    }
     for ev in &s.events {
         let _ = writeln!(
             out,
@@ -227,6 +276,20 @@ fn render(s: &Status) -> String {
         );
     }
     out
+}
+
+/// "12s ago", "5m ago" for a unix-milliseconds time.
+fn ago(ms: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    let secs = (now - ms).max(0) / 1000;
+    match secs {
+        s if s < 120 => format!("{s}s ago"),
+        s if s < 7200 => format!("{}m ago", s / 60),
+        s => format!("{}h ago", s / 3600),
+    }
 }
 
 #[cfg(test)]

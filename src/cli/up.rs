@@ -20,6 +20,12 @@ pub struct UpArgs {
     /// The repo (or a folder inside it) to work on
     #[arg(default_value = ".")]
     pub path: PathBuf,
+    /// A task for the agent, handed over once it is ready (PATH is then required)
+    #[arg(value_name = "TASK", conflicts_with = "task_file")]
+    pub task: Option<String>,
+    /// Read the task from FILE
+    #[arg(long, value_name = "FILE")]
+    pub task_file: Option<PathBuf>,
     /// Workspace NAME (pod devaipod-NAME); default: the folder name plus a short suffix
     #[arg(long)]
     pub name: Option<String>,
@@ -205,6 +211,16 @@ async fn make_plan(
         image_command: None,
         approved: Vec::new(),
         bundled_present: false,
+        agent_model: user_config.agent.model.clone(),
+        agent_opencode: match &user_config.agent.opencode {
+            Some(t) => Some(serde_json::to_value(t).with_context(|| {
+                format!(
+                    "{}: [agent.opencode] cannot be turned into JSON",
+                    config_file.display()
+                )
+            })?),
+            None => None,
+        },
         cdi_gpu: plan::cdi_gpu_in(&read_cdi_specs()),
         trust: if args.trust {
             Some("--trust".to_string())
@@ -364,6 +380,17 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
+    let task = match (&args.task, &args.task_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading the task file {}", f.display()))?,
+        ),
+        (None, None) => None,
+    };
+    if task.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        bail!("the task is empty: give the agent something to do");
+    }
     let progress = Progress::new();
     progress.step("connecting to podman");
     let mut engine = Engine::connect().await?;
@@ -422,12 +449,44 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     if result.is_ok() {
         crate::cli::lifecycle::note_agent_ready(&engine, &plan.name).await?;
     }
+    let mut session = None;
+    if let (Ok(_), Some(task)) = (&result, &task) {
+        if plan.agent_config.model.is_none() {
+            progress.warn(
+                "the agent has no model configured ([agent] model in devaipod.toml): the task is handed over, and opencode uses its own default model",
+            );
+        }
+        progress.step("handing the task to the agent");
+        let password = values
+            .get(&plan::password_secret_name(&plan.name))
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("the agent's password was not made"))?;
+        let agent = crate::agent::Agent::with_password(
+            &engine,
+            &plan.pod.name,
+            &plan.repo.workdir,
+            password,
+        );
+        match agent.hand_over(task, None).await {
+            Ok(id) => session = Some(id),
+            Err(e) => {
+                engine.shutdown();
+                return Err(e.context(format!(
+                    "pod {} is up, but the task was not handed over; retry with `devaipod task {} TEXT`",
+                    plan.pod.name, plan.name
+                )));
+            }
+        }
+        progress.finish_step();
+    }
     engine.shutdown();
     let applied = result?;
     let elapsed = progress.elapsed();
     drop(progress);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&applied)?);
+        let mut v = serde_json::to_value(&applied)?;
+        v["session"] = serde_json::json!(session);
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         let ws = plan
             .container(Role::Workspace)
@@ -452,6 +511,12 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
             plan::PASSWORD_FILE,
             plan::AGENT_PORT
         );
+        if let Some(id) = &session {
+            println!("  task:    handed over as opencode session {id}");
+            println!("  follow:  devaipod status {}", applied.name);
+        }
+        println!("  attach:  devaipod attach {}", applied.name);
+        println!("  review:  devaipod review {}", applied.name);
         println!("  remove:  devaipod delete {}", applied.name);
     }
     Ok(ExitCode::SUCCESS)
@@ -461,6 +526,9 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
 fn secret_values(plan: &PodPlan) -> Result<apply::SecretValues> {
     let mut values = apply::SecretValues::new();
     for s in &plan.secrets {
+        if let plan::SecretSource::Generated = &s.source {
+            values.insert(s.name.clone(), crate::secret::SecretValue::generate());
+        }
         if let plan::SecretSource::Environment { variable } = &s.source {
             let Some(value) = std::env::var_os(variable) else {
                 bail!(
@@ -492,6 +560,7 @@ pub fn dry_run_json(plan: &PodPlan) -> serde_json::Value {
         "repo": plan.repo,
         "readiness": plan.readiness,
         "initialize": plan.initialize,
+        "agent_config": plan.agent_config,
         "lifecycle": plan.lifecycle,
         "trust": plan.trust,
         "warnings": plan.warnings,

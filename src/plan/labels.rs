@@ -15,6 +15,20 @@ pub const POD: &str = "io.devaipod.pod";
 pub const ROLE: &str = "io.devaipod.role";
 /// The host repo path the workspace was made from.
 pub const REPO: &str = "io.devaipod.repo";
+/// Pod only: the host commit the workspace started from (review diffs against it).
+pub const BASE: &str = "io.devaipod.base";
+/// Pod only: the host branch the workspace started from, if any.
+pub const BASE_BRANCH: &str = "io.devaipod.base-branch";
+/// Pod only: the agent's working folder (opencode's session directory) and the
+/// folder of its clone.
+pub const WORKDIR: &str = "io.devaipod.workdir";
+pub const CLONE: &str = "io.devaipod.clone";
+/// Pod only: the user attach/ssh sessions run as (remoteUser), if set.
+pub const REMOTE_USER: &str = "io.devaipod.remote-user";
+/// Pod only: postAttachCommand (JSON), run at every attach.
+pub const POST_ATTACH: &str = "io.devaipod.post-attach";
+/// Pod only: remoteEnv (JSON), the environment of attach/ssh sessions.
+pub const REMOTE_ENV: &str = "io.devaipod.remote-env";
 /// The devaipod version that created the object.
 pub const VERSION: &str = "io.devaipod.version";
 

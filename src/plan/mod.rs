@@ -47,6 +47,67 @@ pub fn workspace_gitconfig() -> String {
 /// and the workspace.
 pub const PASSWORD_FILE: &str = "/run/secrets/devaipod-opencode-password";
 
+/// The agent's opencode configuration (a file secret: not in `podman inspect`, not
+/// writable by the agent), named by OPENCODE_CONFIG.
+pub const AGENT_CONFIG_FILE: &str = "/run/secrets/devaipod-opencode-config.json";
+
+/// The agent's opencode configuration: devaipod's defaults for unattended work in a
+/// sandbox, the model, then the user's `[agent.opencode]` table merged over it.
+pub fn agent_opencode_config(
+    model: Option<&str>,
+    user: Option<&serde_json::Value>,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "$schema": "https://opencode.ai/config.json",
+        // Unattended: nothing waits for a human to answer a permission prompt. The
+        // sandbox, not the prompt, is what bounds the agent.
+        "permission": {
+            "edit": "allow",
+            "bash": "allow",
+            "webfetch": "allow",
+            "external_directory": "allow",
+            "doom_loop": "allow"
+        },
+        "share": "disabled",
+        "autoupdate": false
+    });
+    if let Some(m) = model {
+        v["model"] = serde_json::json!(m);
+    }
+    if let Some(u) = user {
+        merge_json(&mut v, u);
+    }
+    v
+}
+
+/// Deep-merges `over` into `base` (objects key by key; anything else replaces).
+pub fn merge_json(base: &mut serde_json::Value, over: &serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(existing) => merge_json(existing, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+/// What the plan says about the agent's configuration (never its content: a user may
+/// have put a key in it against the advice).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentConfigPlan {
+    pub model: Option<String>,
+    /// Top-level keys of the configuration file.
+    pub keys: Vec<String>,
+    #[serde(skip)]
+    pub content: String,
+}
+
 /// The image devaipod bundles opencode in (`just image`).
 pub const BUNDLED_IMAGE: &str = "localhost/devaipod-base:latest";
 /// Where the bundled image is mounted read-only (a Podman image mount) in the agent and
@@ -360,6 +421,8 @@ pub struct SecretRef {
 pub enum SecretSource {
     /// A fresh random value made at `up` (the opencode server password).
     Generated,
+    /// The agent's opencode configuration ([`PodPlan::agent_config`]).
+    AgentConfig,
     /// devaipod's environment variable of this name, at `up`.
     Environment { variable: String },
 }
@@ -452,6 +515,8 @@ pub struct RepoPlan {
     pub volume: String,
     /// The agent's own clone; the workspace clone has it as remote `agent`.
     pub agent_volume: String,
+    /// The branch the agent works on in its clone (`devaipod/NAME`), made at HEAD.
+    pub agent_branch: String,
     pub workspace_folder: String,
     /// Where the containers start: the workspace folder plus the subfolder `up` was
     /// pointed at.
@@ -577,6 +642,8 @@ pub struct PodPlan {
     pub readiness: ReadinessPlan,
     /// initializeCommand (host side; runs before anything is created).
     pub initialize: Option<InitializePlan>,
+    /// The agent's opencode configuration.
+    pub agent_config: AgentConfigPlan,
     pub lifecycle: LifecyclePlan,
     /// Consent for repo settings that widen access, and what it applies to.
     pub trust: TrustPlan,
@@ -651,6 +718,9 @@ pub struct PlanInput {
     pub approved: Vec<String>,
     /// The host's CDI GPU device for all GPUs (`KIND=all`), if it has a CDI spec.
     pub cdi_gpu: Option<String>,
+    /// `[agent] model` and `[agent.opencode]` of the user's configuration.
+    pub agent_model: Option<String>,
+    pub agent_opencode: Option<serde_json::Value>,
     /// Whether [`BUNDLED_IMAGE`] is in the local store (it is then mounted for images
     /// without opencode).
     pub bundled_present: bool,
@@ -1251,11 +1321,17 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             runtime: ra.runtime.clone(),
         },
     };
-    let agent_env: BTreeMap<String, String> =
-        [("HOME", AGENT_HOME), ("OPENCODE_DISABLE_AUTOUPDATE", "1")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+    let agent_config_secret = format!("{pod_name}-agent-config");
+    let agent_env: BTreeMap<String, String> = [
+        ("HOME", AGENT_HOME),
+        ("OPENCODE_DISABLE_AUTOUPDATE", "1"),
+        ("OPENCODE_CONFIG", AGENT_CONFIG_FILE),
+        // The repo's own opencode.json could otherwise override the user's settings.
+        ("OPENCODE_DISABLE_PROJECT_CONFIG", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     let agent = ContainerSpec {
         role: Role::Agent,
         name: format!("{pod_name}-agent"),
@@ -1291,9 +1367,18 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             },
         ],
         env: agent_env,
-        secrets: std::iter::once(password_ref(agent_user.clone()))
-            .chain(agent_secrets)
-            .collect(),
+        secrets: [
+            password_ref(agent_user.clone()),
+            SecretRef {
+                name: agent_config_secret.clone(),
+                target: AGENT_CONFIG_FILE.into(),
+                owner: agent_user.clone(),
+                mode: 0o400,
+            },
+        ]
+        .into_iter()
+        .chain(agent_secrets)
+        .collect(),
         labels: labels_for(Role::Agent),
         extra: Extras::default(),
     };
@@ -1350,7 +1435,33 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             share: vec!["net".into()],
             labels: {
                 let mut l = labels_for(Role::Pod);
-                let names: Vec<&str> = std::iter::once(password.as_str())
+                l.insert(labels::BASE.into(), input.repo.head.clone());
+                if let Some(b) = &input.repo.branch {
+                    l.insert(labels::BASE_BRANCH.into(), b.clone());
+                }
+                l.insert(labels::WORKDIR.into(), workdir.clone());
+                l.insert(labels::CLONE.into(), clone_root.clone());
+                if let Some(u) = &owner {
+                    l.insert(labels::REMOTE_USER.into(), u.clone());
+                }
+                if let Some(c) = dc
+                    .post_attach_command
+                    .as_ref()
+                    .and_then(Command::from_value)
+                {
+                    l.insert(
+                        labels::POST_ATTACH.into(),
+                        serde_json::to_string(&c).unwrap_or_default(),
+                    );
+                }
+                if let Some(env) = dc.remote_env.as_ref().filter(|e| !e.is_empty()) {
+                    l.insert(
+                        labels::REMOTE_ENV.into(),
+                        serde_json::to_string(env).unwrap_or_default(),
+                    );
+                }
+                let names: Vec<&str> = [password.as_str(), agent_config_secret.as_str()]
+                    .into_iter()
                     .chain(created_secrets.iter().map(|s| s.name.as_str()))
                     .collect();
                 l.insert(SECRETS_LABEL.into(), names.join(","));
@@ -1358,11 +1469,19 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             },
         },
         volumes,
-        secrets: std::iter::once(SecretSpec {
-            name: password.clone(),
-            source: SecretSource::Generated,
-            labels: labels_for(Role::Agent),
-        })
+        secrets: [
+            SecretSpec {
+                name: password.clone(),
+                source: SecretSource::Generated,
+                labels: labels_for(Role::Agent),
+            },
+            SecretSpec {
+                name: agent_config_secret.clone(),
+                source: SecretSource::AgentConfig,
+                labels: labels_for(Role::Agent),
+            },
+        ]
+        .into_iter()
         .chain(created_secrets)
         .collect(),
         containers: vec![workspace, agent],
@@ -1373,6 +1492,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             uncommitted: input.repo.uncommitted,
             volume: ws_volume,
             agent_volume: agent_repo_volume,
+            agent_branch: format!("devaipod/{}", input.name),
             workspace_folder: clone_root,
             workdir,
             owner,
@@ -1380,6 +1500,18 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         readiness: ReadinessPlan {
             url: readiness_url(),
             timeout_secs: input.ready_timeout_secs,
+        },
+        agent_config: {
+            let v =
+                agent_opencode_config(input.agent_model.as_deref(), input.agent_opencode.as_ref());
+            AgentConfigPlan {
+                model: v["model"].as_str().map(str::to_string),
+                keys: v
+                    .as_object()
+                    .map(|o| o.keys().cloned().collect())
+                    .unwrap_or_default(),
+                content: serde_json::to_string_pretty(&v).unwrap_or_default(),
+            }
         },
         initialize: dc
             .initialize_command

@@ -41,6 +41,8 @@ pub(crate) fn input() -> PlanInput {
         approved: Vec::new(),
         bundled_present: true,
         cdi_gpu: None,
+        agent_model: None,
+        agent_opencode: None,
     }
 }
 
@@ -72,13 +74,16 @@ fn the_default_plan() {
         "{script}"
     );
     assert!(script.contains(PASSWORD_FILE), "{script}");
-    assert_eq!(agent.secrets.len(), 1);
+    assert_eq!(agent.secrets.len(), 2);
     assert_eq!(agent.secrets[0].target, PASSWORD_FILE);
+    assert_eq!(agent.secrets[1].target, AGENT_CONFIG_FILE);
+    assert_eq!(agent.env["OPENCODE_CONFIG"], AGENT_CONFIG_FILE);
+    assert_eq!(agent.env["OPENCODE_DISABLE_PROJECT_CONFIG"], "1");
     assert_eq!(agent.secrets[0].mode, 0o400);
     assert_eq!(plan.secrets[0].name, "devaipod-demo-agent-password");
     assert_eq!(
         plan.pod.labels.get(SECRETS_LABEL).map(String::as_str),
-        Some("devaipod-demo-agent-password")
+        Some("devaipod-demo-agent-password,devaipod-demo-agent-config")
     );
     assert_eq!(agent.seccomp, Seccomp::Agent);
     assert!(agent.read_only);
@@ -131,7 +136,9 @@ fn env_values_are_never_serialized() {
     let plan = build(&input()).expect("plan");
     let text = serde_json::to_string(&plan).expect("json");
     assert!(
-        text.contains("\"env_names\":[\"HOME\",\"OPENCODE_DISABLE_AUTOUPDATE\"]"),
+        text.contains(
+            "\"env_names\":[\"HOME\",\"OPENCODE_CONFIG\",\"OPENCODE_DISABLE_AUTOUPDATE\",\"OPENCODE_DISABLE_PROJECT_CONFIG\"]"
+        ),
         "{text}"
     );
     assert!(!text.contains("\"env\""), "{text}");
@@ -456,4 +463,23 @@ fn gpus_map_to_the_hosts_cdi_devices() {
         plan.container(Role::Workspace).expect("ws").extra.devices,
         ["nvidia.com/gpu=all"]
     );
+}
+
+#[test]
+fn the_agent_config_merges_the_users_table_and_is_never_printed() {
+    let mut i = input();
+    i.agent_model = Some("fake/fake-model".into());
+    i.agent_opencode = Some(serde_json::json!({
+        "provider": {"fake": {"options": {"apiKey": "sk-should-not-print"}}},
+        "permission": {"bash": "ask"}
+    }));
+    let plan = build(&i).expect("plan");
+    let cfg: serde_json::Value = serde_json::from_str(&plan.agent_config.content).expect("json");
+    assert_eq!(cfg["model"], "fake/fake-model");
+    assert_eq!(cfg["permission"]["bash"], "ask", "the user's table wins");
+    assert_eq!(cfg["permission"]["edit"], "allow", "merged key by key");
+    assert_eq!(plan.agent_config.model.as_deref(), Some("fake/fake-model"));
+    let text = serde_json::to_string(&plan).expect("json");
+    assert!(!text.contains("sk-should-not-print"), "{text}");
+    assert!(plan.pod.labels[SECRETS_LABEL].contains("devaipod-demo-agent-config"));
 }

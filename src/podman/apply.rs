@@ -796,7 +796,12 @@ async fn create_and_start(
     let create_secrets = async {
         for secret in &plan.secrets {
             let value = match &secret.source {
-                SecretSource::Generated => SecretValue::generate(),
+                // `up` may have made it already (it hands the task over with it).
+                SecretSource::Generated => values
+                    .get(&secret.name)
+                    .cloned()
+                    .unwrap_or_else(SecretValue::generate),
+                SecretSource::AgentConfig => SecretValue::new(plan.agent_config.content.clone()),
                 SecretSource::Environment { variable } => values
                     .get(&secret.name)
                     .cloned()
@@ -891,9 +896,24 @@ async fn create_and_start(
     let clone_dir = clone.await.context("the clone task failed")??;
     let repo_dir = clone_dir.path().join("repo");
     // The agent's clone first; then the workspace's, which knows the agent's as a remote.
+    let agent_branch = plan.repo.agent_branch.clone();
+    let agent_identity = (
+        format!("devaipod agent ({})", plan.name),
+        format!("agent@{}.devaipod.invalid", plan.name),
+    );
+    let host_branch = plan.repo.branch.clone();
+    let host_head = plan.repo.head.clone();
     let (agent_tar, workspace_tar) = tokio::task::spawn_blocking(move || {
         let agent_id = u64::from(crate::plan::AGENT_UID);
+        // The agent works on its own branch, devaipod/NAME, from the host's HEAD.
+        git::agent_branch(
+            &repo_dir,
+            &agent_branch,
+            &agent_identity.0,
+            &agent_identity.1,
+        )?;
         let agent_tar = git::tar_tree(&repo_dir, agent_id, agent_id)?;
+        git::leave_agent_branch(&repo_dir, &agent_branch, host_branch.as_deref(), &host_head)?;
         git::add_remote(
             &repo_dir,
             crate::plan::AGENT_REMOTE,

@@ -663,6 +663,68 @@ impl Engine {
         bail!("{} did not report an exit code", what())
     }
 
+    /// Runs `argv` in a container and collects its output: (exit code, stdout bytes,
+    /// stderr text). For binary output (git bundles) and values that must not be
+    /// streamed anywhere.
+    pub async fn exec_output(
+        &self,
+        container: &str,
+        argv: &[String],
+        user: Option<&str>,
+        workdir: &str,
+    ) -> Result<(i64, Vec<u8>, String)> {
+        let containers = self.api.containers();
+        let c = containers.get(container);
+        let mut opts = podman_api::opts::ExecCreateOpts::builder()
+            .command(argv.iter().cloned())
+            .attach_stdout(true)
+            .attach_stderr(true)
+            .working_dir(workdir);
+        if let Some(u) = user {
+            opts = opts.user(podman_api::opts::UserOpt::User(u.to_string()));
+        }
+        let what = || {
+            format!(
+                "running {:?} in {container}",
+                argv.first().map(String::as_str).unwrap_or_default()
+            )
+        };
+        let exec = c
+            .create_exec(&opts.build())
+            .await
+            .map_err(api_error)
+            .with_context(what)?;
+        let start = podman_api::opts::ExecStartOpts::builder().build();
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        if let Some(mut stream) = exec
+            .start(&start)
+            .await
+            .map_err(api_error)
+            .with_context(what)?
+        {
+            while let Some(chunk) = stream.next().await {
+                match chunk.map_err(conn_error)? {
+                    conn::TtyChunk::StdOut(b) => out.extend_from_slice(&b),
+                    conn::TtyChunk::StdErr(b) => err.extend_from_slice(&b),
+                    conn::TtyChunk::StdIn(_) => {}
+                }
+            }
+        }
+        for _ in 0..200 {
+            let inspect = exec.inspect().await.map_err(api_error).with_context(what)?;
+            if inspect["Running"].as_bool() != Some(true) {
+                return Ok((
+                    inspect["ExitCode"].as_i64().unwrap_or(-1),
+                    out,
+                    String::from_utf8_lossy(&err).into_owned(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        bail!("{} did not report an exit code", what())
+    }
+
     /// The last `tail` lines of a container's output (stdout and stderr).
     pub async fn logs_tail(&self, container: &str, tail: usize) -> Result<String> {
         let opts = podman_api::opts::ContainerLogsOpts::builder()
@@ -837,7 +899,7 @@ impl Removed {
 }
 
 /// Percent-encodes a path segment or query value.
-pub(crate) fn encode(s: &str) -> String {
+pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -126,6 +126,173 @@ pub fn probe_command(
     argv
 }
 
+/// One request to the agent's server, as the `__http` helper reads it on stdin (the
+/// password travels here, never on a command line).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct HttpRequest {
+    pub method: String,
+    /// Path and query, e.g. `/session?directory=%2Fw`.
+    pub path: String,
+    pub body: Option<Value>,
+    pub password: String,
+    pub timeout_ms: u64,
+}
+
+/// The helper's answer on stdout.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// The `__http` command: one request to the agent's server on the pod's loopback, from
+/// inside the pod's network namespace. Reads [`HttpRequest`] on stdin, writes
+/// [`HttpResponse`] on stdout.
+pub fn run_http() -> Result<()> {
+    use base64::Engine as _;
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("reading the request")?;
+    let req: HttpRequest = serde_json::from_str(&input).context("parsing the request")?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], crate::plan::AGENT_PORT));
+    let timeout = Duration::from_millis(req.timeout_ms);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to the agent on {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let body = match &req.body {
+        Some(b) => serde_json::to_vec(b)?,
+        None => Vec::new(),
+    };
+    let auth =
+        base64::engine::general_purpose::STANDARD.encode(format!("opencode:{}", req.password));
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Basic {auth}\r\nAccept: application/json\r\nContent-Length: {}\r\n",
+        req.method,
+        req.path,
+        body.len()
+    );
+    if req.body.is_some() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(&body)?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .with_context(|| format!("reading the agent's answer to {} {}", req.method, req.path))?;
+    let (status, body) = parse_response(&raw)?;
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
+    };
+    let out = serde_json::to_string(&HttpResponse { status, body })?;
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(())
+}
+
+/// Splits an HTTP/1.1 response into its status and (de-chunked) body.
+pub fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>)> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow!("the agent's answer has no HTTP header"))?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("the agent's answer has no status"))?;
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size_text = String::from_utf8_lossy(&rest[..eol]);
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| anyhow!("bad chunk size in the agent's answer"))?;
+            if size == 0 {
+                break;
+            }
+            let start = eol + 2;
+            let end = (start + size).min(rest.len());
+            out.extend_from_slice(&rest[start..end]);
+            rest = rest.get(end + 2..).unwrap_or_default();
+        }
+        body = out;
+    }
+    Ok((status, body))
+}
+
+/// Sends one request to the pod's agent server (through `__http` in the pod's network
+/// namespace) and returns its status and JSON body.
+pub async fn agent_request(
+    engine: &Engine,
+    pod: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    password: &crate::secret::SecretValue,
+) -> Result<HttpResponse> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pid = netns_pid(engine, pod).await?;
+    let exe = std::env::current_exe().context("finding the devaipod executable")?;
+    let mut argv = Vec::new();
+    if engine.rootless() {
+        argv.push(super::connect::find_podman()?.display().to_string());
+        argv.push("unshare".into());
+    }
+    argv.extend([
+        "nsenter".to_string(),
+        format!("--net=/proc/{pid}/ns/net"),
+        "--".into(),
+        exe.display().to_string(),
+        "__http".into(),
+    ]);
+    let req = HttpRequest {
+        method: method.into(),
+        path: path.into(),
+        body,
+        password: password.expose().to_string(),
+        timeout_ms: 30_000,
+    };
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting the agent request helper ({})", argv[0]))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(&serde_json::to_vec(&req)?).await?;
+    }
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        o.read_to_string(&mut out).await?;
+    }
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut err).await?;
+    }
+    let status = child.wait().await?;
+    if !status.success() {
+        bail!(
+            "{method} {path} to the agent failed: {}",
+            super::connect::last_lines(&err, 3)
+        );
+    }
+    serde_json::from_str(&out).with_context(|| format!("reading the answer to {method} {path}"))
+}
+
 /// What to wait for: the pod, its agent container and the URL inside the pod.
 #[derive(Debug, Clone)]
 pub struct Target<'a> {

@@ -1,0 +1,342 @@
+//! `devaipod review NAME`: bring the agent's commits to the host repo as the branch
+//! `devaipod/NAME` (a git bundle made in the agent, fetched with no hook) and show the
+//! diff against the commit the pod started from. `delete` uses [`agent_work`] to refuse
+//! while the pod holds commits that are on no host branch.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use serde::Serialize;
+
+use crate::names::Name;
+use crate::plan::labels;
+use crate::podman::Engine;
+
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// The workspace: NAME or devaipod-NAME
+    pub name: String,
+    /// Only fetch the branch; print no diff
+    #[arg(long)]
+    pub no_diff: bool,
+    /// Print JSON on stdout (implies --no-diff)
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One commit of the agent's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommitRow {
+    pub sha: String,
+    pub subject: String,
+}
+
+/// What the agent's clone holds beyond the commit the pod started from.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentWork {
+    /// The host repo the pod was made from.
+    pub repo: PathBuf,
+    /// The commit the pod started from.
+    pub base: String,
+    pub base_branch: Option<String>,
+    /// The agent's branch (`devaipod/NAME`) and its tip.
+    pub branch: String,
+    pub tip: Option<String>,
+    /// Commits on the agent's branches that are not in `base`, newest first.
+    pub commits: Vec<CommitRow>,
+    /// Tips of the agent's branches (name, sha).
+    #[serde(skip)]
+    pub tips: Vec<(String, String)>,
+    /// Files the agent changed but did not commit (review cannot bring those).
+    pub uncommitted: usize,
+}
+
+/// Reads the agent's clone (starting the pod for it if it is stopped, and stopping it
+/// again). `repo`, `base` and the clone's folder come from the pod's labels.
+pub async fn agent_work(engine: &Engine, name: &Name) -> Result<AgentWork> {
+    let row = engine.workspace(name).await?;
+    let pod = engine.inspect_pod(&row.pod).await?;
+    let label = |k: &str| pod["Labels"][k].as_str().map(str::to_string);
+    let missing = |k: &str| {
+        anyhow!(
+            "pod {} has no {k} label (made by an older devaipod): review is not possible; `devaipod delete {name} --force` removes it",
+            row.pod
+        )
+    };
+    let repo = PathBuf::from(label(labels::REPO).ok_or_else(|| missing(labels::REPO))?);
+    let base = label(labels::BASE).ok_or_else(|| missing(labels::BASE))?;
+    let clone = label(labels::CLONE).ok_or_else(|| missing(labels::CLONE))?;
+    if !base.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!(
+            "pod {}: the {} label is not a commit",
+            row.pod,
+            labels::BASE
+        );
+    }
+    let agent = row
+        .container("agent")
+        .ok_or_else(|| anyhow!("pod {} has no agent container", row.pod))?
+        .name
+        .clone();
+    let started = if row.status != "running" {
+        engine.start_pod(&row.pod).await?;
+        true
+    } else {
+        false
+    };
+    let script = r#"set -e
+cd "$1"
+git for-each-ref --format='%(refname:short) %(objectname)' refs/heads
+echo ---
+git log --format='%H %s' --branches --not "$2" --
+echo ---
+git status --porcelain | wc -l"#;
+    let argv: Vec<String> = ["sh", "-c", script, "sh", &clone, &base]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let out = engine.exec_output(&agent, &argv, None, "/").await;
+    if started {
+        engine.stop_pod(&row.pod).await?;
+    }
+    let (code, stdout, stderr) = out?;
+    if code != 0 {
+        bail!(
+            "reading the agent's clone in {agent} failed (exit code {code}): {}",
+            stderr.trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&stdout);
+    let mut parts = text.split("---\n");
+    let tips: Vec<(String, String)> = parts
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, s)| (n.to_string(), s.to_string()))
+        .collect();
+    let commits = parts
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(sha, subject)| CommitRow {
+            sha: sha.to_string(),
+            subject: subject.to_string(),
+        })
+        .collect();
+    let uncommitted = parts
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or_default();
+    let branch = format!("devaipod/{name}");
+    Ok(AgentWork {
+        tip: tips
+            .iter()
+            .find(|(n, _)| *n == branch)
+            .map(|(_, s)| s.clone()),
+        repo,
+        base,
+        base_branch: label(labels::BASE_BRANCH),
+        branch,
+        commits,
+        tips,
+        uncommitted,
+    })
+}
+
+fn host_git(repo: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new("git");
+    cmd.arg("-C")
+        .arg(repo)
+        .args([
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "core.fsmonitor=false",
+        ])
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE");
+    cmd
+}
+
+/// The agent's commits that no host branch contains (what `delete` would lose).
+pub fn unreviewed(work: &AgentWork) -> Result<Vec<CommitRow>> {
+    if work.commits.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !work.repo.is_dir() {
+        bail!(
+            "the host repo {} is gone, so devaipod cannot tell whether the agent's {} commit(s) were kept; pass --force to delete anyway",
+            work.repo.display(),
+            work.commits.len()
+        );
+    }
+    // A tip some host branch contains has all its ancestors on the host too.
+    let mut lost_tips = Vec::new();
+    for (_, sha) in &work.tips {
+        let out = host_git(&work.repo)
+            .args(["for-each-ref", "--contains", sha, "refs/heads"])
+            .output()
+            .context("running git in the host repo")?;
+        if !out.status.success() || out.stdout.is_empty() {
+            lost_tips.push(sha.clone());
+        }
+    }
+    if lost_tips.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Commits on a lost tip's history that a kept tip does not also hold are lost;
+    // telling them apart needs the agent's history, so list every commit not known on
+    // the host instead.
+    let mut lost = Vec::new();
+    for c in &work.commits {
+        let known = host_git(&work.repo)
+            .args(["for-each-ref", "--contains", &c.sha, "refs/heads"])
+            .output()
+            .map(|o| o.status.success() && !o.stdout.is_empty())
+            .unwrap_or(false);
+        if !known {
+            lost.push(c.clone());
+        }
+    }
+    Ok(lost)
+}
+
+/// Fetches the agent's branch into the host repo (a bundle made in the agent).
+async fn fetch_branch(engine: &Engine, name: &Name, work: &AgentWork) -> Result<()> {
+    let row = engine.workspace(name).await?;
+    let clone = engine.inspect_pod(&row.pod).await?["Labels"][labels::CLONE]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let agent = format!("{}-agent", row.pod);
+    let started = if row.status != "running" {
+        engine.start_pod(&row.pod).await?;
+        true
+    } else {
+        false
+    };
+    let script = r#"set -e
+cd "$1"
+f=$(mktemp)
+git bundle create -q "$f" "refs/heads/$2" --not "$3" 2>/dev/null
+cat "$f"
+rm -f "$f""#;
+    let argv: Vec<String> = ["sh", "-c", script, "sh", &clone, &work.branch, &work.base]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let out = engine.exec_output(&agent, &argv, None, "/").await;
+    if started {
+        engine.stop_pod(&row.pod).await?;
+    }
+    let (code, bundle, stderr) = out?;
+    if code != 0 || bundle.is_empty() {
+        bail!(
+            "making a bundle of {} in {agent} failed (exit code {code}): {}",
+            work.branch,
+            stderr.trim()
+        );
+    }
+    let file = tempfile::Builder::new()
+        .prefix("devaipod-review-")
+        .suffix(".bundle")
+        .tempfile()
+        .context("creating a temporary file for the bundle")?;
+    std::fs::write(file.path(), &bundle).context("writing the bundle")?;
+    let refspec = format!("+refs/heads/{0}:refs/heads/{0}", work.branch);
+    let out = host_git(&work.repo)
+        .args(["fetch", "--quiet", "--no-tags"])
+        .arg(file.path())
+        .arg(&refspec)
+        .output()
+        .context("running git fetch in the host repo")?;
+    if !out.status.success() {
+        bail!(
+            "git fetch of {} into {} failed: {}",
+            work.branch,
+            work.repo.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+pub async fn run(args: ReviewArgs) -> Result<ExitCode> {
+    let name = Name::from_user(&args.name)?;
+    let mut engine = Engine::connect().await?;
+    let result = async {
+        let work = agent_work(&engine, &name).await?;
+        if work.tip.is_some() && !work.commits.is_empty() {
+            fetch_branch(&engine, &name, &work).await?;
+        }
+        Ok::<_, anyhow::Error>(work)
+    }
+    .await;
+    engine.shutdown();
+    let work = result?;
+    let base_name = work
+        .base_branch
+        .clone()
+        .unwrap_or_else(|| work.base.chars().take(12).collect());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&work)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if work.commits.is_empty() {
+        println!(
+            "the agent of {name} has made no commits on {} since {base_name}{}",
+            work.branch,
+            if work.uncommitted > 0 {
+                format!(" ({} uncommitted change(s) in its clone)", work.uncommitted)
+            } else {
+                String::new()
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "fetched {} commit(s) into {} as branch {} (from {base_name}):",
+        work.commits.len(),
+        work.repo.display(),
+        work.branch
+    );
+    for c in &work.commits {
+        println!("  {} {}", &c.sha[..c.sha.len().min(12)], c.subject);
+    }
+    if work.uncommitted > 0 {
+        println!(
+            "note: the agent's clone also has {} uncommitted change(s), not fetched",
+            work.uncommitted
+        );
+    }
+    if args.no_diff {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let range = format!("{}...{}", work.base, work.branch);
+    let tool = host_git(&work.repo)
+        .args(["config", "--get", "diff.tool"])
+        .output()
+        .map(|o| o.status.success() && !o.stdout.is_empty())
+        .unwrap_or(false);
+    let status = if tool {
+        host_git(&work.repo)
+            .args(["difftool", "--no-prompt", &range])
+            .status()
+    } else {
+        host_git(&work.repo)
+            .args(["diff", "--stat", "-p", &range])
+            .status()
+    }
+    .context("running git to show the diff")?;
+    if !status.success() {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}

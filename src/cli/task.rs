@@ -1,0 +1,74 @@
+//! `devaipod task NAME TEXT`: a follow-up for a running pod's agent, sent through
+//! opencode's HTTP API as data (no shell sees it).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::names::Name;
+use crate::podman::Engine;
+
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    /// The workspace: NAME or devaipod-NAME
+    pub name: String,
+    /// What the agent should do
+    #[arg(
+        value_name = "TEXT",
+        conflicts_with = "file",
+        required_unless_present = "file"
+    )]
+    pub text: Option<String>,
+    /// Read the text from FILE
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Send it to this session (default: the most recently active one)
+    #[arg(long, value_name = "ID", conflicts_with = "new")]
+    pub session: Option<String>,
+    /// Start a new session for it
+    #[arg(long)]
+    pub new: bool,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: TaskArgs) -> Result<ExitCode> {
+    let name = Name::from_user(&args.name)?;
+    let text = match (&args.text, &args.file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading the task file {}", f.display()))?,
+        (None, None) => bail!("give the task as TEXT or --file FILE"),
+    };
+    if text.trim().is_empty() {
+        bail!("the task is empty: give the agent something to do");
+    }
+    let mut engine = Engine::connect().await?;
+    let result = async {
+        engine.workspace(&name).await?;
+        let agent = crate::agent::Agent::open(&engine, &name).await?;
+        let session = match (&args.session, args.new) {
+            (Some(id), _) => Some(id.clone()),
+            (None, true) => None,
+            (None, false) => agent.sessions().await?.into_iter().next().map(|s| s.id),
+        };
+        agent.hand_over(&text, session.as_deref()).await
+    }
+    .await;
+    engine.shutdown();
+    let id = result?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "name": name.as_str(), "session": id })
+        );
+    } else {
+        println!(
+            "handed over to {name}'s agent as session {id}; follow it with `devaipod status {name}`"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
