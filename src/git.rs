@@ -213,17 +213,24 @@ pub fn add_remote(dir: &Path, name: &str, url: &str) -> Result<()> {
 
 /// A tar stream holding one root-owned 0644 file at `path` (relative).
 pub fn tar_file(path: &str, content: &[u8]) -> Result<Vec<u8>> {
+    tar_files(&[(path, content, 0o644)])
+}
+
+/// A tar stream of root-owned files: (relative path, content, mode).
+pub fn tar_files(files: &[(&str, &[u8], u32)]) -> Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(content.len() as u64);
-    header.set_mode(0o644);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_entry_type(tar::EntryType::Regular);
-    builder
-        .append_data(&mut header, path, content)
-        .context("packing a file")?;
-    builder.into_inner().context("packing a file")
+    for (path, content, mode) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(*mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder
+            .append_data(&mut header, path, *content)
+            .with_context(|| format!("packing {path}"))?;
+    }
+    builder.into_inner().context("packing files")
 }
 
 /// The files of a build context: what git tracks under `dir` plus untracked files it

@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod list;
 pub mod logs;
 pub mod review;
+pub mod ssh;
 pub mod status;
 pub mod task;
 pub mod up;
@@ -41,6 +42,12 @@ pub enum Command {
     Stop(lifecycle::StopArgs),
     /// Start a stopped workspace and wait until the agent answers
     Start(lifecycle::StartArgs),
+    /// A shell (or a command, after --) in the workspace as its remoteUser
+    Ssh(ssh::SshArgs),
+    /// Open the agent's terminal interface (runs `oc` in the workspace)
+    Attach(ssh::AttachArgs),
+    /// Run a command in one of the pod's containers (after --)
+    Exec(ssh::ExecArgs),
     /// Hand the agent of a running workspace a (follow-up) task
     Task(task::TaskArgs),
     /// Fetch the agent's commits into the host repo as branch devaipod/NAME and show the diff
@@ -102,6 +109,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Start(args) => lifecycle::start(args).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Task(args) => task::run(args).await,
+        Command::Ssh(args) => ssh::ssh(args).await,
+        Command::Attach(args) => ssh::attach(args).await,
+        Command::Exec(args) => ssh::exec(args).await,
         Command::Review(args) => review::run(args).await,
         Command::Delete(args) => delete::run(args).await,
         Command::Config(args) => config::run(args).await,

@@ -211,6 +211,7 @@ async fn make_plan(
         image_command: None,
         approved: Vec::new(),
         bundled_present: false,
+        image_path: None,
         agent_model: user_config.agent.model.clone(),
         agent_opencode: match &user_config.agent.opencode {
             Some(t) => Some(serde_json::to_value(t).with_context(|| {
@@ -245,10 +246,11 @@ async fn make_plan(
     }
     input.env_files = read_env_files(&input.devcontainer, &path, &repo.root, &input.config_file())?;
     let (image, _) = plan::choose_image(&input)?;
-    if input.devcontainer.override_command == Some(false)
-        && let Some(engine) = engine
+    if let Some(engine) = engine
+        && let Some((cmd, path)) = engine.image_command(&image).await?
     {
-        input.image_command = engine.image_command(&image).await?;
+        input.image_command = Some(cmd);
+        input.image_path = path;
     }
     if let Some(engine) = engine {
         input.bundled_present = engine.image_id(plan::BUNDLED_IMAGE).await?.is_some();

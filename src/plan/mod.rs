@@ -47,6 +47,11 @@ pub fn workspace_gitconfig() -> String {
 /// and the workspace.
 pub const PASSWORD_FILE: &str = "/run/secrets/devaipod-opencode-password";
 
+/// Where the shims (shims/: `oc`, `opencode-agent`) are installed in the workspace.
+pub const SHIM_DIR: &str = "/opt/devaipod/bin";
+/// PATH when the image sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The agent's opencode configuration (a file secret: not in `podman inspect`, not
 /// writable by the agent), named by OPENCODE_CONFIG.
 pub const AGENT_CONFIG_FILE: &str = "/run/secrets/devaipod-opencode-config.json";
@@ -718,6 +723,8 @@ pub struct PlanInput {
     pub approved: Vec<String>,
     /// The host's CDI GPU device for all GPUs (`KIND=all`), if it has a CDI spec.
     pub cdi_gpu: Option<String>,
+    /// The image's PATH (its Config.Env), when known.
+    pub image_path: Option<String>,
     /// `[agent] model` and `[agent.opencode]` of the user's configuration.
     pub agent_model: Option<String>,
     pub agent_opencode: Option<serde_json::Value>,
@@ -1247,6 +1254,12 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     // command-line config): the workspace's system config is devaipod's file, which
     // includes the image's /etc/gitconfig and adds the agent's clone.
     workspace_env.insert("GIT_CONFIG_SYSTEM".into(), WORKSPACE_GITCONFIG.into());
+    // The shims on PATH in every exec session (login shells get them from
+    // /etc/profile.d/devaipod.sh): the image's PATH, then devaipod's folder.
+    if !workspace_env.contains_key("PATH") {
+        let base = input.image_path.as_deref().unwrap_or(DEFAULT_PATH);
+        workspace_env.insert("PATH".into(), format!("{base}:{SHIM_DIR}"));
+    }
     // The bundled opencode, read-only, for images without their own (the image's own
     // comes first on PATH). Not when the image is the bundled one.
     let bundled: Vec<(String, String)> = if input.bundled_present && image != BUNDLED_IMAGE {

@@ -43,6 +43,7 @@ pub(crate) fn input() -> PlanInput {
         cdi_gpu: None,
         agent_model: None,
         agent_opencode: None,
+        image_path: None,
     }
 }
 

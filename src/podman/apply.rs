@@ -103,6 +103,11 @@ pub fn pod_spec(plan: &PodPlan, ports: &[(u16, u16)]) -> Value {
     spec
 }
 
+/// The shims installed into the workspace (shims/).
+pub const SHIM_OC: &str = include_str!("../../shims/oc");
+pub const SHIM_OPENCODE_AGENT: &str = include_str!("../../shims/opencode-agent");
+pub const SHIM_PROFILE: &str = include_str!("../../shims/profile.sh");
+
 /// The pod label holding postStartCommand for `start`.
 pub const POST_START_LABEL: &str = "io.devaipod.post-start";
 
@@ -881,11 +886,24 @@ async fn create_and_start(
         .filter(|c| c.role != Role::Agent)
         .map(|c| create(c, (uid, gid)));
     created.extend(cancellable(cancel, futures_util::future::try_join_all(rest)).await?);
-    let gitconfig = git::tar_file(
-        crate::plan::WORKSPACE_GITCONFIG.trim_start_matches('/'),
-        crate::plan::workspace_gitconfig().as_bytes(),
-    )?;
-    engine.copy_into(&workspace.name, "/", gitconfig).await?;
+    // devaipod's files in the workspace (not the image): its git system config, the
+    // shims (oc, opencode-agent) and the profile snippet that puts them on PATH.
+    let gitconfig = crate::plan::workspace_gitconfig();
+    let files = git::tar_files(&[
+        (
+            crate::plan::WORKSPACE_GITCONFIG.trim_start_matches('/'),
+            gitconfig.as_bytes(),
+            0o644,
+        ),
+        ("opt/devaipod/bin/oc", SHIM_OC.as_bytes(), 0o755),
+        (
+            "opt/devaipod/bin/opencode-agent",
+            SHIM_OPENCODE_AGENT.as_bytes(),
+            0o755,
+        ),
+        ("etc/profile.d/devaipod.sh", SHIM_PROFILE.as_bytes(), 0o644),
+    ])?;
+    engine.copy_into(&workspace.name, "/", files).await?;
 
     // Podman chowns a fresh volume's root to the user of whichever container mounts it
     // first, at start; copying the repo after the start makes its ownership final.

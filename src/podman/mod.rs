@@ -24,6 +24,7 @@ pub mod apply;
 pub mod connect;
 pub mod inventory;
 pub mod probe;
+pub mod session;
 
 use crate::plan::labels;
 
@@ -383,11 +384,21 @@ impl Engine {
         }
     }
 
-    /// A local image's ENTRYPOINT followed by its CMD; `None` if the image is absent.
-    pub async fn image_command(&self, reference: &str) -> Result<Option<Vec<String>>> {
+    /// A local image's ENTRYPOINT followed by its CMD, and its PATH; `None` if the
+    /// image is absent.
+    pub async fn image_command(
+        &self,
+        reference: &str,
+    ) -> Result<Option<(Vec<String>, Option<String>)>> {
         let ep = format!("/libpod/images/{}/json", encode(reference));
         match self.get_json(&ep).await {
             Ok(v) => {
+                let path = v["Config"]["Env"].as_array().and_then(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .find_map(|e| e.strip_prefix("PATH="))
+                        .map(str::to_string)
+                });
                 let list = |k: &str| -> Vec<String> {
                     v["Config"][k]
                         .as_array()
@@ -400,7 +411,7 @@ impl Engine {
                 };
                 let mut cmd = list("Entrypoint");
                 cmd.extend(list("Cmd"));
-                Ok(Some(cmd))
+                Ok(Some((cmd, path)))
             }
             Err(e) if status_of(&e) == Some(404) => Ok(None),
             Err(e) => Err(e.context(format!("inspecting image {reference}"))),

@@ -1,0 +1,232 @@
+//! `devaipod ssh NAME [-- CMD...]`, `devaipod attach NAME` and `devaipod exec NAME
+//! [--container ROLE] -- CMD...`: sessions in a running workspace, as its remoteUser,
+//! in its folder, with remoteEnv, devaipod's shims on PATH and postAttachCommand run
+//! for interactive sessions.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::Value;
+
+use crate::names::Name;
+use crate::plan::{self, Role, labels};
+use crate::podman::Engine;
+use crate::podman::session::{self, Session};
+
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// The workspace: NAME or devaipod-NAME
+    pub name: String,
+    /// A command to run instead of an interactive shell (after `--`); its exit code is
+    /// devaipod's
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The workspace: NAME or devaipod-NAME
+    pub name: String,
+    /// Options for `opencode attach` (after `--`), e.g. `-- --continue`
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The workspace: NAME or devaipod-NAME
+    pub name: String,
+    /// Which container: workspace (default), agent (read-only inspection: it runs as the
+    /// agent's uid with no capabilities), gator
+    #[arg(long, short, value_enum, default_value_t = Role::Workspace)]
+    pub container: Role,
+    /// Run as this user (default: the container's own user)
+    #[arg(long, short)]
+    pub user: Option<String>,
+    /// The command (after `--`)
+    #[arg(last = true, value_name = "CMD", required = true)]
+    pub command: Vec<String>,
+}
+
+/// What a session in the workspace needs, from the pod's labels and the container.
+struct SessionContext {
+    workspace: String,
+    user: Option<String>,
+    workdir: Option<String>,
+    env: BTreeMap<String, String>,
+    post_attach: Option<plan::Command>,
+}
+
+async fn context(engine: &Engine, name: &Name) -> Result<SessionContext> {
+    let row = engine.workspace(name).await?;
+    let workspace = row
+        .container("workspace")
+        .map(|c| c.name.clone())
+        .ok_or_else(|| anyhow::anyhow!("pod {} has no workspace container", row.pod))?;
+    let pod = engine.inspect_pod(&row.pod).await?;
+    let ws = engine.inspect_container(&workspace).await?;
+    if ws["State"]["Running"].as_bool() != Some(true) {
+        bail!("workspace {name} is not running: start it with `devaipod start {name}`");
+    }
+    let label = |k: &str| pod["Labels"][k].as_str().map(str::to_string);
+    let container_env: BTreeMap<String, String> = ws["Config"]["Env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let remote_env: BTreeMap<String, String> = label(labels::REMOTE_ENV)
+        .map(|j| serde_json::from_str(&j).context("reading the pod's remoteEnv label"))
+        .transpose()?
+        .unwrap_or_default();
+    let env = remote_env
+        .into_iter()
+        .map(|(k, v)| {
+            let v = crate::devcontainer::vars::substitute_container_env(&v, &container_env);
+            (k, v)
+        })
+        .collect();
+    let post_attach = label(labels::POST_ATTACH)
+        .map(|j| serde_json::from_str(&j).context("reading the pod's postAttachCommand label"))
+        .transpose()?;
+    Ok(SessionContext {
+        workspace,
+        user: label(labels::REMOTE_USER),
+        workdir: label(labels::WORKDIR),
+        env,
+        post_attach,
+    })
+}
+
+/// Runs postAttachCommand (interactive sessions only); a failure is reported and the
+/// session goes on.
+async fn post_attach(engine: &Engine, ctx: &SessionContext) {
+    let Some(cmd) = &ctx.post_attach else {
+        return;
+    };
+    let progress = crate::progress::Progress::new();
+    let step = plan::LifecycleStep {
+        property: "postAttachCommand".into(),
+        command: cmd.clone(),
+    };
+    if let Err(e) = crate::podman::apply::run_lifecycle(
+        engine,
+        &ctx.workspace,
+        ctx.user.as_deref(),
+        ctx.workdir.as_deref().unwrap_or("/"),
+        &ctx.env,
+        std::slice::from_ref(&step),
+        &progress,
+    )
+    .await
+    {
+        progress.warn(&format!("{e:#}"));
+    }
+    progress.finish_step();
+}
+
+/// The interactive login shell of the session's user.
+const LOGIN_SHELL: &str = "u=$(id -un 2>/dev/null); s=$(getent passwd \"$u\" 2>/dev/null | cut -d: -f7); [ -x \"$s\" ] || s=/bin/sh; exec \"$s\" -l";
+
+async fn run_session(
+    engine: &mut Engine,
+    build: impl FnOnce(&SessionContext) -> Session,
+    interactive: bool,
+    name: &Name,
+) -> Result<ExitCode> {
+    let result = async {
+        let ctx = context(engine, name).await?;
+        if interactive {
+            post_attach(engine, &ctx).await;
+        }
+        let s = build(&ctx);
+        session::run(engine, &s).await
+    }
+    .await;
+    engine.shutdown();
+    let code = result?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+pub async fn ssh(args: SshArgs) -> Result<ExitCode> {
+    let name = Name::from_user(&args.name)?;
+    let mut engine = Engine::connect().await?;
+    let tty = args.command.is_empty() && std::io::stdin().is_terminal();
+    let command = args.command.clone();
+    run_session(
+        &mut engine,
+        |ctx| Session {
+            container: ctx.workspace.clone(),
+            user: ctx.user.clone(),
+            workdir: ctx.workdir.clone(),
+            env: ctx.env.clone(),
+            tty,
+            argv: if command.is_empty() {
+                vec!["/bin/sh".into(), "-c".into(), LOGIN_SHELL.into()]
+            } else {
+                command
+            },
+        },
+        tty,
+        &name,
+    )
+    .await
+}
+
+pub async fn attach(args: AttachArgs) -> Result<ExitCode> {
+    let name = Name::from_user(&args.name)?;
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "`devaipod attach` opens the agent's terminal interface and needs a terminal; for scripts use `devaipod task {name} TEXT` or `devaipod ssh {name} -- opencode-agent run TEXT`"
+        );
+    }
+    let mut engine = Engine::connect().await?;
+    let mut argv = vec![format!("{}/oc", plan::SHIM_DIR)];
+    argv.extend(args.args.iter().cloned());
+    run_session(
+        &mut engine,
+        |ctx| Session {
+            container: ctx.workspace.clone(),
+            user: ctx.user.clone(),
+            workdir: ctx.workdir.clone(),
+            env: ctx.env.clone(),
+            tty: true,
+            argv,
+        },
+        true,
+        &name,
+    )
+    .await
+}
+
+pub async fn exec(args: ExecArgs) -> Result<ExitCode> {
+    let name = Name::from_user(&args.name)?;
+    let mut engine = Engine::connect().await?;
+    let result = async {
+        let row = engine.workspace(&name).await?;
+        let container = row
+            .container(args.container.as_str())
+            .map(|c| c.name.clone())
+            .ok_or_else(|| {
+                anyhow::anyhow!("pod {} has no {} container", row.pod, args.container)
+            })?;
+        let s = Session {
+            container,
+            user: args.user.clone(),
+            workdir: None,
+            env: BTreeMap::new(),
+            tty: std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
+            argv: args.command.clone(),
+        };
+        session::run(&engine, &s).await
+    }
+    .await;
+    engine.shutdown();
+    let code = result?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
