@@ -79,6 +79,7 @@ check:
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
     cargo test --lib --bins --test cli
+    cargo test --quiet --manifest-path tests/fake-llm/Cargo.toml --target-dir target/fake-llm
 
 # Everything CI runs: check, then the real-Podman tests rootful and rootless
 test: check setup image
@@ -90,7 +91,8 @@ test: check setup image
 test-rootful: _stage
     #!/usr/bin/env bash
     set -euo pipefail
-    run=({{sudo}} env CONTAINERS_CONF="$CONTAINERS_CONF" DEVAIPOD_BIN={{stage}}/devaipod PATH="$PATH")
+    run=({{sudo}} env CONTAINERS_CONF="$CONTAINERS_CONF" DEVAIPOD_BIN={{stage}}/devaipod
+         DEVAIPOD_FAKE_LLM={{stage}}/fake-llm PATH="$PATH")
     "${run[@]}" bash {{stage}}/build.sh
     "${run[@]}" bash {{stage}}/build-broken.sh
     "${run[@]}" {{stage}}/cleanup.sh
@@ -110,9 +112,9 @@ test-rootless: _stage
         run=(runuser -u "$user" -- env -i HOME="/home/$user" USER="$user" LOGNAME="$user"
              PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin XDG_RUNTIME_DIR="/run/user/$uid"
              CONTAINERS_CONF="${CONTAINERS_CONF:+{{stage}}/containers.conf}" DEVAIPOD_BIN={{stage}}/devaipod
-             DEVAIPOD_IMAGE_CACHE=/var/cache/devaipod)
+             DEVAIPOD_FAKE_LLM={{stage}}/fake-llm DEVAIPOD_IMAGE_CACHE=/var/cache/devaipod)
     else
-        run=(env DEVAIPOD_BIN={{stage}}/devaipod)
+        run=(env DEVAIPOD_BIN={{stage}}/devaipod DEVAIPOD_FAKE_LLM={{stage}}/fake-llm)
     fi
     cd /tmp
     "${run[@]}" bash {{stage}}/build.sh
@@ -125,10 +127,13 @@ _stage:
     #!/usr/bin/env bash
     set -euo pipefail
     cargo build
+    # The scripted LLM of the agent end-to-end test (tests/fake-llm, std only).
+    cargo build --release --quiet --manifest-path tests/fake-llm/Cargo.toml --target-dir target/fake-llm
     exe=$(cargo test --test podman --no-run 2>&1 | sed -n 's/.*Executable tests\/podman.rs (\(.*\))/\1/p' | tail -1)
     [ -n "$exe" ] || { echo "could not find the podman test executable" >&2; exit 1; }
     rm -rf {{stage}}; install -d -m 0755 {{stage}}
     cp target/debug/devaipod {{stage}}/devaipod
+    cp target/fake-llm/release/fake-llm {{stage}}/fake-llm
     cp "$exe" {{stage}}/podman-tests
     cp containers/base/build.sh tests/images/build-broken.sh tests/cleanup.sh {{stage}}/
     [ -z "$CONTAINERS_CONF" ] || cp "$CONTAINERS_CONF" {{stage}}/containers.conf

@@ -929,3 +929,18 @@ fn repo_mounts_volume_and_tmpfs_freely_binds_with_consent_sockets_never() {
         let _ = case;
     }
 }
+
+#[test]
+fn the_oc_shim_says_clearly_when_there_is_no_opencode() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    for shim in ["shims/oc", "shims/opencode-agent"] {
+        let o = Command::new("/bin/sh")
+            .arg(shim)
+            .env("PATH", empty.path())
+            .output()
+            .expect("sh runs");
+        assert_eq!(o.status.code(), Some(127), "{shim}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("has no opencode"), "{shim}: {err}");
+    }
+}

@@ -1883,3 +1883,281 @@ fn images_without_opencode_get_the_bundled_one_read_only() {
     );
     g2.assert_nothing_left();
 }
+
+/// The scripted OpenAI-compatible LLM (tests/fake-llm), built by `just _stage`.
+fn fake_llm() -> PathBuf {
+    let p = std::env::var_os("DEVAIPOD_FAKE_LLM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fake-llm/release/fake-llm")
+        });
+    assert!(
+        p.is_file(),
+        "{} is missing: build it with `cargo build --release --manifest-path tests/fake-llm/Cargo.toml --target-dir target/fake-llm` (`just _stage` does)",
+        p.display()
+    );
+    p
+}
+
+/// devaipod with the user configuration `config` (DEVAIPOD_CONFIG).
+fn devaipod_with(config: &Path, args: &[&str]) -> Output {
+    Command::new(devaipod_bin())
+        .args(args)
+        .env("DEVAIPOD_CONFIG", config)
+        .stdin(Stdio::null())
+        .output()
+        .expect("devaipod runs")
+}
+
+#[test]
+fn the_agent_takes_a_task_commits_and_its_work_comes_back_for_review() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("e2e");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let llm = std::fs::read(fake_llm()).expect("read fake-llm");
+    // The fake LLM runs in the workspace (same network namespace as the agent), started
+    // by the repo's own postStartCommand; its script makes the agent commit a file.
+    let script = r#"{"steps": [{"tool": "bash", "arguments": {"command": "printf 'hello from the agent\\n' > agent-file.txt && git add agent-file.txt && git commit -qm 'agent: add agent-file.txt'"}}], "final": "done"}"#;
+    init_repo(
+        dir.path(),
+        &[
+            (
+                ".devcontainer/devcontainer.json",
+                r#"{"image": "localhost/devaipod-base:latest", "remoteUser": "dev",
+  "postStartCommand": "nohup .devcontainer/fake-llm --listen 127.0.0.1:18080 --script .devcontainer/script.json > /tmp/fake-llm.log 2>&1 < /dev/null &",
+  "postAttachCommand": "echo attached >> /tmp/attach-marker"}"#,
+            ),
+            (".devcontainer/script.json", script),
+            ("README", "a repo\n"),
+        ],
+    );
+    std::fs::write(dir.path().join(".devcontainer/fake-llm"), llm).expect("copy");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.path().join(".devcontainer/fake-llm"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .expect("chmod");
+    }
+    common::git(dir.path(), &["add", "."]);
+    common::git(dir.path(), &["commit", "-qm", "fake llm"]);
+    let cfg_dir = tempfile::tempdir().expect("tempdir");
+    let config = cfg_dir.path().join("devaipod.toml");
+    std::fs::write(
+        &config,
+        r#"[agent]
+model = "fake/fake-model"
+[agent.opencode.provider.fake]
+npm = "@ai-sdk/openai-compatible"
+name = "Fake LLM"
+options = { baseURL = "http://127.0.0.1:18080/v1" }
+models = { "fake-model" = { name = "Fake Model" } }
+"#,
+    )
+    .expect("config");
+    let path = dir.path().to_string_lossy().into_owned();
+    let label = g.label_arg();
+    let task = "write agent-file.txt and commit it";
+    let out = devaipod_with(
+        &config,
+        &[
+            "up", &path, task, "--name", &g.name, "--label", &label, "--json",
+        ],
+    );
+    let v = json_of(&out);
+    let session = v["session"].as_str().expect("session id").to_string();
+    assert!(session.starts_with("ses_"), "{v}");
+
+    // Wait (bounded: opencode retries LLM errors without end) for the commit.
+    let agent = format!("{}-agent", g.pod());
+    let folder = format!(
+        "/workspaces/{}",
+        dir.path().file_name().expect("name").to_string_lossy()
+    );
+    let branch = format!("devaipod/{}", g.name);
+    let subject = || {
+        let o = podman(&[
+            "exec",
+            &agent,
+            "git",
+            "-C",
+            &folder,
+            "log",
+            "-1",
+            "--format=%s",
+            &branch,
+        ]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    wait_until(
+        "the agent committed agent-file.txt",
+        std::time::Duration::from_secs(90),
+        || {
+            let s = json_of(&devaipod(&["status", &g.name, "--json"]));
+            assert_ne!(
+                s["sessions"][0]["state"], "retry",
+                "the agent is retrying an LLM error: {s}"
+            );
+            subject() == "agent: add agent-file.txt"
+        },
+    );
+    assert_eq!(
+        exec(&agent, None, &format!("cat {folder}/agent-file.txt")),
+        "hello from the agent\n"
+    );
+    let s = json_of(&devaipod(&["status", &g.name, "--json"]));
+    assert_eq!(s["sessions"][0]["id"], session.as_str(), "{s}");
+    assert_eq!(s["sessions"][0]["title"], format!("devaipod: {task}"));
+    // The agent's config came from devaipod.toml, as a file nobody else sees.
+    let env = podman_ok(&["inspect", "-f", "{{json .Config.Env}}", &agent]);
+    assert!(
+        !env.contains("fake-model") && !env.contains("18080"),
+        "{env}"
+    );
+
+    // delete refuses while the commit is on no host branch, naming it.
+    let o = devaipod(&["delete", &g.name]);
+    assert_fails_with(&o, "agent: add agent-file.txt");
+    assert!(stderr(&o).contains(&format!("devaipod review {}", g.name)));
+    assert!(podman(&["pod", "exists", &g.pod()]).status.success());
+
+    // review brings it to the host branch devaipod/NAME (no hook runs) with the diff.
+    std::fs::write(
+        dir.path().join(".git/hooks/reference-transaction"),
+        "#!/bin/sh\ntouch hook-ran\n",
+    )
+    .expect("hook");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.path().join(".git/hooks/reference-transaction"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .expect("chmod");
+    }
+    let o = devaipod(&["review", &g.name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("+hello from the agent"), "{text}");
+    assert!(!dir.path().join("hook-ran").exists(), "a host hook ran");
+    let host = Command::new("git")
+        .arg("-C")
+        .arg(dir.path())
+        .args(["log", "-1", "--format=%s", &branch])
+        .output()
+        .expect("git");
+    assert_eq!(
+        String::from_utf8_lossy(&host.stdout).trim(),
+        "agent: add agent-file.txt"
+    );
+
+    // A follow-up goes to the same session.
+    let o = devaipod(&["task", &g.name, "now say done", "--json"]);
+    assert_eq!(json_of(&o)["session"], session.as_str());
+
+    // The shims are on PATH; postAttachCommand runs for interactive sessions only.
+    let ws = format!("{}-workspace", g.pod());
+    let o = devaipod(&[
+        "ssh",
+        &g.name,
+        "--",
+        "sh",
+        "-c",
+        "for c in oc opencode-agent; do command -v $c; done",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "/opt/devaipod/bin/oc\n/opt/devaipod/bin/opencode-agent\n"
+    );
+    assert_eq!(
+        exec(&ws, None, "cat /tmp/attach-marker 2>/dev/null | wc -l").trim(),
+        "0"
+    );
+
+    let o = devaipod(&["delete", &g.name]);
+    assert!(o.status.success(), "after review: {}", stderr(&o));
+    g.assert_nothing_left();
+}
+
+#[test]
+fn ssh_runs_commands_and_shells_as_the_remote_user() {
+    require_image(BASE_IMAGE);
+    let g = Guard::new("ssh");
+    let repo = Repo::new(
+        r#"{"image": "localhost/devaipod-base:latest", "remoteUser": "dev",
+            "remoteEnv": {"SSH_REMOTE": "from-remote-env"},
+            "postAttachCommand": "echo attached >> /tmp/attach-marker"}"#,
+    );
+    let path = repo.path().to_string_lossy().into_owned();
+    json_of(&up(&g, &path, &["--json"]));
+    let folder = format!(
+        "/workspaces/{}",
+        repo.path().file_name().expect("name").to_string_lossy()
+    );
+    // A command: no terminal, as remoteUser, in the folder, with remoteEnv; its exit
+    // code is devaipod's; stdin passes through.
+    let o = devaipod(&[
+        "ssh",
+        &g.name,
+        "--",
+        "sh",
+        "-c",
+        "id -un; pwd; echo $SSH_REMOTE; exit 7",
+    ]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("dev\n{folder}\nfrom-remote-env\n")
+    );
+    let mut child = Command::new(devaipod_bin())
+        .args(["ssh", &g.name, "--", "tr", "a-z", "A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"piped through\n")
+            .expect("write");
+    }
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "PIPED THROUGH\n");
+    // An interactive shell on a terminal (script(1) gives it one): the prompt is in
+    // the folder, postAttachCommand ran, and the exit status comes back.
+    let cmdline = format!("{} ssh {}", devaipod_bin().display(), g.name);
+    let mut child = Command::new("script")
+        .args(["-qec", &cmdline, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"echo marker-$((6*7)) in $PWD; exit 5\n")
+            .expect("write");
+    }
+    let o = child.wait_with_output().expect("script");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(5), "{text}");
+    assert!(
+        text.contains(&format!("dev@{}:{folder}$", g.name)),
+        "{text}"
+    );
+    assert!(text.contains(&format!("marker-42 in {folder}")), "{text}");
+    let ws = format!("{}-workspace", g.pod());
+    assert_eq!(exec(&ws, None, "cat /tmp/attach-marker"), "attached\n");
+    // exec reaches the agent (read-only inspection as its uid).
+    let o = devaipod(&["exec", &g.name, "--container", "agent", "--", "id", "-u"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "4096");
+}
