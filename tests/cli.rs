@@ -352,7 +352,7 @@ fn variables_are_substituted_and_host_env_stays_out_of_the_pod() {
 #[test]
 fn ignored_properties_are_warned_about() {
     let r = repo(Some(
-        r#"{"image": "x", "features": {}, "postAttachCommand": "make", "imagee": 1}"#,
+        r#"{"image": "x", "features": {}, "userEnvProbe": "loginShell", "imagee": 1}"#,
     ));
     let o = devaipod(&["up", ".", "--name", "w", "--dry-run", "--json"], r.path());
     assert!(o.status.success(), "{}", stderr(&o));
@@ -365,7 +365,7 @@ fn ignored_properties_are_warned_about() {
         .collect();
     for want in [
         "\"features\" is not applied",
-        "\"postAttachCommand\" is not applied",
+        "\"userEnvProbe\" is not applied",
         "unknown property \"imagee\"",
     ] {
         assert!(
@@ -517,7 +517,7 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
     let warned: Vec<(&str, String, Vec<&str>)> = vec![
         ("2 workspaceMount", r#"{"image": "localhost/x:1", "remoteUser": "dev", "workspaceMount": "source=/,target=/w,type=bind", "workspaceFolder": "/w"}"#.into(), vec![]),
         ("3 initializeCommand", format!(r#"{{"image": "localhost/x:1", "remoteUser": "dev", "initializeCommand": "touch {}"}}"#, ran.display()), vec![]),
-        ("4 lifecycle commands", r#"{"image": "localhost/x:1", "remoteUser": "dev", "onCreateCommand": "x", "postCreateCommand": ["y"], "postStartCommand": {"a": "z"}, "postAttachCommand": "w", "updateContentCommand": "v"}"#.into(), vec!["postAttachCommand"]),
+        ("4 lifecycle commands", r#"{"image": "localhost/x:1", "remoteUser": "dev", "onCreateCommand": "x", "postCreateCommand": ["y"], "postStartCommand": {"a": "z"}, "postAttachCommand": "w", "updateContentCommand": "v"}"#.into(), vec![]),
         ("5 env forwarding", r#"{"image": "localhost/x:1", "remoteUser": "dev", "customizations": {"devaipod": {"envAllowlist": ["DEVAIPOD_BAD_INPUT_TOKEN"], "env_allowlist": ["GH_TOKEN"]}}}"#.into(), vec!["customizations"]),
         ("6 egress widening", r#"{"image": "localhost/x:1", "remoteUser": "dev", "customizations": {"devaipod": {"allowedDomains": ["*", "1.2.3.4"]}}}"#.into(), vec!["customizations"]),
         ("8 features", r#"{"image": "localhost/x:1", "remoteUser": "dev", "features": {"ghcr.io/evil/feature:1": {}}}"#.into(), vec!["features"]),

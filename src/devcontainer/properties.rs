@@ -54,7 +54,7 @@ pub const PROPERTIES: &[(&str, Support)] = &[
     ("updateContentCommand", Support::Applied),
     ("postCreateCommand", Support::Applied),
     ("postStartCommand", Support::Applied),
-    ("postAttachCommand", Support::NotApplied),
+    ("postAttachCommand", Support::Applied),
     // `up` returns after every create-time lifecycle command has finished.
     ("waitFor", Support::NoEffect),
     ("customizations", Support::NotApplied),
