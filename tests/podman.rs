@@ -471,7 +471,10 @@ fn up_makes_a_ready_hardened_pod_and_delete_removes_it() {
     );
     assert_eq!(
         removed["secrets"],
-        serde_json::json!([format!("{}-agent-password", g.pod())])
+        serde_json::json!([
+            format!("{}-agent-password", g.pod()),
+            format!("{}-agent-config", g.pod())
+        ])
     );
     g.assert_nothing_left();
     let again = devaipod(&["delete", &g.name]);
@@ -1166,7 +1169,7 @@ fn secrets_reach_only_their_consumer_and_never_leak() {
     let removed = json_of(&del);
     assert_eq!(
         removed["secrets"].as_array().map(Vec::len),
-        Some(3),
+        Some(4),
         "{removed}"
     );
     g.assert_nothing_left();
@@ -2160,4 +2163,23 @@ fn ssh_runs_commands_and_shells_as_the_remote_user() {
     // exec reaches the agent (read-only inspection as its uid).
     let o = devaipod(&["exec", &g.name, "--container", "agent", "--", "id", "-u"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "4096");
+    // attach runs the `oc` shim on a terminal (here with --help, so it ends by itself);
+    // without a terminal it says what to use instead.
+    let o = devaipod(&["attach", &g.name]);
+    assert_fails_with(&o, "needs a terminal");
+    let cmdline = format!("{} attach {} -- --help", devaipod_bin().display(), g.name);
+    let o = Command::new("script")
+        .args(["-qec", &cmdline, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("attach to a running opencode server"),
+        "{text}"
+    );
+    assert_eq!(
+        exec(&ws, None, "cat /tmp/attach-marker"),
+        "attached\nattached\n"
+    );
 }

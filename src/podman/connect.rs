@@ -64,6 +64,30 @@ pub fn socket_listens(path: &Path) -> bool {
     std::os::unix::net::UnixStream::connect(path).is_ok()
 }
 
+/// Whether devaipod runs inside a toolbox container (it has /run/.toolboxenv): it then
+/// must use the host's Podman, never one inside the container.
+pub fn in_toolbox() -> bool {
+    Path::new("/run/.toolboxenv").exists()
+}
+
+/// What to tell a toolbox user when no route to the host's Podman works.
+pub fn toolbox_hint(runtime_dir: Option<&Path>) -> String {
+    let sock = runtime_dir
+        .map(|d| d.join("podman/podman.sock").display().to_string())
+        .unwrap_or_else(|| "$XDG_RUNTIME_DIR/podman/podman.sock".into());
+    format!(
+        "devaipod runs inside a toolbox and uses the host's Podman, but nothing listens on {sock} and flatpak-spawn is not available: on the host run `systemctl --user enable --now podman.socket` (or `podman system service --time=0 unix://{sock} &`), then retry"
+    )
+}
+
+/// Finds a program on PATH.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|c| c.is_file())
+}
+
 /// Finds `podman` on PATH.
 pub fn find_podman() -> Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -93,6 +117,17 @@ impl PrivateService {
     /// Call this from a thread that lives as long as devaipod (the main thread): the
     /// parent-death signal fires when the spawning *thread* exits.
     pub fn start(podman: &Path) -> Result<Self> {
+        Self::start_with(&[podman.display().to_string()])
+    }
+
+    /// Like [`PrivateService::start`], with `podman` reached through a launcher (inside
+    /// a toolbox: `flatpak-spawn --host podman`). The socket is in XDG_RUNTIME_DIR, which
+    /// a toolbox shares with the host.
+    pub fn start_with(podman_argv: &[String]) -> Result<Self> {
+        let (podman, launcher_args) = podman_argv
+            .split_first()
+            .ok_or_else(|| anyhow::anyhow!("no podman command"))?;
+        let podman = Path::new(podman);
         let base = std::env::var_os("XDG_RUNTIME_DIR")
             .map(PathBuf::from)
             .filter(|d| d.is_dir())
@@ -106,7 +141,8 @@ impl PrivateService {
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
         let mut cmd = Command::new(podman);
-        cmd.args(["system", "service", &format!("--time={SERVICE_IDLE_SECS}")])
+        cmd.args(launcher_args)
+            .args(["system", "service", &format!("--time={SERVICE_IDLE_SECS}")])
             .arg(format!("unix://{}", socket.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -194,6 +194,15 @@ impl Engine {
                 .find(|p| connect::socket_listens(p))
             {
                 Some(path) => (path, None),
+                // Inside a toolbox the engine is the host's: start its service there.
+                None if connect::in_toolbox() => match connect::find_on_path("flatpak-spawn") {
+                    Some(fs) => {
+                        let argv = [fs.display().to_string(), "--host".into(), "podman".into()];
+                        let service = connect::PrivateService::start_with(&argv)?;
+                        (service.socket().to_path_buf(), Some(service))
+                    }
+                    None => bail!("{}", connect::toolbox_hint(runtime_dir.as_deref())),
+                },
                 None => {
                     let podman = connect::find_podman()?;
                     let service = connect::PrivateService::start(&podman)?;
