@@ -26,7 +26,8 @@ setup:
     need=()
     for pair in podman:podman runc:runc newuidmap:uidmap slirp4netns:slirp4netns \
                 fuse-overlayfs:fuse-overlayfs catatonit:catatonit debootstrap:debootstrap \
-                git:git nsenter:util-linux; do
+                git:git nsenter:util-linux toolbox:podman-toolbox dbus-daemon:dbus \
+                script:bsdutils; do
         cmd=${pair%%:*}; pkg=${pair#*:}
         command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/libexec/podman/$cmd" ] || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
     done
@@ -86,6 +87,7 @@ test: check setup image
     just test-reference
     just test-rootful
     just test-rootless
+    just test-toolbox
 
 # Real-Podman tests against the root (rootful) engine
 test-rootful: _stage
@@ -122,6 +124,31 @@ test-rootless: _stage
     "${run[@]}" {{stage}}/cleanup.sh
     "${run[@]}" {{stage}}/podman-tests --test-threads=2
 
+# devaipod inside a real toolbox, on the host's rootless Podman (the test user when root)
+test-toolbox: _stage
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ "$(id -u)" = 0 ]; then
+        # toolbox needs the D-Bus system bus; there is no systemd on the CI machines.
+        [ -S /run/dbus/system_bus_socket ] || { mkdir -p /run/dbus; dbus-daemon --system --fork; }
+        user={{test_user}}
+        id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
+        uid=$(id -u "$user")
+        [ "$(stat -c %a /dev/net/tun)" = 666 ] || chmod 0666 /dev/net/tun
+        install -d -m 0700 -o "$user" -g "$user" "/run/user/$uid"
+        run=(runuser -u "$user" -- env -i HOME="/home/$user" USER="$user" LOGNAME="$user" SHELL=/bin/bash
+             PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin XDG_RUNTIME_DIR="/run/user/$uid"
+             CONTAINERS_CONF="${CONTAINERS_CONF:+{{stage}}/containers.conf}" DEVAIPOD_BIN={{stage}}/devaipod
+             DEVAIPOD_IMAGE_CACHE=/var/cache/devaipod)
+    else
+        run=(env DEVAIPOD_BIN={{stage}}/devaipod)
+    fi
+    cd /tmp
+    "${run[@]}" bash {{stage}}/build.sh
+    "${run[@]}" bash {{stage}}/build-toolbox.sh
+    "${run[@]}" {{stage}}/cleanup.sh
+    "${run[@]}" {{stage}}/toolbox-tests --test-threads=1
+
 # Copy the binaries and scripts the Podman tests need where any user can read them
 _stage:
     #!/usr/bin/env bash
@@ -135,7 +162,10 @@ _stage:
     cp target/debug/devaipod {{stage}}/devaipod
     cp target/fake-llm/release/fake-llm {{stage}}/fake-llm
     cp "$exe" {{stage}}/podman-tests
-    cp containers/base/build.sh tests/images/build-broken.sh tests/cleanup.sh {{stage}}/
+    tb=$(cargo test --test toolbox --no-run 2>&1 | sed -n 's/.*Executable tests\/toolbox.rs (\(.*\))/\1/p' | tail -1)
+    [ -n "$tb" ] || { echo "could not find the toolbox test executable" >&2; exit 1; }
+    cp "$tb" {{stage}}/toolbox-tests
+    cp containers/base/build.sh tests/images/build-broken.sh tests/images/build-toolbox.sh tests/cleanup.sh {{stage}}/
     [ -z "$CONTAINERS_CONF" ] || cp "$CONTAINERS_CONF" {{stage}}/containers.conf
     chmod -R a+rX {{stage}}
 

@@ -99,14 +99,14 @@ async fn netns_pid(engine: &Engine, pod: &str) -> Result<i64> {
         .ok_or_else(|| anyhow!("the infra container of pod {pod} is not running"))
 }
 
-/// The command that runs the probe inside the network namespace of `pid`.
-pub fn probe_command(
+/// The command that runs devaipod with `args` inside the network namespace of `pid`:
+/// `nsenter` rootful, `podman unshare nsenter` rootless.
+pub fn nsenter_command(
     rootless: bool,
     podman: &std::path::Path,
     exe: &std::path::Path,
     pid: i64,
-    url: &str,
-    timeout: Duration,
+    args: &[String],
 ) -> Vec<String> {
     let mut argv = Vec::new();
     if rootless {
@@ -118,12 +118,110 @@ pub fn probe_command(
         format!("--net=/proc/{pid}/ns/net"),
         "--".into(),
         exe.display().to_string(),
-        "__probe".into(),
-        url.into(),
-        "--timeout-ms".into(),
-        timeout.as_millis().to_string(),
     ]);
+    argv.extend(args.iter().cloned());
     argv
+}
+
+/// Inside a toolbox no route into the pod's namespaces exists (its user namespace is a
+/// child of the one owning the pod). There devaipod runs itself in a short-lived
+/// helper container that joins the pod: the workspace's image, hardened like the
+/// agent, with devaipod's binary mounted read-only from a path the host also sees.
+pub fn toolbox_command(
+    podman: &std::path::Path,
+    socket: &std::path::Path,
+    pod: &str,
+    name: &str,
+    image: &str,
+    helper: &std::path::Path,
+    args: &[String],
+) -> Vec<String> {
+    let mut argv: Vec<String> = [
+        podman.display().to_string(),
+        "--remote".into(),
+        "--url".into(),
+        format!("unix://{}", socket.display()),
+        "run".into(),
+        "--rm".into(),
+        "--interactive".into(),
+        "--pod".into(),
+        pod.into(),
+        "--label".into(),
+        format!("{}={name}", crate::plan::labels::POD),
+        "--label".into(),
+        format!("{}=helper", crate::plan::labels::ROLE),
+        "--user".into(),
+        "65534:65534".into(),
+        "--cap-drop".into(),
+        "ALL".into(),
+        "--security-opt".into(),
+        "no-new-privileges".into(),
+        "--read-only".into(),
+        "--volume".into(),
+        format!("{}:/devaipod-helper:ro", helper.display()),
+        "--entrypoint".into(),
+        "/devaipod-helper".into(),
+        image.into(),
+    ]
+    .into_iter()
+    .collect();
+    argv.extend(args.iter().cloned());
+    argv
+}
+
+/// A copy of devaipod's binary at a path the host's engine can mount (a toolbox shares
+/// $HOME, /tmp and XDG_RUNTIME_DIR with the host, not /usr).
+fn host_visible_exe(exe: &std::path::Path) -> Result<std::path::PathBuf> {
+    let shared = ["/home/", "/tmp/", "/var/home/", "/run/user/"];
+    if shared.iter().any(|p| exe.starts_with(p)) {
+        return Ok(exe.to_path_buf());
+    }
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let copy = dir.join(format!("devaipod-helper-{}", crate::VERSION));
+    let same = std::fs::metadata(&copy)
+        .ok()
+        .zip(std::fs::metadata(exe).ok())
+        .is_some_and(|(a, b)| a.len() == b.len());
+    if !same {
+        std::fs::copy(exe, &copy)
+            .with_context(|| format!("copying devaipod to {} for the helper", copy.display()))?;
+    }
+    Ok(copy)
+}
+
+/// The command that runs devaipod with `args` in the pod's network namespace, by
+/// whichever route this host allows.
+pub async fn in_pod_command(engine: &Engine, pod: &str, args: &[String]) -> Result<Vec<String>> {
+    let exe = std::env::current_exe().context("finding the devaipod executable")?;
+    if super::connect::in_toolbox() {
+        let ws = engine
+            .inspect_container(&format!("{pod}-workspace"))
+            .await?;
+        let image = ws["ImageName"]
+            .as_str()
+            .or(ws["Config"]["Image"].as_str())
+            .ok_or_else(|| anyhow!("cannot tell the image of {pod}-workspace"))?
+            .to_string();
+        let name = pod.strip_prefix("devaipod-").unwrap_or(pod);
+        return Ok(toolbox_command(
+            &super::connect::find_podman()?,
+            engine.socket(),
+            pod,
+            name,
+            &image,
+            &host_visible_exe(&exe)?,
+            args,
+        ));
+    }
+    let pid = netns_pid(engine, pod).await?;
+    let podman = if engine.rootless() {
+        super::connect::find_podman()?
+    } else {
+        std::path::PathBuf::from("podman")
+    };
+    Ok(nsenter_command(engine.rootless(), &podman, &exe, pid, args))
 }
 
 /// One request to the agent's server, as the `__http` helper reads it on stdin (the
@@ -179,10 +277,22 @@ pub fn run_http() -> Result<()> {
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
     stream.write_all(&body)?;
+    // Read until the response is complete by its own framing: the server may keep the
+    // connection open despite `Connection: close`.
     let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .with_context(|| format!("reading the agent's answer to {} {}", req.method, req.path))?;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if response_complete(&raw) {
+            break;
+        }
+        let n = stream.read(&mut buf).with_context(|| {
+            format!("reading the agent's answer to {} {}", req.method, req.path)
+        })?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
     let (status, body) = parse_response(&raw)?;
     let body = if body.is_empty() {
         Value::Null
@@ -193,6 +303,33 @@ pub fn run_http() -> Result<()> {
     let out = serde_json::to_string(&HttpResponse { status, body })?;
     std::io::stdout().write_all(out.as_bytes())?;
     Ok(())
+}
+
+/// Whether `raw` holds a whole HTTP/1.1 response (by Content-Length, or the last chunk
+/// of a chunked body). Without either, only the end of the stream tells.
+pub fn response_complete(raw: &[u8]) -> bool {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let body = &raw[split + 4..];
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if status == 204 || status == 304 || (100..200).contains(&status) {
+        return true;
+    }
+    for line in head.lines() {
+        if let Some(v) = line.strip_prefix("content-length:") {
+            return v.trim().parse::<usize>().is_ok_and(|n| body.len() >= n);
+        }
+        if line.starts_with("transfer-encoding:") && line.contains("chunked") {
+            return body.ends_with(b"0\r\n\r\n");
+        }
+    }
+    false
 }
 
 /// Splits an HTTP/1.1 response into its status and (de-chunked) body.
@@ -243,20 +380,7 @@ pub async fn agent_request(
     password: &crate::secret::SecretValue,
 ) -> Result<HttpResponse> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let pid = netns_pid(engine, pod).await?;
-    let exe = std::env::current_exe().context("finding the devaipod executable")?;
-    let mut argv = Vec::new();
-    if engine.rootless() {
-        argv.push(super::connect::find_podman()?.display().to_string());
-        argv.push("unshare".into());
-    }
-    argv.extend([
-        "nsenter".to_string(),
-        format!("--net=/proc/{pid}/ns/net"),
-        "--".into(),
-        exe.display().to_string(),
-        "__http".into(),
-    ]);
+    let argv = in_pod_command(engine, pod, &["__http".to_string()]).await?;
     let req = HttpRequest {
         method: method.into(),
         path: path.into(),
@@ -321,14 +445,13 @@ impl<'a> Target<'a> {
 /// cancels. On failure the error carries the agent's last log lines.
 pub async fn wait_ready(engine: &Engine, target: &Target<'_>, cancel: &mut Cancel) -> Result<()> {
     let timeout = target.timeout;
-    let pid = netns_pid(engine, target.pod).await?;
-    let exe = std::env::current_exe().context("finding the devaipod executable")?;
-    let podman = if engine.rootless() {
-        super::connect::find_podman()?
-    } else {
-        std::path::PathBuf::from("podman")
-    };
-    let argv = probe_command(engine.rootless(), &podman, &exe, pid, target.url, timeout);
+    let args = [
+        "__probe".to_string(),
+        target.url.to_string(),
+        "--timeout-ms".into(),
+        timeout.as_millis().to_string(),
+    ];
+    let argv = in_pod_command(engine, target.pod, &args).await?;
     let mut child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(std::process::Stdio::null())
@@ -418,32 +541,58 @@ mod tests {
     }
 
     #[test]
-    fn probe_command_enters_the_netns() {
+    fn responses_are_complete_by_their_framing() {
+        assert!(!response_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n{}"
+        ));
+        assert!(response_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+        ));
+        assert!(response_complete(b"HTTP/1.1 204 No Content\r\n\r\n"));
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+        assert!(response_complete(chunked));
+        assert!(!response_complete(&chunked[..chunked.len() - 5]));
+        let (status, body) = parse_response(chunked).expect("parse");
+        assert_eq!((status, body.as_slice()), (200, b"{}".as_slice()));
+        assert!(!response_complete(b"HTTP/1.1 200 OK\r\n\r\nabc"));
+    }
+
+    #[test]
+    fn commands_enter_the_pod_by_the_hosts_route() {
         let podman = std::path::Path::new("/usr/bin/podman");
         let exe = std::path::Path::new("/x/devaipod");
-        let rootful = probe_command(
-            false,
-            podman,
-            exe,
-            42,
-            "http://127.0.0.1:1/",
-            Duration::from_secs(3),
-        );
+        let args = ["__probe".to_string(), "http://127.0.0.1:1/".into()];
+        let rootful = nsenter_command(false, podman, exe, 42, &args);
         assert_eq!(rootful[..3], ["nsenter", "--net=/proc/42/ns/net", "--"]);
         assert_eq!(
-            rootful[3..6],
+            rootful[3..],
             ["/x/devaipod", "__probe", "http://127.0.0.1:1/"]
         );
-        assert_eq!(rootful[7], "3000");
-        let rootless = probe_command(
-            true,
-            podman,
-            exe,
-            42,
-            "http://127.0.0.1:1/",
-            Duration::from_secs(3),
-        );
+        let rootless = nsenter_command(true, podman, exe, 42, &args);
         assert_eq!(rootless[..3], ["/usr/bin/podman", "unshare", "nsenter"]);
+        let tb = toolbox_command(
+            podman,
+            std::path::Path::new("/run/user/1000/podman/podman.sock"),
+            "devaipod-x",
+            "x",
+            "localhost/img:1",
+            std::path::Path::new("/home/u/devaipod"),
+            &args,
+        );
+        let text = tb.join(" ");
+        assert!(text.starts_with("/usr/bin/podman --remote --url unix:///run/user/1000/podman/podman.sock run --rm --interactive --pod devaipod-x"), "{text}");
+        assert!(
+            text.contains("--cap-drop ALL --security-opt no-new-privileges --read-only"),
+            "{text}"
+        );
+        assert!(
+            text.contains("--volume /home/u/devaipod:/devaipod-helper:ro"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("localhost/img:1 __probe http://127.0.0.1:1/"),
+            "{text}"
+        );
     }
 
     #[test]

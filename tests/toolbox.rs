@@ -1,0 +1,168 @@
+//! devaipod inside a real toolbox container, driving the host's rootless Podman: run by
+//! `just test-toolbox` as the rootless test user (it needs podman-toolbox, a D-Bus
+//! system daemon and localhost/devaipod-test-toolbox; the recipe provides them). It
+//! fails loudly when any of that is missing; it never skips.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+use common::{init_repo, wait_until};
+
+const TOOLBOX_IMAGE: &str = "localhost/devaipod-test-toolbox:latest";
+
+fn devaipod_bin() -> PathBuf {
+    std::env::var_os("DEVAIPOD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_devaipod")))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("runs")
+}
+
+fn ok(what: &str, o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "{what} failed ({:?}): {}{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The host's Podman service on the user's socket, stopped on drop.
+struct HostService {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Drop for HostService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// The toolbox container, removed on drop.
+struct Toolbox(String);
+
+impl Drop for Toolbox {
+    fn drop(&mut self) {
+        let _ = Command::new("toolbox").args(["rm", "-f", &self.0]).output();
+    }
+}
+
+#[test]
+fn devaipod_in_a_toolbox_uses_the_hosts_podman() {
+    let runtime = PathBuf::from(
+        std::env::var_os("XDG_RUNTIME_DIR").expect("XDG_RUNTIME_DIR is set (just test-toolbox)"),
+    );
+    assert_ne!(
+        nix::unistd::geteuid().as_raw(),
+        0,
+        "run this as the rootless test user (just test-toolbox)"
+    );
+    let socket = runtime.join("podman/podman.sock");
+    std::fs::create_dir_all(socket.parent().expect("dir")).expect("mkdir");
+    let _ = std::fs::remove_file(&socket);
+    let child = Command::new("podman")
+        .args(["system", "service", "--time=0"])
+        .arg(format!("unix://{}", socket.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("podman system service (install podman)");
+    let _service = HostService {
+        child,
+        socket: socket.clone(),
+    };
+    wait_until(
+        "the host's podman service listens",
+        std::time::Duration::from_secs(20),
+        || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+    );
+
+    let run_id = std::process::id();
+    let boxname = format!("dvp-toolbox-{run_id}");
+    ok(
+        "toolbox create",
+        &run(Command::new("toolbox").args(["create", "--image", TOOLBOX_IMAGE, &boxname])),
+    );
+    let _box = Toolbox(boxname.clone());
+    // The repo lives in /tmp, which the toolbox shares with the host.
+    let repo = tempfile::Builder::new()
+        .prefix("devaipod-tb-repo-")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    init_repo(
+        repo.path(),
+        &[(
+            ".devcontainer/devcontainer.json",
+            r#"{"image": "localhost/devaipod-base:latest", "remoteUser": "dev"}"#,
+        )],
+    );
+    let name = format!("tb-{run_id}");
+    let label = format!("devaipod.test=toolbox-{run_id}");
+    let bin = devaipod_bin().display().to_string();
+    let in_box = |args: &[&str]| {
+        let mut cmd = Command::new("toolbox");
+        cmd.args(["run", "-c", &boxname, &bin]).args(args);
+        run(&mut cmd)
+    };
+    // Inside the toolbox: it is one, and devaipod brings the pod up on the host.
+    ok(
+        "toolbox marker",
+        &run(Command::new("toolbox").args([
+            "run",
+            "-c",
+            &boxname,
+            "test",
+            "-e",
+            "/run/.toolboxenv",
+        ])),
+    );
+    let path = repo.path().display().to_string();
+    let up = in_box(&["up", &path, "--name", &name, "--label", &label, "--json"]);
+    let text = ok("devaipod up inside the toolbox", &up);
+    let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(v["pod"], format!("devaipod-{name}"), "{v}");
+
+    // The host sees it.
+    let listed = ok(
+        "devaipod list on the host",
+        &run(Command::new(devaipod_bin()).args(["list", "--json"])),
+    );
+    let list: serde_json::Value = serde_json::from_str(&listed).expect("JSON");
+    let row = list
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["name"] == name.as_str()))
+        .unwrap_or_else(|| panic!("{name} not listed on the host: {listed}"));
+    assert_eq!(row["status"], "running", "{row}");
+    assert_eq!(row["agent_ready"], true, "{row}");
+
+    // Sessions from inside work too (the podman client in the toolbox).
+    let o = in_box(&["ssh", &name, "--", "sh", "-c", "id -un; exit 3"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "dev\n");
+    let st = ok("status inside", &in_box(&["status", &name, "--json"]));
+    let st: serde_json::Value = serde_json::from_str(&st).expect("JSON");
+    assert_eq!(st["sessions"], serde_json::json!([]), "{st}");
+
+    // Deleted from inside, gone on the host.
+    ok(
+        "devaipod delete inside the toolbox",
+        &in_box(&["delete", &name]),
+    );
+    let o = run(Command::new("podman").args(["pod", "exists", &format!("devaipod-{name}")]));
+    assert!(!o.status.success(), "the pod is still there");
+}
