@@ -97,6 +97,7 @@ test-rootful: _stage
          DEVAIPOD_FAKE_LLM={{stage}}/fake-llm PATH="$PATH")
     "${run[@]}" bash {{stage}}/build.sh
     "${run[@]}" bash {{stage}}/build-broken.sh
+    "${run[@]}" bash {{stage}}/build-gator.sh {{stage}}/fake-gator
     "${run[@]}" {{stage}}/cleanup.sh
     "${run[@]}" {{stage}}/podman-tests --test-threads=2
 
@@ -121,6 +122,7 @@ test-rootless: _stage
     cd /tmp
     "${run[@]}" bash {{stage}}/build.sh
     "${run[@]}" bash {{stage}}/build-broken.sh
+    "${run[@]}" bash {{stage}}/build-gator.sh {{stage}}/fake-gator
     "${run[@]}" {{stage}}/cleanup.sh
     "${run[@]}" {{stage}}/podman-tests --test-threads=2
 
@@ -160,12 +162,13 @@ _stage:
     [ -n "$exe" ] || { echo "could not find the podman test executable" >&2; exit 1; }
     rm -rf {{stage}}; install -d -m 0755 {{stage}}
     cp target/debug/devaipod {{stage}}/devaipod
-    cp target/fake-llm/release/fake-llm {{stage}}/fake-llm
+    cp target/fake-llm/release/fake-llm target/fake-llm/release/fake-gator {{stage}}/
     cp "$exe" {{stage}}/podman-tests
     tb=$(cargo test --test toolbox --no-run 2>&1 | sed -n 's/.*Executable tests\/toolbox.rs (\(.*\))/\1/p' | tail -1)
     [ -n "$tb" ] || { echo "could not find the toolbox test executable" >&2; exit 1; }
     cp "$tb" {{stage}}/toolbox-tests
-    cp containers/base/build.sh tests/images/build-broken.sh tests/images/build-toolbox.sh tests/cleanup.sh {{stage}}/
+    cp containers/base/build.sh tests/images/build-broken.sh tests/images/build-toolbox.sh \
+       tests/images/build-gator.sh tests/cleanup.sh {{stage}}/
     [ -z "$CONTAINERS_CONF" ] || cp "$CONTAINERS_CONF" {{stage}}/containers.conf
     chmod -R a+rX {{stage}}
 

@@ -300,6 +300,29 @@ fn main() {
         );
     }
 
+    // delete of a stopped pod: the unreviewed-commit check starts it to read the
+    // agent's clone; --force skips the check.
+    let (mut stop_check, mut stop_force) = (vec![], vec![]);
+    for i in 0..rounds {
+        for force in [false, true] {
+            let n = format!("bench-stopped-{i}-{}", u8::from(force));
+            run(Command::new(devaipod()).args(["up", &repo_path, "--name", &n, "--label", LABEL]));
+            run(Command::new(devaipod()).args(["stop", &n]));
+            let mut args = vec!["delete", n.as_str()];
+            if force {
+                args.push("--force");
+            }
+            let t = timed(|| {
+                run(Command::new(devaipod()).args(&args));
+            });
+            if force {
+                stop_force.push(t);
+            } else {
+                stop_check.push(t);
+            }
+        }
+    }
+
     let pods = make_list_pods(20);
     let mut list = vec![];
     for _ in 0..rounds.max(5) {
@@ -357,6 +380,14 @@ fn main() {
         df.as_secs_f64(),
         dd.as_secs_f64() / df.as_secs_f64(),
         verdict(dd < Duration::from_secs(1))
+    );
+    let (sc, sf) = (median(&mut stop_check), median(&mut stop_force));
+    println!(
+        "| delete, stopped pod (checks the agent's commits) | {:.2} s | {:.2} s (delete --force) | {:.2}x | < 3 s | {} |",
+        sc.as_secs_f64(),
+        sf.as_secs_f64(),
+        sc.as_secs_f64() / sf.as_secs_f64(),
+        verdict(sc < Duration::from_secs(3))
     );
     println!(
         "| list --json, 20 pods | {:.3} s | | | < 0.3 s | {} |",

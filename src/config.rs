@@ -11,6 +11,8 @@
 //! provider.anthropic.options.apiKey = "{file:/run/secrets/ANTHROPIC_API_KEY}"
 //! [trusted]
 //! secrets = ["GH_TOKEN"]            # workspace only, never the agent
+//! [service-gator]
+//! scopes = ["github:me/project:create-draft"]   # or up --service-gator SCOPE
 //! [repos."/home/me/src/project"]
 //! trust = true                      # consent for repo settings that widen access
 //! ```
@@ -31,6 +33,24 @@ pub struct Config {
     pub trusted: TrustedConfig,
     #[serde(default)]
     pub repos: BTreeMap<String, RepoConfig>,
+    /// The optional service-gator container (docs/service-gator.md).
+    #[serde(default, rename = "service-gator")]
+    pub service_gator: GatorConfig,
+}
+
+/// `[service-gator]`: scopes (as for `up --service-gator`), and its image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatorConfig {
+    /// `github:OWNER/REPO[:PERMS]`, `gitlab:GROUP/PROJECT[:PERMS]`, `jira:KEY[:PERMS]`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub image: Option<String>,
+    /// Confirms write access on wildcard scopes (`OWNER/*`).
+    #[serde(default)]
+    pub allow_wildcard_write: bool,
+    pub gitlab_host: Option<String>,
+    pub jira_host: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

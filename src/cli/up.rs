@@ -48,6 +48,16 @@ pub struct UpArgs {
     /// Consent for the repo's settings that widen access (none is applied yet; shown by --dry-run)
     #[arg(long)]
     pub trust: bool,
+    /// Run service-gator with this scope: github:OWNER/REPO[:PERMS], gitlab:GROUP/PROJECT[:PERMS],
+    /// jira:KEY[:PERMS] (repeatable; added to [service-gator] scopes)
+    #[arg(long = "service-gator", value_name = "SCOPE")]
+    pub service_gator: Vec<String>,
+    /// The service-gator image (default: [service-gator] image, else the upstream image)
+    #[arg(long, value_name = "IMAGE")]
+    pub service_gator_image: Option<String>,
+    /// Confirm write access on wildcard service-gator scopes (OWNER/*)
+    #[arg(long)]
+    pub service_gator_allow_wildcard_write: bool,
     /// Build the image of a Dockerfile configuration again, without the layer cache,
     /// even if an image for the same inputs exists
     #[arg(long)]
@@ -212,6 +222,43 @@ async fn make_plan(
         approved: Vec::new(),
         bundled_present: false,
         image_path: None,
+        gator: {
+            let g = &user_config.service_gator;
+            let texts: Vec<String> = g
+                .scopes
+                .iter()
+                .chain(&args.service_gator)
+                .cloned()
+                .collect();
+            if texts.is_empty() {
+                if args.service_gator_image.is_some() {
+                    bail!(
+                        "--service-gator-image without any scope: add --service-gator SCOPE (or [service-gator] scopes)"
+                    );
+                }
+                None
+            } else {
+                let scopes = plan::gator::parse_scopes(
+                    &texts,
+                    g.allow_wildcard_write || args.service_gator_allow_wildcard_write,
+                )
+                .map_err(anyhow::Error::msg)?;
+                let image = args
+                    .service_gator_image
+                    .clone()
+                    .or_else(|| g.image.clone())
+                    .unwrap_or_else(|| plan::gator::DEFAULT_IMAGE.to_string());
+                if !plan::valid_image(&image) {
+                    bail!("service-gator image {image:?} is not a valid image reference");
+                }
+                Some(plan::GatorInput {
+                    image,
+                    scopes,
+                    gitlab_host: g.gitlab_host.clone(),
+                    jira_host: g.jira_host.clone(),
+                })
+            }
+        },
         agent_model: user_config.agent.model.clone(),
         agent_opencode: match &user_config.agent.opencode {
             Some(t) => Some(serde_json::to_value(t).with_context(|| {
@@ -272,6 +319,15 @@ async fn make_plan(
             ),
         },
     };
+    if let (Some(g), Some(engine)) = (&input.gator, engine)
+        && engine.image_id(&g.image).await?.is_none()
+    {
+        bail!(
+            "the service-gator image {} is not in the local image store and devaipod never pulls: run `podman pull {}` (or build it), or name another with --service-gator-image",
+            g.image,
+            g.image
+        );
+    }
     let plan = plan::build(&input)?;
     check_bind_sources(&plan)?;
     Ok((plan, prepared))
@@ -563,6 +619,7 @@ pub fn dry_run_json(plan: &PodPlan) -> serde_json::Value {
         "readiness": plan.readiness,
         "initialize": plan.initialize,
         "agent_config": plan.agent_config,
+        "gator": plan.gator,
         "lifecycle": plan.lifecycle,
         "trust": plan.trust,
         "warnings": plan.warnings,
@@ -651,6 +708,20 @@ pub fn render_plan(plan: &PodPlan) -> String {
             let names: Vec<&str> = c.env.keys().map(String::as_str).collect();
             let _ = writeln!(s, "             env      {}", names.join(","));
         }
+    }
+    if let Some(g) = &plan.gator {
+        let _ = writeln!(
+            s,
+            "gator      {} serving {} with scopes {} (tokens: {})",
+            g.image,
+            g.mcp_url,
+            g.scopes.join(" "),
+            if g.token_files.is_empty() {
+                "none".to_string()
+            } else {
+                g.token_files.join(", ")
+            }
+        );
     }
     if let Some(init) = &plan.initialize {
         let _ = writeln!(

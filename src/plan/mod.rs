@@ -60,6 +60,7 @@ pub const AGENT_CONFIG_FILE: &str = "/run/secrets/devaipod-opencode-config.json"
 /// sandbox, the model, then the user's `[agent.opencode]` table merged over it.
 pub fn agent_opencode_config(
     model: Option<&str>,
+    mcp: Option<&str>,
     user: Option<&serde_json::Value>,
 ) -> serde_json::Value {
     let mut v = serde_json::json!({
@@ -78,6 +79,12 @@ pub fn agent_opencode_config(
     });
     if let Some(m) = model {
         v["model"] = serde_json::json!(m);
+    }
+    // The gator's tools, without any setup in the agent.
+    if let Some(url) = mcp {
+        v["mcp"] = serde_json::json!({
+            "service-gator": { "type": "remote", "url": url, "enabled": true }
+        });
     }
     if let Some(u) = user {
         merge_json(&mut v, u);
@@ -649,6 +656,8 @@ pub struct PodPlan {
     pub initialize: Option<InitializePlan>,
     /// The agent's opencode configuration.
     pub agent_config: AgentConfigPlan,
+    /// The service-gator container, if enabled.
+    pub gator: Option<GatorPlan>,
     pub lifecycle: LifecyclePlan,
     /// Consent for repo settings that widen access, and what it applies to.
     pub trust: TrustPlan,
@@ -725,6 +734,8 @@ pub struct PlanInput {
     pub cdi_gpu: Option<String>,
     /// The image's PATH (its Config.Env), when known.
     pub image_path: Option<String>,
+    /// The service-gator container, when enabled.
+    pub gator: Option<GatorInput>,
     /// `[agent] model` and `[agent.opencode]` of the user's configuration.
     pub agent_model: Option<String>,
     pub agent_opencode: Option<serde_json::Value>,
@@ -741,6 +752,26 @@ impl PlanInput {
             .map(|p| p.display().to_string())
             .unwrap_or_default()
     }
+}
+
+/// What enables and shapes the gator (the user's configuration and command line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatorInput {
+    pub image: String,
+    pub scopes: Vec<gator::Scope>,
+    pub gitlab_host: Option<String>,
+    pub jira_host: Option<String>,
+}
+
+/// What `--dry-run` shows of the gator: never a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GatorPlan {
+    pub image: String,
+    /// The effective scopes, `service:target:permissions`.
+    pub scopes: Vec<String>,
+    pub mcp_url: String,
+    /// The token variables it gets as files (`GH_TOKEN_FILE`, ...), by secret name.
+    pub token_files: Vec<String>,
 }
 
 /// Why no plan could be made.
@@ -1321,7 +1352,7 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         env: workspace_env,
         // The server password too: attaching to the agent from the workspace needs it.
         secrets: std::iter::once(password_ref(owner.clone()))
-            .chain(workspace_secrets)
+            .chain(workspace_secrets.iter().cloned())
             .collect(),
         labels: ws_labels,
         extra: Extras {
@@ -1397,6 +1428,88 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     };
 
     let mut warnings = input.config_warnings.clone();
+    // The gator: hardened like the agent, holding the forge tokens as files.
+    let mut gator_plan = None;
+    let gator_container = match &input.gator {
+        None => None,
+        Some(g) => {
+            let gator_user = Some(gator::UID.to_string());
+            let mut env: BTreeMap<String, String> = [("HOME", "/tmp")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            if let Some(h) = &g.jira_host {
+                env.insert("JIRA_HOST".into(), h.clone());
+            }
+            let mut secrets = Vec::new();
+            let mut token_files = Vec::new();
+            for (s, r) in input.trusted_secrets.iter().zip(&workspace_secrets) {
+                if let Some(var) = gator::token_var(&s.env_name) {
+                    if env.contains_key(var) {
+                        continue;
+                    }
+                    env.insert(var.into(), r.target.clone());
+                    token_files.push(format!("{var} <- {}", s.env_name));
+                    secrets.push(SecretRef {
+                        name: r.name.clone(),
+                        target: r.target.clone(),
+                        owner: gator_user.clone(),
+                        mode: 0o400,
+                    });
+                }
+            }
+            for (service, var, names) in [
+                (
+                    gator::Service::Github,
+                    "GH_TOKEN_FILE",
+                    "GH_TOKEN or GITHUB_TOKEN",
+                ),
+                (gator::Service::Gitlab, "GITLAB_TOKEN_FILE", "GITLAB_TOKEN"),
+                (
+                    gator::Service::Jira,
+                    "JIRA_API_TOKEN_FILE",
+                    "JIRA_API_TOKEN",
+                ),
+            ] {
+                if g.scopes.iter().any(|s| s.service == service) && !env.contains_key(var) {
+                    warnings.push(format!(
+                        "service-gator has {service:?} scopes but no token: list {names} under [trusted] secrets"
+                    ));
+                }
+            }
+            gator_plan = Some(GatorPlan {
+                image: g.image.clone(),
+                scopes: g.scopes.iter().map(ToString::to_string).collect(),
+                mcp_url: gator::mcp_url(),
+                token_files,
+            });
+            Some(ContainerSpec {
+                role: Role::Gator,
+                name: format!("{pod_name}-gator"),
+                image: g.image.clone(),
+                command: gator::command(&g.scopes, g.gitlab_host.as_deref()),
+                user: Some(format!("{0}:{0}", gator::UID)),
+                workdir: "/".into(),
+                init: true,
+                cap_drop: vec!["ALL".into()],
+                cap_add: vec![],
+                no_new_privileges: true,
+                security_opt: vec!["no-new-privileges".into()],
+                seccomp: Seccomp::Default,
+                read_only: true,
+                tmpfs: vec!["/tmp".into(), "/run/secrets".into()],
+                pids_limit: Some(1024),
+                memory_limit: Some(1024 * 1024 * 1024),
+                cpu_millis: None,
+                image_mounts: vec![],
+                mounts: vec![],
+                env,
+                secrets,
+                labels: labels_for(Role::Gator),
+                extra: Extras::default(),
+            })
+        }
+    };
     warnings.extend(hr_warnings);
     warnings.extend(wm_warnings);
     warnings.extend(ra.warnings.iter().cloned());
@@ -1497,7 +1610,11 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         .into_iter()
         .chain(created_secrets)
         .collect(),
-        containers: vec![workspace, agent],
+        containers: [Some(workspace), Some(agent), gator_container]
+            .into_iter()
+            .flatten()
+            .collect(),
+        gator: gator_plan,
         repo: RepoPlan {
             host_path: input.repo.root.clone(),
             head: input.repo.head.clone(),
@@ -1515,8 +1632,12 @@ pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             timeout_secs: input.ready_timeout_secs,
         },
         agent_config: {
-            let v =
-                agent_opencode_config(input.agent_model.as_deref(), input.agent_opencode.as_ref());
+            let mcp = input.gator.as_ref().map(|_| gator::mcp_url());
+            let v = agent_opencode_config(
+                input.agent_model.as_deref(),
+                mcp.as_deref(),
+                input.agent_opencode.as_ref(),
+            );
             AgentConfigPlan {
                 model: v["model"].as_str().map(str::to_string),
                 keys: v
@@ -1609,6 +1730,7 @@ fn short(sha: &str) -> &str {
 #[cfg(test)]
 mod tests;
 
+pub mod gator;
 pub mod run_args;
 
 /// Plan inputs for tests elsewhere in the crate.

@@ -44,6 +44,7 @@ pub(crate) fn input() -> PlanInput {
         agent_model: None,
         agent_opencode: None,
         image_path: None,
+        gator: None,
     }
 }
 
@@ -483,4 +484,59 @@ fn the_agent_config_merges_the_users_table_and_is_never_printed() {
     let text = serde_json::to_string(&plan).expect("json");
     assert!(!text.contains("sk-should-not-print"), "{text}");
     assert!(plan.pod.labels[SECRETS_LABEL].contains("devaipod-demo-agent-config"));
+}
+
+#[test]
+fn the_gator_holds_the_tokens_and_the_agent_gets_only_its_mcp_entry() {
+    let mut i = input();
+    i.trusted_secrets = vec![
+        UserSecret {
+            env_name: "GH_TOKEN".into(),
+            existing: None,
+        },
+        UserSecret {
+            env_name: "OTHER_SECRET".into(),
+            existing: None,
+        },
+    ];
+    i.gator = Some(GatorInput {
+        image: "localhost/gator:1".into(),
+        scopes: gator::parse_scopes(&["github:octo/hello:create-draft".to_string()], false)
+            .expect("scopes"),
+        gitlab_host: None,
+        jira_host: None,
+    });
+    let plan = build(&i).expect("plan");
+    let g = plan.container(Role::Gator).expect("gator");
+    assert_eq!(g.cap_drop, ["ALL"]);
+    assert!(g.no_new_privileges && g.read_only);
+    assert_eq!(g.user.as_deref(), Some("65534:65534"));
+    assert_eq!(g.env["GH_TOKEN_FILE"], "/run/secrets/GH_TOKEN");
+    assert_eq!(g.secrets.len(), 1, "only the token service-gator reads");
+    assert_eq!(g.secrets[0].mode, 0o400);
+    assert_eq!(g.secrets[0].owner.as_deref(), Some("65534"));
+    let agent = plan.container(Role::Agent).expect("agent");
+    assert!(
+        agent.secrets.iter().all(|s| !s.name.contains("gh_token")),
+        "{:?}",
+        agent.secrets
+    );
+    assert!(agent.env.keys().all(|k| !k.contains("TOKEN")));
+    let cfg: serde_json::Value = serde_json::from_str(&plan.agent_config.content).expect("json");
+    assert_eq!(
+        cfg["mcp"]["service-gator"]["url"],
+        "http://127.0.0.1:8765/mcp"
+    );
+    let gp = plan.gator.as_ref().expect("gator plan");
+    assert_eq!(gp.scopes, ["github:octo/hello:read,create-draft"]);
+    let text = serde_json::to_string(&plan).expect("json");
+    assert!(text.contains("GH_TOKEN_FILE <- GH_TOKEN"), "{text}");
+    // No token for a service with scopes: a warning.
+    i.trusted_secrets.clear();
+    let plan = build(&i).expect("plan");
+    assert!(
+        plan.warnings.iter().any(|w| w.contains("no token")),
+        "{:?}",
+        plan.warnings
+    );
 }

@@ -884,7 +884,15 @@ async fn create_and_start(
         .containers
         .iter()
         .filter(|c| c.role != Role::Agent)
-        .map(|c| create(c, (uid, gid)));
+        .map(|c| {
+            let owner = if c.role == Role::Gator {
+                let g = u64::from(crate::plan::gator::UID);
+                (g, g)
+            } else {
+                (uid, gid)
+            };
+            create(c, owner)
+        });
     created.extend(cancellable(cancel, futures_util::future::try_join_all(rest)).await?);
     // devaipod's files in the workspace (not the image): its git system config, the
     // shims (oc, opencode-agent) and the profile snippet that puts them on PATH.
