@@ -944,3 +944,63 @@ fn the_oc_shim_says_clearly_when_there_is_no_opencode() {
         assert!(err.contains("has no opencode"), "{shim}: {err}");
     }
 }
+
+#[test]
+fn tasks_are_checked_before_anything_else() {
+    let r = repo(Some(r#"{"image": "localhost/x:1"}"#));
+    let o = devaipod(
+        &["up", ".", "--task-file", "/nonexistent/task.md"],
+        r.path(),
+    );
+    assert_fails_with(&o, "reading the task file /nonexistent/task.md");
+    let o = devaipod(&["up", ".", "  \n"], r.path());
+    assert_fails_with(&o, "the task is empty");
+    let o = devaipod(&["up", ".", "do it", "--task-file", "x"], r.path());
+    assert_eq!(o.status.code(), Some(2), "TASK and --task-file conflict");
+    let o = devaipod(&["task", "w"], r.path());
+    assert_eq!(o.status.code(), Some(2), "task needs TEXT or --file");
+}
+
+#[test]
+fn service_gator_scopes_are_validated_before_anything_is_made() {
+    let r = repo(Some(r#"{"image": "localhost/x:1"}"#));
+    for (scope, want) in [
+        (
+            "github:octo/*:write",
+            "--service-gator-allow-wildcard-write",
+        ),
+        ("github:octo", "not OWNER/REPO"),
+        ("bitbucket:a/b", "unknown service"),
+        ("github:a/b:admin", "unknown permission"),
+    ] {
+        let o = devaipod(
+            &["up", ".", "--dry-run", "--service-gator", scope],
+            r.path(),
+        );
+        assert_fails_with(&o, want);
+    }
+    let o = devaipod(
+        &[
+            "up",
+            ".",
+            "--dry-run",
+            "--json",
+            "--service-gator",
+            "github:octo/*:write",
+            "--service-gator-allow-wildcard-write",
+            "--service-gator-image",
+            "localhost/gator:1",
+        ],
+        r.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(
+        v["gator"]["scopes"],
+        serde_json::json!(["github:octo/*:read,write"])
+    );
+    assert_eq!(
+        plan_container(&v, "gator")["cap_drop"],
+        serde_json::json!(["ALL"])
+    );
+}

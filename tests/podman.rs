@@ -2055,6 +2055,23 @@ models = { "fake-model" = { name = "Fake Model" } }
         "agent: add agent-file.txt"
     );
 
+    // With a difftool configured, review uses it.
+    common::git(dir.path(), &["config", "diff.tool", "devaipodtest"]);
+    common::git(
+        dir.path(),
+        &[
+            "config",
+            "difftool.devaipodtest.cmd",
+            "echo DIFFTOOL-RAN \"$REMOTE\"",
+        ],
+    );
+    let o = devaipod(&["review", &g.name]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("DIFFTOOL-RAN"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+
     // A follow-up goes to the same session.
     let o = devaipod(&["task", &g.name, "now say done", "--json"]);
     assert_eq!(json_of(&o)["session"], session.as_str());
