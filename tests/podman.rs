@@ -2072,9 +2072,34 @@ models = { "fake-model" = { name = "Fake Model" } }
         String::from_utf8_lossy(&o.stdout)
     );
 
-    // A follow-up goes to the same session.
-    let o = devaipod(&["task", &g.name, "now say done", "--json"]);
+    // A follow-up goes to the same session. Its text is data: shell syntax in it is
+    // never run, and it reaches opencode byte for byte (bad-input case 15).
+    let tricky =
+        "now say done\nDEVAIPOD_TASK_EOF\n'\"; $(touch /tmp/pwned) `touch /tmp/pwned2` \\ é";
+    let o = devaipod(&["task", &g.name, tricky, "--json"]);
     assert_eq!(json_of(&o)["session"], session.as_str());
+    let messages = exec(
+        &agent,
+        None,
+        &format!(
+            "curl -s -u opencode:$(cat /run/secrets/devaipod-opencode-password) 'http://127.0.0.1:4096/session/{session}/message?directory={folder}'"
+        ),
+    );
+    let messages: Value = serde_json::from_str(&messages).expect("messages JSON");
+    let texts: Vec<&str> = messages
+        .as_array()
+        .expect("array")
+        .iter()
+        .flat_map(|m| m["parts"].as_array().into_iter().flatten())
+        .filter_map(|p| p["text"].as_str())
+        .collect();
+    assert!(texts.contains(&tricky), "{texts:?}");
+    for c in [&agent, &format!("{}-workspace", g.pod())] {
+        assert_eq!(
+            exec(c, None, "ls /tmp/pwned /tmp/pwned2 2>/dev/null | wc -l").trim(),
+            "0"
+        );
+    }
 
     // The shims are on PATH; postAttachCommand runs for interactive sessions only.
     let ws = format!("{}-workspace", g.pod());

@@ -44,9 +44,12 @@ pub async fn run(args: DeleteArgs) -> Result<ExitCode> {
     }
     if has_pod && !args.force {
         // The agent's commits that no host branch holds would be lost.
-        let lost = match super::review::agent_work(&engine, &name).await {
-            Ok(work) => super::review::unreviewed(&work),
-            Err(e) => Err(e),
+        let lost = match super::review::agent_made_no_commits(&engine, &name).await {
+            Ok(Some(true)) => Ok(Vec::new()),
+            _ => match super::review::agent_work(&engine, &name).await {
+                Ok(work) => super::review::unreviewed(&work),
+                Err(e) => Err(e),
+            },
         };
         let lost = match lost {
             Ok(l) => l,

@@ -1,5 +1,5 @@
 //! `devaipod review NAME`: bring the agent's commits to the host repo as the branch
-//! `devaipod/NAME` (a git bundle made in the agent, fetched with no hook) and show the
+//! `devaipod/NAME` (a git bundle made from the agent's clone, fetched with no hook) and show the
 //! diff against the commit the pod started from. `delete` uses [`agent_work`] to refuse
 //! while the pod holds commits that are on no host branch.
 
@@ -53,8 +53,8 @@ pub struct AgentWork {
     pub uncommitted: usize,
 }
 
-/// Reads the agent's clone (starting the pod for it if it is stopped, and stopping it
-/// again). `repo`, `base` and the clone's folder come from the pod's labels.
+/// Reads the agent's clone from its volume (the pod may be running or stopped).
+/// `repo` and `base` come from the pod's labels.
 pub async fn agent_work(engine: &Engine, name: &Name) -> Result<AgentWork> {
     let row = engine.workspace(name).await?;
     let pod = engine.inspect_pod(&row.pod).await?;
@@ -67,7 +67,6 @@ pub async fn agent_work(engine: &Engine, name: &Name) -> Result<AgentWork> {
     };
     let repo = PathBuf::from(label(labels::REPO).ok_or_else(|| missing(labels::REPO))?);
     let base = label(labels::BASE).ok_or_else(|| missing(labels::BASE))?;
-    let clone = label(labels::CLONE).ok_or_else(|| missing(labels::CLONE))?;
     if !base.chars().all(|c| c.is_ascii_hexdigit()) {
         bail!(
             "pod {}: the {} label is not a commit",
@@ -75,39 +74,17 @@ pub async fn agent_work(engine: &Engine, name: &Name) -> Result<AgentWork> {
             labels::BASE
         );
     }
-    let agent = row
-        .container("agent")
-        .ok_or_else(|| anyhow!("pod {} has no agent container", row.pod))?
-        .name
-        .clone();
-    let started = if row.status != "running" {
-        engine.start_pod(&row.pod).await?;
-        true
-    } else {
-        false
-    };
     let script = r#"set -e
-cd "$1"
+cd /repo
+{
 git for-each-ref --format='%(refname:short) %(objectname)' refs/heads
 echo ---
-git log --format='%H %s' --branches --not "$2" --
+git log --format='%H %s' --branches --not "$1" --
 echo ---
-git status --porcelain | wc -l"#;
-    let argv: Vec<String> = ["sh", "-c", script, "sh", &clone, &base]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let out = engine.exec_output(&agent, &argv, None, "/").await;
-    if started {
-        engine.stop_pod(&row.pod).await?;
-    }
-    let (code, stdout, stderr) = out?;
-    if code != 0 {
-        bail!(
-            "reading the agent's clone in {agent} failed (exit code {code}): {}",
-            stderr.trim()
-        );
-    }
+git status --porcelain | wc -l
+} > /tmp/out"#;
+    let out = clone_job(engine, name, &row.pod, script, &[&base], "/tmp/out").await?;
+    let stdout = out.file.unwrap_or_default();
     let text = String::from_utf8_lossy(&stdout);
     let mut parts = text.split("---\n");
     let tips: Vec<(String, String)> = parts
@@ -165,6 +142,43 @@ fn host_git(repo: &Path) -> std::process::Command {
     cmd
 }
 
+/// Whether every branch of the agent's clone still points at the commit the pod
+/// started from, read from its ref files (no container is run): then the agent made no
+/// commits and `delete` has nothing to check. `None` when that cannot be told this way.
+pub async fn agent_made_no_commits(engine: &Engine, name: &Name) -> Result<Option<bool>> {
+    let row = engine.workspace(name).await?;
+    let pod = engine.inspect_pod(&row.pod).await?;
+    let (Some(base), Some(clone)) = (
+        pod["Labels"][labels::BASE].as_str(),
+        pod["Labels"][labels::CLONE].as_str(),
+    ) else {
+        return Ok(None);
+    };
+    let agent = format!("{}-agent", row.pod);
+    let git = format!("{}/.git", clone.trim_end_matches('/'));
+    let loose = engine
+        .read_tree(&agent, &format!("{git}/refs/heads"))
+        .await?;
+    let packed = engine
+        .read_file(&agent, &format!("{git}/packed-refs"))
+        .await?
+        .unwrap_or_default();
+    let mut tips: Vec<String> = loose
+        .iter()
+        .map(|(_, c)| String::from_utf8_lossy(c).trim().to_string())
+        .collect();
+    tips.extend(
+        String::from_utf8_lossy(&packed)
+            .lines()
+            .filter(|l| l.contains(" refs/heads/"))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string)),
+    );
+    if tips.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(tips.iter().all(|t| t == base)))
+}
+
 /// The agent's commits that no host branch contains (what `delete` would lose).
 pub fn unreviewed(work: &AgentWork) -> Result<Vec<CommitRow>> {
     if work.commits.is_empty() {
@@ -208,42 +222,86 @@ pub fn unreviewed(work: &AgentWork) -> Result<Vec<CommitRow>> {
     Ok(lost)
 }
 
-/// Fetches the agent's branch into the host repo (a bundle made in the agent).
-async fn fetch_branch(engine: &Engine, name: &Name, work: &AgentWork) -> Result<()> {
-    let row = engine.workspace(name).await?;
-    let clone = engine.inspect_pod(&row.pod).await?["Labels"][labels::CLONE]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let agent = format!("{}-agent", row.pod);
-    let started = if row.status != "running" {
-        engine.start_pod(&row.pod).await?;
-        true
+/// Runs `script` (sh, with `args` as $1...) as the agent's uid in a short-lived
+/// container that mounts the agent's clone read-only at /repo, with no network and no
+/// capabilities, and returns the file `fetch` it wrote. Nothing runs in the pod itself:
+/// on Podman 4.3 an exec session there makes removing the pod seconds slower, and a
+/// stopped pod needs no start. The image is the bundled one (it has git) when present,
+/// else the workspace's.
+async fn clone_job(
+    engine: &Engine,
+    name: &Name,
+    pod: &str,
+    script: &str,
+    args: &[&str],
+    fetch: &str,
+) -> Result<crate::podman::JobOutput> {
+    let image = if engine.image_id(crate::plan::BUNDLED_IMAGE).await?.is_some() {
+        crate::plan::BUNDLED_IMAGE.to_string()
     } else {
-        false
+        let ws = engine
+            .inspect_container(&format!("{pod}-workspace"))
+            .await?;
+        ws["ImageName"]
+            .as_str()
+            .ok_or_else(|| anyhow!("cannot tell the image of {pod}-workspace"))?
+            .to_string()
     };
-    let script = r#"set -e
-cd "$1"
-f=$(mktemp)
-git bundle create -q "$f" "refs/heads/$2" --not "$3" 2>/dev/null
-cat "$f"
-rm -f "$f""#;
-    let argv: Vec<String> = ["sh", "-c", script, "sh", &clone, &work.branch, &work.base]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let out = engine.exec_output(&agent, &argv, None, "/").await;
-    if started {
-        engine.stop_pod(&row.pod).await?;
-    }
-    let (code, bundle, stderr) = out?;
-    if code != 0 || bundle.is_empty() {
+    let uid = crate::plan::AGENT_UID;
+    let mut command = vec![
+        "/bin/sh".to_string(),
+        "-c".into(),
+        script.into(),
+        "sh".into(),
+    ];
+    command.extend(args.iter().map(|a| a.to_string()));
+    let spec = serde_json::json!({
+        "name": format!("{pod}-job-{}", crate::names::random_suffix()),
+        "image": image,
+        "command": command,
+        "user": format!("{uid}:{uid}"),
+        "work_dir": "/",
+        "env": {"HOME": "/tmp", "GIT_CONFIG_NOSYSTEM": "1"},
+        "volumes": [{"Name": format!("{pod}-agent-repo"), "Dest": "/repo", "Options": ["ro"]}],
+        "netns": {"nsmode": "none"},
+        "cap_drop": ["ALL"],
+        "no_new_privileges": true,
+        "labels": {
+            labels::POD: name.as_str(),
+            labels::ROLE: "helper",
+            labels::VERSION: crate::VERSION,
+        },
+    });
+    let out = engine.run_job(&spec, Some(fetch)).await?;
+    if out.code != 0 {
         bail!(
-            "making a bundle of {} in {agent} failed (exit code {code}): {}",
-            work.branch,
-            stderr.trim()
+            "reading the agent's clone failed (exit code {}): {}",
+            out.code,
+            crate::podman::connect::last_lines(&out.logs, 5)
         );
     }
+    Ok(out)
+}
+
+/// Fetches the agent's branch into the host repo (a bundle made from its clone).
+async fn fetch_branch(engine: &Engine, name: &Name, work: &AgentWork) -> Result<()> {
+    let row = engine.workspace(name).await?;
+    let script = r#"set -e
+cd /repo
+git bundle create -q /tmp/review.bundle "refs/heads/$1" --not "$2""#;
+    let out = clone_job(
+        engine,
+        name,
+        &row.pod,
+        script,
+        &[&work.branch, &work.base],
+        "/tmp/review.bundle",
+    )
+    .await?;
+    let bundle = out
+        .file
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| anyhow!("making a bundle of {} gave nothing", work.branch))?;
     let file = tempfile::Builder::new()
         .prefix("devaipod-review-")
         .suffix(".bundle")
