@@ -253,6 +253,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_toolbox_hint_says_what_to_enable_on_the_host() {
+        let h = toolbox_hint(Some(Path::new("/run/user/1000")));
+        assert!(h.contains("/run/user/1000/podman/podman.sock"), "{h}");
+        assert!(
+            h.contains("systemctl --user enable --now podman.socket"),
+            "{h}"
+        );
+        assert!(h.contains("flatpak-spawn"), "{h}");
+    }
+
+    #[test]
     fn container_host_accepts_unix_only() {
         assert_eq!(
             parse_container_host("unix:///run/x.sock").ok(),
