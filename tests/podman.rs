@@ -2174,7 +2174,8 @@ fn ssh_runs_commands_and_shells_as_the_remote_user() {
     let o = child.wait_with_output().expect("wait");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "PIPED THROUGH\n");
     // An interactive shell on a terminal (script(1) gives it one): the prompt is in
-    // the folder, postAttachCommand ran, and the exit status comes back.
+    // the folder, postAttachCommand ran, Ctrl-C reaches the shell's foreground command,
+    // and the exit status comes back.
     let cmdline = format!("{} ssh {}", devaipod_bin().display(), g.name);
     let mut child = Command::new("script")
         .args(["-qec", &cmdline, "/dev/null"])
@@ -2183,18 +2184,63 @@ fn ssh_runs_commands_and_shells_as_the_remote_user() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("script");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |want: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !String::from_utf8_lossy(&seen).contains(want) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(chunk) => seen.extend(chunk),
+                Err(_) => panic!(
+                    "no {want:?} from the session: {}",
+                    String::from_utf8_lossy(&seen)
+                ),
+            }
+        }
+    };
+    let started = std::time::Instant::now();
     {
         use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
+        stdin
+            .write_all(b"echo sleeping-$((2*3)); sleep 60; echo not-$((1+1))-interrupted\n")
+            .expect("write");
+        wait_for("sleeping-6");
+        stdin.write_all(b"\x03").expect("ctrl-c");
+        stdin
             .write_all(b"echo marker-$((6*7)) in $PWD; exit 5\n")
             .expect("write");
+        wait_for("marker-42");
     }
-    let o = child.wait_with_output().expect("script");
+    drop(stdin);
+    let status = child.wait().expect("script");
+    reader.join().expect("reader");
+    while let Ok(chunk) = rx.try_recv() {
+        seen.extend(chunk);
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(50),
+        "Ctrl-C did not stop sleep"
+    );
+    let o = std::process::Output {
+        status,
+        stdout: seen,
+        stderr: Vec::new(),
+    };
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(5), "{text}");
+    assert!(!text.contains("not-2-interrupted"), "{text}");
     assert!(
         text.contains(&format!("dev@{}:{folder}$", g.name)),
         "{text}"
