@@ -23,7 +23,6 @@ impl Progress {
                 ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
-            bar.enable_steady_tick(Duration::from_millis(100));
             bar
         });
         Self {
@@ -35,7 +34,11 @@ impl Progress {
     /// Starts a step.
     pub fn step(&self, msg: &str) {
         match &self.bar {
-            Some(bar) => bar.set_message(msg.to_string()),
+            Some(bar) => {
+                // The spinner appears with the first step, not before (no empty line).
+                bar.enable_steady_tick(Duration::from_millis(100));
+                bar.set_message(msg.to_string());
+            }
             None => eprintln!("devaipod: {msg}"),
         }
     }

@@ -45,7 +45,9 @@ pub struct UpArgs {
     /// Extra label KEY=VALUE on every object created (repeatable)
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
-    /// Consent for the repo's settings that widen access (none is applied yet; shown by --dry-run)
+    /// Consent for the repo's settings that widen the workspace's access (host environment
+    /// values, host binds, privileged/capAdd/securityOpt and such runArgs) and approval of
+    /// its initializeCommand; --dry-run lists what it lets through
     #[arg(long)]
     pub trust: bool,
     /// Run service-gator with this scope: github:OWNER/REPO[:PERMS], gitlab:GROUP/PROJECT[:PERMS],
