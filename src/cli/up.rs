@@ -11,7 +11,7 @@ use clap::Args;
 use crate::devcontainer;
 use crate::git::RepoInfo;
 use crate::names::{Name, random_suffix};
-use crate::plan::{self, ImageState, PlanInput, PodPlan, RepoFacts, Role};
+use crate::plan::{self, ImageState, PlanInput, PodPlan, RepoFacts};
 use crate::podman::{Engine, apply};
 use crate::progress::Progress;
 
@@ -548,29 +548,13 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         v["session"] = serde_json::json!(session);
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        let ws = plan
-            .container(Role::Workspace)
-            .map(|c| c.name.as_str())
-            .unwrap_or_default();
-        let user = plan
-            .repo
-            .owner
-            .as_deref()
-            .map(|u| format!("--user {u} "))
-            .unwrap_or_default();
-        let exec = format!("podman exec -it {user}-w {} {ws}", plan.repo.workdir);
         println!(
             "pod {} is ready ({:.1}s): the agent answers on http://127.0.0.1:{} inside the pod",
             applied.pod,
             elapsed.as_secs_f64(),
             plan::AGENT_PORT
         );
-        println!("  shell:   {exec} bash");
-        println!(
-            "  agent:   {exec} sh -c 'OPENCODE_SERVER_PASSWORD=\"$(cat {})\" exec opencode attach http://127.0.0.1:{}'",
-            plan::PASSWORD_FILE,
-            plan::AGENT_PORT
-        );
+        println!("  shell:   devaipod ssh {}   (then `oc` attaches to the agent)", applied.name);
         if let Some(id) = &session {
             println!("  task:    handed over as opencode session {id}");
             println!("  follow:  devaipod status {}", applied.name);
