@@ -554,7 +554,10 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
             elapsed.as_secs_f64(),
             plan::AGENT_PORT
         );
-        println!("  shell:   devaipod ssh {}   (then `oc` attaches to the agent)", applied.name);
+        println!(
+            "  shell:   devaipod ssh {}   (then `oc` attaches to the agent)",
+            applied.name
+        );
         if let Some(id) = &session {
             println!("  task:    handed over as opencode session {id}");
             println!("  follow:  devaipod status {}", applied.name);
