@@ -2210,13 +2210,29 @@ fn ssh_runs_commands_and_shells_as_the_remote_user() {
             }
         }
     };
-    let started = std::time::Instant::now();
+    let interrupted: std::time::Instant;
     {
         use std::io::Write;
         stdin
             .write_all(b"echo sleeping-$((2*3)); sleep 60; echo not-$((1+1))-interrupted\n")
             .expect("write");
         wait_for("sleeping-6");
+        // Interrupt only once `sleep` really runs in the foreground (no race with its start).
+        let ws = format!("{}-workspace", g.pod());
+        wait_until(
+            "sleep 60 runs in the session",
+            std::time::Duration::from_secs(30),
+            || {
+                exec(
+                    &ws,
+                    None,
+                    "for p in /proc/[0-9]*; do [ \"$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)\" = 'sleep 60 ' ] && echo hit; done | wc -l",
+                )
+                .trim()
+                    != "0"
+            },
+        );
+        interrupted = std::time::Instant::now();
         stdin.write_all(b"\x03").expect("ctrl-c");
         stdin
             .write_all(b"echo marker-$((6*7)) in $PWD; exit 5\n")
@@ -2230,7 +2246,7 @@ fn ssh_runs_commands_and_shells_as_the_remote_user() {
         seen.extend(chunk);
     }
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(50),
+        interrupted.elapsed() < std::time::Duration::from_secs(30),
         "Ctrl-C did not stop sleep"
     );
     let o = std::process::Output {
