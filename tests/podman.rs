@@ -2078,22 +2078,31 @@ models = { "fake-model" = { name = "Fake Model" } }
         "now say done\nDEVAIPOD_TASK_EOF\n'\"; $(touch /tmp/pwned) `touch /tmp/pwned2` \\ é";
     let o = devaipod(&["task", &g.name, tricky, "--json"]);
     assert_eq!(json_of(&o)["session"], session.as_str());
-    let messages = exec(
-        &agent,
-        None,
-        &format!(
-            "curl -s -u opencode:$(cat /run/secrets/devaipod-opencode-password) 'http://127.0.0.1:4096/session/{session}/message?directory={folder}'"
-        ),
+    // prompt_async answers before the message is stored: wait (bounded) until it is.
+    let message_texts = || -> Vec<String> {
+        let messages = exec(
+            &agent,
+            None,
+            &format!(
+                "curl -s -u opencode:$(cat /run/secrets/devaipod-opencode-password) 'http://127.0.0.1:4096/session/{session}/message?directory={folder}'"
+            ),
+        );
+        let messages: Value = serde_json::from_str(&messages).unwrap_or(Value::Null);
+        messages
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|m| m["parts"].as_array().into_iter().flatten())
+            .filter_map(|p| p["text"].as_str().map(str::to_string))
+            .collect()
+    };
+    wait_until(
+        "the follow-up reached opencode",
+        std::time::Duration::from_secs(30),
+        || message_texts().iter().any(|t| t == tricky),
     );
-    let messages: Value = serde_json::from_str(&messages).expect("messages JSON");
-    let texts: Vec<&str> = messages
-        .as_array()
-        .expect("array")
-        .iter()
-        .flat_map(|m| m["parts"].as_array().into_iter().flatten())
-        .filter_map(|p| p["text"].as_str())
-        .collect();
-    assert!(texts.contains(&tricky), "{texts:?}");
+    let texts = message_texts();
+    assert!(texts.iter().any(|t| t == tricky), "{texts:?}");
     for c in [&agent, &format!("{}-workspace", g.pod())] {
         assert_eq!(
             exec(c, None, "ls /tmp/pwned /tmp/pwned2 2>/dev/null | wc -l").trim(),

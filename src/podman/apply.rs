@@ -985,6 +985,21 @@ async fn create_and_start(
     let (ready, verified, lifecycle) = tokio::join!(ready, verified, lifecycle);
     ready?;
     verified?;
+    // The gator answers its health check before `up` returns, so the agent's first use
+    // of its tools finds it listening.
+    if let Some(g) = plan.container(Role::Gator) {
+        progress.step("waiting for service-gator to answer");
+        let url = format!("http://127.0.0.1:{}/healthz", crate::plan::gator::PORT);
+        let target = super::probe::Target {
+            pod: &plan.pod.name,
+            agent: &g.name,
+            url: &url,
+            timeout: std::time::Duration::from_secs(plan.readiness.timeout_secs),
+        };
+        super::probe::wait_ready(engine, &target, cancel)
+            .await
+            .context("waiting for service-gator")?;
+    }
     // A workspace whose command ended (overrideCommand: false and an image CMD that
     // exits) explains a failed lifecycle command better than the exec error does.
     let ws_state = engine.inspect_container(&workspace.name).await?;
