@@ -24,7 +24,9 @@ pub struct RepoInfo {
     pub uncommitted: usize,
 }
 
-fn git(dir: &Path) -> Command {
+/// git run in `dir` with hooks and fsmonitor off, no prompts, and no GIT_DIR or
+/// GIT_WORK_TREE inherited: every host-side git call goes through this.
+pub fn git(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
     cmd.arg("-C")
         .arg(dir)

@@ -3,7 +3,7 @@
 //! diff against the commit the pod started from. `delete` uses [`agent_work`] to refuse
 //! while the pod holds commits that are on no host branch.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -126,22 +126,6 @@ git status --porcelain | wc -l
     })
 }
 
-fn host_git(repo: &Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new("git");
-    cmd.arg("-C")
-        .arg(repo)
-        .args([
-            "-c",
-            "core.hooksPath=/dev/null",
-            "-c",
-            "core.fsmonitor=false",
-        ])
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE");
-    cmd
-}
-
 /// Whether every branch of the agent's clone still points at the commit the pod
 /// started from, read from its ref files (no container is run): then the agent made no
 /// commits and `delete` has nothing to check. `None` when that cannot be told this way.
@@ -194,7 +178,7 @@ pub fn unreviewed(work: &AgentWork) -> Result<Vec<CommitRow>> {
     // A tip some host branch contains has all its ancestors on the host too.
     let mut lost_tips = Vec::new();
     for (_, sha) in &work.tips {
-        let out = host_git(&work.repo)
+        let out = crate::git::git(&work.repo)
             .args(["for-each-ref", "--contains", sha, "refs/heads"])
             .output()
             .context("running git in the host repo")?;
@@ -210,7 +194,7 @@ pub fn unreviewed(work: &AgentWork) -> Result<Vec<CommitRow>> {
     // the host instead.
     let mut lost = Vec::new();
     for c in &work.commits {
-        let known = host_git(&work.repo)
+        let known = crate::git::git(&work.repo)
             .args(["for-each-ref", "--contains", &c.sha, "refs/heads"])
             .output()
             .map(|o| o.status.success() && !o.stdout.is_empty())
@@ -309,7 +293,7 @@ git bundle create -q /tmp/review.bundle "refs/heads/$1" --not "$2""#;
         .context("creating a temporary file for the bundle")?;
     std::fs::write(file.path(), &bundle).context("writing the bundle")?;
     let refspec = format!("+refs/heads/{0}:refs/heads/{0}", work.branch);
-    let out = host_git(&work.repo)
+    let out = crate::git::git(&work.repo)
         .args(["fetch", "--quiet", "--no-tags"])
         .arg(file.path())
         .arg(&refspec)
@@ -378,17 +362,17 @@ pub async fn run(args: ReviewArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let range = format!("{}...{}", work.base, work.branch);
-    let tool = host_git(&work.repo)
+    let tool = crate::git::git(&work.repo)
         .args(["config", "--get", "diff.tool"])
         .output()
         .map(|o| o.status.success() && !o.stdout.is_empty())
         .unwrap_or(false);
     let status = if tool {
-        host_git(&work.repo)
+        crate::git::git(&work.repo)
             .args(["difftool", "--no-prompt", &range])
             .status()
     } else {
-        host_git(&work.repo)
+        crate::git::git(&work.repo)
             .args(["diff", "--stat", "-p", &range])
             .status()
     }

@@ -133,49 +133,49 @@ async fn post_attach(engine: &Engine, ctx: &SessionContext) {
 /// The interactive login shell of the session's user.
 const LOGIN_SHELL: &str = "u=$(id -un 2>/dev/null); s=$(getent passwd \"$u\" 2>/dev/null | cut -d: -f7); [ -x \"$s\" ] || s=/bin/sh; exec \"$s\" -l";
 
+/// A session in the workspace as its remoteUser, in its folder, with remoteEnv; a
+/// terminal session (interactive) runs postAttachCommand first.
 async fn run_session(
     engine: &mut Engine,
-    build: impl FnOnce(&SessionContext) -> Session,
-    interactive: bool,
     name: &Name,
+    tty: bool,
+    argv: Vec<String>,
 ) -> Result<ExitCode> {
     let result = async {
         let ctx = context(engine, name).await?;
-        if interactive {
+        if tty {
             post_attach(engine, &ctx).await;
         }
-        let s = build(&ctx);
+        let s = Session {
+            container: ctx.workspace,
+            user: ctx.user,
+            workdir: ctx.workdir,
+            env: ctx.env,
+            tty,
+            argv,
+        };
         session::run(engine, &s).await
     }
     .await;
     engine.shutdown();
-    let code = result?;
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    Ok(exit_code(result?))
+}
+
+/// The session's exit status as devaipod's own.
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 pub async fn ssh(args: SshArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     let mut engine = Engine::connect().await?;
     let tty = args.command.is_empty() && std::io::stdin().is_terminal();
-    let command = args.command.clone();
-    run_session(
-        &mut engine,
-        |ctx| Session {
-            container: ctx.workspace.clone(),
-            user: ctx.user.clone(),
-            workdir: ctx.workdir.clone(),
-            env: ctx.env.clone(),
-            tty,
-            argv: if command.is_empty() {
-                vec!["/bin/sh".into(), "-c".into(), LOGIN_SHELL.into()]
-            } else {
-                command
-            },
-        },
-        tty,
-        &name,
-    )
-    .await
+    let argv = if args.command.is_empty() {
+        vec!["/bin/sh".into(), "-c".into(), LOGIN_SHELL.into()]
+    } else {
+        args.command
+    };
+    run_session(&mut engine, &name, tty, argv).await
 }
 
 pub async fn attach(args: AttachArgs) -> Result<ExitCode> {
@@ -187,21 +187,8 @@ pub async fn attach(args: AttachArgs) -> Result<ExitCode> {
     }
     let mut engine = Engine::connect().await?;
     let mut argv = vec![format!("{}/oc", plan::SHIM_DIR)];
-    argv.extend(args.args.iter().cloned());
-    run_session(
-        &mut engine,
-        |ctx| Session {
-            container: ctx.workspace.clone(),
-            user: ctx.user.clone(),
-            workdir: ctx.workdir.clone(),
-            env: ctx.env.clone(),
-            tty: true,
-            argv,
-        },
-        true,
-        &name,
-    )
-    .await
+    argv.extend(args.args);
+    run_session(&mut engine, &name, true, argv).await
 }
 
 pub async fn exec(args: ExecArgs) -> Result<ExitCode> {
@@ -227,6 +214,5 @@ pub async fn exec(args: ExecArgs) -> Result<ExitCode> {
     }
     .await;
     engine.shutdown();
-    let code = result?;
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    Ok(exit_code(result?))
 }

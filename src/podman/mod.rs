@@ -631,34 +631,12 @@ impl Engine {
 
     /// Reads one file out of a container (created or running), `None` if it is missing.
     pub async fn read_file(&self, container: &str, path: &str) -> Result<Option<Vec<u8>>> {
-        let ep = format!(
-            "{API_PREFIX}/libpod/containers/{}/archive?path={}",
-            encode(container),
-            encode(path)
-        );
-        let resp = match self.raw.get(&ep).await {
-            Ok(r) => r,
-            Err(conn::Error::Fault { code, .. }) if code.as_u16() == 404 => return Ok(None),
-            Err(e) => {
-                return Err(conn_error(e)).with_context(|| format!("reading {container}:{path}"));
-            }
-        };
-        let bytes = hyper::body::to_bytes(resp.into_body())
-            .await
-            .with_context(|| format!("reading {container}:{path}"))?;
-        let mut archive = tar::Archive::new(&bytes[..]);
-        for entry in archive
-            .entries()
-            .context("reading the archive from podman")?
-        {
-            let mut entry = entry.context("reading the archive from podman")?;
-            if entry.header().entry_type().is_file() {
-                let mut buf = Vec::new();
-                std::io::Read::read_to_end(&mut entry, &mut buf)?;
-                return Ok(Some(buf));
-            }
-        }
-        Ok(None)
+        Ok(self
+            .read_tree(container, path)
+            .await?
+            .into_iter()
+            .next()
+            .map(|(_, content)| content))
     }
 
     /// Runs `argv` in a running container as `user` in `workdir`, handing each output
@@ -721,68 +699,6 @@ impl Engine {
             let inspect = exec.inspect().await.map_err(api_error).with_context(what)?;
             if inspect["Running"].as_bool() != Some(true) {
                 return Ok(inspect["ExitCode"].as_i64().unwrap_or(-1));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        bail!("{} did not report an exit code", what())
-    }
-
-    /// Runs `argv` in a container and collects its output: (exit code, stdout bytes,
-    /// stderr text). For binary output (git bundles) and values that must not be
-    /// streamed anywhere.
-    pub async fn exec_output(
-        &self,
-        container: &str,
-        argv: &[String],
-        user: Option<&str>,
-        workdir: &str,
-    ) -> Result<(i64, Vec<u8>, String)> {
-        let containers = self.api.containers();
-        let c = containers.get(container);
-        let mut opts = podman_api::opts::ExecCreateOpts::builder()
-            .command(argv.iter().cloned())
-            .attach_stdout(true)
-            .attach_stderr(true)
-            .working_dir(workdir);
-        if let Some(u) = user {
-            opts = opts.user(podman_api::opts::UserOpt::User(u.to_string()));
-        }
-        let what = || {
-            format!(
-                "running {:?} in {container}",
-                argv.first().map(String::as_str).unwrap_or_default()
-            )
-        };
-        let exec = c
-            .create_exec(&opts.build())
-            .await
-            .map_err(api_error)
-            .with_context(what)?;
-        let start = podman_api::opts::ExecStartOpts::builder().build();
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        if let Some(mut stream) = exec
-            .start(&start)
-            .await
-            .map_err(api_error)
-            .with_context(what)?
-        {
-            while let Some(chunk) = stream.next().await {
-                match chunk.map_err(conn_error)? {
-                    conn::TtyChunk::StdOut(b) => out.extend_from_slice(&b),
-                    conn::TtyChunk::StdErr(b) => err.extend_from_slice(&b),
-                    conn::TtyChunk::StdIn(_) => {}
-                }
-            }
-        }
-        for _ in 0..200 {
-            let inspect = exec.inspect().await.map_err(api_error).with_context(what)?;
-            if inspect["Running"].as_bool() != Some(true) {
-                return Ok((
-                    inspect["ExitCode"].as_i64().unwrap_or(-1),
-                    out,
-                    String::from_utf8_lossy(&err).into_owned(),
-                ));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
