@@ -117,6 +117,31 @@ impl Drop for Guard {
     }
 }
 
+/// Removes a podman image when dropped (images a test built).
+struct RmImage(String);
+
+impl Drop for RmImage {
+    fn drop(&mut self) {
+        let _ = podman(&["rmi", "-f", &self.0]);
+    }
+}
+
+/// Removes a podman volume when dropped (volumes a repo's mounts named).
+struct RmVolume(String);
+
+impl Drop for RmVolume {
+    fn drop(&mut self) {
+        let _ = podman(&["volume", "rm", "-f", &self.0]);
+    }
+}
+
+/// Writes `content` to `path` as an executable file.
+fn write_executable(path: &Path, content: impl AsRef<[u8]>) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, content).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
 /// A throwaway git repo with a devcontainer.json.
 struct Repo {
     dir: tempfile::TempDir,
@@ -627,20 +652,7 @@ fn container_host_is_honoured() {
     let g = Guard::new("chost");
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("podman.sock");
-    let mut service = Command::new("podman")
-        .args(["system", "service", "--time=0"])
-        .arg(format!("unix://{}", socket.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("podman system service");
-    // Wait until the service accepts connections (bounded).
-    wait_until(
-        "the service accepts connections",
-        std::time::Duration::from_secs(20),
-        || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
-    );
+    let service = common::PodmanService::start(&socket);
     let repo = Repo::new(BASE_CONFIG);
     let path = repo.path().to_string_lossy().into_owned();
     let out = Command::new(devaipod_bin())
@@ -648,8 +660,7 @@ fn container_host_is_honoured() {
         .env("CONTAINER_HOST", format!("unix://{}", socket.display()))
         .output()
         .expect("runs");
-    let _ = service.kill();
-    let _ = service.wait();
+    drop(service);
     let v = json_of(&out);
     assert_eq!(v["image"]["state"], "present");
     let log = stderr(&out);
@@ -1348,12 +1359,6 @@ fn repo_mounts_reach_the_workspace_only() {
     let host = tempfile::tempdir().expect("tempdir");
     std::fs::write(host.path().join("hello.txt"), "from-host\n").expect("write");
     let vol = format!("devaipod-test-cache-{}", std::process::id());
-    struct RmVolume(String);
-    impl Drop for RmVolume {
-        fn drop(&mut self) {
-            let _ = podman(&["volume", "rm", "-f", &self.0]);
-        }
-    }
     let _rm = RmVolume(vol.clone());
     let repo = Repo::new(&format!(
         r#"{{"image": "localhost/devaipod-base:latest", "remoteUser": "dev",
@@ -1510,12 +1515,6 @@ fn a_dockerfile_config_is_built_once_and_shared() {
         ],
     );
     let path = dir.path().to_string_lossy().into_owned();
-    struct RmImage(String);
-    impl Drop for RmImage {
-        fn drop(&mut self) {
-            let _ = podman(&["rmi", "-f", &self.0]);
-        }
-    }
     let plan = json_of(&devaipod(&["up", &path, "--dry-run", "--json"]));
     let tag = plan["image"]["ref"].as_str().expect("ref").to_string();
     let _rm = RmImage(tag.clone());
@@ -1634,12 +1633,6 @@ fn run_args_and_capabilities_reach_the_workspace_only() {
     let plan = json_of(&devaipod(&["up", &path, "--dry-run", "--json", "--trust"]));
     let applied = plan["trust"]["applied"].to_string();
     assert!(applied.contains("capAdd NET_ADMIN"), "{applied}");
-    struct RmVolume(String);
-    impl Drop for RmVolume {
-        fn drop(&mut self) {
-            let _ = podman(&["volume", "rm", "-f", &self.0]);
-        }
-    }
     let _vol = RmVolume("ra-cache-vol".into());
 
     let out = up(&g, &path, &["--json", "--trust"]);
@@ -1843,12 +1836,6 @@ fn images_without_opencode_get_the_bundled_one_read_only() {
     let path = dir.path().to_string_lossy().into_owned();
     let plan = json_of(&devaipod(&["up", &path, "--dry-run", "--json"]));
     let tag = plan["image"]["ref"].as_str().expect("ref").to_string();
-    struct RmImage(String);
-    impl Drop for RmImage {
-        fn drop(&mut self) {
-            let _ = podman(&["rmi", "-f", &self.0]);
-        }
-    }
     let _rm = RmImage(tag);
     json_of(&up(&g, &path, &["--json"]));
     let ws = format!("{}-workspace", g.pod());
@@ -1934,15 +1921,7 @@ fn the_agent_takes_a_task_commits_and_its_work_comes_back_for_review() {
             ("README", "a repo\n"),
         ],
     );
-    std::fs::write(dir.path().join(".devcontainer/fake-llm"), llm).expect("copy");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            dir.path().join(".devcontainer/fake-llm"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .expect("chmod");
-    }
+    write_executable(&dir.path().join(".devcontainer/fake-llm"), llm);
     common::git(dir.path(), &["add", "."]);
     common::git(dir.path(), &["commit", "-qm", "fake llm"]);
     let cfg_dir = tempfile::tempdir().expect("tempdir");
@@ -2026,19 +2005,10 @@ models = { "fake-model" = { name = "Fake Model" } }
     assert!(podman(&["pod", "exists", &g.pod()]).status.success());
 
     // review brings it to the host branch devaipod/NAME (no hook runs) with the diff.
-    std::fs::write(
-        dir.path().join(".git/hooks/reference-transaction"),
+    write_executable(
+        &dir.path().join(".git/hooks/reference-transaction"),
         "#!/bin/sh\ntouch hook-ran\n",
-    )
-    .expect("hook");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            dir.path().join(".git/hooks/reference-transaction"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .expect("chmod");
-    }
+    );
     let o = devaipod(&["review", &g.name]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);

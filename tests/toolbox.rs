@@ -6,9 +6,9 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use common::{init_repo, wait_until};
+use common::init_repo;
 
 const TOOLBOX_IMAGE: &str = "localhost/devaipod-test-toolbox:latest";
 
@@ -33,20 +33,6 @@ fn ok(what: &str, o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// The host's Podman service on the user's socket, stopped on drop.
-struct HostService {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Drop for HostService {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.socket);
-    }
-}
-
 /// The toolbox container, removed on drop.
 struct Toolbox(String);
 
@@ -69,23 +55,7 @@ fn devaipod_in_a_toolbox_uses_the_hosts_podman() {
     let socket = runtime.join("podman/podman.sock");
     std::fs::create_dir_all(socket.parent().expect("dir")).expect("mkdir");
     let _ = std::fs::remove_file(&socket);
-    let child = Command::new("podman")
-        .args(["system", "service", "--time=0"])
-        .arg(format!("unix://{}", socket.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("podman system service (install podman)");
-    let _service = HostService {
-        child,
-        socket: socket.clone(),
-    };
-    wait_until(
-        "the host's podman service listens",
-        std::time::Duration::from_secs(20),
-        || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
-    );
+    let _service = common::PodmanService::start(&socket);
 
     let run_id = std::process::id();
     let boxname = format!("dvp-toolbox-{run_id}");

@@ -63,3 +63,41 @@ pub fn wait_until(what: &str, timeout: std::time::Duration, mut ready: impl FnMu
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A `podman system service` on `socket`, listening before `start` returns (bounded);
+/// stopped, and its socket removed, when dropped.
+pub struct PodmanService {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl PodmanService {
+    pub fn start(socket: &Path) -> Self {
+        let child = Command::new("podman")
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", socket.display()))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("podman system service (install podman)");
+        let service = Self {
+            child,
+            socket: socket.to_path_buf(),
+        };
+        wait_until(
+            "the podman service accepts connections",
+            std::time::Duration::from_secs(20),
+            || std::os::unix::net::UnixStream::connect(socket).is_ok(),
+        );
+        service
+    }
+}
+
+impl Drop for PodmanService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
