@@ -71,32 +71,24 @@ pub struct AgentConfig {
     pub memory_limit: Option<String>,
 }
 
-/// Parses a memory size: bytes, or a number with k/m/g/t (powers of 1024).
-pub fn parse_size(s: &str) -> Result<i64, String> {
+/// Reads `[agent] memory_limit`: a size ([`crate::size::parse_size`]) of at least 64 MiB.
+pub fn parse_memory_limit(s: &str) -> Result<i64, String> {
     let s = s.trim();
-    let (digits, mult) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: i64 = match c.to_ascii_lowercase() {
-                'k' => 1 << 10,
-                'm' => 1 << 20,
-                'g' => 1 << 30,
-                't' => 1 << 40,
-                _ => {
-                    return Err(format!(
-                        "memory_limit {s:?}: unknown unit (use k, m, g or t)"
-                    ));
-                }
-            };
-            (&s[..i], m)
+    let too_small = || format!("memory_limit {s:?}: must be at least 64m");
+    // A negative size is a number, just too small for the agent.
+    if s.starts_with('-') {
+        return Err(too_small());
+    }
+    let bytes = crate::size::parse_size(s).map_err(|e| match e {
+        crate::size::SizeError::Unit => format!("memory_limit {s:?}: {e}"),
+        crate::size::SizeError::Number | crate::size::SizeError::Overflow => {
+            format!("memory_limit {s:?}: {}", crate::size::SizeError::Number)
         }
-        _ => (s, 1),
-    };
-    let n: i64 = digits
-        .parse()
-        .map_err(|_| format!("memory_limit {s:?}: expected a number such as \"16g\""))?;
-    n.checked_mul(mult)
+    })?;
+    i64::try_from(bytes)
+        .ok()
         .filter(|v| *v >= 64 << 20)
-        .ok_or_else(|| format!("memory_limit {s:?}: must be at least 64m"))
+        .ok_or_else(too_small)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -263,12 +255,24 @@ mod tests {
     }
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("16g"), Ok(16 << 30));
-        assert_eq!(parse_size("512M"), Ok(512 << 20));
-        assert_eq!(parse_size("1073741824"), Ok(1 << 30));
-        for bad in ["", "x", "1q", "-1g", "1k", "99999999999999999999"] {
-            assert!(parse_size(bad).is_err(), "{bad}");
+    fn memory_limits() {
+        assert_eq!(parse_memory_limit("16g"), Ok(16 << 30));
+        assert_eq!(parse_memory_limit("512M"), Ok(512 << 20));
+        assert_eq!(parse_memory_limit("1073741824"), Ok(1 << 30));
+        let refused = [
+            ("", "expected a number"),
+            ("x", "unknown unit"),
+            ("1q", "unknown unit"),
+            ("-1g", "at least 64m"),
+            ("1k", "at least 64m"),
+            ("99999999999999999999", "expected a number"),
+        ];
+        for (bad, why) in refused {
+            let e = parse_memory_limit(bad).expect_err(bad);
+            assert!(
+                e.starts_with("memory_limit ") && e.contains(why),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -9,6 +9,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::process::{CommandRunExt, ProcessError};
+
 /// What `up` needs to know about the host repo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoInfo {
@@ -43,20 +45,16 @@ pub fn git(dir: &Path) -> Command {
 }
 
 fn run(mut cmd: Command, what: &str) -> Result<String> {
-    let out = cmd.output().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            anyhow::anyhow!("git is not installed: install it (Debian: sudo apt-get install git)")
-        } else {
-            anyhow::Error::new(e).context(format!("running git to {what}"))
+    match cmd.run_get_string() {
+        Ok(out) => Ok(out.trim_end().to_string()),
+        Err(e) if e.not_found() => {
+            bail!("git is not installed: install it (Debian: sudo apt-get install git)")
         }
-    })?;
-    if !out.status.success() {
-        bail!(
-            "git failed to {what}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        Err(ProcessError::Spawn { source, .. }) => {
+            Err(anyhow::Error::new(source).context(format!("running git to {what}")))
+        }
+        Err(ProcessError::Failed { stderr, .. }) => bail!("git failed to {what}: {stderr}"),
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
 }
 
 impl RepoInfo {
@@ -65,16 +63,17 @@ impl RepoInfo {
         let top = {
             let mut cmd = git(path);
             cmd.args(["rev-parse", "--show-toplevel"]);
-            let out = cmd
-                .output()
-                .with_context(|| format!("running git in {}", path.display()))?;
-            if !out.status.success() {
-                bail!(
+            match cmd.run_get_string() {
+                Ok(out) => PathBuf::from(out.trim()),
+                Err(ProcessError::Spawn { source, .. }) => {
+                    return Err(anyhow::Error::new(source)
+                        .context(format!("running git in {}", path.display())));
+                }
+                Err(ProcessError::Failed { .. }) => bail!(
                     "{} is not inside a git repository: devaipod clones the repo's HEAD into the workspace (run `git init` and commit first)",
                     path.display()
-                );
+                ),
             }
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
         };
         let root = top
             .canonicalize()
@@ -211,11 +210,6 @@ pub fn add_remote(dir: &Path, name: &str, url: &str) -> Result<()> {
     let mut cmd = git(dir);
     cmd.args(["remote", "add", name, url]);
     run(cmd, "add a remote to the clone").map(|_| ())
-}
-
-/// A tar stream holding one root-owned 0644 file at `path` (relative).
-pub fn tar_file(path: &str, content: &[u8]) -> Result<Vec<u8>> {
-    tar_files(&[(path, content, 0o644)])
 }
 
 /// A tar stream of root-owned files: (relative path, content, mode).

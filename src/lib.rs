@@ -7,6 +7,7 @@
 //! engine) applies it.
 
 pub mod agent;
+pub mod agent_repo;
 pub mod build;
 pub mod cli;
 pub mod config;
@@ -15,8 +16,10 @@ pub mod git;
 pub mod names;
 pub mod plan;
 pub mod podman;
+pub mod process;
 pub mod progress;
 pub mod secret;
+pub mod size;
 pub mod state;
 
 /// The version recorded in the `io.devaipod.version` label of every object we create.

@@ -44,10 +44,10 @@ pub async fn run(args: DeleteArgs) -> Result<ExitCode> {
     }
     if has_pod && !args.force {
         // The agent's commits that no host branch holds would be lost.
-        let lost = match super::review::agent_made_no_commits(&engine, &name).await {
+        let lost = match crate::agent_repo::agent_made_no_commits(&engine, &name).await {
             Ok(Some(true)) => Ok(Vec::new()),
-            _ => match super::review::agent_work(&engine, &name).await {
-                Ok(work) => super::review::unreviewed(&work),
+            _ => match crate::agent_repo::agent_work(&engine, &name).await {
+                Ok(work) => crate::agent_repo::unreviewed(&work),
                 Err(e) => Err(e),
             },
         };

@@ -214,7 +214,7 @@ async fn make_plan(
             None => plan::AGENT_PIDS_LIMIT,
         },
         agent_memory_limit: match &user_config.agent.memory_limit {
-            Some(m) => crate::config::parse_size(m)
+            Some(m) => crate::config::parse_memory_limit(m)
                 .map_err(|e| anyhow::anyhow!("{}: [agent] {e}", config_file.display()))?,
             None => plan::AGENT_MEMORY_LIMIT,
         },

@@ -253,25 +253,22 @@ fn localhost_port(s: &str) -> Option<i64> {
     n.parse().ok()
 }
 
-/// A size like `4gb` in bytes (0 when unreadable), as the reference parses it.
+/// A size like `4gb` in bytes (0 when unreadable), as the reference parses it: it reads
+/// only whole numbers with a lowercase `kb`/`mb`/`gb`/`tb` or no unit, so any other form
+/// [`crate::size::parse_size`] would accept counts as 0 here.
 fn bytes(v: Option<&Value>) -> f64 {
     let Some(Value::String(s)) = v else {
         return 0.0;
     };
-    let digits: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
-    let unit = &s[digits.len()..];
-    let mult = match unit {
-        "" => 1.0,
-        "tb" => 2f64.powi(40),
-        "gb" => 2f64.powi(30),
-        "mb" => 2f64.powi(20),
-        "kb" => 2f64.powi(10),
-        _ => return 0.0,
-    };
-    if digits.is_empty() {
+    let unit = ["kb", "mb", "gb", "tb"]
+        .iter()
+        .find(|u| s.ends_with(*u))
+        .map_or(0, |u| u.len());
+    let number = &s[..s.len() - unit];
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
         return 0.0;
     }
-    digits.parse::<f64>().map(|n| n * mult).unwrap_or(0.0)
+    crate::size::parse_size(s).map_or(0.0, |n| n as f64)
 }
 
 /// JavaScript's `${n}` for a number.
@@ -516,5 +513,28 @@ mod tests {
             json!([{"source": "w", "target": "/x", "type": "volume"}])
         );
         assert_eq!(m["customizations"], json!({"vscode": [{"x": 1}]}));
+    }
+
+    #[test]
+    fn host_requirement_sizes_read_only_the_references_form() {
+        let table: &[(&str, f64)] = &[
+            ("4gb", 4.0 * 2f64.powi(30)),
+            ("512mb", 512.0 * 2f64.powi(20)),
+            ("2tb", 2.0 * 2f64.powi(40)),
+            ("8kb", 8192.0),
+            ("4096", 4096.0),
+            ("4g", 0.0),
+            ("4GB", 0.0),
+            ("1.5gb", 0.0),
+            (" 4gb", 0.0),
+            ("gb", 0.0),
+            ("", 0.0),
+            ("4kbkb", 0.0),
+        ];
+        for (text, want) in table {
+            assert_eq!(bytes(Some(&json!(text))), *want, "{text:?}");
+        }
+        assert_eq!(bytes(Some(&json!(4))), 0.0);
+        assert_eq!(bytes(None), 0.0);
     }
 }

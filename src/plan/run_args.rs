@@ -48,24 +48,13 @@ pub struct RunArgs {
     pub needs_trust: Vec<String>,
 }
 
-/// A size as docker writes it: `512`, `64k`, `512m`, `2g` (also `mb`, `gb`).
+/// A size as docker writes it: `512`, `64k`, `512m`, `2g` (also `mb`, `gb`), read with
+/// [`crate::size::parse_size`]; docker refuses a size below one byte.
 pub fn parse_docker_size(s: &str) -> Option<i64> {
-    let lower = s.trim().to_ascii_lowercase();
-    let digits: String = lower
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    let n: f64 = digits.parse().ok()?;
-    let mult: f64 = match lower[digits.len()..].trim_end_matches('b') {
-        "" => 1.0,
-        "k" => 1024.0,
-        "m" => 1024.0 * 1024.0,
-        "g" => 1024.0 * 1024.0 * 1024.0,
-        "t" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    let v = n * mult;
-    (v >= 1.0 && v < i64::MAX as f64).then_some(v as i64)
+    crate::size::parse_size(s)
+        .ok()
+        .filter(|v| *v >= 1)
+        .and_then(|v| i64::try_from(v).ok())
 }
 
 fn ulimit(v: &str) -> Result<Ulimit, String> {
