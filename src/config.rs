@@ -162,6 +162,63 @@ impl Config {
         Ok(out)
     }
 
+    /// The `[agent]` and `[trusted]` secrets, each list checked; a name may not be in
+    /// both. `path` names the file in errors.
+    pub fn secret_lists(&self, path: &Path) -> Result<(Vec<SecretEntry>, Vec<SecretEntry>)> {
+        let agent = Self::entries(&self.agent.secrets, path, "agent")?;
+        let trusted = Self::entries(&self.trusted.secrets, path, "trusted")?;
+        if let Some(both) = agent
+            .iter()
+            .find(|a| trusted.iter().any(|t| t.name == a.name))
+        {
+            bail!(
+                "{}: {} is listed under both [agent] and [trusted] secrets; a trusted secret never reaches the agent, so list it once",
+                path.display(),
+                both.name
+            );
+        }
+        Ok((agent, trusted))
+    }
+
+    /// `[agent] pids_limit`, when set: at least 64, or opencode cannot run.
+    pub fn agent_pids_limit(&self, path: &Path) -> Result<Option<i64>> {
+        match self.agent.pids_limit {
+            Some(p) if p < 64 => bail!(
+                "{}: [agent] pids_limit {p} is too small for opencode (use at least 64)",
+                path.display()
+            ),
+            p => Ok(p),
+        }
+    }
+
+    /// `[agent] memory_limit` in bytes, when set ([`parse_memory_limit`]).
+    pub fn agent_memory_limit(&self, path: &Path) -> Result<Option<i64>> {
+        self.agent
+            .memory_limit
+            .as_deref()
+            .map(|m| {
+                parse_memory_limit(m)
+                    .map_err(|e| anyhow::anyhow!("{}: [agent] {e}", path.display()))
+            })
+            .transpose()
+    }
+
+    /// `[agent.opencode]` as the JSON merged into the agent's opencode configuration.
+    pub fn agent_opencode_json(&self, path: &Path) -> Result<Option<serde_json::Value>> {
+        self.agent
+            .opencode
+            .as_ref()
+            .map(|t| {
+                serde_json::to_value(t).with_context(|| {
+                    format!(
+                        "{}: [agent.opencode] cannot be turned into JSON",
+                        path.display()
+                    )
+                })
+            })
+            .transpose()
+    }
+
     /// Whether the user trusts the repo at `repo` (its canonical path).
     pub fn trusts(&self, repo: &Path) -> bool {
         self.repos.iter().any(|(p, r)| {
@@ -252,6 +309,44 @@ mod tests {
         assert!(e.starts_with("1:"), "{e}");
         let e = parse("[agent]\nsecrets = \"X\"\n").expect_err("wrong type");
         assert!(e.starts_with("2:"), "{e}");
+    }
+
+    #[test]
+    fn agent_rules_name_the_file() {
+        let file = Path::new("/home/me/.config/devaipod.toml");
+        let c = parse("[agent]\nsecrets = [\"K\"]\n[trusted]\nsecrets = [\"K\"]\n").expect("parse");
+        let e = c.secret_lists(file).expect_err("in both");
+        assert!(
+            format!("{e}").starts_with("/home/me/.config/devaipod.toml: K is listed under both"),
+            "{e}"
+        );
+        let c =
+            parse("[agent]\nsecrets = [\"A\"]\n[trusted]\nsecrets = [\"B=b\"]\n").expect("parse");
+        let (agent, trusted) = c.secret_lists(file).expect("distinct");
+        assert_eq!(
+            (agent.len(), trusted[0].existing.as_deref()),
+            (1, Some("b"))
+        );
+
+        let c = parse("[agent]\npids_limit = 63\n").expect("parse");
+        let e = c.agent_pids_limit(file).expect_err("too small");
+        assert!(
+            format!("{e}").contains("[agent] pids_limit 63 is too small"),
+            "{e}"
+        );
+        let c = parse("[agent]\npids_limit = 64\nmemory_limit = \"1g\"\n").expect("parse");
+        assert_eq!(c.agent_pids_limit(file).expect("64"), Some(64));
+        assert_eq!(c.agent_memory_limit(file).expect("1g"), Some(1 << 30));
+        let c = parse("[agent]\nmemory_limit = \"lots\"\n").expect("parse");
+        let e = c.agent_memory_limit(file).expect_err("lots");
+        assert!(
+            format!("{e}").contains(": [agent] memory_limit \"lots\""),
+            "{e}"
+        );
+        let c = Config::default();
+        assert_eq!(c.agent_pids_limit(file).expect("unset"), None);
+        assert_eq!(c.agent_memory_limit(file).expect("unset"), None);
+        assert_eq!(c.agent_opencode_json(file).expect("unset"), None);
     }
 
     #[test]

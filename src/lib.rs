@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod devcontainer;
 pub mod git;
+pub mod inputs;
 pub mod names;
 pub mod plan;
 pub mod podman;

@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use serde_json::{Map, Value, json};
 
+use super::Context;
 use crate::devcontainer::{self, metadata};
-use crate::podman::Engine;
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
@@ -35,7 +35,9 @@ pub struct Reading {
     pub warnings: Vec<String>,
 }
 
-pub async fn read(args: &ConfigArgs) -> Result<Reading> {
+/// Reads the configuration as `config` shows it; the engine is asked only for the
+/// metadata of the image the merge starts from.
+pub async fn read(ctx: &Context, args: &ConfigArgs) -> Result<Reading> {
     let dir = args
         .path
         .canonicalize()
@@ -52,7 +54,7 @@ pub async fn read(args: &ConfigArgs) -> Result<Reading> {
         devcontainer::confined(&path, &root)?;
     }
     let loaded = devcontainer::load(&path)?;
-    let reading = devcontainer::read(&loaded, &dir, &root, &crate::cli::up::host_env)?;
+    let reading = devcontainer::read(&loaded, &dir, &root, &crate::inputs::host_env)?;
     let mut configuration = reading.configuration;
     let workspace = reading.workspace;
     configuration.insert(
@@ -70,7 +72,7 @@ pub async fn read(args: &ConfigArgs) -> Result<Reading> {
         Err(why) => (None, Some(why)),
         // A build whose target stage is not found starts from nothing: no metadata.
         Ok(None) => (Some(metadata::merge(&features, &configuration)), None),
-        Ok(Some(image)) => match image_metadata(&image).await {
+        Ok(Some(image)) => match image_metadata(ctx, &image).await {
             Ok(Some(mut meta)) => {
                 meta.extend(features);
                 (Some(metadata::merge(&meta, &configuration)), None)
@@ -173,15 +175,13 @@ fn metadata_image(
 }
 
 /// The image's `devcontainer.metadata` entries; `None` when the image is not present.
-async fn image_metadata(image: &str) -> Result<Option<Vec<Map<String, Value>>>> {
-    let mut engine = Engine::connect().await?;
-    let labels = engine.image_labels(image).await;
-    engine.shutdown();
-    Ok(labels?.map(|l| metadata::from_label(l.get(metadata::LABEL).map(String::as_str))))
+async fn image_metadata(ctx: &Context, image: &str) -> Result<Option<Vec<Map<String, Value>>>> {
+    let labels = ctx.engine().await?.image_labels(image).await?;
+    Ok(labels.map(|l| metadata::from_label(l.get(metadata::LABEL).map(String::as_str))))
 }
 
-pub async fn run(args: ConfigArgs) -> Result<ExitCode> {
-    let reading = read(&args).await?;
+pub async fn run(ctx: &Context, args: ConfigArgs) -> Result<ExitCode> {
+    let reading = read(ctx, &args).await?;
     if args.json {
         let mut out = Map::new();
         out.insert("configuration".into(), Value::Object(reading.configuration));

@@ -2,12 +2,12 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
+use super::Context;
 use crate::names::Name;
 use crate::plan::labels;
-use crate::podman::Engine;
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
@@ -22,9 +22,9 @@ pub struct DeleteArgs {
     pub json: bool,
 }
 
-pub async fn run(args: DeleteArgs) -> Result<ExitCode> {
+pub async fn run(ctx: &Context, args: DeleteArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
-    let mut engine = Engine::connect().await?;
+    let engine = ctx.engine().await?;
     let pod = name.pod_name();
     let has_pod = !engine
         .pods_with_label(labels::POD, name.as_str())
@@ -44,24 +44,19 @@ pub async fn run(args: DeleteArgs) -> Result<ExitCode> {
     }
     if has_pod && !args.force {
         // The agent's commits that no host branch holds would be lost.
-        let lost = match crate::agent_repo::agent_made_no_commits(&engine, &name).await {
+        let lost = match crate::agent_repo::agent_made_no_commits(engine, &name).await {
             Ok(Some(true)) => Ok(Vec::new()),
-            _ => match crate::agent_repo::agent_work(&engine, &name).await {
+            _ => match crate::agent_repo::agent_work(engine, &name).await {
                 Ok(work) => crate::agent_repo::unreviewed(&work),
                 Err(e) => Err(e),
             },
         };
-        let lost = match lost {
-            Ok(l) => l,
-            Err(e) => {
-                engine.shutdown();
-                return Err(e.context(format!(
-                    "cannot tell whether {name}'s agent holds unreviewed commits; pass --force to delete anyway"
-                )));
-            }
-        };
+        let lost = lost.with_context(|| {
+            format!(
+                "cannot tell whether {name}'s agent holds unreviewed commits; pass --force to delete anyway"
+            )
+        })?;
         if !lost.is_empty() {
-            engine.shutdown();
             let list: Vec<String> = lost
                 .iter()
                 .map(|c| format!("  {} {}", &c.sha[..c.sha.len().min(12)], c.subject))
@@ -74,7 +69,6 @@ pub async fn run(args: DeleteArgs) -> Result<ExitCode> {
         }
     }
     let removed = engine.remove_labelled(name.as_str()).await?;
-    engine.shutdown();
     if let Some(state) = crate::state::StateDir::from_env() {
         state.forget(&name);
     }

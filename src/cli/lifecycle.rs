@@ -4,9 +4,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
+use super::Context;
 use crate::names::Name;
 use crate::plan;
 use crate::podman::Engine;
@@ -34,21 +35,20 @@ async fn existing_pod(engine: &Engine, name: &Name) -> Result<String> {
     Ok(engine.workspace(name).await?.pod)
 }
 
-pub async fn stop(args: StopArgs) -> Result<ExitCode> {
+pub async fn stop(ctx: &Context, args: StopArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
-    let mut engine = Engine::connect().await?;
-    let pod = existing_pod(&engine, &name).await?;
+    let engine = ctx.engine().await?;
+    let pod = existing_pod(engine, &name).await?;
     engine.stop_pod(&pod).await?;
-    engine.shutdown();
     println!("stopped {pod}");
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn start(args: StartArgs) -> Result<ExitCode> {
+pub async fn start(ctx: &Context, args: StartArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     let progress = Progress::new();
-    let mut engine = Engine::connect().await?;
-    let pod = existing_pod(&engine, &name).await?;
+    let engine = ctx.engine().await?;
+    let pod = existing_pod(engine, &name).await?;
     progress.step(&format!("starting {pod}"));
     engine.start_pod(&pod).await?;
     let row = engine.workspace(&name).await?;
@@ -67,10 +67,9 @@ pub async fn start(args: StartArgs) -> Result<ExitCode> {
     };
     // Interrupting a start leaves the pod running: nothing was created.
     let (_tx, mut cancel) = tokio::sync::watch::channel(false);
-    probe::wait_ready(&engine, &target, &mut cancel).await?;
-    note_agent_ready(&engine, &name).await?;
-    run_post_start(&engine, &pod, &row, &progress).await?;
-    engine.shutdown();
+    probe::wait_ready(engine, &target, &mut cancel).await?;
+    note_agent_ready(engine, &name).await?;
+    run_post_start(engine, &pod, &row, &progress).await?;
     drop(progress);
     println!("started {pod}: the agent answers");
     Ok(ExitCode::SUCCESS)

@@ -7,8 +7,8 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
+use super::Context;
 use crate::names::Name;
-use crate::podman::Engine;
 use crate::podman::inventory::WorkspaceRow;
 use crate::state::StateDir;
 
@@ -51,10 +51,9 @@ impl Entry {
     }
 }
 
-pub async fn run(args: ListArgs) -> Result<ExitCode> {
-    let mut engine = Engine::connect().await?;
+pub async fn run(ctx: &Context, args: ListArgs) -> Result<ExitCode> {
+    let engine = ctx.engine().await?;
     let rows = engine.workspaces(None).await?;
-    engine.shutdown();
     let state = StateDir::from_env();
     let entries: Vec<Entry> = rows
         .into_iter()

@@ -7,9 +7,10 @@ use anyhow::{Result, bail};
 use clap::Args;
 use futures_util::StreamExt;
 
+use super::Context;
 use crate::names::Name;
 use crate::plan::Role;
-use crate::podman::{Engine, api_error};
+use crate::podman::api_error;
 
 /// The containers `logs` can show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -46,10 +47,10 @@ pub struct LogsArgs {
     pub tail: Option<usize>,
 }
 
-pub async fn run(args: LogsArgs) -> Result<ExitCode> {
+pub async fn run(ctx: &Context, args: LogsArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     let role = Role::from(args.container);
-    let mut engine = Engine::connect().await?;
+    let engine = ctx.engine().await?;
     let row = engine.workspace(&name).await?;
     let Some(container) = row.container(role.as_str()) else {
         let have: Vec<&str> = row.containers.iter().map(|c| c.role.as_str()).collect();
@@ -84,6 +85,5 @@ pub async fn run(args: LogsArgs) -> Result<ExitCode> {
         }
     }
     drop(stream);
-    engine.shutdown();
     Ok(ExitCode::SUCCESS)
 }

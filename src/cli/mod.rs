@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 pub mod config;
+mod context;
 pub mod delete;
 pub mod initialize;
 pub mod lifecycle;
@@ -15,6 +16,8 @@ pub mod ssh;
 pub mod status;
 pub mod task;
 pub mod up;
+
+pub use context::Context;
 
 /// Run AI coding agents sandboxed in reproducible dev environments (rootless Podman pods).
 #[derive(Debug, Parser)]
@@ -98,23 +101,31 @@ pub fn init_tracing(verbose: u8) {
         .try_init();
 }
 
-/// Runs the parsed command.
+/// Runs the parsed command; the engine it connected to (if any) is shut down on every
+/// way out, an error or an interruption included.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Up(args) => up::run(args).await,
-        Command::List(args) => list::run(args).await,
-        Command::Status(args) => status::run(args).await,
-        Command::Ports(args) => status::ports(args).await,
-        Command::Stop(args) => lifecycle::stop(args).await,
-        Command::Start(args) => lifecycle::start(args).await,
-        Command::Logs(args) => logs::run(args).await,
-        Command::Task(args) => task::run(args).await,
-        Command::Ssh(args) => ssh::ssh(args).await,
-        Command::Attach(args) => ssh::attach(args).await,
-        Command::Exec(args) => ssh::exec(args).await,
-        Command::Review(args) => review::run(args).await,
-        Command::Delete(args) => delete::run(args).await,
-        Command::Config(args) => config::run(args).await,
+    let mut ctx = Context::new();
+    let result = dispatch(&ctx, cli.command).await;
+    ctx.shutdown();
+    result
+}
+
+async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Up(args) => up::run(ctx, args).await,
+        Command::List(args) => list::run(ctx, args).await,
+        Command::Status(args) => status::run(ctx, args).await,
+        Command::Ports(args) => status::ports(ctx, args).await,
+        Command::Stop(args) => lifecycle::stop(ctx, args).await,
+        Command::Start(args) => lifecycle::start(ctx, args).await,
+        Command::Logs(args) => logs::run(ctx, args).await,
+        Command::Task(args) => task::run(ctx, args).await,
+        Command::Ssh(args) => ssh::ssh(ctx, args).await,
+        Command::Attach(args) => ssh::attach(ctx, args).await,
+        Command::Exec(args) => ssh::exec(ctx, args).await,
+        Command::Review(args) => review::run(ctx, args).await,
+        Command::Delete(args) => delete::run(ctx, args).await,
+        Command::Config(args) => config::run(ctx, args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "devaipod", &mut std::io::stdout());

@@ -5,12 +5,12 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context as _, Result};
 use clap::Args;
 
+use super::Context;
 use crate::agent_repo::{agent_work, fetch_branch};
 use crate::names::Name;
-use crate::podman::Engine;
 use crate::process::CommandRunExt;
 
 #[derive(Debug, Args)]
@@ -25,19 +25,13 @@ pub struct ReviewArgs {
     pub json: bool,
 }
 
-pub async fn run(args: ReviewArgs) -> Result<ExitCode> {
+pub async fn run(ctx: &Context, args: ReviewArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
-    let mut engine = Engine::connect().await?;
-    let result = async {
-        let work = agent_work(&engine, &name).await?;
-        if work.tip.is_some() && !work.commits.is_empty() {
-            fetch_branch(&engine, &name, &work).await?;
-        }
-        Ok::<_, anyhow::Error>(work)
+    let engine = ctx.engine().await?;
+    let work = agent_work(engine, &name).await?;
+    if work.tip.is_some() && !work.commits.is_empty() {
+        fetch_branch(engine, &name, &work).await?;
     }
-    .await;
-    engine.shutdown();
-    let work = result?;
     let base_name = work
         .base_branch
         .clone()

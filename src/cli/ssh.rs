@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use serde_json::Value;
 
+use super::Context;
 use crate::names::Name;
 use crate::plan::{self, Role, labels};
 use crate::podman::Engine;
@@ -136,29 +137,24 @@ const LOGIN_SHELL: &str = "u=$(id -un 2>/dev/null); s=$(getent passwd \"$u\" 2>/
 /// A session in the workspace as its remoteUser, in its folder, with remoteEnv; a
 /// terminal session (interactive) runs postAttachCommand first.
 async fn run_session(
-    engine: &mut Engine,
+    engine: &Engine,
     name: &Name,
     tty: bool,
     argv: Vec<String>,
 ) -> Result<ExitCode> {
-    let result = async {
-        let ctx = context(engine, name).await?;
-        if tty {
-            post_attach(engine, &ctx).await;
-        }
-        let s = Session {
-            container: ctx.workspace,
-            user: ctx.user,
-            workdir: ctx.workdir,
-            env: ctx.env,
-            tty,
-            argv,
-        };
-        session::run(engine, &s).await
+    let ctx = context(engine, name).await?;
+    if tty {
+        post_attach(engine, &ctx).await;
     }
-    .await;
-    engine.shutdown();
-    Ok(exit_code(result?))
+    let s = Session {
+        container: ctx.workspace,
+        user: ctx.user,
+        workdir: ctx.workdir,
+        env: ctx.env,
+        tty,
+        argv,
+    };
+    Ok(exit_code(session::run(engine, &s).await?))
 }
 
 /// The session's exit status as devaipod's own.
@@ -166,53 +162,46 @@ fn exit_code(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-pub async fn ssh(args: SshArgs) -> Result<ExitCode> {
+pub async fn ssh(ctx: &Context, args: SshArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
-    let mut engine = Engine::connect().await?;
+    let engine = ctx.engine().await?;
     let tty = args.command.is_empty() && std::io::stdin().is_terminal();
     let argv = if args.command.is_empty() {
         vec!["/bin/sh".into(), "-c".into(), LOGIN_SHELL.into()]
     } else {
         args.command
     };
-    run_session(&mut engine, &name, tty, argv).await
+    run_session(engine, &name, tty, argv).await
 }
 
-pub async fn attach(args: AttachArgs) -> Result<ExitCode> {
+pub async fn attach(ctx: &Context, args: AttachArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     if !std::io::stdin().is_terminal() {
         bail!(
             "`devaipod attach` opens the agent's terminal interface and needs a terminal; for scripts use `devaipod task {name} TEXT` or `devaipod ssh {name} -- opencode-agent run TEXT`"
         );
     }
-    let mut engine = Engine::connect().await?;
+    let engine = ctx.engine().await?;
     let mut argv = vec![format!("{}/oc", plan::SHIM_DIR)];
     argv.extend(args.args);
-    run_session(&mut engine, &name, true, argv).await
+    run_session(engine, &name, true, argv).await
 }
 
-pub async fn exec(args: ExecArgs) -> Result<ExitCode> {
+pub async fn exec(ctx: &Context, args: ExecArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
-    let mut engine = Engine::connect().await?;
-    let result = async {
-        let row = engine.workspace(&name).await?;
-        let container = row
-            .container(args.container.as_str())
-            .map(|c| c.name.clone())
-            .ok_or_else(|| {
-                anyhow::anyhow!("pod {} has no {} container", row.pod, args.container)
-            })?;
-        let s = Session {
-            container,
-            user: args.user.clone(),
-            workdir: None,
-            env: BTreeMap::new(),
-            tty: std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
-            argv: args.command.clone(),
-        };
-        session::run(&engine, &s).await
-    }
-    .await;
-    engine.shutdown();
-    Ok(exit_code(result?))
+    let engine = ctx.engine().await?;
+    let row = engine.workspace(&name).await?;
+    let container = row
+        .container(args.container.as_str())
+        .map(|c| c.name.clone())
+        .ok_or_else(|| anyhow::anyhow!("pod {} has no {} container", row.pod, args.container))?;
+    let s = Session {
+        container,
+        user: args.user,
+        workdir: None,
+        env: BTreeMap::new(),
+        tty: std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
+        argv: args.command,
+    };
+    Ok(exit_code(session::run(engine, &s).await?))
 }

@@ -8,10 +8,10 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::Context;
 use super::list::Entry;
 use crate::names::Name;
 use crate::plan::labels;
-use crate::podman::Engine;
 use crate::podman::inventory::EventRow;
 use crate::state::StateDir;
 
@@ -123,12 +123,11 @@ pub struct PortsArgs {
 }
 
 /// `devaipod ports NAME`: the workspace's ports published on the host.
-pub async fn ports(args: PortsArgs) -> Result<ExitCode> {
+pub async fn ports(ctx: &Context, args: PortsArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
-    let mut engine = Engine::connect().await?;
+    let engine = ctx.engine().await?;
     let row = engine.workspace(&name).await?;
     let pod = engine.inspect_pod(&row.pod).await?;
-    engine.shutdown();
     let ports = ports_of(&pod);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&ports)?);
@@ -151,9 +150,9 @@ pub async fn ports(args: PortsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn run(args: StatusArgs) -> Result<ExitCode> {
+pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
-    let mut engine = Engine::connect().await?;
+    let engine = ctx.engine().await?;
     let row = engine.workspace(&name).await?;
     let inspects = futures_util::future::try_join_all(
         row.containers
@@ -168,7 +167,7 @@ pub async fn run(args: StatusArgs) -> Result<ExitCode> {
     )?;
     let (sessions, sessions_note) = if row.status == "running" {
         let got = async {
-            let agent = crate::agent::Agent::open(&engine, &name).await?;
+            let agent = crate::agent::Agent::open(engine, &name).await?;
             agent.sessions().await
         }
         .await;
@@ -179,7 +178,6 @@ pub async fn run(args: StatusArgs) -> Result<ExitCode> {
     } else {
         (None, Some(format!("the pod is {}", row.status)))
     };
-    engine.shutdown();
     let mounts = row
         .containers
         .iter()

@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
+use super::Context;
 use crate::names::Name;
-use crate::podman::Engine;
 
 #[derive(Debug, Args)]
 pub struct TaskArgs {
@@ -35,7 +35,7 @@ pub struct TaskArgs {
     pub json: bool,
 }
 
-pub async fn run(args: TaskArgs) -> Result<ExitCode> {
+pub async fn run(ctx: &Context, args: TaskArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     let text = match (&args.text, &args.file) {
         (Some(t), _) => t.clone(),
@@ -46,20 +46,15 @@ pub async fn run(args: TaskArgs) -> Result<ExitCode> {
     if text.trim().is_empty() {
         bail!("the task is empty: give the agent something to do");
     }
-    let mut engine = Engine::connect().await?;
-    let result = async {
-        engine.workspace(&name).await?;
-        let agent = crate::agent::Agent::open(&engine, &name).await?;
-        let session = match (&args.session, args.new) {
-            (Some(id), _) => Some(id.clone()),
-            (None, true) => None,
-            (None, false) => agent.sessions().await?.into_iter().next().map(|s| s.id),
-        };
-        agent.hand_over(&text, session.as_deref()).await
-    }
-    .await;
-    engine.shutdown();
-    let id = result?;
+    let engine = ctx.engine().await?;
+    engine.workspace(&name).await?;
+    let agent = crate::agent::Agent::open(engine, &name).await?;
+    let session = match (&args.session, args.new) {
+        (Some(id), _) => Some(id.clone()),
+        (None, true) => None,
+        (None, false) => agent.sessions().await?.into_iter().next().map(|s| s.id),
+    };
+    let id = agent.hand_over(&text, session.as_deref()).await?;
     if args.json {
         println!(
             "{}",

@@ -1,17 +1,15 @@
 //! `devaipod up [PATH]`: read the repo's devcontainer.json, plan the pod, and (unless
 //! `--dry-run`) create it and wait until the agent answers.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
-use crate::devcontainer;
-use crate::git::RepoInfo;
-use crate::names::{Name, random_suffix};
-use crate::plan::{self, ImageState, PlanInput, PodPlan, RepoFacts};
+use super::Context;
+use crate::inputs;
+use crate::plan::{self, ImageState, PodPlan};
 use crate::podman::{Engine, apply};
 use crate::progress::Progress;
 
@@ -76,470 +74,105 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Finds devcontainer.json for `dir`: `--config`, else in `dir` (where several named
-/// configs without a default are an error), else in its parents up to `root`.
-pub fn find_config(dir: &Path, root: &Path, explicit: Option<&Path>) -> Result<Option<PathBuf>> {
-    if let Some(found) = devcontainer::discover(dir, explicit)? {
-        return Ok(Some(found));
-    }
-    let mut cur = dir.parent();
-    while let Some(d) = cur {
-        if !d.starts_with(root) {
-            break;
+impl UpArgs {
+    /// The flags that decide the plan.
+    fn request(&self) -> inputs::Request {
+        inputs::Request {
+            path: self.path.clone(),
+            name: self.name.clone(),
+            image: self.image.clone(),
+            config: self.config.clone(),
+            labels: self.labels.clone(),
+            trust: self.trust,
+            service_gator: self.service_gator.clone(),
+            service_gator_image: self.service_gator_image.clone(),
+            service_gator_allow_wildcard_write: self.service_gator_allow_wildcard_write,
+            rebuild: self.rebuild,
+            ready_timeout_secs: self.timeout,
         }
-        if let Some(found) = devcontainer::find(d) {
-            return Ok(Some(found));
-        }
-        cur = d.parent();
     }
-    Ok(None)
-}
 
-/// Host environment lookup for `${localEnv:...}`.
-pub fn host_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
-
-/// Reads everything the plan needs (repo, config, image presence) and builds it.
-async fn make_plan(
-    args: &UpArgs,
-    engine: Option<&Engine>,
-    engine_error: Option<String>,
-) -> Result<(PodPlan, Option<crate::build::Prepared>)> {
-    let path = args
-        .path
-        .canonicalize()
-        .with_context(|| format!("{}: no such folder", args.path.display()))?;
-    if !path.is_dir() {
-        bail!("{} is not a folder: pass the repo folder", path.display());
-    }
-    let repo = RepoInfo::detect(&path)?;
-    let subdir = path
-        .strip_prefix(&repo.root)
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let folder = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| repo.folder_name());
-    let name = match &args.name {
-        Some(n) => Name::from_user(n).with_context(|| format!("--name {n:?} is not valid"))?,
-        None => Name::derive(&folder, &random_suffix()),
-    };
-    let config_path = find_config(&path, &repo.root, args.config.as_deref())?;
-    if let (Some(p), None) = (&config_path, &args.config) {
-        devcontainer::confined(p, &repo.root)?;
-    }
-    let (config, mut config_warnings, container_env_from_host) = match &config_path {
-        Some(p) => {
-            let loaded = devcontainer::load(p)?;
-            if let Some(key) = devcontainer::uses_host_env(&loaded.raw) {
-                bail!(
-                    "{}: \"{key}\" uses ${{localEnv:...}}: devaipod does not carry host environment variables into the pod (they may hold secrets); write the value itself",
-                    p.display()
-                );
-            }
-            let reading = devcontainer::read(&loaded, &path, &repo.root, &host_env)?;
-            let from_host = devcontainer::container_env_from_host(&loaded.raw);
-            (reading.config, loaded.warnings, from_host)
-        }
-        None => (
-            devcontainer::DevContainer::default(),
-            Vec::new(),
-            Vec::new(),
-        ),
-    };
-    let prepared = match (&config_path, &args.image) {
-        (Some(p), None) => {
-            crate::build::prepare(&config, p, &repo.root, &repo.folder_name(), args.rebuild)?
-        }
-        _ => None,
-    };
-    if let Some(b) = &prepared {
-        config_warnings.extend(b.warnings.iter().cloned());
-    }
-    let extra_labels: BTreeMap<String, String> = args.labels.iter().cloned().collect();
-    let (user_config, user_config_path) = crate::config::load()?;
-    let config_file = user_config_path.unwrap_or_else(|| PathBuf::from("devaipod.toml"));
-    let to_plan = |list: &[String], table: &str| -> Result<Vec<plan::UserSecret>> {
-        Ok(crate::config::Config::entries(list, &config_file, table)?
-            .into_iter()
-            .map(|e| plan::UserSecret {
-                env_name: e.name,
-                existing: e.existing,
-            })
-            .collect())
-    };
-    let agent_secrets = to_plan(&user_config.agent.secrets, "agent")?;
-    let trusted_secrets = to_plan(&user_config.trusted.secrets, "trusted")?;
-    if let Some(both) = agent_secrets
-        .iter()
-        .find(|a| trusted_secrets.iter().any(|t| t.env_name == a.env_name))
-    {
-        bail!(
-            "{}: {} is listed under both [agent] and [trusted] secrets; a trusted secret never reaches the agent, so list it once",
-            config_file.display(),
-            both.env_name
-        );
-    }
-    let mut input = PlanInput {
-        name,
-        repo: RepoFacts {
-            root: repo.root.clone(),
-            subdir,
-            path: path.clone(),
-            folder_name: repo.folder_name(),
-            head: repo.head.clone(),
-            branch: repo.branch.clone(),
-            uncommitted: repo.uncommitted,
-        },
-        devcontainer: config,
-        devcontainer_path: config_path,
-        image_override: args.image.clone(),
-        image_state: ImageState::Unknown {
-            note: String::new(),
-        },
-        build: prepared.as_ref().map(|b| b.plan.clone()),
-        extra_labels,
-        ready_timeout_secs: args.timeout,
-        config_warnings,
-        agent_secrets,
-        trusted_secrets,
-        agent_pids_limit: match user_config.agent.pids_limit {
-            Some(p) if p < 64 => bail!(
-                "{}: [agent] pids_limit {p} is too small for opencode (use at least 64)",
-                config_file.display()
+    /// The task for the agent (TASK or --task-file), refused when empty.
+    fn task(&self) -> Result<Option<String>> {
+        let task = match (&self.task, &self.task_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("reading the task file {}", f.display()))?,
             ),
-            Some(p) => p,
-            None => plan::AGENT_PIDS_LIMIT,
-        },
-        agent_memory_limit: match &user_config.agent.memory_limit {
-            Some(m) => crate::config::parse_memory_limit(m)
-                .map_err(|e| anyhow::anyhow!("{}: [agent] {e}", config_file.display()))?,
-            None => plan::AGENT_MEMORY_LIMIT,
-        },
-        container_env_from_host,
-        env_files: BTreeMap::new(),
-        image_command: None,
-        approved: Vec::new(),
-        bundled_present: false,
-        image_path: None,
-        gator: {
-            let g = &user_config.service_gator;
-            let texts: Vec<String> = g
-                .scopes
-                .iter()
-                .chain(&args.service_gator)
-                .cloned()
-                .collect();
-            if texts.is_empty() {
-                if args.service_gator_image.is_some() {
-                    bail!(
-                        "--service-gator-image without any scope: add --service-gator SCOPE (or [service-gator] scopes)"
-                    );
-                }
-                None
-            } else {
-                let scopes = plan::gator::parse_scopes(
-                    &texts,
-                    g.allow_wildcard_write || args.service_gator_allow_wildcard_write,
-                )
-                .map_err(anyhow::Error::msg)?;
-                let image = args
-                    .service_gator_image
-                    .clone()
-                    .or_else(|| g.image.clone())
-                    .unwrap_or_else(|| plan::gator::DEFAULT_IMAGE.to_string());
-                if !plan::valid_image(&image) {
-                    bail!("service-gator image {image:?} is not a valid image reference");
-                }
-                Some(plan::GatorInput {
-                    image,
-                    scopes,
-                    gitlab_host: g.gitlab_host.clone(),
-                    jira_host: g.jira_host.clone(),
-                })
-            }
-        },
-        agent_model: user_config.agent.model.clone(),
-        agent_opencode: match &user_config.agent.opencode {
-            Some(t) => Some(serde_json::to_value(t).with_context(|| {
-                format!(
-                    "{}: [agent.opencode] cannot be turned into JSON",
-                    config_file.display()
-                )
-            })?),
-            None => None,
-        },
-        cdi_gpu: plan::cdi_gpu_in(&read_cdi_specs()),
-        trust: if args.trust {
-            Some("--trust".to_string())
-        } else if user_config.trusts(&repo.root) {
-            Some(format!("[repos] trust in {}", config_file.display()))
-        } else {
-            None
-        },
-    };
-    if let (Some(cmd), Some(state)) = (
-        input
-            .devcontainer
-            .initialize_command
-            .as_ref()
-            .and_then(plan::Command::from_value),
-        crate::state::StateDir::from_env(),
-    ) {
-        let key = plan::InitializePlan::key_for(&input.repo.root, &cmd);
-        if state.approved(&key) {
-            input.approved.push(key);
-        }
-    }
-    input.env_files = read_env_files(&input.devcontainer, &path, &repo.root, &input.config_file())?;
-    let (image, _) = plan::choose_image(&input)?;
-    if let Some(engine) = engine
-        && let Some((cmd, path)) = engine.image_command(&image).await?
-    {
-        input.image_command = Some(cmd);
-        input.image_path = path;
-    }
-    if let Some(engine) = engine {
-        input.bundled_present = engine.image_id(plan::BUNDLED_IMAGE).await?.is_some();
-    }
-    let to_build = input.image_override.is_none() && input.build.is_some();
-    input.image_state = match engine {
-        Some(_) if to_build && args.rebuild => ImageState::WillBuild,
-        Some(engine) => match engine.image_id(&image).await? {
-            Some(id) => ImageState::Present { id },
-            None if to_build => ImageState::WillBuild,
-            None => ImageState::Missing {
-                note: missing_image_note(&image),
-            },
-        },
-        None => ImageState::Unknown {
-            note: format!(
-                "not checked: {}",
-                engine_error.unwrap_or_else(|| "no engine".into())
-            ),
-        },
-    };
-    if let (Some(g), Some(engine)) = (&input.gator, engine)
-        && engine.image_id(&g.image).await?.is_none()
-    {
-        bail!(
-            "the service-gator image {} is not in the local image store and devaipod never pulls: run `podman pull {}` (or build it), or name another with --service-gator-image",
-            g.image,
-            g.image
-        );
-    }
-    let plan = plan::build(&input)?;
-    check_bind_sources(&plan)?;
-    Ok((plan, prepared))
-}
-
-/// The host's CDI specifications (where Podman looks for them).
-fn read_cdi_specs() -> Vec<String> {
-    ["/etc/cdi", "/var/run/cdi"]
-        .iter()
-        .filter_map(|d| std::fs::read_dir(d).ok())
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            let n = e.file_name();
-            let n = n.to_string_lossy();
-            n.ends_with(".json") || n.ends_with(".yaml") || n.ends_with(".yml")
-        })
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .collect()
-}
-
-/// Reads runArgs' `--env-file`s: relative to the folder `up` was pointed at, confined
-/// to the repo (an env file elsewhere could be any of the user's files).
-fn read_env_files(
-    dc: &devcontainer::DevContainer,
-    base: &Path,
-    root: &Path,
-    config_file: &str,
-) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    let Some(args) = &dc.run_args else {
-        return Ok(out);
-    };
-    // Errors in runArgs are reported by the plan; only the file names matter here.
-    let Ok(parsed) = plan::run_args::parse(args, &base.display().to_string()) else {
-        return Ok(out);
-    };
-    for f in parsed.env_files {
-        let p = base.join(&f);
-        let real = p.canonicalize().with_context(|| {
-            format!(
-                "{config_file}: runArgs --env-file {f}: {} does not exist",
-                p.display()
-            )
-        })?;
-        if !real.starts_with(root) {
-            bail!(
-                "{config_file}: runArgs --env-file {f} resolves to {}, outside the repository: devaipod reads only the repository's own files",
-                real.display()
-            );
-        }
-        let text = std::fs::read_to_string(&real)
-            .with_context(|| format!("reading {}", real.display()))?;
-        out.insert(f, text);
-    }
-    Ok(out)
-}
-
-/// Host-side checks of the workspace's bind mounts (the plan checked their consent and
-/// their names): the source exists, and once symlinks are resolved it is neither a
-/// socket nor an engine's path.
-fn check_bind_sources(plan: &PodPlan) -> Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    for c in &plan.containers {
-        for m in c.mounts.iter().filter(|m| m.kind == "bind") {
-            let real = Path::new(&m.source)
-                .canonicalize()
-                .with_context(|| format!("the bind mount source {} does not exist", m.source))?;
-            let meta = std::fs::metadata(&real)
-                .with_context(|| format!("reading the bind mount source {}", m.source))?;
-            if meta.file_type().is_socket() || plan::engine_socket_path(&real.display().to_string())
-            {
-                bail!(
-                    "the bind mount source {} resolves to {}, a socket or a container engine's path; it is never mounted",
-                    m.source,
-                    real.display()
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-fn missing_image_note(image: &str) -> String {
-    if image.starts_with("localhost/devaipod-base") {
-        "not in the local image store; build it with `just image` (devaipod never pulls)".into()
-    } else {
-        format!(
-            "not in the local image store and devaipod never pulls: run `podman pull {image}` or build it, then retry"
-        )
-    }
-}
-
-pub async fn run(args: UpArgs) -> Result<ExitCode> {
-    if args.dry_run {
-        // A dry run works without an engine; it then says the image was not checked.
-        let (engine, err) = match Engine::connect().await {
-            Ok(e) => (Some(e), None),
-            Err(e) => (None, Some(format!("{e:#}"))),
+            (None, None) => None,
         };
-        let (plan, _) = make_plan(&args, engine.as_ref(), err).await?;
-        drop(engine);
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&dry_run_json(&plan))?);
-        } else {
-            print!("{}", render_plan(&plan));
+        if task.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            bail!("the task is empty: give the agent something to do");
         }
-        return Ok(ExitCode::SUCCESS);
+        Ok(task)
     }
+}
 
-    let task = match (&args.task, &args.task_file) {
-        (Some(t), _) => Some(t.clone()),
-        (None, Some(f)) => Some(
-            std::fs::read_to_string(f)
-                .with_context(|| format!("reading the task file {}", f.display()))?,
-        ),
-        (None, None) => None,
+/// `up --dry-run`: prints the plan. It works without an engine; the plan then says the
+/// image was not checked, and why.
+async fn dry_run(ctx: &Context, args: &UpArgs) -> Result<ExitCode> {
+    let engine = ctx.engine().await.map_err(|e| format!("{e:#}"));
+    let req = args.request();
+    let mut host = inputs::host_facts(&req)?;
+    let facts = match engine {
+        Ok(engine) => inputs::image_facts(engine, &host.input, req.rebuild).await?,
+        Err(why) => inputs::ImageFacts::unknown(&why),
     };
-    if task.as_deref().is_some_and(|t| t.trim().is_empty()) {
-        bail!("the task is empty: give the agent something to do");
+    facts.apply_to(&mut host.input);
+    let plan = inputs::plan(&host.input)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&dry_run_json(&plan))?);
+    } else {
+        print!("{}", render_plan(&plan));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
+    if args.dry_run {
+        return dry_run(ctx, &args).await;
+    }
+    let task = args.task()?;
     let progress = Progress::new();
     progress.step("connecting to podman");
-    let mut engine = Engine::connect().await?;
+    let engine = ctx.engine().await?;
     progress.step("reading the repo and devcontainer.json");
-    let (mut plan, prepared) = make_plan(&args, Some(&engine), None).await?;
+    let req = args.request();
+    let mut host = inputs::host_facts(&req)?;
+    inputs::image_facts(engine, &host.input, req.rebuild)
+        .await?
+        .apply_to(&mut host.input);
+    let mut plan = inputs::plan(&host.input)?;
     for w in &plan.warnings {
         progress.warn(w);
     }
     let values = secret_values(&plan)?;
     let mut cancel = crate::cli::cancel_on_signals();
-    if let Some(init) = &plan.initialize
-        && let Err(e) =
-            crate::cli::initialize::approve_and_run(init, &init.config, &progress, &mut cancel)
-                .await
-    {
-        engine.shutdown();
-        return Err(e);
+    if let Some(init) = &plan.initialize {
+        crate::cli::initialize::approve_and_run(init, &init.config, &progress, &mut cancel).await?;
     }
-    if let (ImageState::WillBuild, Some(build)) = (&plan.image.state, &prepared) {
-        progress.step(&format!(
-            "building {} from {} ({} files)",
-            build.plan.tag,
-            build.plan.dockerfile.display(),
-            build.plan.files
-        ));
-        let mut labels = plan.pod.labels.clone();
-        labels.retain(|k, _| !k.starts_with(plan::labels::PREFIX));
-        labels.extend(build.plan.labels.clone());
-        labels.insert(
-            format!("{}build-key", plan::labels::PREFIX),
-            build.plan.key.clone(),
-        );
-        let on_line = |l: &str| progress.line(&format!("  build: {l}"));
-        let id = tokio::select! {
-            r = engine.build_image(build, &labels, &on_line) => r,
-            _ = cancel.wait_for(|c| *c) => Err(anyhow::Error::new(crate::Interrupted)),
-        };
-        let id = match id {
-            Ok(id) => id,
-            Err(e) => {
-                engine.shutdown();
-                return Err(e);
-            }
-        };
-        progress.finish_step();
-        // Plan again now that the image exists (overrideCommand: false reads its CMD).
-        let again = UpArgs {
-            rebuild: false,
-            name: Some(plan.name.to_string()),
-            ..args.clone()
-        };
-        plan = make_plan(&again, Some(&engine), None).await?.0;
+    if let (ImageState::WillBuild, Some(build)) = (&plan.image.state, &host.prepared) {
+        let id = build_image(engine, &plan, build, &progress, &mut cancel).await?;
+        // Plan again now that the image exists (overrideCommand: false reads its CMD):
+        // only what the engine knows of the images changed.
+        if let Some(b) = &mut host.input.build {
+            b.rebuild = false;
+        }
+        inputs::image_facts(engine, &host.input, false)
+            .await?
+            .apply_to(&mut host.input);
+        plan = inputs::plan(&host.input)?;
         tracing::debug!(%id, "built");
     }
-    let result = apply::apply(&engine, &plan, &values, &progress, &mut cancel).await;
+    let result = apply::apply(engine, &plan, &values, &progress, &mut cancel).await;
     if result.is_ok() {
-        crate::cli::lifecycle::note_agent_ready(&engine, &plan.name).await?;
+        crate::cli::lifecycle::note_agent_ready(engine, &plan.name).await?;
     }
-    let mut session = None;
-    if let (Ok(_), Some(task)) = (&result, &task) {
-        if plan.agent_config.model.is_none() {
-            progress.warn(
-                "the agent has no model configured ([agent] model in devaipod.toml): the task is handed over, and opencode uses its own default model",
-            );
-        }
-        progress.step("handing the task to the agent");
-        let password = values
-            .get(&plan::password_secret_name(&plan.name))
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("the agent's password was not made"))?;
-        let agent = crate::agent::Agent::with_password(
-            &engine,
-            &plan.pod.name,
-            &plan.repo.workdir,
-            password,
-        );
-        match agent.hand_over(task, None).await {
-            Ok(id) => session = Some(id),
-            Err(e) => {
-                engine.shutdown();
-                return Err(e.context(format!(
-                    "pod {} is up, but the task was not handed over; retry with `devaipod task {} TEXT`",
-                    plan.pod.name, plan.name
-                )));
-            }
-        }
-        progress.finish_step();
-    }
-    engine.shutdown();
+    let session = match (&result, &task) {
+        (Ok(_), Some(task)) => Some(hand_over(engine, &plan, &values, task, &progress).await?),
+        _ => None,
+    };
     let applied = result?;
     let elapsed = progress.elapsed();
     drop(progress);
@@ -548,25 +181,91 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         v["session"] = serde_json::json!(session);
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!(
-            "pod {} is ready ({:.1}s): the agent answers on http://127.0.0.1:{} inside the pod",
-            applied.pod,
-            elapsed.as_secs_f64(),
-            plan::AGENT_PORT
-        );
-        println!(
-            "  shell:   devaipod ssh {}   (then `oc` attaches to the agent)",
-            applied.name
-        );
-        if let Some(id) = &session {
-            println!("  task:    handed over as opencode session {id}");
-            println!("  follow:  devaipod status {}", applied.name);
-        }
-        println!("  attach:  devaipod attach {}", applied.name);
-        println!("  review:  devaipod review {}", applied.name);
-        println!("  remove:  devaipod delete {}", applied.name);
+        print_ready(&applied, elapsed, session.as_deref());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the image of a Dockerfile configuration, labelled like the pod's objects but
+/// with the build's own devaipod labels; the user may interrupt it.
+async fn build_image(
+    engine: &Engine,
+    plan: &PodPlan,
+    build: &crate::build::Prepared,
+    progress: &Progress,
+    cancel: &mut apply::Cancel,
+) -> Result<String> {
+    progress.step(&format!(
+        "building {} from {} ({} files)",
+        build.plan.tag,
+        build.plan.dockerfile.display(),
+        build.plan.files
+    ));
+    let mut labels = plan.pod.labels.clone();
+    labels.retain(|k, _| !k.starts_with(plan::labels::PREFIX));
+    labels.extend(build.plan.labels.clone());
+    labels.insert(
+        format!("{}build-key", plan::labels::PREFIX),
+        build.plan.key.clone(),
+    );
+    let on_line = |l: &str| progress.line(&format!("  build: {l}"));
+    let id = tokio::select! {
+        r = engine.build_image(build, &labels, &on_line) => r,
+        _ = cancel.wait_for(|c| *c) => Err(anyhow::Error::new(crate::Interrupted)),
+    }?;
+    progress.finish_step();
+    Ok(id)
+}
+
+/// Hands the task to the agent of the pod just made; the session's id.
+async fn hand_over(
+    engine: &Engine,
+    plan: &PodPlan,
+    values: &apply::SecretValues,
+    task: &str,
+    progress: &Progress,
+) -> Result<String> {
+    if plan.agent_config.model.is_none() {
+        progress.warn(
+            "the agent has no model configured ([agent] model in devaipod.toml): the task is handed over, and opencode uses its own default model",
+        );
+    }
+    progress.step("handing the task to the agent");
+    let password = values
+        .get(&plan::password_secret_name(&plan.name))
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("the agent's password was not made"))?;
+    let agent =
+        crate::agent::Agent::with_password(engine, &plan.pod.name, &plan.repo.workdir, password);
+    let id = agent.hand_over(task, None).await.map_err(|e| {
+        e.context(format!(
+            "pod {} is up, but the task was not handed over; retry with `devaipod task {} TEXT`",
+            plan.pod.name, plan.name
+        ))
+    })?;
+    progress.finish_step();
+    Ok(id)
+}
+
+/// What `up` prints when the pod is ready: where the agent answers and what to do next.
+fn print_ready(applied: &apply::Applied, elapsed: std::time::Duration, session: Option<&str>) {
+    println!(
+        "pod {} is ready ({:.1}s): the agent answers on http://127.0.0.1:{} inside the pod",
+        applied.pod,
+        elapsed.as_secs_f64(),
+        plan::AGENT_PORT
+    );
+    println!(
+        "  shell:   devaipod ssh {}   (then `oc` attaches to the agent)",
+        applied.name
+    );
+    if let Some(id) = session {
+        println!("  task:    handed over as opencode session {id}");
+        println!("  follow:  devaipod status {}", applied.name);
+    }
+    println!("  attach:  devaipod attach {}", applied.name);
+    println!("  review:  devaipod review {}", applied.name);
+    println!("  remove:  devaipod delete {}", applied.name);
 }
 
 /// The values of the plan's environment secrets, read from devaipod's environment now.

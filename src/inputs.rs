@@ -1,0 +1,446 @@
+//! What the plan is computed from, gathered from the world: host facts read without the
+//! engine (the repo, its devcontainer.json and build, the user's configuration, env
+//! files, remembered approvals, CDI specs), and image facts asked of the engine (is the
+//! image there, its command and PATH, the bundled and service-gator images). `up`
+//! gathers both, plans, and after building the image refreshes only the image facts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::devcontainer;
+use crate::git::RepoInfo;
+use crate::names::{Name, random_suffix};
+use crate::plan::{self, ImageState, PlanInput, PodPlan, RepoFacts};
+use crate::podman::Engine;
+
+/// What the user asked `up` for: the command line's say in the plan.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// The repo, or a folder inside it.
+    pub path: PathBuf,
+    pub name: Option<String>,
+    pub image: Option<String>,
+    /// `--config FILE`: the devcontainer.json to use.
+    pub config: Option<PathBuf>,
+    pub labels: Vec<(String, String)>,
+    pub trust: bool,
+    pub service_gator: Vec<String>,
+    pub service_gator_image: Option<String>,
+    pub service_gator_allow_wildcard_write: bool,
+    pub rebuild: bool,
+    pub ready_timeout_secs: u64,
+}
+
+/// The host facts: the plan's input without the image facts, and the build context
+/// when the image is built from a Dockerfile.
+#[derive(Debug)]
+pub struct HostFacts {
+    pub input: PlanInput,
+    pub prepared: Option<crate::build::Prepared>,
+}
+
+/// Host environment lookup for `${localEnv:...}`.
+pub fn host_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Finds devcontainer.json for `dir`: `--config`, else in `dir` (where several named
+/// configs without a default are an error), else in its parents up to `root`.
+pub fn find_config(dir: &Path, root: &Path, explicit: Option<&Path>) -> Result<Option<PathBuf>> {
+    if let Some(found) = devcontainer::discover(dir, explicit)? {
+        return Ok(Some(found));
+    }
+    let mut cur = dir.parent();
+    while let Some(d) = cur {
+        if !d.starts_with(root) {
+            break;
+        }
+        if let Some(found) = devcontainer::find(d) {
+            return Ok(Some(found));
+        }
+        cur = d.parent();
+    }
+    Ok(None)
+}
+
+/// The repo folder `up` was pointed at, and what git says about its repo.
+struct Location {
+    path: PathBuf,
+    repo: RepoInfo,
+}
+
+impl Location {
+    fn of(path: &Path) -> Result<Self> {
+        let path = path
+            .canonicalize()
+            .with_context(|| format!("{}: no such folder", path.display()))?;
+        if !path.is_dir() {
+            bail!("{} is not a folder: pass the repo folder", path.display());
+        }
+        let repo = RepoInfo::detect(&path)?;
+        Ok(Self { path, repo })
+    }
+
+    fn facts(&self) -> RepoFacts {
+        RepoFacts {
+            root: self.repo.root.clone(),
+            subdir: self
+                .path
+                .strip_prefix(&self.repo.root)
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            path: self.path.clone(),
+            folder_name: self.repo.folder_name(),
+            head: self.repo.head.clone(),
+            branch: self.repo.branch.clone(),
+            uncommitted: self.repo.uncommitted,
+        }
+    }
+
+    /// `--name`, else the folder's name with a short random suffix.
+    fn name(&self, requested: Option<&str>) -> Result<Name> {
+        match requested {
+            Some(n) => Name::from_user(n).with_context(|| format!("--name {n:?} is not valid")),
+            None => {
+                let folder = self
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| self.repo.folder_name());
+                Ok(Name::derive(&folder, &random_suffix()))
+            }
+        }
+    }
+}
+
+/// The repo's devcontainer.json, read: its configuration, warnings, and the container
+/// env names it takes from the host.
+struct Reading {
+    path: Option<PathBuf>,
+    config: devcontainer::DevContainer,
+    warnings: Vec<String>,
+    container_env_from_host: Vec<String>,
+}
+
+fn read_devcontainer(at: &Location, explicit: Option<&Path>) -> Result<Reading> {
+    let root = &at.repo.root;
+    let path = find_config(&at.path, root, explicit)?;
+    if let (Some(p), None) = (&path, explicit) {
+        devcontainer::confined(p, root)?;
+    }
+    let Some(p) = &path else {
+        return Ok(Reading {
+            path,
+            config: devcontainer::DevContainer::default(),
+            warnings: Vec::new(),
+            container_env_from_host: Vec::new(),
+        });
+    };
+    let loaded = devcontainer::load(p)?;
+    if let Some(key) = devcontainer::uses_host_env(&loaded.raw) {
+        bail!(
+            "{}: \"{key}\" uses ${{localEnv:...}}: devaipod does not carry host environment variables into the pod (they may hold secrets); write the value itself",
+            p.display()
+        );
+    }
+    let reading = devcontainer::read(&loaded, &at.path, root, &host_env)?;
+    let container_env_from_host = devcontainer::container_env_from_host(&loaded.raw);
+    Ok(Reading {
+        path,
+        config: reading.config,
+        warnings: loaded.warnings,
+        container_env_from_host,
+    })
+}
+
+/// Reads everything the plan needs that the engine does not know, checking the user's
+/// configuration on the way. The image facts are left unknown.
+pub fn host_facts(req: &Request) -> Result<HostFacts> {
+    let at = Location::of(&req.path)?;
+    let name = at.name(req.name.as_deref())?;
+    let reading = read_devcontainer(&at, req.config.as_deref())?;
+    let prepared = match (&reading.path, &req.image) {
+        (Some(p), None) => crate::build::prepare(
+            &reading.config,
+            p,
+            &at.repo.root,
+            &at.repo.folder_name(),
+            req.rebuild,
+        )?,
+        _ => None,
+    };
+    let mut config_warnings = reading.warnings;
+    if let Some(b) = &prepared {
+        config_warnings.extend(b.warnings.iter().cloned());
+    }
+    let (user_config, user_config_path) = crate::config::load()?;
+    let config_file = user_config_path.unwrap_or_else(|| PathBuf::from("devaipod.toml"));
+    let (agent_secrets, trusted_secrets) = user_config.secret_lists(&config_file)?;
+    let mut input = PlanInput {
+        name,
+        repo: at.facts(),
+        devcontainer: reading.config,
+        devcontainer_path: reading.path,
+        image_override: req.image.clone(),
+        image_state: ImageState::Unknown {
+            note: String::new(),
+        },
+        build: prepared.as_ref().map(|b| b.plan.clone()),
+        extra_labels: req.labels.iter().cloned().collect(),
+        ready_timeout_secs: req.ready_timeout_secs,
+        config_warnings,
+        agent_secrets: user_secrets(agent_secrets),
+        trusted_secrets: user_secrets(trusted_secrets),
+        agent_pids_limit: user_config
+            .agent_pids_limit(&config_file)?
+            .unwrap_or(plan::AGENT_PIDS_LIMIT),
+        agent_memory_limit: user_config
+            .agent_memory_limit(&config_file)?
+            .unwrap_or(plan::AGENT_MEMORY_LIMIT),
+        container_env_from_host: reading.container_env_from_host,
+        env_files: BTreeMap::new(),
+        image_command: None,
+        approved: Vec::new(),
+        bundled_present: false,
+        image_path: None,
+        gator: gator_input(&user_config.service_gator, req)?,
+        agent_model: user_config.agent.model.clone(),
+        agent_opencode: user_config.agent_opencode_json(&config_file)?,
+        cdi_gpu: plan::cdi_gpu_in(&read_cdi_specs()),
+        trust: if req.trust {
+            Some("--trust".to_string())
+        } else if user_config.trusts(&at.repo.root) {
+            Some(format!("[repos] trust in {}", config_file.display()))
+        } else {
+            None
+        },
+    };
+    input.approved = remembered_approval(&input).into_iter().collect();
+    input.env_files = read_env_files(
+        &input.devcontainer,
+        &at.path,
+        &at.repo.root,
+        &input.config_file(),
+    )?;
+    Ok(HostFacts { input, prepared })
+}
+
+fn user_secrets(entries: Vec<crate::config::SecretEntry>) -> Vec<plan::UserSecret> {
+    entries
+        .into_iter()
+        .map(|e| plan::UserSecret {
+            env_name: e.name,
+            existing: e.existing,
+        })
+        .collect()
+}
+
+/// The service-gator the user asked for: `[service-gator]` and `--service-gator`
+/// scopes together, the image from the command line, the file, or the default.
+fn gator_input(g: &crate::config::GatorConfig, req: &Request) -> Result<Option<plan::GatorInput>> {
+    let texts: Vec<String> = g.scopes.iter().chain(&req.service_gator).cloned().collect();
+    if texts.is_empty() {
+        if req.service_gator_image.is_some() {
+            bail!(
+                "--service-gator-image without any scope: add --service-gator SCOPE (or [service-gator] scopes)"
+            );
+        }
+        return Ok(None);
+    }
+    let scopes = plan::gator::parse_scopes(
+        &texts,
+        g.allow_wildcard_write || req.service_gator_allow_wildcard_write,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let image = req
+        .service_gator_image
+        .clone()
+        .or_else(|| g.image.clone())
+        .unwrap_or_else(|| plan::gator::DEFAULT_IMAGE.to_string());
+    if !plan::valid_image(&image) {
+        bail!("service-gator image {image:?} is not a valid image reference");
+    }
+    Ok(Some(plan::GatorInput {
+        image,
+        scopes,
+        gitlab_host: g.gitlab_host.clone(),
+        jira_host: g.jira_host.clone(),
+    }))
+}
+
+/// The approval key of the repo's initializeCommand, when the user approved it before.
+fn remembered_approval(input: &PlanInput) -> Option<String> {
+    let cmd = input
+        .devcontainer
+        .initialize_command
+        .as_ref()
+        .and_then(plan::Command::from_value)?;
+    let state = crate::state::StateDir::from_env()?;
+    let key = plan::InitializePlan::key_for(&input.repo.root, &cmd);
+    state.approved(&key).then_some(key)
+}
+
+/// The host's CDI specifications (where Podman looks for them).
+fn read_cdi_specs() -> Vec<String> {
+    ["/etc/cdi", "/var/run/cdi"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.ends_with(".json") || n.ends_with(".yaml") || n.ends_with(".yml")
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect()
+}
+
+/// Reads runArgs' `--env-file`s: relative to the folder `up` was pointed at, confined
+/// to the repo (an env file elsewhere could be any of the user's files).
+fn read_env_files(
+    dc: &devcontainer::DevContainer,
+    base: &Path,
+    root: &Path,
+    config_file: &str,
+) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let Some(args) = &dc.run_args else {
+        return Ok(out);
+    };
+    // Errors in runArgs are reported by the plan; only the file names matter here.
+    let Ok(parsed) = plan::run_args::parse(args, &base.display().to_string()) else {
+        return Ok(out);
+    };
+    for f in parsed.env_files {
+        let p = base.join(&f);
+        let real = p.canonicalize().with_context(|| {
+            format!(
+                "{config_file}: runArgs --env-file {f}: {} does not exist",
+                p.display()
+            )
+        })?;
+        if !real.starts_with(root) {
+            bail!(
+                "{config_file}: runArgs --env-file {f} resolves to {}, outside the repository: devaipod reads only the repository's own files",
+                real.display()
+            );
+        }
+        let text = std::fs::read_to_string(&real)
+            .with_context(|| format!("reading {}", real.display()))?;
+        out.insert(f, text);
+    }
+    Ok(out)
+}
+
+/// What the engine knows of the images the plan uses.
+#[derive(Debug, Clone)]
+pub struct ImageFacts {
+    /// The image's own command and PATH (for overrideCommand: false), when present.
+    pub command: Option<(Vec<String>, Option<String>)>,
+    /// The bundled image (it has git and opencode) is in the local store.
+    pub bundled_present: bool,
+    pub state: ImageState,
+}
+
+impl ImageFacts {
+    /// No engine to ask: the image is reported as not checked, and why.
+    pub fn unknown(why: &str) -> Self {
+        Self {
+            command: None,
+            bundled_present: false,
+            state: ImageState::Unknown {
+                note: format!("not checked: {why}"),
+            },
+        }
+    }
+
+    /// Puts the facts into the plan's input.
+    pub fn apply_to(self, input: &mut PlanInput) {
+        if let Some((cmd, path)) = self.command {
+            input.image_command = Some(cmd);
+            input.image_path = path;
+        }
+        input.bundled_present = self.bundled_present;
+        input.image_state = self.state;
+    }
+}
+
+/// Asks the engine about the plan's images. `rebuild`: the image is built even if
+/// present. Fails when a service-gator is asked for and its image is not in the store
+/// (devaipod never pulls).
+pub async fn image_facts(engine: &Engine, input: &PlanInput, rebuild: bool) -> Result<ImageFacts> {
+    let (image, _) = plan::choose_image(input)?;
+    let command = engine.image_command(&image).await?;
+    let bundled_present = engine.image_id(plan::BUNDLED_IMAGE).await?.is_some();
+    let to_build = input.image_override.is_none() && input.build.is_some();
+    let state = if to_build && rebuild {
+        ImageState::WillBuild
+    } else {
+        match engine.image_id(&image).await? {
+            Some(id) => ImageState::Present { id },
+            None if to_build => ImageState::WillBuild,
+            None => ImageState::Missing {
+                note: missing_image_note(&image),
+            },
+        }
+    };
+    if let Some(g) = &input.gator
+        && engine.image_id(&g.image).await?.is_none()
+    {
+        bail!(
+            "the service-gator image {} is not in the local image store and devaipod never pulls: run `podman pull {}` (or build it), or name another with --service-gator-image",
+            g.image,
+            g.image
+        );
+    }
+    Ok(ImageFacts {
+        command,
+        bundled_present,
+        state,
+    })
+}
+
+fn missing_image_note(image: &str) -> String {
+    if image.starts_with("localhost/devaipod-base") {
+        "not in the local image store; build it with `just image` (devaipod never pulls)".into()
+    } else {
+        format!(
+            "not in the local image store and devaipod never pulls: run `podman pull {image}` or build it, then retry"
+        )
+    }
+}
+
+/// The plan of `input`, with the host-side checks the pure plan cannot make.
+pub fn plan(input: &PlanInput) -> Result<PodPlan> {
+    let plan = plan::build(input)?;
+    check_bind_sources(&plan)?;
+    Ok(plan)
+}
+
+/// Host-side checks of the workspace's bind mounts (the plan checked their consent and
+/// their names): the source exists, and once symlinks are resolved it is neither a
+/// socket nor an engine's path.
+fn check_bind_sources(plan: &PodPlan) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    for c in &plan.containers {
+        for m in c.mounts.iter().filter(|m| m.kind == "bind") {
+            let real = Path::new(&m.source)
+                .canonicalize()
+                .with_context(|| format!("the bind mount source {} does not exist", m.source))?;
+            let meta = std::fs::metadata(&real)
+                .with_context(|| format!("reading the bind mount source {}", m.source))?;
+            if meta.file_type().is_socket() || plan::engine_socket_path(&real.display().to_string())
+            {
+                bail!(
+                    "the bind mount source {} resolves to {}, a socket or a container engine's path; it is never mounted",
+                    m.source,
+                    real.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
