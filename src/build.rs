@@ -218,23 +218,7 @@ pub fn prepare(
         );
     }
     let mut warnings = Vec::new();
-    let options: Vec<String> = match build.and_then(|b| b.get("options")) {
-        None => Vec::new(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_str().map(str::to_string))
-            .collect::<Option<_>>()
-            .with_context(|| {
-                format!(
-                    "{}: build.options must be an array of strings",
-                    config_path.display()
-                )
-            })?,
-        Some(_) => bail!(
-            "{}: build.options must be an array of strings",
-            config_path.display()
-        ),
-    };
+    let options = options_of(build, config_path)?;
     let opts =
         parse_options(&options).map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
     warnings.extend(opts.warnings.iter().cloned());
@@ -244,21 +228,7 @@ pub fn prepare(
                 .into(),
         );
     }
-    let mut args = opts.args.clone();
-    if let Some(a) = build.and_then(|b| b.get("args")) {
-        let Some(obj) = a.as_object() else {
-            bail!(
-                "{}: build.args must be an object of strings",
-                config_path.display()
-            );
-        };
-        for (k, v) in obj {
-            let Some(v) = v.as_str() else {
-                bail!("{}: build.args.{k} must be a string", config_path.display());
-            };
-            args.insert(k.clone(), v.to_string());
-        }
-    }
+    let args = args_of(build, &opts.args, config_path)?;
     let target = build
         .and_then(|b| b.get("target"))
         .and_then(Value::as_str)
@@ -278,20 +248,13 @@ pub fn prepare(
             )
         }
     };
-    // Whatever changes the image changes the key.
-    let mut h = Sha256::new();
-    h.update(b"devaipod-build-v1\0");
-    h.update(dockerfile_in_context.as_bytes());
-    h.update(b"\0");
-    for (k, v) in &args {
-        h.update(format!("arg {k}={v}\0").as_bytes());
-    }
-    h.update(format!("target {target:?}\0network {:?}\0", opts.network).as_bytes());
-    for (k, v) in &opts.labels {
-        h.update(format!("label {k}={v}\0").as_bytes());
-    }
-    h.update(&tar);
-    let key: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let key = content_key(
+        &dockerfile_in_context,
+        &args,
+        target.as_deref(),
+        &opts,
+        &tar,
+    );
     let tag = format!(
         "localhost/devaipod-build-{}:{}",
         image_component(repo_name),
@@ -316,6 +279,78 @@ pub fn prepare(
         dockerfile_in_context,
         warnings,
     }))
+}
+
+/// `build.options`: an array of strings, or nothing.
+fn options_of(
+    build: Option<&serde_json::Map<String, Value>>,
+    config_path: &Path,
+) -> Result<Vec<String>> {
+    match build.and_then(|b| b.get("options")) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .with_context(|| {
+                format!(
+                    "{}: build.options must be an array of strings",
+                    config_path.display()
+                )
+            }),
+        Some(_) => bail!(
+            "{}: build.options must be an array of strings",
+            config_path.display()
+        ),
+    }
+}
+
+/// The build arguments: those of `build.options` (`from_options`), then `build.args`.
+fn args_of(
+    build: Option<&serde_json::Map<String, Value>>,
+    from_options: &BTreeMap<String, String>,
+    config_path: &Path,
+) -> Result<BTreeMap<String, String>> {
+    let mut args = from_options.clone();
+    if let Some(a) = build.and_then(|b| b.get("args")) {
+        let Some(obj) = a.as_object() else {
+            bail!(
+                "{}: build.args must be an object of strings",
+                config_path.display()
+            );
+        };
+        for (k, v) in obj {
+            let Some(v) = v.as_str() else {
+                bail!("{}: build.args.{k} must be a string", config_path.display());
+            };
+            args.insert(k.clone(), v.to_string());
+        }
+    }
+    Ok(args)
+}
+
+/// The image's content key: whatever changes the image changes the key.
+fn content_key(
+    dockerfile_in_context: &str,
+    args: &BTreeMap<String, String>,
+    target: Option<&str>,
+    opts: &Options,
+    tar: &[u8],
+) -> String {
+    let target = target.map(str::to_string);
+    let mut h = Sha256::new();
+    h.update(b"devaipod-build-v1\0");
+    h.update(dockerfile_in_context.as_bytes());
+    h.update(b"\0");
+    for (k, v) in args {
+        h.update(format!("arg {k}={v}\0").as_bytes());
+    }
+    h.update(format!("target {target:?}\0network {:?}\0", opts.network).as_bytes());
+    for (k, v) in &opts.labels {
+        h.update(format!("label {k}={v}\0").as_bytes());
+    }
+    h.update(tar);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Packs `files` (relative to `dir`) deterministically: sorted, owned by root, mtime 0,
