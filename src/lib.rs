@@ -22,6 +22,7 @@ pub mod progress;
 pub mod secret;
 pub mod size;
 pub mod state;
+pub mod terminal;
 
 /// The version recorded in the `io.devaipod.version` label of every object we create.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
