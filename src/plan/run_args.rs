@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{MountSpec, PortSpec};
+use super::consent::{BindFrom, Consent, Origin};
+use super::{MountKind, MountSpec, PortSpec};
 
 /// A resource limit (`--ulimit nofile=1024:2048`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -45,7 +46,7 @@ pub struct RunArgs {
     pub gpus: Option<String>,
     pub warnings: Vec<String>,
     /// Settings that widen access: applied only with the user's consent.
-    pub needs_trust: Vec<String>,
+    pub needs_trust: Vec<Consent>,
 }
 
 /// A size as docker writes it: `512`, `64k`, `512m`, `2g` (also `mb`, `gb`).
@@ -181,6 +182,15 @@ fn volume(v: &str, base: &str) -> Result<MountSpec, String> {
     Ok(m)
 }
 
+/// The consent a host bind of runArgs `flag` needs.
+fn bind(flag: &'static str, m: &MountSpec) -> Consent {
+    Consent::HostBind {
+        from: BindFrom::RunArgs { flag },
+        source: m.source.clone(),
+        target: m.target.clone(),
+    }
+}
+
 const BOOL_FLAGS: &[&str] = &[
     "--privileged",
     "--init",
@@ -221,7 +231,9 @@ pub fn parse(args: &[String], base: &str) -> Result<RunArgs, String> {
                 "--privileged" => {
                     out.privileged = on;
                     if on {
-                        out.needs_trust.push("runArgs --privileged".into());
+                        out.needs_trust.push(Consent::Privileged {
+                            from: Origin::RunArgs,
+                        });
                     }
                 }
                 "--init" => out.init = Some(on),
@@ -264,7 +276,10 @@ pub fn parse(args: &[String], base: &str) -> Result<RunArgs, String> {
             }
             "--cap-add" => {
                 let v = value()?;
-                out.needs_trust.push(format!("runArgs --cap-add {v}"));
+                out.needs_trust.push(Consent::CapAdd {
+                    from: Origin::RunArgs,
+                    cap: v.clone(),
+                });
                 out.cap_add
                     .extend(v.split(',').map(|c| c.to_ascii_uppercase()));
             }
@@ -274,12 +289,15 @@ pub fn parse(args: &[String], base: &str) -> Result<RunArgs, String> {
             "--security-opt" => {
                 let v = value()?;
                 security_opt_known(&v)?;
-                out.needs_trust.push(format!("runArgs --security-opt {v}"));
+                out.needs_trust.push(Consent::SecurityOpt {
+                    from: Origin::RunArgs,
+                    option: v.clone(),
+                });
                 out.security_opt.push(v);
             }
             "--device" => {
                 let v = value()?;
-                out.needs_trust.push(format!("runArgs --device {v}"));
+                out.needs_trust.push(Consent::Device { device: v.clone() });
                 out.devices.push(v);
             }
             "--gpus" => out.gpus = Some(value()?),
@@ -295,9 +313,8 @@ pub fn parse(args: &[String], base: &str) -> Result<RunArgs, String> {
             }
             "-v" | "--volume" => {
                 let m = volume(&value()?, base)?;
-                if m.kind == "bind" {
-                    out.needs_trust
-                        .push(format!("runArgs -v binds {} at {}", m.source, m.target));
+                if m.kind == MountKind::Bind {
+                    out.needs_trust.push(bind("-v", &m));
                 }
                 out.mounts.push(m);
             }
@@ -305,11 +322,8 @@ pub fn parse(args: &[String], base: &str) -> Result<RunArgs, String> {
                 let v = value()?;
                 let m = super::parse_mount(&serde_json::Value::String(v.clone()))
                     .map_err(|e| format!("runArgs: --mount {v}: {e}"))?;
-                if m.kind == "bind" {
-                    out.needs_trust.push(format!(
-                        "runArgs --mount binds {} at {}",
-                        m.source, m.target
-                    ));
+                if m.kind == MountKind::Bind {
+                    out.needs_trust.push(bind("--mount", &m));
                 }
                 out.mounts.push(m);
             }
