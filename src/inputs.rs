@@ -426,7 +426,11 @@ pub fn plan(input: &PlanInput) -> Result<PodPlan> {
 fn check_bind_sources(plan: &PodPlan) -> Result<()> {
     use std::os::unix::fs::FileTypeExt;
     for c in &plan.containers {
-        for m in c.mounts.iter().filter(|m| m.kind == "bind") {
+        for m in c
+            .mounts
+            .iter()
+            .filter(|m| m.kind == crate::plan::MountKind::Bind)
+        {
             let real = Path::new(&m.source)
                 .canonicalize()
                 .with_context(|| format!("the bind mount source {} does not exist", m.source))?;

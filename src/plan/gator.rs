@@ -3,12 +3,19 @@
 //! made and passed to service-gator as one explicit `--scope` JSON document (every
 //! permission spelled out: its `--gh-repo OWNER/REPO:read` would also grant
 //! create-draft and pending-review, which service-gator turns on by default).
-//! docs/service-gator.md has the details.
+//! docs/service-gator.md has the details. The gator holds the forge tokens; the agent
+//! only gets its MCP address.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{Value, json};
+
+use super::Context;
+use super::input::GatorInput;
+use super::labels::Role;
+use super::secrets::Secrets;
+use super::spec::{ContainerSpec, Extras, GatorPlan, Seccomp, SecretRef};
 
 /// The image upstream devaipod runs for the gator.
 pub const DEFAULT_IMAGE: &str = "ghcr.io/cgwalters/service-gator:latest";
@@ -246,6 +253,101 @@ pub fn token_var(secret_env: &str) -> Option<&'static str> {
     }
 }
 
+/// The gator's part of the plan: its container, what `--dry-run` shows of it, and
+/// warnings (a service with scopes but no token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gator {
+    pub container: ContainerSpec,
+    pub plan: GatorPlan,
+    pub warnings: Vec<String>,
+}
+
+/// The token variable each service reads, and the secrets that can feed it.
+const TOKENS: &[(Service, &str, &str)] = &[
+    (Service::Github, "GH_TOKEN_FILE", "GH_TOKEN or GITHUB_TOKEN"),
+    (Service::Gitlab, "GITLAB_TOKEN_FILE", "GITLAB_TOKEN"),
+    (Service::Jira, "JIRA_API_TOKEN_FILE", "JIRA_API_TOKEN"),
+];
+
+impl Gator {
+    /// The gator, when enabled: hardened like the agent, holding the forge tokens of
+    /// `[trusted] secrets` as 0400 files of its own uid (the first secret feeding a
+    /// variable wins). `None` when the gator is off.
+    pub fn new(ctx: &Context<'_>, secrets: &Secrets) -> Option<Self> {
+        let g = ctx.input.gator.as_ref()?;
+        let mut env: BTreeMap<String, String> = [("HOME".to_string(), "/tmp".to_string())].into();
+        if let Some(h) = &g.jira_host {
+            env.insert("JIRA_HOST".into(), h.clone());
+        }
+        let mut tokens = Vec::new();
+        let mut token_files = Vec::new();
+        for (s, r) in ctx.input.trusted_secrets.iter().zip(&secrets.workspace) {
+            let Some(var) = token_var(&s.env_name).filter(|v| !env.contains_key(*v)) else {
+                continue;
+            };
+            env.insert(var.into(), r.target.clone());
+            token_files.push(format!("{var} <- {}", s.env_name));
+            tokens.push(SecretRef {
+                owner: Some(UID.to_string()),
+                mode: 0o400,
+                ..r.clone()
+            });
+        }
+        let warnings = TOKENS
+            .iter()
+            .filter(|(service, var, _)| {
+                g.scopes.iter().any(|s| s.service == *service) && !env.contains_key(*var)
+            })
+            .map(|(service, _, names)| format!(
+                "service-gator has {service:?} scopes but no token: list {names} under [trusted] secrets"
+            ))
+            .collect();
+        Some(Gator {
+            container: container(ctx, g, env, tokens),
+            plan: GatorPlan {
+                image: g.image.clone(),
+                scopes: g.scopes.iter().map(ToString::to_string).collect(),
+                mcp_url: mcp_url(),
+                token_files,
+            },
+            warnings,
+        })
+    }
+}
+
+fn container(
+    ctx: &Context<'_>,
+    g: &GatorInput,
+    env: BTreeMap<String, String>,
+    secrets: Vec<SecretRef>,
+) -> ContainerSpec {
+    ContainerSpec {
+        role: Role::Gator,
+        name: ctx.object_name("gator"),
+        image: g.image.clone(),
+        command: command(&g.scopes, g.gitlab_host.as_deref()),
+        user: Some(format!("{UID}:{UID}")),
+        workdir: "/".into(),
+        init: true,
+        cap_drop: vec!["ALL".into()],
+        cap_add: vec![],
+        no_new_privileges: true,
+        security_opt: vec!["no-new-privileges".into()],
+        seccomp: Seccomp::Default,
+        read_only: true,
+        tmpfs: vec!["/tmp".into(), "/run/secrets".into()],
+        pids_limit: Some(1024),
+        memory_limit: Some(1024 * 1024 * 1024),
+        cpu_millis: None,
+        image_mounts: vec![],
+        mounts: vec![],
+        env,
+        secrets,
+        labels: ctx.labels(Role::Gator),
+        extra: Extras::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,5 +410,81 @@ mod tests {
         assert_eq!(cmd[..3], ["--mcp-server", "127.0.0.1:8765", "--scope"]);
         assert_eq!(token_var("GITHUB_TOKEN"), Some("GH_TOKEN_FILE"));
         assert_eq!(token_var("OPENAI_API_KEY"), None);
+    }
+
+    fn gator_input(scopes: &[&str]) -> crate::plan::PlanInput {
+        let mut i = crate::plan::tests_support::input();
+        i.gator = Some(GatorInput {
+            image: "localhost/gator:1".into(),
+            scopes: parse_scopes(&s(scopes), false).expect("scopes"),
+            gitlab_host: Some("gitlab.example.com".into()),
+            jira_host: Some("jira.example.com".into()),
+        });
+        i
+    }
+
+    fn secret(env_name: &str) -> crate::plan::UserSecret {
+        crate::plan::UserSecret {
+            env_name: env_name.into(),
+            existing: None,
+        }
+    }
+
+    #[test]
+    fn the_gator_gets_only_token_files_of_its_own_uid_first_one_wins() {
+        let mut i = gator_input(&["github:o/r", "gitlab:g/p"]);
+        i.trusted_secrets = ["GITHUB_TOKEN", "DB_PASSWORD", "GH_TOKEN", "GITLAB_TOKEN"]
+            .map(secret)
+            .to_vec();
+        let ctx = Context::new(&i);
+        let g = Gator::new(&ctx, &Secrets::new(&ctx)).expect("enabled");
+        let c = &g.container;
+        let names: Vec<&str> = c.secrets.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "devaipod-demo-secret-github_token",
+                "devaipod-demo-secret-gitlab_token"
+            ]
+        );
+        assert!(
+            c.secrets
+                .iter()
+                .all(|r| r.mode == 0o400 && r.owner.as_deref() == Some("65534"))
+        );
+        assert_eq!(c.env["GH_TOKEN_FILE"], "/run/secrets/GITHUB_TOKEN");
+        assert_eq!(c.env["JIRA_HOST"], "jira.example.com");
+        assert_eq!(
+            g.plan.token_files,
+            [
+                "GH_TOKEN_FILE <- GITHUB_TOKEN",
+                "GITLAB_TOKEN_FILE <- GITLAB_TOKEN"
+            ]
+        );
+        assert!(g.warnings.is_empty(), "{:?}", g.warnings);
+        assert!(c.command.ends_with(&[
+            "--gitlab-host".to_string(),
+            "gitlab.example.com".to_string()
+        ]));
+        assert!(c.read_only && c.no_new_privileges && c.cap_add.is_empty());
+        assert_eq!(c.cap_drop, ["ALL"]);
+        assert!(c.mounts.is_empty() && c.image_mounts.is_empty());
+    }
+
+    #[test]
+    fn a_service_without_its_token_warns_and_no_gator_without_input() {
+        let i = gator_input(&["jira:PROJ"]);
+        let ctx = Context::new(&i);
+        let g = Gator::new(&ctx, &Secrets::new(&ctx)).expect("enabled");
+        assert_eq!(g.warnings.len(), 1);
+        assert!(
+            g.warnings[0].contains("Jira scopes but no token: list JIRA_API_TOKEN"),
+            "{:?}",
+            g.warnings
+        );
+        assert!(g.container.secrets.is_empty());
+        let i = crate::plan::tests_support::input();
+        let ctx = Context::new(&i);
+        assert_eq!(Gator::new(&ctx, &Secrets::new(&ctx)), None);
     }
 }

@@ -29,6 +29,9 @@ pub const REMOTE_USER: &str = "io.devaipod.remote-user";
 pub const POST_ATTACH: &str = "io.devaipod.post-attach";
 /// Pod only: remoteEnv (JSON), the environment of attach/ssh sessions.
 pub const REMOTE_ENV: &str = "io.devaipod.remote-env";
+/// Pod only: the podman secrets made for the workspace (the secrets API of Podman 4.3
+/// takes no labels, so delete finds them through the pod).
+pub const SECRETS: &str = "io.devaipod.secrets";
 /// The devaipod version that created the object.
 pub const VERSION: &str = "io.devaipod.version";
 
@@ -58,6 +61,14 @@ impl Role {
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Refuses `--label`s under devaipod's own prefix.
+pub fn check_extra(extra: &BTreeMap<String, String>) -> Result<(), super::PlanError> {
+    match extra.keys().find(|k| k.starts_with(PREFIX)) {
+        Some(key) => Err(super::PlanError::ReservedLabel(key.clone())),
+        None => Ok(()),
     }
 }
 

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{MountSpec, PortSpec};
+use super::consent::{BindFrom, Consent, Origin};
+use super::{MountKind, MountSpec, PortSpec};
 
 /// A resource limit (`--ulimit nofile=1024:2048`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -45,7 +46,7 @@ pub struct RunArgs {
     pub gpus: Option<String>,
     pub warnings: Vec<String>,
     /// Settings that widen access: applied only with the user's consent.
-    pub needs_trust: Vec<String>,
+    pub needs_trust: Vec<Consent>,
 }
 
 /// A size as docker writes it: `512`, `64k`, `512m`, `2g` (also `mb`, `gb`), read with
@@ -170,6 +171,15 @@ fn volume(v: &str, base: &str) -> Result<MountSpec, String> {
     Ok(m)
 }
 
+/// The consent a host bind of runArgs `flag` needs.
+fn bind(flag: &'static str, m: &MountSpec) -> Consent {
+    Consent::HostBind {
+        from: BindFrom::RunArgs { flag },
+        source: m.source.clone(),
+        target: m.target.clone(),
+    }
+}
+
 const BOOL_FLAGS: &[&str] = &[
     "--privileged",
     "--init",
@@ -210,7 +220,9 @@ pub fn parse(args: &[String], base: &str) -> Result<RunArgs, String> {
                 "--privileged" => {
                     out.privileged = on;
                     if on {
-                        out.needs_trust.push("runArgs --privileged".into());
+                        out.needs_trust.push(Consent::Privileged {
+                            from: Origin::RunArgs,
+                        });
                     }
                 }
                 "--init" => out.init = Some(on),
@@ -229,192 +241,226 @@ pub fn parse(args: &[String], base: &str) -> Result<RunArgs, String> {
                     .ok_or_else(|| format!("runArgs: {flag} needs a value")),
             }
         };
-        match flag.as_str() {
-            "-e" | "--env" => {
-                let v = value()?;
-                let Some((k, val)) = v.split_once('=') else {
-                    return Err(format!(
-                        "runArgs: -e {v} would copy {v} from the host environment, which devaipod never does (it may hold a secret); write -e {v}=VALUE"
-                    ));
-                };
-                out.env.insert(k.to_string(), val.to_string());
-            }
-            "--env-file" => out.env_files.push(value()?),
-            "-l" | "--label" => {
-                let v = value()?;
-                let (k, val) = v.split_once('=').unwrap_or((v.as_str(), ""));
-                if k.starts_with(super::labels::PREFIX) {
-                    return Err(format!(
-                        "runArgs: --label {k}: labels under {} are devaipod's own",
-                        super::labels::PREFIX
-                    ));
-                }
-                out.labels.insert(k.to_string(), val.to_string());
-            }
-            "--cap-add" => {
-                let v = value()?;
-                out.needs_trust.push(format!("runArgs --cap-add {v}"));
-                out.cap_add
-                    .extend(v.split(',').map(|c| c.to_ascii_uppercase()));
-            }
-            "--cap-drop" => out
-                .cap_drop
-                .extend(value()?.split(',').map(|c| c.to_ascii_uppercase())),
-            "--security-opt" => {
-                let v = value()?;
-                security_opt_known(&v)?;
-                out.needs_trust.push(format!("runArgs --security-opt {v}"));
-                out.security_opt.push(v);
-            }
-            "--device" => {
-                let v = value()?;
-                out.needs_trust.push(format!("runArgs --device {v}"));
-                out.devices.push(v);
-            }
-            "--gpus" => out.gpus = Some(value()?),
-            "-u" | "--user" => out.user = Some(value()?),
-            "-w" | "--workdir" => {
-                let v = value()?;
-                if !v.starts_with('/') {
-                    return Err(format!(
-                        "runArgs: -w {v}: the working directory must be absolute"
-                    ));
-                }
-                out.workdir = Some(v);
-            }
-            "-v" | "--volume" => {
-                let m = volume(&value()?, base)?;
-                if m.kind == "bind" {
-                    out.needs_trust
-                        .push(format!("runArgs -v binds {} at {}", m.source, m.target));
-                }
-                out.mounts.push(m);
-            }
-            "--mount" => {
-                let v = value()?;
-                let m = super::parse_mount(&serde_json::Value::String(v.clone()))
-                    .map_err(|e| format!("runArgs: --mount {v}: {e}"))?;
-                if m.kind == "bind" {
-                    out.needs_trust.push(format!(
-                        "runArgs --mount binds {} at {}",
-                        m.source, m.target
-                    ));
-                }
-                out.mounts.push(m);
-            }
-            "--tmpfs" => {
-                let v = value()?;
-                let target = v.split(':').next().unwrap_or_default();
-                let m = super::parse_mount(&serde_json::json!({"type": "tmpfs", "target": target}))
-                    .map_err(|e| format!("runArgs: --tmpfs {v}: {e}"))?;
-                out.mounts.push(m);
-            }
-            "-p" | "--publish" => {
-                let p = publish(&value()?, &mut out.warnings)?;
-                out.ports.push(p);
-            }
-            "-m" | "--memory" => {
-                let v = value()?;
-                out.memory = Some(
-                    parse_docker_size(&v)
-                        .ok_or_else(|| format!("runArgs: --memory {v}: not a size such as 4g"))?,
-                );
-            }
-            "--cpus" => {
-                let v = value()?;
-                out.cpus = Some(
-                    v.parse::<f64>()
-                        .ok()
-                        .filter(|c| *c > 0.0)
-                        .ok_or_else(|| format!("runArgs: --cpus {v}: not a positive number"))?,
-                );
-            }
-            "--shm-size" => {
-                let v = value()?;
-                out.shm_size =
-                    Some(parse_docker_size(&v).ok_or_else(|| {
-                        format!("runArgs: --shm-size {v}: not a size such as 1g")
-                    })?);
-            }
-            "-h" | "--hostname" => out.hostname = Some(value()?),
-            "--dns" => out.dns.push(value()?),
-            "--add-host" => {
-                let v = value()?;
-                if v.split_once(':').is_none() {
-                    return Err(format!("runArgs: --add-host {v}: write HOST:IP"));
-                }
-                out.add_hosts.push(v);
-            }
-            "--ulimit" => out.ulimits.push(ulimit(&value()?)?),
-            "--sysctl" => {
-                let v = value()?;
-                let Some((k, val)) = v.split_once('=') else {
-                    return Err(format!("runArgs: --sysctl {v}: write NAME=VALUE"));
-                };
-                if k.starts_with("net.") {
-                    return Err(format!(
-                        "runArgs: --sysctl {k} is refused: the network namespace is the pod's, shared with the agent"
-                    ));
-                }
-                if !(k.starts_with("kernel.") || k.starts_with("fs.mqueue.")) {
-                    return Err(format!(
-                        "runArgs: --sysctl {k} is not namespaced (only kernel.shm*, kernel.msg*, kernel.sem and fs.mqueue.* are)"
-                    ));
-                }
-                out.sysctls.insert(k.to_string(), val.to_string());
-            }
-            "--runtime" => out.runtime = Some(value()?),
-            "--restart" => {
-                let v = value()?;
-                out.warnings.push(format!(
-                    "runArgs: --restart {v} has no effect: devaipod starts and stops the pod (`devaipod start`)"
+        container_flag(&mut out, &flag, &mut value, base)?;
+    }
+    Ok(out)
+}
+
+/// Reads a flag's value: inline (`--flag=v`, `-fv`) or the next argument.
+type Value<'a> = &'a mut dyn FnMut() -> Result<String, String>;
+
+/// The flags that shape the workspace container: env, labels, capabilities, security
+/// options, devices, user, workdir and mounts; the rest go to [`resource_flag`].
+fn container_flag(
+    out: &mut RunArgs,
+    flag: &str,
+    value: Value<'_>,
+    base: &str,
+) -> Result<(), String> {
+    match flag {
+        "-e" | "--env" => {
+            let v = value()?;
+            let Some((k, val)) = v.split_once('=') else {
+                return Err(format!(
+                    "runArgs: -e {v} would copy {v} from the host environment, which devaipod never does (it may hold a secret); write -e {v}=VALUE"
+                ));
+            };
+            out.env.insert(k.to_string(), val.to_string());
+        }
+        "--env-file" => out.env_files.push(value()?),
+        "-l" | "--label" => {
+            let v = value()?;
+            let (k, val) = v.split_once('=').unwrap_or((v.as_str(), ""));
+            if k.starts_with(super::labels::PREFIX) {
+                return Err(format!(
+                    "runArgs: --label {k}: labels under {} are devaipod's own",
+                    super::labels::PREFIX
                 ));
             }
-            "--network" | "--net" => {
-                let v = value()?;
+            out.labels.insert(k.to_string(), val.to_string());
+        }
+        "--cap-add" => {
+            let v = value()?;
+            out.needs_trust.push(Consent::CapAdd {
+                from: Origin::RunArgs,
+                cap: v.clone(),
+            });
+            out.cap_add
+                .extend(v.split(',').map(|c| c.to_ascii_uppercase()));
+        }
+        "--cap-drop" => out
+            .cap_drop
+            .extend(value()?.split(',').map(|c| c.to_ascii_uppercase())),
+        "--security-opt" => {
+            let v = value()?;
+            security_opt_known(&v)?;
+            out.needs_trust.push(Consent::SecurityOpt {
+                from: Origin::RunArgs,
+                option: v.clone(),
+            });
+            out.security_opt.push(v);
+        }
+        "--device" => {
+            let v = value()?;
+            out.needs_trust.push(Consent::Device { device: v.clone() });
+            out.devices.push(v);
+        }
+        "--gpus" => out.gpus = Some(value()?),
+        "-u" | "--user" => out.user = Some(value()?),
+        "-w" | "--workdir" => {
+            let v = value()?;
+            if !v.starts_with('/') {
                 return Err(format!(
-                    "runArgs: --network {v} is refused: the pod owns the network namespace, which the agent shares; publish ports with forwardPorts instead"
+                    "runArgs: -w {v}: the working directory must be absolute"
                 ));
             }
-            "--pid" | "--ipc" | "--uts" => {
-                let v = value()?;
-                if v == "host" {
-                    return Err(format!(
-                        "runArgs: {flag}=host is refused: it would share the host's namespace with the workspace"
-                    ));
-                }
-                if !matches!(v.as_str(), "private" | "shareable" | "") {
-                    return Err(format!(
-                        "runArgs: {flag}={v} is refused: each container of the pod keeps its own namespace"
-                    ));
-                }
+            out.workdir = Some(v);
+        }
+        "-v" | "--volume" => {
+            let m = volume(&value()?, base)?;
+            if m.kind == MountKind::Bind {
+                out.needs_trust.push(bind("-v", &m));
             }
-            "--userns" => {
-                let v = value()?;
+            out.mounts.push(m);
+        }
+        "--mount" => {
+            let v = value()?;
+            let m = super::parse_mount(&serde_json::Value::String(v.clone()))
+                .map_err(|e| format!("runArgs: --mount {v}: {e}"))?;
+            if m.kind == MountKind::Bind {
+                out.needs_trust.push(bind("--mount", &m));
+            }
+            out.mounts.push(m);
+        }
+        "--tmpfs" => {
+            let v = value()?;
+            let target = v.split(':').next().unwrap_or_default();
+            let m = super::parse_mount(&serde_json::json!({"type": "tmpfs", "target": target}))
+                .map_err(|e| format!("runArgs: --tmpfs {v}: {e}"))?;
+            out.mounts.push(m);
+        }
+        _ => return resource_flag(out, flag, value),
+    }
+    Ok(())
+}
+
+/// The flags of resources, ports, names and namespaces, and the refused and unknown
+/// ones.
+fn resource_flag(out: &mut RunArgs, flag: &str, value: Value<'_>) -> Result<(), String> {
+    match flag {
+        "-p" | "--publish" => {
+            let p = publish(&value()?, &mut out.warnings)?;
+            out.ports.push(p);
+        }
+        "-m" | "--memory" => {
+            let v = value()?;
+            out.memory = Some(
+                parse_docker_size(&v)
+                    .ok_or_else(|| format!("runArgs: --memory {v}: not a size such as 4g"))?,
+            );
+        }
+        "--cpus" => {
+            let v = value()?;
+            out.cpus = Some(
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|c| *c > 0.0)
+                    .ok_or_else(|| format!("runArgs: --cpus {v}: not a positive number"))?,
+            );
+        }
+        "--shm-size" => {
+            let v = value()?;
+            out.shm_size = Some(
+                parse_docker_size(&v)
+                    .ok_or_else(|| format!("runArgs: --shm-size {v}: not a size such as 1g"))?,
+            );
+        }
+        "-h" | "--hostname" => out.hostname = Some(value()?),
+        "--dns" => out.dns.push(value()?),
+        "--add-host" => {
+            let v = value()?;
+            if v.split_once(':').is_none() {
+                return Err(format!("runArgs: --add-host {v}: write HOST:IP"));
+            }
+            out.add_hosts.push(v);
+        }
+        "--ulimit" => out.ulimits.push(ulimit(&value()?)?),
+        "--sysctl" => {
+            let v = value()?;
+            let Some((k, val)) = v.split_once('=') else {
+                return Err(format!("runArgs: --sysctl {v}: write NAME=VALUE"));
+            };
+            if k.starts_with("net.") {
                 return Err(format!(
-                    "runArgs: --userns={v} is refused: the pod's user namespace is devaipod's; keep-id is not needed because the repo is cloned into a volume owned by remoteUser"
+                    "runArgs: --sysctl {k} is refused: the network namespace is the pod's, shared with the agent"
                 ));
             }
-            "--storage-opt" => {
-                let v = value()?;
+            if !(k.starts_with("kernel.") || k.starts_with("fs.mqueue.")) {
                 return Err(format!(
-                    "runArgs: --storage-opt {v} is refused: per-container storage quotas need rootful XFS with project quotas, which devaipod does not assume"
+                    "runArgs: --sysctl {k} is not namespaced (only kernel.shm*, kernel.msg*, kernel.sem and fs.mqueue.* are)"
                 ));
             }
-            "--name" => {
-                let v = value()?;
+            out.sysctls.insert(k.to_string(), val.to_string());
+        }
+        "--runtime" => out.runtime = Some(value()?),
+        "--restart" => {
+            let v = value()?;
+            out.warnings.push(format!(
+                "runArgs: --restart {v} has no effect: devaipod starts and stops the pod (`devaipod start`)"
+            ));
+        }
+        _ => return refused_flag(flag, value),
+    }
+    Ok(())
+}
+
+/// The flags devaipod refuses, saying why, and unknown ones.
+fn refused_flag(flag: &str, value: Value<'_>) -> Result<(), String> {
+    match flag {
+        "--network" | "--net" => {
+            let v = value()?;
+            return Err(format!(
+                "runArgs: --network {v} is refused: the pod owns the network namespace, which the agent shares; publish ports with forwardPorts instead"
+            ));
+        }
+        "--pid" | "--ipc" | "--uts" => {
+            let v = value()?;
+            if v == "host" {
                 return Err(format!(
-                    "runArgs: --name {v} is refused: devaipod names the pod's containers (use `devaipod up --name`)"
+                    "runArgs: {flag}=host is refused: it would share the host's namespace with the workspace"
                 ));
             }
-            other => {
+            if !matches!(v.as_str(), "private" | "shareable" | "") {
                 return Err(format!(
-                    "runArgs: {other} is not supported by devaipod; remove it (docs/devcontainer.md lists the supported flags)"
+                    "runArgs: {flag}={v} is refused: each container of the pod keeps its own namespace"
                 ));
             }
         }
+        "--userns" => {
+            let v = value()?;
+            return Err(format!(
+                "runArgs: --userns={v} is refused: the pod's user namespace is devaipod's; keep-id is not needed because the repo is cloned into a volume owned by remoteUser"
+            ));
+        }
+        "--storage-opt" => {
+            let v = value()?;
+            return Err(format!(
+                "runArgs: --storage-opt {v} is refused: per-container storage quotas need rootful XFS with project quotas, which devaipod does not assume"
+            ));
+        }
+        "--name" => {
+            let v = value()?;
+            return Err(format!(
+                "runArgs: --name {v} is refused: devaipod names the pod's containers (use `devaipod up --name`)"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "runArgs: {other} is not supported by devaipod; remove it (docs/devcontainer.md lists the supported flags)"
+            ));
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// `--security-opt` / `securityOpt` values devaipod can apply.

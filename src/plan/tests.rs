@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::devcontainer::DevContainer;
+use crate::names::Name;
 
 pub(crate) fn input() -> PlanInput {
     PlanInput {
@@ -346,10 +347,10 @@ fn workspace_mount_moves_the_clone_volume_and_needs_workspace_folder() {
     assert!(
         ws.mounts
             .iter()
-            .any(|m| m.target == "/work" && m.kind == "volume")
+            .any(|m| m.target == "/work" && m.kind == MountKind::Volume)
     );
     assert!(
-        ws.mounts.iter().all(|m| m.kind != "bind"),
+        ws.mounts.iter().all(|m| m.kind != MountKind::Bind),
         "never bind-mounted"
     );
     assert!(plan.warnings.iter().any(|w| w.contains("not bind-mounted")));

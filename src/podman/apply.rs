@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::Engine;
 use crate::git;
 use crate::plan::{
-    ContainerSpec, ImageState, PodPlan, PodSpec, Role, Seccomp, SecretSource, labels,
+    ContainerSpec, ImageState, MountKind, PodPlan, PodSpec, Role, Seccomp, SecretSource, labels,
 };
 use crate::progress::Progress;
 use crate::secret::SecretValue;
@@ -156,7 +156,7 @@ pub fn container_spec(
     let volumes: Vec<Value> = c
         .mounts
         .iter()
-        .filter(|m| m.kind == "volume")
+        .filter(|m| m.kind == MountKind::Volume)
         .map(|m| {
             let options: Vec<&str> = if m.read_only { vec!["ro"] } else { vec![] };
             json!({ "Name": m.source, "Dest": m.target, "Options": options })
@@ -166,15 +166,15 @@ pub fn container_spec(
     let other_mounts: Vec<Value> = c
         .mounts
         .iter()
-        .filter(|m| m.kind != "volume")
+        .filter(|m| m.kind != MountKind::Volume)
         .map(|m| {
             let mut options = vec![if m.read_only { "ro" } else { "rw" }];
-            if m.kind == "tmpfs" {
+            if m.kind == MountKind::Tmpfs {
                 options.extend(["nosuid", "nodev"]);
             } else {
                 options.push("rbind");
             }
-            let source = if m.kind == "tmpfs" {
+            let source = if m.kind == MountKind::Tmpfs {
                 "tmpfs"
             } else {
                 m.source.as_str()
@@ -468,12 +468,13 @@ pub fn verify_container(c: &ContainerSpec, inspect: &Value, limits_enforced: boo
     }
     for m in &c.mounts {
         // Podman lists tmpfs mounts under HostConfig.Tmpfs, the rest under Mounts.
-        let found = if m.kind == "tmpfs" {
+        let found = if m.kind == MountKind::Tmpfs {
             host["Tmpfs"].get(&m.target).is_some()
         } else {
             mounts.iter().any(|x| {
                 x["Destination"].as_str() == Some(m.target.as_str())
-                    && (m.kind != "volume" || x["Name"].as_str() == Some(m.source.as_str()))
+                    && (m.kind != MountKind::Volume
+                        || x["Name"].as_str() == Some(m.source.as_str()))
             })
         };
         if !found {

@@ -1,0 +1,294 @@
+//! The agent container: opencode serving on the pod's loopback, as its own uid, with no
+//! capabilities, devaipod's seccomp profile, a read-only root, its own clone and home,
+//! and only devaipod's environment. Nothing of the repo's configuration (capAdd,
+//! privileged, securityOpt, mounts, env, runArgs) and no trusted secret reaches it.
+
+use std::collections::BTreeMap;
+
+use super::Context;
+use super::folders::Folders;
+use super::gator;
+use super::labels::Role;
+use super::paths::{
+    AGENT_CONFIG_FILE, AGENT_HOME, AGENT_PORT, AGENT_TMPFS, AGENT_UID, BUNDLED_IMAGE,
+    BUNDLED_MOUNT, PASSWORD_FILE, secret_file,
+};
+use super::secrets::Secrets;
+use super::spec::{AgentConfigPlan, ContainerSpec, Extras, Seccomp};
+use super::volumes::Volumes;
+
+/// Shell that sets `OC` to the image's own `opencode`, else the bundled one (which
+/// needs a glibc-based image), else fails saying what to do.
+pub fn find_opencode_script() -> String {
+    format!(
+        "OC=\"$(command -v opencode)\" || {{ OC={BUNDLED_MOUNT}/usr/local/bin/opencode; \
+[ -x \"$OC\" ] || {{ echo 'devaipod: this image has no opencode and the bundled image {BUNDLED_IMAGE} is not mounted: install opencode in the image, or build the bundled image with `just image`' >&2; exit 127; }}; \
+[ -e /lib64/ld-linux-x86-64.so.2 ] || {{ echo 'devaipod: this image has no opencode and is not glibc-based, so the bundled opencode cannot run in it: install opencode in the image' >&2; exit 127; }}; }}; "
+    )
+}
+
+/// The agent's command: the server password is read from its secret file into the
+/// server's own environment, so it is on no argv and not in `podman inspect`.
+pub fn agent_command(secret_env: &[String]) -> Vec<String> {
+    let mut script = find_opencode_script();
+    script.push_str(&format!(
+        "OPENCODE_SERVER_PASSWORD=\"$(cat {PASSWORD_FILE})\" && export OPENCODE_SERVER_PASSWORD && "
+    ));
+    // The user's agent secrets (validated environment names) from their files.
+    for name in secret_env {
+        script.push_str(&format!(
+            "{name}=\"$(cat {})\" && export {name} && ",
+            secret_file(name)
+        ));
+    }
+    script.push_str(&format!(
+        "exec \"$OC\" serve --hostname 127.0.0.1 --port {AGENT_PORT}"
+    ));
+    vec!["/bin/sh".into(), "-c".into(), script]
+}
+
+/// The agent's opencode configuration: devaipod's defaults for unattended work in a
+/// sandbox, the model, then the user's `[agent.opencode]` table merged over it.
+pub fn agent_opencode_config(
+    model: Option<&str>,
+    mcp: Option<&str>,
+    user: Option<&serde_json::Value>,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "$schema": "https://opencode.ai/config.json",
+        // Unattended: nothing waits for a human to answer a permission prompt. The
+        // sandbox, not the prompt, is what bounds the agent.
+        "permission": {
+            "edit": "allow",
+            "bash": "allow",
+            "webfetch": "allow",
+            "external_directory": "allow",
+            "doom_loop": "allow"
+        },
+        "share": "disabled",
+        "autoupdate": false
+    });
+    if let Some(m) = model {
+        v["model"] = serde_json::json!(m);
+    }
+    // The gator's tools, without any setup in the agent.
+    if let Some(url) = mcp {
+        v["mcp"] = serde_json::json!({
+            "service-gator": { "type": "remote", "url": url, "enabled": true }
+        });
+    }
+    if let Some(u) = user {
+        merge_json(&mut v, u);
+    }
+    v
+}
+
+/// Deep-merges `over` into `base` (objects key by key; anything else replaces).
+pub fn merge_json(base: &mut serde_json::Value, over: &serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(existing) => merge_json(existing, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+impl AgentConfigPlan {
+    /// The configuration of the user's model and table, naming the gator's MCP server
+    /// when there is one.
+    pub fn new(ctx: &Context<'_>) -> Self {
+        let input = ctx.input;
+        let mcp = input.gator.as_ref().map(|_| gator::mcp_url());
+        let v = agent_opencode_config(
+            input.agent_model.as_deref(),
+            mcp.as_deref(),
+            input.agent_opencode.as_ref(),
+        );
+        AgentConfigPlan {
+            model: v["model"].as_str().map(str::to_string),
+            keys: v
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default(),
+            content: serde_json::to_string_pretty(&v).unwrap_or_default(),
+        }
+    }
+}
+
+/// The agent's environment: devaipod's only.
+fn agent_env() -> BTreeMap<String, String> {
+    [
+        ("HOME", AGENT_HOME),
+        ("OPENCODE_DISABLE_AUTOUPDATE", "1"),
+        ("OPENCODE_CONFIG", AGENT_CONFIG_FILE),
+        // The repo's own opencode.json could otherwise override the user's settings.
+        ("OPENCODE_DISABLE_PROJECT_CONFIG", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The agent container. It reads the input only for its limits and its own secrets.
+pub fn container(
+    ctx: &Context<'_>,
+    image: &str,
+    folders: &Folders,
+    volumes: &Volumes,
+    secrets: &Secrets,
+    image_mounts: Vec<(String, String)>,
+) -> ContainerSpec {
+    let input = ctx.input;
+    let secret_env: Vec<String> = input
+        .agent_secrets
+        .iter()
+        .map(|s| s.env_name.clone())
+        .collect();
+    ContainerSpec {
+        role: Role::Agent,
+        name: ctx.object_name("agent"),
+        image: image.to_string(),
+        command: agent_command(&secret_env),
+        user: Some(format!("{AGENT_UID}:{AGENT_UID}")),
+        workdir: folders.workdir.clone(),
+        init: true,
+        cap_drop: vec!["ALL".into()],
+        cap_add: vec![],
+        no_new_privileges: true,
+        security_opt: vec!["no-new-privileges".into(), "seccomp=devaipod-agent".into()],
+        seccomp: Seccomp::Agent,
+        read_only: true,
+        tmpfs: AGENT_TMPFS.iter().map(|s| s.to_string()).collect(),
+        pids_limit: Some(input.agent_pids_limit),
+        memory_limit: Some(input.agent_memory_limit),
+        cpu_millis: None,
+        image_mounts,
+        mounts: volumes.agent_mounts(folders),
+        env: agent_env(),
+        secrets: secrets.agent_refs(),
+        labels: ctx.labels(Role::Agent),
+        extra: Extras::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::plan::input::{PlanInput, UserSecret};
+    use crate::plan::tests_support::input;
+
+    fn agent_of(i: &PlanInput) -> ContainerSpec {
+        let plan = crate::plan::build(i).expect("plan");
+        plan.container(Role::Agent).expect("agent").clone()
+    }
+
+    /// Every repo setting that could widen or shape a container, consented to.
+    fn hostile(i: &mut PlanInput) {
+        let dc = &mut i.devcontainer;
+        dc.privileged = Some(true);
+        dc.cap_add = Some(vec!["SYS_ADMIN".into()]);
+        dc.security_opt = Some(vec!["seccomp=unconfined".into(), "label=disable".into()]);
+        dc.container_env = Some([("REPO_VAR".to_string(), "x".to_string())].into());
+        dc.mounts = Some(vec![json!("type=bind,source=/data,target=/data")]);
+        dc.host_requirements = Some(json!({"cpus": 8, "memory": "64gb"}));
+        dc.container_user = Some("root".into());
+        dc.run_args = Some(
+            [
+                "--privileged",
+                "--cap-add=ALL",
+                "--device=/dev/kvm",
+                "-v",
+                "/srv:/srv",
+                "-e",
+                "RUN_VAR=1",
+                "--shm-size=1g",
+                "--ulimit=nofile=1:2",
+                "--runtime=runc",
+                "--sysctl=kernel.msgmax=1",
+                "-u",
+                "0",
+                "-w",
+                "/elsewhere",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        i.trust = Some("--trust".into());
+        i.container_env_from_host = vec!["REPO_VAR".into()];
+        i.trusted_secrets = vec![UserSecret {
+            env_name: "GH_TOKEN".into(),
+            existing: None,
+        }];
+    }
+
+    #[test]
+    fn the_agent_never_gets_the_repos_settings_or_trusted_secrets() {
+        let baseline = agent_of(&input());
+        let mut i = input();
+        hostile(&mut i);
+        let agent = agent_of(&i);
+        assert_eq!(agent, baseline, "the repo's settings reached the agent");
+        assert!(agent.cap_add.is_empty() && agent.cap_drop == ["ALL"]);
+        assert_eq!(agent.extra, Extras::default());
+        assert_eq!(agent.seccomp, Seccomp::Agent);
+        assert!(
+            agent
+                .env
+                .keys()
+                .all(|k| !k.contains("VAR") && !k.contains("TOKEN"))
+        );
+        assert!(agent.secrets.iter().all(|s| !s.name.contains("gh_token")));
+        assert!(
+            agent
+                .mounts
+                .iter()
+                .all(|m| m.kind == crate::plan::MountKind::Volume)
+        );
+        // ... while the workspace got them.
+        let plan = crate::plan::build(&i).expect("plan");
+        let ws = plan.container(Role::Workspace).expect("ws");
+        assert!(ws.extra.privileged && ws.env.contains_key("REPO_VAR"));
+    }
+
+    #[test]
+    fn agent_secrets_are_exported_from_their_files_and_limits_come_from_the_input() {
+        let mut i = input();
+        i.agent_secrets = vec![UserSecret {
+            env_name: "LLM_KEY".into(),
+            existing: None,
+        }];
+        i.agent_pids_limit = 10;
+        i.agent_memory_limit = 1 << 20;
+        let agent = agent_of(&i);
+        assert!(
+            agent.command[2].contains("LLM_KEY=\"$(cat /run/secrets/LLM_KEY)\" && export LLM_KEY"),
+            "{}",
+            agent.command[2]
+        );
+        assert!(
+            !agent.env.contains_key("LLM_KEY"),
+            "never in the inspectable env"
+        );
+        assert_eq!(
+            (agent.pids_limit, agent.memory_limit),
+            (Some(10), Some(1 << 20))
+        );
+        assert_eq!(agent.secrets.len(), 3);
+    }
+
+    #[test]
+    fn merge_is_deep_for_objects_and_replaces_anything_else() {
+        let mut base = json!({"a": {"b": 1, "c": 2}, "d": [1]});
+        merge_json(&mut base, &json!({"a": {"c": 3}, "d": [2], "e": null}));
+        assert_eq!(base, json!({"a": {"b": 1, "c": 3}, "d": [2], "e": null}));
+    }
+}

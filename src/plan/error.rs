@@ -1,0 +1,52 @@
+//! Why no plan could be made: each refusal names the input, where it is and the fix.
+
+/// Why no plan could be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "no image to run: the repo has no devcontainer.json with an \"image\" and no --image was given (pass --image IMAGE, e.g. --image localhost/devaipod-base:latest)"
+    )]
+    NoImage,
+    #[error(
+        "{path}: Compose configurations (\"dockerComposeFile\") are not supported by `up` yet; `devaipod config` reads them. Use an image-based devcontainer.json or pass --image"
+    )]
+    Compose { path: String },
+    #[error("{path}: {reason}")]
+    BadProperty { path: String, reason: String },
+    #[error("{path}: mounts[{index}]: {reason}")]
+    BadMount {
+        path: String,
+        index: usize,
+        reason: String,
+    },
+    #[error(
+        "{path}: mounts[{index}] binds the host path {source_path} into the workspace; host binds need your consent: pass --trust (or set trust = true for this repo in devaipod.toml)"
+    )]
+    BindNeedsTrust {
+        path: String,
+        index: usize,
+        source_path: String,
+    },
+    #[error(
+        "{path}: {names} take values from your host environment (${{localEnv:...}}); that needs your consent: pass --trust (or set trust = true for this repo in devaipod.toml)"
+    )]
+    HostEnvNeedsTrust { path: String, names: String },
+    #[error(
+        "{path}: {what} widen(s) the workspace's access to the host; that needs your consent: pass --trust (or set trust = true for this repo in devaipod.toml)"
+    )]
+    NeedsTrust { path: String, what: String },
+    #[error(
+        "{path}: \"workspaceFolder\" must be an absolute path inside the container (starting with '/')"
+    )]
+    RelativeWorkspaceFolder { path: String },
+    #[error("label {0:?}: the io.devaipod. prefix is reserved for devaipod's own labels")]
+    ReservedLabel(String),
+    #[error(
+        "image reference from {origin} is not valid: it must start with a letter or digit and contain only letters, digits and ._/:@- (e.g. localhost/devaipod-base:latest)"
+    )]
+    BadImage { origin: String },
+    #[error(
+        "{path}: \"workspaceFolder\" {folder:?} is a system or devaipod path; use a folder of its own such as /workspaces/NAME"
+    )]
+    ReservedWorkspaceFolder { path: String, folder: String },
+}

@@ -1,0 +1,123 @@
+//! What the plan is computed from: the host repo's facts, the devcontainer config, the
+//! user's configuration and the command line, all gathered by the caller.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::gator;
+use super::spec::ImageState;
+use crate::devcontainer::DevContainer;
+use crate::names::Name;
+
+/// The facts about the host repo that the plan needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoFacts {
+    pub root: PathBuf,
+    /// The folder `up` was pointed at, relative to `root` (empty for the top level);
+    /// the containers start there.
+    pub subdir: PathBuf,
+    /// The folder `up` was pointed at (absolute); recorded in the repo label.
+    pub path: PathBuf,
+    pub folder_name: String,
+    pub head: String,
+    pub branch: Option<String>,
+    pub uncommitted: usize,
+}
+
+/// A user secret for the plan: the name the consumer sees, and an existing podman
+/// secret to use instead of devaipod's environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSecret {
+    pub env_name: String,
+    pub existing: Option<String>,
+}
+
+/// What enables and shapes the gator (the user's configuration and command line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatorInput {
+    pub image: String,
+    pub scopes: Vec<gator::Scope>,
+    pub gitlab_host: Option<String>,
+    pub jira_host: Option<String>,
+}
+
+/// Everything the plan is computed from.
+#[derive(Debug, Clone)]
+pub struct PlanInput {
+    pub name: Name,
+    pub repo: RepoFacts,
+    pub devcontainer: DevContainer,
+    /// Where the devcontainer.json was read from, if any.
+    pub devcontainer_path: Option<PathBuf>,
+    pub image_override: Option<String>,
+    pub image_state: ImageState,
+    /// The image build of a Dockerfile configuration.
+    pub build: Option<crate::build::BuildPlan>,
+    /// Extra labels from `--label`, put on every object.
+    pub extra_labels: BTreeMap<String, String>,
+    pub ready_timeout_secs: u64,
+    /// Warnings from reading devcontainer.json (ignored properties), shown by `up`.
+    pub config_warnings: Vec<String>,
+    /// `[agent] secrets` of the user's config: for the agent only.
+    pub agent_secrets: Vec<UserSecret>,
+    /// `[trusted] secrets` of the user's config: for the workspace only, never the agent.
+    pub trusted_secrets: Vec<UserSecret>,
+    /// The agent's limits (user config; defaults otherwise).
+    pub agent_pids_limit: i64,
+    pub agent_memory_limit: i64,
+    /// Consent for repo settings that widen access (`--trust` or the user's config):
+    /// what granted it, shown by `--dry-run`.
+    pub trust: Option<String>,
+    /// `containerEnv` names whose values come from the host environment (need trust).
+    pub container_env_from_host: Vec<String>,
+    /// The contents of runArgs' `--env-file`s, by the path written there (read by `up`).
+    pub env_files: BTreeMap<String, String>,
+    /// The image's ENTRYPOINT then CMD (for `overrideCommand: false`).
+    pub image_command: Option<Vec<String>>,
+    /// The keys of host commands the user approved before (state directory).
+    pub approved: Vec<String>,
+    /// The host's CDI GPU device for all GPUs (`KIND=all`), if it has a CDI spec.
+    pub cdi_gpu: Option<String>,
+    /// The image's PATH (its Config.Env), when known.
+    pub image_path: Option<String>,
+    /// The service-gator container, when enabled.
+    pub gator: Option<GatorInput>,
+    /// `[agent] model` and `[agent.opencode]` of the user's configuration.
+    pub agent_model: Option<String>,
+    pub agent_opencode: Option<serde_json::Value>,
+    /// Whether [`super::BUNDLED_IMAGE`] is in the local store (it is then mounted for
+    /// images without opencode).
+    pub bundled_present: bool,
+}
+
+impl PlanInput {
+    /// The devcontainer.json path for error messages (empty without one).
+    pub fn config_file(&self) -> String {
+        self.devcontainer_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    }
+
+    /// The user that owns the workspace's clone and its secret files, and that people
+    /// and tools work as: remoteUser, else containerUser, else (`None`) the image's.
+    pub fn owner(&self) -> Option<String> {
+        let dc = &self.devcontainer;
+        dc.remote_user.clone().or_else(|| dc.container_user.clone())
+    }
+
+    /// Whether the user consented to repo settings that widen access.
+    pub fn trusted(&self) -> bool {
+        self.trust.is_some()
+    }
+}
+
+impl PlanInput {
+    /// A refusal of a devcontainer.json property, naming the file.
+    pub fn bad_property(&self, reason: String) -> super::PlanError {
+        super::PlanError::BadProperty {
+            path: self.config_file(),
+            reason,
+        }
+    }
+}

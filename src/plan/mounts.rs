@@ -1,0 +1,311 @@
+//! The repo's own mounts (devcontainer.json `mounts`, runArgs `-v`/`--mount`/`--tmpfs`):
+//! read, checked, and given to the workspace only. Named volumes and tmpfs are free;
+//! a host bind needs consent; an engine's socket or state is never mounted.
+
+use super::consent::{BindFrom, Consent};
+use super::error::PlanError;
+use super::folders::Folders;
+use super::input::PlanInput;
+use super::paths::{AGENT_REPO_IN_WORKSPACE, reserved_folder};
+use super::run_args::RunArgs;
+use super::spec::{MountKind, MountSpec};
+
+/// Reads one entry of devcontainer.json's `mounts` (string `type=..,source=..,target=..`
+/// or object form) into a mount of the workspace. `Err` says what is wrong with it.
+pub fn parse_mount(v: &serde_json::Value) -> Result<MountSpec, String> {
+    let (kind, source, target, read_only) = mount_fields(v)?;
+    let target = target
+        .filter(|t| t.starts_with('/'))
+        .ok_or("needs an absolute target")?;
+    let target = target.trim_end_matches('/').to_string();
+    if reserved_folder(&target) || target.starts_with(AGENT_REPO_IN_WORKSPACE) {
+        return Err(format!("target {target:?} is a system or devaipod path"));
+    }
+    let kind = match kind.as_deref().unwrap_or("volume") {
+        "volume" => MountKind::Volume,
+        "bind" => MountKind::Bind,
+        "tmpfs" => MountKind::Tmpfs,
+        other => return Err(format!("mount type {other:?} is not volume, bind or tmpfs")),
+    };
+    let source = match kind {
+        MountKind::Volume => volume_source(source)?,
+        MountKind::Bind => bind_source(source)?,
+        MountKind::Tmpfs => String::new(),
+    };
+    Ok(MountSpec {
+        kind,
+        source,
+        target,
+        read_only,
+    })
+}
+
+/// A mount's fields as written: (type, source, target, read-only).
+type MountFields = (Option<String>, Option<String>, Option<String>, bool);
+
+fn mount_fields(v: &serde_json::Value) -> Result<MountFields, String> {
+    let (mut kind, mut source, mut target, mut read_only) = (None, None, None, false);
+    match v {
+        serde_json::Value::String(s) => {
+            for part in s.split(',') {
+                let part = part.trim();
+                let (k, val) = part.split_once('=').unwrap_or((part, ""));
+                match k {
+                    "type" => kind = Some(val.to_string()),
+                    "source" | "src" => source = Some(val.to_string()),
+                    "target" | "dst" | "destination" => target = Some(val.to_string()),
+                    "readonly" | "ro" => read_only = val.is_empty() || val == "true" || val == "1",
+                    "consistency" | "" => {}
+                    other => return Err(format!("unknown mount option {other:?}")),
+                }
+            }
+        }
+        serde_json::Value::Object(o) => {
+            let text = |k: &str| o.get(k).and_then(|x| x.as_str()).map(str::to_string);
+            kind = text("type");
+            source = text("source");
+            target = text("target");
+            read_only = o.get("readonly").and_then(|x| x.as_bool()).unwrap_or(false);
+        }
+        _ => return Err("a mount is a string or an object".into()),
+    }
+    Ok((kind, source, target, read_only))
+}
+
+fn volume_source(source: Option<String>) -> Result<String, String> {
+    let s = source
+        .filter(|s| !s.is_empty())
+        .ok_or("a volume mount needs a source name")?;
+    let ok = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !ok {
+        return Err(format!(
+            "volume name {s:?} must be [A-Za-z0-9][A-Za-z0-9_.-]*"
+        ));
+    }
+    Ok(s)
+}
+
+fn bind_source(source: Option<String>) -> Result<String, String> {
+    let s = source
+        .filter(|s| s.starts_with('/'))
+        .ok_or("a bind mount needs an absolute source path")?;
+    if engine_socket_path(&s) {
+        return Err(format!(
+            "source {s:?} is a container engine's socket or directory; it is never mounted"
+        ));
+    }
+    Ok(s)
+}
+
+/// Paths of container engines' sockets and state, which no container gets.
+pub fn engine_socket_path(path: &str) -> bool {
+    let p = path.trim_end_matches('/');
+    p.ends_with("podman.sock")
+        || p.ends_with("docker.sock")
+        || p.contains("/podman/")
+        || [
+            "/run",
+            "/var/run",
+            "/run/podman",
+            "/var/run/docker",
+            "/run/docker",
+            "/run/user",
+            "/var/lib/containers",
+            "/",
+        ]
+        .contains(&p)
+        || p.starts_with("/run/user/")
+        || p.starts_with("/var/lib/containers")
+}
+
+/// The repo's mounts for the workspace, and the host binds of `mounts` the consent
+/// let through (runArgs' binds are among runArgs' widening settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoMounts {
+    pub mounts: Vec<MountSpec>,
+    pub binds: Vec<Consent>,
+}
+
+/// Reads `mounts`, then adds runArgs' mounts. A host bind in `mounts` without consent
+/// and any mount hiding the workspace folder are refused.
+pub fn repo_mounts(
+    input: &PlanInput,
+    ra: &RunArgs,
+    folders: &Folders,
+) -> Result<RepoMounts, PlanError> {
+    let mut out = RepoMounts {
+        mounts: Vec::new(),
+        binds: Vec::new(),
+    };
+    let bad_mount = |index: usize, reason: String| PlanError::BadMount {
+        path: input.config_file(),
+        index,
+        reason,
+    };
+    for (index, m) in input.devcontainer.mounts.iter().flatten().enumerate() {
+        let mount = parse_mount(m).map_err(|reason| bad_mount(index, reason))?;
+        if mount.target == folders.workspace_folder {
+            return Err(bad_mount(
+                index,
+                "its target is the workspace folder itself".into(),
+            ));
+        }
+        if mount.kind == MountKind::Bind {
+            if !input.trusted() {
+                return Err(PlanError::BindNeedsTrust {
+                    path: input.config_file(),
+                    index,
+                    source_path: mount.source.clone(),
+                });
+            }
+            out.binds.push(Consent::HostBind {
+                from: BindFrom::Mounts { index },
+                source: mount.source.clone(),
+                target: mount.target.clone(),
+            });
+        }
+        out.mounts.push(mount);
+    }
+    for m in &ra.mounts {
+        if m.target == folders.workspace_folder || m.target == folders.clone_root {
+            return Err(input.bad_property(format!(
+                "runArgs: the mount at {} would hide the workspace folder",
+                m.target
+            )));
+        }
+    }
+    out.mounts.extend(ra.mounts.iter().cloned());
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::plan::tests_support::input;
+
+    #[test]
+    fn mounts_parse_in_both_forms_or_say_what_is_wrong() {
+        for (v, want) in [
+            (
+                json!("type=volume,source=cache,target=/cache"),
+                Ok((MountKind::Volume, "cache", "/cache", false)),
+            ),
+            (
+                json!("source=cache,target=/cache/,ro"),
+                Ok((MountKind::Volume, "cache", "/cache", true)),
+            ),
+            (
+                json!({"type": "tmpfs", "target": "/scratch"}),
+                Ok((MountKind::Tmpfs, "", "/scratch", false)),
+            ),
+            (
+                json!({"type": "bind", "source": "/data", "target": "/d", "readonly": true}),
+                Ok((MountKind::Bind, "/data", "/d", true)),
+            ),
+            (
+                json!("type=npipe,source=x,target=/x"),
+                Err("not volume, bind or tmpfs"),
+            ),
+            (
+                json!("type=volume,source=x,target=x"),
+                Err("absolute target"),
+            ),
+            (
+                json!("type=volume,source=x,target=/etc"),
+                Err("system or devaipod path"),
+            ),
+            (
+                json!("type=volume,source=x,target=/var/lib/devaipod/agent-repo"),
+                Err("system or devaipod path"),
+            ),
+            (json!("type=volume,target=/x"), Err("needs a source name")),
+            (
+                json!("type=volume,source=../v,target=/x"),
+                Err("volume name"),
+            ),
+            (
+                json!("type=bind,source=rel,target=/x"),
+                Err("absolute source path"),
+            ),
+            (
+                json!("type=bind,source=/run/podman/podman.sock,target=/x"),
+                Err("never mounted"),
+            ),
+            (
+                json!("type=volume,source=v,target=/x,frob=1"),
+                Err("unknown mount option"),
+            ),
+            (json!(3), Err("a string or an object")),
+        ] {
+            match (parse_mount(&v), want) {
+                (Ok(m), Ok((kind, source, target, ro))) => assert_eq!(
+                    (m.kind, m.source.as_str(), m.target.as_str(), m.read_only),
+                    (kind, source, target, ro),
+                    "{v}"
+                ),
+                (Err(e), Err(want)) => assert!(e.contains(want), "{v}: {e}"),
+                (got, want) => panic!("{v}: {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn engine_sockets_and_state_are_recognised() {
+        for p in [
+            "/var/run/docker.sock",
+            "/run/user/1000/podman/podman.sock",
+            "/run",
+            "/var/lib/containers/storage",
+        ] {
+            assert!(engine_socket_path(p), "{p}");
+        }
+        for p in ["/home/u/data", "/srv/run"] {
+            assert!(!engine_socket_path(p), "{p}");
+        }
+    }
+
+    fn folders() -> Folders {
+        Folders::new(&input()).expect("folders")
+    }
+
+    #[test]
+    fn host_binds_without_consent_refuse_and_with_it_are_recorded() {
+        let mut i = input();
+        i.devcontainer.mounts = Some(vec![
+            json!("source=cache,target=/cache,type=volume"),
+            json!("type=bind,source=/data,target=/data"),
+        ]);
+        let e = repo_mounts(&i, &RunArgs::default(), &folders()).expect_err("no consent");
+        assert!(
+            matches!(e, PlanError::BindNeedsTrust { index: 1, .. }),
+            "{e:?}"
+        );
+        i.trust = Some("--trust".into());
+        let m = repo_mounts(&i, &RunArgs::default(), &folders()).expect("consent");
+        assert_eq!(m.mounts.len(), 2);
+        assert_eq!(m.binds.len(), 1);
+        assert_eq!(m.binds[0].to_string(), "mounts[1] binds /data at /data");
+    }
+
+    #[test]
+    fn no_mount_hides_the_workspace_folder() {
+        let mut i = input();
+        i.devcontainer.mounts = Some(vec![json!("source=v,target=/workspaces/proj")]);
+        let e = repo_mounts(&i, &RunArgs::default(), &folders()).expect_err("hides");
+        assert!(e.to_string().contains("the workspace folder itself"), "{e}");
+        let i = input();
+        let ra = RunArgs {
+            mounts: vec![MountSpec::volume("v", "/workspaces/proj", false)],
+            ..Default::default()
+        };
+        let e = repo_mounts(&i, &ra, &folders()).expect_err("hides");
+        assert!(
+            e.to_string().contains("would hide the workspace folder"),
+            "{e}"
+        );
+    }
+}
