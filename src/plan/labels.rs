@@ -31,6 +31,11 @@ pub const POST_ATTACH: &str = "io.devaipod.post-attach";
 pub const REMOTE_ENV: &str = "io.devaipod.remote-env";
 /// The devaipod version that created the object.
 pub const VERSION: &str = "io.devaipod.version";
+/// Pod only: the names of the secrets made for the workspace (comma-separated), since
+/// secrets carry no labels on Podman 4.3.
+pub const SECRETS: &str = "io.devaipod.secrets";
+/// Pod only: postStartCommand as `up` ran it (JSON), for `start`.
+pub const POST_START: &str = "io.devaipod.post-start";
 
 /// What an object is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
@@ -41,6 +46,10 @@ pub enum Role {
     Agent,
     Gator,
     Proxy,
+    /// A short-lived container outside the pod's plan: a job reading the agent's
+    /// clone, or the toolbox route into the pod.
+    #[value(skip)]
+    Helper,
 }
 
 impl Role {
@@ -51,6 +60,7 @@ impl Role {
             Role::Agent => "agent",
             Role::Gator => "gator",
             Role::Proxy => "proxy",
+            Role::Helper => "helper",
         }
     }
 }
