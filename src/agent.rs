@@ -76,16 +76,18 @@ impl<'a> Agent<'a> {
     pub async fn open(engine: &'a Engine, name: &crate::names::Name) -> Result<Agent<'a>> {
         let pod = name.pod_name();
         let inspect = engine.inspect_pod(&pod).await?;
-        let label = |k: &str| inspect["Labels"][k].as_str().map(str::to_string);
-        let directory = label(labels::WORKDIR).ok_or_else(|| {
-            anyhow!(
-                "pod {pod} has no {} label: it was made by an older devaipod; recreate it",
-                labels::WORKDIR
-            )
-        })?;
+        let directory = inspect
+            .label(labels::WORKDIR)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                anyhow!(
+                    "pod {pod} has no {} label: it was made by an older devaipod; recreate it",
+                    labels::WORKDIR
+                )
+            })?;
         let workspace = format!("{pod}-workspace");
         let state = engine.inspect_container(&workspace).await?;
-        if state["State"]["Running"].as_bool() != Some(true) {
+        if !state.state.running {
             bail!("workspace {name} is not running: start it with `devaipod start {name}`");
         }
         let password = read_password(engine, &workspace).await?;

@@ -45,7 +45,7 @@ pub struct AgentWork {
 pub async fn agent_work(engine: &Engine, name: &Name) -> Result<AgentWork> {
     let row = engine.workspace(name).await?;
     let pod = engine.inspect_pod(&row.pod).await?;
-    let label = |k: &str| pod["Labels"][k].as_str().map(str::to_string);
+    let label = |k: &str| pod.label(k).map(str::to_string);
     let missing = |k: &str| {
         anyhow!(
             "pod {} has no {k} label (made by an older devaipod): review is not possible; `devaipod delete {name} --force` removes it",
@@ -70,7 +70,15 @@ git log --format='%H %s' --branches --not "$1" --
 echo ---
 git status --porcelain | wc -l
 } > /tmp/out"#;
-    let out = clone_job(engine, name, &row.pod, script, &[&base], "/tmp/out").await?;
+    let out = clone_job(
+        engine,
+        name,
+        &repo.to_string_lossy(),
+        script,
+        &[&base],
+        "/tmp/out",
+    )
+    .await?;
     let stdout = out.file.unwrap_or_default();
     let text = String::from_utf8_lossy(&stdout);
     let mut parts = text.split("---\n");
@@ -119,10 +127,7 @@ git status --porcelain | wc -l
 pub async fn agent_made_no_commits(engine: &Engine, name: &Name) -> Result<Option<bool>> {
     let row = engine.workspace(name).await?;
     let pod = engine.inspect_pod(&row.pod).await?;
-    let (Some(base), Some(clone)) = (
-        pod["Labels"][labels::BASE].as_str(),
-        pod["Labels"][labels::CLONE].as_str(),
-    ) else {
+    let (Some(base), Some(clone)) = (pod.label(labels::BASE), pod.label(labels::CLONE)) else {
         return Ok(None);
     };
     let agent = format!("{}-agent", row.pod);
@@ -195,57 +200,40 @@ pub fn unreviewed(work: &AgentWork) -> Result<Vec<CommitRow>> {
     Ok(lost)
 }
 
-/// Runs `script` (sh, with `args` as $1...) as the agent's uid in a short-lived
-/// container that mounts the agent's clone read-only at /repo, with no network and no
-/// capabilities, and returns the file `fetch` it wrote. Nothing runs in the pod itself:
-/// on Podman 4.3 an exec session there makes removing the pod seconds slower, and a
-/// stopped pod needs no start. The image is the bundled one (it has git) when present,
-/// else the workspace's.
+/// Runs `script` (sh, with `args` as $1...) in a job container over the agent's clone
+/// ([`crate::podman::job`]: mounted read-only at /repo, no network, no capabilities)
+/// and returns the file `fetch` it wrote. Nothing runs in the pod itself: on Podman 4.3
+/// an exec session there makes removing the pod seconds slower, and a stopped pod needs
+/// no start. The image is the bundled one (it has git) when present, else the
+/// workspace's. `repo` is the host repo the workspace was made from (for its labels).
 async fn clone_job(
     engine: &Engine,
     name: &Name,
-    pod: &str,
+    repo: &str,
     script: &str,
     args: &[&str],
     fetch: &str,
 ) -> Result<crate::podman::JobOutput> {
+    let pod = name.pod_name();
     let image = if engine.image_id(crate::plan::BUNDLED_IMAGE).await?.is_some() {
         crate::plan::BUNDLED_IMAGE.to_string()
     } else {
         let ws = engine
             .inspect_container(&format!("{pod}-workspace"))
             .await?;
-        ws["ImageName"]
-            .as_str()
+        Some(ws.image_name)
+            .filter(|i| !i.is_empty())
             .ok_or_else(|| anyhow!("cannot tell the image of {pod}-workspace"))?
-            .to_string()
     };
-    let uid = crate::plan::AGENT_UID;
-    let mut command = vec![
-        "/bin/sh".to_string(),
-        "-c".into(),
-        script.into(),
-        "sh".into(),
-    ];
-    command.extend(args.iter().map(|a| a.to_string()));
-    let spec = serde_json::json!({
-        "name": format!("{pod}-job-{}", crate::names::random_suffix()),
-        "image": image,
-        "command": command,
-        "user": format!("{uid}:{uid}"),
-        "work_dir": "/",
-        "env": {"HOME": "/tmp", "GIT_CONFIG_NOSYSTEM": "1"},
-        "volumes": [{"Name": format!("{pod}-agent-repo"), "Dest": "/repo", "Options": ["ro"]}],
-        "netns": {"nsmode": "none"},
-        "cap_drop": ["ALL"],
-        "no_new_privileges": true,
-        "labels": {
-            labels::POD: name.as_str(),
-            labels::ROLE: "helper",
-            labels::VERSION: crate::VERSION,
-        },
-    });
-    let out = engine.run_job(&spec, Some(fetch)).await?;
+    let job = crate::podman::job::CloneJob {
+        name,
+        repo,
+        image: &image,
+        script,
+        args,
+    };
+    let container = crate::podman::job::clone_job_container(&job);
+    let out = engine.run_job(&container, Some(fetch)).await?;
     if out.code != 0 {
         bail!(
             "reading the agent's clone failed (exit code {}): {}",
@@ -258,14 +246,13 @@ async fn clone_job(
 
 /// Fetches the agent's branch into the host repo (a bundle made from its clone).
 pub async fn fetch_branch(engine: &Engine, name: &Name, work: &AgentWork) -> Result<()> {
-    let row = engine.workspace(name).await?;
     let script = r#"set -e
 cd /repo
 git bundle create -q /tmp/review.bundle "refs/heads/$1" --not "$2""#;
     let out = clone_job(
         engine,
         name,
-        &row.pod,
+        &work.repo.to_string_lossy(),
         script,
         &[&work.branch, &work.base],
         "/tmp/review.bundle",

@@ -83,18 +83,10 @@ async fn run_post_start(
     progress: &Progress,
 ) -> Result<()> {
     let inspect = engine.inspect_pod(pod).await?;
-    let Some(text) = inspect["Labels"][crate::podman::apply::POST_START_LABEL].as_str() else {
+    let Some(text) = inspect.label(crate::plan::labels::POST_START) else {
         return Ok(());
     };
-    #[derive(serde::Deserialize)]
-    struct PostStart {
-        steps: Vec<crate::plan::LifecycleStep>,
-        user: Option<String>,
-        workdir: String,
-        #[serde(default)]
-        env: std::collections::BTreeMap<String, String>,
-    }
-    let post: PostStart = serde_json::from_str(text)
+    let post: crate::podman::hooks::PostStart = serde_json::from_str(text)
         .with_context(|| format!("reading the postStartCommand recorded on {pod}"))?;
     let Some(ws) = row.container("workspace") else {
         bail!("{pod} has no workspace container to run postStartCommand in");

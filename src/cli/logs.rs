@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use super::Context;
 use crate::names::Name;
 use crate::plan::Role;
-use crate::podman::api_error;
+use crate::podman::logs::{LogChunk, LogOptions};
 
 /// The containers `logs` can show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,27 +59,21 @@ pub async fn run(ctx: &Context, args: LogsArgs) -> Result<ExitCode> {
             have.join(", ")
         );
     };
-    let mut opts = podman_api::opts::ContainerLogsOpts::builder()
-        .stdout(true)
-        .stderr(true)
-        .follow(args.follow);
-    if let Some(n) = args.tail {
-        opts = opts.tail(n.to_string());
-    }
-    let opts = opts.build();
-    let containers = engine.api().containers();
-    let c = containers.get(&container.name);
-    let mut stream = c.logs(&opts);
+    let opts = LogOptions {
+        follow: args.follow,
+        tail: args.tail,
+    };
+    let mut stream = engine.logs(&container.name, opts);
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
     while let Some(chunk) = stream.next().await {
-        match chunk.map_err(api_error)? {
-            podman_api::conn::TtyChunk::StdErr(b) => {
+        match chunk? {
+            LogChunk::Stderr(b) => {
                 err.write_all(&b)?;
                 err.flush()?;
             }
-            other => {
-                out.write_all(&other)?;
+            LogChunk::Stdout(b) => {
+                out.write_all(&b)?;
                 out.flush()?;
             }
         }

@@ -9,7 +9,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use serde_json::Value;
 
 use super::Context;
 use crate::names::Name;
@@ -69,18 +68,11 @@ async fn context(engine: &Engine, name: &Name) -> Result<SessionContext> {
         .ok_or_else(|| anyhow::anyhow!("pod {} has no workspace container", row.pod))?;
     let pod = engine.inspect_pod(&row.pod).await?;
     let ws = engine.inspect_container(&workspace).await?;
-    if ws["State"]["Running"].as_bool() != Some(true) {
+    if !ws.state.running {
         bail!("workspace {name} is not running: start it with `devaipod start {name}`");
     }
-    let label = |k: &str| pod["Labels"][k].as_str().map(str::to_string);
-    let container_env: BTreeMap<String, String> = ws["Config"]["Env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let label = |k: &str| pod.label(k).map(str::to_string);
+    let container_env = ws.config.env_map();
     let remote_env: BTreeMap<String, String> = label(labels::REMOTE_ENV)
         .map(|j| serde_json::from_str(&j).context("reading the pod's remoteEnv label"))
         .transpose()?

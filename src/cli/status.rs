@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
-use serde_json::Value;
 
 use super::Context;
 use super::list::Entry;
 use crate::names::Name;
 use crate::plan::labels;
+use crate::podman::inspect::{ContainerInspect, PodInspect};
 use crate::podman::inventory::EventRow;
 use crate::state::StateDir;
 
@@ -56,26 +56,22 @@ pub struct Status {
     pub events: Vec<EventRow>,
 }
 
-fn mounts_of(container: &str, inspect: &Value) -> Vec<MountRow> {
-    inspect["Mounts"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|m| MountRow {
-                    container: container.to_string(),
-                    kind: m["Type"].as_str().unwrap_or_default().to_string(),
-                    source: m["Name"]
-                        .as_str()
-                        .filter(|s| !s.is_empty())
-                        .or(m["Source"].as_str())
-                        .unwrap_or_default()
-                        .to_string(),
-                    destination: m["Destination"].as_str().unwrap_or_default().to_string(),
-                    rw: m["RW"].as_bool().unwrap_or(false),
-                })
-                .collect()
+fn mounts_of(container: &str, inspect: &ContainerInspect) -> Vec<MountRow> {
+    inspect
+        .mounts
+        .iter()
+        .map(|m| MountRow {
+            container: container.to_string(),
+            kind: m.kind.clone(),
+            source: if m.name.is_empty() {
+                m.source.clone()
+            } else {
+                m.name.clone()
+            },
+            destination: m.destination.clone(),
+            rw: m.rw,
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// A port published on the host.
@@ -88,25 +84,27 @@ pub struct PortRow {
 }
 
 /// Published ports from the pod's infra config.
-pub fn ports_of(pod_inspect: &Value) -> Vec<PortRow> {
+pub fn ports_of(pod_inspect: &PodInspect) -> Vec<PortRow> {
     let mut out = Vec::new();
-    if let Some(map) = pod_inspect["InfraConfig"]["PortBindings"].as_object() {
-        for (port, bindings) in map {
-            let (cport, proto) = port.split_once('/').unwrap_or((port, "tcp"));
-            let Ok(container_port) = cport.parse() else {
+    let bindings = pod_inspect
+        .infra_config
+        .iter()
+        .flat_map(|c| &c.port_bindings);
+    for (port, bindings) in bindings {
+        let (cport, proto) = port.split_once('/').unwrap_or((port, "tcp"));
+        let Ok(container_port) = cport.parse() else {
+            continue;
+        };
+        for b in bindings {
+            let Ok(host_port) = b.host_port.parse() else {
                 continue;
             };
-            for b in bindings.as_array().into_iter().flatten() {
-                let Some(host_port) = b["HostPort"].as_str().and_then(|p| p.parse().ok()) else {
-                    continue;
-                };
-                out.push(PortRow {
-                    container_port,
-                    host_port,
-                    host_ip: b["HostIp"].as_str().unwrap_or_default().to_string(),
-                    protocol: proto.to_string(),
-                });
-            }
+            out.push(PortRow {
+                container_port,
+                host_port,
+                host_ip: b.host_ip.clone(),
+                protocol: proto.to_string(),
+            });
         }
     }
     out.sort_by_key(|p| p.container_port);
@@ -296,17 +294,23 @@ mod tests {
 
     #[test]
     fn reads_mounts_and_ports() {
-        let c = serde_json::json!({"Mounts": [
+        let mut c: serde_json::Value =
+            serde_json::from_str(crate::podman::inspect::fixtures::AGENT).expect("fixture");
+        c["Mounts"] = serde_json::json!([
             {"Type": "volume", "Name": "v1", "Source": "/var/lib/x", "Destination": "/w", "RW": true},
             {"Type": "bind", "Source": "/etc/hosts", "Destination": "/etc/hosts", "RW": false},
-        ]});
+        ]);
+        let c: ContainerInspect = serde_json::from_value(c).expect("inspect");
         let m = mounts_of("c1", &c);
         assert_eq!(m.len(), 2);
         assert_eq!((m[0].source.as_str(), m[0].rw), ("v1", true));
         assert_eq!(m[1].source, "/etc/hosts");
-        let pod = serde_json::json!({"InfraConfig": {"PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18080"}]}}});
+        let pod = |v| serde_json::from_value::<PodInspect>(v).expect("pod");
+        let published = pod(
+            serde_json::json!({"InfraConfig": {"PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18080"}]}}}),
+        );
         assert_eq!(
-            ports_of(&pod),
+            ports_of(&published),
             [PortRow {
                 container_port: 8080,
                 host_port: 18080,
@@ -314,6 +318,6 @@ mod tests {
                 protocol: "tcp".into()
             }]
         );
-        assert!(ports_of(&serde_json::json!({})).is_empty());
+        assert!(ports_of(&pod(serde_json::json!({}))).is_empty());
     }
 }

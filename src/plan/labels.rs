@@ -34,6 +34,8 @@ pub const REMOTE_ENV: &str = "io.devaipod.remote-env";
 pub const SECRETS: &str = "io.devaipod.secrets";
 /// The devaipod version that created the object.
 pub const VERSION: &str = "io.devaipod.version";
+/// Pod only: postStartCommand as `up` ran it (JSON), for `start`.
+pub const POST_START: &str = "io.devaipod.post-start";
 
 /// What an object is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
@@ -44,6 +46,10 @@ pub enum Role {
     Agent,
     Gator,
     Proxy,
+    /// A short-lived container outside the pod's plan: a job reading the agent's
+    /// clone, or the toolbox route into the pod.
+    #[value(skip)]
+    Helper,
 }
 
 impl Role {
@@ -54,6 +60,7 @@ impl Role {
             Role::Agent => "agent",
             Role::Gator => "gator",
             Role::Proxy => "proxy",
+            Role::Helper => "helper",
         }
     }
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use serde_json::Value;
 
+use super::inspect::EventLine;
 use super::{API_PREFIX, Engine, api_error};
 use crate::plan::labels;
 
@@ -165,21 +165,6 @@ impl Engine {
         }
     }
 
-    /// Stops a pod; an already stopped pod is fine.
-    pub async fn stop_pod(&self, name: &str) -> Result<()> {
-        match self
-            .post_json(
-                &format!("/libpod/pods/{}/stop?t=10", super::encode(name)),
-                &Value::Null,
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if super::status_of(&e) == Some(304) => Ok(()),
-            Err(e) => Err(e.context(format!("stopping pod {name}"))),
-        }
-    }
-
     /// Recent events of containers labelled for workspace `name`, oldest first.
     pub async fn events(&self, name: &str, since_secs: u64, limit: usize) -> Result<Vec<EventRow>> {
         let filters = serde_json::json!({ "label": [format!("{}={name}", labels::POD)] });
@@ -195,15 +180,12 @@ impl Engine {
             .context("reading events")?;
         let mut rows: Vec<EventRow> = text
             .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .map(|e| EventRow {
-                time: e["time"].as_i64().unwrap_or(0),
-                kind: e["Type"].as_str().unwrap_or_default().to_string(),
-                action: e["Action"].as_str().unwrap_or_default().to_string(),
-                name: e["Actor"]["Attributes"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
+            .filter_map(|l| serde_json::from_str::<EventLine>(l).ok())
+            .map(|mut e| EventRow {
+                time: e.time,
+                kind: e.kind,
+                action: e.action,
+                name: e.actor.attributes.remove("name").unwrap_or_default(),
             })
             .collect();
         let skip = rows.len().saturating_sub(limit);
@@ -221,13 +203,13 @@ mod tests {
         serde_json::from_value(serde_json::json!({
             "Name": format!("devaipod-{name}"),
             "Status": status,
-            "Labels": {"io.devaipod.pod": name, "io.devaipod.repo": "/r"},
+            "Labels": {(labels::POD): name, (labels::REPO): "/r"},
         }))
         .expect("pod")
     }
 
     fn ctr(ws: &str, role: &str, state: &str, infra: bool) -> podman_api::models::ListContainer {
-        let labels: HashMap<&str, &str> = [("io.devaipod.pod", ws), ("io.devaipod.role", role)]
+        let labels: HashMap<&str, &str> = [(labels::POD, ws), (labels::ROLE, role)]
             .into_iter()
             .collect();
         serde_json::from_value(serde_json::json!({

@@ -1,0 +1,155 @@
+//! Objects found by label: listing pods, containers and volumes labelled for a
+//! workspace, and removing them (missing is fine), which is how `delete` and rollback
+//! work: from labels, never by name guessing.
+
+use anyhow::Result;
+
+use super::{Engine, api_error, encode};
+use crate::plan::labels;
+
+impl Engine {
+    /// Names of pods carrying `label=value`.
+    pub async fn pods_with_label(&self, label: &str, value: &str) -> Result<Vec<String>> {
+        let opts = podman_api::opts::PodListOpts::builder()
+            .filter([podman_api::opts::PodListFilter::LabelKeyVal(
+                label.into(),
+                value.into(),
+            )])
+            .build();
+        let pods = self.api.pods().list(&opts).await.map_err(api_error)?;
+        Ok(pods.into_iter().filter_map(|p| p.name).collect())
+    }
+
+    /// Names of containers (any state) carrying `label=value`.
+    /// (A pod's infra container inherits the pod's labels; it is not listed: it goes
+    /// with its pod.)
+    pub async fn containers_with_label(&self, label: &str, value: &str) -> Result<Vec<String>> {
+        let opts = podman_api::opts::ContainerListOpts::builder()
+            .all(true)
+            .filter([podman_api::opts::ContainerListFilter::LabelKeyVal(
+                label.into(),
+                value.into(),
+            )])
+            .build();
+        let list = self.api.containers().list(&opts).await.map_err(api_error)?;
+        Ok(list
+            .into_iter()
+            .filter(|c| c.is_infra != Some(true))
+            .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
+            .collect())
+    }
+
+    /// Names of volumes carrying `label=value`.
+    pub async fn volumes_with_label(&self, label: &str, value: &str) -> Result<Vec<String>> {
+        let opts = podman_api::opts::VolumeListOpts::builder()
+            .filter([podman_api::opts::VolumeListFilter::LabelKeyVal(
+                label.into(),
+                value.into(),
+            )])
+            .build();
+        let list = self.api.volumes().list(&opts).await.map_err(api_error)?;
+        Ok(list.into_iter().map(|v| v.name).collect())
+    }
+
+    /// Kills (SIGKILL) and force-removes a pod with its containers. Missing is fine.
+    pub async fn remove_pod(&self, name: &str) -> Result<()> {
+        // Killing first makes removal immediate: a forced remove would otherwise give
+        // every container its stop timeout.
+        let _ = self
+            .post(
+                &format!("/libpod/pods/{}/kill?signal=KILL", encode(name)),
+                &(),
+            )
+            .await;
+        self.delete_if_present(&format!("/libpod/pods/{}?force=true", encode(name)), || {
+            format!("removing pod {name}")
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Force-removes a container (and its anonymous volumes). Missing is fine.
+    pub async fn remove_container(&self, name: &str) -> Result<()> {
+        self.delete_if_present(
+            &format!(
+                "/libpod/containers/{}?force=true&v=true&timeout=0",
+                encode(name)
+            ),
+            || format!("removing container {name}"),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Removes a volume. Missing is fine.
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        self.delete_if_present(
+            &format!("/libpod/volumes/{}?force=true", encode(name)),
+            || format!("removing volume {name}"),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Removes every object labelled for workspace `name`: pods (with their
+    /// containers), stray containers, then volumes. Returns what was removed.
+    pub async fn remove_labelled(&self, name: &str) -> Result<Removed> {
+        let pods = self.pods_with_label(labels::POD, name).await?;
+        let containers = self.containers_with_label(labels::POD, name).await?;
+        // Secrets carry no labels on Podman 4.3: the pod lists them, and the password's
+        // name is known.
+        let mut secrets: Vec<String> = Vec::new();
+        for p in &pods {
+            let inspect = self.inspect_pod(p).await?;
+            if let Some(list) = inspect.label(labels::SECRETS) {
+                secrets.extend(
+                    list.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string),
+                );
+            }
+        }
+        if let Ok(n) = crate::names::Name::new(name) {
+            let password = crate::plan::password_secret_name(&n);
+            if !secrets.contains(&password) {
+                secrets.push(password);
+            }
+        }
+        futures_util::future::try_join_all(pods.iter().map(|p| self.remove_pod(p))).await?;
+        // Containers of the removed pods are gone already (404 is fine); this catches strays.
+        futures_util::future::try_join_all(containers.iter().map(|c| self.remove_container(c)))
+            .await?;
+        let volumes = self.volumes_with_label(labels::POD, name).await?;
+        futures_util::future::try_join_all(volumes.iter().map(|v| self.remove_volume(v))).await?;
+        let mut removed_secrets = Vec::new();
+        for s in secrets {
+            if self.remove_secret(&s).await? {
+                removed_secrets.push(s);
+            }
+        }
+        Ok(Removed {
+            pods,
+            containers,
+            volumes,
+            secrets: removed_secrets,
+        })
+    }
+}
+
+/// What [`Engine::remove_labelled`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Removed {
+    pub pods: Vec<String>,
+    pub containers: Vec<String>,
+    pub volumes: Vec<String>,
+    pub secrets: Vec<String>,
+}
+
+impl Removed {
+    pub fn is_empty(&self) -> bool {
+        self.pods.is_empty()
+            && self.containers.is_empty()
+            && self.volumes.is_empty()
+            && self.secrets.is_empty()
+    }
+}

@@ -1,0 +1,254 @@
+//! Readiness: `up` returns when the agent answers over HTTP on the pod's loopback.
+//!
+//! The user's image need not contain curl, so devaipod runs *itself* (the hidden
+//! `__probe` command) inside the pod's network namespace ([`super::netns`]). That one
+//! subprocess polls every 50 ms with a short per-request timeout (opencode can leave a
+//! request unanswered if it arrives just before it is ready), while devaipod watches
+//! the agent container and gives up at once if it dies.
+//!
+//! [`probe_once`] stays a tiny std TCP check rather than using the agent HTTP client:
+//! it only needs the status line, must never block past its timeout, and runs in a
+//! loop in a process that has no runtime.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use super::Engine;
+use super::cancel::Cancel;
+use super::inspect::ContainerState;
+use crate::plan::{PodPlan, Role};
+
+/// How often the probe polls.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How long one probe request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How often devaipod checks that the agent container is still running.
+const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+/// Log lines shown when the agent fails to come up.
+const LOG_LINES: usize = 20;
+
+/// Parses `http://HOST:PORT/PATH` (IP literal hosts only; the probe runs inside the pod).
+pub fn parse_url(url: &str) -> Result<(SocketAddr, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("probe URL {url:?} must start with http://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr: SocketAddr = authority
+        .parse()
+        .map_err(|_| anyhow!("probe URL {url:?} needs an IP:PORT authority"))?;
+    Ok((addr, path.to_string()))
+}
+
+/// One HTTP request; true when the server answered with a status line that means it is
+/// serving (2xx, or 401 when a password is set).
+pub fn probe_once(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    let mut got = 0;
+    while got < 12 {
+        match stream.read(&mut buf[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..got]);
+    let status = head.split_whitespace().nth(1).unwrap_or_default();
+    head.starts_with("HTTP/") && (status.starts_with('2') || status == "401")
+}
+
+/// The `__probe` command: poll `url` until it answers or `timeout` passes. Blocking; runs
+/// in its own process inside the pod's network namespace.
+pub fn run_probe(url: &str, timeout: Duration) -> Result<()> {
+    let (addr, path) = parse_url(url)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let started = Instant::now();
+        if probe_once(addr, &path, REQUEST_TIMEOUT) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("{url} did not answer within {}s", timeout.as_secs());
+        }
+        if let Some(rest) = POLL_INTERVAL.checked_sub(started.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+}
+
+/// What to wait for: the pod, its agent container and the URL inside the pod.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    pub pod: &'a str,
+    pub agent: &'a str,
+    pub url: &'a str,
+    pub timeout: Duration,
+}
+
+impl<'a> Target<'a> {
+    /// The target a plan describes.
+    pub fn of_plan(plan: &'a PodPlan) -> Result<Self> {
+        let agent = plan
+            .container(Role::Agent)
+            .ok_or_else(|| anyhow!("the plan has no agent container"))?;
+        Ok(Self {
+            pod: &plan.pod.name,
+            agent: &agent.name,
+            url: &plan.readiness.url,
+            timeout: Duration::from_secs(plan.readiness.timeout_secs),
+        })
+    }
+}
+
+/// Waits until the agent answers, the agent dies, the deadline passes or the user
+/// cancels. On failure the error carries the agent's last log lines.
+pub async fn wait_ready(engine: &Engine, target: &Target<'_>, cancel: &mut Cancel) -> Result<()> {
+    let timeout = target.timeout;
+    let args = [
+        "__probe".to_string(),
+        target.url.to_string(),
+        "--timeout-ms".into(),
+        timeout.as_millis().to_string(),
+    ];
+    let argv = super::netns::in_pod_command(engine, target.pod, &args).await?;
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting the readiness probe ({})", argv[0]))?;
+    let mut stderr = child.stderr.take();
+    let mut watch = tokio::time::interval(WATCH_INTERVAL);
+    let failure = loop {
+        tokio::select! {
+            status = child.wait() => {
+                let status = status.context("waiting for the readiness probe")?;
+                if status.success() {
+                    return Ok(());
+                }
+                let mut msg = String::new();
+                if let Some(mut e) = stderr.take() {
+                    use tokio::io::AsyncReadExt;
+                    let _ = e.read_to_string(&mut msg).await;
+                }
+                let msg = super::connect::last_lines(&msg, 3);
+                break format!("the agent did not answer on {} within {}s ({msg})", target.url, timeout.as_secs());
+            }
+            _ = watch.tick() => {
+                let inspect = engine.inspect_container(target.agent).await?;
+                if let Some(reason) = agent_stopped(&inspect.state) {
+                    break format!("the agent container {} {reason}", target.agent);
+                }
+            }
+            _ = cancel.wait_for(|c| *c) => {
+                return Err(crate::Interrupted.into());
+            }
+        }
+    };
+    let _ = child.start_kill();
+    Err(with_agent_logs(engine, target.agent, &failure).await)
+}
+
+/// `failure`, followed by the agent's last log lines.
+async fn with_agent_logs(engine: &Engine, agent: &str, failure: &str) -> anyhow::Error {
+    let logs = engine
+        .logs_tail(agent, LOG_LINES)
+        .await
+        .unwrap_or_else(|e| format!("(could not read its logs: {e:#})"));
+    anyhow!(
+        "{failure}\n--- last {LOG_LINES} lines of {agent} ---\n{}",
+        logs.trim_end()
+    )
+}
+
+/// When the agent container has stopped: the error saying so, with its last log
+/// lines. `None` while it runs (or cannot be inspected).
+pub async fn explain_agent_death(engine: &Engine, agent: &str) -> Option<anyhow::Error> {
+    let inspect = engine.inspect_container(agent).await.ok()?;
+    let reason = agent_stopped(&inspect.state)?;
+    let failure = format!("the agent container {agent} {reason}");
+    Some(with_agent_logs(engine, agent, &failure).await)
+}
+
+/// `Some(reason)` when the inspected container is no longer running.
+pub fn agent_stopped(state: &ContainerState) -> Option<String> {
+    match state.status.as_str() {
+        "running" | "created" | "initialized" | "configured" => None,
+        other => Some(format!("is {other} (exit code {})", state.exit_code)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_probe_urls() {
+        let (a, p) = parse_url("http://127.0.0.1:4096/global/health").expect("url");
+        assert_eq!(a.to_string(), "127.0.0.1:4096");
+        assert_eq!(p, "/global/health");
+        assert_eq!(parse_url("http://127.0.0.1:80").expect("url").1, "/");
+        assert!(parse_url("https://127.0.0.1:1/").is_err());
+        assert!(parse_url("http://localhost:1/").is_err());
+    }
+
+    #[test]
+    fn probe_sees_a_real_server_and_its_absence() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf);
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                .expect("write");
+        });
+        assert!(probe_once(addr, "/global/health", Duration::from_secs(2)));
+        server.join().expect("server");
+        // Nothing listens there any more.
+        assert!(!probe_once(addr, "/", Duration::from_millis(200)));
+    }
+
+    #[test]
+    fn probe_times_out_on_a_silent_server() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // Accepts (through the backlog) but never answers, like opencode just before ready.
+        let t = Instant::now();
+        assert!(!probe_once(addr, "/", Duration::from_millis(300)));
+        assert!(t.elapsed() < Duration::from_secs(2));
+        drop(listener);
+    }
+
+    #[test]
+    fn agent_state() {
+        let state = |status: &str, exit_code| ContainerState {
+            status: status.into(),
+            running: status == "running",
+            pid: 0,
+            exit_code,
+        };
+        assert_eq!(agent_stopped(&state("running", 0)), None);
+        assert_eq!(
+            agent_stopped(&state("exited", 127)).as_deref(),
+            Some("is exited (exit code 127)")
+        );
+    }
+}
