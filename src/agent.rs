@@ -13,7 +13,7 @@ use crate::secret::SecretValue;
 
 /// One opencode session as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SessionRow {
+pub(crate) struct SessionRow {
     pub id: String,
     pub title: String,
     /// `busy`, `idle` or `retry` (opencode is retrying a failed LLM request).
@@ -27,7 +27,7 @@ pub struct SessionRow {
 
 /// A running pod's agent.
 #[derive(Debug)]
-pub struct Agent<'a> {
+pub(crate) struct Agent<'a> {
     engine: &'a Engine,
     pod: String,
     /// The agent's working folder: opencode's `directory` for every call.
@@ -36,7 +36,7 @@ pub struct Agent<'a> {
 }
 
 /// The session title for a task: its first line, shortened.
-pub fn title_for(task: &str) -> String {
+pub(crate) fn title_for(task: &str) -> String {
     let first = task
         .lines()
         .find(|l| !l.trim().is_empty())
@@ -49,7 +49,7 @@ pub fn title_for(task: &str) -> String {
 }
 
 /// Reads opencode's session list and status map into rows, newest first.
-pub fn session_rows(sessions: &Value, status: &Value) -> Vec<SessionRow> {
+pub(crate) fn session_rows(sessions: &Value, status: &Value) -> Vec<SessionRow> {
     let mut rows: Vec<SessionRow> = sessions
         .as_array()
         .into_iter()
@@ -73,7 +73,7 @@ pub fn session_rows(sessions: &Value, status: &Value) -> Vec<SessionRow> {
 
 impl<'a> Agent<'a> {
     /// The agent of running workspace `name` (with the pod's labels already read).
-    pub async fn open(engine: &'a Engine, name: &crate::names::Name) -> Result<Agent<'a>> {
+    pub(crate) async fn open(engine: &'a Engine, name: &crate::names::Name) -> Result<Agent<'a>> {
         let pod = name.pod_name();
         let inspect = engine.inspect_pod(&pod).await?;
         let directory = inspect
@@ -100,7 +100,7 @@ impl<'a> Agent<'a> {
     }
 
     /// An agent whose password the caller already has (`up`).
-    pub fn with_password(
+    pub(crate) fn with_password(
         engine: &'a Engine,
         pod: &str,
         directory: &str,
@@ -131,7 +131,7 @@ impl<'a> Agent<'a> {
 
     /// Creates a session titled after `task` and hands the task to it without waiting
     /// (`prompt_async`). The text is sent as data: no shell ever sees it.
-    pub async fn hand_over(&self, task: &str, session: Option<&str>) -> Result<String> {
+    pub(crate) async fn hand_over(&self, task: &str, session: Option<&str>) -> Result<String> {
         let id = match session {
             Some(id) => id.to_string(),
             None => {
@@ -160,7 +160,7 @@ impl<'a> Agent<'a> {
     }
 
     /// The agent's sessions, newest first.
-    pub async fn sessions(&self) -> Result<Vec<SessionRow>> {
+    pub(crate) async fn sessions(&self) -> Result<Vec<SessionRow>> {
         let (sessions, status) = tokio::try_join!(
             self.call("GET", "/session", None),
             self.call("GET", "/session/status", None),

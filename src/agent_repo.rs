@@ -15,14 +15,14 @@ use crate::process::{CommandRunExt, ProcessError};
 
 /// One commit of the agent's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CommitRow {
+pub(crate) struct CommitRow {
     pub sha: String,
     pub subject: String,
 }
 
 /// What the agent's clone holds beyond the commit the pod started from.
 #[derive(Debug, Clone, Serialize)]
-pub struct AgentWork {
+pub(crate) struct AgentWork {
     /// The host repo the pod was made from.
     pub repo: PathBuf,
     /// The commit the pod started from.
@@ -42,7 +42,7 @@ pub struct AgentWork {
 
 /// Reads the agent's clone from its volume (the pod may be running or stopped).
 /// `repo` and `base` come from the pod's labels.
-pub async fn agent_work(engine: &Engine, name: &Name) -> Result<AgentWork> {
+pub(crate) async fn agent_work(engine: &Engine, name: &Name) -> Result<AgentWork> {
     let row = engine.workspace(name).await?;
     let pod = engine.inspect_pod(&row.pod).await?;
     let label = |k: &str| pod.label(k).map(str::to_string);
@@ -124,7 +124,7 @@ git status --porcelain | wc -l
 /// Whether every branch of the agent's clone still points at the commit the pod
 /// started from, read from its ref files (no container is run): then the agent made no
 /// commits and `delete` has nothing to check. `None` when that cannot be told this way.
-pub async fn agent_made_no_commits(engine: &Engine, name: &Name) -> Result<Option<bool>> {
+pub(crate) async fn agent_made_no_commits(engine: &Engine, name: &Name) -> Result<Option<bool>> {
     let row = engine.workspace(name).await?;
     let pod = engine.inspect_pod(&row.pod).await?;
     let (Some(base), Some(clone)) = (pod.label(labels::BASE), pod.label(labels::CLONE)) else {
@@ -156,7 +156,7 @@ pub async fn agent_made_no_commits(engine: &Engine, name: &Name) -> Result<Optio
 }
 
 /// The agent's commits that no host branch contains (what `delete` would lose).
-pub fn unreviewed(work: &AgentWork) -> Result<Vec<CommitRow>> {
+pub(crate) fn unreviewed(work: &AgentWork) -> Result<Vec<CommitRow>> {
     if work.commits.is_empty() {
         return Ok(Vec::new());
     }
@@ -245,7 +245,7 @@ async fn clone_job(
 }
 
 /// Fetches the agent's branch into the host repo (a bundle made from its clone).
-pub async fn fetch_branch(engine: &Engine, name: &Name, work: &AgentWork) -> Result<()> {
+pub(crate) async fn fetch_branch(engine: &Engine, name: &Name, work: &AgentWork) -> Result<()> {
     let script = r#"set -e
 cd /repo
 git bundle create -q /tmp/review.bundle "refs/heads/$1" --not "$2""#;

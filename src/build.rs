@@ -18,7 +18,7 @@ const OUTSIDE_DOCKERFILE: &str = ".devaipod-build.Dockerfile";
 
 /// The image build a Dockerfile configuration asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BuildPlan {
+pub(crate) struct BuildPlan {
     pub dockerfile: PathBuf,
     pub context: PathBuf,
     /// Build arguments; only their names are printed (a value may be sensitive).
@@ -49,7 +49,7 @@ fn keys_only<S: serde::Serializer>(
 
 /// A prepared build: the plan and the context as a tar stream.
 #[derive(Debug)]
-pub struct Prepared {
+pub(crate) struct Prepared {
     pub plan: BuildPlan,
     pub tar: Vec<u8>,
     /// The Dockerfile's path inside the tar stream.
@@ -162,7 +162,7 @@ fn confined(base: &Path, rel: &str, root: &Path, what: &str, config: &Path) -> R
 
 /// Reads the configuration's build settings and packs the context. `None` for an
 /// image-based (or Compose) configuration.
-pub fn prepare(
+pub(crate) fn prepare(
     dc: &DevContainer,
     config_path: &Path,
     repo_root: &Path,

@@ -26,7 +26,7 @@ use serde::Deserialize;
 /// The parsed configuration.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub(crate) struct Config {
     #[serde(default)]
     pub agent: AgentConfig,
     #[serde(default)]
@@ -41,7 +41,7 @@ pub struct Config {
 /// `[service-gator]`: scopes (as for `up --service-gator`), and its image.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GatorConfig {
+pub(crate) struct GatorConfig {
     /// `github:OWNER/REPO[:PERMS]`, `gitlab:GROUP/PROJECT[:PERMS]`, `jira:KEY[:PERMS]`.
     #[serde(default)]
     pub scopes: Vec<String>,
@@ -55,7 +55,7 @@ pub struct GatorConfig {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AgentConfig {
+pub(crate) struct AgentConfig {
     /// The opencode model id (`provider/model`) the agent uses.
     pub model: Option<String>,
     /// Merged into the agent's opencode configuration (providers, permissions, MCP
@@ -72,7 +72,7 @@ pub struct AgentConfig {
 }
 
 /// Reads `[agent] memory_limit`: a size ([`crate::size::parse_size`]) of at least 64 MiB.
-pub fn parse_memory_limit(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_memory_limit(s: &str) -> Result<i64, String> {
     let s = s.trim();
     let too_small = || format!("memory_limit {s:?}: must be at least 64m");
     // A negative size is a number, just too small for the agent.
@@ -93,7 +93,7 @@ pub fn parse_memory_limit(s: &str) -> Result<i64, String> {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TrustedConfig {
+pub(crate) struct TrustedConfig {
     /// Secrets for the workspace (forge tokens): `NAME` or `NAME=podman-secret`.
     #[serde(default)]
     pub secrets: Vec<String>,
@@ -101,7 +101,7 @@ pub struct TrustedConfig {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RepoConfig {
+pub(crate) struct RepoConfig {
     /// Consent for the repo's settings that widen access.
     #[serde(default)]
     pub trust: bool,
@@ -109,14 +109,14 @@ pub struct RepoConfig {
 
 /// One secret entry: the environment name the consumer sees, and where the value is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretEntry {
+pub(crate) struct SecretEntry {
     pub name: String,
     /// `Some(podman secret)` for `NAME=podman-secret`; `None`: devaipod's environment.
     pub existing: Option<String>,
 }
 
 /// Parses `NAME` or `NAME=podman-secret-name`.
-pub fn parse_secret_entry(entry: &str) -> Result<SecretEntry, String> {
+pub(crate) fn parse_secret_entry(entry: &str) -> Result<SecretEntry, String> {
     let (name, existing) = match entry.split_once('=') {
         Some((n, s)) => (n, Some(s)),
         None => (entry, None),
@@ -149,7 +149,7 @@ pub fn parse_secret_entry(entry: &str) -> Result<SecretEntry, String> {
 
 impl Config {
     /// The secrets of one list, checked.
-    pub fn entries(list: &[String], path: &Path, table: &str) -> Result<Vec<SecretEntry>> {
+    pub(crate) fn entries(list: &[String], path: &Path, table: &str) -> Result<Vec<SecretEntry>> {
         let mut out: Vec<SecretEntry> = Vec::new();
         for e in list {
             let entry = parse_secret_entry(e)
@@ -164,7 +164,7 @@ impl Config {
 
     /// The `[agent]` and `[trusted]` secrets, each list checked; a name may not be in
     /// both. `path` names the file in errors.
-    pub fn secret_lists(&self, path: &Path) -> Result<(Vec<SecretEntry>, Vec<SecretEntry>)> {
+    pub(crate) fn secret_lists(&self, path: &Path) -> Result<(Vec<SecretEntry>, Vec<SecretEntry>)> {
         let agent = Self::entries(&self.agent.secrets, path, "agent")?;
         let trusted = Self::entries(&self.trusted.secrets, path, "trusted")?;
         if let Some(both) = agent
@@ -181,7 +181,7 @@ impl Config {
     }
 
     /// `[agent] pids_limit`, when set: at least 64, or opencode cannot run.
-    pub fn agent_pids_limit(&self, path: &Path) -> Result<Option<i64>> {
+    pub(crate) fn agent_pids_limit(&self, path: &Path) -> Result<Option<i64>> {
         match self.agent.pids_limit {
             Some(p) if p < 64 => bail!(
                 "{}: [agent] pids_limit {p} is too small for opencode (use at least 64)",
@@ -192,7 +192,7 @@ impl Config {
     }
 
     /// `[agent] memory_limit` in bytes, when set ([`parse_memory_limit`]).
-    pub fn agent_memory_limit(&self, path: &Path) -> Result<Option<i64>> {
+    pub(crate) fn agent_memory_limit(&self, path: &Path) -> Result<Option<i64>> {
         self.agent
             .memory_limit
             .as_deref()
@@ -204,7 +204,7 @@ impl Config {
     }
 
     /// `[agent.opencode]` as the JSON merged into the agent's opencode configuration.
-    pub fn agent_opencode_json(&self, path: &Path) -> Result<Option<serde_json::Value>> {
+    pub(crate) fn agent_opencode_json(&self, path: &Path) -> Result<Option<serde_json::Value>> {
         self.agent
             .opencode
             .as_ref()
@@ -220,7 +220,7 @@ impl Config {
     }
 
     /// Whether the user trusts the repo at `repo` (its canonical path).
-    pub fn trusts(&self, repo: &Path) -> bool {
+    pub(crate) fn trusts(&self, repo: &Path) -> bool {
         self.repos.iter().any(|(p, r)| {
             r.trust
                 && Path::new(p)
@@ -232,7 +232,7 @@ impl Config {
 }
 
 /// Where the configuration is read from.
-pub fn path() -> Option<PathBuf> {
+pub(crate) fn path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("DEVAIPOD_CONFIG") {
         return Some(PathBuf::from(p));
     }
@@ -244,7 +244,7 @@ pub fn path() -> Option<PathBuf> {
 }
 
 /// Parses configuration text; errors are `LINE:COL: message`.
-pub fn parse(text: &str) -> Result<Config, String> {
+pub(crate) fn parse(text: &str) -> Result<Config, String> {
     toml::from_str(text).map_err(|e| {
         let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
         format!("{line}:{col}: {}", e.message())
@@ -264,7 +264,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Loads the configuration (`DEVAIPOD_CONFIG` must exist; the default file may not).
-pub fn load() -> Result<(Config, Option<PathBuf>)> {
+pub(crate) fn load() -> Result<(Config, Option<PathBuf>)> {
     let Some(path) = path() else {
         return Ok((Config::default(), None));
     };

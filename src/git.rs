@@ -13,7 +13,7 @@ use crate::process::{CommandRunExt, ProcessError};
 
 /// What `up` needs to know about the host repo.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RepoInfo {
+pub(crate) struct RepoInfo {
     /// The work tree's top level (absolute, canonical).
     pub root: PathBuf,
     /// HEAD's commit id.
@@ -28,7 +28,7 @@ pub struct RepoInfo {
 
 /// git run in `dir` with hooks and fsmonitor off, no prompts, and no GIT_DIR or
 /// GIT_WORK_TREE inherited: every host-side git call goes through this.
-pub fn git(dir: &Path) -> Command {
+pub(crate) fn git(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
     cmd.arg("-C")
         .arg(dir)
@@ -59,7 +59,7 @@ fn run(mut cmd: Command, what: &str) -> Result<String> {
 
 impl RepoInfo {
     /// Reads the repo containing `path` (any folder inside a work tree works).
-    pub fn detect(path: &Path) -> Result<Self> {
+    pub(crate) fn detect(path: &Path) -> Result<Self> {
         let top = {
             let mut cmd = git(path);
             cmd.args(["rev-parse", "--show-toplevel"]);
@@ -118,7 +118,7 @@ impl RepoInfo {
     }
 
     /// The repo folder's name (used for the default NAME and workspace folder).
-    pub fn folder_name(&self) -> String {
+    pub(crate) fn folder_name(&self) -> String {
         self.root
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -127,7 +127,7 @@ impl RepoInfo {
 }
 
 /// The top level of the work tree containing `dir`, if it is inside one.
-pub fn toplevel(dir: &Path) -> Option<PathBuf> {
+pub(crate) fn toplevel(dir: &Path) -> Option<PathBuf> {
     let mut cmd = git(dir);
     cmd.args(["rev-parse", "--show-toplevel"]);
     let top = run(cmd, "find the repository's top").ok()?;
@@ -136,7 +136,7 @@ pub fn toplevel(dir: &Path) -> Option<PathBuf> {
 
 /// Clones HEAD (on its branch when there is one) into a fresh temporary directory, with
 /// no hooks, and points `origin` at the host repo's origin (or removes it).
-pub fn clone_head(info: &RepoInfo) -> Result<tempfile::TempDir> {
+pub(crate) fn clone_head(info: &RepoInfo) -> Result<tempfile::TempDir> {
     let tmp = tempfile::Builder::new()
         .prefix("devaipod-clone-")
         .tempdir()
@@ -170,7 +170,7 @@ pub fn clone_head(info: &RepoInfo) -> Result<tempfile::TempDir> {
 
 /// Prepares the agent's copy of the clone in `dir`: the branch `branch` at HEAD,
 /// checked out, and a git identity that says the commits are the agent's.
-pub fn agent_branch(dir: &Path, branch: &str, name: &str, email: &str) -> Result<()> {
+pub(crate) fn agent_branch(dir: &Path, branch: &str, name: &str, email: &str) -> Result<()> {
     let mut cmd = git(dir);
     cmd.args(["checkout", "--quiet", "-B", branch]);
     run(cmd, "create the agent's branch")?;
@@ -184,7 +184,7 @@ pub fn agent_branch(dir: &Path, branch: &str, name: &str, email: &str) -> Result
 
 /// Undoes [`agent_branch`] for the workspace's copy: back to `original` (a branch, or
 /// HEAD detached at `head`), the agent's branch and identity removed.
-pub fn leave_agent_branch(
+pub(crate) fn leave_agent_branch(
     dir: &Path,
     branch: &str,
     original: Option<&str>,
@@ -206,14 +206,14 @@ pub fn leave_agent_branch(
 }
 
 /// Adds the remote `name` at `url` to the clone in `dir`.
-pub fn add_remote(dir: &Path, name: &str, url: &str) -> Result<()> {
+pub(crate) fn add_remote(dir: &Path, name: &str, url: &str) -> Result<()> {
     let mut cmd = git(dir);
     cmd.args(["remote", "add", name, url]);
     run(cmd, "add a remote to the clone").map(|_| ())
 }
 
 /// A tar stream of root-owned files: (relative path, content, mode).
-pub fn tar_files(files: &[(&str, &[u8], u32)]) -> Result<Vec<u8>> {
+pub(crate) fn tar_files(files: &[(&str, &[u8], u32)]) -> Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     for (path, content, mode) in files {
         let mut header = tar::Header::new_gnu();
@@ -232,7 +232,7 @@ pub fn tar_files(files: &[(&str, &[u8], u32)]) -> Result<Vec<u8>> {
 /// The files of a build context: what git tracks under `dir` plus untracked files it
 /// does not ignore (so build outputs and dependency folders stay out), relative to
 /// `dir`, sorted. Tracked files deleted from the work tree are left out.
-pub fn context_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn context_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut cmd = git(dir);
     cmd.args([
         "ls-files",
@@ -255,7 +255,7 @@ pub fn context_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Packs `dir` as a tar stream whose entries are owned by `uid:gid`, rooted at `.` so it
 /// unpacks straight into the workspace folder.
-pub fn tar_tree(dir: &Path, uid: u64, gid: u64) -> Result<Vec<u8>> {
+pub(crate) fn tar_tree(dir: &Path, uid: u64, gid: u64) -> Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     append_tree(&mut builder, dir, Path::new("."), uid, gid)?;
     builder

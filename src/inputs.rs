@@ -17,7 +17,7 @@ use crate::podman::Engine;
 
 /// What the user asked `up` for: the command line's say in the plan.
 #[derive(Debug, Clone, Default)]
-pub struct Request {
+pub(crate) struct Request {
     /// The repo, or a folder inside it.
     pub path: PathBuf,
     pub name: Option<String>,
@@ -36,19 +36,23 @@ pub struct Request {
 /// The host facts: the plan's input without the image facts, and the build context
 /// when the image is built from a Dockerfile.
 #[derive(Debug)]
-pub struct HostFacts {
+pub(crate) struct HostFacts {
     pub input: PlanInput,
     pub prepared: Option<crate::build::Prepared>,
 }
 
 /// Host environment lookup for `${localEnv:...}`.
-pub fn host_env(name: &str) -> Option<String> {
+pub(crate) fn host_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
 /// Finds devcontainer.json for `dir`: `--config`, else in `dir` (where several named
 /// configs without a default are an error), else in its parents up to `root`.
-pub fn find_config(dir: &Path, root: &Path, explicit: Option<&Path>) -> Result<Option<PathBuf>> {
+pub(crate) fn find_config(
+    dir: &Path,
+    root: &Path,
+    explicit: Option<&Path>,
+) -> Result<Option<PathBuf>> {
     if let Some(found) = devcontainer::discover(dir, explicit)? {
         return Ok(Some(found));
     }
@@ -157,7 +161,7 @@ fn read_devcontainer(at: &Location, explicit: Option<&Path>) -> Result<Reading> 
 
 /// Reads everything the plan needs that the engine does not know, checking the user's
 /// configuration on the way. The image facts are left unknown.
-pub fn host_facts(req: &Request) -> Result<HostFacts> {
+pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
     let at = Location::of(&req.path)?;
     let name = at.name(req.name.as_deref())?;
     let reading = read_devcontainer(&at, req.config.as_deref())?;
@@ -337,7 +341,7 @@ fn read_env_files(
 
 /// What the engine knows of the images the plan uses.
 #[derive(Debug, Clone)]
-pub struct ImageFacts {
+pub(crate) struct ImageFacts {
     /// The image's own command and PATH (for overrideCommand: false), when present.
     pub command: Option<(Vec<String>, Option<String>)>,
     /// The bundled image (it has git and opencode) is in the local store.
@@ -347,7 +351,7 @@ pub struct ImageFacts {
 
 impl ImageFacts {
     /// No engine to ask: the image is reported as not checked, and why.
-    pub fn unknown(why: &str) -> Self {
+    pub(crate) fn unknown(why: &str) -> Self {
         Self {
             command: None,
             bundled_present: false,
@@ -358,7 +362,7 @@ impl ImageFacts {
     }
 
     /// Puts the facts into the plan's input.
-    pub fn apply_to(self, input: &mut PlanInput) {
+    pub(crate) fn apply_to(self, input: &mut PlanInput) {
         if let Some((cmd, path)) = self.command {
             input.image_command = Some(cmd);
             input.image_path = path;
@@ -371,7 +375,11 @@ impl ImageFacts {
 /// Asks the engine about the plan's images. `rebuild`: the image is built even if
 /// present. Fails when a service-gator is asked for and its image is not in the store
 /// (devaipod never pulls).
-pub async fn image_facts(engine: &Engine, input: &PlanInput, rebuild: bool) -> Result<ImageFacts> {
+pub(crate) async fn image_facts(
+    engine: &Engine,
+    input: &PlanInput,
+    rebuild: bool,
+) -> Result<ImageFacts> {
     let (image, _) = plan::choose_image(input)?;
     let command = engine.image_command(&image).await?;
     let bundled_present = engine.image_id(plan::BUNDLED_IMAGE).await?.is_some();
@@ -414,7 +422,7 @@ fn missing_image_note(image: &str) -> String {
 }
 
 /// The plan of `input`, with the host-side checks the pure plan cannot make.
-pub fn plan(input: &PlanInput) -> Result<PodPlan> {
+pub(crate) fn plan(input: &PlanInput) -> Result<PodPlan> {
     let plan = plan::build(input)?;
     check_bind_sources(&plan)?;
     Ok(plan)

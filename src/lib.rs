@@ -6,28 +6,34 @@
 //! [`plan::PodPlan`] without any I/O, and [`podman`] (the only module that talks to the
 //! engine) applies it.
 
-pub mod agent;
-pub mod agent_repo;
-pub mod build;
+// Only `cli` is public (main needs it); everything else is the crate's own, so an item
+// nobody uses warns as dead code.
+#![warn(unreachable_pub)]
+
+mod agent;
+mod agent_repo;
+mod build;
 pub mod cli;
-pub mod config;
-pub mod devcontainer;
-pub mod git;
-pub mod inputs;
-pub mod names;
-pub mod plan;
-pub mod podman;
-pub mod process;
-pub mod progress;
-pub mod secret;
-pub mod size;
-pub mod state;
-pub mod terminal;
+mod config;
+mod devcontainer;
+mod git;
+mod inputs;
+mod names;
+mod plan;
+mod podman;
+mod process;
+mod progress;
+mod secret;
+mod size;
+mod state;
+// Wired into the human-readable output by issue 14 (inert agent data).
+#[allow(dead_code)]
+mod terminal;
 
 /// The version recorded in the `io.devaipod.version` label of every object we create.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The user interrupted a command (Ctrl-C or SIGTERM); what it had created was removed.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("interrupted")]
-pub struct Interrupted;
+pub(crate) struct Interrupted;

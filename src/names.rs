@@ -4,19 +4,19 @@
 use std::fmt;
 
 /// The prefix of every pod (and object) name devaipod creates.
-pub const POD_PREFIX: &str = "devaipod-";
+pub(crate) const POD_PREFIX: &str = "devaipod-";
 
 /// Longest NAME: keeps `devaipod-NAME-agent-home` and friends well under podman's limits.
-pub const MAX_NAME_LEN: usize = 54;
+pub(crate) const MAX_NAME_LEN: usize = 54;
 
 /// A validated workspace name (the NAME in `devaipod-NAME`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
-pub struct Name(String);
+pub(crate) struct Name(String);
 
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NameError {
+pub(crate) enum NameError {
     #[error("name is empty")]
     Empty,
     #[error("name {0:?} is longer than {MAX_NAME_LEN} characters")]
@@ -34,7 +34,7 @@ pub enum NameError {
 impl Name {
     /// Validates a NAME given by the user: `^[a-z0-9][a-z0-9_.-]{0,53}$`, not starting
     /// with `devaipod-`.
-    pub fn new(s: &str) -> Result<Self, NameError> {
+    pub(crate) fn new(s: &str) -> Result<Self, NameError> {
         let Some(first) = s.chars().next() else {
             return Err(NameError::Empty);
         };
@@ -55,7 +55,7 @@ impl Name {
     }
 
     /// Accepts what every command accepts: NAME or `devaipod-NAME`.
-    pub fn from_user(s: &str) -> Result<Self, NameError> {
+    pub(crate) fn from_user(s: &str) -> Result<Self, NameError> {
         match s.strip_prefix(POD_PREFIX) {
             Some(rest) if !rest.is_empty() => Self::new(rest),
             _ => Self::new(s),
@@ -64,7 +64,7 @@ impl Name {
 
     /// Derives a default name from a repo folder name: lowercased, other characters
     /// replaced by `-`, trimmed to fit, plus `-` and `suffix` (a short unique tag).
-    pub fn derive(folder: &str, suffix: &str) -> Self {
+    pub(crate) fn derive(folder: &str, suffix: &str) -> Self {
         let mut base: String = folder
             .chars()
             .map(|c| {
@@ -89,12 +89,12 @@ impl Name {
         Self::new(&name).unwrap_or_else(|_| Self(format!("workspace-{suffix}")))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// `devaipod-NAME`.
-    pub fn pod_name(&self) -> String {
+    pub(crate) fn pod_name(&self) -> String {
         format!("{POD_PREFIX}{}", self.0)
     }
 }
@@ -106,7 +106,7 @@ impl fmt::Display for Name {
 }
 
 /// A short random suffix for derived names (5 characters of [a-z0-9]).
-pub fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();

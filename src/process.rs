@@ -5,14 +5,12 @@
 
 use std::process::{ExitStatus, Output};
 
-use serde::de::DeserializeOwned;
-
 /// How many stderr lines a failure's message shows.
-pub const STDERR_TAIL: usize = 5;
+pub(crate) const STDERR_TAIL: usize = 5;
 
 /// Why a subprocess did not succeed.
 #[derive(Debug, thiserror::Error)]
-pub enum ProcessError {
+pub(crate) enum ProcessError {
     /// It could not be started (not installed, not executable).
     #[error("starting {program}: {source}")]
     Spawn {
@@ -32,13 +30,13 @@ pub enum ProcessError {
 
 impl ProcessError {
     /// True when the program was not found at all.
-    pub fn not_found(&self) -> bool {
+    pub(crate) fn not_found(&self) -> bool {
         matches!(self, Self::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
     }
 }
 
 /// The last `n` non-empty lines of `text`, joined with "; ".
-pub fn last_lines(text: &str, n: usize) -> String {
+pub(crate) fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("; ")
 }
@@ -59,15 +57,9 @@ fn checked(program: String, out: std::io::Result<Output>) -> Result<Vec<u8>, Pro
     Ok(out.stdout)
 }
 
-/// Parses a command's stdout as JSON, naming the command on failure.
-fn parse_json<T: DeserializeOwned>(program: &str, stdout: &[u8]) -> anyhow::Result<T> {
-    serde_json::from_slice(stdout)
-        .map_err(|e| anyhow::anyhow!("reading the JSON output of {program}: {e}"))
-}
-
 /// Runs a [`std::process::Command`] to completion, stdin closed, stdout and stderr
 /// captured.
-pub trait CommandRunExt {
+pub(crate) trait CommandRunExt {
     /// Runs it; its stdout on success, else the failure with its stderr.
     fn run_capture(&mut self) -> Result<Vec<u8>, ProcessError>;
 
@@ -81,9 +73,6 @@ pub trait CommandRunExt {
         self.run_capture()
             .map(|o| String::from_utf8_lossy(&o).into_owned())
     }
-
-    /// Runs it and parses its stdout as JSON.
-    fn run_and_parse_json<T: DeserializeOwned>(&mut self) -> anyhow::Result<T>;
 }
 
 impl CommandRunExt for std::process::Command {
@@ -92,24 +81,16 @@ impl CommandRunExt for std::process::Command {
         // `output` closes stdin: nothing run this way can wait for the user.
         checked(program, self.output())
     }
-
-    fn run_and_parse_json<T: DeserializeOwned>(&mut self) -> anyhow::Result<T> {
-        let out = self.run_capture()?;
-        parse_json(&self.get_program().to_string_lossy(), &out)
-    }
 }
 
 /// [`CommandRunExt`] for [`tokio::process::Command`]: the same, without blocking the
 /// runtime.
-pub trait AsyncCommandRunExt {
+pub(crate) trait AsyncCommandRunExt {
     /// Runs it with `input` on its stdin (closed after); its stdout on success.
     fn run_with_input(
         &mut self,
         input: &[u8],
     ) -> impl Future<Output = Result<Vec<u8>, ProcessError>> + Send;
-
-    /// Runs it with stdin closed; its stdout on success.
-    fn run_capture(&mut self) -> impl Future<Output = Result<Vec<u8>, ProcessError>> + Send;
 }
 
 impl AsyncCommandRunExt for tokio::process::Command {
@@ -146,11 +127,6 @@ impl AsyncCommandRunExt for tokio::process::Command {
         }
         Ok(stdout)
     }
-
-    async fn run_capture(&mut self) -> Result<Vec<u8>, ProcessError> {
-        let program = self.as_std().get_program().to_string_lossy().into_owned();
-        checked(program, self.kill_on_drop(true).output().await)
-    }
 }
 
 #[cfg(test)]
@@ -180,25 +156,17 @@ mod tests {
     }
 
     #[test]
+    fn last_lines_keeps_the_tail() {
+        assert_eq!(last_lines("a\n\nb\nc\n", 2), "b; c");
+        assert_eq!(last_lines("", 2), "");
+    }
+
+    #[test]
     fn a_missing_program_is_told_apart() {
         let e = std::process::Command::new("/nonexistent/devaipod-no-such-tool")
             .run()
             .expect_err("missing");
         assert!(e.not_found(), "{e:?}");
-    }
-
-    #[test]
-    fn json_is_parsed() {
-        let v: serde_json::Value = std::process::Command::new("sh")
-            .args(["-c", "echo '{\"a\": 1}'"])
-            .run_and_parse_json()
-            .expect("json");
-        assert_eq!(v["a"], 1);
-        let e = std::process::Command::new("sh")
-            .args(["-c", "echo nope"])
-            .run_and_parse_json::<serde_json::Value>()
-            .expect_err("not json");
-        assert!(format!("{e}").contains("JSON output of sh"), "{e}");
     }
 
     #[tokio::test]
@@ -210,7 +178,7 @@ mod tests {
         assert_eq!(out, b"data");
         let e = tokio::process::Command::new("sh")
             .args(["-c", "echo bad >&2; exit 1"])
-            .run_capture()
+            .run_with_input(b"")
             .await
             .expect_err("exit 1");
         assert!(e.to_string().ends_with(": bad"), "{e}");

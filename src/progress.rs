@@ -9,14 +9,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Reports the steps of a slow command on stderr.
 #[derive(Debug)]
-pub struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     start: Instant,
 }
 
 impl Progress {
     /// A spinner when stderr is a terminal, plain lines otherwise.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
@@ -32,7 +32,7 @@ impl Progress {
     }
 
     /// Starts a step.
-    pub fn step(&self, msg: &str) {
+    pub(crate) fn step(&self, msg: &str) {
         match &self.bar {
             Some(bar) => {
                 // The spinner appears with the first step, not before (no empty line).
@@ -44,14 +44,14 @@ impl Progress {
     }
 
     /// Marks the current step as done (clears the spinner line).
-    pub fn finish_step(&self) {
+    pub(crate) fn finish_step(&self) {
         if let Some(bar) = &self.bar {
             bar.set_message(String::new());
         }
     }
 
     /// Prints a line of a command's output without garbling the spinner.
-    pub fn line(&self, msg: &str) {
+    pub(crate) fn line(&self, msg: &str) {
         match &self.bar {
             Some(bar) => bar.suspend(|| eprintln!("{msg}")),
             None => eprintln!("{msg}"),
@@ -59,7 +59,7 @@ impl Progress {
     }
 
     /// Runs `f` (a prompt) with the spinner hidden.
-    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+    pub(crate) fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
         match &self.bar {
             Some(bar) => bar.suspend(f),
             None => f(),
@@ -67,7 +67,7 @@ impl Progress {
     }
 
     /// Prints a warning without garbling the spinner.
-    pub fn warn(&self, msg: &str) {
+    pub(crate) fn warn(&self, msg: &str) {
         match &self.bar {
             Some(bar) => bar.suspend(|| eprintln!("warning: {msg}")),
             None => eprintln!("warning: {msg}"),
@@ -75,7 +75,7 @@ impl Progress {
     }
 
     /// Time since the command started.
-    pub fn elapsed(&self) -> Duration {
+    pub(crate) fn elapsed(&self) -> Duration {
         self.start.elapsed()
     }
 }

@@ -6,15 +6,15 @@ use std::fmt;
 
 /// A secret value (an API key, a password).
 #[derive(Clone, PartialEq, Eq)]
-pub struct SecretValue(String);
+pub(crate) struct SecretValue(String);
 
 impl SecretValue {
-    pub fn new(value: String) -> Self {
+    pub(crate) fn new(value: String) -> Self {
         Self(value)
     }
 
     /// A fresh random value of 40 characters from [A-Za-z0-9].
-    pub fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         use rand::Rng;
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         let mut rng = rand::rng();
@@ -26,7 +26,7 @@ impl SecretValue {
     }
 
     /// The value itself: only for handing to the engine's secret store.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }

@@ -4,7 +4,7 @@
 
 /// Why a size could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SizeError {
+pub(crate) enum SizeError {
     /// No number, or not one (`""`, `1.2.3`).
     #[error("expected a number such as \"16g\"")]
     Number,
@@ -27,7 +27,7 @@ pub enum SizeError {
 /// this one: the config's `memory_limit` (`+` and integers), runArgs' docker sizes
 /// (fractions and the trailing `b`s docker's own parser tolerates) and the
 /// hostRequirements of image metadata (`4gb`).
-pub fn parse_size(s: &str) -> Result<u64, SizeError> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, SizeError> {
     let s = s.trim();
     let s = s.strip_prefix('+').unwrap_or(s);
     let split = s

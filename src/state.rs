@@ -5,7 +5,7 @@
 //! the agent container and when it was started; `list` reports `agent_ready` by comparing
 //! that with the container's current start time, without probing every pod.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use crate::names::Name;
 
 /// When the agent container was seen ready.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReadyRecord {
+pub(crate) struct ReadyRecord {
     /// The agent container's id.
     pub container_id: String,
     /// The container's start time (unix seconds) when the probe succeeded.
@@ -23,11 +23,11 @@ pub struct ReadyRecord {
 
 /// The state directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateDir(PathBuf);
+pub(crate) struct StateDir(PathBuf);
 
 impl StateDir {
     /// `$XDG_STATE_HOME/devaipod`, else `~/.local/state/devaipod`; `None` without HOME.
-    pub fn from_env() -> Option<Self> {
+    pub(crate) fn from_env() -> Option<Self> {
         let base = std::env::var_os("XDG_STATE_HOME")
             .map(PathBuf::from)
             .filter(|p| p.is_absolute())
@@ -36,7 +36,8 @@ impl StateDir {
     }
 
     /// A state directory at `path` (tests).
-    pub fn at(path: &Path) -> Self {
+    #[cfg(test)]
+    pub(crate) fn at(path: &std::path::Path) -> Self {
         Self(path.to_path_buf())
     }
 
@@ -45,7 +46,7 @@ impl StateDir {
     }
 
     /// Records that the agent of `name` answered since its last start.
-    pub fn record_ready(&self, name: &Name, record: &ReadyRecord) -> Result<()> {
+    pub(crate) fn record_ready(&self, name: &Name, record: &ReadyRecord) -> Result<()> {
         let path = self.ready_path(name);
         let dir = path.parent().unwrap_or(&path);
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -57,7 +58,7 @@ impl StateDir {
     }
 
     /// The readiness record of `name`, if any (an unreadable record counts as none).
-    pub fn read_ready(&self, name: &Name) -> Option<ReadyRecord> {
+    pub(crate) fn read_ready(&self, name: &Name) -> Option<ReadyRecord> {
         let text = std::fs::read(self.ready_path(name)).ok()?;
         serde_json::from_slice(&text).ok()
     }
@@ -68,13 +69,13 @@ impl StateDir {
 
     /// Whether the user approved the host command with this key (see
     /// [`crate::plan::InitializePlan`]).
-    pub fn approved(&self, key: &str) -> bool {
+    pub(crate) fn approved(&self, key: &str) -> bool {
         self.approval_path(key).is_file()
     }
 
     /// Remembers the user's approval of a host command; `what` is kept for people
     /// reading the folder.
-    pub fn approve(&self, key: &str, what: &str) -> Result<()> {
+    pub(crate) fn approve(&self, key: &str, what: &str) -> Result<()> {
         let path = self.approval_path(key);
         let dir = path.parent().unwrap_or(&path);
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -82,7 +83,7 @@ impl StateDir {
     }
 
     /// Forgets the readiness record of `name`.
-    pub fn forget(&self, name: &Name) {
+    pub(crate) fn forget(&self, name: &Name) {
         let _ = std::fs::remove_file(self.ready_path(name));
     }
 }

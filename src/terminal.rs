@@ -12,18 +12,18 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// `s` as one line: every control character, newlines and tabs included, escaped.
-pub fn line(s: &str) -> Cow<'_, str> {
+pub(crate) fn line(s: &str) -> Cow<'_, str> {
     escape(s, false)
 }
 
 /// `s` as text: newlines and tabs kept, every other control character escaped.
-pub fn text(s: &str) -> Cow<'_, str> {
+pub(crate) fn text(s: &str) -> Cow<'_, str> {
     escape(s, true)
 }
 
 /// Bytes that may not be UTF-8 (a container's output), as [`text`]: invalid bytes show
 /// as `\xNN`.
-pub fn bytes(b: &[u8]) -> String {
+pub(crate) fn bytes(b: &[u8]) -> String {
     let mut out = String::with_capacity(b.len());
     for chunk in b.utf8_chunks() {
         out.push_str(&text(chunk.valid()));

@@ -26,7 +26,7 @@ pub struct ConfigArgs {
 }
 
 /// The read configuration and, when the image's metadata could be read, the merged one.
-pub struct Reading {
+pub(super) struct Reading {
     pub configuration: Map<String, Value>,
     pub workspace: devcontainer::Workspace,
     pub merged: Option<Map<String, Value>>,
@@ -37,7 +37,7 @@ pub struct Reading {
 
 /// Reads the configuration as `config` shows it; the engine is asked only for the
 /// metadata of the image the merge starts from.
-pub async fn read(ctx: &Context, args: &ConfigArgs) -> Result<Reading> {
+pub(super) async fn read(ctx: &Context, args: &ConfigArgs) -> Result<Reading> {
     let dir = args
         .path
         .canonicalize()
@@ -180,7 +180,7 @@ async fn image_metadata(ctx: &Context, image: &str) -> Result<Option<Vec<Map<Str
     Ok(labels.map(|l| metadata::from_label(l.get(metadata::LABEL).map(String::as_str))))
 }
 
-pub async fn run(ctx: &Context, args: ConfigArgs) -> Result<ExitCode> {
+pub(super) async fn run(ctx: &Context, args: ConfigArgs) -> Result<ExitCode> {
     let reading = read(ctx, &args).await?;
     if args.json {
         let mut out = Map::new();

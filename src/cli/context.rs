@@ -9,24 +9,24 @@ use crate::podman::Engine;
 
 /// The shared state of one devaipod invocation.
 #[derive(Debug, Default)]
-pub struct Context {
+pub(crate) struct Context {
     engine: tokio::sync::OnceCell<Engine>,
 }
 
 impl Context {
     /// A context that has not connected yet.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// The engine, connected on first use; a failed connection is tried again on the
     /// next call.
-    pub async fn engine(&self) -> Result<&Engine> {
+    pub(crate) async fn engine(&self) -> Result<&Engine> {
         self.engine.get_or_try_init(Engine::connect).await
     }
 
     /// Stops the private Podman service, if this invocation started one (idempotent).
-    pub fn shutdown(&mut self) {
+    pub(crate) fn shutdown(&mut self) {
         if let Some(engine) = self.engine.get_mut() {
             engine.shutdown();
         }

@@ -22,7 +22,7 @@ pub struct DeleteArgs {
     pub json: bool,
 }
 
-pub async fn run(ctx: &Context, args: DeleteArgs) -> Result<ExitCode> {
+pub(super) async fn run(ctx: &Context, args: DeleteArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     let engine = ctx.engine().await?;
     let pod = name.pod_name();

@@ -53,7 +53,7 @@ fn ask(init: &InitializePlan, progress: &Progress) -> Result<bool> {
 /// Gets the user's approval (remembered, `--trust`, or asked) and runs the command on
 /// the host, streaming its output. Fails with the command's name, exit code and last
 /// lines.
-pub async fn approve_and_run(
+pub(super) async fn approve_and_run(
     init: &InitializePlan,
     config_file: &str,
     progress: &Progress,

@@ -35,7 +35,7 @@ async fn existing_pod(engine: &Engine, name: &Name) -> Result<String> {
     Ok(engine.workspace(name).await?.pod)
 }
 
-pub async fn stop(ctx: &Context, args: StopArgs) -> Result<ExitCode> {
+pub(super) async fn stop(ctx: &Context, args: StopArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     let engine = ctx.engine().await?;
     let pod = existing_pod(engine, &name).await?;
@@ -44,7 +44,7 @@ pub async fn stop(ctx: &Context, args: StopArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn start(ctx: &Context, args: StartArgs) -> Result<ExitCode> {
+pub(super) async fn start(ctx: &Context, args: StartArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     let progress = Progress::new();
     let engine = ctx.engine().await?;
@@ -104,7 +104,7 @@ async fn run_post_start(
 }
 
 /// Records that the agent of `name` answered since its current start (for `list`).
-pub async fn note_agent_ready(engine: &Engine, name: &Name) -> Result<()> {
+pub(super) async fn note_agent_ready(engine: &Engine, name: &Name) -> Result<()> {
     let Some(state) = StateDir::from_env() else {
         return Ok(());
     };

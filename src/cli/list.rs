@@ -21,7 +21,7 @@ pub struct ListArgs {
 
 /// One workspace as `list --json` prints it: the workspace's fields plus `agent_ready`.
 #[derive(Debug, Clone, Serialize)]
-pub struct Entry {
+pub(super) struct Entry {
     #[serde(flatten)]
     pub row: WorkspaceRow,
     /// The agent runs and answered since its last start (recorded by `up`/`start`).
@@ -29,7 +29,7 @@ pub struct Entry {
 }
 
 /// True when the agent container runs and a readiness record matches its current start.
-pub fn agent_ready(row: &WorkspaceRow, state: Option<&StateDir>) -> bool {
+pub(super) fn agent_ready(row: &WorkspaceRow, state: Option<&StateDir>) -> bool {
     let (Some(agent), Some(state)) = (row.container("agent"), state) else {
         return false;
     };
@@ -45,13 +45,13 @@ pub fn agent_ready(row: &WorkspaceRow, state: Option<&StateDir>) -> bool {
 }
 
 impl Entry {
-    pub fn new(row: WorkspaceRow, state: Option<&StateDir>) -> Self {
+    pub(super) fn new(row: WorkspaceRow, state: Option<&StateDir>) -> Self {
         let agent_ready = agent_ready(&row, state);
         Self { row, agent_ready }
     }
 }
 
-pub async fn run(ctx: &Context, args: ListArgs) -> Result<ExitCode> {
+pub(super) async fn run(ctx: &Context, args: ListArgs) -> Result<ExitCode> {
     let engine = ctx.engine().await?;
     let rows = engine.workspaces(None).await?;
     let state = StateDir::from_env();
@@ -68,7 +68,7 @@ pub async fn run(ctx: &Context, args: ListArgs) -> Result<ExitCode> {
 }
 
 /// The human table.
-pub fn render_table(entries: &[Entry]) -> String {
+pub(super) fn render_table(entries: &[Entry]) -> String {
     if entries.is_empty() {
         return "no devaipod workspaces (create one with `devaipod up PATH`)\n".into();
     }

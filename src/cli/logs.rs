@@ -47,7 +47,7 @@ pub struct LogsArgs {
     pub tail: Option<usize>,
 }
 
-pub async fn run(ctx: &Context, args: LogsArgs) -> Result<ExitCode> {
+pub(super) async fn run(ctx: &Context, args: LogsArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     let role = Role::from(args.container);
     let engine = ctx.engine().await?;

@@ -4,20 +4,20 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-pub mod config;
+mod config;
 mod context;
-pub mod delete;
-pub mod initialize;
-pub mod lifecycle;
-pub mod list;
-pub mod logs;
-pub mod review;
-pub mod ssh;
-pub mod status;
-pub mod task;
-pub mod up;
+mod delete;
+mod initialize;
+mod lifecycle;
+mod list;
+mod logs;
+mod review;
+mod ssh;
+mod status;
+mod task;
+mod up;
 
-pub use context::Context;
+pub(crate) use context::Context;
 
 /// Run AI coding agents sandboxed in reproducible dev environments (rootless Podman pods).
 #[derive(Debug, Parser)]

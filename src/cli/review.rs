@@ -25,7 +25,7 @@ pub struct ReviewArgs {
     pub json: bool,
 }
 
-pub async fn run(ctx: &Context, args: ReviewArgs) -> Result<ExitCode> {
+pub(super) async fn run(ctx: &Context, args: ReviewArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     let engine = ctx.engine().await?;
     let work = agent_work(engine, &name).await?;

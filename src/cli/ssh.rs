@@ -154,7 +154,7 @@ fn exit_code(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-pub async fn ssh(ctx: &Context, args: SshArgs) -> Result<ExitCode> {
+pub(super) async fn ssh(ctx: &Context, args: SshArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     let engine = ctx.engine().await?;
     let tty = args.command.is_empty() && std::io::stdin().is_terminal();
@@ -166,7 +166,7 @@ pub async fn ssh(ctx: &Context, args: SshArgs) -> Result<ExitCode> {
     run_session(engine, &name, tty, argv).await
 }
 
-pub async fn attach(ctx: &Context, args: AttachArgs) -> Result<ExitCode> {
+pub(super) async fn attach(ctx: &Context, args: AttachArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     if !std::io::stdin().is_terminal() {
         bail!(
@@ -179,7 +179,7 @@ pub async fn attach(ctx: &Context, args: AttachArgs) -> Result<ExitCode> {
     run_session(engine, &name, true, argv).await
 }
 
-pub async fn exec(ctx: &Context, args: ExecArgs) -> Result<ExitCode> {
+pub(super) async fn exec(ctx: &Context, args: ExecArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     let engine = ctx.engine().await?;
     let row = engine.workspace(&name).await?;

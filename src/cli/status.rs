@@ -31,7 +31,7 @@ pub struct StatusArgs {
 
 /// A mount of one container.
 #[derive(Debug, Clone, Serialize)]
-pub struct MountRow {
+pub(super) struct MountRow {
     pub container: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -42,7 +42,7 @@ pub struct MountRow {
 
 /// What `status --json` prints.
 #[derive(Debug, Clone, Serialize)]
-pub struct Status {
+pub(super) struct Status {
     #[serde(flatten)]
     pub entry: Entry,
     pub volumes: Vec<String>,
@@ -76,7 +76,7 @@ fn mounts_of(container: &str, inspect: &ContainerInspect) -> Vec<MountRow> {
 
 /// A port published on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PortRow {
+pub(super) struct PortRow {
     pub container_port: u16,
     pub host_port: u16,
     pub host_ip: String,
@@ -84,7 +84,7 @@ pub struct PortRow {
 }
 
 /// Published ports from the pod's infra config.
-pub fn ports_of(pod_inspect: &PodInspect) -> Vec<PortRow> {
+pub(super) fn ports_of(pod_inspect: &PodInspect) -> Vec<PortRow> {
     let mut out = Vec::new();
     let bindings = pod_inspect
         .infra_config
@@ -121,7 +121,7 @@ pub struct PortsArgs {
 }
 
 /// `devaipod ports NAME`: the workspace's ports published on the host.
-pub async fn ports(ctx: &Context, args: PortsArgs) -> Result<ExitCode> {
+pub(super) async fn ports(ctx: &Context, args: PortsArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     let engine = ctx.engine().await?;
     let row = engine.workspace(&name).await?;
@@ -148,7 +148,7 @@ pub async fn ports(ctx: &Context, args: PortsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
+pub(super) async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     let engine = ctx.engine().await?;
     let row = engine.workspace(&name).await?;

@@ -35,7 +35,7 @@ pub struct TaskArgs {
     pub json: bool,
 }
 
-pub async fn run(ctx: &Context, args: TaskArgs) -> Result<ExitCode> {
+pub(super) async fn run(ctx: &Context, args: TaskArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
     let text = match (&args.text, &args.file) {
         (Some(t), _) => t.clone(),

@@ -129,7 +129,7 @@ async fn dry_run(ctx: &Context, args: &UpArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
+pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     if args.dry_run {
         return dry_run(ctx, &args).await;
     }
@@ -295,7 +295,7 @@ fn secret_values(plan: &PodPlan) -> Result<apply::SecretValues> {
 
 /// The `--dry-run --json` document: the plan, with `pod`, `containers`, `volumes` and
 /// `secrets` at the top level. Never contains a secret value.
-pub fn dry_run_json(plan: &PodPlan) -> serde_json::Value {
+pub(super) fn dry_run_json(plan: &PodPlan) -> serde_json::Value {
     serde_json::json!({
         "name": plan.name,
         "image": plan.image,
@@ -315,7 +315,7 @@ pub fn dry_run_json(plan: &PodPlan) -> serde_json::Value {
 }
 
 /// The human-readable plan.
-pub fn render_plan(plan: &PodPlan) -> String {
+pub(super) fn render_plan(plan: &PodPlan) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(

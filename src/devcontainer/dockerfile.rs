@@ -75,7 +75,7 @@ fn expand(s: &str, vars: &HashMap<String, String>) -> String {
 }
 
 /// The image the build of `target` (or the last stage) starts from.
-pub fn base_image(
+pub(crate) fn base_image(
     text: &str,
     target: Option<&str>,
     build_args: &Map<String, Value>,

@@ -5,10 +5,10 @@
 use serde_json::{Map, Value, json};
 
 /// The image label holding the metadata (a JSON array of entries, or one entry).
-pub const LABEL: &str = "devcontainer.metadata";
+pub(crate) const LABEL: &str = "devcontainer.metadata";
 
 /// The entries of a metadata label value; an absent or unreadable label has none.
-pub fn from_label(label: Option<&str>) -> Vec<Map<String, Value>> {
+pub(crate) fn from_label(label: Option<&str>) -> Vec<Map<String, Value>> {
     let Some(text) = label else {
         return Vec::new();
     };
@@ -43,7 +43,7 @@ const FEATURE_PROPERTIES: &[&str] = &[
 
 /// The metadata entry of a feature: its mergeable properties, with `id` set to how the
 /// config names it.
-pub fn feature_entry(user_id: &str, feature: &Map<String, Value>) -> Map<String, Value> {
+pub(crate) fn feature_entry(user_id: &str, feature: &Map<String, Value>) -> Map<String, Value> {
     let mut entry = Map::new();
     entry.insert("id".into(), Value::String(user_id.to_string()));
     for k in FEATURE_PROPERTIES {
@@ -374,7 +374,10 @@ fn merge_host_requirements(entries: &[Map<String, Value>]) -> Option<Value> {
 /// mergedConfiguration: the config (less the properties the merge replaces) plus the
 /// merged properties, where the config's own mergeable properties count as the last
 /// metadata entry. Empty entries take no part.
-pub fn merge(entries: &[Map<String, Value>], config: &Map<String, Value>) -> Map<String, Value> {
+pub(crate) fn merge(
+    entries: &[Map<String, Value>],
+    config: &Map<String, Value>,
+) -> Map<String, Value> {
     let config_entry: Map<String, Value> = CONFIG_ENTRY_PROPERTIES
         .iter()
         .filter_map(|k| config.get(*k).map(|v| (k.to_string(), v.clone())))

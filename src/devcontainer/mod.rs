@@ -11,18 +11,18 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-pub mod dockerfile;
-pub mod metadata;
-pub mod properties;
-pub mod vars;
+pub(crate) mod dockerfile;
+pub(crate) mod metadata;
+pub(crate) mod properties;
+pub(crate) mod vars;
 
 /// Files larger than this are refused before parsing (a devcontainer.json is a few KB).
-pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// The properties of devcontainer.json that devaipod reads so far (spec names).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DevContainer {
+pub(crate) struct DevContainer {
     pub name: Option<String>,
     pub image: Option<String>,
     pub workspace_folder: Option<String>,
@@ -71,7 +71,7 @@ pub struct DevContainer {
 
 /// A devcontainer.json that was found and read.
 #[derive(Debug, Clone)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub path: PathBuf,
     /// Every property as written (variables not yet substituted).
     pub raw: Map<String, Value>,
@@ -84,7 +84,10 @@ pub struct Loaded {
 impl Loaded {
     /// The configuration as the reference CLI reads it: legacy properties migrated,
     /// `${...}` variables substituted; and the typed view of it.
-    pub fn resolve(&self, ctx: &vars::Context<'_>) -> Result<(Map<String, Value>, DevContainer)> {
+    pub(crate) fn resolve(
+        &self,
+        ctx: &vars::Context<'_>,
+    ) -> Result<(Map<String, Value>, DevContainer)> {
         let mut v = Value::Object(migrate_legacy(self.raw.clone()));
         vars::substitute(&mut v, ctx)
             .map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))?;
@@ -98,7 +101,7 @@ impl Loaded {
 
 /// Moves the legacy top-level `extensions`, `settings` and `devPort` into
 /// `customizations.vscode`, as the reference CLI does before anything else.
-pub fn migrate_legacy(mut raw: Map<String, Value>) -> Map<String, Value> {
+pub(crate) fn migrate_legacy(mut raw: Map<String, Value>) -> Map<String, Value> {
     let extensions = raw.remove("extensions");
     let settings = raw.remove("settings");
     let dev_port = raw.remove("devPort");
@@ -141,7 +144,7 @@ pub fn migrate_legacy(mut raw: Map<String, Value>) -> Map<String, Value> {
 
 /// Where the workspace is, on both sides, as the reference CLI computes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Workspace {
+pub(crate) struct Workspace {
     /// `${containerWorkspaceFolder}`: the `workspaceFolder` property (with local
     /// variables), else the default.
     pub container_folder: String,
@@ -153,7 +156,7 @@ pub struct Workspace {
 /// Computes the workspace: for Compose configs `workspaceFolder` or `/`; otherwise the
 /// repo's top (`root`, or the folder itself outside git) is mounted at
 /// `/workspaces/<root name>` and the default folder is the local folder's place in it.
-pub fn workspace(
+pub(crate) fn workspace(
     raw: &Map<String, Value>,
     local_folder: &Path,
     root: &Path,
@@ -215,7 +218,7 @@ pub fn workspace(
 
 /// A configuration read as the reference CLI reads it.
 #[derive(Debug, Clone)]
-pub struct Reading {
+pub(crate) struct Reading {
     /// Every property, legacy ones migrated, variables substituted.
     pub configuration: Map<String, Value>,
     /// The typed view devaipod uses.
@@ -225,7 +228,7 @@ pub struct Reading {
 
 /// Reads `loaded` for the workspace folder `local_folder` inside the repo top `root`
 /// (the folder itself outside git), with host environment lookups from `env`.
-pub fn read(
+pub(crate) fn read(
     loaded: &Loaded,
     local_folder: &Path,
     root: &Path,
@@ -261,12 +264,12 @@ pub fn read(
 /// Properties whose values reach the agent's container (paths, users): host environment
 /// variables are not substituted into them when applying, because a repo could use
 /// `${localEnv:...}` to carry a host secret into the sandbox.
-pub const NO_HOST_ENV: &[&str] = &["workspaceFolder", "containerUser", "remoteUser"];
+pub(crate) const NO_HOST_ENV: &[&str] = &["workspaceFolder", "containerUser", "remoteUser"];
 
 /// The `containerEnv` and `remoteEnv` entries (as `property.NAME`) whose values use
 /// `${localEnv:...}`/`${env:...}` as written: applying them carries host environment
 /// into the workspace, so `up` needs the user's consent for them.
-pub fn container_env_from_host(raw: &Map<String, Value>) -> Vec<String> {
+pub(crate) fn container_env_from_host(raw: &Map<String, Value>) -> Vec<String> {
     ["containerEnv", "remoteEnv"]
         .iter()
         .flat_map(|prop| {
@@ -284,7 +287,7 @@ pub fn container_env_from_host(raw: &Map<String, Value>) -> Vec<String> {
 }
 
 /// The first of [`NO_HOST_ENV`] whose value uses `${localEnv:...}` or `${env:...}`.
-pub fn uses_host_env(raw: &Map<String, Value>) -> Option<&'static str> {
+pub(crate) fn uses_host_env(raw: &Map<String, Value>) -> Option<&'static str> {
     NO_HOST_ENV.iter().copied().find(|k| {
         raw.get(*k)
             .and_then(Value::as_str)
@@ -294,7 +297,7 @@ pub fn uses_host_env(raw: &Map<String, Value>) -> Option<&'static str> {
 
 /// Refuses a discovered config that resolves (through symlinks) outside `root`: a repo
 /// could otherwise point devaipod at any file of the user's (a key, a token).
-pub fn confined(path: &Path, root: &Path) -> Result<()> {
+pub(crate) fn confined(path: &Path, root: &Path) -> Result<()> {
     let real = path
         .canonicalize()
         .with_context(|| format!("resolving {}", path.display()))?;
@@ -312,7 +315,7 @@ pub fn confined(path: &Path, root: &Path) -> Result<()> {
 /// Finds the config for `dir`: `explicit` (`--config`) if given, else the default
 /// locations. When neither default exists but `.devcontainer/NAME/devcontainer.json`
 /// files do, that is an error listing them (the user must pick one with `--config`).
-pub fn discover(dir: &Path, explicit: Option<&Path>) -> Result<Option<PathBuf>> {
+pub(crate) fn discover(dir: &Path, explicit: Option<&Path>) -> Result<Option<PathBuf>> {
     if let Some(p) = explicit {
         // Relative to where devaipod runs, like any path on the command line.
         if !p.is_file() {
@@ -348,7 +351,7 @@ pub fn discover(dir: &Path, explicit: Option<&Path>) -> Result<Option<PathBuf>> 
 
 /// Finds the config as the reference CLI does: `.devcontainer/devcontainer.json`, else
 /// `.devcontainer.json`. `None` when the repo has neither.
-pub fn find(repo: &Path) -> Option<PathBuf> {
+pub(crate) fn find(repo: &Path) -> Option<PathBuf> {
     [
         repo.join(".devcontainer").join("devcontainer.json"),
         repo.join(".devcontainer.json"),
@@ -358,7 +361,7 @@ pub fn find(repo: &Path) -> Option<PathBuf> {
 }
 
 /// Reads and parses the config at `path`.
-pub fn load(path: &Path) -> Result<Loaded> {
+pub(crate) fn load(path: &Path) -> Result<Loaded> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     if meta.len() > MAX_CONFIG_BYTES {
         bail!(
@@ -387,7 +390,7 @@ pub fn load(path: &Path) -> Result<Loaded> {
 /// A parse error with its 1-based position; Display is `LINE:COL: message`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{line}:{column}: {message}")]
-pub struct ParseError {
+pub(crate) struct ParseError {
     pub line: usize,
     pub column: usize,
     pub message: String,
@@ -410,7 +413,7 @@ fn options() -> jsonc_parser::ParseOptions {
 }
 
 /// Parses devcontainer.json text into every property, as written.
-pub fn parse_raw(text: &str) -> Result<Map<String, Value>, ParseError> {
+pub(crate) fn parse_raw(text: &str) -> Result<Map<String, Value>, ParseError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let value: Option<Value> =
         jsonc_parser::parse_to_serde_value(text, &options()).map_err(|e| ParseError {
@@ -429,7 +432,7 @@ pub fn parse_raw(text: &str) -> Result<Map<String, Value>, ParseError> {
 }
 
 /// Parses devcontainer.json text into the properties devaipod uses.
-pub fn parse(text: &str) -> Result<DevContainer, ParseError> {
+pub(crate) fn parse(text: &str) -> Result<DevContainer, ParseError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let value: Option<DevContainer> = jsonc_parser::parse_to_serde_value(text, &options())
         .map_err(|e| ParseError {

@@ -3,7 +3,7 @@
 
 /// How devaipod treats a known property.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Support {
+pub(crate) enum Support {
     /// Read and applied.
     Applied,
     /// Has no effect on the pod by definition (schema links, display names).
@@ -13,7 +13,7 @@ pub enum Support {
 }
 
 /// The spec's top-level properties (image, Dockerfile and Compose configs alike).
-pub const PROPERTIES: &[(&str, Support)] = &[
+pub(crate) const PROPERTIES: &[(&str, Support)] = &[
     ("$schema", Support::NoEffect),
     ("name", Support::NoEffect),
     ("image", Support::Applied),
@@ -63,13 +63,13 @@ pub const PROPERTIES: &[(&str, Support)] = &[
 ];
 
 /// How devaipod treats `name`, or `None` when the spec does not know it.
-pub fn support(name: &str) -> Option<Support> {
+pub(crate) fn support(name: &str) -> Option<Support> {
     PROPERTIES.iter().find(|(p, _)| *p == name).map(|(_, s)| *s)
 }
 
 /// A property name safe to print (spec-like identifiers only; anything else is
 /// described rather than echoed).
-pub fn printable(name: &str) -> Option<&str> {
+pub(crate) fn printable(name: &str) -> Option<&str> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -79,7 +79,7 @@ pub fn printable(name: &str) -> Option<&str> {
 }
 
 /// A feature id or similar reference safe to print (registry paths, tags, local paths).
-pub fn printable_id(id: &str) -> Option<&str> {
+pub(crate) fn printable_id(id: &str) -> Option<&str> {
     let ok = !id.is_empty()
         && id.len() <= 200
         && id
@@ -90,7 +90,7 @@ pub fn printable_id(id: &str) -> Option<&str> {
 
 /// Warnings for the top-level properties of `config`: unknown ones, and known ones that
 /// devaipod does not apply yet.
-pub fn warnings(config: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+pub(crate) fn warnings(config: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
     let mut out = Vec::new();
     if config.get("init") == Some(&serde_json::Value::Bool(false)) {
         out.push(

@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 /// What the variables resolve to.
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     /// The folder devaipod was pointed at, on the host.
     pub local_workspace_folder: String,
     /// The workspace folder inside the container.
@@ -27,7 +27,7 @@ fn basename(path: &str) -> &str {
 /// A variable that cannot be substituted at all (the reference CLI fails on it too).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("${{{0}}} needs a variable name, e.g. ${{{0}:HOME}}")]
-pub struct VarError(pub String);
+pub(crate) struct VarError(pub String);
 
 /// The value of one variable body (what is between `${` and `}`), or `None` to keep it.
 /// The body splits on every `:`: kind, variable name, default (only that one part, so a
@@ -54,7 +54,7 @@ fn resolve(body: &str, ctx: &Context<'_>) -> Result<Option<String>, VarError> {
 }
 
 /// Substitutes the variables in one string.
-pub fn substitute_str(s: &str, ctx: &Context<'_>) -> Result<String, VarError> {
+pub(crate) fn substitute_str(s: &str, ctx: &Context<'_>) -> Result<String, VarError> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
@@ -85,7 +85,7 @@ pub fn substitute_str(s: &str, ctx: &Context<'_>) -> Result<String, VarError> {
 
 /// Substitutes the variables in every string value of `v` (keys are left alone).
 /// Iterative, so no input can recurse without bound.
-pub fn substitute(v: &mut Value, ctx: &Context<'_>) -> Result<(), VarError> {
+pub(crate) fn substitute(v: &mut Value, ctx: &Context<'_>) -> Result<(), VarError> {
     let mut stack = vec![v];
     while let Some(v) = stack.pop() {
         match v {
@@ -101,7 +101,7 @@ pub fn substitute(v: &mut Value, ctx: &Context<'_>) -> Result<(), VarError> {
 /// Resolves `${containerEnv:VAR}` and `${containerEnv:VAR:default}` against a
 /// container's environment (the reference does this for remoteEnv at exec time); other
 /// forms stay as they are.
-pub fn substitute_container_env(
+pub(crate) fn substitute_container_env(
     s: &str,
     env: &std::collections::BTreeMap<String, String>,
 ) -> String {

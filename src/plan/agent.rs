@@ -19,7 +19,7 @@ use super::volumes::Volumes;
 
 /// Shell that sets `OC` to the image's own `opencode`, else the bundled one (which
 /// needs a glibc-based image), else fails saying what to do.
-pub fn find_opencode_script() -> String {
+pub(crate) fn find_opencode_script() -> String {
     format!(
         "OC=\"$(command -v opencode)\" || {{ OC={BUNDLED_MOUNT}/usr/local/bin/opencode; \
 [ -x \"$OC\" ] || {{ echo 'devaipod: this image has no opencode and the bundled image {BUNDLED_IMAGE} is not mounted: install opencode in the image, or build the bundled image with `just image`' >&2; exit 127; }}; \
@@ -29,7 +29,7 @@ pub fn find_opencode_script() -> String {
 
 /// The agent's command: the server password is read from its secret file into the
 /// server's own environment, so it is on no argv and not in `podman inspect`.
-pub fn agent_command(secret_env: &[String]) -> Vec<String> {
+pub(crate) fn agent_command(secret_env: &[String]) -> Vec<String> {
     let mut script = find_opencode_script();
     script.push_str(&format!(
         "OPENCODE_SERVER_PASSWORD=\"$(cat {PASSWORD_FILE})\" && export OPENCODE_SERVER_PASSWORD && "
@@ -49,7 +49,7 @@ pub fn agent_command(secret_env: &[String]) -> Vec<String> {
 
 /// The agent's opencode configuration: devaipod's defaults for unattended work in a
 /// sandbox, the model, then the user's `[agent.opencode]` table merged over it.
-pub fn agent_opencode_config(
+pub(crate) fn agent_opencode_config(
     model: Option<&str>,
     mcp: Option<&str>,
     user: Option<&serde_json::Value>,
@@ -84,7 +84,7 @@ pub fn agent_opencode_config(
 }
 
 /// Deep-merges `over` into `base` (objects key by key; anything else replaces).
-pub fn merge_json(base: &mut serde_json::Value, over: &serde_json::Value) {
+pub(crate) fn merge_json(base: &mut serde_json::Value, over: &serde_json::Value) {
     match (base, over) {
         (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
             for (k, v) in o {
@@ -103,7 +103,7 @@ pub fn merge_json(base: &mut serde_json::Value, over: &serde_json::Value) {
 impl AgentConfigPlan {
     /// The configuration of the user's model and table, naming the gator's MCP server
     /// when there is one.
-    pub fn new(ctx: &Context<'_>) -> Self {
+    pub(crate) fn new(ctx: &Context<'_>) -> Self {
         let input = ctx.input;
         let mcp = input.gator.as_ref().map(|_| gator::mcp_url());
         let v = agent_opencode_config(
@@ -137,7 +137,7 @@ fn agent_env() -> BTreeMap<String, String> {
 }
 
 /// The agent container. It reads the input only for its limits and its own secrets.
-pub fn container(
+pub(crate) fn container(
     ctx: &Context<'_>,
     image: &str,
     folders: &Folders,

@@ -13,7 +13,7 @@ use super::spec::TrustPlan;
 
 /// Where a widening setting is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// A devcontainer.json property (`privileged`, `capAdd`, `securityOpt`).
     Property,
     /// A `runArgs` flag.
@@ -32,7 +32,7 @@ impl Origin {
 
 /// Where a host bind comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BindFrom {
+pub(crate) enum BindFrom {
     /// The entry `mounts[index]` of devcontainer.json.
     Mounts { index: usize },
     /// A `runArgs` flag (`-v` or `--mount`).
@@ -41,7 +41,7 @@ pub enum BindFrom {
 
 /// One repo setting that widens the workspace's access, and only with consent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Consent {
+pub(crate) enum Consent {
     /// A `containerEnv` value taken from the host's environment (`${localEnv:..}`).
     HostEnv { name: String },
     /// A host path bind-mounted into the workspace.
@@ -62,12 +62,12 @@ pub enum Consent {
 
 impl Consent {
     /// Whether it bind-mounts a host path.
-    pub fn is_bind(&self) -> bool {
+    pub(crate) fn is_bind(&self) -> bool {
         matches!(self, Consent::HostBind { .. })
     }
 
     /// The setting as the refusal without consent names it.
-    pub fn request(&self) -> String {
+    pub(crate) fn request(&self) -> String {
         match self {
             Consent::HostEnv { name } => name.clone(),
             Consent::HostBind {
@@ -115,7 +115,7 @@ impl Serialize for Consent {
 }
 
 /// The host environment values of `containerEnv`: refused without consent.
-pub fn host_env(input: &PlanInput) -> Result<Vec<Consent>, PlanError> {
+pub(crate) fn host_env(input: &PlanInput) -> Result<Vec<Consent>, PlanError> {
     if !input.container_env_from_host.is_empty() && !input.trusted() {
         return Err(PlanError::HostEnvNeedsTrust {
             path: input.config_file(),
@@ -131,7 +131,7 @@ pub fn host_env(input: &PlanInput) -> Result<Vec<Consent>, PlanError> {
 
 /// The widening settings of runArgs (binds included), then of `privileged`, `capAdd`
 /// and `securityOpt`. `Err` names a security option devaipod cannot apply.
-pub fn widening(input: &PlanInput, ra: &RunArgs) -> Result<Vec<Consent>, PlanError> {
+pub(crate) fn widening(input: &PlanInput, ra: &RunArgs) -> Result<Vec<Consent>, PlanError> {
     let dc = &input.devcontainer;
     let mut out = ra.needs_trust.clone();
     if dc.privileged == Some(true) {
@@ -157,7 +157,7 @@ pub fn widening(input: &PlanInput, ra: &RunArgs) -> Result<Vec<Consent>, PlanErr
 }
 
 /// Refuses widening settings without consent, naming them all.
-pub fn require(input: &PlanInput, widening: &[Consent]) -> Result<(), PlanError> {
+pub(crate) fn require(input: &PlanInput, widening: &[Consent]) -> Result<(), PlanError> {
     if widening.is_empty() || input.trusted() {
         return Ok(());
     }
@@ -172,7 +172,7 @@ pub fn require(input: &PlanInput, widening: &[Consent]) -> Result<(), PlanError>
 }
 
 /// What the consent let through: host environment, then host binds, then the rest.
-pub fn trust_plan(
+pub(crate) fn trust_plan(
     input: &PlanInput,
     host_env: Vec<Consent>,
     mount_binds: Vec<Consent>,

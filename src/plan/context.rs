@@ -7,7 +7,7 @@ use super::input::PlanInput;
 use super::labels::{self, Role};
 
 /// The input and the naming of one workspace's objects.
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     pub input: &'a PlanInput,
     /// `devaipod-NAME`: the pod, and the prefix of every object's name.
     pub pod_name: String,
@@ -15,7 +15,7 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    pub fn new(input: &'a PlanInput) -> Self {
+    pub(crate) fn new(input: &'a PlanInput) -> Self {
         Context {
             input,
             pod_name: input.name.pod_name(),
@@ -24,7 +24,7 @@ impl<'a> Context<'a> {
     }
 
     /// The full label set of an object with this role.
-    pub fn labels(&self, role: Role) -> BTreeMap<String, String> {
+    pub(crate) fn labels(&self, role: Role) -> BTreeMap<String, String> {
         labels::for_object(
             &self.input.name,
             role,
@@ -34,7 +34,7 @@ impl<'a> Context<'a> {
     }
 
     /// `devaipod-NAME-what`.
-    pub fn object_name(&self, what: &str) -> String {
+    pub(crate) fn object_name(&self, what: &str) -> String {
         format!("{}-{what}", self.pod_name)
     }
 }

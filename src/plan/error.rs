@@ -2,7 +2,7 @@
 
 /// Why no plan could be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
+pub(crate) enum PlanError {
     #[error(
         "no image to run: the repo has no devcontainer.json with an \"image\" and no --image was given (pass --image IMAGE, e.g. --image localhost/devaipod-base:latest)"
     )]

@@ -10,7 +10,7 @@ use super::spec::MountKind;
 
 /// The folders of one workspace, the same in the workspace and the agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Folders {
+pub(crate) struct Folders {
     /// `workspaceFolder`, else `/workspaces/FOLDER_NAME`.
     pub workspace_folder: String,
     /// Where the clone volume is mounted: the workspace folder or a parent of it.
@@ -25,7 +25,7 @@ pub struct Folders {
 impl Folders {
     /// Reads `workspaceFolder` and `workspaceMount`; refuses relative and reserved
     /// folders and a workspace folder outside the mount.
-    pub fn new(input: &PlanInput) -> Result<Self, PlanError> {
+    pub(crate) fn new(input: &PlanInput) -> Result<Self, PlanError> {
         let workspace_folder = workspace_folder(input)?;
         let mut warnings = Vec::new();
         let clone_root = clone_root(input, &workspace_folder, &mut warnings)?;

@@ -18,21 +18,21 @@ use super::secrets::Secrets;
 use super::spec::{ContainerSpec, Extras, GatorPlan, Seccomp, SecretRef};
 
 /// The image upstream devaipod runs for the gator.
-pub const DEFAULT_IMAGE: &str = "ghcr.io/cgwalters/service-gator:latest";
+pub(crate) const DEFAULT_IMAGE: &str = "ghcr.io/cgwalters/service-gator:latest";
 /// Where the gator's MCP server listens, on the pod's loopback.
-pub const PORT: u16 = 8765;
+pub(crate) const PORT: u16 = 8765;
 /// The gator's uid:gid (non-root; its port needs no privilege).
-pub const UID: u32 = 65534;
+pub(crate) const UID: u32 = 65534;
 
 /// The MCP endpoint the agent's opencode configuration names.
-pub fn mcp_url() -> String {
+pub(crate) fn mcp_url() -> String {
     format!("http://127.0.0.1:{PORT}/mcp")
 }
 
 /// Which service a scope is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Service {
+pub(crate) enum Service {
     Github,
     Gitlab,
     Jira,
@@ -69,7 +69,7 @@ impl Service {
 
 /// One validated scope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Scope {
+pub(crate) struct Scope {
     pub service: Service,
     /// `OWNER/REPO`, `OWNER/*`, `GROUP/PROJECT` or a JIRA project key.
     pub target: String,
@@ -78,11 +78,11 @@ pub struct Scope {
 }
 
 impl Scope {
-    pub fn is_wildcard(&self) -> bool {
+    pub(crate) fn is_wildcard(&self) -> bool {
         self.target.ends_with('*')
     }
 
-    pub fn writes(&self) -> bool {
+    pub(crate) fn writes(&self) -> bool {
         self.perms
             .iter()
             .any(|p| self.service.writes().contains(&p.as_str()))
@@ -110,7 +110,7 @@ fn valid_path_part(p: &str) -> bool {
 }
 
 /// Parses `SERVICE:TARGET[:PERMS]`; PERMS defaults to `read`.
-pub fn parse_scope(text: &str) -> Result<Scope, String> {
+pub(crate) fn parse_scope(text: &str) -> Result<Scope, String> {
     let bad = |why: &str| {
         format!(
             "service-gator scope {text:?}: {why} (write github:OWNER/REPO[:PERMS], gitlab:GROUP/PROJECT[:PERMS] or jira:KEY[:PERMS])"
@@ -177,7 +177,10 @@ pub fn parse_scope(text: &str) -> Result<Scope, String> {
 
 /// Parses and checks all scopes: no duplicates, and write access on a wildcard only
 /// with the explicit confirmation.
-pub fn parse_scopes(texts: &[String], allow_wildcard_write: bool) -> Result<Vec<Scope>, String> {
+pub(crate) fn parse_scopes(
+    texts: &[String],
+    allow_wildcard_write: bool,
+) -> Result<Vec<Scope>, String> {
     let mut out: Vec<Scope> = Vec::new();
     for t in texts {
         let s = parse_scope(t)?;
@@ -202,7 +205,7 @@ pub fn parse_scopes(texts: &[String], allow_wildcard_write: bool) -> Result<Vec<
 }
 
 /// service-gator's `--scope` document: every permission explicit.
-pub fn scope_json(scopes: &[Scope]) -> Value {
+pub(crate) fn scope_json(scopes: &[Scope]) -> Value {
     let mut by: BTreeMap<Service, serde_json::Map<String, Value>> = BTreeMap::new();
     for s in scopes {
         let perms: serde_json::Map<String, Value> = s
@@ -228,7 +231,7 @@ pub fn scope_json(scopes: &[Scope]) -> Value {
 }
 
 /// The gator's arguments (its image's entrypoint is service-gator).
-pub fn command(scopes: &[Scope], gitlab_host: Option<&str>) -> Vec<String> {
+pub(crate) fn command(scopes: &[Scope], gitlab_host: Option<&str>) -> Vec<String> {
     let mut v = vec![
         "--mcp-server".to_string(),
         format!("127.0.0.1:{PORT}"),
@@ -242,7 +245,7 @@ pub fn command(scopes: &[Scope], gitlab_host: Option<&str>) -> Vec<String> {
 }
 
 /// The service-gator variable a trusted secret feeds (`NAME_FILE`), if any.
-pub fn token_var(secret_env: &str) -> Option<&'static str> {
+pub(crate) fn token_var(secret_env: &str) -> Option<&'static str> {
     match secret_env {
         "GH_TOKEN" | "GITHUB_TOKEN" => Some("GH_TOKEN_FILE"),
         "GITLAB_TOKEN" => Some("GITLAB_TOKEN_FILE"),
@@ -256,7 +259,7 @@ pub fn token_var(secret_env: &str) -> Option<&'static str> {
 /// The gator's part of the plan: its container, what `--dry-run` shows of it, and
 /// warnings (a service with scopes but no token).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Gator {
+pub(crate) struct Gator {
     pub container: ContainerSpec,
     pub plan: GatorPlan,
     pub warnings: Vec<String>,
@@ -273,7 +276,7 @@ impl Gator {
     /// The gator, when enabled: hardened like the agent, holding the forge tokens of
     /// `[trusted] secrets` as 0400 files of its own uid (the first secret feeding a
     /// variable wins). `None` when the gator is off.
-    pub fn new(ctx: &Context<'_>, secrets: &Secrets) -> Option<Self> {
+    pub(crate) fn new(ctx: &Context<'_>, secrets: &Secrets) -> Option<Self> {
         let g = ctx.input.gator.as_ref()?;
         let mut env: BTreeMap<String, String> = [("HOME".to_string(), "/tmp".to_string())].into();
         if let Some(h) = &g.jira_host {

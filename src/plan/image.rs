@@ -8,7 +8,7 @@ use super::paths::{BUNDLED_IMAGE, BUNDLED_MOUNT};
 use super::spec::ImagePlan;
 
 /// An image reference as Podman takes it: no leading `-`, no spaces or odd characters.
-pub fn valid_image(reference: &str) -> bool {
+pub(crate) fn valid_image(reference: &str) -> bool {
     reference.len() <= 512
         && reference
             .chars()
@@ -20,7 +20,7 @@ pub fn valid_image(reference: &str) -> bool {
 }
 
 /// The image reference `up` will use, and where it came from.
-pub fn choose_image(input: &PlanInput) -> Result<(String, String), PlanError> {
+pub(crate) fn choose_image(input: &PlanInput) -> Result<(String, String), PlanError> {
     if let Some(img) = &input.image_override {
         return Ok((img.clone(), "--image".into()));
     }
@@ -40,7 +40,7 @@ pub fn choose_image(input: &PlanInput) -> Result<(String, String), PlanError> {
 }
 
 /// The chosen, validated image; its build only when it is not `--image`'s.
-pub fn image_plan(input: &PlanInput) -> Result<ImagePlan, PlanError> {
+pub(crate) fn image_plan(input: &PlanInput) -> Result<ImagePlan, PlanError> {
     let (reference, source) = choose_image(input)?;
     if !valid_image(&reference) {
         return Err(PlanError::BadImage { origin: source });
@@ -59,7 +59,7 @@ pub fn image_plan(input: &PlanInput) -> Result<ImagePlan, PlanError> {
 
 /// The bundled opencode, read-only, for images without their own (the image's own
 /// comes first on PATH). Not when the image is the bundled one.
-pub fn bundled_mounts(input: &PlanInput, image: &str) -> Vec<(String, String)> {
+pub(crate) fn bundled_mounts(input: &PlanInput, image: &str) -> Vec<(String, String)> {
     if input.bundled_present && image != BUNDLED_IMAGE {
         vec![(BUNDLED_IMAGE.to_string(), BUNDLED_MOUNT.to_string())]
     } else {

@@ -11,7 +11,7 @@ use crate::names::Name;
 
 /// The facts about the host repo that the plan needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RepoFacts {
+pub(crate) struct RepoFacts {
     pub root: PathBuf,
     /// The folder `up` was pointed at, relative to `root` (empty for the top level);
     /// the containers start there.
@@ -27,14 +27,14 @@ pub struct RepoFacts {
 /// A user secret for the plan: the name the consumer sees, and an existing podman
 /// secret to use instead of devaipod's environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserSecret {
+pub(crate) struct UserSecret {
     pub env_name: String,
     pub existing: Option<String>,
 }
 
 /// What enables and shapes the gator (the user's configuration and command line).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GatorInput {
+pub(crate) struct GatorInput {
     pub image: String,
     pub scopes: Vec<gator::Scope>,
     pub gitlab_host: Option<String>,
@@ -43,7 +43,7 @@ pub struct GatorInput {
 
 /// Everything the plan is computed from.
 #[derive(Debug, Clone)]
-pub struct PlanInput {
+pub(crate) struct PlanInput {
     pub name: Name,
     pub repo: RepoFacts,
     pub devcontainer: DevContainer,
@@ -92,7 +92,7 @@ pub struct PlanInput {
 
 impl PlanInput {
     /// The devcontainer.json path for error messages (empty without one).
-    pub fn config_file(&self) -> String {
+    pub(crate) fn config_file(&self) -> String {
         self.devcontainer_path
             .as_ref()
             .map(|p| p.display().to_string())
@@ -101,20 +101,20 @@ impl PlanInput {
 
     /// The user that owns the workspace's clone and its secret files, and that people
     /// and tools work as: remoteUser, else containerUser, else (`None`) the image's.
-    pub fn owner(&self) -> Option<String> {
+    pub(crate) fn owner(&self) -> Option<String> {
         let dc = &self.devcontainer;
         dc.remote_user.clone().or_else(|| dc.container_user.clone())
     }
 
     /// Whether the user consented to repo settings that widen access.
-    pub fn trusted(&self) -> bool {
+    pub(crate) fn trusted(&self) -> bool {
         self.trust.is_some()
     }
 }
 
 impl PlanInput {
     /// A refusal of a devcontainer.json property, naming the file.
-    pub fn bad_property(&self, reason: String) -> super::PlanError {
+    pub(crate) fn bad_property(&self, reason: String) -> super::PlanError {
         super::PlanError::BadProperty {
             path: self.config_file(),
             reason,

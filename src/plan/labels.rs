@@ -8,34 +8,34 @@ use serde::Serialize;
 use crate::names::Name;
 
 /// Every devaipod label starts with this.
-pub const PREFIX: &str = "io.devaipod.";
+pub(crate) const PREFIX: &str = "io.devaipod.";
 /// NAME of the workspace the object belongs to.
-pub const POD: &str = "io.devaipod.pod";
+pub(crate) const POD: &str = "io.devaipod.pod";
 /// What the object is for (see [`Role`]).
-pub const ROLE: &str = "io.devaipod.role";
+pub(crate) const ROLE: &str = "io.devaipod.role";
 /// The host repo path the workspace was made from.
-pub const REPO: &str = "io.devaipod.repo";
+pub(crate) const REPO: &str = "io.devaipod.repo";
 /// Pod only: the host commit the workspace started from (review diffs against it).
-pub const BASE: &str = "io.devaipod.base";
+pub(crate) const BASE: &str = "io.devaipod.base";
 /// Pod only: the host branch the workspace started from, if any.
-pub const BASE_BRANCH: &str = "io.devaipod.base-branch";
+pub(crate) const BASE_BRANCH: &str = "io.devaipod.base-branch";
 /// Pod only: the agent's working folder (opencode's session directory) and the
 /// folder of its clone.
-pub const WORKDIR: &str = "io.devaipod.workdir";
-pub const CLONE: &str = "io.devaipod.clone";
+pub(crate) const WORKDIR: &str = "io.devaipod.workdir";
+pub(crate) const CLONE: &str = "io.devaipod.clone";
 /// Pod only: the user attach/ssh sessions run as (remoteUser), if set.
-pub const REMOTE_USER: &str = "io.devaipod.remote-user";
+pub(crate) const REMOTE_USER: &str = "io.devaipod.remote-user";
 /// Pod only: postAttachCommand (JSON), run at every attach.
-pub const POST_ATTACH: &str = "io.devaipod.post-attach";
+pub(crate) const POST_ATTACH: &str = "io.devaipod.post-attach";
 /// Pod only: remoteEnv (JSON), the environment of attach/ssh sessions.
-pub const REMOTE_ENV: &str = "io.devaipod.remote-env";
+pub(crate) const REMOTE_ENV: &str = "io.devaipod.remote-env";
 /// Pod only: the podman secrets made for the workspace (the secrets API of Podman 4.3
 /// takes no labels, so delete finds them through the pod).
-pub const SECRETS: &str = "io.devaipod.secrets";
+pub(crate) const SECRETS: &str = "io.devaipod.secrets";
 /// The devaipod version that created the object.
-pub const VERSION: &str = "io.devaipod.version";
+pub(crate) const VERSION: &str = "io.devaipod.version";
 /// Pod only: postStartCommand as `up` ran it (JSON), for `start`.
-pub const POST_START: &str = "io.devaipod.post-start";
+pub(crate) const POST_START: &str = "io.devaipod.post-start";
 
 /// What an object is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
@@ -72,7 +72,7 @@ impl std::fmt::Display for Role {
 }
 
 /// Refuses `--label`s under devaipod's own prefix.
-pub fn check_extra(extra: &BTreeMap<String, String>) -> Result<(), super::PlanError> {
+pub(crate) fn check_extra(extra: &BTreeMap<String, String>) -> Result<(), super::PlanError> {
     match extra.keys().find(|k| k.starts_with(PREFIX)) {
         Some(key) => Err(super::PlanError::ReservedLabel(key.clone())),
         None => Ok(()),
@@ -80,7 +80,7 @@ pub fn check_extra(extra: &BTreeMap<String, String>) -> Result<(), super::PlanEr
 }
 
 /// The full label set of one object.
-pub fn for_object(
+pub(crate) fn for_object(
     name: &Name,
     role: Role,
     repo: &str,

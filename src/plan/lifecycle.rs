@@ -14,7 +14,7 @@ use crate::devcontainer::DevContainer;
 /// One lifecycle command, as devcontainer.json writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Command {
+pub(crate) enum Command {
     /// A string: run by `/bin/sh -c`.
     Shell(String),
     /// An array: run directly, no shell.
@@ -25,7 +25,7 @@ pub enum Command {
 
 impl Command {
     /// Reads a lifecycle property's value; `None` for an empty or unusable one.
-    pub fn from_value(v: &serde_json::Value) -> Option<Self> {
+    pub(crate) fn from_value(v: &serde_json::Value) -> Option<Self> {
         match v {
             serde_json::Value::String(s) if !s.trim().is_empty() => Some(Self::Shell(s.clone())),
             serde_json::Value::Array(a) if !a.is_empty() => {
@@ -46,7 +46,7 @@ impl Command {
     }
 
     /// The argv that runs it (not for `Parallel`).
-    pub fn argv(&self) -> Vec<String> {
+    pub(crate) fn argv(&self) -> Vec<String> {
         match self {
             Self::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
             Self::Exec(a) => a.clone(),
@@ -57,7 +57,7 @@ impl Command {
 
 /// A lifecycle step: which property, and its command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct LifecycleStep {
+pub(crate) struct LifecycleStep {
     pub property: String,
     pub command: Command,
 }
@@ -65,7 +65,7 @@ pub struct LifecycleStep {
 /// The workspace's lifecycle commands: run as the remoteUser in the workspace folder,
 /// never in the agent or on the host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct LifecyclePlan {
+pub(crate) struct LifecyclePlan {
     /// remoteEnv: the environment of these commands (names shown only, like all env;
     /// `${containerEnv:VAR}` resolved when they run).
     #[serde(rename = "env_names", serialize_with = "keys_only")]
@@ -78,7 +78,7 @@ pub struct LifecyclePlan {
 
 impl LifecyclePlan {
     /// The lifecycle properties of the configuration, in the spec's order.
-    pub fn new(dc: &DevContainer) -> Self {
+    pub(crate) fn new(dc: &DevContainer) -> Self {
         let step = |property: &str, v: &Option<serde_json::Value>| {
             v.as_ref()
                 .and_then(Command::from_value)
@@ -110,7 +110,7 @@ impl LifecyclePlan {
 /// approved this exact command for this repo (a prompt, `--trust`, or an approval
 /// remembered under `key`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct InitializePlan {
+pub(crate) struct InitializePlan {
     pub command: Command,
     /// The host folder it runs in (the folder `up` was pointed at).
     pub dir: PathBuf,
@@ -124,7 +124,7 @@ pub struct InitializePlan {
 
 impl InitializePlan {
     /// The approval key of `command` in `repo`.
-    pub fn key_for(repo: &std::path::Path, command: &Command) -> String {
+    pub(crate) fn key_for(repo: &std::path::Path, command: &Command) -> String {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         h.update(repo.display().to_string().as_bytes());
@@ -138,7 +138,7 @@ impl InitializePlan {
     }
 
     /// The configuration's `initializeCommand`, approved by consent or a remembered key.
-    pub fn new(input: &PlanInput) -> Option<Self> {
+    pub(crate) fn new(input: &PlanInput) -> Option<Self> {
         let command = input
             .devcontainer
             .initialize_command

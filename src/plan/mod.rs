@@ -10,53 +10,46 @@
 //! output types are in [`spec`], the fixed in-container layout in [`paths`], the input
 //! in [`input`].
 
-pub mod agent;
-pub mod consent;
+pub(crate) mod agent;
+pub(crate) mod consent;
 mod context;
-pub mod error;
-pub mod folders;
-pub mod gator;
-pub mod image;
-pub mod input;
-pub mod labels;
-pub mod lifecycle;
-pub mod mounts;
-pub mod paths;
-pub mod pod;
-pub mod ports;
-pub mod resources;
-pub mod run_args;
-pub mod secrets;
-pub mod settings;
-pub mod spec;
-pub mod volumes;
-pub mod workspace;
+pub(crate) mod error;
+pub(crate) mod folders;
+pub(crate) mod gator;
+pub(crate) mod image;
+pub(crate) mod input;
+pub(crate) mod labels;
+pub(crate) mod lifecycle;
+pub(crate) mod mounts;
+pub(crate) mod paths;
+pub(crate) mod pod;
+pub(crate) mod ports;
+pub(crate) mod resources;
+pub(crate) mod run_args;
+pub(crate) mod secrets;
+pub(crate) mod settings;
+pub(crate) mod spec;
+pub(crate) mod volumes;
+pub(crate) mod workspace;
 
-pub use agent::{agent_command, agent_opencode_config, find_opencode_script, merge_json};
-pub use consent::Consent;
 pub(crate) use context::Context;
-pub use error::PlanError;
-pub use image::{choose_image, valid_image};
-pub use input::{GatorInput, PlanInput, RepoFacts, UserSecret};
-pub use labels::Role;
-pub use labels::SECRETS as SECRETS_LABEL;
-pub use lifecycle::{Command, InitializePlan, LifecyclePlan, LifecycleStep};
-pub use mounts::{engine_socket_path, parse_mount};
-pub use paths::{
-    AGENT_CONFIG_FILE, AGENT_HOME, AGENT_MEMORY_LIMIT, AGENT_PIDS_LIMIT, AGENT_PORT, AGENT_REMOTE,
-    AGENT_REPO_IN_WORKSPACE, AGENT_TMPFS, AGENT_UID, BUNDLED_IMAGE, BUNDLED_MOUNT, DEFAULT_PATH,
-    DEFAULT_READY_TIMEOUT_SECS, PASSWORD_FILE, SHIM_DIR, WORKSPACE_GITCONFIG, readiness_url,
-    reserved_folder, secret_file, workspace_gitconfig,
+pub(crate) use error::PlanError;
+pub(crate) use image::{choose_image, valid_image};
+pub(crate) use input::{GatorInput, PlanInput, RepoFacts, UserSecret};
+pub(crate) use labels::Role;
+pub(crate) use lifecycle::{Command, InitializePlan, LifecyclePlan, LifecycleStep};
+pub(crate) use mounts::{engine_socket_path, parse_mount};
+pub(crate) use paths::{
+    AGENT_MEMORY_LIMIT, AGENT_PIDS_LIMIT, AGENT_PORT, AGENT_REMOTE, AGENT_REPO_IN_WORKSPACE,
+    AGENT_UID, BUNDLED_IMAGE, DEFAULT_READY_TIMEOUT_SECS, PASSWORD_FILE, SHIM_DIR,
+    WORKSPACE_GITCONFIG, readiness_url, workspace_gitconfig,
 };
-pub use ports::parse_ports;
-pub use resources::{cdi_gpu_in, host_requirements};
-pub use secrets::password_secret_name;
-pub use spec::{
-    AgentConfigPlan, ContainerSpec, Extras, GatorPlan, ImagePlan, ImageState, MountKind, MountSpec,
-    PodPlan, PodSpec, PortSpec, ReadinessPlan, RepoPlan, Seccomp, SecretRef, SecretSource,
-    SecretSpec, TrustPlan, VolumeSpec,
+pub(crate) use resources::cdi_gpu_in;
+pub(crate) use secrets::password_secret_name;
+pub(crate) use spec::{
+    AgentConfigPlan, ContainerSpec, Extras, ImageState, MountKind, MountSpec, PodPlan, PodSpec,
+    PortSpec, ReadinessPlan, RepoPlan, Seccomp, SecretSource,
 };
-pub use workspace::keep_alive;
 
 use folders::Folders;
 use gator::Gator;
@@ -65,7 +58,7 @@ use settings::RepoSettings;
 use volumes::Volumes;
 
 /// Computes the plan. Pure: no engine, no filesystem.
-pub fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
+pub(crate) fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     let image = image::image_plan(input)?;
     labels::check_extra(&input.extra_labels)?;
     let ctx = Context::new(input);

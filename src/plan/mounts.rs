@@ -12,7 +12,7 @@ use super::spec::{MountKind, MountSpec};
 
 /// Reads one entry of devcontainer.json's `mounts` (string `type=..,source=..,target=..`
 /// or object form) into a mount of the workspace. `Err` says what is wrong with it.
-pub fn parse_mount(v: &serde_json::Value) -> Result<MountSpec, String> {
+pub(crate) fn parse_mount(v: &serde_json::Value) -> Result<MountSpec, String> {
     let (kind, source, target, read_only) = mount_fields(v)?;
     let target = target
         .filter(|t| t.starts_with('/'))
@@ -100,7 +100,7 @@ fn bind_source(source: Option<String>) -> Result<String, String> {
 }
 
 /// Paths of container engines' sockets and state, which no container gets.
-pub fn engine_socket_path(path: &str) -> bool {
+pub(crate) fn engine_socket_path(path: &str) -> bool {
     let p = path.trim_end_matches('/');
     p.ends_with("podman.sock")
         || p.ends_with("docker.sock")
@@ -123,14 +123,14 @@ pub fn engine_socket_path(path: &str) -> bool {
 /// The repo's mounts for the workspace, and the host binds of `mounts` the consent
 /// let through (runArgs' binds are among runArgs' widening settings).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RepoMounts {
+pub(crate) struct RepoMounts {
     pub mounts: Vec<MountSpec>,
     pub binds: Vec<Consent>,
 }
 
 /// Reads `mounts`, then adds runArgs' mounts. A host bind in `mounts` without consent
 /// and any mount hiding the workspace folder are refused.
-pub fn repo_mounts(
+pub(crate) fn repo_mounts(
     input: &PlanInput,
     ra: &RunArgs,
     folders: &Folders,

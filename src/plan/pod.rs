@@ -12,7 +12,7 @@ use super::run_args::RunArgs;
 use super::spec::{PodSpec, PortSpec};
 
 /// The pod's spec; `secrets` is the list of the secrets `up` creates.
-pub fn pod_spec(
+pub(crate) fn pod_spec(
     ctx: &Context<'_>,
     folders: &Folders,
     ra: &RunArgs,

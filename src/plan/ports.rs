@@ -8,7 +8,7 @@ use super::spec::PortSpec;
 
 /// The ports of `forwardPorts` and `appPort`. Entries naming another host (Compose
 /// services) are skipped with a warning.
-pub fn parse_ports(
+pub(crate) fn parse_ports(
     forward: &[serde_json::Value],
     app: Option<&serde_json::Value>,
     warnings: &mut Vec<String>,
@@ -66,7 +66,7 @@ fn port(s: &str) -> Result<u16, String> {
 }
 
 /// The pod's ports: the configuration's, then runArgs' `-p` not already published.
-pub fn pod_ports(
+pub(crate) fn pod_ports(
     input: &PlanInput,
     ra: &RunArgs,
     warnings: &mut Vec<String>,

@@ -7,7 +7,7 @@ use super::run_args::RunArgs;
 
 /// Limits of the workspace from `hostRequirements`: (cpus, memory bytes). Sizes as the
 /// spec writes them (`4gb`, `512mb`, plain bytes); `gpu` is reported, not applied.
-pub fn host_requirements(
+pub(crate) fn host_requirements(
     v: &serde_json::Value,
     cdi_gpu: Option<&str>,
     devices: &mut Vec<String>,
@@ -73,7 +73,7 @@ fn memory(m: &serde_json::Value) -> Result<i64, String> {
 
 /// The first GPU kind a CDI specification in `dirs` declares, as the device naming all
 /// of its GPUs (`nvidia.com/gpu=all`).
-pub fn cdi_gpu_in(specs: &[String]) -> Option<String> {
+pub(crate) fn cdi_gpu_in(specs: &[String]) -> Option<String> {
     specs.iter().find_map(|text| {
         text.lines().find_map(|l| {
             let l = l.trim().trim_start_matches('"');
@@ -90,7 +90,7 @@ pub fn cdi_gpu_in(specs: &[String]) -> Option<String> {
 
 /// What the workspace gets of the host's resources.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Resources {
+pub(crate) struct Resources {
     pub cpus: Option<f64>,
     /// Bytes.
     pub memory: Option<i64>,
@@ -101,7 +101,7 @@ pub struct Resources {
 
 impl Resources {
     /// Reads `hostRequirements`.
-    pub fn new(input: &PlanInput) -> Result<Self, PlanError> {
+    pub(crate) fn new(input: &PlanInput) -> Result<Self, PlanError> {
         let mut out = Resources::default();
         if let Some(v) = &input.devcontainer.host_requirements {
             (out.cpus, out.memory) = host_requirements(
@@ -116,7 +116,11 @@ impl Resources {
     }
 
     /// runArgs `--gpus`: the host's CDI GPUs, or a refusal without them.
-    pub fn add_run_args_gpus(&mut self, input: &PlanInput, ra: &RunArgs) -> Result<(), PlanError> {
+    pub(crate) fn add_run_args_gpus(
+        &mut self,
+        input: &PlanInput,
+        ra: &RunArgs,
+    ) -> Result<(), PlanError> {
         let Some(g) = &ra.gpus else {
             return Ok(());
         };

@@ -11,7 +11,7 @@ use super::{MountKind, MountSpec, PortSpec};
 
 /// A resource limit (`--ulimit nofile=1024:2048`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Ulimit {
+pub(crate) struct Ulimit {
     pub name: String,
     pub soft: i64,
     pub hard: i64,
@@ -19,7 +19,7 @@ pub struct Ulimit {
 
 /// What `runArgs` asks for, sorted by where it goes.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     pub env: BTreeMap<String, String>,
     /// `--env-file` paths (read by `up`, relative to the repo folder).
     pub env_files: Vec<String>,
@@ -51,7 +51,7 @@ pub struct RunArgs {
 
 /// A size as docker writes it: `512`, `64k`, `512m`, `2g` (also `mb`, `gb`), read with
 /// [`crate::size::parse_size`]; docker refuses a size below one byte.
-pub fn parse_docker_size(s: &str) -> Option<i64> {
+pub(crate) fn parse_docker_size(s: &str) -> Option<i64> {
     crate::size::parse_size(s)
         .ok()
         .filter(|v| *v >= 1)
@@ -195,7 +195,7 @@ const BOOL_FLAGS: &[&str] = &[
 ];
 
 /// Parses `runArgs`. `base` is the repo folder (for relative bind sources).
-pub fn parse(args: &[String], base: &str) -> Result<RunArgs, String> {
+pub(crate) fn parse(args: &[String], base: &str) -> Result<RunArgs, String> {
     let mut out = RunArgs::default();
     let mut it = args.iter().peekable();
     while let Some(arg) = it.next() {
@@ -464,7 +464,7 @@ fn refused_flag(flag: &str, value: Value<'_>) -> Result<(), String> {
 }
 
 /// `--security-opt` / `securityOpt` values devaipod can apply.
-pub fn security_opt_known(v: &str) -> Result<(), String> {
+pub(crate) fn security_opt_known(v: &str) -> Result<(), String> {
     let ok = matches!(
         v,
         "seccomp=unconfined"
@@ -485,7 +485,7 @@ pub fn security_opt_known(v: &str) -> Result<(), String> {
 }
 
 /// The lines of an env file (`KEY=VALUE`, comments and blank lines skipped).
-pub fn parse_env_file(text: &str, path: &str) -> Result<BTreeMap<String, String>, String> {
+pub(crate) fn parse_env_file(text: &str, path: &str) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();

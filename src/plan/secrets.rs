@@ -13,7 +13,7 @@ use super::spec::{SecretRef, SecretSource, SecretSpec};
 use crate::names::Name;
 
 /// The name of the podman secret holding workspace `name`'s server password.
-pub fn password_secret_name(name: &Name) -> String {
+pub(crate) fn password_secret_name(name: &Name) -> String {
     format!("{}-agent-password", name.pod_name())
 }
 
@@ -22,7 +22,7 @@ const MODE: u32 = 0o400;
 
 /// The secrets of one pod, and who gets which.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Secrets {
+pub(crate) struct Secrets {
     /// The server password's podman secret.
     pub password: String,
     /// The agent configuration's podman secret.
@@ -37,7 +37,7 @@ pub struct Secrets {
 
 impl Secrets {
     /// Names and mounts every secret of the pod.
-    pub fn new(ctx: &Context<'_>) -> Self {
+    pub(crate) fn new(ctx: &Context<'_>) -> Self {
         let input = ctx.input;
         let mut created = Vec::new();
         // The workspace's secret files belong to its people's user (remoteUser, else
@@ -66,7 +66,7 @@ impl Secrets {
     }
 
     /// The server password's file, owned by `owner`.
-    pub fn password_ref(&self, owner: Option<String>) -> SecretRef {
+    pub(crate) fn password_ref(&self, owner: Option<String>) -> SecretRef {
         SecretRef {
             name: self.password.clone(),
             target: PASSWORD_FILE.into(),
@@ -76,7 +76,7 @@ impl Secrets {
     }
 
     /// The agent's secrets: the password, its configuration, then `[agent] secrets`.
-    pub fn agent_refs(&self) -> Vec<SecretRef> {
+    pub(crate) fn agent_refs(&self) -> Vec<SecretRef> {
         let uid = Some(AGENT_UID.to_string());
         [
             self.password_ref(uid.clone()),
@@ -94,14 +94,14 @@ impl Secrets {
 
     /// The workspace's secrets: the password too (attaching to the agent from the
     /// workspace needs it), then `[trusted] secrets`.
-    pub fn workspace_refs(&self, owner: Option<String>) -> Vec<SecretRef> {
+    pub(crate) fn workspace_refs(&self, owner: Option<String>) -> Vec<SecretRef> {
         std::iter::once(self.password_ref(owner))
             .chain(self.workspace.iter().cloned())
             .collect()
     }
 
     /// What `up` creates: the password, the agent configuration, the user's secrets.
-    pub fn specs(&self, ctx: &Context<'_>) -> Vec<SecretSpec> {
+    pub(crate) fn specs(&self, ctx: &Context<'_>) -> Vec<SecretSpec> {
         [
             (&self.password, SecretSource::Generated),
             (&self.agent_config, SecretSource::AgentConfig),
@@ -117,7 +117,7 @@ impl Secrets {
     }
 
     /// The names of the secrets `up` creates, for the pod's label (delete finds them).
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         [self.password.as_str(), self.agent_config.as_str()]
             .into_iter()
             .chain(self.created.iter().map(|s| s.name.as_str()))
@@ -126,7 +126,7 @@ impl Secrets {
     }
 
     /// The workspace's `NAME_FILE` variables, naming its secret files.
-    pub fn workspace_env(input: &PlanInput) -> BTreeMap<String, String> {
+    pub(crate) fn workspace_env(input: &PlanInput) -> BTreeMap<String, String> {
         input
             .trusted_secrets
             .iter()

@@ -15,7 +15,7 @@ use super::run_args::{self, RunArgs};
 
 /// What the repo asks of the workspace, checked and consented to.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RepoSettings {
+pub(crate) struct RepoSettings {
     pub run_args: RunArgs,
     pub resources: Resources,
     /// runArgs' `-e` and `--env-file`s, then `containerEnv` (which wins).
@@ -31,7 +31,7 @@ pub struct RepoSettings {
 impl RepoSettings {
     /// Reads the settings; refuses what is invalid, and what widens access without
     /// consent.
-    pub fn new(input: &PlanInput, folders: &Folders) -> Result<Self, PlanError> {
+    pub(crate) fn new(input: &PlanInput, folders: &Folders) -> Result<Self, PlanError> {
         let host_env = consent::host_env(input)?;
         let mut resources = Resources::new(input)?;
         let dc = &input.devcontainer;
@@ -58,7 +58,7 @@ impl RepoSettings {
 
     /// What the settings ask for and do not get: `hostRequirements`' unapplied parts,
     /// then `init: false`.
-    pub fn warnings(&self, input: &PlanInput) -> Vec<String> {
+    pub(crate) fn warnings(&self, input: &PlanInput) -> Vec<String> {
         let mut out = self.resources.warnings.clone();
         if input.devcontainer.init == Some(false) || self.run_args.init == Some(false) {
             out.push(
@@ -69,14 +69,14 @@ impl RepoSettings {
     }
 
     /// Security options of runArgs, then of `securityOpt`.
-    pub fn security_opt(&self, input: &PlanInput) -> Vec<String> {
+    pub(crate) fn security_opt(&self, input: &PlanInput) -> Vec<String> {
         let mut out = self.run_args.security_opt.clone();
         out.extend(input.devcontainer.security_opt.iter().flatten().cloned());
         out
     }
 
     /// Capabilities of runArgs, then of `capAdd` (upper-cased, as Podman wants them).
-    pub fn cap_add(&self, input: &PlanInput) -> Vec<String> {
+    pub(crate) fn cap_add(&self, input: &PlanInput) -> Vec<String> {
         let mut out = self.run_args.cap_add.clone();
         out.extend(
             input

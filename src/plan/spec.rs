@@ -15,7 +15,7 @@ use crate::names::Name;
 
 /// Everything `up` creates, in creation order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PodPlan {
+pub(crate) struct PodPlan {
     pub name: Name,
     pub image: ImagePlan,
     pub pod: PodSpec,
@@ -39,7 +39,7 @@ pub struct PodPlan {
 
 impl PodPlan {
     /// The container with this role, if the plan has one.
-    pub fn container(&self, role: Role) -> Option<&ContainerSpec> {
+    pub(crate) fn container(&self, role: Role) -> Option<&ContainerSpec> {
         self.containers.iter().find(|c| c.role == role)
     }
 }
@@ -47,7 +47,7 @@ impl PodPlan {
 /// Whether the image exists in the engine's local store (devaipod never pulls).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
-pub enum ImageState {
+pub(crate) enum ImageState {
     /// Present locally.
     Present { id: String },
     /// Not present: `up` would fail; the note says how to get it.
@@ -60,7 +60,7 @@ pub enum ImageState {
 
 /// The image every container of the pod (but the gator) runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ImagePlan {
+pub(crate) struct ImagePlan {
     #[serde(rename = "ref")]
     pub reference: String,
     /// Where the reference came from: `--image` or the devcontainer.json path.
@@ -74,7 +74,7 @@ pub struct ImagePlan {
 
 /// The pod itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PodSpec {
+pub(crate) struct PodSpec {
     pub name: String,
     pub hostname: String,
     /// runArgs --dns / --add-host (the network namespace is the pod's).
@@ -91,7 +91,7 @@ pub struct PodSpec {
 
 /// A port of the pod published on the host's loopback.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct PortSpec {
+pub(crate) struct PortSpec {
     pub container_port: u16,
     /// The host port asked for; `None`: the same as the container's if free, else any
     /// free one (chosen at `up`).
@@ -101,7 +101,7 @@ pub struct PortSpec {
 
 /// A named volume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VolumeSpec {
+pub(crate) struct VolumeSpec {
     pub name: String,
     pub role: String,
     pub labels: BTreeMap<String, String>,
@@ -111,7 +111,7 @@ pub struct VolumeSpec {
 /// the user's consent (a host bind does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum MountKind {
+pub(crate) enum MountKind {
     /// A named volume.
     Volume,
     /// A host path.
@@ -122,7 +122,7 @@ pub enum MountKind {
 
 impl MountKind {
     /// The name devcontainer.json and Podman use.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             MountKind::Volume => "volume",
             MountKind::Bind => "bind",
@@ -139,7 +139,7 @@ impl std::fmt::Display for MountKind {
 
 /// A mount into a container: a named volume, a host bind or a tmpfs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MountSpec {
+pub(crate) struct MountSpec {
     #[serde(rename = "type")]
     pub kind: MountKind,
     pub source: String,
@@ -149,7 +149,7 @@ pub struct MountSpec {
 
 impl MountSpec {
     /// A read-write or read-only mount of the named volume `source`.
-    pub fn volume(source: &str, target: &str, read_only: bool) -> Self {
+    pub(crate) fn volume(source: &str, target: &str, read_only: bool) -> Self {
         MountSpec {
             kind: MountKind::Volume,
             source: source.into(),
@@ -161,7 +161,7 @@ impl MountSpec {
 
 /// A podman secret mounted into a container as a file (never its value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SecretRef {
+pub(crate) struct SecretRef {
     pub name: String,
     pub target: String,
     /// Whose file it is: the container's user (`remoteUser`/`containerUser`/image's).
@@ -172,7 +172,7 @@ pub struct SecretRef {
 /// Where a secret's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
-pub enum SecretSource {
+pub(crate) enum SecretSource {
     /// A fresh random value made at `up` (the opencode server password).
     Generated,
     /// The agent's opencode configuration ([`PodPlan::agent_config`]).
@@ -183,7 +183,7 @@ pub enum SecretSource {
 
 /// A podman secret devaipod creates (never its value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SecretSpec {
+pub(crate) struct SecretSpec {
     pub name: String,
     pub source: SecretSource,
     pub labels: BTreeMap<String, String>,
@@ -192,7 +192,7 @@ pub struct SecretSpec {
 /// A seccomp profile for a container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Seccomp {
+pub(crate) enum Seccomp {
     /// Podman's default profile.
     Default,
     /// devaipod's agent profile (containers/seccomp/agent.json, embedded): Podman's
@@ -202,7 +202,7 @@ pub enum Seccomp {
 
 /// One container of the pod.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ContainerSpec {
+pub(crate) struct ContainerSpec {
     pub role: Role,
     pub name: String,
     pub image: String,
@@ -240,7 +240,7 @@ pub struct ContainerSpec {
 
 /// Container settings only the workspace gets, from the repo's configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Extras {
+pub(crate) struct Extras {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub privileged: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -267,7 +267,7 @@ pub(crate) fn keys_only<S: Serializer>(
 
 /// How the repo gets into the workspace volume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RepoPlan {
+pub(crate) struct RepoPlan {
     pub host_path: PathBuf,
     pub head: String,
     pub branch: Option<String>,
@@ -289,7 +289,7 @@ pub struct RepoPlan {
 
 /// How `up` decides the agent is ready.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ReadinessPlan {
+pub(crate) struct ReadinessPlan {
     pub url: String,
     pub timeout_secs: u64,
 }
@@ -297,7 +297,7 @@ pub struct ReadinessPlan {
 /// What the plan says about the agent's configuration (never its content: a user may
 /// have put a key in it against the advice).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AgentConfigPlan {
+pub(crate) struct AgentConfigPlan {
     pub model: Option<String>,
     /// Top-level keys of the configuration file.
     pub keys: Vec<String>,
@@ -307,7 +307,7 @@ pub struct AgentConfigPlan {
 
 /// What `--dry-run` shows of the gator: never a token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GatorPlan {
+pub(crate) struct GatorPlan {
     pub image: String,
     /// The effective scopes, `service:target:permissions`.
     pub scopes: Vec<String>,
@@ -318,7 +318,7 @@ pub struct GatorPlan {
 
 /// What `--trust` or `[repos."PATH"] trust` granted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TrustPlan {
+pub(crate) struct TrustPlan {
     /// `None`: no consent given.
     pub granted_by: Option<String>,
     /// The repo settings the consent let through (each printed as a sentence).

@@ -1,6 +1,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::labels::SECRETS as SECRETS_LABEL;
+use super::paths::{AGENT_CONFIG_FILE, AGENT_HOME};
+use super::ports::parse_ports;
+use super::workspace::keep_alive;
 use super::*;
 use crate::devcontainer::DevContainer;
 use crate::names::Name;

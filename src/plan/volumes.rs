@@ -11,7 +11,7 @@ use super::spec::{MountSpec, VolumeSpec};
 
 /// The names of the pod's volumes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Volumes {
+pub(crate) struct Volumes {
     /// The workspace's clone.
     pub workspace: String,
     /// The agent's clone (the workspace's remote `agent`).
@@ -21,7 +21,7 @@ pub struct Volumes {
 }
 
 impl Volumes {
-    pub fn new(ctx: &Context<'_>) -> Self {
+    pub(crate) fn new(ctx: &Context<'_>) -> Self {
         Volumes {
             workspace: ctx.object_name("workspace"),
             agent_repo: ctx.object_name("agent-repo"),
@@ -30,7 +30,7 @@ impl Volumes {
     }
 
     /// What `up` creates, labelled with the role of the container that writes it.
-    pub fn specs(&self, ctx: &Context<'_>) -> Vec<VolumeSpec> {
+    pub(crate) fn specs(&self, ctx: &Context<'_>) -> Vec<VolumeSpec> {
         [
             (&self.workspace, "workspace", Role::Workspace),
             (&self.agent_repo, "agent-repo", Role::Agent),
@@ -46,7 +46,7 @@ impl Volumes {
     }
 
     /// The workspace's clone at the clone root, and the agent's clone read-only.
-    pub fn workspace_mounts(&self, folders: &Folders) -> Vec<MountSpec> {
+    pub(crate) fn workspace_mounts(&self, folders: &Folders) -> Vec<MountSpec> {
         vec![
             MountSpec::volume(&self.workspace, &folders.clone_root, false),
             MountSpec::volume(&self.agent_repo, AGENT_REPO_IN_WORKSPACE, true),
@@ -54,7 +54,7 @@ impl Volumes {
     }
 
     /// The agent's clone at the clone root, and its home; never the workspace's clone.
-    pub fn agent_mounts(&self, folders: &Folders) -> Vec<MountSpec> {
+    pub(crate) fn agent_mounts(&self, folders: &Folders) -> Vec<MountSpec> {
         vec![
             MountSpec::volume(&self.agent_repo, &folders.clone_root, false),
             MountSpec::volume(&self.agent_home, AGENT_HOME, false),

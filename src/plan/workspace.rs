@@ -17,7 +17,7 @@ use super::volumes::Volumes;
 /// The workspace's command, as the reference CLI wraps it: a shell that exits on
 /// SIGTERM, runs `cmd` (the image's own, for `overrideCommand: false`) if any, and
 /// otherwise waits forever.
-pub fn keep_alive(cmd: &[String]) -> Vec<String> {
+pub(crate) fn keep_alive(cmd: &[String]) -> Vec<String> {
     let mut v: Vec<String> = [
         "/bin/sh",
         "-c",
@@ -32,7 +32,7 @@ pub fn keep_alive(cmd: &[String]) -> Vec<String> {
 }
 
 /// What the workspace is made of, beside the repo's settings.
-pub struct Workspace<'a> {
+pub(crate) struct Workspace<'a> {
     pub image: &'a str,
     pub folders: &'a Folders,
     pub volumes: &'a Volumes,
@@ -43,7 +43,7 @@ pub struct Workspace<'a> {
 
 impl Workspace<'_> {
     /// The workspace container.
-    pub fn container(&self, ctx: &Context<'_>) -> Result<ContainerSpec, PlanError> {
+    pub(crate) fn container(&self, ctx: &Context<'_>) -> Result<ContainerSpec, PlanError> {
         let input = ctx.input;
         let dc = &input.devcontainer;
         let ra = &self.settings.run_args;

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use containers_api::conn::hyper;
 use serde_json::Value;
 
@@ -17,7 +17,7 @@ use super::Engine;
 /// One request to the agent's server, as the `__http` helper reads it on stdin (the
 /// password travels here, never on a command line).
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct HttpRequest {
+pub(crate) struct HttpRequest {
     pub method: String,
     /// Path and query, e.g. `/session?directory=%2Fw`.
     pub path: String,
@@ -28,7 +28,7 @@ pub struct HttpRequest {
 
 /// The helper's answer on stdout.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct HttpResponse {
+pub(crate) struct HttpResponse {
     pub status: u16,
     pub body: Value,
 }
@@ -37,7 +37,7 @@ pub struct HttpResponse {
 /// inside the pod's network namespace. Reads [`HttpRequest`] on stdin, writes
 /// [`HttpResponse`] on stdout. The helper is its own short process, so a
 /// current-thread runtime is all it needs.
-pub fn run_http() -> Result<()> {
+pub(crate) fn run_http() -> Result<()> {
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)
@@ -57,7 +57,7 @@ pub fn run_http() -> Result<()> {
 /// Sends `req` to the server at `addr` and reads its whole answer (hyper frames it by
 /// Content-Length or chunks, so a server that keeps the connection open is fine).
 /// The request's `timeout_ms` bounds the whole exchange.
-pub async fn send(addr: SocketAddr, req: &HttpRequest) -> Result<HttpResponse> {
+pub(crate) async fn send(addr: SocketAddr, req: &HttpRequest) -> Result<HttpResponse> {
     let timeout = Duration::from_millis(req.timeout_ms);
     tokio::time::timeout(timeout, exchange(addr, req))
         .await
@@ -114,7 +114,7 @@ async fn exchange(addr: SocketAddr, req: &HttpRequest) -> Result<HttpResponse> {
 
 /// Sends one request to the pod's agent server (through `__http` in the pod's network
 /// namespace) and returns its status and JSON body.
-pub async fn agent_request(
+pub(crate) async fn agent_request(
     engine: &Engine,
     pod: &str,
     method: &str,
@@ -122,7 +122,7 @@ pub async fn agent_request(
     body: Option<Value>,
     password: &crate::secret::SecretValue,
 ) -> Result<HttpResponse> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use crate::process::{AsyncCommandRunExt, ProcessError, last_lines};
     let argv = super::netns::in_pod_command(engine, pod, &["__http".to_string()]).await?;
     let req = HttpRequest {
         method: method.into(),
@@ -131,33 +131,21 @@ pub async fn agent_request(
         password: password.expose().to_string(),
         timeout_ms: 30_000,
     };
-    let mut child = tokio::process::Command::new(&argv[0])
+    let out = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting the agent request helper ({})", argv[0]))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(&serde_json::to_vec(&req)?).await?;
-    }
-    let mut out = String::new();
-    let mut err = String::new();
-    if let Some(mut o) = child.stdout.take() {
-        o.read_to_string(&mut out).await?;
-    }
-    if let Some(mut e) = child.stderr.take() {
-        e.read_to_string(&mut err).await?;
-    }
-    let status = child.wait().await?;
-    if !status.success() {
-        bail!(
-            "{method} {path} to the agent failed: {}",
-            super::connect::last_lines(&err, 3)
-        );
-    }
-    serde_json::from_str(&out).with_context(|| format!("reading the answer to {method} {path}"))
+        .run_with_input(&serde_json::to_vec(&req)?)
+        .await
+        .map_err(|e| match e {
+            ProcessError::Failed { stderr, .. } => {
+                anyhow!(
+                    "{method} {path} to the agent failed: {}",
+                    last_lines(&stderr, 3)
+                )
+            }
+            spawn => anyhow::Error::new(spawn)
+                .context(format!("starting the agent request helper ({})", argv[0])),
+        })?;
+    serde_json::from_slice(&out).with_context(|| format!("reading the answer to {method} {path}"))
 }
 
 #[cfg(test)]

@@ -16,17 +16,13 @@ use crate::progress::Progress;
 use crate::secret::SecretValue;
 
 // The paths callers used before the split.
-pub use super::cancel::Cancel;
-pub use super::hooks::{SHIM_OC, SHIM_OPENCODE_AGENT, SHIM_PROFILE, resolve_user, run_lifecycle};
-pub use super::spec::AGENT_SECCOMP;
-pub use super::verify::{check_status, limits_enforced, verify_container};
-
-/// The pod label holding postStartCommand for `start`.
-pub const POST_START_LABEL: &str = labels::POST_START;
+pub(crate) use super::cancel::Cancel;
+pub(crate) use super::hooks::run_lifecycle;
+pub(crate) use super::verify::limits_enforced;
 
 /// One created container, as `up --json` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CreatedContainer {
+pub(crate) struct CreatedContainer {
     pub role: Role,
     pub name: String,
     pub id: String,
@@ -34,7 +30,7 @@ pub struct CreatedContainer {
 
 /// What `up` made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Applied {
+pub(crate) struct Applied {
     pub name: String,
     pub pod: String,
     pub containers: Vec<CreatedContainer>,
@@ -42,7 +38,7 @@ pub struct Applied {
 
 /// Host ports for the plan's published ports: the one asked for, else the container's
 /// own if it is free on the host's loopback, else any free one.
-pub fn choose_host_ports(ports: &[crate::plan::PortSpec]) -> Result<Vec<(u16, u16)>> {
+pub(crate) fn choose_host_ports(ports: &[crate::plan::PortSpec]) -> Result<Vec<(u16, u16)>> {
     let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
     let mut taken: Vec<u16> = Vec::new();
     let mut out = Vec::new();
@@ -68,9 +64,9 @@ pub fn choose_host_ports(ports: &[crate::plan::PortSpec]) -> Result<Vec<(u16, u1
 /// cancellation) removes what was created before returning the error.
 /// The values of the plan's secrets that come from devaipod's environment, by podman
 /// secret name.
-pub type SecretValues = std::collections::BTreeMap<String, SecretValue>;
+pub(crate) type SecretValues = std::collections::BTreeMap<String, SecretValue>;
 
-pub async fn apply(
+pub(crate) async fn apply(
     engine: &Engine,
     plan: &PodPlan,
     values: &SecretValues,

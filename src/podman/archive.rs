@@ -13,7 +13,7 @@ impl Engine {
     ///
     /// Ownership comes from the tar headers (`copyUIDGID=false`); libpod would otherwise
     /// chown everything to the container's main user.
-    pub async fn copy_into(&self, container: &str, path: &str, tar: Vec<u8>) -> Result<()> {
+    pub(crate) async fn copy_into(&self, container: &str, path: &str, tar: Vec<u8>) -> Result<()> {
         let ep = format!(
             "{API_PREFIX}/libpod/containers/{}/archive?path={}&copyUIDGID=false",
             encode(container),
@@ -32,7 +32,11 @@ impl Engine {
 
     /// Every regular file under `path` in a container (path relative to `path`,
     /// content); empty if `path` does not exist.
-    pub async fn read_tree(&self, container: &str, path: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    pub(crate) async fn read_tree(
+        &self,
+        container: &str,
+        path: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
         let ep = format!(
             "{API_PREFIX}/libpod/containers/{}/archive?path={}",
             encode(container),
@@ -64,7 +68,7 @@ impl Engine {
     }
 
     /// Reads one file out of a container (created or running), `None` if it is missing.
-    pub async fn read_file(&self, container: &str, path: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) async fn read_file(&self, container: &str, path: &str) -> Result<Option<Vec<u8>>> {
         Ok(self
             .read_tree(container, path)
             .await?

@@ -4,10 +4,10 @@
 use anyhow::Result;
 
 /// Set when the user asked devaipod to stop (Ctrl-C, SIGTERM).
-pub type Cancel = tokio::sync::watch::Receiver<bool>;
+pub(crate) type Cancel = tokio::sync::watch::Receiver<bool>;
 
 /// Runs `fut` unless cancellation is requested first.
-pub async fn cancellable<T>(
+pub(crate) async fn cancellable<T>(
     cancel: &mut Cancel,
     fut: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {

@@ -20,7 +20,7 @@ pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Errors callers branch on, built from Podman's HTTP status in [`EngineError::from_status`]
 /// alone. Each keeps Podman's message (with a hint for known host settings).
 #[derive(Debug, thiserror::Error)]
-pub enum EngineError {
+pub(crate) enum EngineError {
     /// 404: the object does not exist.
     #[error("podman: {message} (HTTP 404)")]
     NotFound { message: String },
@@ -37,7 +37,7 @@ pub enum EngineError {
 
 impl EngineError {
     /// The one place that maps an HTTP status to a kind.
-    pub fn from_status(code: u16, message: String) -> Self {
+    pub(crate) fn from_status(code: u16, message: String) -> Self {
         match code {
             404 => Self::NotFound { message },
             409 => Self::Conflict { message },
@@ -47,24 +47,24 @@ impl EngineError {
     }
 
     /// The engine error somewhere in `e`'s chain, if there is one.
-    pub fn of(e: &anyhow::Error) -> Option<&EngineError> {
+    pub(crate) fn of(e: &anyhow::Error) -> Option<&EngineError> {
         e.chain().find_map(|c| c.downcast_ref::<EngineError>())
     }
 }
 
 /// Whether `e` says the object does not exist.
-pub fn is_not_found(e: &anyhow::Error) -> bool {
+pub(crate) fn is_not_found(e: &anyhow::Error) -> bool {
     matches!(EngineError::of(e), Some(EngineError::NotFound { .. }))
 }
 
 /// Whether `e` says there was nothing to do.
-pub fn is_not_modified(e: &anyhow::Error) -> bool {
+pub(crate) fn is_not_modified(e: &anyhow::Error) -> bool {
     matches!(EngineError::of(e), Some(EngineError::NotModified { .. }))
 }
 
 /// Converts a podman-api error into our own, keeping Podman's message and dropping raw
 /// dumps.
-pub fn api_error(e: podman_api::Error) -> anyhow::Error {
+pub(crate) fn api_error(e: podman_api::Error) -> anyhow::Error {
     match e {
         podman_api::Error::Fault { code, message } => fault(code.as_u16(), message),
         podman_api::Error::Error(conn::Error::Fault { code, message }) => {
@@ -91,7 +91,7 @@ fn fault(code: u16, message: String) -> anyhow::Error {
 }
 
 /// A hint for engine errors whose cause is a known host setting.
-pub fn hint_for(message: &str) -> Option<&'static str> {
+pub(crate) fn hint_for(message: &str) -> Option<&'static str> {
     if message.contains("error setting rlimit") {
         return Some(
             "this host cannot apply Podman's default ulimits (typical of hybrid-cgroup hosts): set `default_ulimits = []` under [containers] in containers.conf, e.g. `export CONTAINERS_CONF=$PWD/containers/hybrid-cgroups.conf` from the devaipod checkout",
@@ -149,7 +149,7 @@ pub(crate) fn validate(response: hyper::Response<hyper::Body>) -> Validated {
 }
 
 /// Percent-encodes a path segment or query value.
-pub fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

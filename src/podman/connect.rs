@@ -15,17 +15,8 @@ const SERVICE_IDLE_SECS: u32 = 60;
 /// How long to wait for a spawned service's socket.
 const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Where the engine is, as a unix socket path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// From `CONTAINER_HOST`.
-    ContainerHost(PathBuf),
-    /// The user's own socket, with a service already listening.
-    UserSocket(PathBuf),
-}
-
 /// Parses `CONTAINER_HOST`; only local unix sockets are supported.
-pub fn parse_container_host(value: &str) -> Result<PathBuf> {
+pub(crate) fn parse_container_host(value: &str) -> Result<PathBuf> {
     if let Some(path) = value.strip_prefix("unix://") {
         if path.is_empty() {
             bail!(
@@ -40,7 +31,7 @@ pub fn parse_container_host(value: &str) -> Result<PathBuf> {
 }
 
 /// The sockets a user's own Podman service listens on, most specific first.
-pub fn default_sockets(euid: u32, xdg_runtime_dir: Option<&Path>) -> Vec<PathBuf> {
+pub(crate) fn default_sockets(euid: u32, xdg_runtime_dir: Option<&Path>) -> Vec<PathBuf> {
     if euid == 0 {
         return vec![PathBuf::from("/run/podman/podman.sock")];
     }
@@ -60,18 +51,18 @@ pub fn default_sockets(euid: u32, xdg_runtime_dir: Option<&Path>) -> Vec<PathBuf
 }
 
 /// True when something accepts connections on the unix socket at `path`.
-pub fn socket_listens(path: &Path) -> bool {
+pub(crate) fn socket_listens(path: &Path) -> bool {
     std::os::unix::net::UnixStream::connect(path).is_ok()
 }
 
 /// Whether devaipod runs inside a toolbox container (it has /run/.toolboxenv): it then
 /// must use the host's Podman, never one inside the container.
-pub fn in_toolbox() -> bool {
+pub(crate) fn in_toolbox() -> bool {
     Path::new("/run/.toolboxenv").exists()
 }
 
 /// What to tell a toolbox user when no route to the host's Podman works.
-pub fn toolbox_hint(runtime_dir: Option<&Path>) -> String {
+pub(crate) fn toolbox_hint(runtime_dir: Option<&Path>) -> String {
     let sock = runtime_dir
         .map(|d| d.join("podman/podman.sock").display().to_string())
         .unwrap_or_else(|| "$XDG_RUNTIME_DIR/podman/podman.sock".into());
@@ -81,7 +72,7 @@ pub fn toolbox_hint(runtime_dir: Option<&Path>) -> String {
 }
 
 /// Finds a program on PATH.
-pub fn find_on_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|d| d.join(name))
@@ -89,7 +80,7 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
 }
 
 /// Finds `podman` on PATH.
-pub fn find_podman() -> Result<PathBuf> {
+pub(crate) fn find_podman() -> Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {
         let candidate = dir.join("podman");
@@ -105,7 +96,7 @@ pub fn find_podman() -> Result<PathBuf> {
 /// A `podman system service` devaipod started for itself. Dropping it stops the service
 /// and removes its private directory.
 #[derive(Debug)]
-pub struct PrivateService {
+pub(crate) struct PrivateService {
     child: Option<Child>,
     dir: tempfile::TempDir,
     socket: PathBuf,
@@ -116,14 +107,14 @@ impl PrivateService {
     ///
     /// Call this from a thread that lives as long as devaipod (the main thread): the
     /// parent-death signal fires when the spawning *thread* exits.
-    pub fn start(podman: &Path) -> Result<Self> {
+    pub(crate) fn start(podman: &Path) -> Result<Self> {
         Self::start_with(&[podman.display().to_string()])
     }
 
     /// Like [`PrivateService::start`], with `podman` reached through a launcher (inside
     /// a toolbox: `flatpak-spawn --host podman`). The socket is in XDG_RUNTIME_DIR, which
     /// a toolbox shares with the host.
-    pub fn start_with(podman_argv: &[String]) -> Result<Self> {
+    pub(crate) fn start_with(podman_argv: &[String]) -> Result<Self> {
         let (podman, launcher_args) = podman_argv
             .split_first()
             .ok_or_else(|| anyhow::anyhow!("no podman command"))?;
@@ -180,7 +171,7 @@ impl PrivateService {
                 let log = std::fs::read_to_string(log_path).unwrap_or_default();
                 bail!(
                     "podman system service exited ({status}) before it was ready: {}\nis Podman set up for this user? try `podman info`",
-                    last_lines(&log, 5)
+                    crate::process::last_lines(&log, 5)
                 );
             }
             if start.elapsed() > SERVICE_START_TIMEOUT {
@@ -193,12 +184,12 @@ impl PrivateService {
         }
     }
 
-    pub fn socket(&self) -> &Path {
+    pub(crate) fn socket(&self) -> &Path {
         &self.socket
     }
 
     /// Stops the service and waits for it (idempotent).
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             if let Ok(pid) = i32::try_from(child.id()) {
                 let _ = nix::sys::signal::kill(
@@ -240,12 +231,6 @@ fn set_parent_death_signal(cmd: &mut Command) {
                 .map_err(std::io::Error::from)
         });
     }
-}
-
-/// The last `n` non-empty lines of `text`, joined with "; ".
-pub fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join("; ")
 }
 
 #[cfg(test)]
@@ -296,11 +281,5 @@ mod tests {
         );
         let v = default_sockets(1001, None);
         assert_eq!(v[0], PathBuf::from("/run/user/1001/podman/podman.sock"));
-    }
-
-    #[test]
-    fn last_lines_keeps_the_tail() {
-        assert_eq!(last_lines("a\n\nb\nc\n", 2), "b; c");
-        assert_eq!(last_lines("", 2), "");
     }
 }

@@ -12,7 +12,7 @@ use super::{Engine, api_error, conn_error, encode};
 impl Engine {
     /// Runs `argv` in a running container as `user` in `workdir`, handing each output
     /// line to `on_line`; returns the exit code.
-    pub async fn exec_lines(
+    pub(crate) async fn exec_lines(
         &self,
         container: &str,
         argv: &[String],

@@ -9,14 +9,14 @@ use super::Engine;
 use crate::progress::Progress;
 
 /// The shims installed into the workspace (shims/).
-pub const SHIM_OC: &str = include_str!("../../shims/oc");
-pub const SHIM_OPENCODE_AGENT: &str = include_str!("../../shims/opencode-agent");
-pub const SHIM_PROFILE: &str = include_str!("../../shims/profile.sh");
+pub(crate) const SHIM_OC: &str = include_str!("../../shims/oc");
+pub(crate) const SHIM_OPENCODE_AGENT: &str = include_str!("../../shims/opencode-agent");
+pub(crate) const SHIM_PROFILE: &str = include_str!("../../shims/profile.sh");
 
 /// postStartCommand as `up` records it on the pod (label `io.devaipod.post-start`), so
 /// that `start` runs it without re-reading the repo, as the user it ran as.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PostStart {
+pub(crate) struct PostStart {
     pub steps: Vec<crate::plan::LifecycleStep>,
     pub user: Option<String>,
     pub workdir: String,
@@ -27,7 +27,7 @@ pub struct PostStart {
 /// devaipod's files in the workspace (not the image), as a tar for `/`: its git system
 /// config, the shims (oc, opencode-agent) and the profile snippet that puts them on
 /// PATH.
-pub fn workspace_files() -> Result<Vec<u8>> {
+pub(crate) fn workspace_files() -> Result<Vec<u8>> {
     let gitconfig = crate::plan::workspace_gitconfig();
     crate::git::tar_files(&[
         (
@@ -47,7 +47,7 @@ pub fn workspace_files() -> Result<Vec<u8>> {
 
 /// The numeric owner (uid, gid) of `owner` (remoteUser/containerUser) in the image of
 /// `container`, read from its /etc/passwd and /etc/group through the archive API.
-pub async fn owner_ids(engine: &Engine, container: &str, owner: &str) -> Result<(u64, u64)> {
+pub(crate) async fn owner_ids(engine: &Engine, container: &str, owner: &str) -> Result<(u64, u64)> {
     let passwd = engine
         .read_file(container, "/etc/passwd")
         .await?
@@ -70,7 +70,7 @@ const LIFECYCLE_TAIL: usize = 20;
 /// Runs lifecycle steps in the workspace, in order (an object's commands in parallel),
 /// as the workspace's user in its folder, streaming their output. The first failure
 /// stops the rest with its name, exit code and last lines.
-pub async fn run_lifecycle(
+pub(crate) async fn run_lifecycle(
     engine: &Engine,
     plan_container: &str,
     user: Option<&str>,
@@ -138,7 +138,7 @@ pub async fn run_lifecycle(
 
 /// Resolves a user spec (`NAME`, `UID`, `UID:GID`, `NAME:GROUP`) to numeric ids using the
 /// container's /etc/passwd and /etc/group.
-pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<(u64, u64)> {
+pub(crate) fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<(u64, u64)> {
     let (user, grp) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),

@@ -25,7 +25,7 @@ struct BuildAux {
 
 impl Engine {
     /// A local image's inspect, `None` if the image is not in the local store.
-    pub async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInspect>> {
+    pub(crate) async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInspect>> {
         let ep = format!("/libpod/images/{}/json", encode(reference));
         match self.get_json(&ep).await {
             Ok(i) => Ok(Some(i)),
@@ -35,13 +35,13 @@ impl Engine {
     }
 
     /// Image id if the image is in the local store, `None` if not (devaipod never pulls).
-    pub async fn image_id(&self, reference: &str) -> Result<Option<String>> {
+    pub(crate) async fn image_id(&self, reference: &str) -> Result<Option<String>> {
         Ok(self.inspect_image(reference).await?.map(|i| i.id))
     }
 
     /// Builds a Dockerfile configuration's image from its packed context, passing each
     /// line of the build's output to `on_line`. Returns the image id.
-    pub async fn build_image(
+    pub(crate) async fn build_image(
         &self,
         build: &crate::build::Prepared,
         labels: &std::collections::BTreeMap<String, String>,
@@ -123,7 +123,7 @@ impl Engine {
 
     /// A local image's ENTRYPOINT followed by its CMD, and its PATH; `None` if the
     /// image is absent.
-    pub async fn image_command(
+    pub(crate) async fn image_command(
         &self,
         reference: &str,
     ) -> Result<Option<(Vec<String>, Option<String>)>> {
@@ -141,7 +141,7 @@ impl Engine {
     }
 
     /// The labels of a local image, `None` if the image is not present.
-    pub async fn image_labels(
+    pub(crate) async fn image_labels(
         &self,
         reference: &str,
     ) -> Result<Option<std::collections::BTreeMap<String, String>>> {

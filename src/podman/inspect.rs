@@ -28,7 +28,7 @@ where
 /// `GET /libpod/containers/NAME/json`, the parts devaipod reads.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ContainerInspect {
+pub(crate) struct ContainerInspect {
     /// The container's effective capabilities; `null` (a nil Go slice) when it has
     /// none, which is what a container with every capability dropped shows.
     #[serde(deserialize_with = "null_as_empty")]
@@ -50,7 +50,7 @@ pub struct ContainerInspect {
 /// `Config` of a container inspect.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ContainerConfig {
+pub(crate) struct ContainerConfig {
     pub user: String,
     pub hostname: String,
     /// `KEY=VALUE` entries; `null` when the container has no environment.
@@ -62,7 +62,7 @@ pub struct ContainerConfig {
 
 impl ContainerConfig {
     /// The configured environment as a map.
-    pub fn env_map(&self) -> BTreeMap<String, String> {
+    pub(crate) fn env_map(&self) -> BTreeMap<String, String> {
         self.env
             .iter()
             .filter_map(|kv| kv.split_once('='))
@@ -74,7 +74,7 @@ impl ContainerConfig {
 /// `HostConfig` of a container inspect: the hardening devaipod verifies.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct HostConfig {
+pub(crate) struct HostConfig {
     /// `null` would mean none: every check on it requires an entry, so it fails closed.
     #[serde(deserialize_with = "null_as_empty")]
     pub security_opt: Vec<String>,
@@ -98,7 +98,7 @@ pub struct HostConfig {
 /// One ulimit as libpod reports it (`RLIMIT_NOFILE`, unsigned: unlimited is 2^64-1).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct InspectUlimit {
+pub(crate) struct InspectUlimit {
     pub name: String,
     pub soft: u64,
     pub hard: u64,
@@ -107,7 +107,7 @@ pub struct InspectUlimit {
 /// One entry of `Mounts`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct Mount {
+pub(crate) struct Mount {
     #[serde(rename = "Type")]
     pub kind: String,
     /// The volume's name; empty for binds.
@@ -123,7 +123,7 @@ pub struct Mount {
 /// `State` of a container inspect.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ContainerState {
+pub(crate) struct ContainerState {
     pub status: String,
     pub running: bool,
     pub pid: i64,
@@ -133,7 +133,7 @@ pub struct ContainerState {
 /// `GET /libpod/pods/NAME/json`, the parts devaipod reads.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct PodInspect {
+pub(crate) struct PodInspect {
     /// `Labels,omitempty` in libpod.
     #[serde(default, deserialize_with = "null_as_empty")]
     pub labels: BTreeMap<String, String>,
@@ -146,7 +146,7 @@ pub struct PodInspect {
 
 impl PodInspect {
     /// A label's value.
-    pub fn label(&self, key: &str) -> Option<&str> {
+    pub(crate) fn label(&self, key: &str) -> Option<&str> {
         self.labels.get(key).map(String::as_str)
     }
 }
@@ -154,7 +154,7 @@ impl PodInspect {
 /// `InfraConfig` of a pod inspect.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct PodInfraConfig {
+pub(crate) struct PodInfraConfig {
     /// `"8080/tcp"` -> bindings; `null` when nothing is published.
     #[serde(default, deserialize_with = "null_as_empty")]
     pub port_bindings: BTreeMap<String, Vec<HostPort>>,
@@ -162,7 +162,7 @@ pub struct PodInfraConfig {
 
 /// One host binding of a published port.
 #[derive(Debug, Clone, Deserialize)]
-pub struct HostPort {
+pub(crate) struct HostPort {
     #[serde(rename = "HostIp", default)]
     pub host_ip: String,
     #[serde(rename = "HostPort", default)]
@@ -172,7 +172,7 @@ pub struct HostPort {
 /// `GET /libpod/images/NAME/json`, the parts devaipod reads.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ImageInspect {
+pub(crate) struct ImageInspect {
     pub id: String,
     #[serde(default)]
     pub config: ImageConfig,
@@ -183,7 +183,7 @@ pub struct ImageInspect {
 /// `Config` of an image inspect (each list may be absent or `null`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ImageConfig {
+pub(crate) struct ImageConfig {
     #[serde(default, deserialize_with = "null_as_empty")]
     pub env: Vec<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
@@ -195,7 +195,7 @@ pub struct ImageConfig {
 /// `GET /libpod/exec/ID/json`, the parts devaipod reads.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ExecInspect {
+pub(crate) struct ExecInspect {
     pub running: bool,
     pub exit_code: i64,
 }
@@ -203,7 +203,7 @@ pub struct ExecInspect {
 /// One line of `GET /libpod/events?stream=false`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct EventLine {
+pub(crate) struct EventLine {
     pub time: i64,
     #[serde(rename = "Type")]
     pub kind: String,
@@ -216,7 +216,7 @@ pub struct EventLine {
 /// `Actor` of an event.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct EventActor {
+pub(crate) struct EventActor {
     #[serde(rename = "Attributes")]
     pub attributes: BTreeMap<String, String>,
 }

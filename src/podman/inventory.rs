@@ -12,7 +12,7 @@ use crate::plan::labels;
 
 /// One container of a workspace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ContainerRow {
+pub(crate) struct ContainerRow {
     pub role: String,
     pub name: String,
     pub state: String,
@@ -27,7 +27,7 @@ pub struct ContainerRow {
 
 /// One workspace: its pod and containers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct WorkspaceRow {
+pub(crate) struct WorkspaceRow {
     pub name: String,
     pub pod: String,
     pub status: String,
@@ -38,13 +38,13 @@ pub struct WorkspaceRow {
 }
 
 impl WorkspaceRow {
-    pub fn container(&self, role: &str) -> Option<&ContainerRow> {
+    pub(crate) fn container(&self, role: &str) -> Option<&ContainerRow> {
         self.containers.iter().find(|c| c.role == role)
     }
 }
 
 /// Groups listed pods and containers into workspaces, sorted by name. Pure.
-pub fn group(
+pub(crate) fn group(
     pods: Vec<podman_api::models::ListPodsReport>,
     containers: Vec<podman_api::models::ListContainer>,
 ) -> Vec<WorkspaceRow> {
@@ -109,7 +109,7 @@ fn role_order(role: &str) -> u8 {
 
 /// One engine event about a workspace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EventRow {
+pub(crate) struct EventRow {
     pub time: i64,
     #[serde(rename = "type")]
     pub kind: String,
@@ -120,7 +120,7 @@ pub struct EventRow {
 impl Engine {
     /// Workspaces carrying `io.devaipod.pod` (all, or only `name`): two requests in
     /// all, however many pods there are.
-    pub async fn workspaces(&self, name: Option<&str>) -> Result<Vec<WorkspaceRow>> {
+    pub(crate) async fn workspaces(&self, name: Option<&str>) -> Result<Vec<WorkspaceRow>> {
         use podman_api::opts::{
             ContainerListFilter, ContainerListOpts, PodListFilter, PodListOpts,
         };
@@ -150,7 +150,7 @@ impl Engine {
     }
 
     /// The workspace `name`, or the error every command gives for a missing one.
-    pub async fn workspace(&self, name: &crate::names::Name) -> Result<WorkspaceRow> {
+    pub(crate) async fn workspace(&self, name: &crate::names::Name) -> Result<WorkspaceRow> {
         match self
             .workspaces(Some(name.as_str()))
             .await?
@@ -166,7 +166,12 @@ impl Engine {
     }
 
     /// Recent events of containers labelled for workspace `name`, oldest first.
-    pub async fn events(&self, name: &str, since_secs: u64, limit: usize) -> Result<Vec<EventRow>> {
+    pub(crate) async fn events(
+        &self,
+        name: &str,
+        since_secs: u64,
+        limit: usize,
+    ) -> Result<Vec<EventRow>> {
         let filters = serde_json::json!({ "label": [format!("{}={name}", labels::POD)] });
         let ep = format!(
             "{API_PREFIX}/libpod/events?stream=false&since={}s&filters={}",

@@ -15,7 +15,7 @@ use crate::plan::{ContainerSpec, MountSpec, Role, Seccomp, labels};
 
 /// What a [`Engine::run_job`] container left behind.
 #[derive(Debug)]
-pub struct JobOutput {
+pub(crate) struct JobOutput {
     pub code: i64,
     /// stdout and stderr, interleaved.
     pub logs: String,
@@ -24,7 +24,7 @@ pub struct JobOutput {
 
 /// A job over the agent's clone of workspace `name`.
 #[derive(Debug, Clone)]
-pub struct CloneJob<'a> {
+pub(crate) struct CloneJob<'a> {
     pub name: &'a Name,
     /// The host repo the workspace was made from (its `io.devaipod.repo` label).
     pub repo: &'a str,
@@ -35,11 +35,11 @@ pub struct CloneJob<'a> {
 }
 
 /// Where the agent's clone is mounted in a job.
-pub const CLONE_IN_JOB: &str = "/repo";
+pub(crate) const CLONE_IN_JOB: &str = "/repo";
 
 /// The plan of a job container: the agent's uid, every capability dropped,
 /// no-new-privileges, the clone read-only at [`CLONE_IN_JOB`].
-pub fn clone_job_container(job: &CloneJob<'_>) -> ContainerSpec {
+pub(crate) fn clone_job_container(job: &CloneJob<'_>) -> ContainerSpec {
     let pod = job.name.pod_name();
     let uid = crate::plan::AGENT_UID;
     let mut command = vec![
@@ -89,7 +89,11 @@ impl Engine {
     /// Creates the job container `c`, verifies its hardening, runs it to completion and
     /// removes it: its exit code, its output, and the file `fetch` from its filesystem
     /// if asked.
-    pub async fn run_job(&self, c: &ContainerSpec, fetch: Option<&str>) -> Result<JobOutput> {
+    pub(crate) async fn run_job(
+        &self,
+        c: &ContainerSpec,
+        fetch: Option<&str>,
+    ) -> Result<JobOutput> {
         let name = c.name.clone();
         let result = async {
             self.create_container(&spec::job_spec(c))

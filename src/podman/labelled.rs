@@ -9,7 +9,7 @@ use crate::plan::labels;
 
 impl Engine {
     /// Names of pods carrying `label=value`.
-    pub async fn pods_with_label(&self, label: &str, value: &str) -> Result<Vec<String>> {
+    pub(crate) async fn pods_with_label(&self, label: &str, value: &str) -> Result<Vec<String>> {
         let opts = podman_api::opts::PodListOpts::builder()
             .filter([podman_api::opts::PodListFilter::LabelKeyVal(
                 label.into(),
@@ -23,7 +23,11 @@ impl Engine {
     /// Names of containers (any state) carrying `label=value`.
     /// (A pod's infra container inherits the pod's labels; it is not listed: it goes
     /// with its pod.)
-    pub async fn containers_with_label(&self, label: &str, value: &str) -> Result<Vec<String>> {
+    pub(crate) async fn containers_with_label(
+        &self,
+        label: &str,
+        value: &str,
+    ) -> Result<Vec<String>> {
         let opts = podman_api::opts::ContainerListOpts::builder()
             .all(true)
             .filter([podman_api::opts::ContainerListFilter::LabelKeyVal(
@@ -40,7 +44,7 @@ impl Engine {
     }
 
     /// Names of volumes carrying `label=value`.
-    pub async fn volumes_with_label(&self, label: &str, value: &str) -> Result<Vec<String>> {
+    pub(crate) async fn volumes_with_label(&self, label: &str, value: &str) -> Result<Vec<String>> {
         let opts = podman_api::opts::VolumeListOpts::builder()
             .filter([podman_api::opts::VolumeListFilter::LabelKeyVal(
                 label.into(),
@@ -52,7 +56,7 @@ impl Engine {
     }
 
     /// Kills (SIGKILL) and force-removes a pod with its containers. Missing is fine.
-    pub async fn remove_pod(&self, name: &str) -> Result<()> {
+    pub(crate) async fn remove_pod(&self, name: &str) -> Result<()> {
         // Killing first makes removal immediate: a forced remove would otherwise give
         // every container its stop timeout.
         let _ = self
@@ -69,7 +73,7 @@ impl Engine {
     }
 
     /// Force-removes a container (and its anonymous volumes). Missing is fine.
-    pub async fn remove_container(&self, name: &str) -> Result<()> {
+    pub(crate) async fn remove_container(&self, name: &str) -> Result<()> {
         self.delete_if_present(
             &format!(
                 "/libpod/containers/{}?force=true&v=true&timeout=0",
@@ -82,7 +86,7 @@ impl Engine {
     }
 
     /// Removes a volume. Missing is fine.
-    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+    pub(crate) async fn remove_volume(&self, name: &str) -> Result<()> {
         self.delete_if_present(
             &format!("/libpod/volumes/{}?force=true", encode(name)),
             || format!("removing volume {name}"),
@@ -93,7 +97,7 @@ impl Engine {
 
     /// Removes every object labelled for workspace `name`: pods (with their
     /// containers), stray containers, then volumes. Returns what was removed.
-    pub async fn remove_labelled(&self, name: &str) -> Result<Removed> {
+    pub(crate) async fn remove_labelled(&self, name: &str) -> Result<Removed> {
         let pods = self.pods_with_label(labels::POD, name).await?;
         let containers = self.containers_with_label(labels::POD, name).await?;
         // Secrets carry no labels on Podman 4.3: the pod lists them, and the password's
@@ -138,7 +142,7 @@ impl Engine {
 
 /// What [`Engine::remove_labelled`] removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Removed {
+pub(crate) struct Removed {
     pub pods: Vec<String>,
     pub containers: Vec<String>,
     pub volumes: Vec<String>,
@@ -146,7 +150,7 @@ pub struct Removed {
 }
 
 impl Removed {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.pods.is_empty()
             && self.containers.is_empty()
             && self.volumes.is_empty()

@@ -9,14 +9,14 @@ use super::{API_PREFIX, Engine, conn_error, encode};
 
 /// One piece of a container's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LogChunk {
+pub(crate) enum LogChunk {
     Stdout(Vec<u8>),
     Stderr(Vec<u8>),
 }
 
 impl LogChunk {
     /// The bytes, whichever stream they came from.
-    pub fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         match self {
             LogChunk::Stdout(b) | LogChunk::Stderr(b) => b,
         }
@@ -25,7 +25,7 @@ impl LogChunk {
 
 /// Which part of the output to read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LogOptions {
+pub(crate) struct LogOptions {
     /// Keep streaming new output until the container stops (or the stream is dropped).
     pub follow: bool,
     /// Only the last N lines.
@@ -43,7 +43,7 @@ fn logs_query(opts: LogOptions) -> String {
 
 impl Engine {
     /// A container's output as it comes, stdout and stderr kept apart.
-    pub fn logs(
+    pub(crate) fn logs(
         &self,
         container: &str,
         opts: LogOptions,
@@ -62,7 +62,7 @@ impl Engine {
     }
 
     /// The last `tail` lines of a container's output (stdout and stderr).
-    pub async fn logs_tail(&self, container: &str, tail: usize) -> Result<String> {
+    pub(crate) async fn logs_tail(&self, container: &str, tail: usize) -> Result<String> {
         let opts = LogOptions {
             follow: false,
             tail: Some(tail),

@@ -28,35 +28,34 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use containers_api::conn::{self, RequestClient, Transport, hyper};
 
-pub mod agent_http;
-pub mod apply;
-pub mod archive;
-pub mod cancel;
-pub mod client;
-pub mod connect;
-pub mod exec;
-pub mod hooks;
-pub mod images;
-pub mod inspect;
-pub mod inventory;
-pub mod job;
-pub mod labelled;
-pub mod logs;
-pub mod netns;
-pub mod objects;
-pub mod probe;
-pub mod readiness;
-pub mod session;
-pub mod spec;
-pub mod verify;
+pub(crate) mod agent_http;
+pub(crate) mod apply;
+pub(crate) mod archive;
+pub(crate) mod cancel;
+pub(crate) mod client;
+pub(crate) mod connect;
+pub(crate) mod exec;
+pub(crate) mod hooks;
+pub(crate) mod images;
+pub(crate) mod inspect;
+pub(crate) mod inventory;
+pub(crate) mod job;
+pub(crate) mod labelled;
+pub(crate) mod logs;
+pub(crate) mod netns;
+pub(crate) mod objects;
+pub(crate) mod probe;
+pub(crate) mod readiness;
+pub(crate) mod session;
+pub(crate) mod spec;
+pub(crate) mod verify;
 
 pub(crate) use client::{API_PREFIX, REQUEST_TIMEOUT, conn_error};
-pub use client::{EngineError, api_error, encode, hint_for, is_not_found, is_not_modified};
-pub use job::JobOutput;
-pub use labelled::Removed;
+pub(crate) use client::{api_error, encode, is_not_found, is_not_modified};
+pub(crate) use job::JobOutput;
 
 /// A connected engine. Dropping it stops the private service, if devaipod started one.
-pub struct Engine {
+pub(crate) struct Engine {
     api: podman_api::Podman,
     raw: RequestClient<conn::Error>,
     socket: PathBuf,
@@ -77,7 +76,7 @@ impl std::fmt::Debug for Engine {
 }
 
 /// Checks the engine version: 4.3 or newer, but not 5.0.x.
-pub fn check_version(version: &str) -> Result<()> {
+pub(crate) fn check_version(version: &str) -> Result<()> {
     let mut parts = version
         .split(['.', '-', '+'])
         .map(|p| p.parse::<u32>().ok());
@@ -102,7 +101,7 @@ pub fn check_version(version: &str) -> Result<()> {
 impl Engine {
     /// Connects as described in [`connect`]: `CONTAINER_HOST`, else the user's socket if
     /// a service listens, else a private service for the duration of this process.
-    pub async fn connect() -> Result<Self> {
+    pub(crate) async fn connect() -> Result<Self> {
         let euid = nix::unistd::geteuid().as_raw();
         let (socket, service) = if let Ok(host) = std::env::var("CONTAINER_HOST") {
             let path = connect::parse_container_host(&host)?;
@@ -170,20 +169,16 @@ impl Engine {
         })
     }
 
-    pub fn version(&self) -> &str {
-        &self.version
-    }
-
-    pub fn rootless(&self) -> bool {
+    pub(crate) fn rootless(&self) -> bool {
         self.rootless
     }
 
-    pub fn socket(&self) -> &Path {
+    pub(crate) fn socket(&self) -> &Path {
         &self.socket
     }
 
     /// Stops the private service now (also done on drop).
-    pub fn shutdown(&mut self) {
+    pub(crate) fn shutdown(&mut self) {
         if let Some(mut s) = self.service.take() {
             s.stop();
         }

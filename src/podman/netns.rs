@@ -23,7 +23,7 @@ async fn netns_pid(engine: &Engine, pod: &str) -> Result<i64> {
 
 /// The command that runs devaipod with `args` inside the network namespace of `pid`:
 /// `nsenter` rootful, `podman unshare nsenter` rootless.
-pub fn nsenter_command(
+pub(crate) fn nsenter_command(
     rootless: bool,
     podman: &std::path::Path,
     exe: &std::path::Path,
@@ -49,7 +49,7 @@ pub fn nsenter_command(
 /// child of the one owning the pod). There devaipod runs itself in a short-lived
 /// helper container that joins the pod: the workspace's image, hardened like the
 /// agent, with devaipod's binary mounted read-only from a path the host also sees.
-pub fn toolbox_command(
+pub(crate) fn toolbox_command(
     podman: &std::path::Path,
     socket: &std::path::Path,
     pod: &str,
@@ -119,7 +119,11 @@ fn host_visible_exe(exe: &std::path::Path) -> Result<std::path::PathBuf> {
 
 /// The command that runs devaipod with `args` in the pod's network namespace, by
 /// whichever route this host allows.
-pub async fn in_pod_command(engine: &Engine, pod: &str, args: &[String]) -> Result<Vec<String>> {
+pub(crate) async fn in_pod_command(
+    engine: &Engine,
+    pod: &str,
+    args: &[String],
+) -> Result<Vec<String>> {
     let exe = std::env::current_exe().context("finding the devaipod executable")?;
     if super::connect::in_toolbox() {
         let ws = engine

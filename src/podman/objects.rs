@@ -25,7 +25,7 @@ struct VolumeCreate<'a> {
 
 impl Engine {
     /// Whether a pod with this name exists.
-    pub async fn pod_exists(&self, name: &str) -> Result<bool> {
+    pub(crate) async fn pod_exists(&self, name: &str) -> Result<bool> {
         self.api
             .pods()
             .get(name)
@@ -36,12 +36,16 @@ impl Engine {
     }
 
     /// Creates a pod; returns its id.
-    pub async fn create_pod(&self, spec: &PodSpecGenerator) -> Result<String> {
+    pub(crate) async fn create_pod(&self, spec: &PodSpecGenerator) -> Result<String> {
         self.post_create("/libpod/pods/create", spec).await
     }
 
     /// Creates a named volume with labels.
-    pub async fn create_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
+    pub(crate) async fn create_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<()> {
         let body = VolumeCreate {
             name,
             label: labels,
@@ -52,13 +56,13 @@ impl Engine {
     }
 
     /// Creates a container; returns its id.
-    pub async fn create_container(&self, spec: &SpecGenerator) -> Result<String> {
+    pub(crate) async fn create_container(&self, spec: &SpecGenerator) -> Result<String> {
         self.post_create("/libpod/containers/create", spec).await
     }
 
     /// Stores a secret in Podman's secret store (file driver). The value travels only in
     /// the request body.
-    pub async fn create_secret(
+    pub(crate) async fn create_secret(
         &self,
         name: &str,
         value: &crate::secret::SecretValue,
@@ -86,7 +90,7 @@ impl Engine {
     }
 
     /// Whether a secret with this name exists.
-    pub async fn secret_exists(&self, name: &str) -> Result<bool> {
+    pub(crate) async fn secret_exists(&self, name: &str) -> Result<bool> {
         let ep = format!("/libpod/secrets/{}/json", encode(name));
         match self.get_json::<serde::de::IgnoredAny>(&ep).await {
             Ok(_) => Ok(true),
@@ -96,7 +100,7 @@ impl Engine {
     }
 
     /// Removes a secret. Missing is fine; `Ok(true)` if it existed.
-    pub async fn remove_secret(&self, name: &str) -> Result<bool> {
+    pub(crate) async fn remove_secret(&self, name: &str) -> Result<bool> {
         self.delete_if_present(&format!("/libpod/secrets/{}", encode(name)), || {
             format!("removing secret {name}")
         })
@@ -104,7 +108,7 @@ impl Engine {
     }
 
     /// A container's inspect.
-    pub async fn inspect_container(&self, name: &str) -> Result<ContainerInspect> {
+    pub(crate) async fn inspect_container(&self, name: &str) -> Result<ContainerInspect> {
         self.get_json(&format!("/libpod/containers/{}/json", encode(name)))
             .await
             .with_context(|| format!("inspecting container {name}"))
@@ -122,14 +126,14 @@ impl Engine {
     }
 
     /// A pod's inspect.
-    pub async fn inspect_pod(&self, name: &str) -> Result<PodInspect> {
+    pub(crate) async fn inspect_pod(&self, name: &str) -> Result<PodInspect> {
         self.get_json(&format!("/libpod/pods/{}/json", encode(name)))
             .await
             .with_context(|| format!("inspecting pod {name}"))
     }
 
     /// Starts a pod (a pod that is already running is fine).
-    pub async fn start_pod(&self, name: &str) -> Result<()> {
+    pub(crate) async fn start_pod(&self, name: &str) -> Result<()> {
         match self
             .post(&format!("/libpod/pods/{}/start", encode(name)), &())
             .await
@@ -141,7 +145,7 @@ impl Engine {
     }
 
     /// Stops a pod; an already stopped pod is fine.
-    pub async fn stop_pod(&self, name: &str) -> Result<()> {
+    pub(crate) async fn stop_pod(&self, name: &str) -> Result<()> {
         match self
             .post(&format!("/libpod/pods/{}/stop?t=10", encode(name)), &())
             .await

@@ -22,16 +22,16 @@ use super::inspect::ContainerState;
 use crate::plan::{PodPlan, Role};
 
 /// How often the probe polls.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How long one probe request may take.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1000);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_millis(1000);
 /// How often devaipod checks that the agent container is still running.
 const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 /// Log lines shown when the agent fails to come up.
 const LOG_LINES: usize = 20;
 
 /// Parses `http://HOST:PORT/PATH` (IP literal hosts only; the probe runs inside the pod).
-pub fn parse_url(url: &str) -> Result<(SocketAddr, String)> {
+pub(crate) fn parse_url(url: &str) -> Result<(SocketAddr, String)> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| anyhow!("probe URL {url:?} must start with http://"))?;
@@ -47,7 +47,7 @@ pub fn parse_url(url: &str) -> Result<(SocketAddr, String)> {
 
 /// One HTTP request; true when the server answered with a status line that means it is
 /// serving (2xx, or 401 when a password is set).
-pub fn probe_once(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
+pub(crate) fn probe_once(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
         return false;
     };
@@ -72,7 +72,7 @@ pub fn probe_once(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
 
 /// The `__probe` command: poll `url` until it answers or `timeout` passes. Blocking; runs
 /// in its own process inside the pod's network namespace.
-pub fn run_probe(url: &str, timeout: Duration) -> Result<()> {
+pub(crate) fn run_probe(url: &str, timeout: Duration) -> Result<()> {
     let (addr, path) = parse_url(url)?;
     let deadline = Instant::now() + timeout;
     loop {
@@ -91,7 +91,7 @@ pub fn run_probe(url: &str, timeout: Duration) -> Result<()> {
 
 /// What to wait for: the pod, its agent container and the URL inside the pod.
 #[derive(Debug, Clone)]
-pub struct Target<'a> {
+pub(crate) struct Target<'a> {
     pub pod: &'a str,
     pub agent: &'a str,
     pub url: &'a str,
@@ -100,7 +100,7 @@ pub struct Target<'a> {
 
 impl<'a> Target<'a> {
     /// The target a plan describes.
-    pub fn of_plan(plan: &'a PodPlan) -> Result<Self> {
+    pub(crate) fn of_plan(plan: &'a PodPlan) -> Result<Self> {
         let agent = plan
             .container(Role::Agent)
             .ok_or_else(|| anyhow!("the plan has no agent container"))?;
@@ -115,7 +115,11 @@ impl<'a> Target<'a> {
 
 /// Waits until the agent answers, the agent dies, the deadline passes or the user
 /// cancels. On failure the error carries the agent's last log lines.
-pub async fn wait_ready(engine: &Engine, target: &Target<'_>, cancel: &mut Cancel) -> Result<()> {
+pub(crate) async fn wait_ready(
+    engine: &Engine,
+    target: &Target<'_>,
+    cancel: &mut Cancel,
+) -> Result<()> {
     let timeout = target.timeout;
     let args = [
         "__probe".to_string(),
@@ -146,7 +150,7 @@ pub async fn wait_ready(engine: &Engine, target: &Target<'_>, cancel: &mut Cance
                     use tokio::io::AsyncReadExt;
                     let _ = e.read_to_string(&mut msg).await;
                 }
-                let msg = super::connect::last_lines(&msg, 3);
+                let msg = crate::process::last_lines(&msg, 3);
                 break format!("the agent did not answer on {} within {}s ({msg})", target.url, timeout.as_secs());
             }
             _ = watch.tick() => {
@@ -178,7 +182,7 @@ async fn with_agent_logs(engine: &Engine, agent: &str, failure: &str) -> anyhow:
 
 /// When the agent container has stopped: the error saying so, with its last log
 /// lines. `None` while it runs (or cannot be inspected).
-pub async fn explain_agent_death(engine: &Engine, agent: &str) -> Option<anyhow::Error> {
+pub(crate) async fn explain_agent_death(engine: &Engine, agent: &str) -> Option<anyhow::Error> {
     let inspect = engine.inspect_container(agent).await.ok()?;
     let reason = agent_stopped(&inspect.state)?;
     let failure = format!("the agent container {agent} {reason}");
@@ -186,7 +190,7 @@ pub async fn explain_agent_death(engine: &Engine, agent: &str) -> Option<anyhow:
 }
 
 /// `Some(reason)` when the inspected container is no longer running.
-pub fn agent_stopped(state: &ContainerState) -> Option<String> {
+pub(crate) fn agent_stopped(state: &ContainerState) -> Option<String> {
     match state.status.as_str() {
         "running" | "created" | "initialized" | "configured" => None,
         other => Some(format!("is {other} (exit code {})", state.exit_code)),

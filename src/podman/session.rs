@@ -15,7 +15,7 @@ use super::Engine;
 
 /// One session.
 #[derive(Debug, Clone, Default)]
-pub struct Session {
+pub(crate) struct Session {
     pub container: String,
     pub user: Option<String>,
     pub workdir: Option<String>,
@@ -26,7 +26,7 @@ pub struct Session {
 }
 
 /// The podman command line for `s` (the env file path given separately).
-pub fn command_line(
+pub(crate) fn command_line(
     podman: &std::path::Path,
     socket: &std::path::Path,
     s: &Session,
@@ -59,7 +59,7 @@ pub fn command_line(
 
 /// Runs the session with devaipod's stdin, stdout and stderr, and returns its exit
 /// code. Ctrl-C and SIGTERM go to the session (devaipod waits for it to end).
-pub async fn run(engine: &Engine, s: &Session) -> Result<i32> {
+pub(crate) async fn run(engine: &Engine, s: &Session) -> Result<i32> {
     let podman = super::connect::find_podman()?;
     let dir = tempfile::Builder::new()
         .prefix("devaipod-session-")

@@ -14,7 +14,7 @@ use crate::plan::{ContainerSpec, PodPlan, PodSpec, Role, Seccomp};
 
 /// The agent's seccomp profile (containers/seccomp/agent.json), embedded so that no
 /// file of unknown version on the host decides the agent's syscalls.
-pub const AGENT_SECCOMP: &str = include_str!("../../containers/seccomp/agent.json");
+pub(crate) const AGENT_SECCOMP: &str = include_str!("../../containers/seccomp/agent.json");
 
 /// The annotation Podman's inspect turns into `SecurityOpt: seccomp=PATH`.
 const SECCOMP_ANNOTATION: &str = "io.podman.annotations.seccomp";
@@ -28,7 +28,7 @@ fn is_false(b: &bool) -> bool {
 
 /// A libpod SpecGenerator (`POST /libpod/containers/create`), the keys devaipod sets.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct SpecGenerator {
+pub(crate) struct SpecGenerator {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
@@ -86,7 +86,7 @@ pub struct SpecGenerator {
 
 /// A named volume mounted into a container.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NamedVolume {
+pub(crate) struct NamedVolume {
     #[serde(rename = "Name")]
     pub name: String,
     #[serde(rename = "Dest")]
@@ -98,7 +98,7 @@ pub struct NamedVolume {
 /// A podman secret mounted as a file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct SecretMount {
+pub(crate) struct SecretMount {
     pub source: String,
     pub target: String,
     #[serde(rename = "UID")]
@@ -110,7 +110,7 @@ pub struct SecretMount {
 
 /// A bind or tmpfs mount.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SpecMount {
+pub(crate) struct SpecMount {
     pub destination: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -120,7 +120,7 @@ pub struct SpecMount {
 
 /// cgroup limits.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ResourceLimits {
+pub(crate) struct ResourceLimits {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pids: Option<Limit>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,20 +131,20 @@ pub struct ResourceLimits {
 
 /// A pids or memory limit.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Limit {
+pub(crate) struct Limit {
     pub limit: i64,
 }
 
 /// A CPU quota per period (microseconds).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CpuLimit {
+pub(crate) struct CpuLimit {
     pub quota: i64,
     pub period: i64,
 }
 
 /// An image mounted read-only.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ImageVolume {
+pub(crate) struct ImageVolume {
     pub source: String,
     pub destination: String,
     pub rw: bool,
@@ -152,13 +152,13 @@ pub struct ImageVolume {
 
 /// A device passed through.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Device {
+pub(crate) struct Device {
     pub path: String,
 }
 
 /// A POSIX rlimit.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Rlimit {
+pub(crate) struct Rlimit {
     #[serde(rename = "type")]
     pub kind: String,
     pub soft: i64,
@@ -167,13 +167,13 @@ pub struct Rlimit {
 
 /// A namespace setting.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Namespace {
+pub(crate) struct Namespace {
     pub nsmode: String,
 }
 
 /// A libpod PodSpecGenerator (`POST /libpod/pods/create`), the keys devaipod sets.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PodSpecGenerator {
+pub(crate) struct PodSpecGenerator {
     pub name: String,
     pub hostname: String,
     pub labels: BTreeMap<String, String>,
@@ -190,7 +190,7 @@ pub struct PodSpecGenerator {
 
 /// A port published on the host.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PortMapping {
+pub(crate) struct PortMapping {
     pub container_port: u16,
     pub host_port: u16,
     pub host_ip: String,
@@ -198,7 +198,7 @@ pub struct PortMapping {
 }
 
 /// The PodSpecGenerator for the plan's pod, publishing `ports` (container, host).
-pub fn pod_spec(plan: &PodPlan, ports: &[(u16, u16)]) -> Result<PodSpecGenerator> {
+pub(crate) fn pod_spec(plan: &PodPlan, ports: &[(u16, u16)]) -> Result<PodSpecGenerator> {
     let mut labels = plan.pod.labels.clone();
     // `start` runs postStartCommand as it was at `up`, and the user it ran as.
     if !plan.lifecycle.start.is_empty() {
@@ -239,14 +239,14 @@ pub fn pod_spec(plan: &PodPlan, ports: &[(u16, u16)]) -> Result<PodSpecGenerator
 /// The agent profile written to a file for the engine to read at create time (Podman
 /// copies the profile into the container's configuration; the file is removed after).
 #[derive(Debug)]
-pub struct SeccompFile {
+pub(crate) struct SeccompFile {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
 }
 
 impl SeccompFile {
     /// Writes [`AGENT_SECCOMP`] to a fresh directory the engine can read.
-    pub fn write() -> Result<Self> {
+    pub(crate) fn write() -> Result<Self> {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::Builder::new()
             .prefix("devaipod-seccomp-")
@@ -260,14 +260,14 @@ impl SeccompFile {
         Ok(Self { _dir: dir, path })
     }
 
-    pub fn path(&self) -> &std::path::Path {
+    pub(crate) fn path(&self) -> &std::path::Path {
         &self.path
     }
 }
 
 /// The SpecGenerator for one of the pod's containers. `owner` is the uid/gid its
 /// secret files belong to.
-pub fn container_spec(
+pub(crate) fn container_spec(
     pod: &PodSpec,
     c: &ContainerSpec,
     seccomp_path: Option<&std::path::Path>,
@@ -284,7 +284,7 @@ pub fn container_spec(
 }
 
 /// The SpecGenerator for a job container outside the pod: no network at all.
-pub fn job_spec(c: &ContainerSpec) -> SpecGenerator {
+pub(crate) fn job_spec(c: &ContainerSpec) -> SpecGenerator {
     SpecGenerator {
         netns: Some(Namespace {
             nsmode: "none".into(),

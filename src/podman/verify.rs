@@ -14,7 +14,7 @@ use crate::plan::{ContainerSpec, PodPlan, Seccomp};
 
 /// Whether the engine enforces pids/memory limits: rootless Podman on cgroup v1 ignores
 /// them (with a warning). The engine is local, so the host's cgroup mode is its mode.
-pub fn limits_enforced(rootless: bool) -> bool {
+pub(crate) fn limits_enforced(rootless: bool) -> bool {
     let cgroup2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
         .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
         .unwrap_or(false);
@@ -22,7 +22,7 @@ pub fn limits_enforced(rootless: bool) -> bool {
 }
 
 /// Inspects the created container `c` and checks it against its plan.
-pub async fn verify_created(
+pub(crate) async fn verify_created(
     engine: &Engine,
     c: &ContainerSpec,
     limits_enforced: bool,
@@ -33,7 +33,11 @@ pub async fn verify_created(
 
 /// [`verify_container`] on Podman's inspect answer as text: an answer that lacks a
 /// field a check reads fails the check rather than reading as a default.
-pub fn verify_inspect_text(c: &ContainerSpec, text: &str, limits_enforced: bool) -> Result<()> {
+pub(crate) fn verify_inspect_text(
+    c: &ContainerSpec,
+    text: &str,
+    limits_enforced: bool,
+) -> Result<()> {
     let inspect: ContainerInspect = serde_json::from_str(text).map_err(|e| {
         anyhow!(
             "hardening check failed for {}: podman's inspect of it cannot be read ({e})",
@@ -44,7 +48,7 @@ pub fn verify_inspect_text(c: &ContainerSpec, text: &str, limits_enforced: bool)
 }
 
 /// Checks that podman applied what the spec asked for, from the container's inspect.
-pub fn verify_container(
+pub(crate) fn verify_container(
     c: &ContainerSpec,
     inspect: &ContainerInspect,
     limits_enforced: bool,
@@ -237,7 +241,7 @@ fn verify_mounts(c: &ContainerSpec, inspect: &ContainerInspect) -> Result<()> {
 /// actually applied: capabilities, no-new-privileges and seccomp. It is read from the
 /// host's /proc (the engine is local): an exec session would need `cat` in the image
 /// and, on Podman 4.3, makes removing the container seconds slower.
-pub async fn verify_inside(engine: &Engine, plan: &PodPlan) -> Result<()> {
+pub(crate) async fn verify_inside(engine: &Engine, plan: &PodPlan) -> Result<()> {
     for c in plan
         .containers
         .iter()
@@ -263,7 +267,7 @@ pub async fn verify_inside(engine: &Engine, plan: &PodPlan) -> Result<()> {
 }
 
 /// Checks a /proc/PID/status text against the container's plan.
-pub fn check_status(c: &ContainerSpec, status: &str) -> Result<()> {
+pub(crate) fn check_status(c: &ContainerSpec, status: &str) -> Result<()> {
     let field = |k: &str| {
         status
             .lines()
