@@ -75,10 +75,12 @@ demo: setup build image
     @if [ -n "$CONTAINERS_CONF" ]; then echo; echo "this host has hybrid cgroups: run podman and devaipod with"; echo "  export CONTAINERS_CONF=$CONTAINERS_CONF"; fi
     @echo "devaipod itself is ./target/debug/devaipod (cargo install --path . puts it on PATH)"
 
-# fmt, clippy -D warnings, unit and CLI tests (no engine needed)
+# fmt, clippy -D warnings (the engine test tiers too), unit and CLI tests (no engine needed)
 check:
     cargo fmt --check
-    cargo clippy --all-targets -- -D warnings
+    cargo fmt --check --manifest-path tests/fake-llm/Cargo.toml
+    cargo clippy --all-targets --test podman --test toolbox --test reference -- -D warnings
+    cargo clippy --quiet --all-targets --manifest-path tests/fake-llm/Cargo.toml --target-dir target/fake-llm -- -D warnings
     cargo test --lib --bins --test cli
     cargo test --quiet --manifest-path tests/fake-llm/Cargo.toml --target-dir target/fake-llm
 
@@ -100,6 +102,7 @@ test-rootful: _stage
     "${run[@]}" bash {{stage}}/build-gator.sh {{stage}}/fake-gator
     "${run[@]}" {{stage}}/cleanup.sh
     "${run[@]}" {{stage}}/podman-tests --test-threads=2
+    "${run[@]}" {{stage}}/cleanup.sh --check
 
 # Real-Podman tests against a rootless engine (the test user when root, else yourself)
 test-rootless: _stage
@@ -125,6 +128,7 @@ test-rootless: _stage
     "${run[@]}" bash {{stage}}/build-gator.sh {{stage}}/fake-gator
     "${run[@]}" {{stage}}/cleanup.sh
     "${run[@]}" {{stage}}/podman-tests --test-threads=2
+    "${run[@]}" {{stage}}/cleanup.sh --check
 
 # devaipod inside a real toolbox, on the host's rootless Podman (the test user when root)
 test-toolbox: _stage
@@ -150,6 +154,7 @@ test-toolbox: _stage
     "${run[@]}" bash {{stage}}/build-toolbox.sh
     "${run[@]}" {{stage}}/cleanup.sh
     "${run[@]}" {{stage}}/toolbox-tests --test-threads=1
+    "${run[@]}" {{stage}}/cleanup.sh --check
 
 # Copy the binaries and scripts the Podman tests need where any user can read them
 _stage:
@@ -158,14 +163,20 @@ _stage:
     cargo build
     # The scripted LLM of the agent end-to-end test (tests/fake-llm, std only).
     cargo build --release --quiet --manifest-path tests/fake-llm/Cargo.toml --target-dir target/fake-llm
-    exe=$(cargo test --test podman --no-run 2>&1 | sed -n 's/.*Executable tests\/podman.rs (\(.*\))/\1/p' | tail -1)
-    [ -n "$exe" ] || { echo "could not find the podman test executable" >&2; exit 1; }
+    # The test executables, from cargo's JSON messages (the podman and toolbox tiers are
+    # test = false targets: selected by name, never by a plain `cargo test`).
+    test_exe() {
+        cargo test --test "$1" --no-run --message-format=json-render-diagnostics |
+            sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1
+    }
+    exe=$(test_exe podman)
+    [ -n "$exe" ] || { echo "could not find the podman test executable (cargo test --test podman --no-run)" >&2; exit 1; }
+    tb=$(test_exe toolbox)
+    [ -n "$tb" ] || { echo "could not find the toolbox test executable (cargo test --test toolbox --no-run)" >&2; exit 1; }
     rm -rf {{stage}}; install -d -m 0755 {{stage}}
     cp target/debug/devaipod {{stage}}/devaipod
     cp target/fake-llm/release/fake-llm target/fake-llm/release/fake-gator {{stage}}/
     cp "$exe" {{stage}}/podman-tests
-    tb=$(cargo test --test toolbox --no-run 2>&1 | sed -n 's/.*Executable tests\/toolbox.rs (\(.*\))/\1/p' | tail -1)
-    [ -n "$tb" ] || { echo "could not find the toolbox test executable" >&2; exit 1; }
     cp "$tb" {{stage}}/toolbox-tests
     cp containers/base/build.sh tests/images/build-broken.sh tests/images/build-toolbox.sh \
        tests/images/build-gator.sh tests/cleanup.sh {{stage}}/

@@ -228,33 +228,62 @@ fn unsupported_container_host_is_explained() {
 
 #[test]
 fn missing_podman_says_what_to_install() {
-    // Root's default socket, or a user's, may have a service on a developer machine;
-    // this test is about the machine without one (CI).
-    let uid = nix::unistd::geteuid().as_raw();
-    let runtime = tempfile::tempdir().expect("tempdir");
-    let sockets = if uid == 0 {
-        vec![std::path::PathBuf::from("/run/podman/podman.sock")]
+    // devaipod looks for a running service before it looks for podman, so the test
+    // takes every service away from it: no CONTAINER_HOST, an empty PATH, empty
+    // XDG_RUNTIME_DIR and HOME, and, when run as root (whose /run/podman/podman.sock may
+    // have a service), another uid (nobody) that has no service anywhere.
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let root = nix::unistd::geteuid().is_root();
+    let uid = if root {
+        65534
     } else {
-        vec![
-            std::path::PathBuf::from(format!("/run/user/{uid}/podman/podman.sock")),
-            std::path::PathBuf::from(format!("/tmp/podman-run-{uid}/podman/podman.sock")),
-        ]
+        nix::unistd::geteuid().as_raw()
     };
-    if sockets
-        .iter()
-        .any(|s| std::os::unix::net::UnixStream::connect(s).is_ok())
-    {
-        return;
+    let home = tempfile::tempdir().expect("tempdir");
+    // nobody must reach the binary and the directories: a world-readable copy (a hard
+    // link when it can) in a world-readable directory.
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let bin = home.path().join("devaipod");
+    let built = Path::new(env!("CARGO_BIN_EXE_devaipod"));
+    if std::fs::hard_link(built, &bin).is_err() {
+        std::fs::copy(built, &bin).expect("copy devaipod");
     }
-    let empty_path = tempfile::tempdir().expect("tempdir");
-    let o = Command::new(env!("CARGO_BIN_EXE_devaipod"))
-        .args(["delete", "x"])
+    let runtime = home.path().join("runtime");
+    let empty_path = home.path().join("empty-path");
+    for d in [&runtime, &empty_path] {
+        std::fs::create_dir(d).expect("mkdir");
+    }
+    let sockets = [
+        runtime.join("podman/podman.sock"),
+        std::path::PathBuf::from(format!("/run/user/{uid}/podman/podman.sock")),
+        std::path::PathBuf::from(format!("/tmp/podman-run-{uid}/podman/podman.sock")),
+    ];
+    let listening: Vec<_> = sockets
+        .iter()
+        .filter(|s| std::os::unix::net::UnixStream::connect(s).is_ok())
+        .collect();
+    assert!(
+        listening.is_empty(),
+        "a Podman service of uid {uid} listens on {listening:?}, so devaipod would use it and \
+         this test could not see the missing podman: stop it (`systemctl --user stop \
+         podman.socket podman.service`) or run the test as root (it then runs devaipod as \
+         nobody)"
+    );
+    let mut cmd = Command::new(&bin);
+    cmd.args(["delete", "x"])
         .env_remove("CONTAINER_HOST")
-        .env("PATH", empty_path.path())
-        .env("XDG_RUNTIME_DIR", runtime.path())
-        .output()
-        .expect("runs");
-    assert_eq!(o.status.code(), Some(1));
+        .env("PATH", &empty_path)
+        .env("HOME", home.path())
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_STATE_HOME")
+        .current_dir(home.path());
+    if root {
+        cmd.uid(uid).gid(uid);
+    }
+    let o = cmd.output().expect("runs");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("podman is not installed"), "{err}");
     assert!(err.contains("apt-get install podman"), "{err}");

@@ -8,20 +8,15 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::init_repo;
+use common::pod::{BASE_IMAGE, TestPod, devaipod_bin, require_image};
 
 const TOOLBOX_IMAGE: &str = "localhost/devaipod-test-toolbox:latest";
-
-fn devaipod_bin() -> PathBuf {
-    std::env::var_os("DEVAIPOD_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_devaipod")))
-}
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("runs")
 }
 
+#[track_caller]
 fn ok(what: &str, o: &Output) -> String {
     assert!(
         o.status.success(),
@@ -52,6 +47,8 @@ fn devaipod_in_a_toolbox_uses_the_hosts_podman() {
         0,
         "run this as the rootless test user (just test-toolbox)"
     );
+    require_image(BASE_IMAGE);
+    require_image(TOOLBOX_IMAGE);
     let socket = runtime.join("podman/podman.sock");
     std::fs::create_dir_all(socket.parent().expect("dir")).expect("mkdir");
     let _ = std::fs::remove_file(&socket);
@@ -65,19 +62,12 @@ fn devaipod_in_a_toolbox_uses_the_hosts_podman() {
     );
     let _box = Toolbox(boxname.clone());
     // The repo lives in /tmp, which the toolbox shares with the host.
-    let repo = tempfile::Builder::new()
-        .prefix("devaipod-tb-repo-")
-        .tempdir_in("/tmp")
-        .expect("tempdir");
-    init_repo(
-        repo.path(),
-        &[(
-            ".devcontainer/devcontainer.json",
-            r#"{"image": "localhost/devaipod-base:latest", "remoteUser": "dev"}"#,
-        )],
-    );
-    let name = format!("tb-{run_id}");
-    let label = format!("devaipod.test=toolbox-{run_id}");
+    let p = TestPod::new("toolbox")
+        .repo_in("/tmp")
+        .repo_prefix("devaipod-tb-repo-")
+        .config(r#"{"image": "localhost/devaipod-base:latest", "remoteUser": "dev"}"#)
+        .build();
+    let name = p.name().to_string();
     let bin = devaipod_bin().display().to_string();
     let in_box = |args: &[&str]| {
         let mut cmd = Command::new("toolbox");
@@ -96,8 +86,8 @@ fn devaipod_in_a_toolbox_uses_the_hosts_podman() {
             "/run/.toolboxenv",
         ])),
     );
-    let path = repo.path().display().to_string();
-    let up = in_box(&["up", &path, "--name", &name, "--label", &label, "--json"]);
+    let (path, label) = (p.path(), p.label_arg());
+    let up = in_box(&p.up_args(&path, &label, &["--json"]));
     let text = ok("devaipod up inside the toolbox", &up);
     let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     assert_eq!(v["pod"], format!("devaipod-{name}"), "{v}");
@@ -128,11 +118,10 @@ fn devaipod_in_a_toolbox_uses_the_hosts_podman() {
     let st: serde_json::Value = serde_json::from_str(&st).expect("JSON");
     assert_eq!(st["sessions"], serde_json::json!([]), "{st}");
 
-    // Deleted from inside, gone on the host.
+    // Deleted from inside, gone on the host (secrets included).
     ok(
         "devaipod delete inside the toolbox",
         &in_box(&["delete", &name]),
     );
-    let o = run(Command::new("podman").args(["pod", "exists", &format!("devaipod-{name}")]));
-    assert!(!o.status.success(), "the pod is still there");
+    p.assert_nothing_left();
 }

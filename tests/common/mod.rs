@@ -1,11 +1,15 @@
-//! Helpers shared by the CLI and Podman test crates.
+//! Helpers shared by the test crates (CLI, Podman, toolbox): git repos, plan lookups,
+//! polling, a private Podman service; [`pod`] is the real-Podman harness.
 // Each test crate compiles this module and uses only part of it.
 #![allow(dead_code)]
+
+pub mod pod;
 
 use std::path::Path;
 use std::process::Command;
 
 /// Runs git in `dir` with a throwaway identity; panics with git's stderr on failure.
+#[track_caller]
 pub fn git(dir: &Path, args: &[&str]) {
     let o = Command::new("git")
         .arg("-C")
@@ -37,6 +41,7 @@ pub fn init_repo(dir: &Path, files: &[(&str, &str)]) {
 }
 
 /// Asserts that a devaipod run failed with exit code 1 and said `want` on stderr.
+#[track_caller]
 pub fn assert_fails_with(o: &std::process::Output, want: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "expected failure: {err}");
@@ -44,6 +49,7 @@ pub fn assert_fails_with(o: &std::process::Output, want: &str) {
 }
 
 /// The container with `role` in a `--dry-run --json` plan; panics when there is none.
+#[track_caller]
 pub fn plan_container(plan: &serde_json::Value, role: &str) -> serde_json::Value {
     plan["containers"]
         .as_array()
@@ -53,6 +59,7 @@ pub fn plan_container(plan: &serde_json::Value, role: &str) -> serde_json::Value
 }
 
 /// Polls `ready` every 20 ms until it holds; panics naming `what` after `timeout`.
+#[track_caller]
 pub fn wait_until(what: &str, timeout: std::time::Duration, mut ready: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + timeout;
     while !ready() {
