@@ -187,7 +187,7 @@ fn verify_extras(c: &ContainerSpec, inspect: &ContainerInspect) -> Result<()> {
             );
         }
     }
-    // Podman 4.3's inspect does not show sysctls; tests/podman.rs reads them inside.
+    // Podman 4.3's inspect does not show sysctls; tests/podman/ reads them inside.
     if let Some(h) = &x.hostname
         && inspect.config.hostname != *h
     {
