@@ -130,6 +130,27 @@ test-rootless: _stage
     "${run[@]}" {{stage}}/podman-tests --test-threads=2
     "${run[@]}" {{stage}}/cleanup.sh --check
 
+# Real-Podman tests whose names contain FILTER, rootful then rootless, without the suite's
+# cleanup (so other runs are left alone): `just test-one ssh`, or `just stage=/tmp/mine test-one ssh`
+test-one filter: _stage
+    #!/usr/bin/env bash
+    set -euo pipefail
+    {{sudo}} env CONTAINERS_CONF="$CONTAINERS_CONF" DEVAIPOD_BIN={{stage}}/devaipod \
+        DEVAIPOD_FAKE_LLM={{stage}}/fake-llm PATH="$PATH" {{stage}}/podman-tests --test-threads=2 {{filter}}
+    if [ "$(id -u)" = 0 ]; then
+        user={{test_user}}
+        id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
+        uid=$(id -u "$user")
+        [ "$(stat -c %a /dev/net/tun)" = 666 ] || chmod 0666 /dev/net/tun
+        install -d -m 0700 -o "$user" -g "$user" "/run/user/$uid"
+        cd /tmp
+        runuser -u "$user" -- env -i HOME="/home/$user" USER="$user" LOGNAME="$user" \
+            PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin XDG_RUNTIME_DIR="/run/user/$uid" \
+            CONTAINERS_CONF="${CONTAINERS_CONF:+{{stage}}/containers.conf}" DEVAIPOD_BIN={{stage}}/devaipod \
+            DEVAIPOD_FAKE_LLM={{stage}}/fake-llm DEVAIPOD_IMAGE_CACHE=/var/cache/devaipod \
+            {{stage}}/podman-tests --test-threads=2 {{filter}}
+    fi
+
 # devaipod inside a real toolbox, on the host's rootless Podman (the test user when root)
 test-toolbox: _stage
     #!/usr/bin/env bash

@@ -1033,3 +1033,64 @@ fn service_gator_scopes_are_validated_before_anything_is_made() {
         serde_json::json!(["ALL"])
     );
 }
+
+/// The `__http` helper (what `up TASK`, `task` and `status` run in the pod's network
+/// namespace) as its own process: the request on stdin reaches a server on the agent's
+/// port with the password as basic auth, and the answer comes back as JSON on stdout,
+/// even when the server keeps the connection open.
+#[test]
+fn the_http_helper_carries_one_request_to_the_agent_port() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 4096)).unwrap_or_else(|e| {
+        panic!("this test serves the agent's port 127.0.0.1:4096 itself; free it first: {e}")
+    });
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !seen.windows(2).any(|w| w == b"{}") {
+            let n = s.read(&mut buf).expect("read");
+            assert!(n > 0, "the request ended early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}")
+            .expect("write");
+        // Held open: the helper must finish by the response's own framing.
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_devaipod"))
+        .arg("__http")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("devaipod runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(
+            br#"{"method":"POST","path":"/session?directory=%2Fw","body":{},"password":"pw","timeout_ms":10000}"#,
+        )
+        .expect("write the request");
+    let o = child.wait_with_output().expect("wait");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let answer: Value = serde_json::from_slice(&o.stdout).expect("JSON answer");
+    assert_eq!(
+        answer,
+        serde_json::json!({"status": 200, "body": {"ok": true}})
+    );
+    let request = server.join().expect("server");
+    assert!(
+        request.starts_with("POST /session?directory=%2Fw HTTP/1.1\r\n"),
+        "{request}"
+    );
+    // base64("opencode:pw")
+    assert!(
+        request.contains("authorization: Basic b3BlbmNvZGU6cHc=")
+            || request.contains("Authorization: Basic b3BlbmNvZGU6cHc="),
+        "{request}"
+    );
+}

@@ -132,7 +132,7 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Http => {
-            crate::podman::probe::run_http()?;
+            crate::podman::probe::run_http().await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Probe { url, timeout_ms } => {

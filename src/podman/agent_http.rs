@@ -35,20 +35,17 @@ pub(crate) struct HttpResponse {
 
 /// The `__http` command: one request to the agent's server on the pod's loopback, from
 /// inside the pod's network namespace. Reads [`HttpRequest`] on stdin, writes
-/// [`HttpResponse`] on stdout. The helper is its own short process, so a
-/// current-thread runtime is all it needs.
-pub(crate) fn run_http() -> Result<()> {
+/// [`HttpResponse`] on stdout. The helper is its own short process (devaipod's binary
+/// run by [`agent_request`]), so it runs on the runtime `main` made; blocking on stdin
+/// there holds up nothing else.
+pub(crate) async fn run_http() -> Result<()> {
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)
         .context("reading the request")?;
     let req: HttpRequest = serde_json::from_str(&input).context("parsing the request")?;
     let addr = SocketAddr::from(([127, 0, 0, 1], crate::plan::AGENT_PORT));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the request helper's runtime")?;
-    let response = runtime.block_on(send(addr, &req))?;
+    let response = send(addr, &req).await?;
     let out = serde_json::to_string(&response)?;
     std::io::stdout().write_all(out.as_bytes())?;
     Ok(())
