@@ -205,11 +205,15 @@ pub(crate) fn leave_agent_branch(
     Ok(())
 }
 
-/// Adds the remote `name` at `url` to the clone in `dir`.
-pub(crate) fn add_remote(dir: &Path, name: &str, url: &str) -> Result<()> {
+/// Adds the remote `name` at `url` to the clone in `dir`, fetched through the command
+/// `upload_pack` (`remote.NAME.uploadpack`, run by a shell with the path appended).
+pub(crate) fn add_remote(dir: &Path, name: &str, url: &str, upload_pack: &str) -> Result<()> {
     let mut cmd = git(dir);
     cmd.args(["remote", "add", name, url]);
-    run(cmd, "add a remote to the clone").map(|_| ())
+    run(cmd, "add a remote to the clone")?;
+    let mut cmd = git(dir);
+    cmd.args(["config", &format!("remote.{name}.uploadpack"), upload_pack]);
+    run(cmd, "set the remote's upload-pack command").map(|_| ())
 }
 
 /// A tar stream of root-owned files: (relative path, content, mode).
@@ -407,5 +411,24 @@ mod tests {
         assert!(names.contains(&"a.txt".to_string()), "{names:?}");
         assert!(names.contains(&"sub/b.sh".to_string()), "{names:?}");
         assert!(names.iter().any(|n| n.starts_with(".git/")), "{names:?}");
+    }
+
+    #[test]
+    fn a_remote_is_fetched_through_its_upload_pack_command() {
+        let d = repo();
+        let clone = tempfile::tempdir().expect("tempdir");
+        sh(clone.path(), &["init", "-q"]);
+        // The command runs through a shell, with the remote's path appended.
+        let marker = clone.path().join("upload-pack-ran");
+        let cmd = format!("touch {} && git upload-pack", marker.display());
+        add_remote(clone.path(), "agent", &d.path().to_string_lossy(), &cmd).expect("add");
+        let mut get = git(clone.path());
+        get.args(["config", "remote.agent.uploadpack"]);
+        assert_eq!(run(get, "read").expect("config"), cmd);
+        sh(clone.path(), &["fetch", "-q", "agent"]);
+        assert!(marker.exists());
+        let mut tip = git(clone.path());
+        tip.args(["rev-parse", "agent/main"]);
+        assert_eq!(run(tip, "rev-parse").expect("fetched").len(), 40);
     }
 }

@@ -41,8 +41,9 @@ pub(crate) use lifecycle::{Command, InitializePlan, LifecyclePlan, LifecycleStep
 pub(crate) use mounts::{engine_socket_path, parse_mount};
 pub(crate) use paths::{
     AGENT_MEMORY_LIMIT, AGENT_PIDS_LIMIT, AGENT_PORT, AGENT_REMOTE, AGENT_REPO_IN_WORKSPACE,
-    AGENT_UID, BUNDLED_IMAGE, DEFAULT_READY_TIMEOUT_SECS, PASSWORD_FILE, SHIM_DIR,
-    WORKSPACE_GITCONFIG, readiness_url, workspace_gitconfig,
+    AGENT_UID, AGENT_UPLOAD_PACK_GITCONFIG, BUNDLED_IMAGE, DEFAULT_READY_TIMEOUT_SECS,
+    PASSWORD_FILE, SHIM_DIR, WORKSPACE_GITCONFIG, agent_upload_pack, agent_upload_pack_gitconfig,
+    readiness_url, workspace_gitconfig,
 };
 pub(crate) use resources::cdi_gpu_in;
 pub(crate) use secrets::password_secret_name;

@@ -24,11 +24,41 @@ pub(crate) const AGENT_REMOTE: &str = "agent";
 /// The workspace's git system config (written by devaipod; see [`workspace_gitconfig`]).
 pub(crate) const WORKSPACE_GITCONFIG: &str = "/etc/devaipod/gitconfig";
 
-/// The text of [`WORKSPACE_GITCONFIG`].
+/// The text of [`WORKSPACE_GITCONFIG`]: the image's system config, then an empty
+/// `safe.directory`, which empties the list of directories git trusts although another
+/// uid owns them (so an image's `safe.directory = *` does not trust the agent's clone).
+/// git in the workspace then refuses to work inside the agent's clone ("dubious
+/// ownership") and runs nothing its config or attributes name.
 pub(crate) fn workspace_gitconfig() -> String {
+    "# Written by devaipod: the image's system config, then no directory that another uid\n\
+     # owns is trusted, whatever the image says: git refuses to work in the agent's clone\n\
+     # (it would run the agent's hooks, filters, pagers). `git fetch agent` reads it through\n\
+     # upload-pack alone (remote.agent.uploadpack, /etc/devaipod/agent-upload-pack.gitconfig).\n\
+     [include]\n\tpath = /etc/gitconfig\n[safe]\n\tdirectory =\n"
+        .to_string()
+}
+
+/// The system config of the one git process that reads the agent's clone in the
+/// workspace: `git upload-pack` started by `git fetch agent` (see [`agent_upload_pack`]).
+pub(crate) const AGENT_UPLOAD_PACK_GITCONFIG: &str = "/etc/devaipod/agent-upload-pack.gitconfig";
+
+/// The text of [`AGENT_UPLOAD_PACK_GITCONFIG`]: the workspace's system config plus the
+/// agent's clone as a safe directory (both the work tree and `.git`: git before 2.45
+/// checks one, later versions the other).
+pub(crate) fn agent_upload_pack_gitconfig() -> String {
     format!(
-        "# Written by devaipod: the image's system config, plus the agent's clone (owned by\n# the agent's uid) as a safe directory so that `git fetch agent` works.\n[include]\n\tpath = /etc/gitconfig\n[safe]\n\tdirectory = {AGENT_REPO_IN_WORKSPACE}\n\tdirectory = {AGENT_REPO_IN_WORKSPACE}/.git\n"
+        "# Written by devaipod: read only by `git upload-pack` for `git fetch agent`, which\n\
+         # runs nothing that the repo's own config or attributes name (git(1), SECURITY).\n\
+         [include]\n\tpath = {WORKSPACE_GITCONFIG}\n[safe]\n\tdirectory = {AGENT_REPO_IN_WORKSPACE}\n\tdirectory = {AGENT_REPO_IN_WORKSPACE}/.git\n"
     )
+}
+
+/// `remote.agent.uploadpack` of the workspace's clone: upload-pack, the part of git
+/// that is safe to run in a repo someone else controls, is the only git that trusts the
+/// agent's clone. The system config is given through the environment rather than
+/// `git -c safe.directory=...`, which git honours only from 2.38 on.
+pub(crate) fn agent_upload_pack() -> String {
+    format!("GIT_CONFIG_SYSTEM={AGENT_UPLOAD_PACK_GITCONFIG} git upload-pack")
 }
 
 /// Where the opencode server password is mounted (file secret, mode 0400) in the agent
@@ -117,5 +147,46 @@ mod tests {
         ] {
             assert_eq!(reserved_folder(folder), reserved, "{folder}");
         }
+    }
+
+    /// The lines of a git config text that are not comments.
+    fn settings(text: &str) -> Vec<&str> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#'))
+            .collect()
+    }
+
+    #[test]
+    fn the_workspace_trusts_no_foreign_clone_after_the_images_config() {
+        // The reset comes after the include: an image's `safe.directory = *` is undone.
+        assert_eq!(
+            settings(&workspace_gitconfig()),
+            [
+                "[include]",
+                "path = /etc/gitconfig",
+                "[safe]",
+                "directory ="
+            ]
+        );
+        assert!(!workspace_gitconfig().contains(AGENT_REPO_IN_WORKSPACE));
+    }
+
+    #[test]
+    fn only_upload_pack_trusts_the_agents_clone() {
+        assert_eq!(
+            settings(&agent_upload_pack_gitconfig()),
+            [
+                "[include]",
+                "path = /etc/devaipod/gitconfig",
+                "[safe]",
+                "directory = /var/lib/devaipod/agent-repo",
+                "directory = /var/lib/devaipod/agent-repo/.git",
+            ]
+        );
+        assert_eq!(
+            agent_upload_pack(),
+            "GIT_CONFIG_SYSTEM=/etc/devaipod/agent-upload-pack.gitconfig git upload-pack"
+        );
     }
 }

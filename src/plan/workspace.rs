@@ -109,11 +109,10 @@ impl Workspace<'_> {
     fn env(&self, ctx: &Context<'_>) -> BTreeMap<String, String> {
         let mut env = self.settings.env.clone();
         env.extend(Secrets::workspace_env(ctx.input));
-        // git refuses to read a repo another uid owns unless it is a safe.directory,
-        // which it honours only from system/global config (and a fetch's upload-pack
-        // does not see command-line config): the workspace's system config is
-        // devaipod's file, which includes the image's /etc/gitconfig and adds the
-        // agent's clone.
+        // The workspace's system config is devaipod's file: the image's /etc/gitconfig,
+        // then no safe.directory, so git refuses to work inside the agent's clone (owned
+        // by the agent's uid) and runs none of its config; `git fetch agent` reads it
+        // through upload-pack alone (remote.agent.uploadpack).
         env.insert("GIT_CONFIG_SYSTEM".into(), WORKSPACE_GITCONFIG.into());
         // The shims on PATH in every exec session (login shells get them from
         // /etc/profile.d/devaipod.sh): the image's PATH, then devaipod's folder.

@@ -310,6 +310,13 @@ async fn create_containers(
             create(c, ids)
         });
     created.extend(cancellable(cancel, futures_util::future::try_join_all(rest)).await?);
+    // The workspace's process user (containerUser, runArgs' --user, else the image's
+    // USER, as Podman settled it) may not have the agent's uid either.
+    let workspace = role(plan, Role::Workspace)?;
+    let user = engine.inspect_container(&workspace.name).await?.config.user;
+    if !user.is_empty() && plan.repo.owner.as_deref() != Some(user.as_str()) {
+        super::hooks::owner_ids(engine, &workspace.name, &user).await?;
+    }
     Ok((created, owner))
 }
 
@@ -343,6 +350,7 @@ async fn pack_repo(
             &repo_dir,
             crate::plan::AGENT_REMOTE,
             crate::plan::AGENT_REPO_IN_WORKSPACE,
+            &crate::plan::agent_upload_pack(),
         )?;
         let workspace_tar = git::tar_tree(&repo_dir, uid, gid)?;
         Ok((agent_tar, workspace_tar))

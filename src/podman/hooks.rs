@@ -25,14 +25,20 @@ pub(crate) struct PostStart {
 }
 
 /// devaipod's files in the workspace (not the image), as a tar for `/`: its git system
-/// config, the shims (oc, opencode-agent) and the profile snippet that puts them on
-/// PATH.
+/// configs (the workspace's, and upload-pack's for `git fetch agent`), the shims (oc,
+/// opencode-agent) and the profile snippet that puts them on PATH.
 pub(crate) fn workspace_files() -> Result<Vec<u8>> {
     let gitconfig = crate::plan::workspace_gitconfig();
+    let upload_pack = crate::plan::agent_upload_pack_gitconfig();
     crate::git::tar_files(&[
         (
             crate::plan::WORKSPACE_GITCONFIG.trim_start_matches('/'),
             gitconfig.as_bytes(),
+            0o644,
+        ),
+        (
+            crate::plan::AGENT_UPLOAD_PACK_GITCONFIG.trim_start_matches('/'),
+            upload_pack.as_bytes(),
             0o644,
         ),
         ("opt/devaipod/bin/oc", SHIM_OC.as_bytes(), 0o755),
@@ -56,12 +62,26 @@ pub(crate) async fn owner_ids(engine: &Engine, container: &str, owner: &str) -> 
         .read_file(container, "/etc/group")
         .await?
         .unwrap_or_default();
-    resolve_user(
+    resolve_workspace_user(
         owner,
         &String::from_utf8_lossy(&passwd),
         &String::from_utf8_lossy(&group),
     )
-    .with_context(|| format!("resolving remoteUser/containerUser {owner:?}"))
+}
+
+/// Resolves a user of the workspace ([`resolve_user`]) and refuses the agent's uid:
+/// git trusts a repo its own uid owns, so a workspace user with uid 4096 would run the
+/// agent's hooks, filters and pagers in the agent's clone, next to the trusted secrets.
+pub(crate) fn resolve_workspace_user(spec: &str, passwd: &str, group: &str) -> Result<(u64, u64)> {
+    let (uid, gid) = resolve_user(spec, passwd, group)
+        .with_context(|| format!("resolving remoteUser/containerUser {spec:?}"))?;
+    let agent = u64::from(crate::plan::AGENT_UID);
+    if uid == agent {
+        bail!(
+            "the workspace's user {spec:?} has uid {agent}, the agent's uid: git in the workspace would then take the agent's clone for the user's own and run the hooks, filters and pagers the agent writes into it; set remoteUser/containerUser in devcontainer.json (or the image's USER) to a user with any other uid"
+        );
+    }
+    Ok((uid, gid))
 }
 
 /// How many lines of a failed lifecycle command's output the error shows.
@@ -204,6 +224,27 @@ mod tests {
         assert_eq!(resolve_user("1000:7", PASSWD, GROUP).ok(), Some((1000, 7)));
         assert!(resolve_user("nobody-here", PASSWD, GROUP).is_err());
         assert!(resolve_user("dev:nogroup", PASSWD, GROUP).is_err());
+    }
+
+    #[test]
+    fn a_workspace_user_with_the_agents_uid_is_refused() {
+        let passwd = format!("{PASSWD}agentish:x:4096:4096::/home/a:/bin/sh\n");
+        for spec in ["agentish", "4096", "4096:50", "agentish:staff"] {
+            let e = resolve_workspace_user(spec, &passwd, GROUP).expect_err(spec);
+            let msg = format!("{e:#}");
+            assert!(msg.contains("uid 4096, the agent's uid"), "{msg}");
+            assert!(msg.contains("any other uid"), "{msg}");
+        }
+        // The agent's gid alone is not its identity: git checks the owner's uid.
+        assert_eq!(
+            resolve_workspace_user("1000:4096", &passwd, GROUP).ok(),
+            Some((1000, 4096))
+        );
+        assert_eq!(
+            resolve_workspace_user("dev", &passwd, GROUP).ok(),
+            Some((1000, 1000))
+        );
+        assert!(resolve_workspace_user("nobody-here", &passwd, GROUP).is_err());
     }
     #[test]
     fn post_start_records_read_back() {

@@ -15,6 +15,7 @@ mod build;
 mod devcontainer;
 mod engine;
 mod gator;
+mod inert_git;
 mod pod;
 mod secrets;
 mod security;
