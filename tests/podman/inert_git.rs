@@ -63,11 +63,11 @@ fn plant_script(folder: &str, tag: &str) -> String {
          git commit -q -m 'agent work {tag}'\n\
          mkdir -p .git/hooks .git/evil-hooks\n\
          for h in {hooks}; do\n\
-           printf '#!/bin/sh\\n%s\\n' \"{hook}\" > .git/evil-hooks/$h\n\
+           printf '#!/bin/sh\\n%s\\nexit 0\\n' \"{hook}\" > .git/evil-hooks/$h\n\
            chmod +x .git/evil-hooks/$h\n\
            cp .git/evil-hooks/$h .git/hooks/$h\n\
          done\n\
-         printf '[alias]\\n\\tinc = !%s\\n' \"{include}\" > .git/evil.inc\n\
+         printf '[alias]\\n\\tinc = \"!%s\"\\n' \"{include}\" > .git/evil.inc\n\
          git init -q --bare .git/alternate.git\n\
          echo ../alternate.git/objects > .git/objects/info/alternates\n\
          git remote add evil ssh://example.invalid/evil.git\n\
@@ -216,8 +216,9 @@ fn git_in_the_workspace_never_runs_what_the_agent_writes() {
         ),
     );
     let paged_text = String::from_utf8_lossy(&paged.stdout);
+    // (colored on a terminal: the line itself, not its `+`)
     assert!(
-        paged_text.contains(&format!("+agent-line-{tag}")),
+        paged_text.contains(&format!("agent-line-{tag}")),
         "{paged_text}"
     );
     assert!(
