@@ -78,7 +78,7 @@ pub(crate) fn resolve_workspace_user(spec: &str, passwd: &str, group: &str) -> R
     let agent = u64::from(crate::plan::AGENT_UID);
     if uid == agent {
         bail!(
-            "the workspace's user {spec:?} has uid {agent}, the agent's uid: git in the workspace would then take the agent's clone for the user's own and run the hooks, filters and pagers the agent writes into it; set remoteUser/containerUser in devcontainer.json (or the image's USER) to a user with any other uid"
+            "the workspace's user {spec:?} has uid {agent}, the agent's uid: git in the workspace would then take the agent's clone for the user's own and run the hooks, filters and pagers the agent writes into it; make remoteUser, containerUser and runArgs' --user in devcontainer.json (or the image's USER) a user with any other uid"
         );
     }
     Ok((uid, gid))

@@ -276,9 +276,19 @@ fn git_in_the_workspace_never_runs_what_the_agent_writes() {
 #[test]
 fn a_workspace_user_with_the_agents_uid_is_refused() {
     require_image(BASE_IMAGE);
-    let p = TestPod::new("agentuid")
-        .config(r#"{"image": "localhost/devaipod-base:latest", "remoteUser": "4096"}"#)
-        .build();
-    let o = p.up_fails(&[], "uid 4096, the agent's uid");
-    assert_fails_with(&o, "any other uid");
+    // As the user people work as, and as the workspace's own process user only.
+    for (test, config) in [
+        (
+            "agentuid",
+            r#"{"image": "localhost/devaipod-base:latest", "remoteUser": "4096"}"#,
+        ),
+        (
+            "agentproc",
+            r#"{"image": "localhost/devaipod-base:latest", "remoteUser": "dev", "runArgs": ["--user", "4096"]}"#,
+        ),
+    ] {
+        let p = TestPod::new(test).config(config).build();
+        let o = p.up_fails(&[], "uid 4096, the agent's uid");
+        assert_fails_with(&o, "any other uid");
+    }
 }
