@@ -136,7 +136,8 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Probe { url, timeout_ms } => {
-            crate::podman::probe::run_probe(&url, std::time::Duration::from_millis(timeout_ms))?;
+            crate::podman::probe::run_probe(&url, std::time::Duration::from_millis(timeout_ms))
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
     }

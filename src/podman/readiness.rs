@@ -5,16 +5,14 @@
 //! subprocess polls every 50 ms with a short per-request timeout (opencode can leave a
 //! request unanswered if it arrives just before it is ready), while devaipod watches
 //! the agent container and gives up at once if it dies.
-//!
-//! [`probe_once`] stays a tiny std TCP check rather than using the agent HTTP client:
-//! it only needs the status line, must never block past its timeout, and runs in a
-//! loop in a process that has no runtime.
+//! Each probe is one GET through hyper (as the agent's API client in
+//! [`super::agent_http`]), bounded by its own timeout; only the status counts.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use containers_api::conn::hyper;
 
 use super::Engine;
 use super::cancel::Cancel;
@@ -45,46 +43,40 @@ pub(crate) fn parse_url(url: &str) -> Result<(SocketAddr, String)> {
     Ok((addr, path.to_string()))
 }
 
-/// One HTTP request; true when the server answered with a status line that means it is
-/// serving (2xx, or 401 when a password is set).
-pub(crate) fn probe_once(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
+/// One GET; true when the server answered, within `timeout`, with a status that means
+/// it is serving (2xx, or 401 when a password is set).
+pub(crate) async fn probe_once(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
+    let Ok(uri) = format!("http://{addr}{path}").parse::<hyper::Uri>() else {
         return false;
     };
-    let _ = stream.set_read_timeout(Some(timeout));
-    let _ = stream.set_write_timeout(Some(timeout));
-    let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(req.as_bytes()).is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 64];
-    let mut got = 0;
-    while got < 12 {
-        match stream.read(&mut buf[got..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got += n,
+    let client = hyper::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build_http::<hyper::Body>();
+    // The answer's head is enough: its body is never read.
+    match tokio::time::timeout(timeout, client.get(uri)).await {
+        Ok(Ok(response)) => {
+            let status = response.status();
+            status.is_success() || status == hyper::StatusCode::UNAUTHORIZED
         }
+        _ => false,
     }
-    let head = String::from_utf8_lossy(&buf[..got]);
-    let status = head.split_whitespace().nth(1).unwrap_or_default();
-    head.starts_with("HTTP/") && (status.starts_with('2') || status == "401")
 }
 
-/// The `__probe` command: poll `url` until it answers or `timeout` passes. Blocking; runs
-/// in its own process inside the pod's network namespace.
-pub(crate) fn run_probe(url: &str, timeout: Duration) -> Result<()> {
+/// The `__probe` command: poll `url` until it answers or `timeout` passes. Runs in its
+/// own process inside the pod's network namespace.
+pub(crate) async fn run_probe(url: &str, timeout: Duration) -> Result<()> {
     let (addr, path) = parse_url(url)?;
     let deadline = Instant::now() + timeout;
     loop {
         let started = Instant::now();
-        if probe_once(addr, &path, REQUEST_TIMEOUT) {
+        if probe_once(addr, &path, REQUEST_TIMEOUT).await {
             return Ok(());
         }
         if Instant::now() >= deadline {
             bail!("{url} did not answer within {}s", timeout.as_secs());
         }
         if let Some(rest) = POLL_INTERVAL.checked_sub(started.elapsed()) {
-            std::thread::sleep(rest);
+            tokio::time::sleep(rest).await;
         }
     }
 }
@@ -211,8 +203,9 @@ mod tests {
         assert!(parse_url("http://localhost:1/").is_err());
     }
 
-    #[test]
-    fn probe_sees_a_real_server_and_its_absence() {
+    #[tokio::test]
+    async fn probe_sees_a_real_server_and_its_absence() {
+        use std::io::{Read, Write};
         use std::net::TcpListener;
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -223,20 +216,47 @@ mod tests {
             s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
                 .expect("write");
         });
-        assert!(probe_once(addr, "/global/health", Duration::from_secs(2)));
+        assert!(probe_once(addr, "/global/health", Duration::from_secs(2)).await);
         server.join().expect("server");
         // Nothing listens there any more.
-        assert!(!probe_once(addr, "/", Duration::from_millis(200)));
+        assert!(!probe_once(addr, "/", Duration::from_millis(200)).await);
     }
 
-    #[test]
-    fn probe_times_out_on_a_silent_server() {
+    #[tokio::test]
+    async fn probe_counts_2xx_and_401_as_serving() {
+        use std::io::{Read, Write};
+        for (status, serving) in [
+            ("204 No Content", true),
+            ("401 Unauthorized", true),
+            ("503 Service Unavailable", false),
+            ("404 Not Found", false),
+        ] {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let server = std::thread::spawn(move || {
+                let (mut s, _) = listener.accept().expect("accept");
+                let mut buf = [0u8; 256];
+                let _ = s.read(&mut buf);
+                let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+                s.write_all(answer.as_bytes()).expect("write");
+            });
+            assert_eq!(
+                probe_once(addr, "/", Duration::from_secs(2)).await,
+                serving,
+                "{status}"
+            );
+            server.join().expect("server");
+        }
+    }
+
+    #[tokio::test]
+    async fn probe_times_out_on_a_silent_server() {
         use std::net::TcpListener;
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         // Accepts (through the backlog) but never answers, like opencode just before ready.
         let t = Instant::now();
-        assert!(!probe_once(addr, "/", Duration::from_millis(300)));
+        assert!(!probe_once(addr, "/", Duration::from_millis(300)).await);
         assert!(t.elapsed() < Duration::from_secs(2));
         drop(listener);
     }
