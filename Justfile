@@ -187,10 +187,10 @@ _stage:
     # The test executables, from cargo's JSON messages (the podman and toolbox tiers are
     # test = false targets: selected by name, never by a plain `cargo test`).
     test_exe() {
-        # The test harness's artifact only ("test":true): devaipod's own binary, built for
-        # CARGO_BIN_EXE_devaipod, is listed too, before or after it.
+        # The test harness's artifact only (its profile has "test":true): devaipod's own
+        # binary, built for CARGO_BIN_EXE_devaipod, is listed too, before or after it.
         cargo test --test "$1" --no-run --message-format=json-render-diagnostics |
-            grep '"test":true' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1
+            grep -E '"profile":\{[^}]*"test":true' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1
     }
     exe=$(test_exe podman)
     [ -n "$exe" ] || { echo "could not find the podman test executable (cargo test --test podman --no-run)" >&2; exit 1; }
