@@ -460,3 +460,26 @@ pub(super) fn render_plan(plan: &PodPlan) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::terminal::testing::{HOSTILE, HOSTILE_SHOWN, assert_inert};
+
+    #[test]
+    fn the_task_summary_shows_the_session_id_escaped() {
+        let applied = apply::Applied {
+            name: "w1".into(),
+            pod: "devaipod-w1".into(),
+            containers: vec![],
+        };
+        let out = ready_text(&applied, std::time::Duration::from_secs(1), Some(HOSTILE));
+        assert_inert(&out);
+        assert!(
+            out.contains(&format!(
+                "handed over as opencode session {HOSTILE_SHOWN}\n"
+            )),
+            "{out}"
+        );
+    }
+}
