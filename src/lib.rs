@@ -26,8 +26,6 @@ mod progress;
 mod secret;
 mod size;
 mod state;
-// Wired into the human-readable output by issue 14 (inert agent data).
-#[allow(dead_code)]
 mod terminal;
 
 /// The version recorded in the `io.devaipod.version` label of every object we create.

@@ -1,5 +1,5 @@
 //! The `devaipod` binary: parse arguments, set up logging and the runtime, run the
-//! library, print the error chain and exit non-zero on failure.
+//! library, print the error chain (escaped for the terminal) and exit non-zero on failure.
 
 use std::process::ExitCode;
 
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", devaipod::cli::error_message(&e));
             devaipod::cli::exit_code_for(&e)
         }
     }

@@ -1,11 +1,15 @@
 //! Progress display: an indicatif spinner on a terminal, plain `devaipod: ...` lines
 //! otherwise (indicatif hides everything when stderr is not a terminal, so CI and logs
-//! would see nothing).
+//! would see nothing). Every message is escaped for the terminal ([`crate::terminal`]):
+//! steps, output lines and warnings quote repo and container text (image tags, Dockerfile
+//! paths, a lifecycle command's output, devcontainer.json property names).
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::terminal;
 
 /// Reports the steps of a slow command on stderr.
 #[derive(Debug)]
@@ -33,6 +37,7 @@ impl Progress {
 
     /// Starts a step.
     pub(crate) fn step(&self, msg: &str) {
+        let msg = terminal::line(msg);
         match &self.bar {
             Some(bar) => {
                 // The spinner appears with the first step, not before (no empty line).
@@ -52,6 +57,7 @@ impl Progress {
 
     /// Prints a line of a command's output without garbling the spinner.
     pub(crate) fn line(&self, msg: &str) {
+        let msg = terminal::line(msg);
         match &self.bar {
             Some(bar) => bar.suspend(|| eprintln!("{msg}")),
             None => eprintln!("{msg}"),
@@ -68,9 +74,10 @@ impl Progress {
 
     /// Prints a warning without garbling the spinner.
     pub(crate) fn warn(&self, msg: &str) {
+        let msg = warning(msg);
         match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("warning: {msg}")),
-            None => eprintln!("warning: {msg}"),
+            Some(bar) => bar.suspend(|| eprintln!("{msg}")),
+            None => eprintln!("{msg}"),
         }
     }
 
@@ -78,6 +85,11 @@ impl Progress {
     pub(crate) fn elapsed(&self) -> Duration {
         self.start.elapsed()
     }
+}
+
+/// A warning as printed: control characters escaped, newlines kept.
+fn warning(msg: &str) -> String {
+    format!("warning: {}", terminal::text(msg))
 }
 
 impl Default for Progress {
@@ -91,5 +103,20 @@ impl Drop for Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_show_control_characters_escaped() {
+        // A devcontainer.json property name quoted in a warning.
+        let w = warning("property \"x\u{1b}]0;pwned\u{7}\u{202e}\" is not known\nsecond line");
+        assert_eq!(
+            w,
+            "warning: property \"x\\x1b]0;pwned\\x07\\u{202e}\" is not known\nsecond line"
+        );
     }
 }

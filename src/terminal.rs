@@ -7,6 +7,8 @@
 //! such text goes through [`line`] or [`text`], which show every control character as a
 //! visible escape (`\x1b`, `\u{202e}`) instead of passing it to the terminal. `--json`
 //! output is exact JSON and needs none of this: JSON escapes control characters itself.
+//! A container's output (`logs`) goes through [`Lines`], which also marks every line as
+//! the container's.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -32,6 +34,72 @@ pub(crate) fn bytes(b: &[u8]) -> String {
         }
     }
     out
+}
+
+/// The longest line [`Lines`] holds back waiting for its end; a longer one is shown in
+/// pieces (an agent that never writes a newline cannot make devaipod buffer without end).
+const MAX_LINE: usize = 64 * 1024;
+
+/// A byte stream (a container's output, in chunks that may end anywhere, in the middle
+/// of a line or of a UTF-8 sequence) turned into escaped lines, each starting with
+/// `prefix` so that no line of it can pass for devaipod's own.
+#[derive(Debug)]
+pub(crate) struct Lines {
+    prefix: String,
+    pending: Vec<u8>,
+}
+
+impl Lines {
+    pub(crate) fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// The complete lines `chunk` ends (each escaped, prefixed, with its `\n`); the rest
+    /// waits for the next chunk.
+    pub(crate) fn feed(&mut self, chunk: &[u8]) -> String {
+        self.pending.extend_from_slice(chunk);
+        let mut out = String::new();
+        let mut start = 0;
+        while let Some(n) = self.pending[start..].iter().position(|&b| b == b'\n') {
+            self.push_line(&mut out, start, start + n);
+            start += n + 1;
+        }
+        while self.pending.len() - start > MAX_LINE {
+            let end = char_boundary(&self.pending, start + MAX_LINE);
+            self.push_line(&mut out, start, end);
+            start = end;
+        }
+        self.pending.drain(..start);
+        out
+    }
+
+    /// The last line when the stream ended without a newline.
+    pub(crate) fn finish(self) -> String {
+        let mut out = String::new();
+        if !self.pending.is_empty() {
+            let end = self.pending.len();
+            self.push_line(&mut out, 0, end);
+        }
+        out
+    }
+
+    fn push_line(&self, out: &mut String, start: usize, end: usize) {
+        out.push_str(&self.prefix);
+        out.push_str(&bytes(&self.pending[start..end]));
+        out.push('\n');
+    }
+}
+
+/// `at`, or the start of the UTF-8 sequence `at` falls inside (at most 3 bytes back).
+fn char_boundary(b: &[u8], at: usize) -> usize {
+    let mut i = at;
+    while i > at.saturating_sub(3) && b.get(i).is_some_and(|&c| c & 0xc0 == 0x80) {
+        i -= 1;
+    }
+    i
 }
 
 fn escape(s: &str, keep_layout: bool) -> Cow<'_, str> {
@@ -64,6 +132,31 @@ fn unsafe_char(c: char) -> bool {
         | '\u{2028}'..='\u{202e}'
         | '\u{2066}'..='\u{2069}'
     )
+}
+
+/// Hostile text for the renderers' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Agent-written text with each kind of sequence issue 14 found: a window title
+    /// (OSC 0), a cleared screen (CSI 2J), a clipboard write (OSC 52), a link (OSC 8), a
+    /// bidi override, a C1 CSI.
+    pub(crate) const HOSTILE: &str = "t\x1b]0;pwned\x07 \x1b[2J \x1b]52;c;ZXZpbA==\x07 \x1b]8;;http://evil\x1b\\link\x1b]8;;\x1b\\ \u{202e}txt \u{9b}2J";
+    /// [`HOSTILE`] as the user sees it.
+    pub(crate) const HOSTILE_SHOWN: &str = "t\\x1b]0;pwned\\x07 \\x1b[2J \\x1b]52;c;ZXZpbA==\\x07 \\x1b]8;;http://evil\\x1b\\link\\x1b]8;;\\x1b\\ \\u{202e}txt \\u{9b}2J";
+
+    /// `out` holds no control character but newlines, and shows [`HOSTILE`] escaped.
+    #[track_caller]
+    pub(crate) fn assert_inert(out: &str) {
+        let raw: Vec<char> = out
+            .chars()
+            .filter(|&c| super::unsafe_char(c) && c != '\n')
+            .collect();
+        assert!(raw.is_empty(), "raw control characters {raw:?} in:\n{out}");
+        assert!(
+            out.contains(HOSTILE_SHOWN),
+            "the escaped text is missing from:\n{out}"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -131,5 +224,55 @@ mod tests {
         );
         let chars: String = (0u32..0x3000).filter_map(char::from_u32).collect();
         assert!(!line(&chars).chars().any(unsafe_char));
+    }
+
+    #[test]
+    fn the_hostile_sample_is_shown_escaped() {
+        assert_eq!(line(testing::HOSTILE), testing::HOSTILE_SHOWN);
+        testing::assert_inert(&line(testing::HOSTILE));
+    }
+
+    #[test]
+    fn lines_are_escaped_and_marked_whatever_the_chunks() {
+        let stream =
+            "plain\n\x1b]0;title\x07\ndevaipod: forged\r\nh\u{e9}llo \u{202e}\n\u{9b}2Jtail"
+                .as_bytes();
+        let want = "agent | plain\n\
+                    agent | \\x1b]0;title\\x07\n\
+                    agent | devaipod: forged\\x0d\n\
+                    agent | h\u{e9}llo \\u{202e}\n\
+                    agent | \\u{9b}2Jtail\n";
+        // Cut the stream at every place, inside lines and inside UTF-8 sequences.
+        for cut in 0..=stream.len() {
+            let mut lines = Lines::new("agent | ");
+            let mut out = lines.feed(&stream[..cut]);
+            out.push_str(&lines.feed(&stream[cut..]));
+            out.push_str(&lines.finish());
+            assert_eq!(out, want, "cut at {cut}");
+        }
+        // One byte at a time.
+        let mut lines = Lines::new("agent | ");
+        let mut out: String = stream.iter().map(|b| lines.feed(&[*b])).collect();
+        out.push_str(&lines.finish());
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn a_line_is_held_only_until_its_end_and_never_without_bound() {
+        let mut lines = Lines::new("> ");
+        assert_eq!(lines.feed(b"half"), "");
+        assert_eq!(lines.feed(b" done\nnext"), "> half done\n");
+        assert_eq!(lines.finish(), "> next\n");
+        assert_eq!(Lines::new("> ").finish(), "");
+        // A line longer than MAX_LINE comes out in pieces, never split inside a char.
+        let long = "\u{e9}".repeat(MAX_LINE);
+        let mut lines = Lines::new("> ");
+        let out = lines.feed(long.as_bytes());
+        assert!(!out.is_empty());
+        assert!(lines.pending.len() <= MAX_LINE);
+        let rest = lines.finish();
+        let all = format!("{out}{rest}");
+        assert!(!all.contains("\\x"), "a char was split");
+        assert_eq!(all.replace("> ", "").replace('\n', ""), long);
     }
 }

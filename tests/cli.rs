@@ -1094,3 +1094,62 @@ fn the_http_helper_carries_one_request_to_the_agent_port() {
         "{request}"
     );
 }
+
+/// Control characters other than newlines in `out` (raw ESC, BEL, C1, bidi overrides).
+fn raw_controls(out: &str) -> Vec<char> {
+    out.chars()
+        .filter(|&c| {
+            (c.is_control() && c != '\n')
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect()
+}
+
+#[test]
+fn repo_text_reaches_the_terminal_escaped_and_json_exactly() {
+    // Window title, cleared screen, bidi override, C1 CSI: JSON-escaped in the file.
+    let evil = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{202e}\u{9b}2J";
+    let shown = r"\x1b]0;pwned\x07\x1b[2J\u{202e}\u{9b}2J";
+    let config = serde_json::json!({
+        "image": "localhost/x:1",
+        "containerEnv": { format!("A{evil}"): "v" },
+        "remoteUser": format!("dev{evil}"),
+    });
+    let r = repo(Some(&config.to_string()));
+    // The human plan and `config` show the repo's values escaped.
+    for args in [&["up", ".", "--dry-run"][..], &["config"][..]] {
+        let o = devaipod(args, r.path());
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(raw_controls(&out), [], "{args:?}: {out}");
+        assert!(out.contains(shown), "{args:?}: {out}");
+    }
+    // `--json` keeps them exactly (JSON escapes them itself).
+    let o = devaipod(&["up", ".", "--dry-run", "--json"], r.path());
+    assert!(!o.stdout.contains(&0x1b), "JSON escapes ESC");
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let ws = plan_container(&v, "workspace");
+    let names: Vec<&str> = ws["env_names"]
+        .as_array()
+        .expect("env_names")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(names.contains(&format!("A{evil}").as_str()), "{names:?}");
+    // An error quoting the repo's text (main prints every error escaped).
+    let config =
+        serde_json::json!({"image": "localhost/x:1", "runArgs": [format!("--cap-add=X{evil}")]});
+    let r = repo(Some(&config.to_string()));
+    let o = devaipod(&["up", ".", "--dry-run"], r.path());
+    assert_fails_with(&o, &format!("--cap-add X{shown}"));
+    assert_eq!(raw_controls(&stderr(&o)), [], "{}", stderr(&o));
+}
+
+#[test]
+fn logs_offers_raw_output() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let o = devaipod(&["logs", "--help"], d.path());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("--raw"), "{out}");
+    assert!(out.contains("unchanged"), "{out}");
+}

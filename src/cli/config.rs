@@ -208,12 +208,14 @@ pub(super) async fn run(ctx: &Context, args: ConfigArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The human view; values are the repo's, shown escaped.
 fn render(r: &Reading) -> String {
+    use crate::terminal::line;
     use std::fmt::Write;
     let mut s = String::new();
     let c = &r.configuration;
     let path = c["configFilePath"]["fsPath"].as_str().unwrap_or_default();
-    let _ = writeln!(s, "file       {path}");
+    let _ = writeln!(s, "file       {}", line(path));
     for key in [
         "name",
         "image",
@@ -222,14 +224,18 @@ fn render(r: &Reading) -> String {
         "remoteUser",
     ] {
         if let Some(v) = c.get(key).and_then(Value::as_str) {
-            let _ = writeln!(s, "{key:<10} {v}");
+            let _ = writeln!(s, "{key:<10} {}", line(v));
         }
     }
     if c.contains_key("build") || c.contains_key("dockerFile") {
         let _ = writeln!(s, "build      from a Dockerfile");
     }
     if c.contains_key("dockerComposeFile") {
-        let _ = writeln!(s, "compose    {}", c["dockerComposeFile"]);
+        let _ = writeln!(
+            s,
+            "compose    {}",
+            line(&c["dockerComposeFile"].to_string())
+        );
     }
     let others: Vec<&str> = c
         .keys()
@@ -259,12 +265,12 @@ fn render(r: &Reading) -> String {
             );
         }
         (None, Some(note)) => {
-            let _ = writeln!(s, "merged     not shown: {note}");
+            let _ = writeln!(s, "merged     not shown: {}", line(note));
         }
         (None, None) => {}
     }
     for w in &r.warnings {
-        let _ = writeln!(s, "warning    {w}");
+        let _ = writeln!(s, "warning    {}", line(w));
     }
     s
 }

@@ -6,6 +6,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
 use super::Context;
+use crate::agent_repo::CommitRow;
 use crate::names::Name;
 use crate::plan::labels;
 
@@ -57,15 +58,7 @@ pub(super) async fn run(ctx: &Context, args: DeleteArgs) -> Result<ExitCode> {
             )
         })?;
         if !lost.is_empty() {
-            let list: Vec<String> = lost
-                .iter()
-                .map(|c| format!("  {} {}", &c.sha[..c.sha.len().min(12)], c.subject))
-                .collect();
-            bail!(
-                "the agent of {name} holds {} commit(s) that are on no branch of the host repo:\n{}\nbring them over with `devaipod review {name}`, or pass --force to delete them",
-                lost.len(),
-                list.join("\n")
-            );
+            bail!("{}", refusal(&name, &lost));
         }
     }
     let removed = engine.remove_labelled(name.as_str()).await?;
@@ -86,4 +79,46 @@ pub(super) async fn run(ctx: &Context, args: DeleteArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why `delete` refuses: the agent's commits no host branch holds (their subjects are the
+/// agent's text, shown escaped).
+fn refusal(name: &Name, lost: &[CommitRow]) -> String {
+    let list: Vec<String> = lost
+        .iter()
+        .map(|c| format!("  {}", super::review::commit_line(c)))
+        .collect();
+    format!(
+        "the agent of {name} holds {} commit(s) that are on no branch of the host repo:\n{}\nbring them over with `devaipod review {name}`, or pass --force to delete them",
+        lost.len(),
+        list.join("\n")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::terminal::testing::{HOSTILE, HOSTILE_SHOWN, assert_inert};
+
+    #[test]
+    fn the_refusal_shows_commit_subjects_escaped() {
+        let lost = [
+            CommitRow {
+                sha: "0123456789abcdef0123456789abcdef01234567".into(),
+                subject: HOSTILE.into(),
+            },
+            CommitRow {
+                sha: HOSTILE.into(),
+                subject: "x\ndevaipod: forged".into(),
+            },
+        ];
+        let out = refusal(&Name::new("w1").expect("name"), &lost);
+        assert_inert(&out);
+        assert!(
+            out.contains(&format!("\n  0123456789ab {HOSTILE_SHOWN}\n")),
+            "{out}"
+        );
+        assert!(out.contains("x\\x0adevaipod: forged"), "{out}");
+        assert_eq!(out.lines().count(), 4, "{out}");
+    }
 }

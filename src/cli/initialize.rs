@@ -34,11 +34,13 @@ fn ask(init: &InitializePlan, progress: &Progress) -> Result<bool> {
         return Ok(false);
     }
     progress.suspend(|| {
+        // The user approves what they read: the repo's command is shown escaped, so a
+        // control sequence cannot hide part of it.
         eprintln!(
             "The repo's initializeCommand runs on THIS HOST (not in a container), in {}:",
-            init.dir.display()
+            crate::terminal::line(&init.dir.to_string_lossy())
         );
-        eprintln!("    {}", describe(&init.command));
+        eprintln!("    {}", crate::terminal::text(&describe(&init.command)));
         eprint!("Run it? devaipod remembers the answer until the command changes [y/N] ");
         let _ = std::io::stderr().flush();
         let mut line = String::new();

@@ -11,6 +11,7 @@ use super::Context;
 use crate::names::Name;
 use crate::podman::inventory::WorkspaceRow;
 use crate::state::StateDir;
+use crate::terminal::line;
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -83,13 +84,9 @@ pub(super) fn render_table(entries: &[Entry]) -> String {
                 (false, None) => "missing".to_string(),
             };
             let created = e.created.get(..16).unwrap_or(&e.created).replace('T', " ");
-            [
-                e.name.clone(),
-                e.status.clone(),
-                agent,
-                created,
-                e.repo.clone(),
-            ]
+            // Labels and states are read from the engine: shown, never sent to the
+            // terminal as control sequences.
+            [&e.name, &e.status, &agent, &created, &e.repo].map(|c| line(c).into_owned())
         })
         .collect();
     let mut widths = header.map(|h| h.chars().count());
@@ -99,7 +96,7 @@ pub(super) fn render_table(entries: &[Entry]) -> String {
         }
     }
     let mut out = String::new();
-    let mut line = |cells: [&str; 5]| {
+    let mut push = |cells: [&str; 5]| {
         let mut l = String::new();
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
             if i + 1 == cells.len() {
@@ -111,9 +108,9 @@ pub(super) fn render_table(entries: &[Entry]) -> String {
         out.push_str(l.trim_end());
         out.push('\n');
     };
-    line(header);
+    push(header);
     for r in &rows {
-        line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
+        push([&r[0], &r[1], &r[2], &r[3], &r[4]]);
     }
     out
 }
@@ -178,5 +175,16 @@ mod tests {
             "{t}"
         );
         assert_eq!(render_table(&[]).lines().count(), 1);
+    }
+
+    #[test]
+    fn the_table_shows_control_characters_escaped() {
+        use crate::terminal::testing::{HOSTILE, assert_inert};
+        let mut r = row(HOSTILE, 1);
+        r.repo = format!("/src/{HOSTILE}");
+        r.status = HOSTILE.into();
+        let t = render_table(&[Entry::new(r, None)]);
+        assert_inert(&t);
+        assert_eq!(t.lines().count(), 2, "{t}");
     }
 }

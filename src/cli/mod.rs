@@ -143,6 +143,13 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// An error as `main` prints it: the whole chain, with any control character in the
+/// agent's or the repo's text it quotes (commit subjects, the agent's last log lines,
+/// configuration values) escaped for the terminal. Newlines stay: messages span lines.
+pub fn error_message(e: &anyhow::Error) -> String {
+    crate::terminal::text(&format!("{e:#}")).into_owned()
+}
+
 /// Exit code for an error: 130 when interrupted, 1 otherwise.
 pub fn exit_code_for(e: &anyhow::Error) -> ExitCode {
     if e.chain().any(|c| c.is::<crate::Interrupted>()) {

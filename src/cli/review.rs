@@ -9,9 +9,10 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 
 use super::Context;
-use crate::agent_repo::{agent_work, fetch_branch};
+use crate::agent_repo::{AgentWork, CommitRow, agent_work, fetch_branch};
 use crate::names::Name;
 use crate::process::CommandRunExt;
+use crate::terminal::line;
 
 #[derive(Debug, Args)]
 pub struct ReviewArgs {
@@ -32,40 +33,13 @@ pub(super) async fn run(ctx: &Context, args: ReviewArgs) -> Result<ExitCode> {
     if work.tip.is_some() && !work.commits.is_empty() {
         fetch_branch(engine, &name, &work).await?;
     }
-    let base_name = work
-        .base_branch
-        .clone()
-        .unwrap_or_else(|| work.base.chars().take(12).collect());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&work)?);
         return Ok(ExitCode::SUCCESS);
     }
+    print!("{}", summary(&name, &work));
     if work.commits.is_empty() {
-        println!(
-            "the agent of {name} has made no commits on {} since {base_name}{}",
-            work.branch,
-            if work.uncommitted > 0 {
-                format!(" ({} uncommitted change(s) in its clone)", work.uncommitted)
-            } else {
-                String::new()
-            }
-        );
         return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "fetched {} commit(s) into {} as branch {} (from {base_name}):",
-        work.commits.len(),
-        work.repo.display(),
-        work.branch
-    );
-    for c in &work.commits {
-        println!("  {} {}", &c.sha[..c.sha.len().min(12)], c.subject);
-    }
-    if work.uncommitted > 0 {
-        println!(
-            "note: the agent's clone also has {} uncommitted change(s), not fetched",
-            work.uncommitted
-        );
     }
     if args.no_diff {
         return Ok(ExitCode::SUCCESS);
@@ -89,4 +63,99 @@ pub(super) async fn run(ctx: &Context, args: ReviewArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `review` says before the diff: the agent's commits (their subjects are the
+/// agent's text, shown escaped), or that there are none.
+fn summary(name: &Name, work: &AgentWork) -> String {
+    use std::fmt::Write;
+    let base_name = work
+        .base_branch
+        .clone()
+        .unwrap_or_else(|| work.base.chars().take(12).collect());
+    let base_name = line(&base_name);
+    let branch = line(&work.branch);
+    let mut out = String::new();
+    if work.commits.is_empty() {
+        let _ = writeln!(
+            out,
+            "the agent of {name} has made no commits on {branch} since {base_name}{}",
+            if work.uncommitted > 0 {
+                format!(" ({} uncommitted change(s) in its clone)", work.uncommitted)
+            } else {
+                String::new()
+            }
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "fetched {} commit(s) into {} as branch {branch} (from {base_name}):",
+        work.commits.len(),
+        line(&work.repo.to_string_lossy()),
+    );
+    for c in &work.commits {
+        let _ = writeln!(out, "  {}", commit_line(c));
+    }
+    if work.uncommitted > 0 {
+        let _ = writeln!(
+            out,
+            "note: the agent's clone also has {} uncommitted change(s), not fetched",
+            work.uncommitted
+        );
+    }
+    out
+}
+
+/// `SHORT-SHA SUBJECT`, escaped: the agent wrote both.
+pub(super) fn commit_line(c: &CommitRow) -> String {
+    let short: String = c.sha.chars().take(12).collect();
+    format!("{} {}", line(&short), line(&c.subject))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::terminal::testing::{HOSTILE, HOSTILE_SHOWN, assert_inert};
+
+    fn hostile_commits() -> Vec<CommitRow> {
+        vec![
+            CommitRow {
+                sha: "0123456789abcdef0123456789abcdef01234567".into(),
+                subject: HOSTILE.into(),
+            },
+            CommitRow {
+                sha: format!("{HOSTILE}{HOSTILE}"),
+                subject: "plain".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn commit_subjects_are_shown_escaped() {
+        let work = AgentWork {
+            repo: "/src/r".into(),
+            base: "0123456789abcdef".into(),
+            base_branch: Some("main".into()),
+            branch: "devaipod/w1".into(),
+            tip: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            commits: hostile_commits(),
+            tips: vec![],
+            uncommitted: 0,
+        };
+        let name = Name::new("w1").expect("name");
+        let out = summary(&name, &work);
+        assert_inert(&out);
+        assert!(
+            out.contains(&format!("\n  0123456789ab {HOSTILE_SHOWN}\n")),
+            "{out}"
+        );
+        assert_eq!(out.lines().count(), 3, "{out}");
+        let none = AgentWork {
+            commits: vec![],
+            branch: HOSTILE.into(),
+            ..work
+        };
+        assert_inert(&summary(&name, &none));
+    }
 }

@@ -14,6 +14,7 @@ use crate::plan::labels;
 use crate::podman::inspect::{ContainerInspect, PodInspect};
 use crate::podman::inventory::EventRow;
 use crate::state::StateDir;
+use crate::terminal::line;
 
 /// How far back `status` looks for events.
 const EVENTS_SINCE_SECS: u64 = 24 * 3600;
@@ -132,15 +133,15 @@ pub(super) async fn ports(ctx: &Context, args: PortsArgs) -> Result<ExitCode> {
     } else if ports.is_empty() {
         println!(
             "{} publishes no ports (forwardPorts/appPort in devcontainer.json)",
-            row.pod
+            line(&row.pod)
         );
     } else {
         println!("CONTAINER  HOST");
         for p in &ports {
             println!(
                 "{:<10} {}:{}",
-                format!("{}/{}", p.container_port, p.protocol),
-                p.host_ip,
+                format!("{}/{}", p.container_port, line(&p.protocol)),
+                line(&p.host_ip),
                 p.host_port
             );
         }
@@ -199,40 +200,53 @@ pub(super) async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The human view. Every field is escaped ([`line`]): session titles and messages are
+/// the agent's, labels, mounts and image names the repo's.
 fn render(s: &Status) -> String {
     use std::fmt::Write;
     let ready = s.entry.agent_ready;
     let e = &s.entry.row;
     let mut out = String::new();
-    let _ = writeln!(out, "workspace  {} (pod {})", e.name, e.pod);
-    let _ = writeln!(out, "status     {}", e.status);
+    let _ = writeln!(out, "workspace  {} (pod {})", line(&e.name), line(&e.pod));
+    let _ = writeln!(out, "status     {}", line(&e.status));
     let _ = writeln!(
         out,
         "agent      {}",
         if ready { "ready" } else { "not ready" }
     );
-    let _ = writeln!(out, "repo       {}", e.repo);
-    let _ = writeln!(out, "image      {}", e.image);
-    let _ = writeln!(out, "created    {}", e.created);
+    let _ = writeln!(out, "repo       {}", line(&e.repo));
+    let _ = writeln!(out, "image      {}", line(&e.image));
+    let _ = writeln!(out, "created    {}", line(&e.created));
     for c in &e.containers {
-        let _ = writeln!(out, "container  {} [{}] {}", c.name, c.role, c.state);
+        let _ = writeln!(
+            out,
+            "container  {} [{}] {}",
+            line(&c.name),
+            line(&c.role),
+            line(&c.state)
+        );
     }
     for v in &s.volumes {
-        let _ = writeln!(out, "volume     {v}");
+        let _ = writeln!(out, "volume     {}", line(v));
     }
     for m in &s.mounts {
         let mode = if m.rw { "rw" } else { "ro" };
         let _ = writeln!(
             out,
             "mount      {}: {} -> {} ({mode})",
-            m.container, m.source, m.destination
+            line(&m.container),
+            line(&m.source),
+            line(&m.destination)
         );
     }
     for p in &s.ports {
         let _ = writeln!(
             out,
             "port       {}:{} -> {}/{}",
-            p.host_ip, p.host_port, p.container_port, p.protocol
+            line(&p.host_ip),
+            p.host_port,
+            p.container_port,
+            line(&p.protocol)
         );
     }
     match (&s.sessions, &s.sessions_note) {
@@ -240,7 +254,7 @@ fn render(s: &Status) -> String {
             let _ = writeln!(
                 out,
                 "sessions   none (hand over a task with `devaipod task {} TEXT`)",
-                e.name
+                line(&e.name)
             );
         }
         (Some(list), _) => {
@@ -248,19 +262,19 @@ fn render(s: &Status) -> String {
                 let _ = writeln!(
                     out,
                     "session    {} {} {} ({}){}",
-                    r.id,
-                    r.state,
+                    line(&r.id),
+                    line(&r.state),
                     ago(r.updated),
-                    r.title,
+                    line(&r.title),
                     r.message
                         .as_deref()
-                        .map(|m| format!(": {m}"))
+                        .map(|m| format!(": {}", line(m)))
                         .unwrap_or_default()
                 );
             }
         }
         (None, Some(note)) => {
-            let _ = writeln!(out, "sessions   unknown: {note}");
+            let _ = writeln!(out, "sessions   unknown: {}", line(note));
         }
         (None, None) => {}
     }
@@ -268,7 +282,10 @@ fn render(s: &Status) -> String {
         let _ = writeln!(
             out,
             "event      {} {} {} {}",
-            ev.time, ev.kind, ev.action, ev.name
+            ev.time,
+            line(&ev.kind),
+            line(&ev.action),
+            line(&ev.name)
         );
     }
     out
@@ -319,5 +336,78 @@ mod tests {
             }]
         );
         assert!(ports_of(&pod(serde_json::json!({}))).is_empty());
+    }
+
+    fn hostile_status() -> Status {
+        use crate::terminal::testing::HOSTILE;
+        let row = crate::podman::inventory::WorkspaceRow {
+            name: "w1".into(),
+            pod: "devaipod-w1".into(),
+            status: "running".into(),
+            repo: format!("/src/{HOSTILE}"),
+            image: HOSTILE.into(),
+            created: "2026-11-26T18:00:00+00:00".into(),
+            containers: vec![],
+        };
+        let session = |title: &str, message: Option<&str>| crate::agent::SessionRow {
+            id: "ses_1".into(),
+            title: title.into(),
+            state: "retry".into(),
+            updated: 0,
+            message: message.map(str::to_string),
+        };
+        Status {
+            entry: Entry::new(row, None),
+            volumes: vec![],
+            mounts: vec![MountRow {
+                container: "c".into(),
+                kind: "bind".into(),
+                source: HOSTILE.into(),
+                destination: "/d".into(),
+                rw: true,
+            }],
+            ports: vec![],
+            sessions: Some(vec![
+                session(HOSTILE, None),
+                session("fine", Some(HOSTILE)),
+                // A title with a newline cannot forge a line of status.
+                session("a\nsession    forged", None),
+            ]),
+            sessions_note: None,
+            events: vec![],
+        }
+    }
+
+    #[test]
+    fn session_titles_and_messages_are_shown_escaped() {
+        use crate::terminal::testing::{HOSTILE_SHOWN, assert_inert};
+        let out = render(&hostile_status());
+        assert_inert(&out);
+        let sessions: Vec<&str> = out.lines().filter(|l| l.starts_with("session")).collect();
+        assert_eq!(sessions.len(), 3, "{out}");
+        assert!(
+            sessions[0].ends_with(&format!("({HOSTILE_SHOWN})")),
+            "{out}"
+        );
+        assert!(
+            sessions[1].ends_with(&format!("(fine): {HOSTILE_SHOWN}")),
+            "{out}"
+        );
+        assert!(sessions[2].ends_with("(a\\x0asession    forged)"), "{out}");
+        assert!(
+            out.contains(&format!("image      {HOSTILE_SHOWN}\n")),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn json_keeps_the_exact_title() {
+        use crate::terminal::testing::HOSTILE;
+        let json = serde_json::to_string(&hostile_status()).expect("json");
+        assert!(!json.contains('\u{1b}'), "JSON escapes control characters");
+        let back: serde_json::Value = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back["sessions"][0]["title"], HOSTILE);
+        assert_eq!(back["sessions"][1]["message"], HOSTILE);
+        assert_eq!(back["image"], HOSTILE);
     }
 }

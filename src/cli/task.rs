@@ -61,9 +61,28 @@ pub(super) async fn run(ctx: &Context, args: TaskArgs) -> Result<ExitCode> {
             serde_json::json!({ "name": name.as_str(), "session": id })
         );
     } else {
-        println!(
-            "handed over to {name}'s agent as session {id}; follow it with `devaipod status {name}`"
-        );
+        println!("{}", handed_over(&name, &id));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The line `task` prints. The session id is the agent's server's answer: shown escaped.
+fn handed_over(name: &Name, id: &str) -> String {
+    format!(
+        "handed over to {name}'s agent as session {}; follow it with `devaipod status {name}`",
+        crate::terminal::line(id)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::terminal::testing::{HOSTILE, assert_inert};
+
+    #[test]
+    fn the_session_id_is_shown_escaped() {
+        let out = handed_over(&Name::new("w1").expect("name"), HOSTILE);
+        assert_inert(&out);
+        assert_eq!(out.lines().count(), 1);
+    }
 }

@@ -12,6 +12,7 @@ use crate::inputs;
 use crate::plan::{self, ImageState, PodPlan};
 use crate::podman::{Engine, apply};
 use crate::progress::Progress;
+use crate::terminal::line;
 
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
@@ -181,7 +182,7 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
         v["session"] = serde_json::json!(session);
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print_ready(&applied, elapsed, session.as_deref());
+        print!("{}", ready_text(&applied, elapsed, session.as_deref()));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -248,24 +249,38 @@ async fn hand_over(
 }
 
 /// What `up` prints when the pod is ready: where the agent answers and what to do next.
-fn print_ready(applied: &apply::Applied, elapsed: std::time::Duration, session: Option<&str>) {
-    println!(
+/// The session id is the agent's server's answer: shown escaped.
+fn ready_text(
+    applied: &apply::Applied,
+    elapsed: std::time::Duration,
+    session: Option<&str>,
+) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "pod {} is ready ({:.1}s): the agent answers on http://127.0.0.1:{} inside the pod",
         applied.pod,
         elapsed.as_secs_f64(),
         plan::AGENT_PORT
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  shell:   devaipod ssh {}   (then `oc` attaches to the agent)",
         applied.name
     );
     if let Some(id) = session {
-        println!("  task:    handed over as opencode session {id}");
-        println!("  follow:  devaipod status {}", applied.name);
+        let _ = writeln!(
+            out,
+            "  task:    handed over as opencode session {}",
+            line(id)
+        );
+        let _ = writeln!(out, "  follow:  devaipod status {}", applied.name);
     }
-    println!("  attach:  devaipod attach {}", applied.name);
-    println!("  review:  devaipod review {}", applied.name);
-    println!("  remove:  devaipod delete {}", applied.name);
+    let _ = writeln!(out, "  attach:  devaipod attach {}", applied.name);
+    let _ = writeln!(out, "  review:  devaipod review {}", applied.name);
+    let _ = writeln!(out, "  remove:  devaipod delete {}", applied.name);
+    out
 }
 
 /// The values of the plan's environment secrets, read from devaipod's environment now.
@@ -314,9 +329,12 @@ pub(super) fn dry_run_json(plan: &PodPlan) -> serde_json::Value {
     })
 }
 
-/// The human-readable plan.
+/// The human-readable plan. Every value is escaped ([`line`]): most come from the repo's
+/// devcontainer.json and Dockerfile.
 pub(super) fn render_plan(plan: &PodPlan) -> String {
     use std::fmt::Write;
+    let l = |v: &str| line(v).into_owned();
+    let list = |v: &[String], sep: &str| l(&v.join(sep));
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -324,34 +342,35 @@ pub(super) fn render_plan(plan: &PodPlan) -> String {
         plan.name
     );
     let state = match &plan.image.state {
-        ImageState::Present { id } => format!("present ({})", id.get(..12).unwrap_or(id)),
-        ImageState::Missing { note } => format!("MISSING: {note}"),
-        ImageState::Unknown { note } => note.clone(),
+        ImageState::Present { id } => format!("present ({})", l(id.get(..12).unwrap_or(id))),
+        ImageState::Missing { note } => format!("MISSING: {}", l(note)),
+        ImageState::Unknown { note } => l(note),
         ImageState::WillBuild => "to be built".into(),
     };
     let _ = writeln!(
         s,
         "image      {} from {}: {state}",
-        plan.image.reference, plan.image.source
+        l(&plan.image.reference),
+        l(&plan.image.source.to_string())
     );
     if let Some(b) = &plan.image.build {
         let _ = writeln!(
             s,
             "build      {} in {} ({} files, {} bytes){}{}",
-            b.dockerfile.display(),
-            b.context.display(),
+            l(&b.dockerfile.to_string_lossy()),
+            l(&b.context.to_string_lossy()),
             b.files,
             b.bytes,
             b.target
                 .as_deref()
-                .map(|t| format!(", target {t}"))
+                .map(|t| format!(", target {}", l(t)))
                 .unwrap_or_default(),
             if b.args.is_empty() {
                 String::new()
             } else {
                 format!(
                     ", args {}",
-                    b.args.keys().cloned().collect::<Vec<_>>().join(",")
+                    list(&b.args.keys().cloned().collect::<Vec<_>>(), ",")
                 )
             }
         );
@@ -360,54 +379,60 @@ pub(super) fn render_plan(plan: &PodPlan) -> String {
         s,
         "pod        {} (shares only: {})",
         plan.pod.name,
-        plan.pod.share.join(",")
+        list(&plan.pod.share, ",")
     );
     for v in &plan.volumes {
-        let _ = writeln!(s, "volume     {} ({})", v.name, v.role);
+        let _ = writeln!(s, "volume     {} ({})", l(&v.name), v.role);
     }
     let branch = plan.repo.branch.as_deref().unwrap_or("detached HEAD");
     let _ = writeln!(
         s,
-        "repo       {} at {} ({branch}) cloned into {} at {}",
-        plan.repo.host_path.display(),
-        plan.repo.head.get(..12).unwrap_or(&plan.repo.head),
-        plan.repo.volume,
-        plan.repo.workspace_folder
+        "repo       {} at {} ({}) cloned into {} at {}",
+        l(&plan.repo.host_path.to_string_lossy()),
+        l(plan.repo.head.get(..12).unwrap_or(&plan.repo.head)),
+        l(branch),
+        l(&plan.repo.volume),
+        l(&plan.repo.workspace_folder)
     );
     for c in &plan.containers {
-        let _ = writeln!(s, "container  {} [{}]", c.name, c.role);
-        let _ = writeln!(s, "             command  {}", c.command.join(" "));
+        let _ = writeln!(s, "container  {} [{}]", l(&c.name), c.role);
+        let _ = writeln!(s, "             command  {}", list(&c.command, " "));
         let _ = writeln!(
             s,
             "             user     {}",
-            c.user.as_deref().unwrap_or("(image default)")
+            l(c.user.as_deref().unwrap_or("(image default)"))
         );
-        let _ = writeln!(s, "             workdir  {}", c.workdir);
+        let _ = writeln!(s, "             workdir  {}", l(&c.workdir));
         if !c.cap_drop.is_empty() {
-            let _ = writeln!(s, "             cap_drop {}", c.cap_drop.join(","));
+            let _ = writeln!(s, "             cap_drop {}", list(&c.cap_drop, ","));
         }
         if !c.security_opt.is_empty() {
-            let _ = writeln!(s, "             security {}", c.security_opt.join(","));
+            let _ = writeln!(s, "             security {}", list(&c.security_opt, ","));
         }
         for m in &c.mounts {
-            let _ = writeln!(s, "             mount    {} -> {}", m.source, m.target);
+            let _ = writeln!(
+                s,
+                "             mount    {} -> {}",
+                l(&m.source),
+                l(&m.target)
+            );
         }
         if !c.env.is_empty() {
-            let names: Vec<&str> = c.env.keys().map(String::as_str).collect();
-            let _ = writeln!(s, "             env      {}", names.join(","));
+            let names: Vec<String> = c.env.keys().cloned().collect();
+            let _ = writeln!(s, "             env      {}", list(&names, ","));
         }
     }
     if let Some(g) = &plan.gator {
         let _ = writeln!(
             s,
             "gator      {} serving {} with scopes {} (tokens: {})",
-            g.image,
-            g.mcp_url,
-            g.scopes.join(" "),
+            l(&g.image),
+            l(&g.mcp_url),
+            list(&g.scopes, " "),
             if g.token_files.is_empty() {
                 "none".to_string()
             } else {
-                g.token_files.join(", ")
+                list(&g.token_files, ", ")
             }
         );
     }
@@ -415,8 +440,8 @@ pub(super) fn render_plan(plan: &PodPlan) -> String {
         let _ = writeln!(
             s,
             "host       initializeCommand {} in {} ({})",
-            serde_json::to_string(&init.command).unwrap_or_default(),
-            init.dir.display(),
+            l(&serde_json::to_string(&init.command).unwrap_or_default()),
+            l(&init.dir.to_string_lossy()),
             if init.approved {
                 "approved"
             } else {
@@ -427,10 +452,34 @@ pub(super) fn render_plan(plan: &PodPlan) -> String {
     let _ = writeln!(
         s,
         "readiness  {} within {}s",
-        plan.readiness.url, plan.readiness.timeout_secs
+        l(&plan.readiness.url),
+        plan.readiness.timeout_secs
     );
     for w in &plan.warnings {
-        let _ = writeln!(s, "warning    {w}");
+        let _ = writeln!(s, "warning    {}", l(w));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::terminal::testing::{HOSTILE, HOSTILE_SHOWN, assert_inert};
+
+    #[test]
+    fn the_task_summary_shows_the_session_id_escaped() {
+        let applied = apply::Applied {
+            name: "w1".into(),
+            pod: "devaipod-w1".into(),
+            containers: vec![],
+        };
+        let out = ready_text(&applied, std::time::Duration::from_secs(1), Some(HOSTILE));
+        assert_inert(&out);
+        assert!(
+            out.contains(&format!(
+                "handed over as opencode session {HOSTILE_SHOWN}\n"
+            )),
+            "{out}"
+        );
+    }
 }

@@ -16,6 +16,7 @@ mod devcontainer;
 mod engine;
 mod gator;
 mod inert_git;
+mod inert_output;
 mod pod;
 mod secrets;
 mod security;
