@@ -59,7 +59,7 @@ pub(super) async fn run(ctx: &Context, args: DeleteArgs) -> Result<ExitCode> {
         if !lost.is_empty() {
             let list: Vec<String> = lost
                 .iter()
-                .map(|c| format!("  {} {}", &c.sha[..c.sha.len().min(12)], c.subject))
+                .map(|c| format!("  {} {}", c.short(), c.subject))
                 .collect();
             bail!(
                 "the agent of {name} holds {} commit(s) that are on no branch of the host repo:\n{}\nbring them over with `devaipod review {name}`, or pass --force to delete them",

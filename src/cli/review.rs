@@ -59,7 +59,7 @@ pub(super) async fn run(ctx: &Context, args: ReviewArgs) -> Result<ExitCode> {
         work.branch
     );
     for c in &work.commits {
-        println!("  {} {}", &c.sha[..c.sha.len().min(12)], c.subject);
+        println!("  {} {}", c.short(), c.subject);
     }
     if work.uncommitted > 0 {
         println!(
