@@ -130,6 +130,9 @@ pub(crate) struct CloneJob<'a> {
 /// Where the agent's clone is mounted in a job.
 pub(crate) const CLONE_IN_JOB: &str = "/repo";
 
+/// The variable holding the line a job prints when its script succeeded.
+const JOB_DONE_ENV: &str = "DEVAIPOD_JOB_DONE";
+
 /// Where a job writes its output ([`Fetch`] reads it from there).
 pub(crate) const JOB_OUT: &str = "/tmp/out";
 
@@ -213,13 +216,22 @@ fn job_env() -> BTreeMap<String, String> {
 pub(crate) fn clone_job_container(job: &CloneJob<'_>) -> ContainerSpec {
     let pod = job.name.pod_name();
     let uid = crate::plan::AGENT_UID;
+    // The tmpfs goes when the job stops, so a job that succeeded says so on its output
+    // and stays until devaipod has read its files. The line carries a random token:
+    // nothing else in the job knows it, so no output of git's can end the job early.
     let mut command = vec![
         "/bin/sh".to_string(),
         "-c".into(),
-        format!("{SAFE_GIT_DIR}{}", job.script),
+        format!(
+            "{SAFE_GIT_DIR}{}\necho \"${JOB_DONE_ENV}\"\nwhile :; do sleep 3600; done\n",
+            job.script
+        ),
         "sh".into(),
         job.object_format.name().into(),
     ];
+    let mut env = job_env();
+    let token: String = (0..4).map(|_| crate::names::random_suffix()).collect();
+    env.insert(JOB_DONE_ENV.into(), format!("devaipod-job-done-{token}"));
     command.extend(job.args.iter().map(|a| a.to_string()));
     ContainerSpec {
         role: Role::Helper,
@@ -246,7 +258,7 @@ pub(crate) fn clone_job_container(job: &CloneJob<'_>) -> ContainerSpec {
             read_only: true,
         }],
         image_mounts: vec![],
-        env: job_env(),
+        env,
         secrets: vec![],
         labels: labels::for_object(job.name, Role::Helper, job.repo, &BTreeMap::new()),
         extra: Default::default(),
@@ -272,17 +284,16 @@ impl Engine {
             drop(seccomp);
             let enforced = verify::limits_enforced(self.rootless());
             verify::verify_created(self, c, enforced).await?;
+            let done = c
+                .env
+                .get(JOB_DONE_ENV)
+                .ok_or_else(|| anyhow!("the job {name} has no {JOB_DONE_ENV}"))?;
             self.start_container(&name).await?;
-            let code = match tokio::time::timeout(timeout, self.wait_stopped(&name)).await {
-                Ok(code) => code?,
-                Err(_) => {
-                    // Killed at once: the removal below would wait for its stop timeout.
-                    let kill = format!("/libpod/containers/{}/kill?signal=KILL", encode(&name));
-                    let _ = self.post(&kill, &()).await;
-                    return Err(anyhow!(JobTimedOut(timeout)));
-                }
+            let Ok(ended) = tokio::time::timeout(timeout, self.job_outcome(&name, done)).await
+            else {
+                return Err(anyhow!(JobTimedOut(timeout)));
             };
-            let logs = self.logs_within(&name, JOB_LOG_LIMIT).await?;
+            let (code, logs) = ended?;
             tracing::debug!(job = %name, code, logs = ?logs, "job ended");
             let mut out = JobOutput {
                 code,
@@ -302,12 +313,52 @@ impl Engine {
             Ok::<_, anyhow::Error>(out)
         }
         .await;
+        // Killed at once: a removal would first wait for the stop timeout.
+        let kill = format!("/libpod/containers/{}/kill?signal=KILL", encode(&name));
+        let _ = self.post(&kill, &()).await;
         self.delete_if_present(
             &format!("/libpod/containers/{}?force=true&v=true", encode(&name)),
             || format!("removing {name}"),
         )
         .await?;
         result.with_context(|| format!("running {name}"))
+    }
+}
+
+impl Engine {
+    /// Follows a started job's output until it prints `done` (exit code 0; it stays
+    /// running so its files can be read) or ends (its exit code): the code and at most
+    /// [`JOB_LOG_LIMIT`] bytes of output.
+    async fn job_outcome(&self, name: &str, done: &str) -> Result<(i64, String)> {
+        use futures_util::StreamExt as _;
+        let opts = super::logs::LogOptions {
+            follow: true,
+            tail: None,
+        };
+        let needle = done.as_bytes();
+        let mut stream = self.logs(name, opts);
+        let mut logs: Vec<u8> = Vec::new();
+        let mut window: Vec<u8> = Vec::new();
+        let mut finished = false;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            let bytes = chunk.bytes();
+            window.extend_from_slice(bytes);
+            if window.windows(needle.len()).any(|w| w == needle) {
+                finished = true;
+                break;
+            }
+            window.drain(..window.len().saturating_sub(needle.len()));
+            let room = JOB_LOG_LIMIT.saturating_sub(logs.len());
+            logs.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
+        drop(stream);
+        let code = if finished {
+            0
+        } else {
+            self.wait_stopped(name).await?
+        };
+        Ok((code, String::from_utf8_lossy(&logs).into_owned()))
     }
 }
 

@@ -71,23 +71,6 @@ impl Engine {
         let out: Vec<u8> = chunks.iter().flat_map(|c| c.bytes().to_vec()).collect();
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
-
-    /// A stopped container's output, at most `limit` bytes of it (the rest is not read):
-    /// for output that may be hostile.
-    pub(crate) async fn logs_within(&self, container: &str, limit: usize) -> Result<String> {
-        let mut stream = self.logs(container, LogOptions::default());
-        let mut out: Vec<u8> = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            let room = limit.saturating_sub(out.len());
-            out.extend_from_slice(&chunk.bytes()[..chunk.bytes().len().min(room)]);
-            if out.len() >= limit {
-                out.extend_from_slice(b"\n[output cut]");
-                break;
-            }
-        }
-        Ok(String::from_utf8_lossy(&out).into_owned())
-    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod build;
 mod devcontainer;
 mod engine;
 mod gator;
+mod jobs;
 mod pod;
 mod secrets;
 mod security;
