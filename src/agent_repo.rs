@@ -2,6 +2,10 @@
 //! from, whether the host already has those commits, and bringing its branch over as a
 //! bundle. Every read runs in a short-lived job container over the clone's volume, never
 //! in the pod. `review` shows and fetches this work; `delete` refuses to lose it.
+//!
+//! What comes back is the agent's data, so it is treated as hostile: commit ids must be
+//! hex of the clone's hash length, branch names git's shape, subjects and counts are
+//! bounded, and nothing here panics on any bytes.
 
 use std::path::PathBuf;
 
@@ -11,13 +15,40 @@ use serde::Serialize;
 use crate::names::Name;
 use crate::plan::labels;
 use crate::podman::Engine;
+use crate::podman::job::{Fetch, JOB_OUT, ObjectFormat};
 use crate::process::{CommandRunExt, ProcessError};
+
+/// The most of the report (branch tips, the commit list, the uncommitted count)
+/// devaipod reads from a job: at most [`MAX_BRANCHES`] and [`MAX_COMMITS`] lines of
+/// bounded length fit well within it.
+const REPORT_LIMIT: u64 = 16 * 1024 * 1024;
+/// More branches than this in the agent's clone are refused, not read.
+const MAX_BRANCHES: usize = 10_000;
+/// More commits than this beyond the pod's base are refused, not read: review and
+/// delete list each one.
+const MAX_COMMITS: usize = 10_000;
+/// A commit subject is cut to this many characters (git pads and truncates it in the
+/// job, devaipod cuts again).
+const SUBJECT_MAX_CHARS: usize = 200;
+/// git allows longer ref names, but no branch an agent needs is longer.
+const REF_NAME_MAX: usize = 255;
+/// An uncommitted count above this is not a count.
+const MAX_UNCOMMITTED: usize = 100_000_000;
+/// The most of the clone's ref files `delete`'s fast path reads.
+const REF_FILES_LIMIT: u64 = 4 * 1024 * 1024;
 
 /// One commit of the agent's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct CommitRow {
     pub sha: String,
     pub subject: String,
+}
+
+impl CommitRow {
+    /// The commit id's first 12 characters.
+    pub(crate) fn short(&self) -> &str {
+        self.sha.get(..12).unwrap_or(&self.sha)
+    }
 }
 
 /// What the agent's clone holds beyond the commit the pod started from.
@@ -54,57 +85,38 @@ pub(crate) async fn agent_work(engine: &Engine, name: &Name) -> Result<AgentWork
     };
     let repo = PathBuf::from(label(labels::REPO).ok_or_else(|| missing(labels::REPO))?);
     let base = label(labels::BASE).ok_or_else(|| missing(labels::BASE))?;
-    if !base.chars().all(|c| c.is_ascii_hexdigit()) {
-        bail!(
+    let format = ObjectFormat::of_commit(&base).ok_or_else(|| {
+        anyhow!(
             "pod {}: the {} label is not a commit",
             row.pod,
             labels::BASE
-        );
-    }
-    let script = r#"set -e
-cd /repo
-{
-git for-each-ref --format='%(refname:short) %(objectname)' refs/heads
-echo ---
-git log --format='%H %s' --branches --not "$1" --
-echo ---
-git status --porcelain | wc -l
-} > /tmp/out"#;
+        )
+    })?;
+    let script = format!(
+        r#"git for-each-ref --count={} --format='%(objectname) %(refname)' refs/heads > "$out/tips"
+git log --max-count={} --format='%H %<({SUBJECT_MAX_CHARS},trunc)%s' --branches --not "$1" -- > "$out/commits"
+if git status --porcelain --ignore-submodules=all --untracked-files=normal > /tmp/status; then
+  wc -l < /tmp/status > "$out/uncommitted"
+fi"#,
+        MAX_BRANCHES + 1,
+        MAX_COMMITS + 1,
+    );
     let out = clone_job(
         engine,
         name,
         &repo.to_string_lossy(),
-        script,
+        format,
+        &script,
         &[&base],
-        "/tmp/out",
+        Fetch::Tree {
+            path: JOB_OUT,
+            limit: REPORT_LIMIT,
+        },
     )
     .await?;
-    let stdout = out.file.unwrap_or_default();
-    let text = String::from_utf8_lossy(&stdout);
-    let mut parts = text.split("---\n");
-    let tips: Vec<(String, String)> = parts
-        .next()
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(n, s)| (n.to_string(), s.to_string()))
-        .collect();
-    let commits = parts
-        .next()
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(sha, subject)| CommitRow {
-            sha: sha.to_string(),
-            subject: subject.to_string(),
-        })
-        .collect();
-    let uncommitted = parts
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .parse()
-        .unwrap_or_default();
+    let report = parse_report(&out.files, format)
+        .with_context(|| format!("reading what the agent's clone of {} holds", row.pod))?;
+    let (tips, commits, uncommitted) = (report.tips, report.commits, report.uncommitted);
     let branch = format!("devaipod/{name}");
     Ok(AgentWork {
         tip: tips
@@ -130,29 +142,168 @@ pub(crate) async fn agent_made_no_commits(engine: &Engine, name: &Name) -> Resul
     let (Some(base), Some(clone)) = (pod.label(labels::BASE), pod.label(labels::CLONE)) else {
         return Ok(None);
     };
+    let Some(format) = ObjectFormat::of_commit(base) else {
+        return Ok(None);
+    };
     let agent = format!("{}-agent", row.pod);
     let git = format!("{}/.git", clone.trim_end_matches('/'));
-    let loose = engine
-        .read_tree(&agent, &format!("{git}/refs/heads"))
-        .await?;
-    let packed = engine
-        .read_file(&agent, &format!("{git}/packed-refs"))
+    let Some(loose) = engine
+        .read_plain_tree(&agent, &format!("{git}/refs/heads"), REF_FILES_LIMIT)
         .await?
-        .unwrap_or_default();
-    let mut tips: Vec<String> = loose
-        .iter()
-        .map(|(_, c)| String::from_utf8_lossy(c).trim().to_string())
-        .collect();
-    tips.extend(
-        String::from_utf8_lossy(&packed)
-            .lines()
-            .filter(|l| l.contains(" refs/heads/"))
-            .filter_map(|l| l.split_whitespace().next().map(str::to_string)),
-    );
-    if tips.is_empty() {
+    else {
         return Ok(None);
+    };
+    let packed = engine
+        .read_plain_tree(&agent, &format!("{git}/packed-refs"), REF_FILES_LIMIT)
+        .await?;
+    let Some(packed) = packed else {
+        return Ok(None);
+    };
+    let packed: Vec<u8> = packed
+        .into_iter()
+        .next()
+        .map(|(_, c)| c)
+        .unwrap_or_default();
+    Ok(all_tips_are(base, format, &loose, &packed))
+}
+
+/// Whether every branch tip in the loose ref files and packed-refs is `base`; `None`
+/// when that cannot be told (no tips, or anything that is not a commit id).
+fn all_tips_are(
+    base: &str,
+    format: ObjectFormat,
+    loose: &[(String, Vec<u8>)],
+    packed: &[u8],
+) -> Option<bool> {
+    let mut tips: Vec<&[u8]> = loose.iter().map(|(_, c)| c.trim_ascii()).collect();
+    for line in packed.split(|b| *b == b'\n') {
+        if line.is_empty() || line.starts_with(b"#") || line.starts_with(b"^") {
+            continue;
+        }
+        let (sha, refname) = split_space(line)?;
+        if refname.starts_with(b"refs/heads/") {
+            tips.push(sha);
+        }
     }
-    Ok(Some(tips.iter().all(|t| t == base)))
+    if tips.is_empty() || tips.iter().any(|t| commit_id(t, format).is_none()) {
+        return None;
+    }
+    Some(tips.iter().all(|t| *t == base.as_bytes()))
+}
+
+/// What a job reported about the agent's clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CloneReport {
+    tips: Vec<(String, String)>,
+    commits: Vec<CommitRow>,
+    uncommitted: usize,
+}
+
+/// Reads the job's files `tips` (`SHA refs/heads/NAME`), `commits` (`SHA SUBJECT`) and
+/// `uncommitted` (a count; missing when `git status` failed). Any line that is not of
+/// that shape fails the whole report: a half-read list could hide a commit.
+fn parse_report(files: &[(String, Vec<u8>)], format: ObjectFormat) -> Result<CloneReport> {
+    let file = |n: &str| {
+        files
+            .iter()
+            .find(|(p, _)| std::path::Path::new(p).file_name() == Some(std::ffi::OsStr::new(n)))
+            .map(|(_, c)| c.as_slice())
+    };
+    let tips_file = file("tips").ok_or_else(|| anyhow!("the job wrote no branch list"))?;
+    let commits_file = file("commits").ok_or_else(|| anyhow!("the job wrote no commit list"))?;
+    let mut tips = Vec::new();
+    for (i, line) in lines(tips_file).enumerate() {
+        if i >= MAX_BRANCHES {
+            bail!("the agent's clone has more than {MAX_BRANCHES} branches");
+        }
+        let tip = (|| {
+            let (sha, refname) = split_space(line)?;
+            let branch = branch_name(refname.strip_prefix(b"refs/heads/")?)?;
+            Some((branch, commit_id(sha, format)?))
+        })();
+        tips.push(tip.ok_or_else(|| anyhow!("line {} of the branch list is not a branch", i + 1))?);
+    }
+    let mut commits = Vec::new();
+    for (i, line) in lines(commits_file).enumerate() {
+        if i >= MAX_COMMITS {
+            bail!("the agent made more than {MAX_COMMITS} commits");
+        }
+        let (sha, subject) = split_space(line).unwrap_or((line, b""));
+        let sha = commit_id(sha, format)
+            .ok_or_else(|| anyhow!("line {} of the commit list has no commit id", i + 1))?;
+        commits.push(CommitRow {
+            sha,
+            subject: subject_text(subject),
+        });
+    }
+    let uncommitted = match file("uncommitted") {
+        None => {
+            tracing::warn!(
+                "git status failed in the agent's clone; its uncommitted changes are not counted"
+            );
+            0
+        }
+        Some(c) => std::str::from_utf8(c)
+            .ok()
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|t| t.parse::<usize>().ok())
+            .filter(|n| *n <= MAX_UNCOMMITTED)
+            .ok_or_else(|| anyhow!("the uncommitted count is not a count"))?,
+    };
+    Ok(CloneReport {
+        tips,
+        commits,
+        uncommitted,
+    })
+}
+
+/// The bytes before and after the first space.
+fn split_space(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = line.iter().position(|b| *b == b' ')?;
+    Some((&line[..at], &line[at + 1..]))
+}
+
+/// The lines of a file (a last newline ends a line rather than starting one).
+fn lines(file: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let file = file.strip_suffix(b"\n").unwrap_or(file);
+    file.split(|b| *b == b'\n')
+        .filter(move |_| !file.is_empty())
+}
+
+/// A commit id: exactly the hash's length of lowercase hex digits.
+fn commit_id(bytes: &[u8], format: ObjectFormat) -> Option<String> {
+    let ok = bytes.len() == format.hex_len()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
+    ok.then(|| String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// A branch name as git allows it (git-check-ref-format): UTF-8 without control
+/// characters, spaces or `~^:?*[\`, no `..` or `@{`, no empty, dot-led or `.lock`
+/// component, no leading or trailing `/`; at most [`REF_NAME_MAX`] bytes.
+fn branch_name(bytes: &[u8]) -> Option<String> {
+    let name = std::str::from_utf8(bytes).ok()?;
+    let bad_char = |c: char| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c);
+    let ok = !name.is_empty()
+        && name.len() <= REF_NAME_MAX
+        && !name.chars().any(bad_char)
+        && !name.contains("..")
+        && !name.contains("@{")
+        && name != "@"
+        && !name.ends_with('.')
+        && name
+            .split('/')
+            .all(|c| !c.is_empty() && !c.starts_with('.') && !c.ends_with(".lock"));
+    ok.then(|| name.to_string())
+}
+
+/// A subject as text: invalid UTF-8 replaced, git's padding trimmed, cut to
+/// [`SUBJECT_MAX_CHARS`].
+fn subject_text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    text.trim_end().chars().take(SUBJECT_MAX_CHARS).collect()
 }
 
 /// The agent's commits that no host branch contains (what `delete` would lose).
@@ -200,19 +351,21 @@ pub(crate) fn unreviewed(work: &AgentWork) -> Result<Vec<CommitRow>> {
     Ok(lost)
 }
 
-/// Runs `script` (sh, with `args` as $1...) in a job container over the agent's clone
-/// ([`crate::podman::job`]: mounted read-only at /repo, no network, no capabilities)
-/// and returns the file `fetch` it wrote. Nothing runs in the pod itself: on Podman 4.3
-/// an exec session there makes removing the pod seconds slower, and a stopped pod needs
-/// no start. The image is the bundled one (it has git) when present, else the
-/// workspace's. `repo` is the host repo the workspace was made from (for its labels).
+/// Runs `script` (sh, after [`crate::podman::job::SAFE_GIT_DIR`], with `args` as
+/// $1...) in a job container over the agent's clone ([`crate::podman::job`]: mounted
+/// read-only at /repo, hardened like the agent, no network) and returns what `fetch`
+/// read. Nothing runs in the pod itself: on Podman 4.3 an exec session there makes
+/// removing the pod seconds slower, and a stopped pod needs no start. The image is the
+/// bundled one (it has git) when present, else the workspace's. `repo` is the host repo
+/// the workspace was made from (for its labels).
 async fn clone_job(
     engine: &Engine,
     name: &Name,
     repo: &str,
+    object_format: ObjectFormat,
     script: &str,
     args: &[&str],
-    fetch: &str,
+    fetch: Fetch<'_>,
 ) -> Result<crate::podman::JobOutput> {
     let pod = name.pod_name();
     let image = if engine.image_id(crate::plan::BUNDLED_IMAGE).await?.is_some() {
@@ -229,11 +382,15 @@ async fn clone_job(
         name,
         repo,
         image: &image,
+        object_format,
         script,
         args,
     };
     let container = crate::podman::job::clone_job_container(&job);
-    let out = engine.run_job(&container, Some(fetch)).await?;
+    let out = engine
+        .run_job(&container, Some(fetch))
+        .await
+        .map_err(|e| crate::podman::job::explain_timeout(e, name))?;
     if out.code != 0 {
         bail!(
             "reading the agent's clone failed (exit code {}): {}",
@@ -246,28 +403,32 @@ async fn clone_job(
 
 /// Fetches the agent's branch into the host repo (a bundle made from its clone).
 pub(crate) async fn fetch_branch(engine: &Engine, name: &Name, work: &AgentWork) -> Result<()> {
-    let script = r#"set -e
-cd /repo
-git bundle create -q /tmp/review.bundle "refs/heads/$1" --not "$2""#;
-    let out = clone_job(
-        engine,
-        name,
-        &work.repo.to_string_lossy(),
-        script,
-        &[&work.branch, &work.base],
-        "/tmp/review.bundle",
-    )
-    .await?;
-    let bundle = out
-        .file
-        .filter(|b| !b.is_empty())
-        .ok_or_else(|| anyhow!("making a bundle of {} gave nothing", work.branch))?;
-    let file = tempfile::Builder::new()
+    let format = ObjectFormat::of_commit(&work.base)
+        .ok_or_else(|| anyhow!("the pod's base {} is not a commit", work.base))?;
+    let script = r#"git bundle create -q "$out/review.bundle" "refs/heads/$1" --not "$2""#;
+    let mut file = tempfile::Builder::new()
         .prefix("devaipod-review-")
         .suffix(".bundle")
         .tempfile()
         .context("creating a temporary file for the bundle")?;
-    std::fs::write(file.path(), &bundle).context("writing the bundle")?;
+    let out = clone_job(
+        engine,
+        name,
+        &work.repo.to_string_lossy(),
+        format,
+        script,
+        &[&work.branch, &work.base],
+        Fetch::File {
+            path: &format!("{JOB_OUT}/review.bundle"),
+            limit: crate::podman::job::BUNDLE_LIMIT,
+            dest: file.as_file_mut(),
+        },
+    )
+    .await?;
+    let size = file.as_file().metadata().map(|m| m.len()).unwrap_or(0);
+    if !out.copied || size == 0 {
+        bail!("making a bundle of {} gave nothing", work.branch);
+    }
     let refspec = format!("+refs/heads/{0}:refs/heads/{0}", work.branch);
     let fetched = crate::git::git(&work.repo)
         .args(["fetch", "--quiet", "--no-tags"])
@@ -284,5 +445,236 @@ git bundle create -q /tmp/review.bundle "refs/heads/$1" --not "$2""#;
             work.branch,
             work.repo.display(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "0123456789abcdef0123456789abcdef01234567";
+    const B: &str = "89abcdef0123456789abcdef0123456789abcdef";
+
+    fn files(tips: &[u8], commits: &[u8], uncommitted: Option<&[u8]>) -> Vec<(String, Vec<u8>)> {
+        let mut f = vec![
+            ("out/tips".to_string(), tips.to_vec()),
+            ("out/commits".to_string(), commits.to_vec()),
+        ];
+        if let Some(u) = uncommitted {
+            f.push(("out/uncommitted".to_string(), u.to_vec()));
+        }
+        f
+    }
+
+    #[test]
+    fn a_report_is_read() {
+        let tips = format!("{A} refs/heads/devaipod/demo\n{B} refs/heads/main\n");
+        let commits = format!("{A} fix the thing{}\n{B} \n", " ".repeat(180));
+        let r = parse_report(
+            &files(tips.as_bytes(), commits.as_bytes(), Some(b"3\n")),
+            ObjectFormat::Sha1,
+        )
+        .expect("report");
+        assert_eq!(
+            r.tips,
+            [
+                ("devaipod/demo".to_string(), A.to_string()),
+                ("main".to_string(), B.to_string())
+            ]
+        );
+        assert_eq!(r.commits[0].subject, "fix the thing");
+        assert_eq!(r.commits[1].subject, "");
+        assert_eq!(r.commits[0].short(), "0123456789ab");
+        assert_eq!(r.uncommitted, 3);
+        // A failed `git status` leaves no count.
+        let r = parse_report(&files(b"", b"", None), ObjectFormat::Sha1).expect("empty");
+        assert_eq!((r.tips.len(), r.commits.len(), r.uncommitted), (0, 0, 0));
+        // sha256 clones have 64-digit ids, and only those.
+        let long = "a".repeat(64);
+        let t = format!("{long} refs/heads/x\n");
+        assert!(parse_report(&files(t.as_bytes(), b"", None), ObjectFormat::Sha256).is_ok());
+        assert!(parse_report(&files(t.as_bytes(), b"", None), ObjectFormat::Sha1).is_err());
+    }
+
+    #[test]
+    fn forged_and_broken_reports_are_refused() {
+        let huge = format!("{A} {}\n", "x".repeat(10_000));
+        let cases: Vec<(&str, String, String, Option<&str>)> = vec![
+            (
+                "non-ascii sha",
+                String::new(),
+                format!("{} forged\n", "é".repeat(20)),
+                None,
+            ),
+            (
+                "non-ascii tip",
+                format!("{} refs/heads/x\n", "é".repeat(20)),
+                String::new(),
+                None,
+            ),
+            (
+                "uppercase",
+                String::new(),
+                format!("{} x\n", A.to_uppercase()),
+                None,
+            ),
+            ("short sha", String::new(), "0123abc forged\n".into(), None),
+            (
+                "missing separator",
+                format!("{A}refs/heads/x\n"),
+                String::new(),
+                None,
+            ),
+            (
+                "not a branch",
+                format!("{A} refs/tags/x\n"),
+                String::new(),
+                None,
+            ),
+            (
+                "forged section",
+                String::new(),
+                format!("{A} x\n---\n{B} y\n"),
+                None,
+            ),
+            (
+                "bad branch",
+                format!("{A} refs/heads/a..b\n"),
+                String::new(),
+                None,
+            ),
+            (
+                "space in branch",
+                format!("{A} refs/heads/a b\n"),
+                String::new(),
+                None,
+            ),
+            (
+                "escape in branch",
+                format!("{A} refs/heads/a\x1b[2J\n"),
+                String::new(),
+                None,
+            ),
+            (
+                "lock branch",
+                format!("{A} refs/heads/x.lock\n"),
+                String::new(),
+                None,
+            ),
+            (
+                "long branch",
+                format!("{A} refs/heads/{}\n", "b".repeat(300)),
+                String::new(),
+                None,
+            ),
+            ("nul", String::new(), format!("{A}\0 x\n"), None),
+            ("empty line", String::new(), format!("{A} x\n\n"), None),
+            ("bad count", String::new(), String::new(), Some("3\n---\n1")),
+            ("negative count", String::new(), String::new(), Some("-1")),
+            (
+                "huge count",
+                String::new(),
+                String::new(),
+                Some("99999999999999999999999"),
+            ),
+        ];
+        for (what, tips, commits, count) in cases {
+            let r = parse_report(
+                &files(
+                    tips.as_bytes(),
+                    commits.as_bytes(),
+                    count.map(str::as_bytes),
+                ),
+                ObjectFormat::Sha1,
+            );
+            assert!(r.is_err(), "{what}: {r:?}");
+        }
+        // A huge subject is cut, not refused.
+        let r = parse_report(&files(b"", huge.as_bytes(), None), ObjectFormat::Sha1).expect("huge");
+        assert_eq!(r.commits[0].subject.chars().count(), SUBJECT_MAX_CHARS);
+        // Too many commits are refused.
+        let many: String = (0..=MAX_COMMITS).map(|_| format!("{A} x\n")).collect();
+        assert!(parse_report(&files(b"", many.as_bytes(), None), ObjectFormat::Sha1).is_err());
+        // Missing files are refused.
+        assert!(parse_report(&[], ObjectFormat::Sha1).is_err());
+    }
+
+    /// A fixed-seed xorshift generator: the same bytes on every run.
+    fn bytes(state: &mut u64, len: usize, alphabet: &[u8]) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                *state ^= *state << 13;
+                *state ^= *state >> 7;
+                *state ^= *state << 17;
+                alphabet[(*state % alphabet.len() as u64) as usize]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_bytes_make_the_readers_panic() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let all: Vec<u8> = (0..=255).collect();
+        // Bytes near the expected shape reach the deeper checks more often.
+        let near = b"0123456789abcdef \n/refs/heads/.-@{}~^\xc3\xa9\x00\x1b";
+        for round in 0..20_000 {
+            let alphabet: &[u8] = if round % 2 == 0 { &all } else { near };
+            let len = (round % 300) + 1;
+            let tips = bytes(&mut state, len, alphabet);
+            let commits = bytes(&mut state, len, alphabet);
+            let count = bytes(&mut state, round % 8, alphabet);
+            let f = files(&tips, &commits, Some(&count));
+            for format in [ObjectFormat::Sha1, ObjectFormat::Sha256] {
+                if let Ok(r) = parse_report(&f, format) {
+                    for c in &r.commits {
+                        assert_eq!(c.sha.len(), format.hex_len());
+                        let _ = c.short();
+                    }
+                }
+                let _ = all_tips_are(A, format, &[("x".into(), tips.clone())], &commits);
+            }
+        }
+    }
+
+    #[test]
+    fn the_ref_file_fast_path_believes_only_commit_ids() {
+        let loose = |c: &str| vec![("main".to_string(), c.as_bytes().to_vec())];
+        assert_eq!(
+            all_tips_are(A, ObjectFormat::Sha1, &loose(&format!("{A}\n")), b""),
+            Some(true)
+        );
+        assert_eq!(
+            all_tips_are(A, ObjectFormat::Sha1, &loose(B), b""),
+            Some(false)
+        );
+        let packed = format!("# pack-refs with: peeled\n{B} refs/heads/x\n^{A}\n");
+        assert_eq!(
+            all_tips_are(A, ObjectFormat::Sha1, &loose(A), packed.as_bytes()),
+            Some(false)
+        );
+        let packed = format!("{A} refs/heads/x\n{A} refs/tags/t\n");
+        assert_eq!(
+            all_tips_are(A, ObjectFormat::Sha1, &[], packed.as_bytes()),
+            Some(true)
+        );
+        for bad in [
+            "ref: refs/heads/other".to_string(),
+            "é".repeat(20),
+            A.to_uppercase(),
+            String::new(),
+        ] {
+            assert_eq!(
+                all_tips_are(A, ObjectFormat::Sha1, &loose(&bad), b""),
+                None,
+                "{bad}"
+            );
+        }
+        let forged = format!("{}x refs/heads/fake\n", "é".repeat(13));
+        assert_eq!(
+            all_tips_are(A, ObjectFormat::Sha1, &loose(A), forged.as_bytes()),
+            None
+        );
+        assert_eq!(all_tips_are(A, ObjectFormat::Sha1, &[], b"garbage\n"), None);
+        assert_eq!(all_tips_are(A, ObjectFormat::Sha1, &[], b""), None);
     }
 }

@@ -109,8 +109,7 @@ fn summary(name: &Name, work: &AgentWork) -> String {
 
 /// `SHORT-SHA SUBJECT`, escaped: the agent wrote both.
 pub(super) fn commit_line(c: &CommitRow) -> String {
-    let short: String = c.sha.chars().take(12).collect();
-    format!("{} {}", line(&short), line(&c.subject))
+    format!("{} {}", line(c.short()), line(&c.subject))
 }
 
 #[cfg(test)]

@@ -2,10 +2,14 @@
 //! (created or running) container, and reading files back, with no exec session and
 //! no tool needed in the image.
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use containers_api::conn::{Payload, hyper};
 
 use super::{API_PREFIX, Engine, REQUEST_TIMEOUT, conn_error, encode, is_not_found};
+
+/// How much of a container's files [`Engine::read_tree`] reads: /etc/passwd, secrets and
+/// ref files are far smaller; a container that offers more is not believed.
+const READ_LIMIT: u64 = 64 * 1024 * 1024;
 
 impl Engine {
     /// Unpacks a tar stream into `path` of a (created or running) container; paths
@@ -31,27 +35,57 @@ impl Engine {
     }
 
     /// Every regular file under `path` in a container (path relative to `path`,
-    /// content); empty if `path` does not exist.
+    /// content); empty if `path` does not exist. At most [`READ_LIMIT`] bytes of
+    /// archive are read.
     pub(crate) async fn read_tree(
         &self,
         container: &str,
         path: &str,
     ) -> Result<Vec<(String, Vec<u8>)>> {
-        let ep = format!(
-            "{API_PREFIX}/libpod/containers/{}/archive?path={}",
-            encode(container),
-            encode(path)
-        );
-        let resp = match self.raw.get(&ep).await.map_err(conn_error) {
-            Ok(r) => r,
-            Err(e) if is_not_found(&e) => return Ok(Vec::new()),
-            Err(e) => return Err(e.context(format!("reading {container}:{path}"))),
-        };
-        let bytes = hyper::body::to_bytes(resp.into_body())
-            .await
-            .with_context(|| format!("reading {container}:{path}"))?;
+        self.read_tree_within(container, path, READ_LIMIT).await
+    }
+
+    /// [`Self::read_tree`], failing once the archive Podman sends exceeds `limit` bytes
+    /// (tar headers included): what a container holds may be hostile.
+    pub(crate) async fn read_tree_within(
+        &self,
+        container: &str,
+        path: &str,
+        limit: u64,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self.read_tree_entries(container, path, limit).await?.0)
+    }
+
+    /// [`Self::read_tree_within`], or `None` when the tree holds anything but regular
+    /// files and directories (links, FIFOs, devices).
+    pub(crate) async fn read_plain_tree(
+        &self,
+        container: &str,
+        path: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<(String, Vec<u8>)>>> {
+        let (files, others) = self.read_tree_entries(container, path, limit).await?;
+        Ok((others == 0).then_some(files))
+    }
+
+    /// The regular files of the tree, and how many entries were neither files nor
+    /// directories.
+    async fn read_tree_entries(
+        &self,
+        container: &str,
+        path: &str,
+        limit: u64,
+    ) -> Result<(Vec<(String, Vec<u8>)>, usize)> {
+        let mut spool = Vec::new();
+        if !self
+            .archive_into(container, path, limit, &mut spool)
+            .await?
+        {
+            return Ok((Vec::new(), 0));
+        }
+        let mut others = 0;
         let mut out = Vec::new();
-        let mut archive = tar::Archive::new(&bytes[..]);
+        let mut archive = tar::Archive::new(&spool[..]);
         for entry in archive
             .entries()
             .context("reading the archive from podman")?
@@ -62,9 +96,83 @@ impl Engine {
                 let mut buf = Vec::new();
                 std::io::Read::read_to_end(&mut entry, &mut buf)?;
                 out.push((name, buf));
+            } else if !entry.header().entry_type().is_dir() {
+                others += 1;
             }
         }
-        Ok(out)
+        Ok((out, others))
+    }
+
+    /// Copies the regular file `path` of a container into `dest`, reading at most
+    /// `limit` bytes of archive (spooled to a temporary file, not memory). `false` if
+    /// the path does not exist or is not a regular file.
+    pub(crate) async fn copy_file_out(
+        &self,
+        container: &str,
+        path: &str,
+        limit: u64,
+        dest: &mut std::fs::File,
+    ) -> Result<bool> {
+        let mut spool = tempfile::tempfile().context("creating a temporary file")?;
+        if !self
+            .archive_into(container, path, limit, &mut spool)
+            .await?
+        {
+            return Ok(false);
+        }
+        std::io::Seek::rewind(&mut spool).context("reading the spooled archive")?;
+        let mut archive = tar::Archive::new(spool);
+        let entries = archive
+            .entries()
+            .context("reading the archive from podman")?;
+        for entry in entries {
+            let mut entry = entry.context("reading the archive from podman")?;
+            if entry.header().entry_type().is_file() {
+                std::io::copy(&mut entry, dest)
+                    .with_context(|| format!("copying {container}:{path}"))?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Streams the archive of `path` into `sink`, failing past `limit` bytes; `false`
+    /// when the path does not exist.
+    async fn archive_into(
+        &self,
+        container: &str,
+        path: &str,
+        limit: u64,
+        sink: &mut impl std::io::Write,
+    ) -> Result<bool> {
+        use hyper::body::HttpBody as _;
+        let ep = format!(
+            "{API_PREFIX}/libpod/containers/{}/archive?path={}",
+            encode(container),
+            encode(path)
+        );
+        let read = async {
+            let resp = match self.raw.get(&ep).await.map_err(conn_error) {
+                Ok(r) => r,
+                Err(e) if is_not_found(&e) => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            let mut body = resp.into_body();
+            let mut total: u64 = 0;
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.context("reading the archive from podman")?;
+                total += chunk.len() as u64;
+                if total > limit {
+                    bail!("it is larger than devaipod reads ({limit} bytes)");
+                }
+                sink.write_all(&chunk).context("spooling the archive")?;
+            }
+            Ok(true)
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, read)
+            .await
+            .map_err(|_| anyhow!("Podman did not send {container}:{path} in time"))?
+            .with_context(|| format!("reading {container}:{path}"))
     }
 
     /// Reads one file out of a container (created or running), `None` if it is missing.

@@ -1,25 +1,116 @@
-//! Short-lived job containers: a script run to completion outside the pod, with the
-//! agent's clone mounted read-only, no network and no capabilities. Used to read the
-//! agent's clone from its volume without an exec session in the pod (on Podman 4.3 one
-//! makes removing the pod seconds slower). A job is planned as a [`ContainerSpec`],
-//! created from the same SpecGenerator mapping, labelled like every devaipod object and
-//! verified like the pod's containers before it starts.
+//! Short-lived job containers over the agent's clone: a script run to completion
+//! outside the pod, with the clone mounted read-only, hardened like the agent (its
+//! seccomp profile, no capabilities, no-new-privileges, read-only root with a bounded
+//! tmpfs, its pids and memory limits, its uid, no network). Used to read the agent's
+//! clone from its volume without an exec session in the pod (on Podman 4.3 one makes
+//! removing the pod seconds slower). A job is planned as a [`ContainerSpec`], created
+//! from the same SpecGenerator mapping, labelled like every devaipod object, verified
+//! like the pod's containers before it starts, stopped after [`JOB_TIMEOUT`], and its
+//! output is read only up to fixed bounds: everything in it may be the agent's.
+//!
+//! Git in a job never reads the agent's git configuration: [`SAFE_GIT_DIR`] builds a
+//! git directory in the job's tmpfs from the clone's refs and index only, with
+//! devaipod's own config, and points git at the clone's objects and work tree.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 
 use super::{Engine, encode, spec, verify};
 use crate::names::Name;
 use crate::plan::{ContainerSpec, MountSpec, Role, Seccomp, labels};
 
+/// How long a job may run before it is killed. Reading branch tips, a log of the
+/// agent's commits, `git status` and bundling only the commits beyond the pod's base
+/// take seconds even on large clones; a clone that makes git block (a FIFO where git
+/// reads a file) or crawl must not hold `review` or `delete` for longer. Below
+/// [`super::REQUEST_TIMEOUT`], so the wait request never times out first.
+pub(crate) const JOB_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// `DEVAIPOD_JOB_TIMEOUT_SECS` may only shorten [`JOB_TIMEOUT`] (tests use it to see
+/// the timeout without waiting for it).
+fn job_timeout() -> Duration {
+    std::env::var("DEVAIPOD_JOB_TIMEOUT_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .map_or(JOB_TIMEOUT, |d| d.min(JOB_TIMEOUT))
+}
+
+/// The size of a job's tmpfs (its /tmp, where the git directory and the output go): the
+/// largest bundle devaipod fetches plus room for the copied index and refs.
+pub(crate) const JOB_TMPFS_BYTES: u64 = BUNDLE_LIMIT + 512 * 1024 * 1024;
+
+/// The largest review bundle devaipod fetches. A bundle holds only the agent's commits
+/// beyond the pod's base, usually kilobytes; 2 GiB still lets an agent that vendored
+/// a large dependency be reviewed, while a clone cannot fill the host's disk.
+pub(crate) const BUNDLE_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
+
+/// The most of a job's output (stdout and stderr) devaipod reads: it only quotes the
+/// last lines of a failed job.
+const JOB_LOG_LIMIT: usize = 64 * 1024;
+
+/// Which hash the agent's clone uses (from the pod's base commit, which devaipod
+/// recorded from the host repo; never from the agent's config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ObjectFormat {
+    Sha1,
+    Sha256,
+}
+
+impl ObjectFormat {
+    /// The format whose commit ids are as long as `commit` (40 or 64 hex digits).
+    pub(crate) fn of_commit(commit: &str) -> Option<Self> {
+        if !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        match commit.len() {
+            40 => Some(Self::Sha1),
+            64 => Some(Self::Sha256),
+            _ => None,
+        }
+    }
+
+    /// The length of a commit id in hex digits.
+    pub(crate) fn hex_len(self) -> usize {
+        match self {
+            Self::Sha1 => 40,
+            Self::Sha256 => 64,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sha1 => "sha1",
+            Self::Sha256 => "sha256",
+        }
+    }
+}
+
 /// What a [`Engine::run_job`] container left behind.
 #[derive(Debug)]
 pub(crate) struct JobOutput {
     pub code: i64,
-    /// stdout and stderr, interleaved.
+    /// stdout and stderr, interleaved, at most [`JOB_LOG_LIMIT`] bytes.
     pub logs: String,
-    pub file: Option<Vec<u8>>,
+    /// The files fetched by [`Fetch::Tree`].
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Whether [`Fetch::File`] found its file.
+    pub copied: bool,
+}
+
+/// What [`Engine::run_job`] reads out of the job once it ended.
+#[derive(Debug)]
+pub(crate) enum Fetch<'a> {
+    /// The regular files under `path`, into memory, at most `limit` bytes of archive.
+    Tree { path: &'a str, limit: u64 },
+    /// The file `path` copied into `dest`, at most `limit` bytes of archive.
+    File {
+        path: &'a str,
+        limit: u64,
+        dest: &'a mut std::fs::File,
+    },
 }
 
 /// A job over the agent's clone of workspace `name`.
@@ -29,7 +120,9 @@ pub(crate) struct CloneJob<'a> {
     /// The host repo the workspace was made from (its `io.devaipod.repo` label).
     pub repo: &'a str,
     pub image: &'a str,
-    /// sh script, with `args` as $1...
+    pub object_format: ObjectFormat,
+    /// sh script run after [`SAFE_GIT_DIR`], with `args` as $1...; `$out` is the
+    /// directory for its output.
     pub script: &'a str,
     pub args: &'a [&'a str],
 }
@@ -37,22 +130,109 @@ pub(crate) struct CloneJob<'a> {
 /// Where the agent's clone is mounted in a job.
 pub(crate) const CLONE_IN_JOB: &str = "/repo";
 
-/// The plan of a job container: the agent's uid, every capability dropped,
-/// no-new-privileges, the clone read-only at [`CLONE_IN_JOB`].
+/// The variable holding the line a job prints when its script succeeded.
+const JOB_DONE_ENV: &str = "DEVAIPOD_JOB_DONE";
+
+/// Where a job writes its output ([`Fetch`] reads it from there).
+pub(crate) const JOB_OUT: &str = "/tmp/out";
+
+/// The start of every clone job's script: a git directory in the job's tmpfs made of
+/// copies of the clone's HEAD, branch refs, packed-refs, index (and split-index
+/// files), shallow list and exclude patterns (regular files only; links, FIFOs and
+/// devices are dropped), with devaipod's config; the clone's objects and work tree are
+/// reached through GIT_OBJECT_DIRECTORY and GIT_WORK_TREE. So no config, hook or
+/// attributes file of the agent's is ever read: no fsmonitor, hook, filter, diff or
+/// textconv driver, pager, alias or include of the agent's can run. .gitattributes in
+/// the work tree may name drivers, but only config defines them. Submodules are not
+/// entered (a nested repo's config would be the agent's again). `$1` is the object
+/// format; the caller's script gets the remaining arguments.
+pub(crate) const SAFE_GIT_DIR: &str = r#"set -eu
+umask 077
+src=/repo/.git
+g=/tmp/git
+out=/tmp/out
+format=$1
+shift
+if [ ! -d "$src" ] || [ -L "$src" ]; then
+  echo "devaipod: the agent's clone has no .git directory" >&2
+  exit 3
+fi
+mkdir -p "$g/refs/tags" "$g/info" "$g/objects" "$out"
+for f in HEAD packed-refs index shallow info/exclude "$src"/sharedindex.*; do
+  f=${f#"$src/"}
+  if [ -f "$src/$f" ] && [ ! -L "$src/$f" ]; then cp "$src/$f" "$g/$f"; fi
+done
+if [ -d "$src/refs/heads" ] && [ ! -L "$src/refs/heads" ]; then
+  cp -RP "$src/refs/heads" "$g/refs/"
+fi
+mkdir -p "$g/refs/heads"
+find "$g" ! -type f ! -type d -exec rm -f -- {} +
+cat > "$g/config" <<CONFIG
+[core]
+	repositoryformatversion = 1
+	bare = false
+	hooksPath = /dev/null
+	fsmonitor = false
+	untrackedCache = false
+[extensions]
+	objectFormat = $format
+[gc]
+	auto = 0
+[maintenance]
+	auto = false
+[diff]
+	ignoreSubmodules = all
+[status]
+	submoduleSummary = false
+[submodule]
+	recurse = false
+CONFIG
+export GIT_DIR="$g" GIT_WORK_TREE=/repo GIT_OBJECT_DIRECTORY="$src/objects"
+git() { command git -c core.fsmonitor=false -c core.hooksPath=/dev/null -c core.pager=cat "$@"; }
+"#;
+
+/// The environment of a clone job: no system, global or XDG config or attributes file
+/// is read, replace refs are ignored, git never prompts.
+fn job_env() -> BTreeMap<String, String> {
+    [
+        ("HOME", "/tmp"),
+        ("XDG_CONFIG_HOME", "/tmp/.config"),
+        ("GIT_CONFIG_NOSYSTEM", "1"),
+        ("GIT_CONFIG_GLOBAL", "/dev/null"),
+        ("GIT_ATTR_NOSYSTEM", "1"),
+        ("GIT_NO_REPLACE_OBJECTS", "1"),
+        ("GIT_TERMINAL_PROMPT", "0"),
+        ("GIT_OPTIONAL_LOCKS", "0"),
+        ("LC_ALL", "C"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The plan of a job container: the agent's hardening (seccomp profile, no
+/// capabilities, no-new-privileges, read-only root with a tmpfs /tmp, pids and memory
+/// limits, uid), the clone read-only at [`CLONE_IN_JOB`].
 pub(crate) fn clone_job_container(job: &CloneJob<'_>) -> ContainerSpec {
     let pod = job.name.pod_name();
     let uid = crate::plan::AGENT_UID;
+    // The tmpfs goes when the job stops, so a job that succeeded says so on its output
+    // and stays until devaipod has read its files. The line carries a random token:
+    // nothing else in the job knows it, so no output of git's can end the job early.
     let mut command = vec![
         "/bin/sh".to_string(),
         "-c".into(),
-        job.script.into(),
+        format!(
+            "{SAFE_GIT_DIR}{}\necho \"${JOB_DONE_ENV}\"\nwhile :; do sleep 3600; done\n",
+            job.script
+        ),
         "sh".into(),
+        job.object_format.name().into(),
     ];
+    let mut env = job_env();
+    let token: String = (0..4).map(|_| crate::names::random_suffix()).collect();
+    env.insert(JOB_DONE_ENV.into(), format!("devaipod-job-done-{token}"));
     command.extend(job.args.iter().map(|a| a.to_string()));
-    let env: BTreeMap<String, String> = [("HOME", "/tmp"), ("GIT_CONFIG_NOSYSTEM", "1")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
     ContainerSpec {
         role: Role::Helper,
         name: format!("{pod}-job-{}", crate::names::random_suffix()),
@@ -65,11 +245,11 @@ pub(crate) fn clone_job_container(job: &CloneJob<'_>) -> ContainerSpec {
         cap_add: vec![],
         no_new_privileges: true,
         security_opt: vec![],
-        seccomp: Seccomp::Default,
-        read_only: false,
-        tmpfs: vec![],
-        pids_limit: None,
-        memory_limit: None,
+        seccomp: Seccomp::Agent,
+        read_only: true,
+        tmpfs: vec!["/tmp".into()],
+        pids_limit: Some(crate::plan::AGENT_PIDS_LIMIT),
+        memory_limit: Some(crate::plan::AGENT_MEMORY_LIMIT),
         cpu_millis: None,
         mounts: vec![MountSpec {
             kind: crate::plan::MountKind::Volume,
@@ -86,38 +266,116 @@ pub(crate) fn clone_job_container(job: &CloneJob<'_>) -> ContainerSpec {
 }
 
 impl Engine {
-    /// Creates the job container `c`, verifies its hardening, runs it to completion and
-    /// removes it: its exit code, its output, and the file `fetch` from its filesystem
-    /// if asked.
+    /// Creates the job container `c`, verifies its hardening (failing closed, as for
+    /// the agent), runs it for at most [`JOB_TIMEOUT`] and removes it: its exit code,
+    /// its output, and what `fetch` asks for from its filesystem.
     pub(crate) async fn run_job(
         &self,
         c: &ContainerSpec,
-        fetch: Option<&str>,
+        mut fetch: Option<Fetch<'_>>,
     ) -> Result<JobOutput> {
         let name = c.name.clone();
+        let timeout = job_timeout();
         let result = async {
-            self.create_container(&spec::job_spec(c))
+            let seccomp = spec::SeccompFile::write()?;
+            self.create_container(&spec::job_spec(c, Some(seccomp.path()), JOB_TMPFS_BYTES))
                 .await
                 .with_context(|| format!("creating container {name}"))?;
-            // Nothing in a job is limited by cgroups, so the engine's cgroup mode
-            // does not matter here.
-            verify::verify_created(self, c, false).await?;
+            drop(seccomp);
+            let enforced = verify::limits_enforced(self.rootless());
+            verify::verify_created(self, c, enforced).await?;
+            let done = c
+                .env
+                .get(JOB_DONE_ENV)
+                .ok_or_else(|| anyhow!("the job {name} has no {JOB_DONE_ENV}"))?;
             self.start_container(&name).await?;
-            let code = self.wait_stopped(&name).await?;
-            let logs = self.logs_tail(&name, 100_000).await?;
-            let file = match fetch {
-                Some(path) => self.read_file(&name, path).await?,
-                None => None,
+            let Ok(ended) = tokio::time::timeout(timeout, self.job_outcome(&name, done)).await
+            else {
+                return Err(anyhow!(JobTimedOut(timeout)));
             };
-            Ok::<_, anyhow::Error>(JobOutput { code, logs, file })
+            let (code, logs) = ended?;
+            tracing::debug!(job = %name, code, logs = ?logs, "job ended");
+            let mut out = JobOutput {
+                code,
+                logs,
+                files: Vec::new(),
+                copied: false,
+            };
+            match &mut fetch {
+                Some(Fetch::Tree { path, limit }) => {
+                    out.files = self.read_tree_within(&name, path, *limit).await?;
+                }
+                Some(Fetch::File { path, limit, dest }) => {
+                    out.copied = self.copy_file_out(&name, path, *limit, dest).await?;
+                }
+                None => {}
+            }
+            Ok::<_, anyhow::Error>(out)
         }
         .await;
+        // Killed at once: a removal would first wait for the stop timeout.
+        let kill = format!("/libpod/containers/{}/kill?signal=KILL", encode(&name));
+        let _ = self.post(&kill, &()).await;
         self.delete_if_present(
             &format!("/libpod/containers/{}?force=true&v=true", encode(&name)),
             || format!("removing {name}"),
         )
         .await?;
         result.with_context(|| format!("running {name}"))
+    }
+}
+
+impl Engine {
+    /// Follows a started job's output until it prints `done` (exit code 0; it stays
+    /// running so its files can be read) or ends (its exit code): the code and at most
+    /// [`JOB_LOG_LIMIT`] bytes of output.
+    async fn job_outcome(&self, name: &str, done: &str) -> Result<(i64, String)> {
+        use futures_util::StreamExt as _;
+        let opts = super::logs::LogOptions {
+            follow: true,
+            tail: None,
+        };
+        let needle = done.as_bytes();
+        let mut stream = self.logs(name, opts);
+        let mut logs: Vec<u8> = Vec::new();
+        let mut window: Vec<u8> = Vec::new();
+        let mut finished = false;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            let bytes = chunk.bytes();
+            window.extend_from_slice(bytes);
+            if window.windows(needle.len()).any(|w| w == needle) {
+                finished = true;
+                break;
+            }
+            window.drain(..window.len().saturating_sub(needle.len()));
+            let room = JOB_LOG_LIMIT.saturating_sub(logs.len());
+            logs.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
+        drop(stream);
+        let code = if finished {
+            0
+        } else {
+            self.wait_stopped(name).await?
+        };
+        Ok((code, String::from_utf8_lossy(&logs).into_owned()))
+    }
+}
+
+/// A job ran past its time and was killed and removed.
+#[derive(Debug, thiserror::Error)]
+#[error("it ran longer than {}s and was stopped", .0.as_secs())]
+pub(crate) struct JobTimedOut(pub Duration);
+
+/// Fails when the job's error is a [`JobTimedOut`], naming the pod and what to do.
+pub(crate) fn explain_timeout(e: anyhow::Error, name: &Name) -> anyhow::Error {
+    match e.downcast_ref::<JobTimedOut>() {
+        Some(t) => anyhow!(
+            "reading the agent's clone of {name} ({}) took longer than {}s, so devaipod stopped and removed the job: the clone may be very large or made to stall git (look at it with `devaipod exec {name} --container agent`); `devaipod delete {name} --force` deletes the workspace without reading it",
+            name.pod_name(),
+            t.0.as_secs()
+        ),
+        None => e,
     }
 }
 
@@ -132,6 +390,7 @@ mod tests {
             name: &name,
             repo: "/home/u/src/proj",
             image: "localhost/devaipod-base:latest",
+            object_format: ObjectFormat::Sha1,
             script: "echo $1",
             args: &["x"],
         };
@@ -141,14 +400,74 @@ mod tests {
             assert!(c.labels.contains_key(key), "{key}");
         }
         assert_eq!(c.labels[labels::ROLE], "helper");
-        assert_eq!(c.command[4..], ["x"]);
+        assert_eq!(c.command[4..], ["sha1", "x"]);
+        assert!(c.command[2].starts_with(SAFE_GIT_DIR), "{}", c.command[2]);
         assert_eq!(c.cap_drop, ["ALL"]);
+        assert!(c.cap_add.is_empty());
         assert!(c.no_new_privileges);
+        assert_eq!(c.seccomp, Seccomp::Agent);
+        assert!(c.read_only);
+        assert_eq!(c.tmpfs, ["/tmp"]);
+        assert_eq!(c.pids_limit, Some(crate::plan::AGENT_PIDS_LIMIT));
+        assert_eq!(c.memory_limit, Some(crate::plan::AGENT_MEMORY_LIMIT));
+        assert_eq!(c.user.as_deref(), Some("4096:4096"));
+        assert_eq!(c.env["GIT_CONFIG_GLOBAL"], "/dev/null");
+        assert_eq!(c.env["GIT_CONFIG_NOSYSTEM"], "1");
         assert_eq!(c.mounts[0].source, "devaipod-demo-agent-repo");
         assert!(c.mounts[0].read_only);
         // The spec sent for it is verified against the same plan.
-        let v = serde_json::to_value(spec::job_spec(&c)).expect("json");
+        let seccomp = std::path::Path::new("/tmp/p/agent.json");
+        let v =
+            serde_json::to_value(spec::job_spec(&c, Some(seccomp), JOB_TMPFS_BYTES)).expect("json");
         assert_eq!(v["volumes"][0]["Options"][0], "ro");
         assert_eq!(v["user"], "4096:4096");
+        assert_eq!(v["read_only_filesystem"], true);
+        assert_eq!(v["seccomp_profile_path"], "/tmp/p/agent.json");
+        assert_eq!(
+            v["resource_limits"]["pids"]["limit"],
+            crate::plan::AGENT_PIDS_LIMIT
+        );
+        assert_eq!(v["mounts"][0]["destination"], "/tmp");
+        // And the verify path the agent goes through accepts only what was asked.
+        let mut inspect: serde_json::Value =
+            serde_json::from_str(super::super::inspect::fixtures::AGENT).expect("json");
+        inspect["Name"] = c.name.clone().into();
+        inspect["Config"]["User"] = "4096:4096".into();
+        inspect["Mounts"] = serde_json::json!([{"Type": "volume", "Name": "devaipod-demo-agent-repo", "Destination": "/repo", "RW": false}]);
+        inspect["HostConfig"]["Init"] = false.into();
+        let ok = verify::verify_inspect_text(&c, &inspect.to_string(), true);
+        assert!(ok.is_ok(), "{ok:?}");
+        for (key, bad) in [
+            ("SecurityOpt", serde_json::json!(["no-new-privileges"])),
+            ("ReadonlyRootfs", serde_json::json!(false)),
+            ("PidsLimit", serde_json::json!(0)),
+        ] {
+            let mut worse = inspect.clone();
+            worse["HostConfig"][key] = bad;
+            assert!(
+                verify::verify_inspect_text(&c, &worse.to_string(), true).is_err(),
+                "{key}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn object_formats_come_from_the_base_commit() {
+        assert_eq!(
+            ObjectFormat::of_commit(&"a".repeat(40)),
+            Some(ObjectFormat::Sha1)
+        );
+        assert_eq!(
+            ObjectFormat::of_commit(&"0".repeat(64)),
+            Some(ObjectFormat::Sha256)
+        );
+        for bad in ["", "abc", &"g".repeat(40), &"é".repeat(20), &"a".repeat(41)] {
+            assert_eq!(ObjectFormat::of_commit(bad), None, "{bad}");
+        }
     }
 }

@@ -283,14 +283,24 @@ pub(crate) fn container_spec(
     spec
 }
 
-/// The SpecGenerator for a job container outside the pod: no network at all.
-pub(crate) fn job_spec(c: &ContainerSpec) -> SpecGenerator {
-    SpecGenerator {
+/// The SpecGenerator for a job container outside the pod: no network at all, and
+/// every tmpfs bounded to `tmpfs_bytes`. `seccomp_path` is the agent profile's file
+/// ([`SeccompFile`]), applied when the plan asks for it as for the agent.
+pub(crate) fn job_spec(
+    c: &ContainerSpec,
+    seccomp_path: Option<&std::path::Path>,
+    tmpfs_bytes: u64,
+) -> SpecGenerator {
+    let mut spec = SpecGenerator {
         netns: Some(Namespace {
             nsmode: "none".into(),
         }),
-        ..base_spec(c, None, (0, 0))
+        ..base_spec(c, seccomp_path, (0, 0))
+    };
+    for m in spec.mounts.iter_mut().filter(|m| m.kind == "tmpfs") {
+        m.options.push(format!("size={tmpfs_bytes}"));
     }
+    spec
 }
 
 /// What every container's spec holds, from its plan.
@@ -551,9 +561,23 @@ mod tests {
     fn job_specs_have_no_network_and_no_pod() {
         let plan = crate::plan::build(&crate::plan::tests_support::input()).expect("plan");
         let agent = plan.container(Role::Agent).expect("agent");
-        let v = serde_json::to_value(job_spec(agent)).expect("json");
+        let seccomp = std::path::Path::new("/tmp/devaipod-seccomp-x/agent.json");
+        let v = serde_json::to_value(job_spec(agent, Some(seccomp), 4096)).expect("json");
         assert_eq!(v["netns"]["nsmode"], "none");
         assert!(v.get("pod").is_none() && v.get("hostname").is_none());
         assert_eq!(v["no_new_privileges"], true);
+        assert_eq!(
+            v["seccomp_profile_path"],
+            "/tmp/devaipod-seccomp-x/agent.json"
+        );
+        let tmpfs = v["mounts"].as_array().expect("mounts");
+        assert!(!tmpfs.is_empty());
+        for m in tmpfs {
+            assert_eq!(
+                m["options"].as_array().expect("options").last(),
+                Some(&"size=4096".into()),
+                "{m}"
+            );
+        }
     }
 }

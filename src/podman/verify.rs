@@ -216,7 +216,21 @@ fn verify_mounts(c: &ContainerSpec, inspect: &ContainerInspect) -> Result<()> {
             bail!("check failed for {name}: the image {src} is not mounted read-only at {dst}");
         }
     }
+    for dir in &c.tmpfs {
+        if !inspect.host_config.tmpfs.contains_key(dir) {
+            bail!("check failed for {name}: there is no tmpfs at {dir}");
+        }
+    }
     for m in &c.mounts {
+        if m.read_only
+            && m.kind != MountKind::Tmpfs
+            && mounts.iter().any(|x| x.destination == m.target && x.rw)
+        {
+            bail!(
+                "hardening check failed for {name}: {} is mounted writable although the plan has it read-only",
+                m.target
+            );
+        }
         // Podman lists tmpfs mounts under HostConfig.Tmpfs, the rest under Mounts.
         let found = if m.kind == MountKind::Tmpfs {
             inspect.host_config.tmpfs.contains_key(&m.target)
@@ -365,6 +379,7 @@ mod tests {
             "limits not enforced: not checked"
         );
         assert!(verify_with(|v| v["Mounts"] = json!([]), true).is_err());
+        assert!(verify_with(|v| v["HostConfig"]["Tmpfs"] = json!({}), true).is_err());
         assert!(verify_with(|v| v["HostConfig"]["Privileged"] = json!(true), true).is_err());
         assert!(verify_with(|v| v["Config"]["User"] = json!("0:0"), true).is_err());
         let no_init = |v: &mut Value| {

@@ -17,6 +17,7 @@ mod engine;
 mod gator;
 mod inert_git;
 mod inert_output;
+mod jobs;
 mod pod;
 mod secrets;
 mod security;
