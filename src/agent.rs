@@ -1,5 +1,5 @@
 //! Talking to a pod's agent (opencode's HTTP API): handing over tasks and reading its
-//! sessions. Requests go through [`crate::podman::probe::agent_request`], inside the
+//! sessions. Requests go through [`crate::podman::agent_http::agent_request`], inside the
 //! pod's network namespace; the server password is read from the workspace's secret
 //! file and never leaves devaipod's memory except on the helper's stdin.
 
@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::plan::{self, labels};
-use crate::podman::{Engine, encode, probe};
+use crate::podman::{Engine, agent_http, encode};
 use crate::secret::SecretValue;
 
 /// One opencode session as `status` shows it.
@@ -117,8 +117,9 @@ impl<'a> Agent<'a> {
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
         let sep = if path.contains('?') { '&' } else { '?' };
         let path = format!("{path}{sep}directory={}", encode(&self.directory));
-        let r = probe::agent_request(self.engine, &self.pod, method, &path, body, &self.password)
-            .await?;
+        let r =
+            agent_http::agent_request(self.engine, &self.pod, method, &path, body, &self.password)
+                .await?;
         if !(200..300).contains(&r.status) {
             bail!(
                 "the agent answered {method} {path} with HTTP {}: {}",

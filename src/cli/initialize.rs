@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use tokio::io::AsyncBufReadExt;
 
 use crate::plan::{Command, InitializePlan};
-use crate::podman::apply::Cancel;
+use crate::podman::cancel::Cancel;
 use crate::progress::Progress;
 
 /// How many lines of a failed command's output the error shows.

@@ -11,7 +11,7 @@ use super::Context;
 use crate::names::Name;
 use crate::plan;
 use crate::podman::Engine;
-use crate::podman::probe::{self, Target};
+use crate::podman::readiness::{self, Target};
 use crate::progress::Progress;
 use crate::state::{ReadyRecord, StateDir};
 
@@ -67,7 +67,7 @@ pub(super) async fn start(ctx: &Context, args: StartArgs) -> Result<ExitCode> {
     };
     // Interrupting a start leaves the pod running: nothing was created.
     let (_tx, mut cancel) = tokio::sync::watch::channel(false);
-    probe::wait_ready(engine, &target, &mut cancel).await?;
+    readiness::wait_ready(engine, &target, &mut cancel).await?;
     note_agent_ready(engine, &name).await?;
     run_post_start(engine, &pod, &row, &progress).await?;
     drop(progress);
@@ -91,7 +91,7 @@ async fn run_post_start(
     let Some(ws) = row.container("workspace") else {
         bail!("{pod} has no workspace container to run postStartCommand in");
     };
-    crate::podman::apply::run_lifecycle(
+    crate::podman::hooks::run_lifecycle(
         engine,
         &ws.name,
         post.user.as_deref(),

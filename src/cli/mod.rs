@@ -132,11 +132,11 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Http => {
-            crate::podman::probe::run_http().await?;
+            crate::podman::agent_http::run_http().await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Probe { url, timeout_ms } => {
-            crate::podman::probe::run_probe(&url, std::time::Duration::from_millis(timeout_ms))
+            crate::podman::readiness::run_probe(&url, std::time::Duration::from_millis(timeout_ms))
                 .await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -160,7 +160,7 @@ pub fn exit_code_for(e: &anyhow::Error) -> ExitCode {
 }
 
 /// A channel that turns Ctrl-C and SIGTERM into a cancellation request.
-pub fn cancel_on_signals() -> crate::podman::apply::Cancel {
+pub fn cancel_on_signals() -> crate::podman::cancel::Cancel {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut term =

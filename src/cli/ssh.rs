@@ -107,7 +107,7 @@ async fn post_attach(engine: &Engine, ctx: &SessionContext) {
         property: "postAttachCommand".into(),
         command: cmd.clone(),
     };
-    if let Err(e) = crate::podman::apply::run_lifecycle(
+    if let Err(e) = crate::podman::hooks::run_lifecycle(
         engine,
         &ctx.workspace,
         ctx.user.as_deref(),

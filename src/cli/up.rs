@@ -194,7 +194,7 @@ async fn build_image(
     plan: &PodPlan,
     build: &crate::build::Prepared,
     progress: &Progress,
-    cancel: &mut apply::Cancel,
+    cancel: &mut crate::podman::cancel::Cancel,
 ) -> Result<String> {
     progress.step(&format!(
         "building {} from {} ({} files)",

@@ -8,17 +8,14 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
 use super::Engine;
-use super::cancel::cancellable;
+use super::cancel::{Cancel, cancellable};
+use super::hooks::run_lifecycle;
 use super::spec::{SeccompFile, container_spec, pod_spec};
+use super::verify::limits_enforced;
 use crate::git;
 use crate::plan::{ContainerSpec, ImageState, PodPlan, Role, SecretSource, labels};
 use crate::progress::Progress;
 use crate::secret::SecretValue;
-
-// The paths callers used before the split.
-pub(crate) use super::cancel::Cancel;
-pub(crate) use super::hooks::run_lifecycle;
-pub(crate) use super::verify::limits_enforced;
 
 /// One created container, as `up --json` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

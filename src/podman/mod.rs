@@ -44,7 +44,6 @@ pub(crate) mod labelled;
 pub(crate) mod logs;
 pub(crate) mod netns;
 pub(crate) mod objects;
-pub(crate) mod probe;
 pub(crate) mod readiness;
 pub(crate) mod session;
 pub(crate) mod spec;
