@@ -3,9 +3,12 @@
 //! commands): `nsenter --net` rootful, `podman unshare nsenter --net` rootless, and
 //! inside a toolbox a short-lived hardened helper container that joins the pod.
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::Engine;
+use crate::plan::{ContainerSpec, MountKind, MountSpec, Role, Seccomp, labels};
 
 /// PID of a process in the pod's network namespace (the infra container's).
 async fn netns_pid(engine: &Engine, pod: &str) -> Result<i64> {
@@ -45,54 +48,105 @@ pub(crate) fn nsenter_command(
     argv
 }
 
+/// Where devaipod's binary is mounted in a toolbox helper.
+const HELPER_EXE: &str = "/devaipod-helper";
+/// A toolbox helper's tmpfs (/tmp): it writes nothing there; bounded all the same.
+const HELPER_TMPFS_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Inside a toolbox no route into the pod's namespaces exists (its user namespace is a
 /// child of the one owning the pod). There devaipod runs itself in a short-lived
-/// helper container that joins the pod: the workspace's image, hardened like the
-/// agent, with devaipod's binary mounted read-only from a path the host also sees.
-pub(crate) fn toolbox_command(
-    podman: &std::path::Path,
-    socket: &std::path::Path,
-    pod: &str,
-    name: &str,
+/// helper container that joins the pod: the workspace's image, hardened like the agent
+/// (its seccomp profile, no capabilities, no-new-privileges, read-only root, its pids
+/// and memory limits; uid 65534, as it holds nothing), with devaipod's binary mounted
+/// read-only from a path the host also sees. It is created and verified through the
+/// same spec and checks as the pod's containers ([`toolbox_helper`]), then attached by
+/// the podman CLI ([`toolbox_command`]), which carries its stdin and stdout.
+pub(crate) fn helper_container(
+    name: &crate::names::Name,
+    repo: &str,
     image: &str,
     helper: &std::path::Path,
     args: &[String],
+) -> ContainerSpec {
+    let mut command = vec![HELPER_EXE.to_string()];
+    command.extend(args.iter().cloned());
+    ContainerSpec {
+        role: Role::Helper,
+        name: format!(
+            "{}-helper-{}",
+            name.pod_name(),
+            crate::names::random_suffix()
+        ),
+        image: image.to_string(),
+        command,
+        user: Some("65534:65534".into()),
+        workdir: "/".into(),
+        init: false,
+        cap_drop: vec!["ALL".into()],
+        cap_add: vec![],
+        no_new_privileges: true,
+        security_opt: vec![],
+        seccomp: Seccomp::Agent,
+        read_only: true,
+        tmpfs: vec!["/tmp".into()],
+        pids_limit: Some(crate::plan::AGENT_PIDS_LIMIT),
+        memory_limit: Some(crate::plan::AGENT_MEMORY_LIMIT),
+        cpu_millis: None,
+        mounts: vec![MountSpec {
+            kind: MountKind::Bind,
+            source: helper.display().to_string(),
+            target: HELPER_EXE.into(),
+            read_only: true,
+        }],
+        image_mounts: vec![],
+        env: BTreeMap::new(),
+        secrets: vec![],
+        labels: labels::for_object(name, Role::Helper, repo, &BTreeMap::new()),
+        extra: Default::default(),
+    }
+}
+
+/// Creates the toolbox helper `c` in `pod` and verifies its hardening (failing closed,
+/// as for the agent); a helper that fails the check is removed.
+async fn toolbox_helper(engine: &Engine, pod: &str, c: &ContainerSpec) -> Result<()> {
+    let seccomp = super::spec::SeccompFile::write()?;
+    engine
+        .create_container(&super::spec::helper_spec(
+            pod,
+            c,
+            Some(seccomp.path()),
+            HELPER_TMPFS_BYTES,
+        ))
+        .await
+        .with_context(|| format!("creating the helper container {}", c.name))?;
+    drop(seccomp);
+    let enforced = super::verify::limits_enforced(engine.rootless());
+    if let Err(e) = super::verify::verify_created(engine, c, enforced).await {
+        let _ = engine.remove_container(&c.name).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The podman CLI command that starts the created helper `name` with its stdin and
+/// stdout attached; its exit code is the helper's, and Podman removes it after.
+pub(crate) fn toolbox_command(
+    podman: &std::path::Path,
+    socket: &std::path::Path,
+    name: &str,
 ) -> Vec<String> {
-    let mut argv: Vec<String> = [
+    [
         podman.display().to_string(),
         "--remote".into(),
         "--url".into(),
         format!("unix://{}", socket.display()),
-        "run".into(),
-        "--rm".into(),
+        "start".into(),
+        "--attach".into(),
         "--interactive".into(),
-        "--pod".into(),
-        pod.into(),
-        "--label".into(),
-        format!("{}={name}", crate::plan::labels::POD),
-        "--label".into(),
-        format!(
-            "{}={}",
-            crate::plan::labels::ROLE,
-            crate::plan::Role::Helper
-        ),
-        "--user".into(),
-        "65534:65534".into(),
-        "--cap-drop".into(),
-        "ALL".into(),
-        "--security-opt".into(),
-        "no-new-privileges".into(),
-        "--read-only".into(),
-        "--volume".into(),
-        format!("{}:/devaipod-helper:ro", helper.display()),
-        "--entrypoint".into(),
-        "/devaipod-helper".into(),
-        image.into(),
+        name.into(),
     ]
     .into_iter()
-    .collect();
-    argv.extend(args.iter().cloned());
-    argv
+    .collect()
 }
 
 /// A copy of devaipod's binary at a path the host's engine can mount (a toolbox shares
@@ -133,15 +187,19 @@ pub(crate) async fn in_pod_command(
             .into_iter()
             .find(|i| !i.is_empty())
             .ok_or_else(|| anyhow!("cannot tell the image of {pod}-workspace"))?;
-        let name = pod.strip_prefix("devaipod-").unwrap_or(pod);
+        let name = crate::names::Name::new(pod.strip_prefix("devaipod-").unwrap_or(pod))?;
+        let repo = engine
+            .inspect_pod(pod)
+            .await?
+            .label(labels::REPO)
+            .unwrap_or_default()
+            .to_string();
+        let helper = helper_container(&name, &repo, &image, &host_visible_exe(&exe)?, args);
+        toolbox_helper(engine, pod, &helper).await?;
         return Ok(toolbox_command(
             &super::connect::find_podman()?,
             engine.socket(),
-            pod,
-            name,
-            &image,
-            &host_visible_exe(&exe)?,
-            args,
+            &helper.name,
         ));
     }
     let pid = netns_pid(engine, pod).await?;
@@ -173,25 +231,71 @@ mod tests {
         let tb = toolbox_command(
             podman,
             std::path::Path::new("/run/user/1000/podman/podman.sock"),
-            "devaipod-x",
-            "x",
+            "devaipod-x-helper-1",
+        );
+        assert_eq!(
+            tb.join(" "),
+            "/usr/bin/podman --remote --url unix:///run/user/1000/podman/podman.sock start --attach --interactive devaipod-x-helper-1"
+        );
+    }
+
+    #[test]
+    fn the_toolbox_helper_is_hardened_like_the_agent() {
+        let name = crate::names::Name::new("x").expect("name");
+        let args = ["__probe".to_string(), "http://127.0.0.1:1/".into()];
+        let c = helper_container(
+            &name,
+            "/home/u/src/x",
             "localhost/img:1",
             std::path::Path::new("/home/u/devaipod"),
             &args,
         );
-        let text = tb.join(" ");
-        assert!(text.starts_with("/usr/bin/podman --remote --url unix:///run/user/1000/podman/podman.sock run --rm --interactive --pod devaipod-x"), "{text}");
-        assert!(
-            text.contains("--cap-drop ALL --security-opt no-new-privileges --read-only"),
-            "{text}"
+        assert_eq!(c.role, Role::Helper);
+        assert!(c.name.starts_with("devaipod-x-helper-"), "{}", c.name);
+        assert_eq!(
+            c.command,
+            ["/devaipod-helper", "__probe", "http://127.0.0.1:1/"]
         );
-        assert!(
-            text.contains("--volume /home/u/devaipod:/devaipod-helper:ro"),
-            "{text}"
+        assert_eq!(c.user.as_deref(), Some("65534:65534"));
+        assert_eq!(c.cap_drop, ["ALL"]);
+        assert!(c.cap_add.is_empty() && c.no_new_privileges && c.read_only);
+        assert_eq!(c.seccomp, Seccomp::Agent);
+        assert_eq!(c.pids_limit, Some(crate::plan::AGENT_PIDS_LIMIT));
+        assert_eq!(c.memory_limit, Some(crate::plan::AGENT_MEMORY_LIMIT));
+        assert_eq!(
+            c.mounts,
+            [MountSpec {
+                kind: MountKind::Bind,
+                source: "/home/u/devaipod".into(),
+                target: HELPER_EXE.into(),
+                read_only: true,
+            }]
         );
+        for key in [labels::POD, labels::ROLE, labels::REPO, labels::VERSION] {
+            assert!(c.labels.contains_key(key), "{key}");
+        }
+        let spec = serde_json::to_value(super::super::spec::helper_spec(
+            "devaipod-x",
+            &c,
+            Some(std::path::Path::new("/tmp/p.json")),
+            HELPER_TMPFS_BYTES,
+        ))
+        .expect("json");
+        assert_eq!(spec["pod"], "devaipod-x");
+        assert_eq!(spec["stdin"], true);
+        assert_eq!(spec["remove"], true);
+        assert_eq!(spec["read_only_filesystem"], true);
+        assert_eq!(spec["seccomp_profile_path"], "/tmp/p.json");
+        assert!(spec.get("netns").is_none(), "it joins the pod's network");
+        let tmpfs = spec["mounts"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["destination"] == "/tmp"))
+            .expect("tmpfs");
         assert!(
-            text.ends_with("localhost/img:1 __probe http://127.0.0.1:1/"),
-            "{text}"
+            tmpfs["options"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|x| x == &format!("size={HELPER_TMPFS_BYTES}"))),
+            "{tmpfs}"
         );
     }
 }

@@ -82,6 +82,12 @@ pub(crate) struct SpecGenerator {
     /// Jobs only: no network at all (`none`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub netns: Option<Namespace>,
+    /// Toolbox helpers only: stdin stays open for `podman start --attach --interactive`.
+    #[serde(skip_serializing_if = "is_false")]
+    pub stdin: bool,
+    /// Toolbox helpers only: removed by Podman once it exits.
+    #[serde(skip_serializing_if = "is_false")]
+    pub remove: bool,
 }
 
 /// A named volume mounted into a container.
@@ -295,6 +301,27 @@ pub(crate) fn job_spec(
         netns: Some(Namespace {
             nsmode: "none".into(),
         }),
+        ..base_spec(c, seccomp_path, (0, 0))
+    };
+    for m in spec.mounts.iter_mut().filter(|m| m.kind == "tmpfs") {
+        m.options.push(format!("size={tmpfs_bytes}"));
+    }
+    spec
+}
+
+/// The SpecGenerator for a toolbox helper ([`super::netns`]): in `pod` (its network
+/// namespace is the point), stdin kept open for the attached client, removed by Podman
+/// when it exits, every tmpfs bounded to `tmpfs_bytes`.
+pub(crate) fn helper_spec(
+    pod: &str,
+    c: &ContainerSpec,
+    seccomp_path: Option<&std::path::Path>,
+    tmpfs_bytes: u64,
+) -> SpecGenerator {
+    let mut spec = SpecGenerator {
+        pod: Some(pod.to_string()),
+        stdin: true,
+        remove: true,
         ..base_spec(c, seccomp_path, (0, 0))
     };
     for m in spec.mounts.iter_mut().filter(|m| m.kind == "tmpfs") {
