@@ -164,12 +164,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Waits until a container has stopped; its exit code (-1 when Podman's answer is
-    /// not a number).
+    /// Waits until a container has stopped and been cleaned up; its exit code (-1 when
+    /// Podman's answer is not a number). `exited`, not `stopped`: Podman 5 reports
+    /// `stopped` before its cleanup unmounts the root filesystem, and an archive read in
+    /// that window answers 200 with an empty body ("copier: get: globs [...] matched
+    /// nothing"), so a job's output file would read as missing. 4.3 reaches `exited` too.
     pub(crate) async fn wait_stopped(&self, name: &str) -> Result<i64> {
         let text = self
             .post(
-                &format!("/libpod/containers/{}/wait?condition=stopped", encode(name)),
+                &format!("/libpod/containers/{}/wait?condition=exited", encode(name)),
                 &(),
             )
             .await
