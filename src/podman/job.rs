@@ -106,7 +106,12 @@ impl Engine {
             let code = self.wait_stopped(&name).await?;
             let logs = self.logs_tail(&name, 100_000).await?;
             let file = match fetch {
-                Some(path) => self.read_file(&name, path).await?,
+                // Mounted first: on Podman 5 the exit cleanup unmounting the root
+                // filesystem under an archive read made the file read as missing.
+                Some(path) => {
+                    self.mount_container(&name).await?;
+                    self.read_file(&name, path).await?
+                }
                 None => None,
             };
             Ok::<_, anyhow::Error>(JobOutput { code, logs, file })

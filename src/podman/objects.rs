@@ -164,11 +164,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Waits until a container has stopped and been cleaned up; its exit code (-1 when
-    /// Podman's answer is not a number). `exited`, not `stopped`: Podman 5 reports
-    /// `stopped` before its cleanup unmounts the root filesystem, and an archive read in
-    /// that window answers 200 with an empty body ("copier: get: globs [...] matched
-    /// nothing"), so a job's output file would read as missing. 4.3 reaches `exited` too.
+    /// Mounts a container's root filesystem (libpod counts mounts): while it is held,
+    /// the cleanup Podman runs after the container exits cannot unmount it under a read.
+    /// Removing the container releases it.
+    pub(crate) async fn mount_container(&self, name: &str) -> Result<()> {
+        self.post(&format!("/libpod/containers/{}/mount", encode(name)), &())
+            .await
+            .with_context(|| format!("mounting container {name}"))?;
+        Ok(())
+    }
+
+    /// Waits until a container has exited; its exit code (-1 when Podman's answer is
+    /// not a number). `exited` rather than `stopped`, the later of the two states.
     pub(crate) async fn wait_stopped(&self, name: &str) -> Result<i64> {
         let text = self
             .post(
