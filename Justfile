@@ -229,10 +229,11 @@ _stage:
     # The test executables, from cargo's JSON messages (the podman and toolbox tiers are
     # test = false targets: selected by name, never by a plain `cargo test`).
     test_exe() {
-        # The test harness's artifact only ("test":true): devaipod's own binary, built for
-        # CARGO_BIN_EXE_devaipod, is listed too, before or after it.
+        # The test harness's artifact only (target kind "test"): devaipod's own binary,
+        # built for CARGO_BIN_EXE_devaipod, is listed too, before or after it, and its
+        # target has "test":true as well (the harness's target is test = false).
         cargo test --test "$1" --no-run --message-format=json-render-diagnostics |
-            grep '"test":true' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1
+            grep '"kind":\["test"\]' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1
     }
     exe=$(test_exe podman)
     [ -n "$exe" ] || { echo "could not find the podman test executable (cargo test --test podman --no-run)" >&2; exit 1; }
