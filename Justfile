@@ -90,6 +90,7 @@ test: check setup image
     just test-rootful
     just test-rootless
     just test-toolbox
+    just test-podman5
 
 # Real-Podman tests against the root (rootful) engine
 test-rootful: _stage
@@ -176,6 +177,47 @@ test-toolbox: _stage
     "${run[@]}" {{stage}}/cleanup.sh
     "${run[@]}" {{stage}}/toolbox-tests --test-threads=1
     "${run[@]}" {{stage}}/cleanup.sh --check
+
+# Real-Podman tests, rootful, against Podman 5.4 (Debian trixie's) nested in a privileged
+# container of the host's Podman: `just stage=/tmp/mine test-podman5` (root or sudo)
+test-podman5: _stage
+    #!/usr/bin/env bash
+    set -euo pipefail
+    started=$(date +%s)
+    # The base rootfs tarball, imported inside by build.sh from the read-only cache.
+    {{sudo}} containers/base/build.sh --tar-only
+    image=$({{sudo}} tests/images/build-podman5.sh)
+    key=${image##*:}
+    # The nested store lives in a volume named by the environment's key: kept between
+    # runs (the images inside are then up to date and skipped), replaced when the key
+    # changes. /run is a fresh tmpfs each run, so Podman inside resets the state of
+    # whatever a killed run left, and cleanup.sh removes it.
+    store=devaipod-p5-store-$key
+    for v in $({{sudo}} podman volume ls -q --filter name=^devaipod-p5-store-); do
+        [ "$v" = "$store" ] || {{sudo}} podman volume rm -f "$v" >/dev/null
+    done
+    name=devaipod-p5-$$
+    trap '{{sudo}} podman rm -f -t 0 "$name" >/dev/null 2>&1 || true' EXIT
+    # No devaipod.test or io.devaipod.* label: the host's cleanup leaves it alone.
+    {{sudo}} podman run -d --quiet --name "$name" --privileged --cgroupns=host --init \
+        --tmpfs /run:rw,exec,mode=0755 --tmpfs /tmp:rw,exec,mode=1777 \
+        -v "$store:/var/lib/containers" -v {{stage}}:{{stage}}:ro \
+        -v /var/cache/devaipod:/var/cache/devaipod:ro \
+        -e PODMAN_IGNORE_CGROUPSV1_WARNING=1 "$image" sleep infinity >/dev/null
+    run=({{sudo}} podman exec -w /tmp -e DEVAIPOD_BIN={{stage}}/devaipod
+         -e DEVAIPOD_FAKE_LLM={{stage}}/fake-llm -e DEVAIPOD_IMAGE_CACHE=/var/cache/devaipod "$name")
+    # Podman 5's builds (buildah) raise nofile and nproc to 1048576 when containers.conf
+    # names none, which this kernel refuses ("error setting rlimit type 7"): name the
+    # limits the container already has (machine-dependent, so written here, not baked).
+    "${run[@]}" bash -c 'mkdir -p /etc/containers/containers.conf.d && printf "[containers]\ndefault_ulimits = [\"nofile=%s:%s\", \"nproc=%s:%s\"]\n" $(ulimit -Hn) $(ulimit -Hn) $(ulimit -Hu) $(ulimit -Hu) >/etc/containers/containers.conf.d/ulimits.conf'
+    "${run[@]}" podman version
+    "${run[@]}" bash {{stage}}/build.sh
+    "${run[@]}" bash {{stage}}/build-broken.sh
+    "${run[@]}" bash {{stage}}/build-gator.sh {{stage}}/fake-gator
+    "${run[@]}" {{stage}}/cleanup.sh
+    "${run[@]}" {{stage}}/podman-tests --test-threads=2
+    "${run[@]}" {{stage}}/cleanup.sh --check
+    echo "test-podman5: done in $(( $(date +%s) - started ))s"
 
 # Copy the binaries and scripts the Podman tests need where any user can read them
 _stage:

@@ -262,7 +262,7 @@ async fn create_containers(
     progress: &Progress,
     cancel: &mut Cancel,
 ) -> Result<(Vec<CreatedContainer>, (u64, u64))> {
-    let enforced = limits_enforced(engine.rootless());
+    let enforced = limits_enforced(engine.rootless(), &engine.cgroup_version().await?);
     if !enforced
         && plan
             .containers

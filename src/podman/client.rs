@@ -94,7 +94,7 @@ fn fault(code: u16, message: String) -> anyhow::Error {
 pub(crate) fn hint_for(message: &str) -> Option<&'static str> {
     if message.contains("error setting rlimit") {
         return Some(
-            "this host cannot apply Podman's default ulimits (typical of hybrid-cgroup hosts): set `default_ulimits = []` under [containers] in containers.conf, e.g. `export CONTAINERS_CONF=$PWD/containers/hybrid-cgroups.conf` from the devaipod checkout",
+            "this host cannot apply Podman's default ulimits (typical of hybrid-cgroup hosts): set `default_ulimits = []` under [containers] in containers.conf, e.g. `export CONTAINERS_CONF=$PWD/containers/hybrid-cgroups.conf` from the devaipod checkout; Podman 5's builds raise nofile and nproc even then, so for builds name the limits you have: `default_ulimits = [\"nofile=N:N\", \"nproc=M:M\"]` with N from `ulimit -Hn` and M from `ulimit -Hu`",
         );
     }
     if message.contains("cgroups in hybrid mode not supported") {
@@ -246,6 +246,9 @@ mod tests {
             "starting container a: error setting rlimit type 7; b failed"
         );
         assert!(hint_for(&m).is_some_and(|h| h.contains("default_ulimits")));
+        // A Podman 5 build's RUN step fails the same way; the hint names its fix too.
+        let build = "error setting rlimits for ready process: error setting rlimit type 7: operation not permitted";
+        assert!(hint_for(build).is_some_and(|h| h.contains("ulimit -Hn")));
         assert_eq!(
             error_message(br#"{"message": "no such pod"}"#).as_deref(),
             Some("no such pod")

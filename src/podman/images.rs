@@ -102,11 +102,14 @@ impl Engine {
             }
         }
         if let Some(e) = error {
+            let tail = tail.join("\n");
+            let hint = super::client::hint_for(&format!("{e}\n{tail}"))
+                .map(|h| format!("\nhint: {h}"))
+                .unwrap_or_default();
             bail!(
-                "building the image from {} failed: {}\nlast output:\n{}",
+                "building the image from {} failed: {}\nlast output:\n{tail}{hint}",
                 b.dockerfile.display(),
                 e.trim(),
-                tail.join("\n")
             );
         }
         match id {

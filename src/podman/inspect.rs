@@ -221,6 +221,21 @@ pub(crate) struct EventActor {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// `GET /libpod/info`, the parts devaipod reads (libpod's `define.Info`, camelCase keys).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct EngineInfo {
+    pub host: InfoHost,
+}
+
+/// `host` of the engine's info.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct InfoHost {
+    /// `v1` or `v2`: the cgroup mode the engine runs containers under. Required: whether
+    /// limits are verified depends on it.
+    pub cgroup_version: String,
+}
+
 #[cfg(test)]
 pub(crate) mod fixtures {
     //! Inspect answers shaped like libpod's, for the verification tests.
@@ -298,5 +313,18 @@ mod tests {
         assert!(
             serde_json::from_value::<ExecInspect>(serde_json::json!({"Running": false})).is_err()
         );
+    }
+
+    #[test]
+    fn engine_info_needs_the_cgroup_version() {
+        let info: EngineInfo = serde_json::from_value(serde_json::json!({
+            "host": {"cgroupVersion": "v1", "cgroupManager": "cgroupfs", "arch": "amd64"},
+            "store": {}, "version": {"Version": "5.4.2"},
+        }))
+        .expect("info");
+        assert_eq!(info.host.cgroup_version, "v1");
+        let e = serde_json::from_value::<EngineInfo>(serde_json::json!({"host": {}}))
+            .expect_err("no cgroupVersion");
+        assert!(e.to_string().contains("cgroupVersion"), "{e}");
     }
 }

@@ -282,7 +282,7 @@ impl Engine {
                 .await
                 .with_context(|| format!("creating container {name}"))?;
             drop(seccomp);
-            let enforced = verify::limits_enforced(self.rootless());
+            let enforced = verify::limits_enforced(self.rootless(), &self.cgroup_version().await?);
             verify::verify_created(self, c, enforced).await?;
             let done = c
                 .env

@@ -176,6 +176,15 @@ impl Engine {
         &self.socket
     }
 
+    /// The cgroup mode the engine runs containers under (`v1` or `v2`), from its info.
+    pub(crate) async fn cgroup_version(&self) -> Result<String> {
+        let info: inspect::EngineInfo = self
+            .get_json("/libpod/info")
+            .await
+            .context("asking Podman for its cgroup version (GET /libpod/info)")?;
+        Ok(info.host.cgroup_version)
+    }
+
     /// Stops the private service now (also done on drop).
     pub(crate) fn shutdown(&mut self) {
         if let Some(mut s) = self.service.take() {

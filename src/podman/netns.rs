@@ -120,7 +120,8 @@ async fn toolbox_helper(engine: &Engine, pod: &str, c: &ContainerSpec) -> Result
         .await
         .with_context(|| format!("creating the helper container {}", c.name))?;
     drop(seccomp);
-    let enforced = super::verify::limits_enforced(engine.rootless());
+    let enforced =
+        super::verify::limits_enforced(engine.rootless(), &engine.cgroup_version().await?);
     if let Err(e) = super::verify::verify_created(engine, c, enforced).await {
         let _ = engine.remove_container(&c.name).await;
         return Err(e);

@@ -164,12 +164,12 @@ impl Engine {
         Ok(())
     }
 
-    /// Waits until a container has stopped; its exit code (-1 when Podman's answer is
-    /// not a number).
+    /// Waits until a container has exited; its exit code (-1 when Podman's answer is
+    /// not a number). `exited` rather than `stopped`, the later of the two states.
     pub(crate) async fn wait_stopped(&self, name: &str) -> Result<i64> {
         let text = self
             .post(
-                &format!("/libpod/containers/{}/wait?condition=stopped", encode(name)),
+                &format!("/libpod/containers/{}/wait?condition=exited", encode(name)),
                 &(),
             )
             .await

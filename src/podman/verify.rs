@@ -13,12 +13,12 @@ use super::inspect::ContainerInspect;
 use crate::plan::{ContainerSpec, PodPlan, Seccomp};
 
 /// Whether the engine enforces pids/memory limits: rootless Podman on cgroup v1 ignores
-/// them (with a warning). The engine is local, so the host's cgroup mode is its mode.
-pub(crate) fn limits_enforced(rootless: bool) -> bool {
-    let cgroup2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
-        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
-        .unwrap_or(false);
-    !rootless || cgroup2
+/// them (with a warning). `cgroup_version` is the engine's own answer (`podman info`'s
+/// host.cgroupVersion), not this process's view of /sys/fs/cgroup, which differs inside
+/// a container or toolbox. Anything but "v1" is verified, so an unknown answer fails
+/// closed.
+pub(crate) fn limits_enforced(rootless: bool, cgroup_version: &str) -> bool {
+    !rootless || cgroup_version != "v1"
 }
 
 /// Inspects the created container `c` and checks it against its plan.
@@ -333,6 +333,15 @@ mod tests {
             serde_json::from_str(super::super::inspect::fixtures::AGENT).expect("json");
         edit(&mut v);
         verify_inspect_text(&agent(), &v.to_string(), enforced)
+    }
+
+    #[test]
+    fn limits_are_verified_unless_rootless_on_cgroup_v1() {
+        assert!(limits_enforced(false, "v1"), "rootful v1 enforces");
+        assert!(limits_enforced(false, "v2"));
+        assert!(!limits_enforced(true, "v1"), "rootless v1 only warns");
+        assert!(limits_enforced(true, "v2"), "rootless v2 enforces");
+        assert!(limits_enforced(true, "v3"), "an unknown answer is verified");
     }
 
     #[test]

@@ -155,8 +155,9 @@ models = { "fake-model" = { name = "Fake Model" } }
     let o = devaipod(&["review", p.name()]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("DIFFTOOL-RAN"),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o)
     );
 
     // A follow-up goes to the same session. Its text is data: shell syntax in it is
