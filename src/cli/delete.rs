@@ -32,15 +32,19 @@ pub(super) async fn run(ctx: &Context, args: DeleteArgs) -> Result<ExitCode> {
         .await?
         .is_empty();
     if !has_pod && !args.force {
-        let leftovers = engine
+        let volumes = engine
             .volumes_with_label(labels::POD, name.as_str())
             .await?;
-        if leftovers.is_empty() {
+        let secrets = engine
+            .secrets_with_label(labels::POD, name.as_str())
+            .await?;
+        if volumes.is_empty() && secrets.is_empty() {
             bail!("no workspace {name}: there is no pod {pod} made by devaipod");
         }
         bail!(
-            "no pod {pod}, but {} volume(s) labelled for {name} are left over; remove them with `devaipod delete {name} --force`",
-            leftovers.len()
+            "no pod {pod}, but {} volume(s) and {} secret(s) labelled for {name} are left over; remove them with `devaipod delete {name} --force`",
+            volumes.len(),
+            secrets.len()
         );
     }
     if has_pod && !args.force {

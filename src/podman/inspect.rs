@@ -236,6 +236,31 @@ pub(crate) struct InfoHost {
     pub cgroup_version: String,
 }
 
+/// One entry of `GET /libpod/secrets/json`. Podman 5 keeps the labels a secret was
+/// created with; 4.3 drops them (then `Labels` is absent or empty).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct SecretEntry {
+    pub spec: SecretSpecEntry,
+}
+
+/// `Spec` of a listed secret.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct SecretSpecEntry {
+    pub name: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 #[cfg(test)]
 pub(crate) mod fixtures {
     //! Inspect answers shaped like libpod's, for the verification tests.

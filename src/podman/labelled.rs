@@ -2,7 +2,7 @@
 //! workspace, and removing them (missing is fine), which is how `delete` and rollback
 //! work: from labels, never by name guessing.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::{Engine, api_error, encode};
 use crate::plan::labels;
@@ -95,22 +95,34 @@ impl Engine {
         .map(drop)
     }
 
+    /// Names of secrets carrying `label=value` (Podman 5; always empty on 4.3, whose
+    /// secrets keep no labels). The secrets API filters by name and id only, so the
+    /// labels are read from the list.
+    pub(crate) async fn secrets_with_label(&self, label: &str, value: &str) -> Result<Vec<String>> {
+        let list: Vec<super::inspect::SecretEntry> = self
+            .get_json("/libpod/secrets/json")
+            .await
+            .context("listing secrets")?;
+        Ok(labelled_secrets(list, label, value))
+    }
+
     /// Removes every object labelled for workspace `name`: pods (with their
     /// containers), stray containers, then volumes. Returns what was removed.
     pub(crate) async fn remove_labelled(&self, name: &str) -> Result<Removed> {
         let pods = self.pods_with_label(labels::POD, name).await?;
         let containers = self.containers_with_label(labels::POD, name).await?;
-        // Secrets carry no labels on Podman 4.3: the pod lists them, and the password's
-        // name is known.
-        let mut secrets: Vec<String> = Vec::new();
+        // Podman 5 keeps secrets' labels, so those of a workspace whose pod never came
+        // to be (an `up` killed at the wrong moment) are found too; on 4.3, which drops
+        // them, the pod lists its secrets, and the password's name is known.
+        let mut secrets: Vec<String> = self.secrets_with_label(labels::POD, name).await?;
         for p in &pods {
             let inspect = self.inspect_pod(p).await?;
             if let Some(list) = inspect.label(labels::SECRETS) {
-                secrets.extend(
-                    list.split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string),
-                );
+                for s in list.split(',').filter(|s| !s.is_empty()) {
+                    if !secrets.iter().any(|have| have == s) {
+                        secrets.push(s.to_string());
+                    }
+                }
             }
         }
         if let Ok(n) = crate::names::Name::new(name) {
@@ -140,6 +152,18 @@ impl Engine {
     }
 }
 
+/// The names of the secrets in `list` that carry `label=value`.
+fn labelled_secrets(
+    list: Vec<super::inspect::SecretEntry>,
+    label: &str,
+    value: &str,
+) -> Vec<String> {
+    list.into_iter()
+        .filter(|s| s.spec.labels.get(label).map(String::as_str) == Some(value))
+        .map(|s| s.spec.name)
+        .collect()
+}
+
 /// What [`Engine::remove_labelled`] removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct Removed {
@@ -155,5 +179,28 @@ impl Removed {
             && self.containers.is_empty()
             && self.volumes.is_empty()
             && self.secrets.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_found_by_their_labels_where_the_engine_keeps_them() {
+        // Podman 5.4's list (labels kept) beside 4.3's (no Labels, or null).
+        let list: Vec<super::super::inspect::SecretEntry> = serde_json::from_str(
+            r#"[
+              {"ID": "a", "Spec": {"Name": "devaipod-x-agent-password", "Labels": {"io.devaipod.pod": "x"}}},
+              {"ID": "b", "Spec": {"Name": "devaipod-xy-agent-password", "Labels": {"io.devaipod.pod": "xy"}}},
+              {"ID": "c", "Spec": {"Name": "mine", "Labels": null}},
+              {"ID": "d", "Spec": {"Name": "devaipod-x-old"}}
+            ]"#,
+        )
+        .expect("list");
+        assert_eq!(
+            labelled_secrets(list, labels::POD, "x"),
+            ["devaipod-x-agent-password"]
+        );
     }
 }

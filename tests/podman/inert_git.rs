@@ -123,9 +123,7 @@ fn as_the_user(pod: &TestPod, script: &str) -> String {
 fn markers_in_workspace(pod: &TestPod) -> String {
     pod.in_workspace(
         None,
-        &format!(
-            "find / \\( -path /proc -o -path /sys \\) -prune -o -name 'inert-git-*' -print 2>/dev/null | sort | while read f; do echo \"$f: $(tr '\\n' ' ' < $f)\"; done"
-        ),
+        "find / \\( -path /proc -o -path /sys \\) -prune -o -name 'inert-git-*' -print 2>/dev/null | sort | while read f; do echo \"$f: $(tr '\\n' ' ' < $f)\"; done",
     )
 }
 

@@ -5,10 +5,10 @@
 use std::process::{Command, Stdio};
 
 use crate::BASE_CONFIG;
-use crate::common::plan_container;
 use crate::common::pod::{
     BASE_IMAGE, Rm, TestPod, devaipod, json_of, podman, podman_ok, require_image, stderr,
 };
+use crate::common::{assert_fails_with, plan_container};
 
 #[test]
 fn secrets_reach_only_their_consumer_and_never_leak() {
@@ -158,4 +158,47 @@ fn an_existing_podman_secret_is_used_and_kept() {
         "devaipod removed the user's own secret"
     );
     p.assert_nothing_left();
+}
+
+/// A workspace's secret whose pod never came to be (an `up` killed between making the
+/// secret and the pod) is found by its label and removed by `delete` where the engine's
+/// API reports secrets' labels (Podman 5); Podman 4.3's secrets list answers
+/// `"Labels": null`, so there only the names the pod lists are removed, and `delete`
+/// says that nothing labelled exists.
+#[test]
+fn delete_removes_a_labelled_secret_without_its_pod() {
+    let p = TestPod::new("orphan").build();
+    let secret = format!("{}-orphan", p.pod());
+    let value = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(value.path(), "orphan-value").expect("write");
+    let label = format!("io.devaipod.pod={}", p.name());
+    let path = value.path().display().to_string();
+    podman_ok(&["secret", "create", "--label", &label, &secret, &path]);
+    let _rm = Rm::secret(&secret);
+    assert!(
+        p.pods().is_empty(),
+        "the test needs a workspace with no pod"
+    );
+    let version = podman_ok(&["version", "--format", "{{.Server.Version}}"]);
+    let out = p.run(&["delete", p.name(), "--force", "--json"]);
+    if version.trim().starts_with("4.") {
+        assert_fails_with(&out, "nothing labelled for it exists");
+        assert!(
+            podman(&["secret", "inspect", &secret]).status.success(),
+            "on 4.3 the secret is not found by its label, so it stays (the guard removes it)"
+        );
+    } else {
+        let v = json_of(&out);
+        assert!(
+            v["secrets"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|x| x == secret.as_str())),
+            "{v}"
+        );
+        assert!(
+            !podman(&["secret", "inspect", &secret]).status.success(),
+            "{secret} is still there"
+        );
+        p.assert_nothing_left();
+    }
 }
