@@ -210,6 +210,49 @@ fn job_env() -> BTreeMap<String, String> {
     .collect()
 }
 
+/// A short-lived helper container (a job, the toolbox helper) hardened like the agent:
+/// its seccomp profile, no capabilities, no-new-privileges, a read-only root with a
+/// tmpfs /tmp, the agent's default pids and memory limits, no init, `user`, and the one
+/// read-only `mount` it works on.
+pub(crate) fn helper_like_agent(
+    name: String,
+    image: &str,
+    user: String,
+    command: Vec<String>,
+    mount: MountSpec,
+    env: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
+) -> ContainerSpec {
+    ContainerSpec {
+        role: Role::Helper,
+        name,
+        image: image.to_string(),
+        command,
+        user: Some(user),
+        workdir: "/".into(),
+        init: false,
+        cap_drop: vec!["ALL".into()],
+        cap_add: vec![],
+        no_new_privileges: true,
+        security_opt: vec![],
+        seccomp: Seccomp::Agent,
+        read_only: true,
+        tmpfs: vec!["/tmp".into()],
+        pids_limit: Some(crate::plan::AGENT_PIDS_LIMIT),
+        memory_limit: Some(crate::plan::AGENT_MEMORY_LIMIT),
+        cpu_millis: None,
+        mounts: vec![MountSpec {
+            read_only: true,
+            ..mount
+        }],
+        image_mounts: vec![],
+        env,
+        secrets: vec![],
+        labels,
+        extra: Default::default(),
+    }
+}
+
 /// The plan of a job container: the agent's hardening (seccomp profile, no
 /// capabilities, no-new-privileges, read-only root with a tmpfs /tmp, pids and memory
 /// limits, uid), the clone read-only at [`CLONE_IN_JOB`].
@@ -233,36 +276,20 @@ pub(crate) fn clone_job_container(job: &CloneJob<'_>) -> ContainerSpec {
     let token: String = (0..4).map(|_| crate::names::random_suffix()).collect();
     env.insert(JOB_DONE_ENV.into(), format!("devaipod-job-done-{token}"));
     command.extend(job.args.iter().map(|a| a.to_string()));
-    ContainerSpec {
-        role: Role::Helper,
-        name: format!("{pod}-job-{}", crate::names::random_suffix()),
-        image: job.image.to_string(),
+    helper_like_agent(
+        format!("{pod}-job-{}", crate::names::random_suffix()),
+        job.image,
+        format!("{uid}:{uid}"),
         command,
-        user: Some(format!("{uid}:{uid}")),
-        workdir: "/".into(),
-        init: false,
-        cap_drop: vec!["ALL".into()],
-        cap_add: vec![],
-        no_new_privileges: true,
-        security_opt: vec![],
-        seccomp: Seccomp::Agent,
-        read_only: true,
-        tmpfs: vec!["/tmp".into()],
-        pids_limit: Some(crate::plan::AGENT_PIDS_LIMIT),
-        memory_limit: Some(crate::plan::AGENT_MEMORY_LIMIT),
-        cpu_millis: None,
-        mounts: vec![MountSpec {
+        MountSpec {
             kind: crate::plan::MountKind::Volume,
             source: format!("{pod}-agent-repo"),
             target: CLONE_IN_JOB.into(),
             read_only: true,
-        }],
-        image_mounts: vec![],
+        },
         env,
-        secrets: vec![],
-        labels: labels::for_object(job.name, Role::Helper, job.repo, &BTreeMap::new()),
-        extra: Default::default(),
-    }
+        labels::for_object(job.name, Role::Helper, job.repo, &BTreeMap::new()),
+    )
 }
 
 impl Engine {

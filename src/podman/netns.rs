@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::Engine;
-use crate::plan::{ContainerSpec, MountKind, MountSpec, Role, Seccomp, labels};
+use crate::plan::{ContainerSpec, MountKind, MountSpec, Role, labels};
 
 /// PID of a process in the pod's network namespace (the infra container's).
 async fn netns_pid(engine: &Engine, pod: &str) -> Result<i64> {
@@ -70,40 +70,24 @@ pub(crate) fn helper_container(
 ) -> ContainerSpec {
     let mut command = vec![HELPER_EXE.to_string()];
     command.extend(args.iter().cloned());
-    ContainerSpec {
-        role: Role::Helper,
-        name: format!(
+    super::job::helper_like_agent(
+        format!(
             "{}-helper-{}",
             name.pod_name(),
             crate::names::random_suffix()
         ),
-        image: image.to_string(),
+        image,
+        "65534:65534".into(),
         command,
-        user: Some("65534:65534".into()),
-        workdir: "/".into(),
-        init: false,
-        cap_drop: vec!["ALL".into()],
-        cap_add: vec![],
-        no_new_privileges: true,
-        security_opt: vec![],
-        seccomp: Seccomp::Agent,
-        read_only: true,
-        tmpfs: vec!["/tmp".into()],
-        pids_limit: Some(crate::plan::AGENT_PIDS_LIMIT),
-        memory_limit: Some(crate::plan::AGENT_MEMORY_LIMIT),
-        cpu_millis: None,
-        mounts: vec![MountSpec {
+        MountSpec {
             kind: MountKind::Bind,
             source: helper.display().to_string(),
             target: HELPER_EXE.into(),
             read_only: true,
-        }],
-        image_mounts: vec![],
-        env: BTreeMap::new(),
-        secrets: vec![],
-        labels: labels::for_object(name, Role::Helper, repo, &BTreeMap::new()),
-        extra: Default::default(),
-    }
+        },
+        BTreeMap::new(),
+        labels::for_object(name, Role::Helper, repo, &BTreeMap::new()),
+    )
 }
 
 /// Creates the toolbox helper `c` in `pod` and verifies its hardening (failing closed,
@@ -215,6 +199,7 @@ pub(crate) async fn in_pod_command(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Seccomp;
 
     #[test]
     fn commands_enter_the_pod_by_the_hosts_route() {
