@@ -478,6 +478,46 @@ impl TestPod {
         self.command(args).output().expect("devaipod runs")
     }
 
+    /// `devaipod CMDLINE` (devaipod's arguments as one shell string) on a terminal
+    /// (script(1)), with the pod's user configuration and environment: what the
+    /// terminal received (stdout and stderr both) and the exit status.
+    pub fn on_terminal(&self, cmdline: &str) -> Output {
+        let mut cmd = Command::new("script");
+        let line = format!("{} {cmdline}", devaipod_bin().display());
+        cmd.args(["-qec", &line, "/dev/null"]).stdin(Stdio::null());
+        if let Some(c) = &self.user_config {
+            cmd.env("DEVAIPOD_CONFIG", c);
+        }
+        for (k, v) in &self.env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd.output().expect("script(1) runs")
+    }
+
+    /// The agent (as its own uid, through `devaipod exec --container agent`) runs
+    /// `sh -c SCRIPT ARGS...`, which must succeed.
+    #[track_caller]
+    pub fn as_agent(&self, script: &str, args: &[&str]) -> Output {
+        let mut argv = vec![
+            "exec",
+            self.name.as_str(),
+            "--container",
+            "agent",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ];
+        argv.extend_from_slice(args);
+        let o = self.run(&argv);
+        assert!(o.status.success(), "as the agent: {script}: {}", stderr(&o));
+        o
+    }
+
     /// The arguments of `up REPO --name NAME --label devaipod.test=RUN EXTRA...`.
     pub fn up_args<'a>(&'a self, path: &'a str, label: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         let mut args = vec!["up", path, "--name", &self.name, "--label", label];

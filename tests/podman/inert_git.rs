@@ -4,10 +4,8 @@
 //! branch in its own clone (which works), and no program ran and no trusted secret was
 //! read. A workspace user with the agent's uid is refused.
 
-use std::process::{Command, Output, Stdio};
-
 use crate::common::assert_fails_with;
-use crate::common::pod::{BASE_IMAGE, TestPod, devaipod_bin, require_image, stderr, stdout};
+use crate::common::pod::{BASE_IMAGE, TestPod, require_image, stderr, stdout};
 
 /// The workspace's trusted secret (`[trusted] secrets`), at /run/secrets/NAME there.
 const SECRET: &str = "DEVAIPOD_INERT_GIT_SECRET";
@@ -91,19 +89,6 @@ fn browse_script() -> String {
     )
 }
 
-/// `devaipod ARGS` under script(1): a terminal for stdin and stdout, as a person has.
-fn on_a_terminal(pod: &TestPod, args: &str) -> Output {
-    let mut cmdline = format!("{} {args}", devaipod_bin().display());
-    if let Some(c) = pod.user_config() {
-        cmdline = format!("DEVAIPOD_CONFIG={} {cmdline}", c.display());
-    }
-    Command::new("script")
-        .args(["-qec", &cmdline, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("script")
-}
-
 /// `devaipod ssh NAME -- sh -c SCRIPT` (the workspace's user, in its clone), which
 /// must succeed; its stdout.
 #[track_caller]
@@ -174,8 +159,7 @@ fn git_in_the_workspace_never_runs_what_the_agent_writes() {
     let browsed = as_the_user(&p, &browse_script());
     assert!(browsed.contains("dubious ownership"), "{browsed}");
     // ...and on one, where git would start a pager.
-    let paged = on_a_terminal(
-        &p,
+    let paged = p.on_terminal(
         &format!(
             "exec {} --container workspace --user dev -- sh -c 'cd {AGENT_CLONE}; test -t 1 && echo on-a-terminal; export PAGER=cat; git log; git show; git -p status; git diff HEAD~1; cd {folder}; git log -p -1; echo browsed-on-a-terminal'",
             p.name()
@@ -206,8 +190,7 @@ fn git_in_the_workspace_never_runs_what_the_agent_writes() {
     );
     assert!(merged.starts_with(&agent_head), "{merged}");
     assert!(merged.contains(&format!("more-{tag}")), "{merged}");
-    let paged = on_a_terminal(
-        &p,
+    let paged = p.on_terminal(
         &format!(
             "exec {} --container workspace --user dev -- sh -c 'cd {folder}; export PAGER=cat; git log -p -2; git show; git diff HEAD~2; echo own-clone-on-a-terminal'",
             p.name()

@@ -6,7 +6,7 @@
 //! `logs` passes the bytes unchanged, and `--json` keeps the exact text.
 
 use std::io::Read;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use crate::BASE_CONFIG;
@@ -55,37 +55,6 @@ fn assert_no_raw(what: &str, out: &[u8]) {
     );
 }
 
-/// `devaipod ARGS` on a terminal (script(1)); what the terminal received (stdout and
-/// stderr both) and the exit status.
-fn on_terminal(args: &[&str]) -> Output {
-    let cmdline = format!("{} {}", devaipod_bin().display(), args.join(" "));
-    Command::new("script")
-        .args(["-qec", &cmdline, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("script")
-}
-
-/// The agent (as its own uid, through `devaipod exec`) runs `sh -c SCRIPT ARGS...`.
-#[track_caller]
-fn as_agent(p: &TestPod, script: &str, args: &[&str]) -> Output {
-    let mut argv = vec![
-        "exec",
-        p.name(),
-        "--container",
-        "agent",
-        "--",
-        "sh",
-        "-c",
-        script,
-        "sh",
-    ];
-    argv.extend_from_slice(args);
-    let o = devaipod(&argv);
-    assert!(o.status.success(), "as the agent: {script}: {}", stderr(&o));
-    o
-}
-
 #[test]
 fn agent_text_reaches_the_terminal_escaped() {
     require_image(BASE_IMAGE);
@@ -93,8 +62,7 @@ fn agent_text_reaches_the_terminal_escaped() {
 
     // The attack. A session with a hostile title, made through opencode's API.
     let body = serde_json::json!({ "title": TITLE }).to_string();
-    let o = as_agent(
-        &p,
+    let o = p.as_agent(
         "curl -s -m 10 -u opencode:$(cat /run/secrets/devaipod-opencode-password) \
          -X POST \"http://127.0.0.1:4096/session?directory=$PWD\" \
          -H content-type:application/json -d \"$1\"",
@@ -103,15 +71,13 @@ fn agent_text_reaches_the_terminal_escaped() {
     let made: serde_json::Value = serde_json::from_slice(&o.stdout).expect("session JSON");
     assert_eq!(made["title"], TITLE, "opencode kept the title");
     // A commit with a hostile subject in its clone, on its branch.
-    as_agent(
-        &p,
+    p.as_agent(
         "echo x > agent-file && git add agent-file && \
          git -c user.name=a -c user.email=a@example.invalid commit -q -m \"$1\"",
         &[SUBJECT],
     );
     // Lines on its container's stdout and stderr (PID 1's, which `logs` shows).
-    as_agent(
-        &p,
+    p.as_agent(
         "printf %s \"$1\" > /proc/1/fd/1 && printf %s \"$2\" > /proc/1/fd/2",
         &[
             std::str::from_utf8(STDOUT_LINES).expect("utf-8"),
@@ -120,7 +86,7 @@ fn agent_text_reaches_the_terminal_escaped() {
     );
 
     // status on a terminal: the title escaped; --json keeps it exactly.
-    let o = on_terminal(&["status", p.name()]);
+    let o = p.on_terminal(&["status", p.name()].join(" "));
     assert!(o.status.success(), "status: {}", stderr(&o));
     assert_no_raw("status", &o.stdout);
     let text = String::from_utf8_lossy(&o.stdout);
@@ -134,7 +100,7 @@ fn agent_text_reaches_the_terminal_escaped() {
     assert!(titles.iter().any(|t| t == TITLE), "{titles:?}");
 
     // delete refuses to lose the commit, naming it escaped.
-    let o = on_terminal(&["delete", p.name()]);
+    let o = p.on_terminal(&["delete", p.name()].join(" "));
     assert_eq!(o.status.code(), Some(1), "delete must refuse");
     assert_no_raw("delete", &o.stdout);
     let text = String::from_utf8_lossy(&o.stdout);
@@ -146,7 +112,7 @@ fn agent_text_reaches_the_terminal_escaped() {
     assert_no_raw("delete without a terminal", &o.stderr);
 
     // review fetches it and lists it escaped; --json keeps the exact subject.
-    let o = on_terminal(&["review", p.name(), "--no-diff"]);
+    let o = p.on_terminal(&["review", p.name(), "--no-diff"].join(" "));
     assert!(
         o.status.success(),
         "review: {}",
@@ -159,7 +125,7 @@ fn agent_text_reaches_the_terminal_escaped() {
     assert_eq!(work["commits"][0]["subject"], SUBJECT, "{work}");
 
     // logs on a terminal: escaped, and every line marked as the agent's.
-    let o = on_terminal(&["logs", p.name()]);
+    let o = p.on_terminal(&["logs", p.name()].join(" "));
     assert!(
         o.status.success(),
         "logs: {}",
@@ -187,7 +153,7 @@ fn agent_text_reaches_the_terminal_escaped() {
     }
     // --raw passes the bytes to the terminal unchanged (so the checks above can see
     // a raw sequence when one gets through).
-    let o = on_terminal(&["logs", p.name(), "--raw"]);
+    let o = p.on_terminal(&["logs", p.name(), "--raw"].join(" "));
     assert!(
         contains(&o.stdout, b"\x1b]0;pwned\x07"),
         "--raw on a terminal"
@@ -224,7 +190,7 @@ fn agent_text_reaches_the_terminal_escaped() {
             }
         })
     };
-    as_agent(&p, "printf 'later \\033[2J\\n' > /proc/1/fd/1", &[]);
+    p.as_agent("printf 'later \\033[2J\\n' > /proc/1/fd/1", &[]);
     let seen_line = || contains(&seen.lock().expect("lock"), br"agent | later \x1b[2J");
     wait_until(
         "logs --follow shows the new line",

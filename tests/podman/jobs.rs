@@ -26,22 +26,11 @@ done 2>/dev/null
 exit 0
 "#;
 
-/// `devaipod exec NAME --container agent -- sh -c SCRIPT` in the agent's clone.
+/// `devaipod exec NAME --container agent -- sh -c SCRIPT` in the agent's clone; its
+/// stdout.
 #[track_caller]
 fn as_agent(p: &TestPod, script: &str) -> String {
-    let script = format!("cd {} && {script}", p.folder());
-    let o = p.run(&[
-        "exec",
-        p.name(),
-        "--container",
-        "agent",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    assert!(o.status.success(), "agent script failed: {}", stderr(&o));
-    stdout(&o)
+    stdout(&p.as_agent(&format!("cd {} && {script}", p.folder()), &[]))
 }
 
 /// devaipod's exit code was 0 or 1 (never a panic's 101) and nothing planted ran.
