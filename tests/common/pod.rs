@@ -30,6 +30,16 @@ pub fn devaipod_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_devaipod")))
 }
 
+/// Held by every test that builds or removes images. A build's layer-cache lookup
+/// ("checking if cached image exists from a previous build") fails with "layer not
+/// known" when another test removes an image at that moment, so these tests take turns
+/// rather than race on the shared store.
+pub fn image_store_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs podman; panics with instructions when it cannot run at all.
 pub fn podman(args: &[&str]) -> Output {
     match Command::new("podman").args(args).output() {

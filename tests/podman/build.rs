@@ -2,11 +2,13 @@
 //! a failing build, and images without opencode getting the bundled one.
 
 use crate::common::pod::{
-    BASE_IMAGE, BROKEN_IMAGE, Rm, TestPod, devaipod, json_of, podman_ok, require_image, stderr,
+    BASE_IMAGE, BROKEN_IMAGE, Rm, TestPod, devaipod, image_store_lock, json_of, podman_ok,
+    require_image, stderr,
 };
 
 #[test]
 fn a_dockerfile_config_is_built_once_and_shared() {
+    let _images = image_store_lock();
     require_image(BASE_IMAGE);
     let b = TestPod::new("build");
     // A nonce in the Dockerfile keys this run's image apart from earlier runs'.
@@ -86,6 +88,7 @@ fn a_dockerfile_config_is_built_once_and_shared() {
 
 #[test]
 fn a_failing_build_names_the_step_and_leaves_nothing() {
+    let _images = image_store_lock();
     require_image(BASE_IMAGE);
     let b = TestPod::new("buildfail");
     let dockerfile = format!("FROM {BASE_IMAGE}\nRUN echo {} && exit 3\n", b.name());
@@ -127,6 +130,7 @@ fn planned_image(p: &TestPod) -> Rm {
 
 #[test]
 fn images_without_opencode_get_the_bundled_one_read_only() {
+    let _images = image_store_lock();
     require_image(BASE_IMAGE);
     require_image(BROKEN_IMAGE);
     let p = pod_without_opencode("bundled", BASE_IMAGE, "rm");

@@ -4,8 +4,8 @@
 use std::process::{Command, Stdio};
 
 use crate::common::pod::{
-    BASE_IMAGE, Rm, TestPod, assert_ok, devaipod, devaipod_bin, json_of, podman_ok, require_image,
-    stderr,
+    BASE_IMAGE, Rm, TestPod, assert_ok, devaipod, devaipod_bin, image_store_lock, json_of,
+    podman_ok, require_image, stderr,
 };
 use crate::common::{assert_fails_with, wait_until};
 
@@ -202,6 +202,7 @@ fn host_requirements_limit_the_workspace() {
 
 #[test]
 fn run_args_and_capabilities_reach_the_workspace_only() {
+    let _images = image_store_lock();
     require_image(BASE_IMAGE);
     let p = TestPod::new("runargs")
         .files(&[
