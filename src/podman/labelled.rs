@@ -111,26 +111,27 @@ impl Engine {
     pub(crate) async fn remove_labelled(&self, name: &str) -> Result<Removed> {
         let pods = self.pods_with_label(labels::POD, name).await?;
         let containers = self.containers_with_label(labels::POD, name).await?;
-        // Podman 5 keeps secrets' labels, so those of a workspace whose pod never came
-        // to be (an `up` killed at the wrong moment) are found too; on 4.3, which drops
-        // them, the pod lists its secrets, and the password's name is known.
-        let mut secrets: Vec<String> = self.secrets_with_label(labels::POD, name).await?;
+        // Secrets carry no labels on Podman 4.3's API: the pod lists them, and the
+        // password's name is known. Podman 5 keeps their labels, so those of a workspace
+        // whose pod never came to be (an `up` killed at the wrong moment) are found too,
+        // after the others (the order `delete --json` reports stays the same).
+        let mut secrets: Vec<String> = Vec::new();
         for p in &pods {
             let inspect = self.inspect_pod(p).await?;
             if let Some(list) = inspect.label(labels::SECRETS) {
-                for s in list.split(',').filter(|s| !s.is_empty()) {
-                    if !secrets.iter().any(|have| have == s) {
-                        secrets.push(s.to_string());
-                    }
-                }
+                secrets.extend(
+                    list.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string),
+                );
             }
         }
         if let Ok(n) = crate::names::Name::new(name) {
-            let password = crate::plan::password_secret_name(&n);
-            if !secrets.contains(&password) {
-                secrets.push(password);
-            }
+            secrets.push(crate::plan::password_secret_name(&n));
         }
+        secrets.extend(self.secrets_with_label(labels::POD, name).await?);
+        let mut seen = std::collections::BTreeSet::new();
+        secrets.retain(|s| seen.insert(s.clone()));
         futures_util::future::try_join_all(pods.iter().map(|p| self.remove_pod(p))).await?;
         // Containers of the removed pods are gone already (404 is fine); this catches strays.
         futures_util::future::try_join_all(containers.iter().map(|c| self.remove_container(c)))
