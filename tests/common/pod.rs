@@ -471,6 +471,12 @@ impl TestPod {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(devaipod_bin());
         cmd.args(args).stdin(Stdio::null());
+        self.with_env(&mut cmd);
+        cmd
+    }
+
+    /// Gives `cmd` the pod's user configuration and environment.
+    fn with_env(&self, cmd: &mut Command) {
         if let Some(c) = &self.user_config {
             cmd.env("DEVAIPOD_CONFIG", c);
         }
@@ -480,7 +486,6 @@ impl TestPod {
                 None => cmd.env_remove(k),
             };
         }
-        cmd
     }
 
     /// `devaipod ARGS` with the pod's user configuration and environment.
@@ -495,15 +500,7 @@ impl TestPod {
         let mut cmd = Command::new("script");
         let line = format!("{} {cmdline}", devaipod_bin().display());
         cmd.args(["-qec", &line, "/dev/null"]).stdin(Stdio::null());
-        if let Some(c) = &self.user_config {
-            cmd.env("DEVAIPOD_CONFIG", c);
-        }
-        for (k, v) in &self.env {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
+        self.with_env(&mut cmd);
         cmd.output().expect("script(1) runs")
     }
 
