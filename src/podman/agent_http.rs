@@ -71,9 +71,7 @@ pub(crate) async fn send(addr: SocketAddr, req: &HttpRequest) -> Result<HttpResp
 async fn exchange(addr: SocketAddr, req: &HttpRequest) -> Result<HttpResponse> {
     use base64::Engine as _;
     use hyper::header;
-    let client = hyper::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build_http::<hyper::Body>();
+    let client = loopback_client();
     let uri: hyper::Uri = format!("http://{addr}{}", req.path)
         .parse()
         .with_context(|| format!("the agent request path {:?} is not valid", req.path))?;
@@ -107,6 +105,15 @@ async fn exchange(addr: SocketAddr, req: &HttpRequest) -> Result<HttpResponse> {
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
     };
     Ok(HttpResponse { status, body })
+}
+
+/// An HTTP client for one request to a server on the pod's loopback (no pooled
+/// connections: each helper process makes one or a few requests and exits). The
+/// readiness probe uses it too.
+pub(crate) fn loopback_client() -> hyper::Client<hyper::client::HttpConnector> {
+    hyper::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build_http::<hyper::Body>()
 }
 
 /// Sends one request to the pod's agent server (through `__http` in the pod's network

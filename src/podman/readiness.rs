@@ -49,9 +49,7 @@ pub(crate) async fn probe_once(addr: SocketAddr, path: &str, timeout: Duration) 
     let Ok(uri) = format!("http://{addr}{path}").parse::<hyper::Uri>() else {
         return false;
     };
-    let client = hyper::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build_http::<hyper::Body>();
+    let client = super::agent_http::loopback_client();
     // The answer's head is enough: its body is never read.
     match tokio::time::timeout(timeout, client.get(uri)).await {
         Ok(Ok(response)) => {

@@ -303,9 +303,7 @@ pub(crate) fn job_spec(
         }),
         ..base_spec(c, seccomp_path, (0, 0))
     };
-    for m in spec.mounts.iter_mut().filter(|m| m.kind == "tmpfs") {
-        m.options.push(format!("size={tmpfs_bytes}"));
-    }
+    bound_tmpfs(&mut spec, tmpfs_bytes);
     spec
 }
 
@@ -324,10 +322,15 @@ pub(crate) fn helper_spec(
         remove: true,
         ..base_spec(c, seccomp_path, (0, 0))
     };
-    for m in spec.mounts.iter_mut().filter(|m| m.kind == "tmpfs") {
-        m.options.push(format!("size={tmpfs_bytes}"));
-    }
+    bound_tmpfs(&mut spec, tmpfs_bytes);
     spec
+}
+
+/// Bounds every tmpfs of a side container (a job, a toolbox helper) to `bytes`.
+fn bound_tmpfs(spec: &mut SpecGenerator, bytes: u64) {
+    for m in spec.mounts.iter_mut().filter(|m| m.kind == "tmpfs") {
+        m.options.push(format!("size={bytes}"));
+    }
 }
 
 /// What every container's spec holds, from its plan.
