@@ -1,0 +1,123 @@
+//! devaipod-net: the network guard of a devaipod pod. One static binary, four jobs:
+//!
+//! - `proxy`: the agent's only way out. HTTP CONNECT and plain HTTP to names on the
+//!   pod's allowlist, and credential routes that add the provider's key on the way to
+//!   its base URL (the agent never holds the key). Runs in the `proxy` container, as its
+//!   own uid, with no capabilities.
+//! - `rules`: installs the nftables rules of the pod's network namespace that confine the
+//!   agent's uid to the proxy, the gator and its own loopback listeners, reads them back,
+//!   and writes the marker the agent waits for. Runs in the pod's init container (the only
+//!   one with CAP_NET_ADMIN), on every start of the pod.
+//! - `gate`: run by the agent's command before opencode; returns only when the marker
+//!   names the network namespace it runs in (so the agent never runs unfiltered).
+//! - `allow` and `stats`: read and change a running proxy's allowlist, read its refusal
+//!   counts (run by `podman exec` in the proxy container).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod config;
+mod gate;
+mod nft;
+mod policy;
+mod proxy;
+mod rules;
+mod state;
+mod upstream;
+
+#[derive(Parser)]
+#[command(
+    name = "devaipod-net",
+    version,
+    about = "The network guard of a devaipod pod"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the agent's proxy (HTTP CONNECT, plain HTTP, credential routes)
+    Proxy {
+        /// devaipod's configuration of the proxy (JSON, `config::Config`)
+        #[arg(long)]
+        config: PathBuf,
+        /// The proxy's state directory (its allowlist as changed by `allow`, its counts)
+        #[arg(long)]
+        state: PathBuf,
+    },
+    /// Install the agent's nftables rules in this network namespace, read them back,
+    /// then write the marker the agent's gate waits for
+    Rules {
+        /// The agent's uid
+        #[arg(long)]
+        agent_uid: u32,
+        /// A listener of another uid the agent may reach on the loopback: UID:PORT
+        /// (the proxy, the gator)
+        #[arg(long = "allow-reply", value_name = "UID:PORT")]
+        allow_reply: Vec<String>,
+        /// Where to write the marker (on a volume the agent mounts read-only)
+        #[arg(long)]
+        marker: PathBuf,
+    },
+    /// Wait until the marker names this network namespace; fail after the timeout
+    Gate {
+        #[arg(long)]
+        marker: PathBuf,
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+    /// Print (and change) the running proxy's allowlist
+    Allow {
+        #[arg(long)]
+        state: PathBuf,
+        /// Names to add (NAME or NAME:PORT, `*.` for subdomains)
+        #[arg(long = "add", value_name = "NAME")]
+        add: Vec<String>,
+        /// Names to remove
+        #[arg(long = "remove", value_name = "NAME")]
+        remove: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the proxy's decision counts and the last refused names
+    Stats {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Proxy { config, state } => proxy::run(&config, &state),
+        Command::Rules {
+            agent_uid,
+            allow_reply,
+            marker,
+        } => rules::run(agent_uid, &allow_reply, &marker),
+        Command::Gate {
+            marker,
+            timeout_secs,
+        } => gate::run(&marker, timeout_secs),
+        Command::Allow {
+            state,
+            add,
+            remove,
+            json,
+        } => state::allow_command(&state, &add, &remove, json),
+        Command::Stats { state, json } => state::stats_command(&state, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("devaipod-net: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
