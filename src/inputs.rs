@@ -39,6 +39,8 @@ pub(crate) struct Request {
 pub(crate) struct HostFacts {
     pub input: PlanInput,
     pub prepared: Option<crate::build::Prepared>,
+    /// The network guard's binary (`None` in network mode `full`).
+    pub net: Option<crate::net_binary::NetBinary>,
 }
 
 /// Host environment lookup for `${localEnv:...}`.
@@ -213,6 +215,11 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
         agent_model: user_config.agent.model.clone(),
         agent_opencode: user_config.agent_opencode_json(&config_file)?,
         cdi_gpu: plan::cdi_gpu_in(&read_cdi_specs()),
+        network: plan::input::NetworkInput::default(),
+        net_image: String::new(),
+        net_image_state: ImageState::Unknown {
+            note: String::new(),
+        },
         trust: if req.trust {
             Some("--trust".to_string())
         } else if user_config.trusts(&at.repo.root) {
@@ -228,7 +235,18 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
         &at.repo.root,
         &input.config_file(),
     )?;
-    Ok(HostFacts { input, prepared })
+    let net = match input.network.mode {
+        plan::input::NetworkMode::Full => None,
+        _ => Some(crate::net_binary::find()?),
+    };
+    if let Some(n) = &net {
+        input.net_image = n.image.clone();
+    }
+    Ok(HostFacts {
+        input,
+        prepared,
+        net,
+    })
 }
 
 fn user_secrets(entries: Vec<crate::config::SecretEntry>) -> Vec<plan::UserSecret> {
@@ -347,6 +365,8 @@ pub(crate) struct ImageFacts {
     /// The bundled image (it has git and opencode) is in the local store.
     pub bundled_present: bool,
     pub state: ImageState,
+    /// The network guard's image: present, or made by `up` from the binary.
+    pub net_state: ImageState,
 }
 
 impl ImageFacts {
@@ -356,6 +376,9 @@ impl ImageFacts {
             command: None,
             bundled_present: false,
             state: ImageState::Unknown {
+                note: format!("not checked: {why}"),
+            },
+            net_state: ImageState::Unknown {
                 note: format!("not checked: {why}"),
             },
         }
@@ -369,6 +392,7 @@ impl ImageFacts {
         }
         input.bundled_present = self.bundled_present;
         input.image_state = self.state;
+        input.net_image_state = self.net_state;
     }
 }
 
@@ -404,10 +428,21 @@ pub(crate) async fn image_facts(
             g.image
         );
     }
+    let net_state = if input.net_image.is_empty() {
+        ImageState::Unknown {
+            note: "not used (network = full)".into(),
+        }
+    } else {
+        match engine.image_id(&input.net_image).await? {
+            Some(id) => ImageState::Present { id },
+            None => ImageState::WillBuild,
+        }
+    };
     Ok(ImageFacts {
         command,
         bundled_present,
         state,
+        net_state,
     })
 }
 

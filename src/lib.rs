@@ -19,6 +19,7 @@ mod devcontainer;
 mod git;
 mod inputs;
 mod names;
+mod net_binary;
 mod plan;
 mod podman;
 mod process;

@@ -166,6 +166,13 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
         plan = inputs::plan(&host.input)?;
         tracing::debug!(%id, "built");
     }
+    if let (ImageState::WillBuild, Some(net)) = (&host.input.net_image_state, &host.net) {
+        progress.step(&format!("making the network guard's image {}", net.image));
+        let layer = crate::net_binary::layer(net)?;
+        let changes = [format!("LABEL {}image=net", plan::labels::PREFIX)];
+        engine.import_image(&net.image, layer, &changes).await?;
+        progress.finish_step();
+    }
     let result = apply::apply(engine, &plan, &values, &progress, &mut cancel).await;
     if result.is_ok() {
         crate::cli::lifecycle::note_agent_ready(engine, &plan.name).await?;
@@ -435,6 +442,40 @@ pub(super) fn render_plan(plan: &PodPlan) -> String {
                 list(&g.token_files, ", ")
             }
         );
+    }
+    let net = &plan.network;
+    let _ = writeln!(
+        s,
+        "network    {}{}",
+        net.mode.as_str(),
+        net.proxy
+            .as_ref()
+            .map(|p| format!(" through the proxy {}", l(p)))
+            .unwrap_or_default()
+    );
+    if net.proxy.is_some() {
+        let _ = writeln!(
+            s,
+            "             allow    {}",
+            if net.allow.is_empty() {
+                "(nothing)".to_string()
+            } else {
+                list(&net.allow, " ")
+            }
+        );
+    }
+    for c in &net.credentials {
+        let _ = writeln!(
+            s,
+            "             credential {} -> {} (header {}, secret {}, in the proxy only)",
+            l(&c.provider),
+            l(&c.base_url),
+            l(&c.header),
+            l(&c.secret)
+        );
+    }
+    for r in &net.reach {
+        let _ = writeln!(s, "             reaches  {}", l(r));
     }
     if let Some(init) = &plan.initialize {
         let _ = writeln!(

@@ -29,8 +29,10 @@ pub(crate) fn find_opencode_script() -> String {
 
 /// The agent's command: the server password is read from its secret file into the
 /// server's own environment, so it is on no argv and not in `podman inspect`.
-pub(crate) fn agent_command(secret_env: &[String]) -> Vec<String> {
-    let mut script = find_opencode_script();
+pub(crate) fn agent_command(secret_env: &[String], gate: Option<&str>) -> Vec<String> {
+    // The network gate first: opencode never runs before the pod's rules are in place.
+    let mut script = gate.unwrap_or_default().to_string();
+    script.push_str(&find_opencode_script());
     script.push_str(&format!(
         "OPENCODE_SERVER_PASSWORD=\"$(cat {PASSWORD_FILE})\" && export OPENCODE_SERVER_PASSWORD && "
     ));
@@ -144,6 +146,7 @@ pub(crate) fn container(
     volumes: &Volumes,
     secrets: &Secrets,
     image_mounts: Vec<(String, String)>,
+    net: &super::network::AgentNet,
 ) -> ContainerSpec {
     let input = ctx.input;
     let secret_env: Vec<String> = input
@@ -155,10 +158,11 @@ pub(crate) fn container(
         role: Role::Agent,
         name: ctx.object_name("agent"),
         image: image.to_string(),
-        command: agent_command(&secret_env),
+        command: agent_command(&secret_env, net.gate.as_deref()),
         user: Some(format!("{AGENT_UID}:{AGENT_UID}")),
         workdir: folders.workdir.clone(),
         init: true,
+        init_container: false,
         cap_drop: vec!["ALL".into()],
         cap_add: vec![],
         no_new_privileges: true,
@@ -169,9 +173,16 @@ pub(crate) fn container(
         pids_limit: Some(input.agent_pids_limit),
         memory_limit: Some(input.agent_memory_limit),
         cpu_millis: None,
-        image_mounts,
-        mounts: volumes.agent_mounts(folders),
-        env: agent_env(),
+        image_mounts: image_mounts
+            .into_iter()
+            .chain(net.image_mounts.iter().cloned())
+            .collect(),
+        mounts: volumes
+            .agent_mounts(folders)
+            .into_iter()
+            .chain(net.mounts.iter().cloned())
+            .collect(),
+        env: agent_env().into_iter().chain(net.env.clone()).collect(),
         secrets: secrets.agent_refs(),
         labels: ctx.labels(Role::Agent),
         extra: Extras::default(),

@@ -332,6 +332,7 @@ fn container(
         user: Some(format!("{UID}:{UID}")),
         workdir: "/".into(),
         init: true,
+        init_container: false,
         cap_drop: vec!["ALL".into()],
         cap_add: vec![],
         no_new_privileges: true,

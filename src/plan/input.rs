@@ -41,6 +41,60 @@ pub(crate) struct GatorInput {
     pub jira_host: Option<String>,
 }
 
+/// How far the agent's network reaches (`[agent] network`, `up --network`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum NetworkMode {
+    /// Names on the allowlist through the proxy, and the credential routes.
+    #[default]
+    Allowlist,
+    /// The credential routes only.
+    None,
+    /// Anything: no proxy, no rules (today's behaviour before issue 16; warned at `up`).
+    Full,
+}
+
+impl NetworkMode {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Allowlist => "allowlist",
+            NetworkMode::None => "none",
+            NetworkMode::Full => "full",
+        }
+    }
+}
+
+/// One `[agent.credentials.PROVIDER]` table: the proxy sets `header` to `prefix` + the
+/// secret on requests to `base_url`; the agent never holds the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CredentialInput {
+    pub provider: String,
+    pub base_url: String,
+    pub header: String,
+    pub prefix: String,
+    pub secret: UserSecret,
+}
+
+/// Test-only settings of the proxy, from devaipod's own environment (never a file of
+/// the repo's): a CA it trusts and a fixed name map instead of DNS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TestNet {
+    pub ca_pem: Option<String>,
+    pub hosts: BTreeMap<String, Vec<String>>,
+}
+
+/// The agent's network, as the user's configuration and command line set it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct NetworkInput {
+    pub mode: NetworkMode,
+    /// NAME, NAME:PORT, `*.NAME` (validated).
+    pub allow: Vec<String>,
+    pub credentials: Vec<CredentialInput>,
+    /// The host's own addresses (CIDRs), which the proxy refuses whatever the name.
+    pub deny_nets: Vec<String>,
+    pub test: Option<TestNet>,
+}
+
 /// Everything the plan is computed from.
 #[derive(Debug, Clone)]
 pub(crate) struct PlanInput {
@@ -88,6 +142,12 @@ pub(crate) struct PlanInput {
     /// Whether [`super::BUNDLED_IMAGE`] is in the local store (it is then mounted for
     /// images without opencode).
     pub bundled_present: bool,
+    /// The agent's network.
+    pub network: NetworkInput,
+    /// The image of the network guard (`localhost/devaipod-net:KEY`, made from the
+    /// devaipod-net binary by `up`) and whether it is in the local store.
+    pub net_image: String,
+    pub net_image_state: ImageState,
 }
 
 impl PlanInput {

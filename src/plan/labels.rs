@@ -46,6 +46,8 @@ pub enum Role {
     Agent,
     Gator,
     Proxy,
+    /// The pod's init container that installs the agent's network rules.
+    Rules,
     /// A short-lived container outside the pod's plan: a job reading the agent's
     /// clone, or the toolbox route into the pod.
     #[value(skip)]
@@ -60,6 +62,7 @@ impl Role {
             Role::Agent => "agent",
             Role::Gator => "gator",
             Role::Proxy => "proxy",
+            Role::Rules => "rules",
             Role::Helper => "helper",
         }
     }

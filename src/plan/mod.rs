@@ -21,6 +21,7 @@ pub(crate) mod input;
 pub(crate) mod labels;
 pub(crate) mod lifecycle;
 pub(crate) mod mounts;
+pub(crate) mod network;
 pub(crate) mod paths;
 pub(crate) mod pod;
 pub(crate) mod ports;
@@ -77,6 +78,7 @@ pub(crate) fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         image_mounts: bundled.clone(),
     }
     .container(&ctx)?;
+    let network = network::Network::new(&ctx);
     let agent = agent::container(
         &ctx,
         &image.reference,
@@ -84,6 +86,7 @@ pub(crate) fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         &volumes,
         &secrets,
         bundled,
+        &network.agent,
     );
     let gator = Gator::new(&ctx, &secrets);
 
@@ -99,12 +102,30 @@ pub(crate) fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     Ok(PodPlan {
         name: input.name.clone(),
         image,
-        pod: pod::pod_spec(&ctx, &folders, &settings.run_args, ports, secrets.label()),
-        volumes: volumes.specs(&ctx),
-        secrets: secrets.specs(&ctx),
+        pod: pod::pod_spec(
+            &ctx,
+            &folders,
+            &settings.run_args,
+            ports,
+            std::iter::once(secrets.label())
+                .chain(network.created_secrets().map(str::to_string))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        volumes: volumes
+            .specs(&ctx)
+            .into_iter()
+            .chain(network.volumes)
+            .collect(),
+        secrets: secrets
+            .specs(&ctx)
+            .into_iter()
+            .chain(network.secrets)
+            .collect(),
         containers: [Some(workspace), Some(agent), gator_container]
             .into_iter()
             .flatten()
+            .chain(network.containers)
             .collect(),
         repo: repo_plan(input, &folders, &volumes),
         readiness: ReadinessPlan {
@@ -121,6 +142,7 @@ pub(crate) fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             settings.mounts.binds,
             settings.widening,
         ),
+        network: network.plan,
         warnings,
     })
 }

@@ -86,6 +86,23 @@ pub(crate) const BUNDLED_IMAGE: &str = "localhost/devaipod-base:latest";
 /// the workspace, for images without their own `opencode`.
 pub(crate) const BUNDLED_MOUNT: &str = "/opt/devaipod/bundled";
 
+/// Where the proxy (devaipod-net) listens, on the pod's loopback.
+pub(crate) const PROXY_PORT: u16 = 4097;
+/// The proxy's uid and gid: its own, so that the agent's rules can tell it apart.
+pub(crate) const PROXY_UID: u32 = 4097;
+/// The proxy's URL, as the agent's HTTP(S)_PROXY.
+pub(crate) fn proxy_url() -> String {
+    format!("http://127.0.0.1:{PROXY_PORT}")
+}
+/// The base URL opencode uses for a provider whose key the proxy holds.
+pub(crate) fn credential_route_url(provider: &str) -> String {
+    format!("http://127.0.0.1:{PROXY_PORT}/devaipod/credentials/{provider}")
+}
+/// The proxy's state (its allowlist as `devaipod allow` changed it, its counts).
+pub(crate) const NET_STATE_DIR: &str = "/var/lib/devaipod-net";
+/// The marker the rules container writes once the agent's rules are in place.
+pub(crate) const NET_MARKER: &str = "/run/devaipod-net/ready";
+
 /// The agent's default process limit.
 pub(crate) const AGENT_PIDS_LIMIT: i64 = 4096;
 /// The agent's default memory limit (bytes).

@@ -33,6 +33,8 @@ pub(crate) struct PodPlan {
     pub lifecycle: LifecyclePlan,
     /// Consent for repo settings that widen access, and what it applies to.
     pub trust: TrustPlan,
+    /// The agent's network: its mode, allowlist and credential routes.
+    pub network: super::network::NetworkPlan,
     /// Warnings the user should see (also printed by `up`).
     pub warnings: Vec<String>,
 }
@@ -177,6 +179,8 @@ pub(crate) enum SecretSource {
     Generated,
     /// The agent's opencode configuration ([`PodPlan::agent_config`]).
     AgentConfig,
+    /// The proxy's configuration ([`PodPlan::network`]).
+    NetConfig,
     /// devaipod's environment variable of this name, at `up`.
     Environment { variable: String },
 }
@@ -212,6 +216,10 @@ pub(crate) struct ContainerSpec {
     pub workdir: String,
     /// Run podman's init (catatonit) as PID 1 so stop and delete are immediate.
     pub init: bool,
+    /// A Podman init container of type `always`: run to completion before the pod's
+    /// other containers on every start of the pod (the network rules).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub init_container: bool,
     pub cap_drop: Vec<String>,
     pub cap_add: Vec<String>,
     pub no_new_privileges: bool,

@@ -50,6 +50,9 @@ pub(crate) fn input() -> PlanInput {
         agent_opencode: None,
         image_path: None,
         gator: None,
+        network: Default::default(),
+        net_image: "localhost/devaipod-net:0123456789ab".into(),
+        net_image_state: ImageState::Present { id: "net".into() },
     }
 }
 
@@ -60,7 +63,10 @@ fn the_default_plan() {
     assert_eq!(plan.pod.share, ["net"]);
     assert_eq!(plan.repo.workspace_folder, "/workspaces/proj");
     let roles: Vec<Role> = plan.containers.iter().map(|c| c.role).collect();
-    assert_eq!(roles, [Role::Workspace, Role::Agent]);
+    assert_eq!(
+        roles,
+        [Role::Workspace, Role::Agent, Role::Rules, Role::Proxy]
+    );
     let ws = plan.container(Role::Workspace).expect("ws");
     assert!(ws.init, "workspace needs an init so stop is immediate");
     assert_eq!(ws.user, None);
@@ -90,7 +96,7 @@ fn the_default_plan() {
     assert_eq!(plan.secrets[0].name, "devaipod-demo-agent-password");
     assert_eq!(
         plan.pod.labels.get(SECRETS_LABEL).map(String::as_str),
-        Some("devaipod-demo-agent-password,devaipod-demo-agent-config")
+        Some("devaipod-demo-agent-password,devaipod-demo-agent-config,devaipod-demo-net-config")
     );
     assert_eq!(agent.seccomp, Seccomp::Agent);
     assert!(agent.read_only);
@@ -144,7 +150,7 @@ fn env_values_are_never_serialized() {
     let text = serde_json::to_string(&plan).expect("json");
     assert!(
         text.contains(
-            "\"env_names\":[\"HOME\",\"OPENCODE_CONFIG\",\"OPENCODE_DISABLE_AUTOUPDATE\",\"OPENCODE_DISABLE_PROJECT_CONFIG\"]"
+            "\"env_names\":[\"HOME\",\"HTTPS_PROXY\",\"HTTP_PROXY\",\"NO_PROXY\",\"OPENCODE_CONFIG\",\"OPENCODE_DISABLE_AUTOUPDATE\",\"OPENCODE_DISABLE_MODELS_FETCH\",\"OPENCODE_DISABLE_PROJECT_CONFIG\",\"http_proxy\",\"https_proxy\",\"no_proxy\"]"
         ),
         "{text}"
     );
@@ -165,7 +171,12 @@ fn overrides_and_subfolders() {
     assert_eq!(plan.repo.workspace_folder, "/src");
     assert_eq!(plan.repo.workdir, "/src/examples/hello");
     assert_eq!(plan.repo.owner.as_deref(), Some("1000"));
-    for c in &plan.containers {
+    // The network's containers run devaipod-net's own image, from its root.
+    for c in plan
+        .containers
+        .iter()
+        .filter(|c| ![Role::Rules, Role::Proxy].contains(&c.role))
+    {
         assert_eq!(c.image, "localhost/other:2");
         assert_eq!(c.workdir, "/src/examples/hello");
     }

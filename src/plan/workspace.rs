@@ -63,6 +63,7 @@ impl Workspace<'_> {
                 .clone()
                 .unwrap_or_else(|| self.folders.workdir.clone()),
             init: true,
+            init_container: false,
             cap_drop: ra.cap_drop.clone(),
             cap_add: self.settings.cap_add(input),
             no_new_privileges: security_opt

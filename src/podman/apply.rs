@@ -237,6 +237,7 @@ async fn create_pod_objects(engine: &Engine, plan: &PodPlan, values: &SecretValu
                     .cloned()
                     .unwrap_or_else(SecretValue::generate),
                 SecretSource::AgentConfig => SecretValue::new(plan.agent_config.content.clone()),
+                SecretSource::NetConfig => SecretValue::new(plan.network.proxy_config.clone()),
                 SecretSource::Environment { variable } => values
                     .get(&secret.name)
                     .cloned()
@@ -298,11 +299,17 @@ async fn create_containers(
         .iter()
         .filter(|c| c.role != Role::Agent)
         .map(|c| {
-            let ids = if c.role == Role::Gator {
-                let g = u64::from(crate::plan::gator::UID);
-                (g, g)
-            } else {
-                owner
+            let ids = match c.role {
+                Role::Gator => {
+                    let g = u64::from(crate::plan::gator::UID);
+                    (g, g)
+                }
+                Role::Proxy => {
+                    let p = u64::from(crate::plan::paths::PROXY_UID);
+                    (p, p)
+                }
+                Role::Rules => (0, 0),
+                _ => owner,
             };
             create(c, ids)
         });

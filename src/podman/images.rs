@@ -2,7 +2,7 @@
 //! PATH, labels) and building a Dockerfile configuration's image.
 
 use anyhow::{Context, Result, anyhow, bail};
-use containers_api::conn::{self, Payload};
+use containers_api::conn::{self, Payload, hyper};
 use futures_util::StreamExt;
 
 use super::inspect::ImageInspect;
@@ -31,6 +31,47 @@ impl Engine {
             Ok(i) => Ok(Some(i)),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e.context(format!("inspecting image {reference}"))),
+        }
+    }
+
+    /// Imports `layer` (a tar of the image's whole filesystem) as the image `reference`
+    /// with `changes` (Containerfile instructions such as `LABEL k=v`): the network
+    /// guard's scratch image, made without a build or a pull. Returns the image id.
+    pub(crate) async fn import_image(
+        &self,
+        reference: &str,
+        layer: Vec<u8>,
+        changes: &[String],
+    ) -> Result<String> {
+        let mut query = vec![format!("reference={}", encode(reference))];
+        query.extend(changes.iter().map(|c| format!("changes={}", encode(c))));
+        let ep = format!("{API_PREFIX}/libpod/images/import?{}", query.join("&"));
+        let text = tokio::time::timeout(
+            super::client::REQUEST_TIMEOUT,
+            self.raw.post_string(
+                &ep,
+                Payload::XTar(hyper::Body::from(layer)),
+                None::<conn::Headers>,
+            ),
+        )
+        .await
+        .map_err(|_| anyhow!("Podman did not finish importing {reference} in time"))?
+        .map_err(conn_error)
+        .with_context(|| format!("importing the image {reference}"))?;
+        #[derive(serde::Deserialize)]
+        struct Imported {
+            #[serde(rename = "Id", default)]
+            id: String,
+        }
+        let id = serde_json::from_str::<Imported>(&text)
+            .map(|i| i.id)
+            .unwrap_or_default();
+        match id.is_empty() {
+            false => Ok(id),
+            true => self
+                .image_id(reference)
+                .await?
+                .ok_or_else(|| anyhow!("importing {reference} ended without an image: {text}")),
         }
     }
 

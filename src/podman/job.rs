@@ -231,6 +231,7 @@ pub(crate) fn helper_like_agent(
         user: Some(user),
         workdir: "/".into(),
         init: false,
+        init_container: false,
         cap_drop: vec!["ALL".into()],
         cap_add: vec![],
         no_new_privileges: true,

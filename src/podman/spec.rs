@@ -85,6 +85,10 @@ pub(crate) struct SpecGenerator {
     /// Toolbox helpers only: stdin stays open for `podman start --attach --interactive`.
     #[serde(skip_serializing_if = "is_false")]
     pub stdin: bool,
+    /// The network rules only: `always`, a Podman init container run before the pod's
+    /// other containers on every start of the pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_container_type: Option<String>,
     /// Toolbox helpers only: removed by Podman once it exits.
     #[serde(skip_serializing_if = "is_false")]
     pub remove: bool,
@@ -345,6 +349,7 @@ fn base_spec(
         command: c.command.clone(),
         work_dir: c.workdir.clone(),
         init: c.init,
+        init_container_type: c.init_container.then(|| "always".to_string()),
         labels: c.labels.clone(),
         env: c.env.clone(),
         cap_drop: c.cap_drop.clone(),
@@ -497,9 +502,17 @@ mod tests {
     /// The plans whose specs are pinned in fixtures/spec-*.json: the test plan, and one
     /// with every repo setting the spec maps (consented), the bundled image mounted
     /// into another image, and service-gator.
-    fn spec_cases() -> Vec<(&'static str, crate::plan::PodPlan)> {
-        let plain = crate::plan::build(&crate::plan::tests_support::input()).expect("plan");
+    /// The fixtures predate the network's containers (checked by
+    /// `the_network_containers_are_sent_as_planned`): `full` keeps the pod they describe.
+    fn fixture_input() -> crate::plan::PlanInput {
         let mut i = crate::plan::tests_support::input();
+        i.network.mode = crate::plan::input::NetworkMode::Full;
+        i
+    }
+
+    fn spec_cases() -> Vec<(&'static str, crate::plan::PodPlan)> {
+        let plain = crate::plan::build(&fixture_input()).expect("plan");
+        let mut i = fixture_input();
         i.trust = Some("--trust".into());
         i.devcontainer.image = Some("localhost/other:1".into());
         i.devcontainer.privileged = Some(true);
@@ -585,6 +598,33 @@ mod tests {
             }
             assert_eq!(got, want, "{case}");
         }
+    }
+
+    #[test]
+    fn the_network_containers_are_sent_as_planned() {
+        use serde_json::json;
+        let plan = crate::plan::build(&crate::plan::tests_support::input()).expect("plan");
+        let seccomp = std::path::Path::new("/tmp/devaipod-seccomp-x/agent.json");
+        let spec = |r: Role| {
+            let c = plan.container(r).expect("container");
+            serde_json::to_value(container_spec(&plan.pod, c, Some(seccomp), (0, 0))).expect("json")
+        };
+        let rules = spec(Role::Rules);
+        assert_eq!(rules["init_container_type"], "always");
+        assert_eq!(rules["cap_drop"], json!(["ALL"]));
+        assert_eq!(rules["cap_add"], json!(["NET_ADMIN"]));
+        assert_eq!(rules["no_new_privileges"], true);
+        assert_eq!(rules["read_only_filesystem"], true);
+        assert_eq!(rules["pod"], "devaipod-demo");
+        let proxy = spec(Role::Proxy);
+        assert!(proxy.get("init_container_type").is_none());
+        assert_eq!(proxy["cap_add"], json!([]));
+        assert_eq!(proxy["user"], "4097:4097");
+        let agent = spec(Role::Agent);
+        assert_eq!(
+            agent["image_volumes"][0],
+            json!({"source": "localhost/devaipod-net:0123456789ab", "destination": "/opt/devaipod-net", "rw": false})
+        );
     }
 
     #[test]

@@ -262,6 +262,12 @@ pub(crate) async fn verify_inside(engine: &Engine, plan: &PodPlan) -> Result<()>
         .filter(|c| c.no_new_privileges || !c.cap_drop.is_empty())
     {
         let inspect = engine.inspect_container(&c.name).await?;
+        if c.init_container {
+            // The rules ran to completion before the others started; they must have
+            // succeeded (the agent's gate would not open otherwise, either).
+            verify_rules_ran(&c.name, &inspect.state)?;
+            continue;
+        }
         let pid = inspect.state.pid;
         if pid <= 0 {
             bail!(
@@ -276,6 +282,18 @@ pub(crate) async fn verify_inside(engine: &Engine, plan: &PodPlan) -> Result<()>
             )
         })?;
         check_status(c, &status)?;
+    }
+    Ok(())
+}
+
+/// The network rules' init container ended, and with success.
+pub(crate) fn verify_rules_ran(name: &str, state: &super::inspect::ContainerState) -> Result<()> {
+    if state.running || state.exit_code != 0 {
+        bail!(
+            "the network rules container {name} did not install the agent's rules (running: {}, exit code {}); see `podman logs {name}`",
+            state.running,
+            state.exit_code
+        );
     }
     Ok(())
 }
@@ -319,7 +337,9 @@ mod tests {
     use serde_json::{Value, json};
 
     fn agent() -> ContainerSpec {
-        let input = crate::plan::tests_support::input();
+        // The fixture's agent predates the network (full keeps its mounts and env).
+        let mut input = crate::plan::tests_support::input();
+        input.network.mode = crate::plan::input::NetworkMode::Full;
         crate::plan::build(&input)
             .expect("plan")
             .container(Role::Agent)

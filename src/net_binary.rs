@@ -1,0 +1,127 @@
+//! Finding devaipod-net, the pod's network guard (net/: a static binary), on the host,
+//! and naming the image `up` makes of it: `localhost/devaipod-net:KEY`, KEY from the
+//! binary's content, so a new build is a new image and an old pod keeps its own.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+/// The repository of the network guard's image.
+pub(crate) const NET_IMAGE_REPO: &str = "localhost/devaipod-net";
+
+/// The binary and the image made of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NetBinary {
+    pub path: PathBuf,
+    /// `localhost/devaipod-net:KEY`.
+    pub image: String,
+}
+
+/// Where devaipod looks: `$DEVAIPOD_NET_BIN`, else beside its own executable, else
+/// `../libexec/devaipod/` from it (an installed layout).
+fn candidates() -> Vec<PathBuf> {
+    if let Some(p) = std::env::var_os("DEVAIPOD_NET_BIN") {
+        return vec![PathBuf::from(p)];
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return Vec::new();
+    };
+    let Some(dir) = exe.parent() else {
+        return Vec::new();
+    };
+    vec![
+        dir.join("devaipod-net"),
+        dir.join("../libexec/devaipod/devaipod-net"),
+    ]
+}
+
+/// Finds the binary and names its image.
+pub(crate) fn find() -> Result<NetBinary> {
+    let tried = candidates();
+    for path in &tried {
+        if path.is_file() {
+            return at(path);
+        }
+    }
+    let list = tried
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    bail!(
+        "devaipod-net, the network guard that confines the agent, was not found (looked at: {list}): build it with `just net` (`just install` puts it beside devaipod), or name it with DEVAIPOD_NET_BIN; `[agent] network = \"full\"` in devaipod.toml runs the agent without it, unconfined"
+    )
+}
+
+/// The binary at `path` and its image's name.
+pub(crate) fn at(path: &Path) -> Result<NetBinary> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("reading the network guard {}", path.display()))?;
+    if !bytes.starts_with(b"\x7fELF") {
+        bail!(
+            "{} is not an executable (ELF) file: rebuild it with `just net`",
+            path.display()
+        );
+    }
+    let digest = Sha256::digest(&bytes);
+    let key: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Ok(NetBinary {
+        path: path.to_path_buf(),
+        image: format!("{NET_IMAGE_REPO}:{key}"),
+    })
+}
+
+/// The image's only layer: the binary at `/devaipod-net`, root's, mode 0755.
+pub(crate) fn layer(bin: &NetBinary) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(&bin.path)
+        .with_context(|| format!("reading the network guard {}", bin.path.display()))?;
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o755);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(
+        &mut header,
+        crate::plan::network::NET_EXE.trim_start_matches('/'),
+        bytes.as_slice(),
+    )?;
+    Ok(tar.into_inner()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_image_is_named_by_the_binarys_content_and_holds_it_alone() {
+        let dir = tempfile::tempdir().expect("dir");
+        let p = dir.path().join("devaipod-net");
+        std::fs::write(&p, b"\x7fELF one").expect("write");
+        let a = at(&p).expect("binary");
+        assert!(a.image.starts_with("localhost/devaipod-net:"));
+        assert_eq!(a.image.len(), "localhost/devaipod-net:".len() + 16);
+        std::fs::write(&p, b"\x7fELF two").expect("write");
+        assert_ne!(at(&p).expect("binary").image, a.image);
+        let layer = layer(&a).expect("layer");
+        let mut ar = tar::Archive::new(layer.as_slice());
+        let entries: Vec<(String, u32)> = ar
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                let e = e.expect("entry");
+                (
+                    e.path().expect("path").display().to_string(),
+                    e.header().mode().expect("mode"),
+                )
+            })
+            .collect();
+        assert_eq!(entries, [("devaipod-net".to_string(), 0o755)]);
+        std::fs::write(&p, b"#!/bin/sh").expect("write");
+        let e = at(&p).expect_err("not ELF");
+        assert!(format!("{e:#}").contains("just net"), "{e:#}");
+    }
+}
