@@ -60,9 +60,20 @@ test-images:
 test-reference: setup setup-reference test-images
     cargo test --test reference
 
-# Build devaipod (debug)
-build:
+# Build devaipod (debug), with its network guard beside it
+build: net
     cargo build
+
+# Build devaipod-net, the pod's network guard (net/), as a static binary (it runs in its
+# own scratch image and, for the agent's gate, in any user image), beside devaipod
+net:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    host=$(rustc -vV | sed -n 's/^host: //p')
+    RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --quiet \
+        --manifest-path net/Cargo.toml --target "$host" --target-dir target/net-static
+    install -d target/debug
+    install -m 0755 "target/net-static/$host/release/devaipod-net" target/debug/devaipod-net
 
 # Build localhost/devaipod-base:latest offline (cached by content key)
 image: setup
@@ -79,10 +90,13 @@ demo: setup build image
 check:
     cargo fmt --check
     cargo fmt --check --manifest-path tests/fake-llm/Cargo.toml
+    cargo fmt --check --manifest-path net/Cargo.toml
     cargo clippy --all-targets --test podman --test toolbox --test reference -- -D warnings
     cargo clippy --quiet --all-targets --manifest-path tests/fake-llm/Cargo.toml --target-dir target/fake-llm -- -D warnings
+    cargo clippy --quiet --all-targets --manifest-path net/Cargo.toml --target-dir target/net -- -D warnings
     cargo test --lib --bins --test cli
     cargo test --quiet --manifest-path tests/fake-llm/Cargo.toml --target-dir target/fake-llm
+    cargo test --quiet --manifest-path net/Cargo.toml --target-dir target/net
 
 # Everything CI runs: check, then the real-Podman tests rootful and rootless
 test: check setup image
@@ -224,6 +238,7 @@ _stage:
     #!/usr/bin/env bash
     set -euo pipefail
     cargo build
+    just net
     # The scripted LLM of the agent end-to-end test (tests/fake-llm, std only).
     cargo build --release --quiet --manifest-path tests/fake-llm/Cargo.toml --target-dir target/fake-llm
     # The test executables, from cargo's JSON messages (the podman and toolbox tiers are
@@ -239,7 +254,7 @@ _stage:
     tb=$(test_exe toolbox)
     [ -n "$tb" ] || { echo "could not find the toolbox test executable (cargo test --test toolbox --no-run)" >&2; exit 1; }
     rm -rf {{stage}}; install -d -m 0755 {{stage}}
-    cp target/debug/devaipod {{stage}}/devaipod
+    cp target/debug/devaipod target/debug/devaipod-net {{stage}}/
     cp target/fake-llm/release/fake-llm target/fake-llm/release/fake-gator {{stage}}/
     cp "$exe" {{stage}}/podman-tests
     cp "$tb" {{stage}}/toolbox-tests

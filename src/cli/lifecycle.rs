@@ -50,8 +50,21 @@ pub(super) async fn start(ctx: &Context, args: StartArgs) -> Result<ExitCode> {
     let engine = ctx.engine().await?;
     let pod = existing_pod(engine, &name).await?;
     progress.step(&format!("starting {pod}"));
-    engine.start_pod(&pod).await?;
+    let started = engine.start_pod(&pod).await;
     let row = engine.workspace(&name).await?;
+    // The network rules ran first (a Podman init container); the agent's gate stays
+    // shut unless they succeeded, so say why rather than wait for the agent.
+    if let Some(rules) = row.container("rules") {
+        let state = engine.inspect_container(&rules.name).await?.state;
+        if let Err(e) = crate::podman::verify::verify_rules_ran(&rules.name, &state) {
+            let logs = engine.logs_tail(&rules.name, 20).await.unwrap_or_default();
+            return Err(e.context(format!(
+                "starting {pod}: the agent does not run without its network rules\n--- the rules' last lines ---\n{}",
+                logs.trim_end()
+            )));
+        }
+    }
+    started?;
     let Some(agent) = row.container("agent") else {
         bail!(
             "workspace {name} has no agent container; recreate it with `devaipod delete {name}` and `devaipod up`"

@@ -11,6 +11,7 @@ mod initialize;
 mod lifecycle;
 mod list;
 mod logs;
+mod network;
 mod review;
 mod ssh;
 mod status;
@@ -55,6 +56,10 @@ pub enum Command {
     Task(task::TaskArgs),
     /// Fetch the agent's commits into the host repo as branch devaipod/NAME and show the diff
     Review(review::ReviewArgs),
+    /// Let a running workspace's agent reach more names (through its proxy)
+    Allow(network::AllowArgs),
+    /// Take names off a running workspace's allowlist
+    Deny(network::AllowArgs),
     /// Print a container's output
     Logs(logs::LogsArgs),
     /// Remove a workspace's pod, containers and volumes
@@ -119,6 +124,8 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Stop(args) => lifecycle::stop(ctx, args).await,
         Command::Start(args) => lifecycle::start(ctx, args).await,
         Command::Logs(args) => logs::run(ctx, args).await,
+        Command::Allow(args) => network::change(ctx, args, true).await,
+        Command::Deny(args) => network::change(ctx, args, false).await,
         Command::Task(args) => task::run(ctx, args).await,
         Command::Ssh(args) => ssh::ssh(ctx, args).await,
         Command::Attach(args) => ssh::attach(ctx, args).await,

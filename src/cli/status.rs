@@ -54,6 +54,8 @@ pub(super) struct Status {
     pub sessions: Option<Vec<crate::agent::SessionRow>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sessions_note: Option<String>,
+    /// The agent's network: mode, allowlist, credential providers, refusals.
+    pub network: super::network::NetworkStatus,
     pub events: Vec<EventRow>,
 }
 
@@ -177,6 +179,7 @@ pub(super) async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
     } else {
         (None, Some(format!("the pod is {}", row.status)))
     };
+    let network = super::network::status(engine, &row, &pod.labels).await;
     let mounts = row
         .containers
         .iter()
@@ -190,6 +193,7 @@ pub(super) async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
         mounts,
         sessions,
         sessions_note,
+        network,
         events,
     };
     if args.json {
@@ -278,6 +282,7 @@ fn render(s: &Status) -> String {
         }
         (None, None) => {}
     }
+    render_network(&mut out, &s.network);
     for ev in &s.events {
         let _ = writeln!(
             out,
@@ -289,6 +294,56 @@ fn render(s: &Status) -> String {
         );
     }
     out
+}
+
+/// The network lines of the human view.
+fn render_network(out: &mut String, n: &super::network::NetworkStatus) {
+    use std::fmt::Write;
+    if n.mode.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "network    {}", line(&n.mode));
+    if n.mode != "full" {
+        let allow: Vec<String> = n.allow.iter().map(|a| line(a).into_owned()).collect();
+        let _ = writeln!(
+            out,
+            "allow      {}",
+            if allow.is_empty() {
+                "(nothing)".to_string()
+            } else {
+                allow.join(" ")
+            }
+        );
+    }
+    for c in &n.credentials {
+        let _ = writeln!(
+            out,
+            "credential {} -> {} (header {})",
+            line(c["provider"].as_str().unwrap_or_default()),
+            line(c["base_url"].as_str().unwrap_or_default()),
+            line(c["header"].as_str().unwrap_or_default())
+        );
+    }
+    if let Some(p) = &n.proxy {
+        let _ = writeln!(
+            out,
+            "proxy      {} allowed, {} refused",
+            p["allowed"].as_u64().unwrap_or_default(),
+            p["refused"].as_u64().unwrap_or_default()
+        );
+        for r in p["last_refused"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "refused    {} {} ({})",
+                line(r["time"].as_str().unwrap_or_default()),
+                line(r["name"].as_str().unwrap_or_default()),
+                line(r["reason"].as_str().unwrap_or_default())
+            );
+        }
+    }
+    if let Some(note) = &n.note {
+        let _ = writeln!(out, "network    note: {}", line(note));
+    }
 }
 
 /// "12s ago", "5m ago" for a unix-milliseconds time.

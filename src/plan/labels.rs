@@ -35,6 +35,8 @@ pub(crate) const SECRETS: &str = "io.devaipod.secrets";
 /// The devaipod version that created the object.
 pub(crate) const VERSION: &str = "io.devaipod.version";
 /// Pod only: postStartCommand as `up` ran it (JSON), for `start`.
+/// The pod's network as `up` planned it (mode, allowlist, credential providers; JSON).
+pub(crate) const NETWORK: &str = "io.devaipod.network";
 pub(crate) const POST_START: &str = "io.devaipod.post-start";
 
 /// What an object is for.

@@ -221,6 +221,10 @@ pub(crate) fn pod_spec(plan: &PodPlan, ports: &[(u16, u16)]) -> Result<PodSpecGe
         let text = serde_json::to_string(&start).context("recording postStartCommand")?;
         labels.insert(crate::plan::labels::POST_START.into(), text);
     }
+    labels.insert(
+        crate::plan::labels::NETWORK.into(),
+        serde_json::to_string(&plan.network).context("recording the network")?,
+    );
     let portmappings = ports
         .iter()
         .zip(&plan.pod.ports)
