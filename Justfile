@@ -233,6 +233,11 @@ test-podman5: _stage
     "${run[@]}" {{stage}}/cleanup.sh --check
     echo "test-podman5: done in $(( $(date +%s) - started ))s"
 
+# The network tests' offline fake internet, as root: kept when up (tests/net/fake-internet.sh down removes it)
+fake-internet:
+    cargo build --release --quiet --manifest-path tests/fake-llm/Cargo.toml --target-dir target/fake-llm
+    {{sudo}} tests/net/fake-internet.sh up
+
 # Copy the binaries and scripts the Podman tests need where any user can read them
 _stage:
     #!/usr/bin/env bash

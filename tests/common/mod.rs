@@ -1,8 +1,10 @@
 //! Helpers shared by the test crates (CLI, Podman, toolbox): git repos, plan lookups,
-//! polling, a private Podman service; [`pod`] is the real-Podman harness.
+//! polling, a private Podman service; [`pod`] is the real-Podman harness, [`inet`] the
+//! offline fake internet of the network tests.
 // Each test crate compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod inet;
 pub mod pod;
 
 use std::path::Path;

@@ -4,14 +4,26 @@
 //! script lists the tool calls the "model" makes, in order; once every tool
 //! result has come back it answers with the script's final text.
 //!
-//! Usage:  fake-llm --listen 127.0.0.1:PORT --script FILE
+//! Usage:  fake-llm --listen 127.0.0.1:PORT (--script FILE | --scripts DIR) [--header-log FILE]
 //! Script: {"steps": [{"tool": "bash", "arguments": {"command": "..."}}], "final": "done"}
+//!
+//! With `--scripts DIR` (the fake internet's provider, tests/net) a request names its
+//! script by a first path segment: `/NAME/v1/...` plays DIR/NAME.json, `/v1/...`
+//! DIR/default.json, each read when the request comes, so tests add scripts while the
+//! server runs. `--header-log FILE` appends one JSON line per request,
+//! `{"method":"POST","path":"/v1/chat/completions","headers":[["host","llm.test"],...]}`
+//! (names lower-cased, in the order sent), so a test can see which header carried a
+//! credential to the provider.
 
+use std::fs::File;
 use std::io::{self, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::{sync::Arc, thread, time::Duration};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::{thread, time::Duration};
 
-const USAGE: &str = "usage: fake-llm --listen ADDR --script FILE";
+const USAGE: &str =
+    "usage: fake-llm --listen ADDR (--script FILE | --scripts DIR) [--header-log FILE]";
 const MAX_BODY: usize = 64 << 20;
 
 mod shared;
@@ -146,8 +158,70 @@ fn plain(status: &'static str, msg: String) -> Response {
     )
 }
 
-fn route(req: &Request, script: &Script) -> Response {
-    match (req.method.as_str(), req.path.as_str()) {
+/// Where a request's script comes from.
+enum Scripts {
+    /// `--script FILE`: one script for every request, paths as they come.
+    Fixed(Arc<Script>),
+    /// `--scripts DIR`: the request's first path segment names the script.
+    Dir(PathBuf),
+}
+
+/// A script name from a request path: letters, digits, `-` and `_` only, so that it
+/// names a file in the scripts directory and nothing else.
+fn valid_script_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Scripts {
+    /// The script for a request to `path` and the API path it asks for.
+    fn resolve<'p>(&self, path: &'p str) -> Result<(Arc<Script>, &'p str), String> {
+        let dir = match self {
+            Scripts::Fixed(script) => return Ok((Arc::clone(script), path)),
+            Scripts::Dir(dir) => dir,
+        };
+        let (name, api) = if path.starts_with("/v1/") {
+            ("default", path)
+        } else {
+            let rest = path.strip_prefix('/').unwrap_or(path);
+            let (name, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            if !valid_script_name(name) || !tail.starts_with("/v1/") {
+                return Err(format!(
+                    "{path}: not /v1/... or /NAME/v1/... with NAME of [A-Za-z0-9_-]"
+                ));
+            }
+            (name, tail)
+        };
+        let file = dir.join(format!("{name}.json"));
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| format!("reading the script {}: {e}", file.display()))?;
+        let script = load_script(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        Ok((Arc::new(script), api))
+    }
+}
+
+/// One line of the header log: the request's method, path and every header.
+fn header_log_line(req: &Request) -> String {
+    let headers = req
+        .headers
+        .iter()
+        .map(|(name, value)| format!("[{},{}]", quote(name), quote(value)));
+    format!(
+        "{{\"method\":{},\"path\":{},\"headers\":[{}]}}\n",
+        quote(&req.method),
+        quote(&req.path),
+        shared::join(headers)
+    )
+}
+
+fn route(req: &Request, scripts: &Scripts) -> Response {
+    let (script, path) = match scripts.resolve(&req.path) {
+        Ok(found) => found,
+        Err(e) => return plain("404 Not Found", e),
+    };
+    match (req.method.as_str(), path) {
         ("GET", "/v1/models") => {
             let models = r#"{"object":"list","data":[{"id":"fake-model","object":"model"}]}"#;
             ("200 OK", "application/json", models.into(), "models".into())
@@ -160,7 +234,7 @@ fn route(req: &Request, script: &Script) -> Response {
                 Ok(json) => json,
                 Err(e) => return plain("400 Bad Request", e),
             };
-            let reply = decide(&json, script);
+            let reply = decide(&json, &script);
             let note = match &reply {
                 Reply::Text(t) if *t == script.final_text => "reply: text final".into(),
                 Reply::Text(t) => format!("reply: text {t:?}"),
@@ -172,13 +246,24 @@ fn route(req: &Request, script: &Script) -> Response {
     }
 }
 
-fn handle(stream: &TcpStream, script: &Script) -> io::Result<()> {
+/// What every connection shares: the scripts and the header log.
+struct Server {
+    scripts: Scripts,
+    header_log: Option<Mutex<File>>,
+}
+
+fn handle(stream: &TcpStream, server: &Server) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let (mut reader, mut writer) = (BufReader::new(stream), stream);
     let Some(req) = read_request(&mut reader, &mut writer, MAX_BODY)? else {
         return Ok(());
     };
-    let (status, content_type, body, note) = route(&req, script);
+    if let Some(log) = &server.header_log {
+        // One write of a whole line to an O_APPEND file: lines never interleave.
+        let mut file = log.lock().unwrap_or_else(|e| e.into_inner());
+        file.write_all(header_log_line(&req).as_bytes())?;
+    }
+    let (status, content_type, body, note) = route(&req, &server.scripts);
     eprintln!("fake-llm: {} {} {note}", req.method, req.path);
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
@@ -198,13 +283,33 @@ fn run() -> Result<(), String> {
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1))
     };
-    let (Some(listen), Some(script_path), 4) = (opt("--listen"), opt("--script"), args.len())
-    else {
+    let known = ["--listen", "--script", "--scripts", "--header-log"];
+    let pairs_ok =
+        args.len().is_multiple_of(2) && args.iter().step_by(2).all(|a| known.contains(&a.as_str()));
+    let Some(listen) = opt("--listen").filter(|_| pairs_ok) else {
         return Err(USAGE.into());
     };
-    let text =
-        std::fs::read_to_string(script_path).map_err(|e| format!("reading {script_path}: {e}"))?;
-    let script = Arc::new(load_script(&text)?);
+    let scripts = match (opt("--script"), opt("--scripts")) {
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"))?;
+            Scripts::Fixed(Arc::new(load_script(&text)?))
+        }
+        (None, Some(dir)) => Scripts::Dir(PathBuf::from(dir)),
+        _ => return Err(USAGE.into()),
+    };
+    let header_log = match opt("--header-log") {
+        Some(path) => {
+            let file = File::options().append(true).create(true).open(path);
+            Some(Mutex::new(
+                file.map_err(|e| format!("opening {path}: {e}"))?,
+            ))
+        }
+        None => None,
+    };
+    let server = Arc::new(Server {
+        scripts,
+        header_log,
+    });
     let listener = TcpListener::bind(listen).map_err(|e| format!("binding {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("fake-llm listening on {addr}");
@@ -213,9 +318,9 @@ fn run() -> Result<(), String> {
         let Ok(stream) = conn.map_err(|e| eprintln!("fake-llm: accept error: {e}")) else {
             continue;
         };
-        let script = Arc::clone(&script);
+        let server = Arc::clone(&server);
         thread::spawn(move || {
-            if let Err(e) = handle(&stream, &script) {
+            if let Err(e) = handle(&stream, &server) {
                 eprintln!("fake-llm: connection error: {e}");
             }
         });
@@ -339,6 +444,60 @@ mod tests {
             Some(args)
         );
         assert!(sse.contains(r#""finish_reason":"tool_calls""#));
+    }
+
+    #[test]
+    fn scripts_dir_picks_the_script_the_path_names() {
+        let dir = std::env::temp_dir().join(format!("fake-llm-scripts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("default.json"), r#"{"steps": [], "final": "d"}"#).unwrap();
+        std::fs::write(dir.join("e2e-1.json"), SCRIPT).unwrap();
+        let scripts = Scripts::Dir(dir.clone());
+        let (s, api) = scripts.resolve("/v1/chat/completions").unwrap();
+        assert_eq!((s.final_text.as_str(), api), ("d", "/v1/chat/completions"));
+        let (s, api) = scripts.resolve("/e2e-1/v1/models").unwrap();
+        assert_eq!((s.final_text.as_str(), api), ("all done", "/v1/models"));
+        let missing = scripts.resolve("/nope/v1/models").err().unwrap();
+        assert!(missing.contains("nope.json"), "{missing}");
+        for bad in [
+            "/../v1/x",
+            "/a.b/v1/x",
+            "/e2e-1/v2/x",
+            "/e2e-1",
+            "//v1/x",
+            "/",
+        ] {
+            let e = scripts
+                .resolve(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} resolved"));
+            assert!(e.contains("NAME"), "{bad}: {e}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+        let fixed = Scripts::Fixed(Arc::new(load_script(SCRIPT).unwrap()));
+        assert_eq!(fixed.resolve("/any/path").unwrap().1, "/any/path");
+    }
+
+    #[test]
+    fn header_log_line_keeps_every_header_as_sent() {
+        let raw = "POST /v1/chat/completions HTTP/1.1\r\nHost: llm.test\r\nX-Api-Key:  k\"ey \r\n\
+                   Content-Length: 2\r\n\r\n{}";
+        let req = read_request(&mut io::Cursor::new(raw), &mut Vec::new(), MAX_BODY)
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.header("x-api-key"), Some("k\"ey"));
+        let line = header_log_line(&req);
+        assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
+        let v = parse_json(&line).unwrap();
+        assert_eq!(v.get("method").and_then(Json::as_str), Some("POST"));
+        assert_eq!(
+            v.get("path").and_then(Json::as_str),
+            Some("/v1/chat/completions")
+        );
+        assert_eq!(
+            v.get("headers").unwrap().encode(),
+            r#"[["host","llm.test"],["x-api-key","k\"ey"],["content-length","2"]]"#
+        );
     }
 
     #[test]

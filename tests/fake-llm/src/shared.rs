@@ -237,7 +237,17 @@ impl Parser<'_> {
 pub struct Request {
     pub method: String,
     pub path: String,
+    /// The headers in order: names lower-cased, values trimmed.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The value of the last header named `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let found = self.headers.iter().rev().find(|(n, _)| n == name);
+        found.map(|(_, v)| v.as_str())
+    }
 }
 
 pub fn bad(msg: &str) -> io::Error {
@@ -277,14 +287,17 @@ pub fn read_request(
     };
     let path = target.split('?').next().unwrap_or_default().to_string();
     let (mut len, mut chunked) = (0, false);
+    let mut headers = Vec::new();
     loop {
         let header = read_line(r)?;
         if header.is_empty() {
             break;
         }
         let (name, value) = header.split_once(':').unwrap_or((&header, ""));
+        let name = name.trim().to_ascii_lowercase();
+        headers.push((name.clone(), value.trim().to_string()));
         let value = value.trim().to_ascii_lowercase();
-        match name.trim().to_ascii_lowercase().as_str() {
+        match name.as_str() {
             "content-length" => len = value.parse().map_err(|_| bad("bad Content-Length"))?,
             "transfer-encoding" => chunked = value.contains("chunked"),
             "expect" if value == "100-continue" => w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?,
@@ -309,6 +322,7 @@ pub fn read_request(
     Ok(Some(Request {
         method: method.to_string(),
         path,
+        headers,
         body,
     }))
 }
