@@ -260,7 +260,7 @@ _stage:
     [ -n "$tb" ] || { echo "could not find the toolbox test executable (cargo test --test toolbox --no-run)" >&2; exit 1; }
     rm -rf {{stage}}; install -d -m 0755 {{stage}}
     cp target/debug/devaipod target/debug/devaipod-net {{stage}}/
-    cp target/fake-llm/release/fake-llm target/fake-llm/release/fake-gator {{stage}}/
+    cp target/fake-llm/release/fake-llm target/fake-llm/release/fake-gator target/fake-llm/release/fake-origin {{stage}}/
     cp "$exe" {{stage}}/podman-tests
     cp "$tb" {{stage}}/toolbox-tests
     cp containers/base/build.sh tests/images/build-broken.sh tests/images/build-toolbox.sh \

@@ -93,7 +93,10 @@ pub(super) async fn change(ctx: &Context, args: AllowArgs, add: bool) -> Result<
     if args.json {
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else if list.is_empty() {
-        println!("{}: the agent may reach no name (credential routes only)", line(&row.name));
+        println!(
+            "{}: the agent may reach no name (credential routes only)",
+            line(&row.name)
+        );
     } else {
         println!("{}: the agent may reach", line(&row.name));
         for n in &list {
@@ -153,12 +156,7 @@ pub(super) async fn status(
         }
         return s;
     }
-    let allow = in_proxy(
-        engine,
-        row,
-        &["allow", "--state", NET_STATE_DIR, "--json"],
-    )
-    .await;
+    let allow = in_proxy(engine, row, &["allow", "--state", NET_STATE_DIR, "--json"]).await;
     let stats = in_proxy(engine, row, &["stats", "--state", NET_STATE_DIR, "--json"]).await;
     match allow.and_then(|l| Ok(serde_json::from_str::<Vec<String>>(&l.join("\n"))?)) {
         Ok(list) => s.allow = list,

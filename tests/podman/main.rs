@@ -18,6 +18,7 @@ mod gator;
 mod inert_git;
 mod inert_output;
 mod jobs;
+mod network;
 mod pod;
 mod secrets;
 mod security;
