@@ -107,7 +107,7 @@ test: check setup image
     just test-podman5
 
 # Real-Podman tests against the root (rootful) engine
-test-rootful: _stage
+test-rootful: _stage fake-internet
     #!/usr/bin/env bash
     set -euo pipefail
     run=({{sudo}} env CONTAINERS_CONF="$CONTAINERS_CONF" DEVAIPOD_BIN={{stage}}/devaipod
@@ -120,7 +120,7 @@ test-rootful: _stage
     "${run[@]}" {{stage}}/cleanup.sh --check
 
 # Real-Podman tests against a rootless engine (the test user when root, else yourself)
-test-rootless: _stage
+test-rootless: _stage fake-internet
     #!/usr/bin/env bash
     set -euo pipefail
     if [ "$(id -u)" = 0 ]; then
@@ -147,7 +147,7 @@ test-rootless: _stage
 
 # Real-Podman tests whose names contain FILTER, rootful then rootless, without the suite's
 # cleanup (so other runs are left alone): `just test-one ssh`, or `just stage=/tmp/mine test-one ssh`
-test-one filter: _stage
+test-one filter: _stage fake-internet
     #!/usr/bin/env bash
     set -euo pipefail
     {{sudo}} env CONTAINERS_CONF="$CONTAINERS_CONF" DEVAIPOD_BIN={{stage}}/devaipod \
@@ -167,7 +167,7 @@ test-one filter: _stage
     fi
 
 # devaipod inside a real toolbox, on the host's rootless Podman (the test user when root)
-test-toolbox: _stage
+test-toolbox: _stage fake-internet
     #!/usr/bin/env bash
     set -euo pipefail
     if [ "$(id -u)" = 0 ]; then
@@ -194,7 +194,7 @@ test-toolbox: _stage
 
 # Real-Podman tests, rootful, against Podman 5.4 (Debian trixie's) nested in a privileged
 # container of the host's Podman: `just stage=/tmp/mine test-podman5` (root or sudo)
-test-podman5: _stage
+test-podman5: _stage fake-internet
     #!/usr/bin/env bash
     set -euo pipefail
     started=$(date +%s)
@@ -216,7 +216,7 @@ test-podman5: _stage
     {{sudo}} podman run -d --quiet --name "$name" --privileged --cgroupns=host --init \
         --tmpfs /run:rw,exec,mode=0755 --tmpfs /tmp:rw,exec,mode=1777 \
         -v "$store:/var/lib/containers" -v {{stage}}:{{stage}}:ro \
-        -v /var/cache/devaipod:/var/cache/devaipod:ro \
+        -v /var/cache/devaipod:/var/cache/devaipod:ro -v /run/dvpt-inet:/run/dvpt-inet \
         -e PODMAN_IGNORE_CGROUPSV1_WARNING=1 "$image" sleep infinity >/dev/null
     run=({{sudo}} podman exec -w /tmp -e DEVAIPOD_BIN={{stage}}/devaipod
          -e DEVAIPOD_FAKE_LLM={{stage}}/fake-llm -e DEVAIPOD_IMAGE_CACHE=/var/cache/devaipod "$name")

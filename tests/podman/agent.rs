@@ -2,58 +2,54 @@
 //! `delete` refusing to lose it, `review` bringing it to the host, follow-up `task`s,
 //! and the shims on PATH.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 
+use crate::common::inet::FakeInternet;
 use crate::common::pod::{
     BASE_IMAGE, TestPod, devaipod, exec, json_of, podman, podman_ok, require_image, stderr,
     write_executable,
 };
 use crate::common::{assert_fails_with, wait_until};
 
-/// The scripted OpenAI-compatible LLM (tests/fake-llm), built by `just _stage`.
-fn fake_llm() -> PathBuf {
-    let p = std::env::var_os("DEVAIPOD_FAKE_LLM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fake-llm/release/fake-llm")
-        });
-    assert!(
-        p.is_file(),
-        "{} is missing: build it with `cargo build --release --manifest-path tests/fake-llm/Cargo.toml --target-dir target/fake-llm` (`just _stage` does)",
-        p.display()
-    );
-    p
-}
-
 #[test]
 fn the_agent_takes_a_task_commits_and_its_work_comes_back_for_review() {
     require_image(BASE_IMAGE);
-    let llm = std::fs::read(fake_llm()).expect("read fake-llm");
-    // The fake LLM runs in the workspace (same network namespace as the agent), started
-    // by the repo's own postStartCommand; its script makes the agent commit a file.
+    let net = FakeInternet::require();
+    // The scripted LLM is a provider on the fake internet (https://llm.test, behind the
+    // test CA), reached only through the pod's proxy, which adds the key: the agent
+    // never holds it. Its script makes the agent commit a file.
     let script = r#"{"steps": [{"tool": "bash", "arguments": {"command": "printf 'hello from the agent\\n' > agent-file.txt && git add agent-file.txt && git commit -qm 'agent: add agent-file.txt'"}}], "final": "done"}"#;
-    let p = TestPod::new("e2e")
+    let key = format!("dvpt-llm-key-{}", std::process::id());
+    let mut b = TestPod::new("e2e")
         .config(
             r#"{"image": "localhost/devaipod-base:latest", "remoteUser": "dev",
-  "postStartCommand": "nohup .devcontainer/fake-llm --listen 127.0.0.1:18080 --script .devcontainer/script.json > /tmp/fake-llm.log 2>&1 < /dev/null &",
   "postAttachCommand": "echo attached >> /tmp/attach-marker"}"#,
         )
-        .file(".devcontainer/script.json", script)
         .file("README", "a repo\n")
-        .executable(".devcontainer/fake-llm", llm)
-        .user_config(
+        .env("DVPT_LLM_KEY", key.clone())
+        .env("RUST_LOG", "trace");
+    for (k, v) in net.devaipod_env() {
+        b = b.env(k, v);
+    }
+    let llm = net.llm_script(&format!("e2e-{}", std::process::id()), script);
+    let p = b
+        .user_config(&format!(
             r#"[agent]
 model = "fake/fake-model"
+[agent.credentials.fake]
+base_url = "{}"
+header = "authorization"
+prefix = "Bearer "
+secret = "DVPT_LLM_KEY"
 [agent.opencode.provider.fake]
 npm = "@ai-sdk/openai-compatible"
 name = "Fake LLM"
-options = { baseURL = "http://127.0.0.1:18080/v1" }
-models = { "fake-model" = { name = "Fake Model" } }
+models = {{ "fake-model" = {{ name = "Fake Model" }} }}
 "#,
-        )
+            llm.base_url()
+        ))
         .build();
     let (path, label) = (p.path(), p.label_arg());
     let task = "write agent-file.txt and commit it";
@@ -68,6 +64,10 @@ models = { "fake-model" = { name = "Fake Model" } }
         "--json",
     ]);
     let v = json_of(&out);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains(&key),
+        "devaipod printed the key (RUST_LOG=trace)"
+    );
     let session = v["session"].as_str().expect("session id").to_string();
     assert!(session.starts_with("ses_"), "{v}");
 
@@ -111,9 +111,32 @@ models = { "fake-model" = { name = "Fake Model" } }
     // The agent's config came from devaipod.toml, as a file nobody else sees.
     let env = podman_ok(&["inspect", "-f", "{{json .Config.Env}}", &agent]);
     assert!(
-        !env.contains("fake-model") && !env.contains("18080"),
+        !env.contains("fake-model") && !env.contains("llm.test"),
         "{env}"
     );
+    // The key reached the provider as the configured header, and only that way ...
+    let seen = net.received_headers(&key);
+    assert!(!seen.is_empty(), "the provider never saw the key");
+    for h in &seen {
+        assert_eq!(
+            (h.name.as_str(), h.value.as_str()),
+            ("authorization", format!("Bearer {key}").as_str())
+        );
+    }
+    // ... while no process, file, environment or configuration of the agent holds it.
+    let found = exec(
+        &agent,
+        None,
+        &format!(
+            "grep -rlsF -- '{key}' /proc/[0-9]*/environ /proc/[0-9]*/cmdline /run /tmp /home/agent {} 2>/dev/null | head; true",
+            p.folder()
+        ),
+    );
+    assert_eq!(found.trim(), "", "the agent can read the key in: {found}");
+    let inspect = podman_ok(&["inspect", &agent, &format!("{}-proxy", p.pod())]);
+    assert!(!inspect.contains(&key), "the key is in podman inspect");
+    let logs = podman_ok(&["logs", &format!("{}-proxy", p.pod())]);
+    assert!(!logs.contains(&key), "the proxy logged the key");
 
     // delete refuses while the commit is on no host branch, naming it.
     let o = devaipod(&["delete", p.name()]);
