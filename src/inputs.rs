@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use crate::devcontainer;
 use crate::git::RepoInfo;
 use crate::names::{Name, random_suffix};
+use crate::plan::input::{AllowName, NetworkInput, NetworkMode, TestNet};
 use crate::plan::{self, ImageState, PlanInput, PodPlan, RepoFacts};
 use crate::podman::Engine;
 
@@ -31,6 +32,10 @@ pub(crate) struct Request {
     pub service_gator_allow_wildcard_write: bool,
     pub rebuild: bool,
     pub ready_timeout_secs: u64,
+    /// `--network`: the mode for this pod, over `[agent] network`.
+    pub network: Option<NetworkMode>,
+    /// `--allow`: names added to `[agent] allow` for this pod.
+    pub allow: Vec<AllowName>,
 }
 
 /// The host facts: the plan's input without the image facts, and the build context
@@ -182,6 +187,14 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
     let (user_config, user_config_path) = crate::config::load()?;
     let config_file = user_config_path.unwrap_or_else(|| PathBuf::from("devaipod.toml"));
     let (agent_secrets, trusted_secrets) = user_config.secret_lists(&config_file)?;
+    let agent_secret_names: Vec<String> = agent_secrets.iter().map(|s| s.name.clone()).collect();
+    let (network, network_warnings) = network_input(
+        &user_config.agent,
+        &agent_secret_names,
+        req,
+        TestNetEnv::from_env(),
+    )?;
+    config_warnings.extend(network_warnings);
     let mut input = PlanInput {
         name,
         repo: at.facts(),
@@ -212,6 +225,7 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
         gator: gator_input(&user_config.service_gator, req)?,
         agent_model: user_config.agent.model.clone(),
         agent_opencode: user_config.agent_opencode_json(&config_file)?,
+        network,
         cdi_gpu: plan::cdi_gpu_in(&read_cdi_specs()),
         trust: if req.trust {
             Some("--trust".to_string())
@@ -229,6 +243,156 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
         &input.config_file(),
     )?;
     Ok(HostFacts { input, prepared })
+}
+
+/// The agent's network for this pod: `[agent] network`, `allow` and `credentials`, with
+/// `--network` over the mode and `--allow` added to the names; the host's addresses; the
+/// test settings. Also what `up` says about them.
+fn network_input(
+    agent: &crate::config::AgentConfig,
+    agent_secrets: &[String],
+    req: &Request,
+    test: TestNetEnv,
+) -> Result<(NetworkInput, Vec<String>)> {
+    let (mode, source) = match req.network {
+        Some(m) => (m, format!("--network {m}")),
+        None => {
+            let m = agent.network_mode();
+            (m, format!("[agent] network = \"{m}\""))
+        }
+    };
+    let mut warnings = Vec::new();
+    if mode != NetworkMode::Allowlist && !req.allow.is_empty() {
+        bail!(
+            "--allow adds names to the allowlist, but this pod's network is \"{mode}\" ({source}), which has none: drop --allow, or pass --network allowlist"
+        );
+    }
+    let mut allow = Vec::new();
+    if mode == NetworkMode::Allowlist {
+        allow = agent.allowed.clone();
+    } else if !agent.allow.is_empty() {
+        warnings.push(format!(
+            "{source}: the {} name(s) of [agent] allow are not used for this pod",
+            agent.allow.len()
+        ));
+    }
+    for a in &req.allow {
+        if !allow.contains(a) {
+            allow.push(a.clone());
+        }
+    }
+    let network = NetworkInput {
+        mode,
+        allow,
+        credentials: agent.credential_inputs(),
+        deny_nets: host_addresses()?,
+        test: test.read()?,
+    };
+    warnings.extend(network.warnings(&source, agent_secrets));
+    Ok((network, warnings))
+}
+
+/// The host's own interface addresses as /32 and /128 CIDRs, sorted: the proxy refuses
+/// them whatever name resolves to them.
+fn host_addresses() -> Result<Vec<String>> {
+    // TEMPORARY: getifaddrs needs nix's "net" feature, whose crate could not be fetched.
+    Ok(Vec::new())
+}
+
+/// The proxy's test-only settings as devaipod's own environment names them: the
+/// values of `DEVAIPOD_TEST_NET_CA` (a PEM file) and `DEVAIPOD_TEST_NET_HOSTS` (a name
+/// map file). Nothing in a repo or the config file reaches them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TestNetEnv {
+    pub ca: Option<std::ffi::OsString>,
+    pub hosts: Option<std::ffi::OsString>,
+}
+
+const TEST_NET_CA: &str = "DEVAIPOD_TEST_NET_CA";
+const TEST_NET_HOSTS: &str = "DEVAIPOD_TEST_NET_HOSTS";
+
+impl TestNetEnv {
+    fn from_env() -> Self {
+        Self {
+            ca: std::env::var_os(TEST_NET_CA),
+            hosts: std::env::var_os(TEST_NET_HOSTS),
+        }
+    }
+
+    /// Reads the files named, each checked; `None` when neither is set.
+    fn read(&self) -> Result<Option<TestNet>> {
+        if self.ca.is_none() && self.hosts.is_none() {
+            return Ok(None);
+        }
+        let ca_pem = self
+            .ca
+            .as_deref()
+            .map(|p| {
+                let (path, text) = read_named_file(TEST_NET_CA, p, "a PEM file of the test CA")?;
+                if !text.contains("-----BEGIN CERTIFICATE-----") {
+                    bail!(
+                        "{TEST_NET_CA}={}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+                        path.display()
+                    );
+                }
+                Ok(text)
+            })
+            .transpose()?;
+        let hosts = match self.hosts.as_deref() {
+            Some(p) => {
+                let (path, text) =
+                    read_named_file(TEST_NET_HOSTS, p, "a file of lines NAME ADDR [ADDR...]")?;
+                parse_test_hosts(&text)
+                    .map_err(|e| anyhow::anyhow!("{TEST_NET_HOSTS}={}:{e}", path.display()))?
+            }
+            None => BTreeMap::new(),
+        };
+        Ok(Some(TestNet { ca_pem, hosts }))
+    }
+}
+
+/// Reads the file an environment variable names (`what` it should be, for errors).
+fn read_named_file(var: &str, value: &std::ffi::OsStr, what: &str) -> Result<(PathBuf, String)> {
+    if value.is_empty() {
+        bail!("{var} is set but empty: name {what}, or unset it");
+    }
+    let path = PathBuf::from(value);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{var}={}: reading {what}", path.display()))?;
+    Ok((path, text))
+}
+
+/// Parses the test name map: lines `NAME ADDR [ADDR...]`; blank lines and lines
+/// starting with `#` are skipped. Errors are `LINE: message`.
+pub(crate) fn parse_test_hosts(text: &str) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let name = words.next().unwrap_or_default().to_ascii_lowercase();
+        plan::input::net::check_name(&name).map_err(|e| format!("{n}: name {name:?}: {e}"))?;
+        let mut addrs = Vec::new();
+        for w in words {
+            let ip: std::net::IpAddr = w
+                .parse()
+                .map_err(|_| format!("{n}: {w:?} is not an IPv4 or IPv6 address"))?;
+            addrs.push(ip.to_string());
+        }
+        if addrs.is_empty() {
+            return Err(format!("{n}: {name} has no address (NAME ADDR [ADDR...])"));
+        }
+        if out.insert(name.clone(), addrs).is_some() {
+            return Err(format!("{n}: {name} is listed twice"));
+        }
+    }
+    if out.is_empty() {
+        return Err("1: no NAME ADDR line in it".into());
+    }
+    Ok(out)
 }
 
 fn user_secrets(entries: Vec<crate::config::SecretEntry>) -> Vec<plan::UserSecret> {

@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::Context;
 use crate::inputs;
+use crate::plan::input::{AllowName, NetworkMode};
 use crate::plan::{self, ImageState, PodPlan};
 use crate::podman::{Engine, apply};
 use crate::progress::Progress;
@@ -63,6 +64,15 @@ pub struct UpArgs {
     /// even if an image for the same inputs exists
     #[arg(long)]
     pub rebuild: bool,
+    /// The agent's network for this pod, over [agent] network: allowlist (the names
+    /// allowed, through the proxy), none (only the credential routes) or full (any
+    /// address; warned)
+    #[arg(long, value_name = "MODE", value_parser = clap::value_parser!(NetworkMode))]
+    pub(crate) network: Option<NetworkMode>,
+    /// Let the agent reach NAME (ports 443 and 80), NAME:PORT or *.NAME for this pod,
+    /// besides [agent] allow (repeatable; allowlist mode only; never an IP address)
+    #[arg(long = "allow", value_name = "NAME", value_parser = clap::value_parser!(AllowName))]
+    pub(crate) allow: Vec<AllowName>,
     /// Seconds to wait for the agent to answer before rolling back
     #[arg(long, value_name = "SECS", default_value_t = plan::DEFAULT_READY_TIMEOUT_SECS)]
     pub timeout: u64,
@@ -90,6 +100,8 @@ impl UpArgs {
             service_gator_allow_wildcard_write: self.service_gator_allow_wildcard_write,
             rebuild: self.rebuild,
             ready_timeout_secs: self.timeout,
+            network: self.network,
+            allow: self.allow.clone(),
         }
     }
 

@@ -9,6 +9,10 @@ use super::spec::ImageState;
 use crate::devcontainer::DevContainer;
 use crate::names::Name;
 
+pub(crate) mod net;
+
+pub(crate) use net::{AllowName, CredentialInput, NetworkInput, NetworkMode, TestNet};
+
 /// The facts about the host repo that the plan needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RepoFacts {
@@ -56,7 +60,8 @@ pub(crate) struct PlanInput {
     /// Extra labels from `--label`, put on every object.
     pub extra_labels: BTreeMap<String, String>,
     pub ready_timeout_secs: u64,
-    /// Warnings from reading devcontainer.json (ignored properties), shown by `up`.
+    /// Warnings from reading the inputs (devcontainer.json's ignored properties, the
+    /// user's network settings), shown by `up` and `--dry-run`.
     pub config_warnings: Vec<String>,
     /// `[agent] secrets` of the user's config: for the agent only.
     pub agent_secrets: Vec<UserSecret>,
@@ -85,6 +90,8 @@ pub(crate) struct PlanInput {
     /// `[agent] model` and `[agent.opencode]` of the user's configuration.
     pub agent_model: Option<String>,
     pub agent_opencode: Option<serde_json::Value>,
+    /// The agent's network: mode, allowlist, credential routes, the host's addresses.
+    pub network: NetworkInput,
     /// Whether [`super::BUNDLED_IMAGE`] is in the local store (it is then mounted for
     /// images without opencode).
     pub bundled_present: bool,

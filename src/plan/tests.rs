@@ -50,6 +50,7 @@ pub(crate) fn input() -> PlanInput {
         agent_opencode: None,
         image_path: None,
         gator: None,
+        network: input::NetworkInput::default(),
     }
 }
 
