@@ -1,14 +1,21 @@
 //! The user's own configuration: `$DEVAIPOD_CONFIG`, else
 //! `$XDG_CONFIG_HOME/devaipod.toml` (default `~/.config/devaipod.toml`). Only this file
 //! and the command line decide what reaches the agent; the repo's files never do.
-//! Unknown keys are errors with the file's line and column.
+//! Unknown keys and bad values are errors with the file's line and column.
 //!
 //! ```toml
 //! [agent]
-//! secrets = ["ANTHROPIC_API_KEY"]   # from devaipod's environment at `up`; agent only
 //! model = "anthropic/claude-sonnet-4-5"   # opencode model id
+//! network = "allowlist"             # the default; or "none", or "full" (warned at up)
+//! allow = ["*.example.org", "git.example.com:8443"]   # NAME (ports 443, 80) or NAME:PORT
+//! secrets = ["OTHER_KEY"]           # from devaipod's environment at `up`; inside the agent
+//! [agent.credentials.anthropic]     # an opencode provider id: the proxy holds its key
+//! base_url = "https://api.anthropic.com/v1"
+//! header = "x-api-key"              # set on every request, replacing the agent's
+//! prefix = ""                       # before the key, e.g. "Bearer "
+//! secret = "ANTHROPIC_API_KEY"      # from devaipod's environment, or NAME=podman-secret
 //! [agent.opencode]                  # merged into the agent's opencode config
-//! provider.anthropic.options.apiKey = "{file:/run/secrets/ANTHROPIC_API_KEY}"
+//! provider.openai.options.apiKey = "{file:/run/secrets/OTHER_KEY}"
 //! [trusted]
 //! secrets = ["GH_TOKEN"]            # workspace only, never the agent
 //! [service-gator]
@@ -18,10 +25,14 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use toml::Spanned;
+
+use crate::plan::input::net::{self, AllowName, CredentialInput, NetworkMode};
 
 /// The parsed configuration.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -69,6 +80,43 @@ pub(crate) struct AgentConfig {
     pub pids_limit: Option<i64>,
     /// The agent's memory limit, in bytes or with a suffix k/m/g (e.g. "16g").
     pub memory_limit: Option<String>,
+    /// How far the agent reaches: `allowlist` (the default), `none` or `full`.
+    pub network: Option<Spanned<NetworkMode>>,
+    /// The names the agent may reach through the proxy (`allowlist` only), as written;
+    /// [`parse`] checks each.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// `allow`, checked (filled by [`parse`]).
+    #[serde(skip)]
+    pub allowed: Vec<AllowName>,
+    /// The providers whose key the proxy holds, by opencode provider id.
+    #[serde(default)]
+    pub credentials: BTreeMap<Spanned<ProviderId>, CredentialConfig>,
+}
+
+/// An opencode provider id that the proxy can hold a key for
+/// ([`net::check_provider_id`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub(crate) struct ProviderId(pub String);
+
+impl TryFrom<String> for ProviderId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        net::check_provider_id(&s).map(|()| ProviderId(s))
+    }
+}
+
+/// `[agent.credentials.ID]`: where the proxy sends that provider's requests, and the
+/// header it sets from the secret. Checked by [`parse`], with positions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CredentialConfig {
+    pub base_url: Spanned<String>,
+    pub header: Spanned<String>,
+    pub prefix: Option<Spanned<String>>,
+    /// `NAME` (devaipod's environment at `up`) or `NAME=podman-secret`.
+    pub secret: Spanned<SecretEntry>,
 }
 
 /// Reads `[agent] memory_limit`: a size ([`crate::size::parse_size`]) of at least 64 MiB.
@@ -108,14 +156,23 @@ pub(crate) struct RepoConfig {
 }
 
 /// One secret entry: the environment name the consumer sees, and where the value is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub(crate) struct SecretEntry {
     pub name: String,
     /// `Some(podman secret)` for `NAME=podman-secret`; `None`: devaipod's environment.
     pub existing: Option<String>,
 }
 
-/// Parses `NAME` or `NAME=podman-secret-name`.
+impl TryFrom<String> for SecretEntry {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        parse_secret_entry(&s)
+    }
+}
+
+/// Parses `NAME` or `NAME=podman-secret-name`. A refusal does not repeat the entry: it
+/// may be a key written where its name belongs.
 pub(crate) fn parse_secret_entry(entry: &str) -> Result<SecretEntry, String> {
     let (name, existing) = match entry.split_once('=') {
         Some((n, s)) => (n, Some(s)),
@@ -127,9 +184,10 @@ pub(crate) fn parse_secret_entry(entry: &str) -> Result<SecretEntry, String> {
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid_name {
-        return Err(format!(
-            "secret entry {entry:?}: the name must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
-        ));
+        return Err(
+            "a secret entry is NAME or NAME=podman-secret, and the name must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*); the entry is not shown, in case it is a key itself"
+                .into(),
+        );
     }
     if let Some(s) = existing
         && (s.is_empty()
@@ -138,7 +196,7 @@ pub(crate) fn parse_secret_entry(entry: &str) -> Result<SecretEntry, String> {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
     {
         return Err(format!(
-            "secret entry {entry:?}: the podman secret name after '=' must be [A-Za-z0-9_.-]+"
+            "secret entry {name}=...: the podman secret name after '=' must be [A-Za-z0-9_.-]+"
         ));
     }
     Ok(SecretEntry {
@@ -151,9 +209,9 @@ impl Config {
     /// The secrets of one list, checked.
     pub(crate) fn entries(list: &[String], path: &Path, table: &str) -> Result<Vec<SecretEntry>> {
         let mut out: Vec<SecretEntry> = Vec::new();
-        for e in list {
+        for (i, e) in list.iter().enumerate() {
             let entry = parse_secret_entry(e)
-                .map_err(|m| anyhow::anyhow!("{}: [{table}] {m}", path.display()))?;
+                .map_err(|m| anyhow::anyhow!("{}: [{table}] secrets[{i}]: {m}", path.display()))?;
             if out.iter().any(|o| o.name == entry.name) {
                 bail!("{}: [{table}] lists {} twice", path.display(), entry.name);
             }
@@ -243,12 +301,178 @@ pub(crate) fn path() -> Option<PathBuf> {
     Some(base.join("devaipod.toml"))
 }
 
-/// Parses configuration text; errors are `LINE:COL: message`.
+/// Parses configuration text and checks what one value alone cannot show; errors are
+/// `LINE:COL: message`.
 pub(crate) fn parse(text: &str) -> Result<Config, String> {
-    toml::from_str(text).map_err(|e| {
+    let mut config: Config = toml::from_str(text).map_err(|e| {
         let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
         format!("{line}:{col}: {}", e.message())
-    })
+    })?;
+    let at = Positions(text);
+    config.agent.check_network(&at)?;
+    config.agent.check_credentials(&at)?;
+    if !config.agent.credentials.is_empty() {
+        opencode_conflicts(text, &config.agent.credentials, &at)?;
+    }
+    Ok(config)
+}
+
+/// Positions in the configuration text, for messages.
+struct Positions<'a>(&'a str);
+
+impl Positions<'_> {
+    /// `LINE:COL` of a span's start.
+    fn pos(&self, span: Range<usize>) -> String {
+        let (line, col) = line_col(self.0, span.start);
+        format!("{line}:{col}")
+    }
+
+    /// `LINE:COL: message`.
+    fn at(&self, span: Range<usize>, msg: String) -> String {
+        format!("{}: {msg}", self.pos(span))
+    }
+}
+
+impl AgentConfig {
+    /// The mode, the default when unset.
+    pub(crate) fn network_mode(&self) -> NetworkMode {
+        self.network
+            .as_ref()
+            .map(|m| *m.get_ref())
+            .unwrap_or_default()
+    }
+
+    /// `[agent] allow`, in the file's order, each checked with its position.
+    fn allow_names(&self, at: &Positions<'_>) -> Result<Vec<AllowName>, String> {
+        let mut out: Vec<AllowName> = Vec::new();
+        for a in &self.allow {
+            let name = AllowName::try_from(a.get_ref().clone())
+                .map_err(|e| at.at(a.span(), format!("[agent] {e}")))?;
+            if out.contains(&name) {
+                return Err(at.at(a.span(), format!("[agent] allow lists {name} twice")));
+            }
+            out.push(name);
+        }
+        Ok(out)
+    }
+
+    /// `[agent.credentials.*]`, by provider id.
+    pub(crate) fn credential_inputs(&self) -> Vec<CredentialInput> {
+        self.credentials
+            .iter()
+            .map(|(id, c)| CredentialInput {
+                provider: id.get_ref().0.clone(),
+                base_url: c.base_url.get_ref().clone(),
+                header: c.header.get_ref().clone(),
+                prefix: c
+                    .prefix
+                    .as_ref()
+                    .map(|p| p.get_ref().clone())
+                    .unwrap_or_default(),
+                secret: crate::plan::UserSecret {
+                    env_name: c.secret.get_ref().name.clone(),
+                    existing: c.secret.get_ref().existing.clone(),
+                },
+            })
+            .collect()
+    }
+
+    /// Each `allow` entry, no name twice, and no `allow` that the mode would ignore.
+    fn check_network(&mut self, at: &Positions<'_>) -> Result<(), String> {
+        self.allowed = self.allow_names(at)?;
+        if let (Some(mode), Some(first)) = (&self.network, self.allow.first())
+            && *mode.get_ref() != NetworkMode::Allowlist
+        {
+            return Err(at.at(
+                mode.span(),
+                format!(
+                    "[agent] network = \"{}\" takes no allow list: the names of [agent] allow (at {}) would be ignored; remove allow, or set network = \"allowlist\"",
+                    mode.get_ref(),
+                    at.pos(first.span())
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Each credential's URL, header and prefix, and no key also handed to the agent.
+    fn check_credentials(&self, at: &Positions<'_>) -> Result<(), String> {
+        let agent_secrets: Vec<SecretEntry> = self
+            .secrets
+            .iter()
+            .filter_map(|s| parse_secret_entry(s).ok())
+            .collect();
+        for (id, c) in &self.credentials {
+            let table = format!("[agent.credentials.{}]", id.get_ref().0);
+            let check = |value: &Spanned<String>, rule: fn(&str) -> Result<(), String>| {
+                rule(value.get_ref()).map_err(|e| at.at(value.span(), format!("{table} {e}")))
+            };
+            check(&c.base_url, net::check_base_url)?;
+            check(&c.header, net::check_header)?;
+            if let Some(prefix) = &c.prefix {
+                check(prefix, net::check_prefix)?;
+            }
+            let secret = c.secret.get_ref();
+            if agent_secrets.iter().any(|a| a.name == secret.name) {
+                return Err(at.at(
+                    c.secret.span(),
+                    format!(
+                        "{table} secret {} is also listed in [agent] secrets, which puts it inside the agent; list it only here, where the proxy holds it",
+                        secret.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A credential provider's `baseURL` or `apiKey` set in `[agent.opencode]` too: devaipod
+/// sets both for it (the credential route and a placeholder), so the two would fight.
+fn opencode_conflicts(
+    text: &str,
+    credentials: &BTreeMap<Spanned<ProviderId>, CredentialConfig>,
+    at: &Positions<'_>,
+) -> Result<(), String> {
+    let Ok(doc) = toml::de::DeTable::parse(text) else {
+        return Ok(());
+    };
+    let Some(opencode) = table(doc.get_ref(), "agent").and_then(|a| table(a, "opencode")) else {
+        return Ok(());
+    };
+    let Some(providers) = table(opencode, "provider") else {
+        return Ok(());
+    };
+    fn table<'a, 'i>(t: &'a toml::de::DeTable<'i>, key: &str) -> Option<&'a toml::de::DeTable<'i>> {
+        t.get(key).and_then(|v| v.get_ref().as_table())
+    }
+    for id in credentials.keys() {
+        let name = &id.get_ref().0;
+        let Some(options) = table(providers, name).and_then(|p| table(p, "options")) else {
+            continue;
+        };
+        for (key, why) in [
+            (
+                "baseURL",
+                "devaipod points that provider's baseURL at its proxy, which forwards to the base_url there",
+            ),
+            (
+                "apiKey",
+                "devaipod gives the agent a placeholder apiKey for that provider and the proxy adds the key from the secret there",
+            ),
+        ] {
+            if let Some((k, _)) = options.get_key_value(key) {
+                return Err(at.at(
+                    k.span(),
+                    format!(
+                        "[agent.opencode] provider.{name}.options.{key} conflicts with [agent.credentials.{name}] (at {}): {why}; remove provider.{name}.options.{key}",
+                        at.pos(id.span())
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -347,6 +571,166 @@ mod tests {
         assert_eq!(c.agent_pids_limit(file).expect("unset"), None);
         assert_eq!(c.agent_memory_limit(file).expect("unset"), None);
         assert_eq!(c.agent_opencode_json(file).expect("unset"), None);
+    }
+
+    const CREDENTIAL: &str = "[agent.credentials.anthropic]\nbase_url = \"https://api.anthropic.com/v1\"\nheader = \"x-api-key\"\nsecret = \"ANTHROPIC_API_KEY\"\n";
+
+    #[test]
+    fn the_network_settings_of_the_documented_file() {
+        let c = parse(
+            "[agent]\nnetwork = \"allowlist\"\nallow = [\"*.example.org\", \"Git.Example.com:8443\"]\n[agent.credentials.anthropic]\nbase_url = \"https://api.anthropic.com/v1\"\nheader = \"x-api-key\"\nprefix = \"\"\nsecret = \"ANTHROPIC_API_KEY\"\n[agent.credentials.openai]\nbase_url = \"https://api.openai.com/v1\"\nheader = \"authorization\"\nprefix = \"Bearer \"\nsecret = \"OPENAI_KEY=openai-key\"\n",
+        )
+        .expect("parses");
+        assert_eq!(c.agent.network_mode(), NetworkMode::Allowlist);
+        let allowed: Vec<String> = c.agent.allowed.iter().map(|a| a.to_string()).collect();
+        assert_eq!(allowed, ["*.example.org", "git.example.com:8443"]);
+        assert_eq!(
+            c.agent.credential_inputs(),
+            [
+                CredentialInput {
+                    provider: "anthropic".into(),
+                    base_url: "https://api.anthropic.com/v1".into(),
+                    header: "x-api-key".into(),
+                    prefix: String::new(),
+                    secret: crate::plan::UserSecret {
+                        env_name: "ANTHROPIC_API_KEY".into(),
+                        existing: None
+                    },
+                },
+                CredentialInput {
+                    provider: "openai".into(),
+                    base_url: "https://api.openai.com/v1".into(),
+                    header: "authorization".into(),
+                    prefix: "Bearer ".into(),
+                    secret: crate::plan::UserSecret {
+                        env_name: "OPENAI_KEY".into(),
+                        existing: Some("openai-key".into())
+                    },
+                },
+            ]
+        );
+        let c = parse("").expect("empty");
+        assert_eq!(c.agent.network_mode(), NetworkMode::Allowlist);
+        assert!(c.agent.allowed.is_empty() && c.agent.credential_inputs().is_empty());
+        for mode in ["none", "full"] {
+            let c = parse(&format!("[agent]\nnetwork = \"{mode}\"\n")).expect(mode);
+            assert_eq!(c.agent.network_mode().as_str(), mode);
+        }
+        // An inline table and dotted keys read the same.
+        let c = parse("[agent]\ncredentials.a = { base_url = \"https://x.example\", header = \"h\", secret = \"K\" }\n").expect("inline");
+        assert_eq!(c.agent.credential_inputs()[0].provider, "a");
+    }
+
+    /// Each refusal, exactly, with its line and column.
+    #[test]
+    fn network_errors_are_exact_and_positioned() {
+        let ip = "an IP address literal (dotted, decimal, octal, hex, short or IPv6, with or without brackets): name hosts by their DNS name, which the proxy resolves and checks";
+        let cases: Vec<(String, String)> = vec![
+            (
+                "[agent]\nnetwork = \"open\"\n".into(),
+                "2:11: network mode \"open\" is not one of \"allowlist\" (the default: the names you allow), \"none\" (no outside access but the credential routes) or \"full\" (any address)".into(),
+            ),
+            (
+                "[agent]\nallow = [\"ok.example\",\n  \"0x7f.1\"]\n".into(),
+                format!("3:3: [agent] allow entry \"0x7f.1\": {ip}"),
+            ),
+            (
+                "[agent]\nallow = [\"[::1]:443\"]\n".into(),
+                format!("2:10: [agent] allow entry \"[::1]:443\": {ip}"),
+            ),
+            (
+                "[agent]\nallow = [\"a.example\", \"A.example:443\", \"a.example:443\"]\n".into(),
+                "2:40: [agent] allow lists a.example:443 twice".into(),
+            ),
+            (
+                "[agent]\nallow = [\"a.example:70000\"]\n".into(),
+                "2:10: [agent] allow entry \"a.example:70000\": port \"70000\" is not a number from 1 to 65535".into(),
+            ),
+            (
+                "[agent]\nallow = [\"a.example\"]\nnetwork = \"none\"\n".into(),
+                "3:11: [agent] network = \"none\" takes no allow list: the names of [agent] allow (at 2:10) would be ignored; remove allow, or set network = \"allowlist\"".into(),
+            ),
+            (
+                "[agent]\nnetwork = \"full\"\nallow = [\"a.example\"]\n".into(),
+                "2:11: [agent] network = \"full\" takes no allow list: the names of [agent] allow (at 3:10) would be ignored; remove allow, or set network = \"allowlist\"".into(),
+            ),
+            (
+                "[agent.credentials.amazon-bedrock]\nbase_url = \"https://x.example\"\nheader = \"h\"\nsecret = \"K\"\n".into(),
+                "1:20: provider amazon-bedrock cannot be given a key by devaipod's proxy: Amazon Bedrock signs every request with AWS SigV4 (a signature over the request made with the secret key), which one static header cannot carry; leave it out of [agent.credentials] (an [agent] secret would put its credentials inside the agent)".into(),
+            ),
+            (
+                "[agent.credentials.\"Open/AI\"]\nbase_url = \"https://x.example\"\nheader = \"h\"\nsecret = \"K\"\n".into(),
+                "1:20: provider id \"Open/AI\": an opencode provider id is [a-z0-9][a-z0-9._-]* (at most 64 characters), e.g. anthropic".into(),
+            ),
+            (
+                "[agent.credentials.a]\nbase_url = \"https://10.0.0.1/v1\"\nheader = \"h\"\nsecret = \"K\"\n".into(),
+                format!("2:12: [agent.credentials.a] base_url \"https://10.0.0.1/v1\": host \"10.0.0.1\": {ip}"),
+            ),
+            (
+                "[agent.credentials.a]\nbase_url = \"https://me:pw@x.example/v1\"\nheader = \"h\"\nsecret = \"K\"\n".into(),
+                "2:12: [agent.credentials.a] base_url \"https://me:pw@x.example/v1\": has user info (user@ or user:password@); the key belongs in secret".into(),
+            ),
+            (
+                "[agent.credentials.a]\nbase_url = \"https://x.example/v1?k=1\"\nheader = \"h\"\nsecret = \"K\"\n".into(),
+                "2:12: [agent.credentials.a] base_url \"https://x.example/v1?k=1\": has a query or fragment; give the base URL only (scheme, host, port, path)".into(),
+            ),
+            (
+                "[agent.credentials.a]\nbase_url = \"https://x.example\"\nheader = \"x api key\"\nsecret = \"K\"\n".into(),
+                "3:10: [agent.credentials.a] header \"x api key\" is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~), e.g. x-api-key or authorization".into(),
+            ),
+            (
+                "[agent.credentials.a]\nbase_url = \"https://x.example\"\nheader = \"h\"\nprefix = \"Bearer\\r\\n\"\nsecret = \"K\"\n".into(),
+                "4:10: [agent.credentials.a] prefix may hold only visible ASCII characters and spaces (at most 64), e.g. \"Bearer \"".into(),
+            ),
+            (
+                "[agent.credentials.a]\nbase_url = \"https://x.example\"\nheader = \"h\"\n".into(),
+                "1:1: missing field `secret`".into(),
+            ),
+            (
+                "[agent.credentials.a]\nbase_url = \"https://x.example\"\nheader = \"h\"\nsecret = \"K\"\nsecrets = []\n".into(),
+                "5:1: unknown field `secrets`, expected one of `base_url`, `header`, `prefix`, `secret`".into(),
+            ),
+            (
+                "[agent]\nsecrets = [\"ANTHROPIC_API_KEY\"]\n".to_string() + CREDENTIAL,
+                "6:10: [agent.credentials.anthropic] secret ANTHROPIC_API_KEY is also listed in [agent] secrets, which puts it inside the agent; list it only here, where the proxy holds it".into(),
+            ),
+            (
+                CREDENTIAL.to_string() + "[agent.opencode]\nprovider.anthropic.options.baseURL = \"https://elsewhere.example\"\n",
+                "6:28: [agent.opencode] provider.anthropic.options.baseURL conflicts with [agent.credentials.anthropic] (at 1:20): devaipod points that provider's baseURL at its proxy, which forwards to the base_url there; remove provider.anthropic.options.baseURL".into(),
+            ),
+            (
+                "[agent.opencode.provider.anthropic]\noptions = { apiKey = \"{file:/run/secrets/K}\" }\n".to_string() + CREDENTIAL,
+                "2:13: [agent.opencode] provider.anthropic.options.apiKey conflicts with [agent.credentials.anthropic] (at 3:20): devaipod gives the agent a placeholder apiKey for that provider and the proxy adds the key from the secret there; remove provider.anthropic.options.apiKey".into(),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse(&text).expect_err(&text), want, "{text}");
+        }
+        // Other providers' settings in [agent.opencode] are the user's.
+        let ok = CREDENTIAL.to_string()
+            + "[agent.opencode]\nprovider.openai.options.baseURL = \"https://x.example\"\nprovider.anthropic.options.timeout = 5\n";
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn a_key_written_where_its_name_belongs_is_not_repeated() {
+        let sentinel = "sk-ant-sentinel-value-123";
+        let text = CREDENTIAL.replace("ANTHROPIC_API_KEY", sentinel);
+        let e = parse(&text).expect_err("not a name");
+        assert_eq!(
+            e,
+            "4:10: a secret entry is NAME or NAME=podman-secret, and the name must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*); the entry is not shown, in case it is a key itself"
+        );
+        let c = parse(&format!("[agent]\nsecrets = [\"OK\", \"{sentinel}\"]\n")).expect("parse");
+        let e = c
+            .secret_lists(Path::new("devaipod.toml"))
+            .expect_err("bad")
+            .to_string();
+        assert!(
+            e.starts_with("devaipod.toml: [agent] secrets[1]: a secret entry is NAME"),
+            "{e}"
+        );
+        assert!(!e.contains(sentinel), "{e}");
     }
 
     #[test]

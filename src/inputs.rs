@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use crate::devcontainer;
 use crate::git::RepoInfo;
 use crate::names::{Name, random_suffix};
+use crate::plan::input::{AllowName, NetworkInput, NetworkMode, TestNet};
 use crate::plan::{self, ImageState, PlanInput, PodPlan, RepoFacts};
 use crate::podman::Engine;
 
@@ -31,6 +32,10 @@ pub(crate) struct Request {
     pub service_gator_allow_wildcard_write: bool,
     pub rebuild: bool,
     pub ready_timeout_secs: u64,
+    /// `--network`: the mode for this pod, over `[agent] network`.
+    pub network: Option<NetworkMode>,
+    /// `--allow`: names added to `[agent] allow` for this pod.
+    pub allow: Vec<AllowName>,
 }
 
 /// The host facts: the plan's input without the image facts, and the build context
@@ -184,6 +189,14 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
     let (user_config, user_config_path) = crate::config::load()?;
     let config_file = user_config_path.unwrap_or_else(|| PathBuf::from("devaipod.toml"));
     let (agent_secrets, trusted_secrets) = user_config.secret_lists(&config_file)?;
+    let agent_secret_names: Vec<String> = agent_secrets.iter().map(|s| s.name.clone()).collect();
+    let (network, network_warnings) = network_input(
+        &user_config.agent,
+        &agent_secret_names,
+        req,
+        TestNetEnv::from_env(),
+    )?;
+    config_warnings.extend(network_warnings);
     let mut input = PlanInput {
         name,
         repo: at.facts(),
@@ -214,8 +227,8 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
         gator: gator_input(&user_config.service_gator, req)?,
         agent_model: user_config.agent.model.clone(),
         agent_opencode: user_config.agent_opencode_json(&config_file)?,
+        network,
         cdi_gpu: plan::cdi_gpu_in(&read_cdi_specs()),
-        network: plan::input::NetworkInput::default(),
         net_image: String::new(),
         net_image_state: ImageState::Unknown {
             note: String::new(),
@@ -247,6 +260,174 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
         prepared,
         net,
     })
+}
+
+/// The agent's network for this pod: `[agent] network`, `allow` and `credentials`, with
+/// `--network` over the mode and `--allow` added to the names; the host's addresses; the
+/// test settings. Also what `up` says about them.
+fn network_input(
+    agent: &crate::config::AgentConfig,
+    agent_secrets: &[String],
+    req: &Request,
+    test: TestNetEnv,
+) -> Result<(NetworkInput, Vec<String>)> {
+    let (mode, source) = match req.network {
+        Some(m) => (m, format!("--network {m}")),
+        None => {
+            let m = agent.network_mode();
+            (m, format!("[agent] network = \"{m}\""))
+        }
+    };
+    let mut warnings = Vec::new();
+    if mode != NetworkMode::Allowlist && !req.allow.is_empty() {
+        bail!(
+            "--allow adds names to the allowlist, but this pod's network is \"{mode}\" ({source}), which has none: drop --allow, or pass --network allowlist"
+        );
+    }
+    let mut allow = Vec::new();
+    if mode == NetworkMode::Allowlist {
+        allow = agent.allowed.clone();
+    } else if !agent.allow.is_empty() {
+        warnings.push(format!(
+            "{source}: the {} name(s) of [agent] allow are not used for this pod",
+            agent.allow.len()
+        ));
+    }
+    for a in &req.allow {
+        if !allow.contains(a) {
+            allow.push(a.clone());
+        }
+    }
+    let network = NetworkInput {
+        mode,
+        allow,
+        credentials: agent.credential_inputs(),
+        deny_nets: host_addresses()?,
+        test: test.read()?,
+    };
+    warnings.extend(network.warnings(&source, agent_secrets));
+    Ok((network, warnings))
+}
+
+/// The host's own interface addresses as /32 and /128 CIDRs, sorted: the proxy refuses
+/// them whatever name resolves to them.
+fn host_addresses() -> Result<Vec<String>> {
+    let addrs = nix::ifaddrs::getifaddrs().context(
+        "listing the host's network addresses (getifaddrs), which the agent's proxy refuses",
+    )?;
+    let ips: std::collections::BTreeSet<std::net::IpAddr> = addrs
+        .filter_map(|i| i.address)
+        .filter_map(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| std::net::IpAddr::V4(v4.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
+        })
+        .collect();
+    Ok(ips.into_iter().map(host_cidr).collect())
+}
+
+/// One address as a CIDR of itself alone.
+fn host_cidr(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => format!("{v4}/32"),
+        std::net::IpAddr::V6(v6) => format!("{v6}/128"),
+    }
+}
+
+/// The proxy's test-only settings as devaipod's own environment names them: the
+/// values of `DEVAIPOD_TEST_NET_CA` (a PEM file) and `DEVAIPOD_TEST_NET_HOSTS` (a name
+/// map file). Nothing in a repo or the config file reaches them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TestNetEnv {
+    pub ca: Option<std::ffi::OsString>,
+    pub hosts: Option<std::ffi::OsString>,
+}
+
+const TEST_NET_CA: &str = "DEVAIPOD_TEST_NET_CA";
+const TEST_NET_HOSTS: &str = "DEVAIPOD_TEST_NET_HOSTS";
+
+impl TestNetEnv {
+    fn from_env() -> Self {
+        Self {
+            ca: std::env::var_os(TEST_NET_CA),
+            hosts: std::env::var_os(TEST_NET_HOSTS),
+        }
+    }
+
+    /// Reads the files named, each checked; `None` when neither is set.
+    fn read(&self) -> Result<Option<TestNet>> {
+        if self.ca.is_none() && self.hosts.is_none() {
+            return Ok(None);
+        }
+        let ca_pem = self
+            .ca
+            .as_deref()
+            .map(|p| {
+                let (path, text) = read_named_file(TEST_NET_CA, p, "a PEM file of the test CA")?;
+                if !text.contains("-----BEGIN CERTIFICATE-----") {
+                    bail!(
+                        "{TEST_NET_CA}={}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+                        path.display()
+                    );
+                }
+                Ok(text)
+            })
+            .transpose()?;
+        let hosts = match self.hosts.as_deref() {
+            Some(p) => {
+                let (path, text) =
+                    read_named_file(TEST_NET_HOSTS, p, "a file of lines NAME ADDR [ADDR...]")?;
+                parse_test_hosts(&text)
+                    .map_err(|e| anyhow::anyhow!("{TEST_NET_HOSTS}={}:{e}", path.display()))?
+            }
+            None => BTreeMap::new(),
+        };
+        Ok(Some(TestNet { ca_pem, hosts }))
+    }
+}
+
+/// Reads the file an environment variable names (`what` it should be, for errors).
+fn read_named_file(var: &str, value: &std::ffi::OsStr, what: &str) -> Result<(PathBuf, String)> {
+    if value.is_empty() {
+        bail!("{var} is set but empty: name {what}, or unset it");
+    }
+    let path = PathBuf::from(value);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{var}={}: reading {what}", path.display()))?;
+    Ok((path, text))
+}
+
+/// Parses the test name map: lines `NAME ADDR [ADDR...]`; blank lines and lines
+/// starting with `#` are skipped. Errors are `LINE: message`.
+pub(crate) fn parse_test_hosts(text: &str) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let name = words.next().unwrap_or_default().to_ascii_lowercase();
+        plan::input::net::check_name(&name).map_err(|e| format!("{n}: name {name:?}: {e}"))?;
+        let mut addrs = Vec::new();
+        for w in words {
+            let ip: std::net::IpAddr = w
+                .parse()
+                .map_err(|_| format!("{n}: {w:?} is not an IPv4 or IPv6 address"))?;
+            addrs.push(ip.to_string());
+        }
+        if addrs.is_empty() {
+            return Err(format!("{n}: {name} has no address (NAME ADDR [ADDR...])"));
+        }
+        if out.insert(name.clone(), addrs).is_some() {
+            return Err(format!("{n}: {name} is listed twice"));
+        }
+    }
+    if out.is_empty() {
+        return Err("1: no NAME ADDR line in it".into());
+    }
+    Ok(out)
 }
 
 fn user_secrets(entries: Vec<crate::config::SecretEntry>) -> Vec<plan::UserSecret> {
@@ -490,4 +671,238 @@ fn check_bind_sources(plan: &PodPlan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(toml: &str) -> crate::config::AgentConfig {
+        crate::config::parse(toml).expect("config").agent
+    }
+
+    fn names(n: &NetworkInput) -> Vec<String> {
+        n.allow.iter().map(|a| a.to_string()).collect()
+    }
+
+    fn allow(s: &str) -> AllowName {
+        s.parse().expect("allow")
+    }
+
+    #[test]
+    fn the_command_line_overrides_the_mode_and_adds_names() {
+        let a = agent("[agent]\nallow = [\"a.example\", \"b.example:22\"]\n");
+        let (n, warnings) =
+            network_input(&a, &[], &Request::default(), TestNetEnv::default()).expect("net");
+        assert_eq!(n.mode, NetworkMode::Allowlist);
+        assert_eq!(names(&n), ["a.example", "b.example:22"]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(n.test, None);
+
+        let req = Request {
+            allow: vec![allow("c.example"), allow("a.example")],
+            ..Default::default()
+        };
+        let (n, _) = network_input(&a, &[], &req, TestNetEnv::default()).expect("net");
+        assert_eq!(names(&n), ["a.example", "b.example:22", "c.example"]);
+
+        // --network none drops the config's names for this pod, and says so.
+        let req = Request {
+            network: Some(NetworkMode::None),
+            ..Default::default()
+        };
+        let (n, warnings) = network_input(&a, &[], &req, TestNetEnv::default()).expect("net");
+        assert_eq!((n.mode, n.allow.len()), (NetworkMode::None, 0));
+        assert_eq!(
+            warnings,
+            ["--network none: the 2 name(s) of [agent] allow are not used for this pod"]
+        );
+
+        // --allow with a mode that has no allowlist is refused by name.
+        let req = Request {
+            network: Some(NetworkMode::Full),
+            allow: vec![allow("c.example")],
+            ..Default::default()
+        };
+        let e = network_input(&a, &[], &req, TestNetEnv::default()).expect_err("full");
+        assert_eq!(
+            e.to_string(),
+            "--allow adds names to the allowlist, but this pod's network is \"full\" (--network full), which has none: drop --allow, or pass --network allowlist"
+        );
+        let none = agent("[agent]\nnetwork = \"none\"\n");
+        let req = Request {
+            allow: vec![allow("c.example")],
+            ..Default::default()
+        };
+        let e = network_input(&none, &[], &req, TestNetEnv::default()).expect_err("none");
+        assert!(
+            e.to_string()
+                .contains("this pod's network is \"none\" ([agent] network = \"none\")"),
+            "{e}"
+        );
+        // ... unless the command line also sets allowlist.
+        let req = Request {
+            network: Some(NetworkMode::Allowlist),
+            allow: vec![allow("c.example")],
+            ..Default::default()
+        };
+        let (n, _) = network_input(&none, &[], &req, TestNetEnv::default()).expect("net");
+        assert_eq!(names(&n), ["c.example"]);
+    }
+
+    #[test]
+    fn full_access_and_agent_secrets_are_warned_about() {
+        let a = agent(
+            "[agent]\nnetwork = \"full\"\n[agent.credentials.anthropic]\nbase_url = \"https://api.anthropic.com/v1\"\nheader = \"x-api-key\"\nsecret = \"K\"\n",
+        );
+        let (n, warnings) = network_input(
+            &a,
+            &["OTHER".into()],
+            &Request::default(),
+            TestNetEnv::default(),
+        )
+        .expect("net");
+        assert_eq!(n.credentials.len(), 1);
+        assert_eq!(n.credentials[0].secret.env_name, "K");
+        assert_eq!(
+            warnings,
+            [
+                "[agent] network = \"full\": the agent can reach any address, including the workspace's loopback services and the host's; see docs/security.md",
+                "[agent] secrets OTHER: these secrets are inside the agent, which can read and send them; [agent.credentials] keeps a provider key in the proxy instead",
+            ]
+        );
+        assert!(
+            n.deny_nets.iter().any(|c| c == "127.0.0.1/32"),
+            "{:?}",
+            n.deny_nets
+        );
+    }
+
+    #[test]
+    fn the_hosts_own_addresses_are_single_address_cidrs() {
+        let nets = host_addresses().expect("getifaddrs");
+        assert!(nets.iter().any(|c| c == "127.0.0.1/32"), "{nets:?}");
+        for c in &nets {
+            let (ip, len) = c.split_once('/').expect("cidr");
+            let ip: std::net::IpAddr = ip.parse().expect(c);
+            assert_eq!(len, if ip.is_ipv4() { "32" } else { "128" }, "{c}");
+        }
+        let mut sorted = nets.clone();
+        sorted.dedup();
+        assert_eq!(sorted, nets);
+        assert_eq!(host_cidr("fe80::1".parse().expect("ip")), "fe80::1/128");
+    }
+
+    #[test]
+    fn test_hosts_files() {
+        let map = parse_test_hosts(
+            "# the fake internet\n\nAllowed.test 198.51.100.10\n  private.test 10.0.0.1 2001:db8::1 \n",
+        )
+        .expect("hosts");
+        assert_eq!(
+            map,
+            BTreeMap::from([
+                (
+                    "allowed.test".to_string(),
+                    vec!["198.51.100.10".to_string()]
+                ),
+                (
+                    "private.test".to_string(),
+                    vec!["10.0.0.1".to_string(), "2001:db8::1".to_string()]
+                ),
+            ])
+        );
+        for (bad, want) in [
+            ("a.test\n", "1: a.test has no address (NAME ADDR [ADDR...])"),
+            (
+                "a.test 1.2.3\n",
+                "1: \"1.2.3\" is not an IPv4 or IPv6 address",
+            ),
+            (
+                "\n1.2.3.4 1.2.3.4\n",
+                "2: name \"1.2.3.4\": an IP address literal",
+            ),
+            (
+                "a.test 1.1.1.1\na.test 2.2.2.2\n",
+                "2: a.test is listed twice",
+            ),
+            ("# nothing\n", "1: no NAME ADDR line in it"),
+        ] {
+            let e = parse_test_hosts(bad).expect_err(bad);
+            assert!(e.starts_with(want), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn test_settings_come_from_the_files_the_environment_names() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let ca = d.path().join("ca.pem");
+        let hosts = d.path().join("hosts");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        std::fs::write(&hosts, "a.test 198.51.100.1\n").expect("write");
+        let env = TestNetEnv {
+            ca: Some(ca.clone().into()),
+            hosts: Some(hosts.clone().into()),
+        };
+        let t = env.read().expect("read").expect("set");
+        assert!(
+            t.ca_pem
+                .expect("pem")
+                .starts_with("-----BEGIN CERTIFICATE-----")
+        );
+        assert_eq!(t.hosts["a.test"], ["198.51.100.1"]);
+        let only_hosts = TestNetEnv {
+            ca: None,
+            hosts: Some(hosts.clone().into()),
+        };
+        assert_eq!(only_hosts.read().expect("read").expect("set").ca_pem, None);
+        assert_eq!(TestNetEnv::default().read().expect("unset"), None);
+
+        let err = |env: TestNetEnv| format!("{:#}", env.read().expect_err("bad"));
+        std::fs::write(&hosts, "a.test nowhere\n").expect("write");
+        assert_eq!(
+            err(TestNetEnv {
+                ca: None,
+                hosts: Some(hosts.clone().into())
+            }),
+            format!(
+                "DEVAIPOD_TEST_NET_HOSTS={}:1: \"nowhere\" is not an IPv4 or IPv6 address",
+                hosts.display()
+            )
+        );
+        std::fs::write(&ca, "not a certificate\n").expect("write");
+        assert_eq!(
+            err(TestNetEnv {
+                ca: Some(ca.clone().into()),
+                hosts: None
+            }),
+            format!(
+                "DEVAIPOD_TEST_NET_CA={}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+                ca.display()
+            )
+        );
+        let missing = d.path().join("missing.pem");
+        let e = err(TestNetEnv {
+            ca: Some(missing.clone().into()),
+            hosts: None,
+        });
+        assert!(
+            e.starts_with(&format!(
+                "DEVAIPOD_TEST_NET_CA={}: reading a PEM file of the test CA: ",
+                missing.display()
+            )),
+            "{e}"
+        );
+        assert_eq!(
+            err(TestNetEnv {
+                ca: Some("".into()),
+                hosts: None
+            }),
+            "DEVAIPOD_TEST_NET_CA is set but empty: name a PEM file of the test CA, or unset it"
+        );
+    }
 }

@@ -508,6 +508,218 @@ fn user_config_errors_are_precise_and_secrets_must_be_set() {
     assert_fails_with(&o, "reading the devaipod configuration");
 }
 
+/// `up` with the user's configuration `cfg` (written to a temp file) and extra env.
+struct UserConfig {
+    repo: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+impl UserConfig {
+    fn new() -> Self {
+        Self {
+            repo: repo(Some(r#"{"image": "localhost/x:1"}"#)),
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn file(&self) -> std::path::PathBuf {
+        self.dir.path().join("devaipod.toml")
+    }
+
+    #[track_caller]
+    fn run(&self, config: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        std::fs::write(self.file(), config).expect("write config");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_devaipod"));
+        cmd.arg("up")
+            .args(args)
+            .current_dir(self.repo.path())
+            .env("CONTAINER_HOST", "unix:///nonexistent/devaipod-test.sock")
+            .env("DEVAIPOD_CONFIG", self.file())
+            .env_remove("DEVAIPOD_TEST_NET_CA")
+            .env_remove("DEVAIPOD_TEST_NET_HOSTS");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("runs")
+    }
+}
+
+const NETWORK_CONFIG: &str = r#"[agent]
+network = "allowlist"
+allow = ["*.example.org", "git.example.com:8443"]
+[agent.credentials.anthropic]
+base_url = "https://api.anthropic.com/v1"
+header = "x-api-key"
+prefix = ""
+secret = "DEVAIPOD_TEST_CRED_KEY"
+"#;
+
+#[test]
+fn the_network_settings_plan_and_bad_ones_are_refused_with_their_position() {
+    let u = UserConfig::new();
+    let dry = [".", "--name", "n", "--dry-run", "--json"];
+    let o = u.run(NETWORK_CONFIG, &dry, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert!(
+        v["agent_config"]["keys"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "provider")),
+        "the credential provider is in the agent's configuration: {}",
+        v["agent_config"]
+    );
+    assert_eq!(v["warnings"], serde_json::json!([]));
+    let o = u.run(NETWORK_CONFIG, &[".", "--name", "n", "--dry-run"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // The command line overrides for one pod, and `full` is warned about.
+    let o = u.run(
+        NETWORK_CONFIG,
+        &[
+            ".",
+            "--name",
+            "n",
+            "--dry-run",
+            "--json",
+            "--network",
+            "full",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(
+        v["warnings"],
+        serde_json::json!([
+            "--network full: the 2 name(s) of [agent] allow are not used for this pod",
+            "--network full: the agent can reach any address, including the workspace's loopback services and the host's; see docs/security.md"
+        ])
+    );
+    let o = u.run(
+        "[agent]\nsecrets = [\"DEVAIPOD_TEST_OTHER\"]\n",
+        &[
+            ".",
+            "--name",
+            "n",
+            "--dry-run",
+            "--allow",
+            "extra.example",
+            "--allow",
+            "a.example:8080",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("warning    [agent] secrets DEVAIPOD_TEST_OTHER: these secrets are inside the agent, which can read and send them; [agent.credentials] keeps a provider key in the proxy instead"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = u.run(
+        "[agent]\nnetwork = \"none\"\n",
+        &[".", "--dry-run", "--allow", "a.example"],
+        &[],
+    );
+    assert_fails_with(
+        &o,
+        "--allow adds names to the allowlist, but this pod's network is \"none\" ([agent] network = \"none\"), which has none",
+    );
+
+    // Flags are checked before anything else (usage errors: exit 2, naming the flag).
+    for (flag, value, want) in [
+        (
+            "--allow",
+            "127.0.0.1",
+            "invalid value '127.0.0.1' for '--allow <NAME>': an IP address literal",
+        ),
+        (
+            "--allow",
+            "[::1]",
+            "invalid value '[::1]' for '--allow <NAME>': an IP address literal",
+        ),
+        (
+            "--network",
+            "wide",
+            "invalid value 'wide' for '--network <MODE>': network mode \"wide\" is not one of",
+        ),
+    ] {
+        let o = u.run("", &[".", "--dry-run", flag, value], &[]);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}");
+        assert!(stderr(&o).contains(want), "{flag} {value}: {}", stderr(&o));
+    }
+
+    let file = u.file().display().to_string();
+    for (config, want) in [
+        (
+            "[agent]\nallow = [\"ok.example\", \"2130706433\"]\n",
+            ":2:24: [agent] allow entry \"2130706433\": an IP address literal",
+        ),
+        (
+            "[agent]\nnetwork = \"none\"\nallow = [\"a.example\"]\n",
+            ":2:11: [agent] network = \"none\" takes no allow list",
+        ),
+        (
+            "[agent.credentials.google-vertex]\nbase_url = \"https://x.example\"\nheader = \"authorization\"\nsecret = \"K\"\n",
+            ":1:20: provider google-vertex cannot be given a key by devaipod's proxy: Google Vertex AI authenticates with short-lived OAuth tokens",
+        ),
+        (
+            "[agent.credentials.a]\nbase_url = \"https://[::1]/v1\"\nheader = \"h\"\nsecret = \"K\"\n",
+            ":2:12: [agent.credentials.a] base_url \"https://[::1]/v1\": an IP address literal",
+        ),
+        (
+            "[agent.credentials.a]\nbase_url = \"https://x.example\"\nheader = \"Content-Length\"\nsecret = \"K\"\n",
+            ":3:10: [agent.credentials.a] header \"Content-Length\" frames or routes the request",
+        ),
+        (
+            &format!(
+                "{NETWORK_CONFIG}[agent.opencode]\nprovider.anthropic.options.apiKey = \"k\"\n"
+            ),
+            ":10:28: [agent.opencode] provider.anthropic.options.apiKey conflicts with [agent.credentials.anthropic] (at 4:20)",
+        ),
+    ] {
+        let o = u.run(config, &[".", "--dry-run"], &[]);
+        assert_fails_with(&o, &format!("{file}{want}"));
+    }
+}
+
+#[test]
+fn a_credential_value_never_reaches_the_output() {
+    const SENTINEL: &str = "sk-sentinel-3b1f-never-printed";
+    let u = UserConfig::new();
+    let env = [("DEVAIPOD_TEST_CRED_KEY", SENTINEL), ("RUST_LOG", "trace")];
+    let mut outputs = Vec::new();
+    for args in [
+        &[".", "--name", "s", "--dry-run", "--json"][..],
+        &[".", "--name", "s", "--dry-run"],
+        &[
+            ".",
+            "--name",
+            "s",
+            "--dry-run",
+            "--network",
+            "none",
+            "--allow",
+            "a.example",
+        ],
+        &[".", "--name", "s"],
+    ] {
+        outputs.push(u.run(NETWORK_CONFIG, args, &env));
+    }
+    assert!(outputs[0].status.success() && outputs[1].status.success());
+    assert!(!outputs[2].status.success() && !outputs[3].status.success());
+    // A key written where its variable's name belongs is refused without repeating it.
+    let pasted = NETWORK_CONFIG.replace("DEVAIPOD_TEST_CRED_KEY", SENTINEL);
+    outputs.push(u.run(&pasted, &[".", "--dry-run"], &env));
+    assert_fails_with(
+        &outputs[4],
+        ":8:10: a secret entry is NAME or NAME=podman-secret",
+    );
+    for o in &outputs {
+        let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(o));
+        assert!(!all.contains(SENTINEL), "the credential leaked: {all}");
+    }
+}
+
 /// The agent's part of a dry-run plan that no repo file may change.
 fn agent_settings(v: &Value) -> Value {
     let agent = plan_container(v, "agent");

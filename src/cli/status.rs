@@ -429,8 +429,33 @@ mod tests {
                 session("a\nsession    forged", None),
             ]),
             sessions_note: None,
+            network: super::super::network::NetworkStatus {
+                mode: "allowlist".into(),
+                allow: vec![HOSTILE.into()],
+                credentials: vec![
+                    serde_json::json!({"provider": HOSTILE, "base_url": "https://x.example", "header": "x-api-key"}),
+                ],
+                proxy: Some(
+                    serde_json::json!({"allowed": 1, "refused": 2, "last_refused": [{"time": "t", "name": HOSTILE, "reason": HOSTILE}]}),
+                ),
+                note: None,
+            },
             events: vec![],
         }
+    }
+
+    #[test]
+    fn the_network_is_shown_escaped() {
+        use crate::terminal::testing::assert_inert;
+        let out = render(&hostile_status());
+        assert_inert(&out);
+        assert!(out.contains("network    allowlist\n"), "{out}");
+        assert!(out.contains("proxy      1 allowed, 2 refused\n"), "{out}");
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with("refused ")).count(),
+            1,
+            "{out}"
+        );
     }
 
     #[test]

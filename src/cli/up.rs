@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::Context;
 use crate::inputs;
+use crate::plan::input::{AllowName, NetworkMode};
 use crate::plan::{self, ImageState, PodPlan};
 use crate::podman::{Engine, apply};
 use crate::progress::Progress;
@@ -63,6 +64,15 @@ pub struct UpArgs {
     /// even if an image for the same inputs exists
     #[arg(long)]
     pub rebuild: bool,
+    /// The agent's network for this pod, over [agent] network: allowlist (the names
+    /// allowed, through the proxy), none (only the credential routes) or full (any
+    /// address; warned)
+    #[arg(long, value_name = "MODE", value_parser = clap::value_parser!(NetworkMode))]
+    pub(crate) network: Option<NetworkMode>,
+    /// Let the agent reach NAME (ports 443 and 80), NAME:PORT or *.NAME for this pod,
+    /// besides [agent] allow (repeatable; allowlist mode only; never an IP address)
+    #[arg(long = "allow", value_name = "NAME", value_parser = clap::value_parser!(AllowName))]
+    pub(crate) allow: Vec<AllowName>,
     /// Seconds to wait for the agent to answer before rolling back
     #[arg(long, value_name = "SECS", default_value_t = plan::DEFAULT_READY_TIMEOUT_SECS)]
     pub timeout: u64,
@@ -90,6 +100,8 @@ impl UpArgs {
             service_gator_allow_wildcard_write: self.service_gator_allow_wildcard_write,
             rebuild: self.rebuild,
             ready_timeout_secs: self.timeout,
+            network: self.network,
+            allow: self.allow.clone(),
         }
     }
 
@@ -300,7 +312,7 @@ fn secret_values(plan: &PodPlan) -> Result<apply::SecretValues> {
         if let plan::SecretSource::Environment { variable } = &s.source {
             let Some(value) = std::env::var_os(variable) else {
                 bail!(
-                    "{variable} is listed in your devaipod configuration's secrets but is not set in devaipod's environment: export it, or name an existing podman secret ({variable}=SECRET-NAME)"
+                    "{variable} is named in your devaipod configuration (a secrets list or an [agent.credentials] secret) but is not set in devaipod's environment: export it, or name an existing podman secret ({variable}=SECRET-NAME)"
                 );
             };
             let value = value.into_string().map_err(|_| {
@@ -504,8 +516,76 @@ pub(super) fn render_plan(plan: &PodPlan) -> String {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
     use crate::terminal::testing::{HOSTILE, HOSTILE_SHOWN, assert_inert};
+
+    #[derive(Debug, Parser)]
+    struct Up {
+        #[command(flatten)]
+        up: UpArgs,
+    }
+
+    fn up(args: &[&str]) -> Result<UpArgs, String> {
+        Up::try_parse_from(std::iter::once("up").chain(args.iter().copied()))
+            .map(|u| u.up)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn network_flags_reach_the_request() {
+        let a = up(&[]).expect("no flags");
+        assert_eq!((a.network, a.allow.len()), (None, 0));
+        let a = up(&[
+            "--network",
+            "allowlist",
+            "--allow",
+            "*.Example.org",
+            "--allow=git.example.com:8443",
+        ])
+        .expect("flags");
+        let req = a.request();
+        assert_eq!(req.network, Some(NetworkMode::Allowlist));
+        let allow: Vec<String> = req.allow.iter().map(|n| n.to_string()).collect();
+        assert_eq!(allow, ["*.example.org", "git.example.com:8443"]);
+        for mode in ["none", "full"] {
+            assert_eq!(
+                up(&["--network", mode])
+                    .expect(mode)
+                    .network
+                    .map(|m| m.as_str()),
+                Some(mode)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_network_flags_name_the_flag() {
+        let e = up(&["--network", "open"]).expect_err("mode");
+        assert!(
+            e.starts_with("error: invalid value 'open' for '--network <MODE>': network mode \"open\" is not one of"),
+            "{e}"
+        );
+        for (bad, why) in [
+            ("1.2.3.4", "an IP address literal"),
+            ("[::1]:443", "an IP address literal"),
+            ("0x7f000001", "an IP address literal"),
+            (
+                "example.org:0",
+                "port \"0\" is not a number from 1 to 65535",
+            ),
+            ("*.com", "not a whole top-level domain"),
+        ] {
+            let e = up(&["--allow", bad]).expect_err(bad);
+            assert!(
+                e.starts_with(&format!(
+                    "error: invalid value '{bad}' for '--allow <NAME>': "
+                )) && e.contains(why),
+                "{bad}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn the_task_summary_shows_the_session_id_escaped() {

@@ -6,12 +6,14 @@
 use std::collections::BTreeMap;
 
 use super::Context;
+use super::PlanError;
 use super::folders::Folders;
 use super::gator;
+use super::input::CredentialInput;
 use super::labels::Role;
 use super::paths::{
     AGENT_CONFIG_FILE, AGENT_HOME, AGENT_PORT, AGENT_TMPFS, AGENT_UID, BUNDLED_IMAGE,
-    BUNDLED_MOUNT, PASSWORD_FILE, secret_file,
+    BUNDLED_MOUNT, PASSWORD_FILE, credential_route_url, secret_file,
 };
 use super::secrets::Secrets;
 use super::spec::{AgentConfigPlan, ContainerSpec, Extras, Seccomp};
@@ -50,12 +52,15 @@ pub(crate) fn agent_command(secret_env: &[String], gate: Option<&str>) -> Vec<St
 }
 
 /// The agent's opencode configuration: devaipod's defaults for unattended work in a
-/// sandbox, the model, then the user's `[agent.opencode]` table merged over it.
+/// sandbox, the model, then the user's `[agent.opencode]` table merged over it, then
+/// each credential provider pointed at its route on the proxy
+/// ([`point_at_credential_routes`]).
 pub(crate) fn agent_opencode_config(
     model: Option<&str>,
     mcp: Option<&str>,
     user: Option<&serde_json::Value>,
-) -> serde_json::Value {
+    credentials: &[CredentialInput],
+) -> Result<serde_json::Value, PlanError> {
     let mut v = serde_json::json!({
         "$schema": "https://opencode.ai/config.json",
         // Unattended: nothing waits for a human to answer a permission prompt. The
@@ -82,7 +87,69 @@ pub(crate) fn agent_opencode_config(
     if let Some(u) = user {
         merge_json(&mut v, u);
     }
-    v
+    point_at_credential_routes(&mut v, user, credentials)?;
+    Ok(v)
+}
+
+/// What the agent holds as the `apiKey` of a provider whose key the proxy holds:
+/// opencode hides a provider without a key, and the proxy replaces whatever the agent
+/// sends in the credential's header.
+pub(crate) const PLACEHOLDER_API_KEY: &str = "devaipod-proxy-holds-the-key";
+
+/// Sets `provider.ID.options.baseURL` to the provider's credential route and
+/// `provider.ID.options.apiKey` to [`PLACEHOLDER_API_KEY`] for each credential. The
+/// user's own `[agent.opencode]` must set neither for that provider: the two would
+/// fight, and a real key there would be inside the agent after all.
+fn point_at_credential_routes(
+    v: &mut serde_json::Value,
+    user: Option<&serde_json::Value>,
+    credentials: &[CredentialInput],
+) -> Result<(), PlanError> {
+    for c in credentials {
+        let id = c.provider.as_str();
+        for key in ["baseURL", "apiKey"] {
+            let set = user
+                .and_then(|u| {
+                    u.pointer(&format!("/provider/{}/options/{key}", pointer_segment(id)))
+                })
+                .is_some();
+            if set {
+                return Err(PlanError::CredentialConflict {
+                    provider: id.to_string(),
+                    setting: format!("provider.{id}.options.{key}"),
+                });
+            }
+        }
+        let mut at = &mut *v;
+        for (depth, part) in ["provider", id, "options"].into_iter().enumerate() {
+            let obj = at
+                .as_object_mut()
+                .ok_or_else(|| PlanError::CredentialConflict {
+                    provider: id.to_string(),
+                    setting: ["provider", id][..depth].join("."),
+                })?;
+            at = obj
+                .entry(part)
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        }
+        let options = at
+            .as_object_mut()
+            .ok_or_else(|| PlanError::CredentialConflict {
+                provider: id.to_string(),
+                setting: format!("provider.{id}.options"),
+            })?;
+        options.insert(
+            "baseURL".into(),
+            serde_json::json!(credential_route_url(id)),
+        );
+        options.insert("apiKey".into(), serde_json::json!(PLACEHOLDER_API_KEY));
+    }
+    Ok(())
+}
+
+/// `id` as one segment of a JSON pointer (RFC 6901 escapes).
+fn pointer_segment(id: &str) -> String {
+    id.replace('~', "~0").replace('/', "~1")
 }
 
 /// Deep-merges `over` into `base` (objects key by key; anything else replaces).
@@ -105,22 +172,23 @@ pub(crate) fn merge_json(base: &mut serde_json::Value, over: &serde_json::Value)
 impl AgentConfigPlan {
     /// The configuration of the user's model and table, naming the gator's MCP server
     /// when there is one.
-    pub(crate) fn new(ctx: &Context<'_>) -> Self {
+    pub(crate) fn new(ctx: &Context<'_>) -> Result<Self, PlanError> {
         let input = ctx.input;
         let mcp = input.gator.as_ref().map(|_| gator::mcp_url());
         let v = agent_opencode_config(
             input.agent_model.as_deref(),
             mcp.as_deref(),
             input.agent_opencode.as_ref(),
-        );
-        AgentConfigPlan {
+            &input.network.credentials,
+        )?;
+        Ok(AgentConfigPlan {
             model: v["model"].as_str().map(str::to_string),
             keys: v
                 .as_object()
                 .map(|o| o.keys().cloned().collect())
                 .unwrap_or_default(),
             content: serde_json::to_string_pretty(&v).unwrap_or_default(),
-        }
+        })
     }
 }
 
@@ -194,7 +262,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::plan::input::{PlanInput, UserSecret};
+    use crate::plan::input::{NetworkMode, PlanInput, UserSecret};
     use crate::plan::tests_support::input;
 
     fn agent_of(i: &PlanInput) -> ContainerSpec {
@@ -294,6 +362,129 @@ mod tests {
             (Some(10), Some(1 << 20))
         );
         assert_eq!(agent.secrets.len(), 3);
+    }
+
+    fn credential(provider: &str) -> CredentialInput {
+        CredentialInput {
+            provider: provider.into(),
+            base_url: "https://api.example.com/v1".into(),
+            header: "x-api-key".into(),
+            prefix: String::new(),
+            secret: UserSecret {
+                env_name: "SENTINEL_KEY".into(),
+                existing: None,
+            },
+        }
+    }
+
+    #[test]
+    fn credential_providers_point_at_the_proxy_with_a_placeholder_key() {
+        let user = json!({
+            "provider": {
+                "anthropic": {"options": {"timeout": 5}, "models": {"m": {}}},
+                "openai": {"options": {"baseURL": "https://mirror.example/v1"}}
+            }
+        });
+        let v = agent_opencode_config(
+            Some("anthropic/m"),
+            None,
+            Some(&user),
+            &[credential("anthropic"), credential("my.local_llm-2")],
+        )
+        .expect("config");
+        assert_eq!(
+            v["provider"]["anthropic"],
+            json!({
+                "options": {
+                    "timeout": 5,
+                    "baseURL": "http://127.0.0.1:4097/devaipod/credentials/anthropic",
+                    "apiKey": "devaipod-proxy-holds-the-key"
+                },
+                "models": {"m": {}}
+            })
+        );
+        assert_eq!(
+            v["provider"]["my.local_llm-2"],
+            json!({"options": {
+                "baseURL": "http://127.0.0.1:4097/devaipod/credentials/my.local_llm-2",
+                "apiKey": "devaipod-proxy-holds-the-key"
+            }})
+        );
+        // A provider without credentials keeps the user's settings.
+        assert_eq!(
+            v["provider"]["openai"]["options"]["baseURL"],
+            "https://mirror.example/v1"
+        );
+        // Neither the secret's name nor its value is in the agent's configuration.
+        assert!(!v.to_string().contains("SENTINEL_KEY"));
+        // Without credentials nothing changes.
+        let plain = agent_opencode_config(None, None, Some(&user), &[]).expect("config");
+        assert_eq!(plain["provider"], user["provider"]);
+    }
+
+    #[test]
+    fn a_credential_providers_base_url_or_key_in_the_users_table_is_an_error() {
+        for key in ["baseURL", "apiKey"] {
+            let user = json!({"provider": {"anthropic": {"options": {key: "x"}}}});
+            let e = agent_opencode_config(None, None, Some(&user), &[credential("anthropic")])
+                .expect_err(key);
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "[agent.opencode] provider.anthropic.options.{key} conflicts with [agent.credentials.anthropic]: devaipod points that provider's baseURL at its proxy and gives the agent only a placeholder apiKey (the proxy adds the key); remove provider.anthropic.options.{key} from [agent.opencode]"
+                )
+            );
+        }
+        // A provider table that is no table cannot take the route.
+        let user = json!({"provider": {"anthropic": "x"}});
+        let e = agent_opencode_config(None, None, Some(&user), &[credential("anthropic")])
+            .expect_err("not a table");
+        assert_eq!(
+            e,
+            PlanError::CredentialConflict {
+                provider: "anthropic".into(),
+                setting: "provider.anthropic".into()
+            }
+        );
+        // Through the plan, too.
+        let mut i = input();
+        i.agent_opencode = Some(json!({"provider": {"anthropic": {"options": {"apiKey": "k"}}}}));
+        i.network.credentials = vec![credential("anthropic")];
+        assert!(matches!(
+            crate::plan::build(&i),
+            Err(PlanError::CredentialConflict { .. })
+        ));
+    }
+
+    #[test]
+    fn the_plans_agent_config_carries_the_routes() {
+        let mut i = input();
+        i.network.credentials = vec![credential("anthropic")];
+        let plan = crate::plan::build(&i).expect("plan");
+        let v: serde_json::Value = serde_json::from_str(&plan.agent_config.content).expect("json");
+        assert_eq!(
+            v["provider"]["anthropic"]["options"]["apiKey"],
+            PLACEHOLDER_API_KEY
+        );
+        assert!(plan.agent_config.keys.iter().any(|k| k == "provider"));
+    }
+
+    #[test]
+    fn the_model_catalogue_is_fetched_only_when_it_can_be() {
+        let env_of = |i: &PlanInput| {
+            agent_of(i)
+                .env
+                .contains_key("OPENCODE_DISABLE_MODELS_FETCH")
+        };
+        let mut i = input();
+        assert!(env_of(&i), "allowlist without models.dev");
+        i.network.allow = vec!["models.dev".parse().expect("name")];
+        assert!(!env_of(&i), "allowlist with models.dev");
+        i.network.mode = NetworkMode::None;
+        i.network.allow.clear();
+        assert!(env_of(&i));
+        i.network.mode = NetworkMode::Full;
+        assert!(!env_of(&i));
     }
 
     #[test]

@@ -49,4 +49,8 @@ pub(crate) enum PlanError {
         "{path}: \"workspaceFolder\" {folder:?} is a system or devaipod path; use a folder of its own such as /workspaces/NAME"
     )]
     ReservedWorkspaceFolder { path: String, folder: String },
+    #[error(
+        "[agent.opencode] {setting} conflicts with [agent.credentials.{provider}]: devaipod points that provider's baseURL at its proxy and gives the agent only a placeholder apiKey (the proxy adds the key); remove {setting} from [agent.opencode]"
+    )]
+    CredentialConflict { provider: String, setting: String },
 }

@@ -9,6 +9,10 @@ use super::spec::ImageState;
 use crate::devcontainer::DevContainer;
 use crate::names::Name;
 
+pub(crate) mod net;
+
+pub(crate) use net::{AllowName, CredentialInput, NetworkInput, NetworkMode, TestNet};
+
 /// The facts about the host repo that the plan needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RepoFacts {
@@ -41,60 +45,6 @@ pub(crate) struct GatorInput {
     pub jira_host: Option<String>,
 }
 
-/// How far the agent's network reaches (`[agent] network`, `up --network`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum NetworkMode {
-    /// Names on the allowlist through the proxy, and the credential routes.
-    #[default]
-    Allowlist,
-    /// The credential routes only.
-    None,
-    /// Anything: no proxy, no rules (today's behaviour before issue 16; warned at `up`).
-    Full,
-}
-
-impl NetworkMode {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            NetworkMode::Allowlist => "allowlist",
-            NetworkMode::None => "none",
-            NetworkMode::Full => "full",
-        }
-    }
-}
-
-/// One `[agent.credentials.PROVIDER]` table: the proxy sets `header` to `prefix` + the
-/// secret on requests to `base_url`; the agent never holds the secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CredentialInput {
-    pub provider: String,
-    pub base_url: String,
-    pub header: String,
-    pub prefix: String,
-    pub secret: UserSecret,
-}
-
-/// Test-only settings of the proxy, from devaipod's own environment (never a file of
-/// the repo's): a CA it trusts and a fixed name map instead of DNS.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct TestNet {
-    pub ca_pem: Option<String>,
-    pub hosts: BTreeMap<String, Vec<String>>,
-}
-
-/// The agent's network, as the user's configuration and command line set it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct NetworkInput {
-    pub mode: NetworkMode,
-    /// NAME, NAME:PORT, `*.NAME` (validated).
-    pub allow: Vec<String>,
-    pub credentials: Vec<CredentialInput>,
-    /// The host's own addresses (CIDRs), which the proxy refuses whatever the name.
-    pub deny_nets: Vec<String>,
-    pub test: Option<TestNet>,
-}
-
 /// Everything the plan is computed from.
 #[derive(Debug, Clone)]
 pub(crate) struct PlanInput {
@@ -110,7 +60,8 @@ pub(crate) struct PlanInput {
     /// Extra labels from `--label`, put on every object.
     pub extra_labels: BTreeMap<String, String>,
     pub ready_timeout_secs: u64,
-    /// Warnings from reading devcontainer.json (ignored properties), shown by `up`.
+    /// Warnings from reading the inputs (devcontainer.json's ignored properties, the
+    /// user's network settings), shown by `up` and `--dry-run`.
     pub config_warnings: Vec<String>,
     /// `[agent] secrets` of the user's config: for the agent only.
     pub agent_secrets: Vec<UserSecret>,
@@ -139,11 +90,11 @@ pub(crate) struct PlanInput {
     /// `[agent] model` and `[agent.opencode]` of the user's configuration.
     pub agent_model: Option<String>,
     pub agent_opencode: Option<serde_json::Value>,
+    /// The agent's network: mode, allowlist, credential routes, the host's addresses.
+    pub network: NetworkInput,
     /// Whether [`super::BUNDLED_IMAGE`] is in the local store (it is then mounted for
     /// images without opencode).
     pub bundled_present: bool,
-    /// The agent's network.
-    pub network: NetworkInput,
     /// The image of the network guard (`localhost/devaipod-net:KEY`, made from the
     /// devaipod-net binary by `up`) and whether it is in the local store.
     pub net_image: String,

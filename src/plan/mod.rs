@@ -133,7 +133,7 @@ pub(crate) fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
             timeout_secs: input.ready_timeout_secs,
         },
         initialize: InitializePlan::new(input),
-        agent_config: AgentConfigPlan::new(&ctx),
+        agent_config: AgentConfigPlan::new(&ctx)?,
         gator: gator_plan,
         lifecycle: LifecyclePlan::new(&input.devcontainer),
         trust: consent::trust_plan(

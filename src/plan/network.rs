@@ -111,7 +111,7 @@ pub(crate) struct Network {
 struct ProxyConfig<'a> {
     listen: String,
     mode: &'a str,
-    allow: &'a [String],
+    allow: Vec<String>,
     credentials: Vec<ProxyCredential<'a>>,
     deny_nets: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -188,11 +188,7 @@ impl Network {
         }
         let plan = NetworkPlan {
             mode: net.mode,
-            allow: if net.mode == NetworkMode::Allowlist {
-                net.allow.clone()
-            } else {
-                Vec::new()
-            },
+            allow: allow_strings(input),
             credentials,
             proxy: Some(proxy_url()),
             image: Some(input.net_image.clone()),
@@ -253,17 +249,21 @@ fn credential_secret(
     }
 }
 
+/// The allowlist as the proxy reads it (`*.NAME:PORT`); empty unless `allowlist`.
+fn allow_strings(input: &PlanInput) -> Vec<String> {
+    match input.network.mode {
+        NetworkMode::Allowlist => input.network.allow.iter().map(|a| a.to_string()).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The proxy's configuration as devaipod-net reads it.
 fn proxy_config(input: &PlanInput) -> String {
     let net = &input.network;
     let config = ProxyConfig {
         listen: format!("127.0.0.1:{PROXY_PORT}"),
         mode: net.mode.as_str(),
-        allow: if net.mode == NetworkMode::Allowlist {
-            &net.allow
-        } else {
-            &[]
-        },
+        allow: allow_strings(input),
         credentials: net
             .credentials
             .iter()
@@ -401,8 +401,7 @@ fn agent_net(input: &PlanInput, marker: &str) -> AgentNet {
     }
     // opencode's model catalogue comes from models.dev; unless the user allows it, the
     // proxy refuses it, and opencode then uses the catalogue it was built with.
-    let catalogue_allowed = input.network.mode == NetworkMode::Allowlist
-        && input.network.allow.iter().any(|a| a == "models.dev");
+    let catalogue_allowed = allow_strings(input).iter().any(|a| a == "models.dev");
     if !catalogue_allowed {
         env.insert("OPENCODE_DISABLE_MODELS_FETCH".into(), "1".into());
     }
@@ -494,7 +493,7 @@ mod tests {
         assert!(!agent.env.contains_key("HTTPS_PROXY"));
         assert!(!agent.command[2].contains("gate"));
         i.network.mode = NetworkMode::None;
-        i.network.allow = vec!["example.org".into()];
+        i.network.allow = vec!["example.org".parse().expect("name")];
         let plan = build(&i);
         assert!(plan.network.allow.is_empty());
         let config: serde_json::Value =
@@ -506,7 +505,7 @@ mod tests {
     #[test]
     fn a_credential_is_a_secret_of_the_proxy_alone() {
         let mut i = input();
-        i.network.allow = vec!["*.example.org".into()];
+        i.network.allow = vec!["*.example.org".parse().expect("name")];
         i.network.credentials = vec![CredentialInput {
             provider: "anthropic".into(),
             base_url: "https://api.anthropic.com/v1".into(),

@@ -16,6 +16,32 @@ pub(crate) fn readiness_url() -> String {
 /// owned by it.
 pub(crate) const AGENT_UID: u32 = 4096;
 
+/// The port devaipod's proxy (the pod's network guard) listens on, on the pod's
+/// loopback: the agent's HTTP(S)_PROXY and its credential routes.
+pub(crate) const PROXY_PORT: u16 = 4097;
+/// The proxy's uid and gid: its own, distinct from the agent's, so that the rules can
+/// tell the agent's connections from the proxy's and the keys are the proxy's alone.
+pub(crate) const PROXY_UID: u32 = 4097;
+
+/// The proxy's URL, inside the pod (the agent's HTTPS_PROXY and HTTP_PROXY).
+pub(crate) fn proxy_url() -> String {
+    format!("http://127.0.0.1:{PROXY_PORT}")
+}
+
+/// The credential route of opencode provider `provider` (a checked provider id): the
+/// agent's `baseURL` for it; the proxy forwards what comes below it to the provider's
+/// `base_url` with the key added.
+pub(crate) fn credential_route_url(provider: &str) -> String {
+    format!("{}/devaipod/credentials/{provider}", proxy_url())
+}
+
+/// The network guard's state (the allowlist `devaipod allow`/`deny` change), in its
+/// own volume.
+pub(crate) const NET_STATE_DIR: &str = "/var/lib/devaipod-net";
+/// The marker the verified rule installer writes; the agent's command waits for it, so
+/// that the agent never runs without the rules.
+pub(crate) const NET_MARKER: &str = "/run/devaipod-net/ready";
+
 /// Where the workspace sees the agent's clone (read-only), as the git remote `agent`.
 pub(crate) const AGENT_REPO_IN_WORKSPACE: &str = "/var/lib/devaipod/agent-repo";
 /// The name of the workspace clone's remote for the agent's clone.
@@ -86,23 +112,6 @@ pub(crate) const BUNDLED_IMAGE: &str = "localhost/devaipod-base:latest";
 /// the workspace, for images without their own `opencode`.
 pub(crate) const BUNDLED_MOUNT: &str = "/opt/devaipod/bundled";
 
-/// Where the proxy (devaipod-net) listens, on the pod's loopback.
-pub(crate) const PROXY_PORT: u16 = 4097;
-/// The proxy's uid and gid: its own, so that the agent's rules can tell it apart.
-pub(crate) const PROXY_UID: u32 = 4097;
-/// The proxy's URL, as the agent's HTTP(S)_PROXY.
-pub(crate) fn proxy_url() -> String {
-    format!("http://127.0.0.1:{PROXY_PORT}")
-}
-/// The base URL opencode uses for a provider whose key the proxy holds.
-pub(crate) fn credential_route_url(provider: &str) -> String {
-    format!("http://127.0.0.1:{PROXY_PORT}/devaipod/credentials/{provider}")
-}
-/// The proxy's state (its allowlist as `devaipod allow` changed it, its counts).
-pub(crate) const NET_STATE_DIR: &str = "/var/lib/devaipod-net";
-/// The marker the rules container writes once the agent's rules are in place.
-pub(crate) const NET_MARKER: &str = "/run/devaipod-net/ready";
-
 /// The agent's default process limit.
 pub(crate) const AGENT_PIDS_LIMIT: i64 = 4096;
 /// The agent's default memory limit (bytes).
@@ -147,6 +156,26 @@ pub(crate) fn reserved_folder(folder: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_proxys_addresses() {
+        assert_eq!(proxy_url(), "http://127.0.0.1:4097");
+        assert_eq!(
+            credential_route_url("anthropic"),
+            "http://127.0.0.1:4097/devaipod/credentials/anthropic"
+        );
+        assert_ne!(PROXY_UID, AGENT_UID);
+        assert_ne!(PROXY_PORT, AGENT_PORT);
+        // The guard's files are in folders of their own, apart from the agent's home and
+        // secrets (the agent must not be able to write the marker).
+        for p in [NET_STATE_DIR, NET_MARKER] {
+            assert!(p.contains("/devaipod-net"), "{p}");
+            assert!(
+                !p.starts_with(AGENT_HOME) && !p.starts_with("/run/secrets"),
+                "{p}"
+            );
+        }
+    }
 
     #[test]
     fn reserved_folders_cover_system_paths_and_traversal() {

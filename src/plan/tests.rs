@@ -50,7 +50,7 @@ pub(crate) fn input() -> PlanInput {
         agent_opencode: None,
         image_path: None,
         gator: None,
-        network: Default::default(),
+        network: input::NetworkInput::default(),
         net_image: "localhost/devaipod-net:0123456789ab".into(),
         net_image_state: ImageState::Present { id: "net".into() },
     }
