@@ -142,11 +142,10 @@ impl Entry {
         };
         let port = match port {
             None => None,
-            Some(p) => Some(parse_port(p).ok_or_else(|| {
-                fail(format!(
-                    "port {p:?} is not a number from 1 to 65535"
-                ))
-            })?),
+            Some(p) => Some(
+                parse_port(p)
+                    .ok_or_else(|| fail(format!("port {p:?} is not a number from 1 to 65535")))?,
+            ),
         };
         let (subdomains, name) = match host.strip_prefix("*.") {
             Some(rest) => (true, rest),
@@ -293,7 +292,9 @@ pub(crate) fn parse_port(text: &str) -> Option<u16> {
 pub(crate) fn printable(text: &str) -> String {
     let kept: String = text
         .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']' | '*'))
+        .filter(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']' | '*')
+        })
         .take(100)
         .collect();
     if kept.is_empty() { "-".into() } else { kept }
@@ -381,7 +382,10 @@ fn check_name(name: &str) -> Result<(), NameProblem> {
         if label.len() > 63 {
             return Err(NameProblem::LabelTooLong(label.to_string()));
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err(NameProblem::BadCharacter(label.to_string()));
         }
         if label.starts_with('-') || label.ends_with('-') {
@@ -408,7 +412,9 @@ pub(crate) struct Cidr {
 impl Cidr {
     pub(crate) fn parse(text: &str) -> Result<Cidr, String> {
         let bad = |why: &str| {
-            format!("{text:?} is not an address block ({why}; write e.g. 192.0.2.0/24, 2001:db8::/32 or 192.0.2.7)")
+            format!(
+                "{text:?} is not an address block ({why}; write e.g. 192.0.2.0/24, 2001:db8::/32 or 192.0.2.7)"
+            )
         };
         let (addr, prefix) = match text.split_once('/') {
             Some((a, p)) => (a, Some(p)),
@@ -428,7 +434,9 @@ impl Cidr {
         let prefix = match (written, addr) {
             (IpAddr::V6(_), IpAddr::V4(_)) if prefix >= 96 => prefix - 96,
             (IpAddr::V6(_), IpAddr::V4(_)) => {
-                return Err(bad("an IPv4-mapped block needs a prefix length of 96 or more"));
+                return Err(bad(
+                    "an IPv4-mapped block needs a prefix length of 96 or more",
+                ));
             }
             _ => prefix,
         };
@@ -437,9 +445,12 @@ impl Cidr {
 
     pub(crate) fn contains(&self, addr: IpAddr) -> bool {
         match (self.addr, addr.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(a)) => {
-                prefix_eq(u128::from(net.to_bits()), u128::from(a.to_bits()), 32, self.prefix)
-            }
+            (IpAddr::V4(net), IpAddr::V4(a)) => prefix_eq(
+                u128::from(net.to_bits()),
+                u128::from(a.to_bits()),
+                32,
+                self.prefix,
+            ),
             (IpAddr::V6(net), IpAddr::V6(a)) => {
                 prefix_eq(net.to_bits(), a.to_bits(), 128, self.prefix)
             }
@@ -568,10 +579,10 @@ fn special_v6(addr: Ipv6Addr) -> Option<&'static str> {
         return special_v4(embedded_v4(seg[6], seg[7]));
     }
     // 6to4 (2002::/16) carries an IPv4 address in bits 16-47.
-    if seg[0] == 0x2002 {
-        if let Some(kind) = special_v4(embedded_v4(seg[1], seg[2])) {
-            return Some(kind);
-        }
+    if seg[0] == 0x2002
+        && let Some(kind) = special_v4(embedded_v4(seg[1], seg[2]))
+    {
+        return Some(kind);
     }
     let kind = match seg[0] {
         s if s & 0xffc0 == 0xfe80 => "link-local",
@@ -765,8 +776,17 @@ mod tests {
             "foo.0x1f",
         ] {
             let refusal = check_request_host(host).expect_err(host);
-            assert_eq!(refusal.reason, Reason::IpLiteral, "{host:?}: {}", refusal.message);
-            assert!(refusal.message.contains("allows names only"), "{}", refusal.message);
+            assert_eq!(
+                refusal.reason,
+                Reason::IpLiteral,
+                "{host:?}: {}",
+                refusal.message
+            );
+            assert!(
+                refusal.message.contains("allows names only"),
+                "{}",
+                refusal.message
+            );
         }
     }
 
@@ -785,7 +805,12 @@ mod tests {
             "evil.test\r\nX-Injected",
         ] {
             let refusal = check_request_host(host).expect_err(host);
-            assert_eq!(refusal.reason, Reason::Malformed, "{host:?}: {}", refusal.message);
+            assert_eq!(
+                refusal.reason,
+                Reason::Malformed,
+                "{host:?}: {}",
+                refusal.message
+            );
             assert!(!refusal.message.contains('\n'), "{:?}", refusal.message);
         }
     }
@@ -904,8 +929,20 @@ mod tests {
         assert!(mapped.contains(ip("203.0.113.5")));
         assert!(mapped.contains(ip("::ffff:203.0.113.5")));
         assert!(Cidr::parse("::ffff:203.0.113.0/64").is_err());
-        assert!(Cidr::parse("0.0.0.0/0").expect("parses").contains(ip("8.8.8.8")));
-        for bad in ["", "example.com", "10.0.0.0/33", "10.0.0.0/", "10.0.0.0/-1", "::/129", "10.0.0.0/+8"] {
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .expect("parses")
+                .contains(ip("8.8.8.8"))
+        );
+        for bad in [
+            "",
+            "example.com",
+            "10.0.0.0/33",
+            "10.0.0.0/",
+            "10.0.0.0/-1",
+            "::/129",
+            "10.0.0.0/+8",
+        ] {
             let err = Cidr::parse(bad).expect_err(bad);
             assert!(err.contains("e.g. 192.0.2.0/24"), "{bad:?}: {err}");
         }
@@ -918,11 +955,17 @@ mod tests {
         assert_eq!(policy.check("a.test", ip("203.0.113.200")), Ok(()));
         let private = policy.check("a.test", ip("10.0.0.1")).expect_err("private");
         assert_eq!(private.reason, Reason::PrivateAddress);
-        assert!(private.message.contains("a.test resolves to 10.0.0.1, a private address"));
+        assert!(
+            private
+                .message
+                .contains("a.test resolves to 10.0.0.1, a private address")
+        );
         let host = policy.check("a.test", ip("203.0.113.3")).expect_err("host");
         assert_eq!(host.reason, Reason::HostAddress);
         assert!(host.message.contains("203.0.113.0/28"), "{}", host.message);
-        let loopback = policy.check("a.test", ip("127.0.0.1")).expect_err("loopback");
+        let loopback = policy
+            .check("a.test", ip("127.0.0.1"))
+            .expect_err("loopback");
         assert_eq!(loopback.reason, Reason::PrivateAddress);
     }
 

@@ -13,14 +13,32 @@
 //!
 //! Each decision is one line on stdout (see [`Log`]); no `tracing` or `log` subscriber is
 //! installed, so that no environment variable (`RUST_LOG`) can make a dependency print
-//! headers, which carry the key.
+//! headers, which carry the key. The lines, fields separated by one space, TIME in
+//! RFC 3339 UTC with milliseconds (`2026-12-02T00:56:55.881Z`):
+//!
+//! ```text
+//! TIME listen ADDR mode=allowlist|none entries=N credentials=P,Q|- deny_nets=N resolver=dns|test-map
+//! TIME allow  METHOD NAME PORT [provider=P]
+//! TIME refuse METHOD NAME|- PORT|- CODE [provider=P]
+//! TIME fail   METHOD NAME PORT CODE [provider=P]
+//! TIME done   CONNECT NAME PORT up=BYTES down=BYTES ms=N end=closed|idle|error|no-upgrade
+//! TIME done   METHOD NAME PORT up=BYTES down=BYTES ms=N status=S [provider=P]
+//! TIME allowlist reloaded entries=N
+//! TIME error  allowlist|stats|accept MESSAGE
+//! ```
+//!
+//! METHOD is `CONNECT`, the method of a plain HTTP request, or `credential` (then NAME
+//! and PORT are the base URL's); CODE is `policy::Reason::code`. `refuse` is a decision
+//! of the policy (4xx), `fail` an allowed request that found no way (5xx); `up` counts
+//! what the agent sent, `down` what it received (bodies, or a tunnel's bytes). Paths,
+//! queries, headers and bodies are never logged.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
@@ -75,14 +93,15 @@ pub(crate) fn run(config_path: &Path, state_dir: &Path) -> Result<()> {
     runtime.block_on(async {
         let deny = deny_nets(&config)?;
         let proxy = Arc::new(
-            Proxy::build(&config, state_dir, AddressPolicy::new(deny), Log::Stdout).with_context(
-                || format!("starting the proxy with {}", config_path.display()),
-            )?,
+            Proxy::build(&config, state_dir, AddressPolicy::new(deny), Log::Stdout)
+                .with_context(|| format!("starting the proxy with {}", config_path.display()))?,
         );
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
-        let local = listener.local_addr().context("reading the listening address")?;
+        let local = listener
+            .local_addr()
+            .context("reading the listening address")?;
         proxy.log_start(local, &config);
         tokio::spawn(write_stats(proxy.clone()));
         tokio::select! {
@@ -130,6 +149,12 @@ async fn write_stats(proxy: Arc<Proxy>) {
 
 /// Serves the agent's connections until the listener fails.
 pub(crate) async fn serve(listener: TcpListener, proxy: Arc<Proxy>) -> Result<()> {
+    let local = listener
+        .local_addr()
+        .context("reading the listening address")?;
+    if proxy.local.set(local).is_err() {
+        bail!("the proxy serves one listener only");
+    }
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let slot = slots.clone().acquire_owned().await?;
@@ -195,6 +220,8 @@ pub(crate) struct Proxy {
     upstream: Upstream,
     routes: Vec<CredentialRoute>,
     log: Log,
+    /// The address `serve` listens on.
+    local: std::sync::OnceLock<SocketAddr>,
 }
 
 impl Proxy {
@@ -233,7 +260,21 @@ impl Proxy {
             upstream: Upstream::new(resolver, addresses, tls),
             routes,
             log,
+            local: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Whether an absolute URI names this proxy (http://127.0.0.1:PORT, localhost, [::1]).
+    fn is_own_address(&self, uri: &Uri) -> bool {
+        let (Some(local), Some(authority)) = (self.local.get(), uri.authority()) else {
+            return false;
+        };
+        let loopback = matches!(
+            authority.host().to_ascii_lowercase().as_str(),
+            "127.0.0.1" | "localhost" | "[::1]"
+        );
+        let port = authority.port_u16().unwrap_or(80);
+        uri.scheme_str() == Some("http") && loopback && port == local.port()
     }
 
     fn log_start(&self, local: SocketAddr, config: &Config) {
@@ -258,11 +299,14 @@ impl Proxy {
         if req.method() == Method::CONNECT {
             return self.connect(req).await;
         }
-        if req.uri().scheme().is_some() {
+        // A client that ignores NO_PROXY sends its credential requests to the proxy in
+        // absolute form, naming the proxy itself: those are the proxy's own routes.
+        let own = self.is_own_address(req.uri());
+        if req.uri().scheme().is_some() && !own {
             return self.forward(req).await;
         }
         let method = policy::printable(req.method().as_str());
-        if req.uri().authority().is_some() {
+        if req.uri().authority().is_some() && !own {
             return self.refuse(
                 &method,
                 "-",
@@ -305,7 +349,10 @@ impl Proxy {
                 "-",
                 None,
                 "",
-                Refusal::new(Reason::Malformed, "devaipod: CONNECT needs a NAME:PORT target"),
+                Refusal::new(
+                    Reason::Malformed,
+                    "devaipod: CONNECT needs a NAME:PORT target",
+                ),
             );
         };
         let shown = policy::printable(authority.host());
@@ -410,13 +457,21 @@ impl Proxy {
                 &name,
                 Some(port),
                 "",
-                Refusal::new(Reason::Malformed, "devaipod: the URL's path is not a valid target"),
+                Refusal::new(
+                    Reason::Malformed,
+                    "devaipod: the URL's path is not a valid target",
+                ),
             );
         };
         upstream::strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::EXPECT);
-        // RFC 9112 3.2.2: a proxy replaces Host with the absolute URI's authority.
-        match HeaderValue::from_str(authority.as_str()) {
+        // RFC 9112 3.2.2: a proxy replaces Host with the absolute URI's authority (less
+        // any user info).
+        let host = match authority.port() {
+            Some(p) => format!("{}:{}", authority.host(), p.as_str()),
+            None => authority.host().to_string(),
+        };
+        match HeaderValue::from_str(&host) {
             Ok(host) => parts.headers.insert(header::HOST, host),
             Err(_) => parts.headers.remove(header::HOST),
         };
@@ -425,7 +480,8 @@ impl Proxy {
         let meter = Arc::new(Meter::new());
         let body = Metered::up(body, meter.clone()).boxed();
         self.allowed(&method, &name, port, "");
-        let response = upstream::send_once(Box::new(stream), Request::from_parts(parts, body)).await;
+        let response =
+            upstream::send_once(Box::new(stream), Request::from_parts(parts, body)).await;
         self.relay(response, &method, &name, port, String::new(), meter)
     }
 
@@ -523,7 +579,9 @@ impl Proxy {
         let current = self.allow.current();
         match current.reloaded {
             None => {}
-            Some(Ok(entries)) => self.log.line(format!("allowlist reloaded entries={entries}")),
+            Some(Ok(entries)) => self
+                .log
+                .line(format!("allowlist reloaded entries={entries}")),
             Some(Err(e)) => self.log.line(format!(
                 "error allowlist {e}; refusing every name until it is fixed"
             )),
@@ -548,8 +606,11 @@ impl Proxy {
 
     fn allowed(&self, method: &str, name: &str, port: u16, extra: &str) {
         self.stats.count_allowed();
-        self.log
-            .line(format!("allow {method} {name} {port} {extra}").trim_end().to_string());
+        self.log.line(
+            format!("allow {method} {name} {port} {extra}")
+                .trim_end()
+                .to_string(),
+        );
     }
 
     /// Logs and counts the proxy's own answer, and makes it.
@@ -563,7 +624,11 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let code = refusal.reason.code();
         let port_text = port.map_or_else(|| "-".to_string(), |p| p.to_string());
-        let verb = if refusal.reason.is_refusal() { "refuse" } else { "fail" };
+        let verb = if refusal.reason.is_refusal() {
+            "refuse"
+        } else {
+            "fail"
+        };
         self.log.line(
             format!("{verb} {method} {name} {port_text} {code} {extra}")
                 .trim_end()
@@ -601,7 +666,10 @@ fn answer(refusal: &Refusal) -> Response<ProxyBody> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    headers.insert(REFUSED_HEADER, HeaderValue::from_static(refusal.reason.code()));
+    headers.insert(
+        REFUSED_HEADER,
+        HeaderValue::from_static(refusal.reason.code()),
+    );
     response
 }
 
@@ -759,7 +827,11 @@ where
 
 /// Copies both ways until both sides are done, or nothing moved for [`IDLE_LIMIT`];
 /// says which.
-async fn tunnel<C: Io>(mut client: C, upstream: tokio::net::TcpStream, meter: Arc<Meter>) -> &'static str {
+async fn tunnel<C: Io>(
+    mut client: C,
+    upstream: tokio::net::TcpStream,
+    meter: Arc<Meter>,
+) -> &'static str {
     let mut upstream = MeteredStream {
         inner: upstream,
         meter: meter.clone(),
@@ -819,10 +891,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for MeteredStream<S> {
         Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }

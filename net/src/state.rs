@@ -35,7 +35,12 @@ pub(crate) const LAST_REFUSED: usize = 10;
 
 /// `devaipod-net allow`: applies the additions, then the removals, to `allow.json` and
 /// prints the resulting list (one entry a line, or a JSON array with `--json`).
-pub(crate) fn allow_command(dir: &Path, add: &[String], remove: &[String], json: bool) -> Result<()> {
+pub(crate) fn allow_command(
+    dir: &Path,
+    add: &[String],
+    remove: &[String],
+    json: bool,
+) -> Result<()> {
     let list = if add.is_empty() && remove.is_empty() {
         read_allowlist(dir)?
     } else {
@@ -374,7 +379,10 @@ impl Stats {
 
     fn write_logging_once(&self) -> Option<String> {
         let result = self.write_now().map_err(|e| format!("{e:#}"));
-        let mut last = self.last_error.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match result {
             Ok(()) => {
                 *last = None;
@@ -502,11 +510,24 @@ pub(crate) mod tests {
     #[test]
     fn init_refuses_a_bad_file_naming_it_and_the_entry() {
         let dir = TempDir::new("init-bad");
-        fs::write(dir.path().join(ALLOW_FILE), r#"["ok.example", "127.0.0.1"]"#).expect("write");
-        let err = format!("{:#}", init_allowlist(dir.path(), &list(&[])).expect_err("bad"));
-        assert!(err.contains(ALLOW_FILE) && err.contains("\"127.0.0.1\""), "{err}");
+        fs::write(
+            dir.path().join(ALLOW_FILE),
+            r#"["ok.example", "127.0.0.1"]"#,
+        )
+        .expect("write");
+        let err = format!(
+            "{:#}",
+            init_allowlist(dir.path(), &list(&[])).expect_err("bad")
+        );
+        assert!(
+            err.contains(ALLOW_FILE) && err.contains("\"127.0.0.1\""),
+            "{err}"
+        );
         fs::write(dir.path().join(ALLOW_FILE), r#"{"allow": []}"#).expect("write");
-        let err = format!("{:#}", init_allowlist(dir.path(), &list(&[])).expect_err("bad"));
+        let err = format!(
+            "{:#}",
+            init_allowlist(dir.path(), &list(&[])).expect_err("bad")
+        );
         assert!(err.contains("not a JSON array of strings"), "{err}");
     }
 
@@ -536,15 +557,25 @@ pub(crate) mod tests {
         init_allowlist(dir.path(), &list(&["a.example"])).expect("init");
         let err = edit_allowlist(dir.path(), &strings(&["ok.example", "0x7f000001"]), &[])
             .expect_err("refused");
-        assert!(err.to_string().contains("\"0x7f000001\": is an IP address"), "{err}");
-        assert_eq!(read_allowlist(dir.path()).expect("read").to_strings(), ["a.example"]);
+        assert!(
+            err.to_string().contains("\"0x7f000001\": is an IP address"),
+            "{err}"
+        );
+        assert_eq!(
+            read_allowlist(dir.path()).expect("read").to_strings(),
+            ["a.example"]
+        );
     }
 
     #[test]
     fn an_edit_without_the_file_says_where_it_looked() {
         let dir = TempDir::new("edit-missing");
         let err = edit_allowlist(dir.path(), &strings(&["a.example"]), &[]).expect_err("missing");
-        assert!(err.to_string().contains("the proxy creates it when it starts"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("the proxy creates it when it starts"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -565,7 +596,11 @@ pub(crate) mod tests {
         // A broken file (written by hand) refuses everything, and says why, once.
         fs::write(dir.path().join(ALLOW_FILE), "[\"b.example\", 7]").expect("write");
         let now = live.current();
-        assert!(matches!(&now.reloaded, Some(Err(e)) if e.contains(ALLOW_FILE)), "{:?}", now.reloaded);
+        assert!(
+            matches!(&now.reloaded, Some(Err(e)) if e.contains(ALLOW_FILE)),
+            "{:?}",
+            now.reloaded
+        );
         assert!(!now.list.allows("b.example", 443));
 
         fs::remove_file(dir.path().join(ALLOW_FILE)).expect("remove");
@@ -600,7 +635,11 @@ pub(crate) mod tests {
 
         stats.count_allowed();
         stats.count_failed();
-        assert_eq!(read_stats(dir.path()).expect("read").allowed, 0, "not yet flushed");
+        assert_eq!(
+            read_stats(dir.path()).expect("read").allowed,
+            0,
+            "not yet flushed"
+        );
         assert_eq!(stats.flush(), None);
         let flushed = read_stats(dir.path()).expect("read");
         assert_eq!((flushed.allowed, flushed.failed), (1, 1));
@@ -610,7 +649,11 @@ pub(crate) mod tests {
             assert_eq!(read_stats(dir.path()).expect("read").refused, i + 1);
         }
         let report = read_stats(dir.path()).expect("read");
-        let names: Vec<_> = report.last_refused.iter().map(|r| r.name.as_str()).collect();
+        let names: Vec<_> = report
+            .last_refused
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
         assert_eq!(names.len(), LAST_REFUSED);
         assert_eq!(names[0], "n11.example");
         assert_eq!(names[9], "n2.example");

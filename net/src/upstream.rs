@@ -66,7 +66,7 @@ impl fmt::Display for Host {
 /// Where names come from.
 pub(crate) enum Resolver {
     /// DNS, configured by the container's `/etc/resolv.conf`.
-    Dns(TokioResolver),
+    Dns(Box<TokioResolver>),
     /// The test-only fixed map (`test.hosts`): used instead of DNS, never with it.
     Fixed(BTreeMap<String, Vec<IpAddr>>),
 }
@@ -76,7 +76,7 @@ impl Resolver {
         let builder = TokioResolver::builder_tokio().context(
             "reading the resolver configuration /etc/resolv.conf (the proxy resolves names itself)",
         )?;
-        Ok(Resolver::Dns(builder.build()))
+        Ok(Resolver::Dns(Box::new(builder.build())))
     }
 
     /// The fixed map; its names are checked and normalized like requested hosts.
@@ -306,7 +306,10 @@ async fn send_on(
 fn upstream_failed(e: &hyper::Error) -> Refusal {
     Refusal::new(
         Reason::UpstreamFailed,
-        format!("devaipod: the upstream's HTTP failed: {}", one_line(&e.to_string())),
+        format!(
+            "devaipod: the upstream's HTTP failed: {}",
+            one_line(&e.to_string())
+        ),
     )
 }
 
@@ -389,9 +392,9 @@ impl CredentialRoute {
         let valid_id = !provider.is_empty()
             && provider != "."
             && provider != ".."
-            && provider
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+            && provider.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            });
         if !valid_id {
             bail!(
                 "credential provider {provider:?}: a provider id is a path segment of lowercase letters, digits, '.', '_' and '-'"
@@ -509,13 +512,17 @@ fn parse_base_url(text: &str) -> Result<BaseUrl> {
     let tls = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
-        _ => bail!("base_url {text:?} must start with https:// (or http:// for a local test server)"),
+        _ => {
+            bail!("base_url {text:?} must start with https:// (or http:// for a local test server)")
+        }
     };
     let authority = uri
         .authority()
         .with_context(|| format!("base_url {text:?} has no host"))?;
     if authority.as_str().contains('@') {
-        bail!("base_url {text:?} holds a user name or password; put the key in the route's secret instead");
+        bail!(
+            "base_url {text:?} holds a user name or password; put the key in the route's secret instead"
+        );
     }
     if uri.query().is_some() {
         bail!("base_url {text:?} has a query; give the base URL only (the agent's query is kept)");
@@ -528,7 +535,10 @@ fn parse_base_url(text: &str) -> Result<BaseUrl> {
     {
         Ok(ip) => Host::Ip(ip),
         Err(_) => Host::Name(policy::check_request_host(raw_host).map_err(|r| {
-            anyhow::anyhow!("base_url {text:?}: the host is neither a name nor an IP address ({})", r.message)
+            anyhow::anyhow!(
+                "base_url {text:?}: the host is neither a name nor an IP address ({})",
+                r.message
+            )
         })?),
     };
     let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
@@ -554,7 +564,9 @@ fn parse_credential_header(name: &str) -> Result<HeaderName> {
         header::EXPECT,
     ];
     if reserved.contains(&header) || header == "keep-alive" || header == "proxy-connection" {
-        bail!("header {name:?} is one the proxy manages itself; the key goes in a header such as x-api-key or authorization");
+        bail!(
+            "header {name:?} is one the proxy manages itself; the key goes in a header such as x-api-key or authorization"
+        );
     }
     Ok(header)
 }
@@ -621,7 +633,13 @@ mod tests {
     use super::*;
     use crate::state::tests::TempDir;
 
-    fn route(dir: &TempDir, base_url: &str, header: &str, prefix: &str, key: &[u8]) -> Result<CredentialRoute> {
+    fn route(
+        dir: &TempDir,
+        base_url: &str,
+        header: &str,
+        prefix: &str,
+        key: &[u8],
+    ) -> Result<CredentialRoute> {
         let secret = dir.path().join("key");
         let mut f = std::fs::File::create(&secret).expect("create");
         f.write_all(key).expect("write");
@@ -646,9 +664,18 @@ mod tests {
             split_credential_path("/devaipod/credentials/anthropic/v1/messages"),
             Some(("anthropic", "/v1/messages"))
         );
-        assert_eq!(split_credential_path("/devaipod/credentials/openai"), Some(("openai", "")));
-        assert_eq!(split_credential_path("/devaipod/credentials/openai/"), Some(("openai", "/")));
-        assert_eq!(split_credential_path("/devaipod/credentials/"), Some(("", "")));
+        assert_eq!(
+            split_credential_path("/devaipod/credentials/openai"),
+            Some(("openai", ""))
+        );
+        assert_eq!(
+            split_credential_path("/devaipod/credentials/openai/"),
+            Some(("openai", "/"))
+        );
+        assert_eq!(
+            split_credential_path("/devaipod/credentials/"),
+            Some(("", ""))
+        );
         assert_eq!(split_credential_path("/devaipod/credentialsx/a"), None);
         assert_eq!(split_credential_path("/v1/messages"), None);
     }
@@ -658,12 +685,18 @@ mod tests {
         let r = ok_route("https://api.example.com/v1/");
         let t = |rest, query| r.target(rest, query).expect("a target").to_string();
         assert_eq!(t("/messages", None), "/v1/messages");
-        assert_eq!(t("/messages", Some("beta=true&x=%20")), "/v1/messages?beta=true&x=%20");
+        assert_eq!(
+            t("/messages", Some("beta=true&x=%20")),
+            "/v1/messages?beta=true&x=%20"
+        );
         assert_eq!(t("", None), "/v1");
         assert_eq!(t("/", None), "/v1/");
         let root = ok_route("https://api.example.com");
         assert_eq!(root.target("", None).expect("target").to_string(), "/");
-        assert_eq!(root.target("/chat", None).expect("target").to_string(), "/chat");
+        assert_eq!(
+            root.target("/chat", None).expect("target").to_string(),
+            "/chat"
+        );
         for rest in ["/../admin", "/a/./b", "/%2e%2e/x", "/.%2E/x", "/a/%2E"] {
             let refusal = r.target(rest, None).expect_err(rest);
             assert_eq!(refusal.reason, Reason::Malformed, "{rest}");
@@ -692,10 +725,22 @@ mod tests {
         let dir = TempDir::new("bad-route");
         for (url, header, says) in [
             ("ftp://x.example", "x-api-key", "must start with https://"),
-            ("api.example.com/v1", "x-api-key", "must start with https://"),
-            ("https://user:pw@x.example", "x-api-key", "user name or password"),
+            (
+                "api.example.com/v1",
+                "x-api-key",
+                "must start with https://",
+            ),
+            (
+                "https://user:pw@x.example",
+                "x-api-key",
+                "user name or password",
+            ),
             ("https://x.example/v1?a=b", "x-api-key", "has a query"),
-            ("https://127.1/", "x-api-key", "neither a name nor an IP address"),
+            (
+                "https://127.1/",
+                "x-api-key",
+                "neither a name nor an IP address",
+            ),
             ("https://x.example", "x api key", "not an HTTP header name"),
             ("https://x.example", "Host", "manages itself"),
             ("https://x.example", "content-length", "manages itself"),
@@ -722,12 +767,16 @@ mod tests {
         assert!(two.is_err());
 
         let sentinel = b"SENTINEL-KEY-inside\nSENTINEL-rest";
-        let err = route(&dir, "https://x.example", "x-api-key", "", sentinel).err().expect("refused");
+        let err = route(&dir, "https://x.example", "x-api-key", "", sentinel)
+            .err()
+            .expect("refused");
         let text = format!("{err:#} {err:?}");
         assert!(text.contains("not a valid HTTP header value"), "{text}");
         assert!(!text.contains("SENTINEL"), "{text}");
 
-        let err = route(&dir, "https://x.example", "x-api-key", "", b"\n").err().expect("empty");
+        let err = route(&dir, "https://x.example", "x-api-key", "", b"\n")
+            .err()
+            .expect("empty");
         assert!(format!("{err:#}").contains("is empty"));
 
         let missing = CredentialRoute::load(&config::Credential {
@@ -740,7 +789,10 @@ mod tests {
         .err()
         .expect("missing key file");
         let text = format!("{missing:#}");
-        assert!(text.contains("reading its key from") && text.contains("nope"), "{text}");
+        assert!(
+            text.contains("reading its key from") && text.contains("nope"),
+            "{text}"
+        );
 
         let r = route(&dir, "https://x.example", "x-api-key", "", b"SENTINEL-KEY").expect("loads");
         assert_eq!(format!("{:?}", r.value), "Secret(redacted)");
@@ -762,50 +814,91 @@ mod tests {
             })
             .err()
             .expect(bad);
-            assert!(err.to_string().contains("a provider id is a path segment"), "{bad:?}: {err}");
+            assert!(
+                err.to_string().contains("a provider id is a path segment"),
+                "{bad:?}: {err}"
+            );
         }
     }
 
     #[test]
     fn prepared_headers_replace_the_credential_and_drop_hop_by_hop_ones() {
         let dir = TempDir::new("headers");
-        let r = route(&dir, "https://api.example.com/v1", "x-api-key", "", b"real-key\n").expect("loads");
+        let r = route(
+            &dir,
+            "https://api.example.com/v1",
+            "x-api-key",
+            "",
+            b"real-key\n",
+        )
+        .expect("loads");
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:4097"));
         headers.append("x-api-key", HeaderValue::from_static("placeholder"));
         headers.append("X-Api-Key", HeaderValue::from_static("second"));
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer other"));
-        headers.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_static("Basic eA=="));
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-drop-me"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer other"),
+        );
+        headers.insert(
+            header::PROXY_AUTHORIZATION,
+            HeaderValue::from_static("Basic eA=="),
+        );
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-drop-me"),
+        );
         headers.insert("x-drop-me", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         headers.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
         headers.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         r.prepare_headers(&mut headers);
 
         let all: Vec<_> = headers.get_all("x-api-key").iter().collect();
         assert_eq!(all, ["real-key"]);
         assert!(all[0].is_sensitive());
         assert_eq!(headers[header::HOST], "api.example.com");
-        assert_eq!(headers[header::AUTHORIZATION], "Bearer other", "another header name is left alone");
+        assert_eq!(
+            headers[header::AUTHORIZATION],
+            "Bearer other",
+            "another header name is left alone"
+        );
         assert_eq!(headers["anthropic-version"], "2023-06-01");
         assert_eq!(headers[header::CONTENT_TYPE], "application/json");
-        for gone in ["proxy-authorization", "connection", "x-drop-me", "keep-alive", "transfer-encoding", "expect"] {
+        for gone in [
+            "proxy-authorization",
+            "connection",
+            "x-drop-me",
+            "keep-alive",
+            "transfer-encoding",
+            "expect",
+        ] {
             assert!(!headers.contains_key(gone), "{gone} was forwarded");
         }
     }
 
     #[test]
     fn fixed_names_are_checked() {
-        let map = |name: &str, addr: &str| BTreeMap::from([(name.to_string(), vec![addr.to_string()])]);
+        let map =
+            |name: &str, addr: &str| BTreeMap::from([(name.to_string(), vec![addr.to_string()])]);
         assert!(Resolver::fixed(&map("Provider.Test.", "198.51.100.1")).is_ok());
-        let err = Resolver::fixed(&map("127.0.0.1", "198.51.100.1")).err().expect("ip");
+        let err = Resolver::fixed(&map("127.0.0.1", "198.51.100.1"))
+            .err()
+            .expect("ip");
         assert!(err.to_string().contains("is not a name"), "{err}");
         let err = Resolver::fixed(&map("a.test", "nope")).err().expect("addr");
         assert!(err.to_string().contains("is not an IP address"), "{err}");
-        let err = Resolver::fixed(&BTreeMap::from([("a.test".to_string(), vec![])])).err().expect("empty");
+        let err = Resolver::fixed(&BTreeMap::from([("a.test".to_string(), vec![])]))
+            .err()
+            .expect("empty");
         assert!(err.to_string().contains("no addresses"), "{err}");
     }
 
@@ -817,25 +910,53 @@ mod tests {
         )]))
         .expect("valid");
         let addrs = resolver.resolve("a.test").await.expect("mapped");
-        assert_eq!(addrs, ["198.51.100.1".parse::<IpAddr>().expect("ip"), "2001:db8::1".parse().expect("ip")]);
+        assert_eq!(
+            addrs,
+            [
+                "198.51.100.1".parse::<IpAddr>().expect("ip"),
+                "2001:db8::1".parse().expect("ip")
+            ]
+        );
         let refusal = resolver.resolve("localhost").await.expect_err("not mapped");
         assert_eq!(refusal.reason, Reason::ResolveFailed);
-        assert!(refusal.message.contains("test name map"), "{}", refusal.message);
+        assert!(
+            refusal.message.contains("test name map"),
+            "{}",
+            refusal.message
+        );
     }
 
     #[tokio::test]
     async fn names_resolving_to_private_addresses_are_refused_before_connecting() {
         let resolver = Resolver::fixed(&BTreeMap::from([
             ("private.test".to_string(), vec!["10.0.0.1".to_string()]),
-            ("mixed.test".to_string(), vec!["198.51.100.1".to_string(), "127.0.0.1".to_string()]),
+            (
+                "mixed.test".to_string(),
+                vec!["198.51.100.1".to_string(), "127.0.0.1".to_string()],
+            ),
         ]))
         .expect("valid");
-        let upstream = Upstream::new(resolver, AddressPolicy::new(Vec::new()), tls_connector(None).expect("tls"));
+        let upstream = Upstream::new(
+            resolver,
+            AddressPolicy::new(Vec::new()),
+            tls_connector(None).expect("tls"),
+        );
         for name in ["private.test", "mixed.test"] {
-            let refusal = upstream.connect(&Host::Name(name.into()), 443).await.expect_err(name);
-            assert_eq!(refusal.reason, Reason::PrivateAddress, "{name}: {}", refusal.message);
+            let refusal = upstream
+                .connect(&Host::Name(name.into()), 443)
+                .await
+                .expect_err(name);
+            assert_eq!(
+                refusal.reason,
+                Reason::PrivateAddress,
+                "{name}: {}",
+                refusal.message
+            );
         }
-        let refusal = upstream.connect(&Host::Ip("127.0.0.1".parse().expect("ip")), 80).await.expect_err("literal");
+        let refusal = upstream
+            .connect(&Host::Ip("127.0.0.1".parse().expect("ip")), 80)
+            .await
+            .expect_err("literal");
         assert_eq!(refusal.reason, Reason::PrivateAddress);
     }
 

@@ -29,12 +29,10 @@ use crate::state::{ALLOW_FILE, STATS_FILE, StatsReport};
 const WAIT: Duration = Duration::from_secs(10);
 const SENTINEL: &str = "SENTINEL-KEY-d3v41p0d-never-shown";
 
-fn within<F: std::future::Future>(what: &'static str, f: F) -> impl std::future::Future<Output = F::Output> {
-    async move {
-        match tokio::time::timeout(WAIT, f).await {
-            Ok(out) => out,
-            Err(_) => panic!("timed out after {WAIT:?} waiting for {what}"),
-        }
+async fn within<F: std::future::Future>(what: &'static str, f: F) -> F::Output {
+    match tokio::time::timeout(WAIT, f).await {
+        Ok(out) => out,
+        Err(_) => panic!("timed out after {WAIT:?} waiting for {what}"),
     }
 }
 
@@ -116,7 +114,9 @@ fn empty() -> ProxyBody {
 }
 
 fn full(text: &'static str) -> ProxyBody {
-    Full::new(Bytes::from_static(text.as_bytes())).map_err(|e| match e {}).boxed()
+    Full::new(Bytes::from_static(text.as_bytes()))
+        .map_err(|e| match e {})
+        .boxed()
 }
 
 /// A body whose frames the test sends one by one.
@@ -130,7 +130,9 @@ impl Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.0.poll_recv(cx).map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
     }
 }
 
@@ -141,7 +143,9 @@ fn channel_body() -> (mpsc::UnboundedSender<Bytes>, ProxyBody) {
 
 /// One HTTP/1.1 connection of the agent's to the proxy.
 async fn agent(proxy: SocketAddr) -> SendRequest<ProxyBody> {
-    let stream = TcpStream::connect(proxy).await.expect("connecting to the proxy");
+    let stream = TcpStream::connect(proxy)
+        .await
+        .expect("connecting to the proxy");
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("handshake with the proxy");
@@ -168,7 +172,11 @@ async fn refusal_of(response: Response<Incoming>) -> (StatusCode, String, String
         .await
         .expect("a body")
         .to_bytes();
-    (status, code, String::from_utf8(body.to_vec()).expect("utf-8"))
+    (
+        status,
+        code,
+        String::from_utf8(body.to_vec()).expect("utf-8"),
+    )
 }
 
 /// CONNECT through the proxy: the tunnel, or the proxy's answer.
@@ -176,7 +184,9 @@ async fn connect(
     proxy: SocketAddr,
     target: &str,
 ) -> Result<TokioIo<hyper::upgrade::Upgraded>, (StatusCode, String, String)> {
-    let req = Request::connect(target).body(empty()).expect("a CONNECT request");
+    let req = Request::connect(target)
+        .body(empty())
+        .expect("a CONNECT request");
     let response = send(proxy, req).await;
     if response.status() == StatusCode::OK {
         let upgraded = within("the tunnel", hyper::upgrade::on(response))
@@ -255,10 +265,18 @@ async fn http_origin(tls: bool, handler: Handler) -> Origin {
                 let builder = http1::Builder::new();
                 let _ = match acceptor {
                     Some(acceptor) => {
-                        let Ok(stream) = acceptor.accept(stream).await else { return };
-                        builder.serve_connection(TokioIo::new(stream), service).await
+                        let Ok(stream) = acceptor.accept(stream).await else {
+                            return;
+                        };
+                        builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await
                     }
-                    None => builder.serve_connection(TokioIo::new(stream), service).await,
+                    None => {
+                        builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await
+                    }
                 };
             });
         }
@@ -271,12 +289,15 @@ async fn http_origin(tls: bool, handler: Handler) -> Origin {
 }
 
 fn test_tls_acceptor() -> tokio_rustls::TlsAcceptor {
-    let certs = rustls_pemfile::certs(&mut include_str!("../../tests/fixtures/server.pem").as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .expect("the test certificate");
-    let key = rustls_pemfile::private_key(&mut include_str!("../../tests/fixtures/server.key").as_bytes())
-        .expect("the test key")
-        .expect("a key");
+    let certs =
+        rustls_pemfile::certs(&mut include_str!("../../tests/fixtures/server.pem").as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("the test certificate");
+    let key = rustls_pemfile::private_key(
+        &mut include_str!("../../tests/fixtures/server.key").as_bytes(),
+    )
+    .expect("the test key")
+    .expect("a key");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -317,16 +338,27 @@ async fn connect_to_an_allowed_name_tunnels_bytes_both_ways() {
         .expect("the tunnel opens");
     tunnel.write_all(b"ping").await.expect("write");
     let mut back = [0u8; 4];
-    within("the echo", tunnel.read_exact(&mut back)).await.expect("read");
+    within("the echo", tunnel.read_exact(&mut back))
+        .await
+        .expect("read");
     assert_eq!(&back, b"PING");
     drop(tunnel);
 
-    proxy.wait_log(&[" allow CONNECT allowed.test ", &port.to_string()]).await;
+    proxy
+        .wait_log(&[" allow CONNECT allowed.test ", &port.to_string()])
+        .await;
     let done = proxy.wait_log(&[" done CONNECT allowed.test "]).await;
     assert!(done.contains(" up=4 down=4 "), "{done}");
-    let line = proxy.all_logs().into_iter().find(|l| l.contains(" allow ")).expect("allow line");
+    let line = proxy
+        .all_logs()
+        .into_iter()
+        .find(|l| l.contains(" allow "))
+        .expect("allow line");
     let time = line.split(' ').next().expect("a time");
-    assert!(time.ends_with('Z') && time.len() == 24 && time.as_bytes()[10] == b'T', "{line}");
+    assert!(
+        time.ends_with('Z') && time.len() == 24 && time.as_bytes()[10] == b'T',
+        "{line}"
+    );
 }
 
 #[tokio::test]
@@ -339,17 +371,26 @@ async fn connect_to_another_name_is_refused_logged_and_counted() {
         "test": {"hosts": hosts(&[("allowed.test", "127.0.0.1"), ("other.test", "127.0.0.1")])},
     }))
     .await;
-    let (status, code, message) = connect(proxy.addr, "other.test:443").await.expect_err("refused");
+    let (status, code, message) = connect(proxy.addr, "other.test:443")
+        .await
+        .expect_err("refused");
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(code, "not-allowed");
     assert_eq!(
         message,
         "devaipod: other.test:443 is not on this pod's allowlist (add it with: devaipod allow mypod other.test)\n"
     );
-    let (_, _, message) = connect(proxy.addr, "allowed.test:8443").await.expect_err("other port");
-    assert!(message.contains("devaipod allow mypod allowed.test:8443)"), "{message}");
+    let (_, _, message) = connect(proxy.addr, "allowed.test:8443")
+        .await
+        .expect_err("other port");
+    assert!(
+        message.contains("devaipod allow mypod allowed.test:8443)"),
+        "{message}"
+    );
 
-    proxy.wait_log(&[" refuse CONNECT other.test 443 not-allowed"]).await;
+    proxy
+        .wait_log(&[" refuse CONNECT other.test 443 not-allowed"])
+        .await;
     // stats.json is written before the refusal is answered.
     let stats = proxy.stats();
     assert_eq!((stats.allowed, stats.refused), (0, 2));
@@ -382,16 +423,27 @@ async fn ip_literals_are_refused_in_every_spelling() {
         "198.51.100.1:443".to_string(),
     ] {
         let (status, code, message) = connect(proxy.addr, &target).await.expect_err(&target);
-        assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "ip-literal"), "{target}: {message}");
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::FORBIDDEN, "ip-literal"),
+            "{target}: {message}"
+        );
         assert!(message.contains("allows names only"), "{message}");
     }
     let req = Request::get(format!("http://127.0.0.1:{port}/"))
         .body(empty())
         .expect("request");
     let (status, code, _) = refusal_of(send(proxy.addr, req).await).await;
-    assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "ip-literal"));
-    proxy.wait_log(&[" refuse CONNECT 2130706433 443 ip-literal"]).await;
-    proxy.wait_log(&[" refuse CONNECT [::1] 443 ip-literal"]).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "ip-literal")
+    );
+    proxy
+        .wait_log(&[" refuse CONNECT 2130706433 443 ip-literal"])
+        .await;
+    proxy
+        .wait_log(&[" refuse CONNECT [::1] 443 ip-literal"])
+        .await;
 }
 
 #[tokio::test]
@@ -408,18 +460,36 @@ async fn names_resolving_to_private_or_host_addresses_are_refused() {
         ])},
     }))
     .await;
-    let (status, code, message) = connect(proxy.addr, "private.test:443").await.expect_err("private");
-    assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "private-address"));
-    assert!(message.contains("private.test resolves to 10.0.0.1, a private address"), "{message}");
-    let (_, code, message) = connect(proxy.addr, "host.test:443").await.expect_err("host");
+    let (status, code, message) = connect(proxy.addr, "private.test:443")
+        .await
+        .expect_err("private");
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "private-address")
+    );
+    assert!(
+        message.contains("private.test resolves to 10.0.0.1, a private address"),
+        "{message}"
+    );
+    let (_, code, message) = connect(proxy.addr, "host.test:443")
+        .await
+        .expect_err("host");
     assert_eq!(code, "host-address", "{message}");
-    let req = Request::get("http://metadata.test/latest/meta-data/").body(empty()).expect("request");
+    let req = Request::get("http://metadata.test/latest/meta-data/")
+        .body(empty())
+        .expect("request");
     let (_, code, message) = refusal_of(send(proxy.addr, req).await).await;
     assert_eq!(code, "private-address", "{message}");
     assert!(message.contains("link-local"), "{message}");
-    proxy.wait_log(&[" refuse CONNECT private.test 443 private-address"]).await;
-    proxy.wait_log(&[" refuse CONNECT host.test 443 host-address"]).await;
-    proxy.wait_log(&[" refuse GET metadata.test 80 private-address"]).await;
+    proxy
+        .wait_log(&[" refuse CONNECT private.test 443 private-address"])
+        .await;
+    proxy
+        .wait_log(&[" refuse CONNECT host.test 443 host-address"])
+        .await;
+    proxy
+        .wait_log(&[" refuse GET metadata.test 80 private-address"])
+        .await;
     assert_eq!(proxy.stats().refused, 3);
 }
 
@@ -432,9 +502,16 @@ async fn an_unknown_name_fails_with_resolve_failed() {
         "test": {"hosts": hosts(&[("allowed.test", "127.0.0.1")])},
     }))
     .await;
-    let (status, code, _) = connect(proxy.addr, "nowhere.test:443").await.expect_err("unknown");
-    assert_eq!((status, code.as_str()), (StatusCode::BAD_GATEWAY, "resolve-failed"));
-    proxy.wait_log(&[" fail CONNECT nowhere.test 443 resolve-failed"]).await;
+    let (status, code, _) = connect(proxy.addr, "nowhere.test:443")
+        .await
+        .expect_err("unknown");
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_GATEWAY, "resolve-failed")
+    );
+    proxy
+        .wait_log(&[" fail CONNECT nowhere.test 443 resolve-failed"])
+        .await;
     let stats = proxy.stats();
     assert_eq!((stats.refused, stats.last_refused.len()), (0, 0));
 }
@@ -451,22 +528,32 @@ async fn allow_add_and_remove_take_effect_without_a_restart() {
     }))
     .await;
     let target = format!("later.test:{port}");
-    let (_, code, _) = connect(proxy.addr, &target).await.expect_err("not yet allowed");
+    let (_, code, _) = connect(proxy.addr, &target)
+        .await
+        .expect_err("not yet allowed");
     assert_eq!(code, "not-allowed");
 
     state::edit_allowlist(&proxy.state, std::slice::from_ref(&target), &[]).expect("allow --add");
     let mut tunnel = connect(proxy.addr, &target).await.expect("allowed now");
     tunnel.write_all(b"x").await.expect("write");
     let mut back = [0u8; 1];
-    within("the echo", tunnel.read_exact(&mut back)).await.expect("read");
+    within("the echo", tunnel.read_exact(&mut back))
+        .await
+        .expect("read");
     assert_eq!(&back, b"X");
     proxy.wait_log(&[" allowlist reloaded entries=1"]).await;
 
-    state::edit_allowlist(&proxy.state, &[], std::slice::from_ref(&target)).expect("allow --remove");
-    let (_, code, _) = connect(proxy.addr, &target).await.expect_err("removed again");
+    state::edit_allowlist(&proxy.state, &[], std::slice::from_ref(&target))
+        .expect("allow --remove");
+    let (_, code, _) = connect(proxy.addr, &target)
+        .await
+        .expect_err("removed again");
     assert_eq!(code, "not-allowed");
-    let on_disk = std::fs::read_to_string(&proxy.state.join(ALLOW_FILE)).expect("allow.json");
-    assert_eq!(serde_json::from_str::<Vec<String>>(&on_disk).expect("array"), Vec::<String>::new());
+    let on_disk = std::fs::read_to_string(proxy.state.join(ALLOW_FILE)).expect("allow.json");
+    assert_eq!(
+        serde_json::from_str::<Vec<String>>(&on_disk).expect("array"),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
@@ -479,19 +566,29 @@ async fn the_state_directory_keeps_its_allowlist_across_restarts() {
         "test": {"hosts": hosts(&[("first.test", "127.0.0.1")])},
     });
     let proxy = TestProxy::start_at(config.clone(), state.path()).await;
-    state::edit_allowlist(&proxy.state, &["second.test".to_string()], &["first.test".to_string()])
-        .expect("edit");
+    state::edit_allowlist(
+        &proxy.state,
+        &["second.test".to_string()],
+        &["first.test".to_string()],
+    )
+    .expect("edit");
     drop(proxy);
     let again = TestProxy::start_at(config, state.path()).await;
     again.wait_log(&[" listen ", "entries=1"]).await;
-    let (_, code, _) = connect(again.addr, "first.test:443").await.expect_err("removed by allow");
+    let (_, code, _) = connect(again.addr, "first.test:443")
+        .await
+        .expect_err("removed by allow");
     assert_eq!(code, "not-allowed");
 }
 
 #[tokio::test]
 async fn mode_none_refuses_every_name_but_serves_credential_routes() {
     let handler: Handler = Arc::new(|_req| Response::new(full("ok")));
-    let Origin { addr: origin, mut seen, .. } = http_origin(false, handler).await;
+    let Origin {
+        addr: origin,
+        mut seen,
+        ..
+    } = http_origin(false, handler).await;
     let state = TempDir::new("none");
     let key = key_file(&state);
     let proxy = TestProxy::start_at(
@@ -511,16 +608,28 @@ async fn mode_none_refuses_every_name_but_serves_credential_routes() {
         state.path(),
     )
     .await;
-    let (status, code, message) = connect(proxy.addr, "allowed.test:443").await.expect_err("none");
-    assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "network-none"));
+    let (status, code, message) = connect(proxy.addr, "allowed.test:443")
+        .await
+        .expect_err("none");
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "network-none")
+    );
     assert!(message.contains("network mode is none"), "{message}");
 
-    let req = Request::get("/devaipod/credentials/local/tags").body(empty()).expect("request");
+    let req = Request::get("/devaipod/credentials/local/tags")
+        .body(empty())
+        .expect("request");
     let response = send(proxy.addr, req).await;
     assert_eq!(response.status(), StatusCode::OK);
-    let seen = within("the origin's request", seen.recv()).await.expect("seen");
+    let seen = within("the origin's request", seen.recv())
+        .await
+        .expect("seen");
     assert_eq!(seen.target, "/api/tags");
-    assert_eq!(seen.headers["authorization"], format!("Bearer {SENTINEL}").as_str());
+    assert_eq!(
+        seen.headers["authorization"],
+        format!("Bearer {SENTINEL}").as_str()
+    );
 }
 
 #[tokio::test]
@@ -534,7 +643,11 @@ async fn a_credential_route_sets_the_key_and_streams_server_sent_events() {
             .body(ChannelBody(rx).boxed())
             .expect("response")
     });
-    let Origin { addr: origin, mut seen, .. } = http_origin(true, handler).await;
+    let Origin {
+        addr: origin,
+        mut seen,
+        ..
+    } = http_origin(true, handler).await;
     let state = TempDir::new("credential");
     let key = key_file(&state);
     let proxy = TestProxy::start_at(
@@ -567,14 +680,21 @@ async fn a_credential_route_sets_the_key_and_streams_server_sent_events() {
         .body(full(r#"{"stream":true}"#))
         .expect("request");
     let mut sender = agent(proxy.addr).await;
-    let response = within("the response head", sender.send_request(req)).await.expect("response");
+    let response = within("the response head", sender.send_request(req))
+        .await
+        .expect("response");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
 
-    let seen = within("the origin's request", seen.recv()).await.expect("seen");
+    let seen = within("the origin's request", seen.recv())
+        .await
+        .expect("seen");
     assert_eq!(seen.method, "POST");
     assert_eq!(seen.target, "/v1/messages?beta=true");
-    assert_eq!(seen.headers["host"], format!("provider.test:{}", origin.port()).as_str());
+    assert_eq!(
+        seen.headers["host"],
+        format!("provider.test:{}", origin.port()).as_str()
+    );
     let keys: Vec<_> = seen.headers.get_all("x-api-key").iter().collect();
     assert_eq!(keys, [SENTINEL]);
     assert_eq!(seen.headers["authorization"], "Bearer agent-token");
@@ -583,11 +703,21 @@ async fn a_credential_route_sets_the_key_and_streams_server_sent_events() {
 
     // The first event reaches the agent before the origin has sent the second.
     let mut body = response.into_body();
-    events_tx.send(Bytes::from_static(b"data: one\n\n")).expect("send");
-    let first = within("the first event", body.frame()).await.expect("a frame").expect("ok");
+    events_tx
+        .send(Bytes::from_static(b"data: one\n\n"))
+        .expect("send");
+    let first = within("the first event", body.frame())
+        .await
+        .expect("a frame")
+        .expect("ok");
     assert_eq!(first.into_data().expect("data"), "data: one\n\n");
-    events_tx.send(Bytes::from_static(b"data: two\n\n")).expect("send");
-    let second = within("the second event", body.frame()).await.expect("a frame").expect("ok");
+    events_tx
+        .send(Bytes::from_static(b"data: two\n\n"))
+        .expect("send");
+    let second = within("the second event", body.frame())
+        .await
+        .expect("a frame")
+        .expect("ok");
     assert_eq!(second.into_data().expect("data"), "data: two\n\n");
     drop(events_tx);
     let end = within("the end of the body", body.frame()).await;
@@ -596,11 +726,78 @@ async fn a_credential_route_sets_the_key_and_streams_server_sent_events() {
     let allow = proxy.wait_log(&[" allow credential provider.test "]).await;
     assert!(allow.ends_with("provider=anthropic"), "{allow}");
     let done = proxy.wait_log(&[" done credential provider.test "]).await;
-    assert!(done.contains(" up=15 down=22 ") && done.contains("status=200"), "{done}");
+    assert!(
+        done.contains(" up=15 down=22 ") && done.contains("status=200"),
+        "{done}"
+    );
     let logs = proxy.all_logs().join("\n");
     assert!(!logs.contains(SENTINEL), "the key is in the log:\n{logs}");
-    assert!(!logs.contains("beta=true") && !logs.contains("messages"), "a path or query is in the log:\n{logs}");
-    assert!(!logs.contains("agent-token") && !logs.contains("evil.test"), "a header is in the log:\n{logs}");
+    assert!(
+        !logs.contains("beta=true") && !logs.contains("messages"),
+        "a path or query is in the log:\n{logs}"
+    );
+    assert!(
+        !logs.contains("agent-token") && !logs.contains("evil.test"),
+        "a header is in the log:\n{logs}"
+    );
+}
+
+#[tokio::test]
+async fn a_credential_route_also_answers_in_absolute_form_naming_the_proxy() {
+    let handler: Handler = Arc::new(|_req| Response::new(full("ok")));
+    let Origin {
+        addr: origin,
+        mut seen,
+        ..
+    } = http_origin(false, handler).await;
+    let state = TempDir::new("absolute-own");
+    let key = key_file(&state);
+    let proxy = TestProxy::start_at(
+        json!({
+            "listen": "127.0.0.1:0",
+            "mode": "allowlist",
+            "credentials": [{
+                "provider": "local",
+                "base_url": format!("http://provider.test:{}/api", origin.port()),
+                "header": "x-api-key",
+                "secret_file": key,
+            }],
+            "test": {"hosts": hosts(&[("provider.test", "127.0.0.1")])},
+        }),
+        state.path(),
+    )
+    .await;
+    for host in ["127.0.0.1", "localhost"] {
+        let url = format!(
+            "http://{host}:{}/devaipod/credentials/local/tags?x=1",
+            proxy.addr.port()
+        );
+        let response = send(
+            proxy.addr,
+            Request::get(url).body(empty()).expect("request"),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK, "{host}");
+        let seen = within("the origin's request", seen.recv())
+            .await
+            .expect("seen");
+        assert_eq!(seen.target, "/api/tags?x=1");
+        assert_eq!(seen.headers["x-api-key"], SENTINEL);
+    }
+    // Another port of the loopback is no route of the proxy's: an IP literal.
+    let url = format!(
+        "http://127.0.0.1:{}/devaipod/credentials/local/tags",
+        origin.port()
+    );
+    let (_, code, _) = refusal_of(
+        send(
+            proxy.addr,
+            Request::get(url).body(empty()).expect("request"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(code, "ip-literal");
 }
 
 #[tokio::test]
@@ -622,7 +819,11 @@ async fn a_credential_route_streams_the_request_body_and_reuses_its_connection()
         });
         Response::new(body)
     });
-    let Origin { addr: origin, mut seen, accepts } = http_origin(false, handler).await;
+    let Origin {
+        addr: origin,
+        mut seen,
+        accepts,
+    } = http_origin(false, handler).await;
     let state = TempDir::new("upload");
     let key = key_file(&state);
     let proxy = TestProxy::start_at(
@@ -650,23 +851,44 @@ async fn a_credential_route_streams_the_request_body_and_reuses_its_connection()
         let mut sender = agent(proxy.addr).await;
         let response = tokio::spawn(async move { sender.send_request(req).await });
         up_tx.send(Bytes::from_static(b"part one;")).expect("send");
-        let first = within("the first part at the origin", frames.recv()).await.expect("a frame");
+        let first = within("the first part at the origin", frames.recv())
+            .await
+            .expect("a frame");
         assert_eq!(first, "part one;", "round {round}");
         up_tx.send(Bytes::from_static(b"part two")).expect("send");
-        let second = within("the second part at the origin", frames.recv()).await.expect("a frame");
+        let second = within("the second part at the origin", frames.recv())
+            .await
+            .expect("a frame");
         assert_eq!(second, "part two");
         drop(up_tx);
-        let response = within("the response", response).await.expect("joined").expect("response");
-        let body = within("the body", response.into_body().collect()).await.expect("body").to_bytes();
+        let response = within("the response", response)
+            .await
+            .expect("joined")
+            .expect("response");
+        let body = within("the body", response.into_body().collect())
+            .await
+            .expect("body")
+            .to_bytes();
         assert_eq!(body, "got 17");
-        let seen = within("the origin's request", seen.recv()).await.expect("seen");
+        let seen = within("the origin's request", seen.recv())
+            .await
+            .expect("seen");
         assert_eq!(seen.target, "/v1/chat/completions");
-        assert_eq!(seen.headers["authorization"], format!("Bearer {SENTINEL}").as_str());
-        proxy.wait_log(&[" done credential provider.test ", " up=17 down=6 "]).await;
+        assert_eq!(
+            seen.headers["authorization"],
+            format!("Bearer {SENTINEL}").as_str()
+        );
+        proxy
+            .wait_log(&[" done credential provider.test ", " up=17 down=6 "])
+            .await;
     }
     // The second request went over the first one's connection to the origin.
     assert_eq!(accepts.load(Ordering::SeqCst), 1);
-    let allows = proxy.all_logs().iter().filter(|l| l.contains(" allow credential ")).count();
+    let allows = proxy
+        .all_logs()
+        .iter()
+        .filter(|l| l.contains(" allow credential "))
+        .count();
     assert_eq!(allows, 2);
 }
 
@@ -689,27 +911,59 @@ async fn credential_routes_refuse_private_upstreams_and_unknown_providers() {
         state.path(),
     )
     .await;
-    let req = Request::post("/devaipod/credentials/anthropic/messages").body(full("{}")).expect("request");
+    let req = Request::post("/devaipod/credentials/anthropic/messages")
+        .body(full("{}"))
+        .expect("request");
     let (status, code, message) = refusal_of(send(proxy.addr, req).await).await;
-    assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "private-address"), "{message}");
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "private-address"),
+        "{message}"
+    );
     assert!(!message.contains(SENTINEL));
 
-    let req = Request::get("/devaipod/credentials/openai/models").body(empty()).expect("request");
+    let req = Request::get("/devaipod/credentials/openai/models")
+        .body(empty())
+        .expect("request");
     let (status, code, message) = refusal_of(send(proxy.addr, req).await).await;
-    assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "unknown-provider"));
-    assert!(message.contains("no credential route for provider openai (configured: anthropic)"), "{message}");
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "unknown-provider")
+    );
+    assert!(
+        message.contains("no credential route for provider openai (configured: anthropic)"),
+        "{message}"
+    );
 
-    let req = Request::get("/devaipod/credentials/anthropic/../../admin").body(empty()).expect("request");
+    let req = Request::get("/devaipod/credentials/anthropic/../../admin")
+        .body(empty())
+        .expect("request");
     let (status, code, _) = refusal_of(send(proxy.addr, req).await).await;
-    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "malformed"));
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "malformed")
+    );
 
-    let req = Request::get("/").header("host", "provider.test").body(empty()).expect("request");
+    let req = Request::get("/")
+        .header("host", "provider.test")
+        .body(empty())
+        .expect("request");
     let (status, code, message) = refusal_of(send(proxy.addr, req).await).await;
-    assert_eq!((status, code.as_str()), (StatusCode::NOT_FOUND, "unknown-route"));
-    assert!(message.contains("/devaipod/credentials/PROVIDER/..."), "{message}");
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "unknown-route")
+    );
+    assert!(
+        message.contains("/devaipod/credentials/PROVIDER/..."),
+        "{message}"
+    );
 
-    proxy.wait_log(&[" refuse credential internal.test 443 private-address provider=anthropic"]).await;
-    proxy.wait_log(&[" refuse credential - - unknown-provider provider=openai"]).await;
+    proxy
+        .wait_log(&[" refuse credential internal.test 443 private-address provider=anthropic"])
+        .await;
+    proxy
+        .wait_log(&[" refuse credential - - unknown-provider provider=openai"])
+        .await;
     proxy.wait_log(&[" refuse GET - - unknown-route"]).await;
     let logs = proxy.all_logs().join("\n");
     assert!(!logs.contains(SENTINEL), "{logs}");
@@ -739,7 +993,9 @@ async fn a_credential_host_needs_an_entry_for_a_plain_connect() {
     let target = format!("provider.test:{}", origin.port());
     let (_, code, _) = connect(proxy.addr, &target).await.expect_err("no entry");
     assert_eq!(code, "not-allowed");
-    let req = Request::get(format!("http://{target}/")).body(empty()).expect("request");
+    let req = Request::get(format!("http://{target}/"))
+        .body(empty())
+        .expect("request");
     let (_, code, _) = refusal_of(send(proxy.addr, req).await).await;
     assert_eq!(code, "not-allowed");
 }
@@ -755,7 +1011,11 @@ async fn plain_http_is_forwarded_in_origin_form_and_redirects_are_passed_back() 
             .body(full("moved"))
             .expect("response")
     });
-    let Origin { addr: origin, mut seen, .. } = http_origin(false, handler).await;
+    let Origin {
+        addr: origin,
+        mut seen,
+        ..
+    } = http_origin(false, handler).await;
     let port = origin.port();
     let proxy = TestProxy::start(json!({
         "listen": "127.0.0.1:0",
@@ -764,7 +1024,7 @@ async fn plain_http_is_forwarded_in_origin_form_and_redirects_are_passed_back() 
         "test": {"hosts": hosts(&[("allowed.test", "127.0.0.1"), ("elsewhere.test", "127.0.0.1")])},
     }))
     .await;
-    let req = Request::get(format!("http://allowed.test:{port}/path/x?q=1"))
+    let req = Request::get(format!("http://user:pw@allowed.test:{port}/path/x?q=1"))
         .header("host", "wrong.test")
         .header("proxy-authorization", "Basic eDp5")
         .header("connection", "x-hop")
@@ -776,17 +1036,30 @@ async fn plain_http_is_forwarded_in_origin_form_and_redirects_are_passed_back() 
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(response.headers()["location"], "http://elsewhere.test/next");
     assert!(!response.headers().contains_key("x-origin-hop"));
-    let body = within("the body", response.into_body().collect()).await.expect("body").to_bytes();
+    let body = within("the body", response.into_body().collect())
+        .await
+        .expect("body")
+        .to_bytes();
     assert_eq!(body, "moved");
 
-    let seen_first = within("the origin's request", seen.recv()).await.expect("seen");
+    let seen_first = within("the origin's request", seen.recv())
+        .await
+        .expect("seen");
     assert_eq!(seen_first.target, "/path/x?q=1");
-    assert_eq!(seen_first.headers["host"], format!("allowed.test:{port}").as_str());
+    assert_eq!(
+        seen_first.headers["host"],
+        format!("allowed.test:{port}").as_str()
+    );
     assert_eq!(seen_first.headers["x-end-to-end"], "kept");
     for gone in ["proxy-authorization", "x-hop"] {
-        assert!(!seen_first.headers.contains_key(gone), "{gone} reached the origin");
+        assert!(
+            !seen_first.headers.contains_key(gone),
+            "{gone} reached the origin"
+        );
     }
-    proxy.wait_log(&[" done GET allowed.test ", " status=302"]).await;
+    proxy
+        .wait_log(&[" done GET allowed.test ", " status=302"])
+        .await;
     // The redirect was not followed: the origin saw one request only.
     assert!(seen.try_recv().is_err(), "the proxy followed the redirect");
     let logs = proxy.all_logs().join("\n");
@@ -802,12 +1075,25 @@ async fn https_in_absolute_form_and_bad_targets_are_malformed() {
         "test": {"hosts": hosts(&[("allowed.test", "127.0.0.1")])},
     }))
     .await;
-    let req = Request::get("https://allowed.test/").body(empty()).expect("request");
+    let req = Request::get("https://allowed.test/")
+        .body(empty())
+        .expect("request");
     let (status, code, message) = refusal_of(send(proxy.addr, req).await).await;
-    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "malformed"));
-    assert!(message.contains("https:// goes through CONNECT"), "{message}");
-    let (status, code, _) = connect(proxy.addr, "bad_name.test:443").await.expect_err("malformed");
-    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "malformed"));
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "malformed")
+    );
+    assert!(
+        message.contains("https:// goes through CONNECT"),
+        "{message}"
+    );
+    let (status, code, _) = connect(proxy.addr, "bad_name.test:443")
+        .await
+        .expect_err("malformed");
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "malformed")
+    );
 }
 
 #[tokio::test]
@@ -835,7 +1121,9 @@ async fn an_oversized_request_head_is_refused() {
     let big = "a".repeat(MAX_REQUEST_HEAD * 2);
     let head = format!("GET /devaipod/credentials/x HTTP/1.1\r\nHost: p\r\nX-Big: {big}\r\n\r\n");
     let _ = writer.write_all(head.as_bytes()).await;
-    let answer = within("the proxy's answer", answer).await.expect("the reader");
+    let answer = within("the proxy's answer", answer)
+        .await
+        .expect("the reader");
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 }
@@ -853,14 +1141,20 @@ async fn many_tunnels_at_once() {
     .await;
     let mut tunnels = Vec::new();
     for _ in 0..100 {
-        tunnels.push(connect(proxy.addr, &format!("allowed.test:{port}")).await.expect("opens"));
+        tunnels.push(
+            connect(proxy.addr, &format!("allowed.test:{port}"))
+                .await
+                .expect("opens"),
+        );
     }
     // All are open together; each still answers.
     for (i, tunnel) in tunnels.iter_mut().enumerate() {
         let text = format!("t{i:03}");
         tunnel.write_all(text.as_bytes()).await.expect("write");
         let mut back = [0u8; 4];
-        within("an echo", tunnel.read_exact(&mut back)).await.expect("read");
+        within("an echo", tunnel.read_exact(&mut back))
+            .await
+            .expect("read");
         assert_eq!(back, text.to_ascii_uppercase().as_bytes());
     }
     drop(tunnels);
@@ -895,13 +1189,24 @@ fn the_proxy_fails_at_start_without_its_key_and_never_shows_it() {
         }))
         .expect("config");
         let (tx, _rx) = watch::channel(Vec::new());
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
         let _guard = runtime.enter();
-        let err = Proxy::build(&config, state.path(), AddressPolicy::new(Vec::new()), Log::Capture(tx))
-            .err()
-            .expect("refused");
+        let err = Proxy::build(
+            &config,
+            state.path(),
+            AddressPolicy::new(Vec::new()),
+            Log::Capture(tx),
+        )
+        .err()
+        .expect("refused");
         let text = format!("{err:#} {err:?}");
-        assert!(text.contains(says) && text.contains("credential provider anthropic"), "{text}");
+        assert!(
+            text.contains(says) && text.contains("credential provider anthropic"),
+            "{text}"
+        );
         assert!(!text.contains(SENTINEL), "{text}");
     }
 }
@@ -917,11 +1222,19 @@ fn a_bad_configured_entry_stops_the_start() {
     }))
     .expect("config");
     let (tx, _rx) = watch::channel(Vec::new());
-    let err = Proxy::build(&config, state.path(), AddressPolicy::new(Vec::new()), Log::Capture(tx))
-        .err()
-        .expect("refused");
+    let err = Proxy::build(
+        &config,
+        state.path(),
+        AddressPolicy::new(Vec::new()),
+        Log::Capture(tx),
+    )
+    .err()
+    .expect("refused");
     let text = format!("{err:#}");
-    assert!(text.contains("the configuration's allow") && text.contains("\"0x7f000001\""), "{text}");
+    assert!(
+        text.contains("the configuration's allow") && text.contains("\"0x7f000001\""),
+        "{text}"
+    );
 }
 
 /// No crate that could print a dependency's `tracing`/`log` events (and with them a
