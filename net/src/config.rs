@@ -23,6 +23,10 @@ pub(crate) struct Config {
     /// Where the proxy listens: the pod's loopback, e.g. "127.0.0.1:4097".
     pub(crate) listen: String,
     pub(crate) mode: Mode,
+    /// The pod's name, for the hint in a refusal ("add it with: devaipod allow POD NAME");
+    /// `POD` when absent.
+    #[serde(default)]
+    pub(crate) pod: Option<String>,
     /// The initial allowlist (NAME, NAME:PORT, `*.`NAME); `allow` changes the copy in
     /// the state directory, which wins once it exists.
     #[serde(default)]
