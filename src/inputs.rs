@@ -248,9 +248,19 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
         &at.repo.root,
         &input.config_file(),
     )?;
+    // Without the binary the plan still reads (`--dry-run` shows why); `up` refuses.
     let net = match input.network.mode {
         plan::input::NetworkMode::Full => None,
-        _ => Some(crate::net_binary::find()?),
+        _ => match crate::net_binary::find() {
+            Ok(n) => Some(n),
+            Err(e) => {
+                input.net_image = format!("{}:missing", crate::net_binary::NET_IMAGE_REPO);
+                input.net_image_state = ImageState::Missing {
+                    note: format!("{e:#}"),
+                };
+                None
+            }
+        },
     };
     if let Some(n) = &net {
         input.net_image = n.image.clone();
@@ -573,7 +583,10 @@ impl ImageFacts {
         }
         input.bundled_present = self.bundled_present;
         input.image_state = self.state;
-        input.net_image_state = self.net_state;
+        // A missing binary stays missing, whatever the engine says.
+        if !matches!(input.net_image_state, ImageState::Missing { .. }) {
+            input.net_image_state = self.net_state;
+        }
     }
 }
 
@@ -613,6 +626,8 @@ pub(crate) async fn image_facts(
         ImageState::Unknown {
             note: "not used (network = full)".into(),
         }
+    } else if let ImageState::Missing { .. } = &input.net_image_state {
+        input.net_image_state.clone()
     } else {
         match engine.image_id(&input.net_image).await? {
             Some(id) => ImageState::Present { id },

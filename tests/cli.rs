@@ -125,7 +125,12 @@ fn dry_run_json_without_an_engine() {
     assert_eq!(v["image"]["ref"], "localhost/x:1");
     assert_eq!(v["image"]["state"], "unknown");
     let containers = v["containers"].as_array().expect("containers");
-    assert_eq!(containers.len(), 2);
+    let roles: Vec<&str> = containers
+        .iter()
+        .filter_map(|c| c["role"].as_str())
+        .collect();
+    assert_eq!(roles, ["workspace", "agent", "rules", "proxy"]);
+    assert_eq!(v["network"]["mode"], "allowlist");
     for key in [
         "role",
         "name",
@@ -167,7 +172,8 @@ fn dry_run_json_without_an_engine() {
     assert_eq!(ws["mounts"][0]["target"], "/src");
     assert_eq!(ws["labels"]["io.devaipod.pod"], "demo");
     assert_eq!(ws["labels"]["io.devaipod.role"], "workspace");
-    assert!(v["volumes"].as_array().is_some_and(|a| a.len() == 3));
+    // The clones and the agent's home, then the network's state and marker.
+    assert!(v["volumes"].as_array().is_some_and(|a| a.len() == 5));
     assert!(v["secrets"].as_array().is_some());
     // The human form says the same without an engine.
     let o = devaipod(&["up", ".", "--name", "demo", "--dry-run"], r.path());

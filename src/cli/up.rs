@@ -342,6 +342,7 @@ pub(super) fn dry_run_json(plan: &PodPlan) -> serde_json::Value {
         "initialize": plan.initialize,
         "agent_config": plan.agent_config,
         "gator": plan.gator,
+        "network": plan.network,
         "lifecycle": plan.lifecycle,
         "trust": plan.trust,
         "warnings": plan.warnings,

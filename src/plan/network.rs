@@ -77,6 +77,9 @@ pub(crate) struct NetworkPlan {
     /// The image of the rules and proxy containers; `None` in `full`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Whether that image is present, made by `up`, or cannot be (no devaipod-net).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_state: Option<super::spec::ImageState>,
     /// What the agent may reach, as sentences (the rules' meaning).
     pub reach: Vec<String>,
     /// The proxy's configuration (devaipod-net's `config::Config`); a secret's content.
@@ -146,6 +149,7 @@ impl Network {
                     credentials: Vec::new(),
                     proxy: None,
                     image: None,
+                    image_state: None,
                     reach: vec!["anything the pod's network reaches (no proxy, no rules)".into()],
                     proxy_config: String::new(),
                 },
@@ -192,6 +196,7 @@ impl Network {
             credentials,
             proxy: Some(proxy_url()),
             image: Some(input.net_image.clone()),
+            image_state: Some(input.net_image_state.clone()),
             reach: reach(input),
             proxy_config: proxy_config(input),
         };

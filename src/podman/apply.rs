@@ -73,6 +73,9 @@ pub(crate) async fn apply(
     if let ImageState::Missing { note } = &plan.image.state {
         bail!("image {} is not available: {note}", plan.image.reference);
     }
+    if let Some(ImageState::Missing { note }) = &plan.network.image_state {
+        bail!("{note}");
+    }
     let name = plan.name.as_str();
     if engine.pod_exists(&plan.pod.name).await? {
         bail!(
