@@ -112,6 +112,8 @@ pub(crate) struct Network {
 /// The proxy's configuration file, devaipod-net's side of it being `net/src/config.rs`.
 #[derive(Debug, Serialize)]
 struct ProxyConfig<'a> {
+    /// The workspace's NAME, for the refusals' hint (`devaipod allow NAME ...`).
+    pod: &'a str,
     listen: String,
     mode: &'a str,
     allow: Vec<String>,
@@ -266,6 +268,7 @@ fn allow_strings(input: &PlanInput) -> Vec<String> {
 fn proxy_config(input: &PlanInput) -> String {
     let net = &input.network;
     let config = ProxyConfig {
+        pod: input.name.as_str(),
         listen: format!("127.0.0.1:{PROXY_PORT}"),
         mode: net.mode.as_str(),
         allow: allow_strings(input),
