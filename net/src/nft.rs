@@ -1068,7 +1068,8 @@ impl Nftables {
 
     fn recv(&self, buf: &mut Vec<u8>) -> Result<()> {
         buf.clear();
-        match self.sock.recv(buf, 0) {
+        // MSG_TRUNC: the datagram's real length, so that a cut one is an error.
+        match self.sock.recv(buf, libc::MSG_TRUNC) {
             Ok(n) if n > buf.len() => bail!("a netlink reply of {n} bytes did not fit"),
             Ok(_) => Ok(()),
             Err(e)
@@ -1101,7 +1102,14 @@ impl Nftables {
         let mut failures: Vec<String> = Vec::new();
         let mut buf = Vec::with_capacity(1 << 16);
         while !pending.is_empty() {
-            self.recv(&mut buf)?;
+            if let Err(e) = self.recv(&mut buf) {
+                // The kernel answers every message of a batch, refused or not; should it
+                // stop early, the refusals it did send are the better report.
+                if failures.is_empty() {
+                    return Err(e);
+                }
+                break;
+            }
             for m in messages(&buf)? {
                 if m.kind != NLMSG_ERROR {
                     continue;
@@ -1110,22 +1118,27 @@ impl Nftables {
                 if seq == begin_seq {
                     // The batch as a whole was refused (no permission, no nf_tables):
                     // nothing else will be answered.
-                    return Err(refusal("the nftables transaction", errno, text));
+                    return Err(refusal("the nftables transaction", errno, text, true));
                 }
                 let Some(i) = pending.iter().position(|(s, _)| *s == seq) else {
                     continue;
                 };
                 let (_, what) = pending.remove(i);
                 if errno != 0 {
-                    failures.push(format!("{:#}", refusal(&what, errno, text)));
+                    failures.push(format!("{:#}", refusal(&what, errno, text, false)));
                 }
             }
         }
-        if !failures.is_empty() {
-            bail!(
-                "the kernel refused the nftables transaction (nothing was changed): {}",
-                failures.join("; ")
-            );
+        // The first refusal is the cause; later messages often fail because of it.
+        match failures.as_slice() {
+            [] => {}
+            [only] => {
+                bail!("the kernel refused the nftables transaction (nothing was changed): {only}")
+            }
+            [first, rest @ ..] => bail!(
+                "the kernel refused the nftables transaction (nothing was changed): {first} (and {} later messages of it)",
+                rest.len()
+            ),
         }
         Ok(())
     }
@@ -1164,7 +1177,7 @@ impl Nftables {
                         if errno == 0 {
                             continue;
                         }
-                        return Err(refusal(&format!("listing {what}"), errno, text));
+                        return Err(refusal(&format!("listing {what}"), errno, text, true));
                     }
                     _ => out.push(decode(&m).with_context(|| format!("reading {what}"))?),
                 }
@@ -1208,12 +1221,15 @@ impl Nftables {
     }
 }
 
-fn refusal(what: &str, errno: i32, text: Option<String>) -> anyhow::Error {
+/// An errno from the kernel in words. `whole` is a refusal of the whole request (as
+/// for a missing capability) rather than of one message of a batch.
+fn refusal(what: &str, errno: i32, text: Option<String>, whole: bool) -> anyhow::Error {
     let err = io::Error::from_raw_os_error(errno);
     let hint = match errno {
-        libc::EPERM => {
-            " (changing nftables needs CAP_NET_ADMIN in this network namespace: devaipod gives it to the pod's rules container only)"
+        libc::EPERM if whole => {
+            " (nftables needs CAP_NET_ADMIN in this network namespace: devaipod gives it to the pod's rules container only)"
         }
+        libc::EPERM => " (the table belongs to another process, which made it with `flags owner`)",
         libc::EOPNOTSUPP | libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT => {
             " (this kernel lacks nf_tables)"
         }
@@ -1641,7 +1657,12 @@ mod tests {
             (errno, seq, text.as_deref()),
             (libc::EPERM, 42, Some("nope"))
         );
-        let e = refusal("add rule", errno, text);
-        assert!(format!("{e:#}").contains("CAP_NET_ADMIN"), "{e:#}");
+        let e = refusal("the nftables transaction", errno, text.clone(), true);
+        assert_eq!(
+            format!("{e:#}"),
+            "the nftables transaction: Operation not permitted (os error 1): nope (nftables needs CAP_NET_ADMIN in this network namespace: devaipod gives it to the pod's rules container only)"
+        );
+        let e = refusal("delete table inet devaipod", errno, text, false);
+        assert!(format!("{e:#}").contains("flags owner"), "{e:#}");
     }
 }
