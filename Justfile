@@ -145,6 +145,17 @@ test-rootless: _stage fake-internet
     "${run[@]}" {{stage}}/podman-tests --test-threads=2
     "${run[@]}" {{stage}}/cleanup.sh --check
 
+# Root-only kernel tests of devaipod-net's nftables rules and gate, in throwaway network
+# namespaces (net/tests/rules.rs; needs ip, nft, sysctl, unshare, nsenter): `just net-rules`
+net-rules:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd net
+    exe=$(cargo test --target-dir ../target/net --test rules --no-run --message-format=json-render-diagnostics |
+        grep -E '"profile":\{[^}]*"test":true' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+    [ -n "$exe" ] || { echo "could not build the rules test (cd net && cargo test --test rules --no-run)" >&2; exit 1; }
+    {{sudo}} "$exe"
+
 # Real-Podman tests whose names contain FILTER, rootful then rootless, without the suite's
 # cleanup (so other runs are left alone): `just test-one ssh`, or `just stage=/tmp/mine test-one ssh`
 test-one filter: _stage fake-internet
