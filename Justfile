@@ -100,6 +100,7 @@ check:
 
 # Everything CI runs: check, then the real-Podman tests rootful and rootless
 test: check setup image
+    just net-rules
     just test-reference
     just test-rootful
     just test-rootless
