@@ -64,7 +64,11 @@ pub(crate) fn at(path: &Path) -> Result<NetBinary> {
             path.display()
         );
     }
-    let digest = Sha256::digest(&bytes);
+    // The key covers the layer's layout too, so a change to it makes a new image.
+    let mut hasher = Sha256::new();
+    hasher.update(&bytes);
+    hasher.update(format!("{LAYER_DIRS:?}{LAYER_FILES:?}"));
+    let digest = hasher.finalize();
     let key: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     Ok(NetBinary {
         path: path.to_path_buf(),
@@ -72,11 +76,36 @@ pub(crate) fn at(path: &Path) -> Result<NetBinary> {
     })
 }
 
-/// The image's only layer: the binary at `/devaipod-net`, root's, mode 0755.
+/// Folders of the image: the mount points its containers' read-only roots need that
+/// Podman cannot make there (the secrets' tmpfs, /etc for the files Podman binds). Not
+/// the volumes' mount points: Podman makes those, and a fresh volume then belongs to
+/// the container's user (an image folder would hand it root's ownership instead).
+const LAYER_DIRS: &[&str] = &["etc", "run", "run/secrets", "tmp"];
+/// Empty files Podman binds over in every container.
+const LAYER_FILES: &[&str] = &["etc/hosts", "etc/hostname", "etc/resolv.conf"];
+
+/// The image's only layer: the binary at `/devaipod-net`, root's, mode 0755, and the
+/// mount points above.
 pub(crate) fn layer(bin: &NetBinary) -> Result<Vec<u8>> {
     let bytes = std::fs::read(&bin.path)
         .with_context(|| format!("reading the network guard {}", bin.path.display()))?;
     let mut tar = tar::Builder::new(Vec::new());
+    for d in LAYER_DIRS {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(if *d == "tmp" { 0o1777 } else { 0o755 });
+        h.set_size(0);
+        h.set_mtime(0);
+        tar.append_data(&mut h, format!("{d}/"), std::io::empty())?;
+    }
+    for f in LAYER_FILES {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(0);
+        h.set_mtime(0);
+        tar.append_data(&mut h, f, std::io::empty())?;
+    }
     let mut header = tar::Header::new_gnu();
     header.set_size(bytes.len() as u64);
     header.set_mode(0o755);
@@ -119,7 +148,11 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(entries, [("devaipod-net".to_string(), 0o755)]);
+        assert_eq!(entries.last(), Some(&("devaipod-net".to_string(), 0o755)));
+        assert!(
+            entries.iter().any(|(p, _)| p == "run/secrets"),
+            "{entries:?}"
+        );
         std::fs::write(&p, b"#!/bin/sh").expect("write");
         let e = at(&p).expect_err("not ELF");
         assert!(format!("{e:#}").contains("just net"), "{e:#}");

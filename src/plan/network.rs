@@ -382,7 +382,8 @@ fn proxy_container(ctx: &Context<'_>, state: &str, secrets: Vec<SecretRef>) -> C
         security_opt: vec!["no-new-privileges".into(), "seccomp=devaipod-agent".into()],
         seccomp: Seccomp::Agent,
         read_only: true,
-        tmpfs: Vec::new(),
+        // Where Podman puts the secret files (the root is read-only).
+        tmpfs: vec!["/run/secrets".into()],
         pids_limit: Some(PROXY_PIDS_LIMIT),
         memory_limit: Some(PROXY_MEMORY_LIMIT),
         cpu_millis: None,

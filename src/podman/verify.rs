@@ -83,7 +83,12 @@ fn verify_hardening(c: &ContainerSpec, inspect: &ContainerInspect) -> Result<()>
             .effective_caps
             .iter()
             .map(String::as_str)
-            .filter(|cap| !c.cap_add.iter().any(|a| cap.eq_ignore_ascii_case(a)))
+            .filter(|cap| {
+                let bare = cap.strip_prefix("CAP_").unwrap_or(cap);
+                !c.cap_add
+                    .iter()
+                    .any(|a| bare.eq_ignore_ascii_case(a.strip_prefix("CAP_").unwrap_or(a)))
+            })
             .collect();
         if !unexpected.is_empty() {
             bail!(
