@@ -150,7 +150,7 @@ mod tests {
             .collect();
         assert_eq!(entries.last(), Some(&("devaipod-net".to_string(), 0o755)));
         assert!(
-            entries.iter().any(|(p, _)| p == "run/secrets"),
+            entries.iter().any(|(p, _)| p == "run/secrets/"),
             "{entries:?}"
         );
         std::fs::write(&p, b"#!/bin/sh").expect("write");
