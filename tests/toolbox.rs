@@ -105,6 +105,36 @@ fn devaipod_in_a_toolbox_uses_the_hosts_podman() {
     assert_eq!(row["status"], "running", "{row}");
     assert_eq!(row["agent_ready"], true, "{row}");
 
+    // The agent made from inside the toolbox is confined like any other: its rules were
+    // installed by the pod's init container, with no route into the pod from here.
+    let _net = common::inet::FakeInternet::require();
+    let url = format!("http://{}/", common::inet::ALLOWED_ADDR);
+    let curl = |c: &str| {
+        run(Command::new("podman").args([
+            "exec",
+            c,
+            "curl",
+            "-sS",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "5",
+            &url,
+        ]))
+    };
+    let ws = curl(&format!("devaipod-{name}-workspace"));
+    assert!(
+        ws.status.success(),
+        "the workspace keeps its access: {}",
+        String::from_utf8_lossy(&ws.stderr)
+    );
+    let agent = curl(&format!("devaipod-{name}-agent"));
+    assert!(
+        !agent.status.success(),
+        "the agent reached {url} directly: {}",
+        String::from_utf8_lossy(&agent.stdout)
+    );
+
     // Sessions from inside work too (the podman client in the toolbox).
     let o = in_box(&["ssh", &name, "--", "sh", "-c", "id -un; exit 3"]);
     assert_eq!(
@@ -117,6 +147,11 @@ fn devaipod_in_a_toolbox_uses_the_hosts_podman() {
     let st = ok("status inside", &in_box(&["status", &name, "--json"]));
     let st: serde_json::Value = serde_json::from_str(&st).expect("JSON");
     assert_eq!(st["sessions"], serde_json::json!([]), "{st}");
+    assert_eq!(st["network"]["mode"], "allowlist", "{st}");
+    assert!(
+        st["network"]["proxy"]["allowed"].is_u64(),
+        "the proxy's counts from inside: {st}"
+    );
 
     // Deleted from inside, gone on the host (secrets included).
     ok(

@@ -124,11 +124,14 @@ models = {{ "fake-model" = {{ name = "Fake Model" }} }}
         );
     }
     // ... while no process, file, environment or configuration of the agent holds it.
+    // The pattern goes to grep in a file made from two halves, so that no command line
+    // of the search itself holds the key.
+    let (a, b) = key.split_at(key.len() / 2);
     let found = exec(
         &agent,
         None,
         &format!(
-            "grep -rlsF -- '{key}' /proc/[0-9]*/environ /proc/[0-9]*/cmdline /run /tmp /home/agent {} 2>/dev/null | head; true",
+            "printf '%s%s' '{a}' '{b}' > /tmp/.pattern && grep -rlsF -f /tmp/.pattern /proc/[0-9]*/environ /proc/[0-9]*/cmdline /run /tmp /home/agent {} 2>/dev/null | grep -vx /tmp/.pattern | head; rm -f /tmp/.pattern; true",
             p.folder()
         ),
     );
