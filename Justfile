@@ -106,6 +106,7 @@ test: check setup image
     just test-rootless
     just test-toolbox
     just test-podman5
+    just test-podman5-rootless
 
 # Real-Podman tests against the root (rootful) engine
 test-rootful: _stage fake-internet
@@ -244,6 +245,61 @@ test-podman5: _stage fake-internet
     "${run[@]}" {{stage}}/podman-tests --test-threads=2
     "${run[@]}" {{stage}}/cleanup.sh --check
     echo "test-podman5: done in $(( $(date +%s) - started ))s"
+
+# Real-Podman tests against Podman 5.4 nested as in test-podman5, rootless (pasta), as
+# the image's user dvp-ci in a container of its own, on the tests that drive the engine
+# API (up, list, status, stop, start, delete, rollback, hardening, secrets, a port)
+# Rootless Podman 5.4 tests (a subset): `just stage=/tmp/mine test-podman5-rootless` (root or sudo)
+test-podman5-rootless: _stage
+    #!/usr/bin/env bash
+    set -euo pipefail
+    started=$(date +%s)
+    {{sudo}} containers/base/build.sh --tar-only
+    image=$({{sudo}} tests/images/build-podman5.sh)
+    key=${image##*:}
+    # The rootless user of the image (tests/images/build-podman5.sh) and its store: a
+    # volume of its own (not test-podman5's, which only root's Podman uses), kept between
+    # runs, replaced when the key changes. On a volume (ext4 here) rootless overlay is
+    # native; on the container's own overlay root it would need fuse-overlayfs.
+    user=dvp-ci
+    store=devaipod-p5r-store-$key
+    for v in $({{sudo}} podman volume ls -q --filter name=^devaipod-p5r-store-); do
+        [ "$v" = "$store" ] || {{sudo}} podman volume rm -f "$v" >/dev/null
+    done
+    name=devaipod-p5r-$$
+    trap '{{sudo}} podman rm -f -t 0 "$name" >/dev/null 2>&1 || true' EXIT
+    # No devaipod.test or io.devaipod.* label: the host's cleanup leaves it alone.
+    {{sudo}} podman run -d --quiet --name "$name" --privileged --cgroupns=host --init \
+        --tmpfs /run:rw,exec,mode=0755 --tmpfs /tmp:rw,exec,mode=1777 \
+        -v "$store:/home/$user/.local/share/containers" -v {{stage}}:{{stage}}:ro \
+        -v /var/cache/devaipod:/var/cache/devaipod:ro \
+        -e PODMAN_IGNORE_CGROUPSV1_WARNING=1 "$image" sleep infinity >/dev/null
+    root=({{sudo}} podman exec "$name")
+    uid=$("${root[@]}" id -u "$user")
+    # As root inside the container (its own /dev and mount namespace; the host's stay
+    # as they are): pasta opens /dev/net/tun, 0600 on a fresh machine ("Failed to open()
+    # /dev/net/tun: Permission denied"); a shared / as on a systemd host (else every new
+    # rootless session warns that "/" is not a shared mount); the store's mount point and
+    # the runtime directory the user's; the ulimits drop-in of test-podman5.
+    "${root[@]}" bash -c "set -e
+        chmod 0666 /dev/net/tun
+        mount --make-rshared /
+        chown $user: /home/$user/.local /home/$user/.local/share /home/$user/.local/share/containers
+        install -d -m 0700 -o $user -g $user /run/user/$uid
+        mkdir -p /etc/containers/containers.conf.d
+        printf '[containers]\ndefault_ulimits = [\"nofile=%s:%s\", \"nproc=%s:%s\"]\n' \$(ulimit -Hn) \$(ulimit -Hn) \$(ulimit -Hu) \$(ulimit -Hu) >/etc/containers/containers.conf.d/ulimits.conf"
+    run=({{sudo}} podman exec -u "$user" -w /tmp -e HOME="/home/$user" -e USER="$user"
+         -e XDG_RUNTIME_DIR="/run/user/$uid" -e DEVAIPOD_BIN={{stage}}/devaipod
+         -e DEVAIPOD_FAKE_LLM={{stage}}/fake-llm -e DEVAIPOD_IMAGE_CACHE=/var/cache/devaipod "$name")
+    "${run[@]}" podman version
+    "${run[@]}" podman info --format 'rootless={{{{.Host.Security.Rootless}} network={{{{.Host.NetworkBackend}}/{{{{.Host.RootlessNetworkCmd}} storage={{{{.Store.GraphDriverName}} native-overlay={{{{index .Store.GraphStatus "Native Overlay Diff"}} cgroups={{{{.Host.CgroupsVersion}}'
+    "${run[@]}" bash {{stage}}/build.sh
+    "${run[@]}" bash {{stage}}/build-broken.sh
+    "${run[@]}" bash {{stage}}/build-gator.sh {{stage}}/fake-gator
+    "${run[@]}" {{stage}}/cleanup.sh
+    "${run[@]}" {{stage}}/podman-tests --test-threads=2 engine:: pod:: security:: secrets:: devcontainer::forwarded_ports
+    "${run[@]}" {{stage}}/cleanup.sh --check
+    echo "test-podman5-rootless: done in $(( $(date +%s) - started ))s"
 
 # The network tests' offline fake internet, as root: kept when up (tests/net/fake-internet.sh down removes it)
 fake-internet:
