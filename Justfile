@@ -250,7 +250,7 @@ test-podman5: _stage fake-internet
 # the image's user dvp-ci in a container of its own, on the tests that drive the engine
 # API (up, list, status, stop, start, delete, rollback, hardening, secrets, a port)
 # Rootless Podman 5.4 tests (a subset): `just stage=/tmp/mine test-podman5-rootless` (root or sudo)
-test-podman5-rootless: _stage
+test-podman5-rootless: _stage fake-internet
     #!/usr/bin/env bash
     set -euo pipefail
     started=$(date +%s)
@@ -272,7 +272,7 @@ test-podman5-rootless: _stage
     {{sudo}} podman run -d --quiet --name "$name" --privileged --cgroupns=host --init \
         --tmpfs /run:rw,exec,mode=0755 --tmpfs /tmp:rw,exec,mode=1777 \
         -v "$store:/home/$user/.local/share/containers" -v {{stage}}:{{stage}}:ro \
-        -v /var/cache/devaipod:/var/cache/devaipod:ro \
+        -v /var/cache/devaipod:/var/cache/devaipod:ro -v /run/dvpt-inet:/run/dvpt-inet \
         -e PODMAN_IGNORE_CGROUPSV1_WARNING=1 "$image" sleep infinity >/dev/null
     root=({{sudo}} podman exec "$name")
     uid=$("${root[@]}" id -u "$user")
@@ -297,7 +297,7 @@ test-podman5-rootless: _stage
     "${run[@]}" bash {{stage}}/build-broken.sh
     "${run[@]}" bash {{stage}}/build-gator.sh {{stage}}/fake-gator
     "${run[@]}" {{stage}}/cleanup.sh
-    "${run[@]}" {{stage}}/podman-tests --test-threads=2 engine:: pod:: security:: secrets:: devcontainer::forwarded_ports
+    "${run[@]}" {{stage}}/podman-tests --test-threads=2 engine:: pod:: security:: secrets:: network:: devcontainer::forwarded_ports
     "${run[@]}" {{stage}}/cleanup.sh --check
     echo "test-podman5-rootless: done in $(( $(date +%s) - started ))s"
 
