@@ -337,9 +337,9 @@ _stage:
     chmod -R a+rX {{stage}}
 
 # Benchmarks against the hand-made floor; record results in docs/benchmarks.md
-bench: setup image
+bench: setup image net fake-internet
     #!/usr/bin/env bash
     set -euo pipefail
     exe=$(cargo bench --bench pod --no-run 2>&1 | sed -n 's/.*Executable benches\/pod.rs (\(.*\))/\1/p' | tail -1)
     [ -n "$exe" ] || { echo "could not build the benchmark" >&2; exit 1; }
-    {{sudo}} env CONTAINERS_CONF="$CONTAINERS_CONF" PATH="$PATH" DEVAIPOD_BENCH_ROUNDS="${DEVAIPOD_BENCH_ROUNDS:-5}" "$exe"
+    {{sudo}} env CONTAINERS_CONF="$CONTAINERS_CONF" PATH="$PATH" DEVAIPOD_NET_BIN="$PWD/target/debug/devaipod-net" DEVAIPOD_BENCH_ROUNDS="${DEVAIPOD_BENCH_ROUNDS:-5}" "$exe"

@@ -10,6 +10,10 @@
 //! - devaipod's own peak RSS (target: under 30 MB), measured with the engine behind
 //!   `CONTAINER_HOST` so the podman service is not devaipod's child.
 //!
+//! - the latency the agent's proxy adds to a request (target: under 5 ms): the same
+//!   HTTP request to the fake internet (tests/net/fake-internet.sh), from the agent
+//!   through its proxy and from the workspace directly, 50 times each.
+//!
 //! Run as root (the floor's readiness wait enters the pod's netns with nsenter).
 //! `DEVAIPOD_BENCH_ROUNDS` sets the rounds (default 5).
 
@@ -360,6 +364,8 @@ fn main() {
         podman(&["pod", "rm", "-f", pod]);
     }
 
+    let (via_proxy, direct) = proxy_latency(&repo_path);
+
     let (ud, uf) = (median(&mut up_d), median(&mut up_f));
     let (dd, df) = (median(&mut del_d), median(&mut del_f));
     let l = median(&mut list);
@@ -404,4 +410,60 @@ fn main() {
         rss_list as f64 / 1024.0,
         verdict(rss_list < 30 * 1024)
     );
+    let added = via_proxy.saturating_sub(direct);
+    println!(
+        "| one HTTP request, agent through its proxy | {:.2} ms | {:.2} ms (workspace, direct) | +{:.2} ms | < +5 ms | {} |",
+        via_proxy.as_secs_f64() * 1000.0,
+        direct.as_secs_f64() * 1000.0,
+        added.as_secs_f64() * 1000.0,
+        verdict(added < Duration::from_millis(5))
+    );
+}
+
+/// Median time of one HTTP request to the fake internet's allowed.test: from the agent
+/// through its proxy, and from the workspace directly (curl's own `time_total`).
+fn proxy_latency(repo: &str) -> (Duration, Duration) {
+    assert!(
+        Path::new("/run/dvpt-inet/hosts").is_file(),
+        "the fake internet is not up: `just fake-internet` (just bench does)"
+    );
+    let config = tempfile::NamedTempFile::new().expect("config");
+    std::fs::write(config.path(), "[agent]\nallow = [\"allowed.test\"]\n").expect("write");
+    let name = "bench-net";
+    run(Command::new(devaipod())
+        .args(["up", repo, "--name", name, "--label", LABEL])
+        .env("DEVAIPOD_CONFIG", config.path())
+        .env("DEVAIPOD_TEST_NET_HOSTS", "/run/dvpt-inet/hosts")
+        .env("DEVAIPOD_TEST_NET_CA", "/run/dvpt-inet/ca.pem"));
+    let times = |container: &str, url: &str, proxy: bool| -> Duration {
+        let flags = if proxy { "" } else { "--noproxy '*'" };
+        let out = podman(&[
+            "exec",
+            container,
+            "sh",
+            "-c",
+            &format!(
+                "curl -s {flags} -o /dev/null {url}; for i in $(seq 50); do curl -s {flags} -o /dev/null -w '%{{time_total}}\\n' {url}; done"
+            ),
+        ]);
+        let mut v: Vec<Duration> = out
+            .lines()
+            .filter_map(|l| l.trim().parse::<f64>().ok())
+            .map(Duration::from_secs_f64)
+            .collect();
+        assert_eq!(v.len(), 50, "{container}: {out}");
+        median(&mut v)
+    };
+    let via = times(
+        &format!("devaipod-{name}-agent"),
+        "http://allowed.test/",
+        true,
+    );
+    let direct = times(
+        &format!("devaipod-{name}-workspace"),
+        "http://198.51.100.10/",
+        false,
+    );
+    run(Command::new(devaipod()).args(["delete", name, "--force"]));
+    (via, direct)
 }
