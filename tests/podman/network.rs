@@ -169,8 +169,13 @@ fn the_agent_reaches_only_its_allowlist_through_the_proxy() {
         std::time::Duration::from_secs(20),
         || direct(&agent, "http://127.0.0.1:18082/").is_ok(),
     );
-    // ... and the workspace reaches it (as it reaches opencode for `oc`).
+    // ... and the workspace reaches it, and opencode's API as `oc` does.
     assert!(direct(&ws, "http://127.0.0.1:18082/").is_ok());
+    let (code, out) = try_in(
+        &ws,
+        "curl -sS --noproxy '*' --max-time 5 -o /dev/null -w '%{http_code}' -u opencode:$(cat /run/secrets/devaipod-opencode-password) http://127.0.0.1:4096/global/health",
+    );
+    assert_eq!((code, out.as_str()), (0, "200"), "oc's route to the agent");
 
     // Through the proxy: the allowlist, and only names.
     assert_eq!(
@@ -246,8 +251,10 @@ fn the_agent_reaches_only_its_allowlist_through_the_proxy() {
     assert_blocked("denied at run time", proxied(&agent, &other));
     assert_blocked("still direct after start", direct(&agent, &allowed));
 
-    // Podman itself starting the pod runs the rules first: the agent is not unfiltered.
-    podman_ok(&["pod", "stop", "-t", "0", &p.pod()]);
+    // Podman itself starting a pod devaipod stopped runs the rules first: the agent is
+    // not unfiltered.
+    let o = devaipod(&["stop", p.name()]);
+    assert!(o.status.success(), "{}", crate::common::pod::stderr(&o));
     podman_ok(&["pod", "start", &p.pod()]);
     crate::common::wait_until(
         "the agent runs again",
