@@ -25,7 +25,7 @@ fn up_makes_a_ready_hardened_pod_and_delete_removes_it() {
         stderr(&out)
     );
 
-    // The JSON names the pod and both containers.
+    // The JSON names the pod and its containers: the network's too (rules, proxy).
     assert_eq!(v["name"], p.name());
     assert_eq!(v["pod"], p.pod().as_str());
     let containers = v["containers"].as_array().expect("containers");
@@ -33,7 +33,7 @@ fn up_makes_a_ready_hardened_pod_and_delete_removes_it() {
         .iter()
         .filter_map(|c| c["role"].as_str())
         .collect();
-    assert_eq!(roles, ["agent", "workspace"]);
+    assert_eq!(roles, ["agent", "proxy", "rules", "workspace"]);
     for c in containers {
         assert!(c["id"].as_str().is_some_and(|id| id.len() == 64), "{c}");
     }
@@ -137,7 +137,8 @@ fn up_makes_a_ready_hardened_pod_and_delete_removes_it() {
     let del = devaipod(&["delete", &p.pod(), "--json"]);
     let removed = json_of(&del);
     assert_eq!(removed["pods"], serde_json::json!([p.pod()]));
-    assert_eq!(removed["volumes"].as_array().map(Vec::len), Some(3));
+    // The clones, the agent's home, the proxy's state and the rules' marker.
+    assert_eq!(removed["volumes"].as_array().map(Vec::len), Some(5));
     let mut gone: Vec<&str> = removed["containers"]
         .as_array()
         .expect("containers")
@@ -145,16 +146,18 @@ fn up_makes_a_ready_hardened_pod_and_delete_removes_it() {
         .filter_map(Value::as_str)
         .collect();
     gone.sort();
+    let (proxy, rules) = (format!("{}-proxy", p.pod()), format!("{}-rules", p.pod()));
     assert_eq!(
         gone,
-        [agent.as_str(), ws.as_str()],
+        [agent.as_str(), proxy.as_str(), rules.as_str(), ws.as_str()],
         "infra containers are not listed"
     );
     assert_eq!(
         removed["secrets"],
         serde_json::json!([
             format!("{}-agent-password", p.pod()),
-            format!("{}-agent-config", p.pod())
+            format!("{}-agent-config", p.pod()),
+            format!("{}-net-config", p.pod())
         ])
     );
     p.assert_nothing_left();
@@ -190,7 +193,7 @@ fn dry_run_prints_the_plan_and_creates_nothing() {
     let v = p.dry_run(&[]);
     assert_eq!(v["image"]["state"], "present");
     assert_eq!(v["pod"]["name"], p.pod().as_str());
-    assert_eq!(v["containers"].as_array().map(Vec::len), Some(2));
+    assert_eq!(v["containers"].as_array().map(Vec::len), Some(4));
     p.assert_nothing_left();
 
     // A missing image: the plan says so, still creates nothing, and `up` refuses.
@@ -268,7 +271,18 @@ fn list_status_stop_start_and_logs() {
         containers,
         [
             ("workspace".into(), ws.clone(), "running".into()),
-            ("agent".into(), agent.clone(), "running".into())
+            ("agent".into(), agent.clone(), "running".into()),
+            (
+                "proxy".into(),
+                format!("{}-proxy", p.pod()),
+                "running".into()
+            ),
+            // The network rules ran before the others and ended.
+            (
+                "rules".into(),
+                format!("{}-rules", p.pod()),
+                "exited".into()
+            ),
         ]
     );
 

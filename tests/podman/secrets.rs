@@ -98,7 +98,9 @@ fn secrets_reach_only_their_consumer_and_never_leak() {
     let removed = json_of(&del);
     assert_eq!(
         removed["secrets"].as_array().map(Vec::len),
-        Some(4),
+        // The password, the agent's configuration, the two sentinels, the proxy's
+        // configuration.
+        Some(5),
         "{removed}"
     );
     p.assert_nothing_left();
@@ -114,7 +116,10 @@ fn an_unset_secret_stops_up_before_anything_is_made() {
         .user_config("[agent]\nsecrets = [\"DEVAIPOD_UNSET_KEY\"]\n")
         .env_remove("DEVAIPOD_UNSET_KEY")
         .build();
-    p.up_fails(&[], "DEVAIPOD_UNSET_KEY is listed");
+    p.up_fails(
+        &[],
+        "DEVAIPOD_UNSET_KEY is named in your devaipod configuration",
+    );
 }
 
 #[test]
