@@ -302,6 +302,8 @@ fn list_status_stop_start_and_logs() {
         [
             format!("{}-agent-home", p.pod()),
             format!("{}-agent-repo", p.pod()),
+            format!("{}-net-marker", p.pod()),
+            format!("{}-net-state", p.pod()),
             format!("{}-workspace", p.pod())
         ]
     );
