@@ -517,6 +517,29 @@ impl Proxy {
         let extra = format!("provider={}", route.provider);
         let name = route.host.to_string();
         let port = route.port;
+        // An API's methods only: TRACE (or CONNECT, OPTIONS) could have an upstream or
+        // an intermediary echo the request, key included, back to the agent.
+        if ![
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::HEAD,
+        ]
+        .contains(req.method())
+        {
+            return self.refuse(
+                METHOD,
+                &name,
+                Some(port),
+                &extra,
+                Refusal::new(
+                    Reason::Malformed,
+                    "devaipod: a credential route takes GET, POST, PUT, PATCH, DELETE or HEAD",
+                ),
+            );
+        }
         let target = match route.target(rest, req.uri().query()) {
             Ok(target) => target,
             Err(refusal) => return self.refuse(METHOD, &name, Some(port), &extra, refusal),

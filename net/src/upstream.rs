@@ -73,9 +73,12 @@ pub(crate) enum Resolver {
 
 impl Resolver {
     pub(crate) fn system() -> Result<Self> {
-        let builder = TokioResolver::builder_tokio().context(
+        let mut builder = TokioResolver::builder_tokio().context(
             "reading the resolver configuration /etc/resolv.conf (the proxy resolves names itself)",
         )?;
+        // Never the pod's /etc/hosts: the repo's `--add-host` (or anything else that
+        // writes it) must not send an allowed name to an address of its choosing.
+        builder.options_mut().use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
         Ok(Resolver::Dns(Box::new(builder.build())))
     }
 
@@ -431,6 +434,18 @@ impl CredentialRoute {
                 "devaipod: a credential route's path may not contain '.' or '..' segments",
             ));
         }
+        // Nor what an upstream might decode into a separator or a path parameter, so
+        // that "the route stays under the base path" does not depend on the upstream.
+        let lower = rest.to_ascii_lowercase();
+        if ["%2f", "%5c", "\\", ";", "%3b", "%25"]
+            .iter()
+            .any(|bad| lower.contains(bad))
+        {
+            return Err(Refusal::new(
+                Reason::Malformed,
+                "devaipod: a credential route's path may not contain encoded slashes, backslashes, ';' or '%25'",
+            ));
+        }
         let mut target = format!("{}{rest}", self.base_path);
         if target.is_empty() {
             target.push('/');
@@ -697,7 +712,19 @@ mod tests {
             root.target("/chat", None).expect("target").to_string(),
             "/chat"
         );
-        for rest in ["/../admin", "/a/./b", "/%2e%2e/x", "/.%2E/x", "/a/%2E"] {
+        for rest in [
+            "/../admin",
+            "/a/./b",
+            "/%2e%2e/x",
+            "/.%2E/x",
+            "/a/%2E",
+            "/v1/..;/x",
+            "/%2E%2E%2Fadmin",
+            "/a%2f..%2f..%2fadmin",
+            "/%2e%2e%5cx",
+            "/a\\b",
+            "/a%252e%252e/x",
+        ] {
             let refusal = r.target(rest, None).expect_err(rest);
             assert_eq!(refusal.reason, Reason::Malformed, "{rest}");
         }

@@ -58,6 +58,9 @@ pub(crate) enum Consent {
     SecurityOpt { from: Origin, option: String },
     /// A host device (`runArgs --device`).
     Device { device: String },
+    /// `runArgs --dns`/`--add-host`: they apply to the whole pod's name lookups, so to
+    /// the names the agent's proxy resolves (an allowed name could be sent elsewhere).
+    PodNames { flag: String, value: String },
 }
 
 impl Consent {
@@ -86,6 +89,7 @@ impl Consent {
                 format!("{} {option}", from.name("securityOpt", "--security-opt"))
             }
             Consent::Device { device } => format!("runArgs --device {device}"),
+            Consent::PodNames { flag, value } => format!("runArgs {flag} {value}"),
         }
     }
 }
@@ -103,6 +107,11 @@ impl fmt::Display for Consent {
                 target,
             } => write!(f, "runArgs binds {source} at {target}"),
             Consent::HostBind { .. } => f.write_str(&self.request()),
+            Consent::PodNames { .. } => write!(
+                f,
+                "{} (the whole pod: the agent's proxy resolves names with it)",
+                self.request()
+            ),
             _ => write!(f, "{} (workspace only)", self.request()),
         }
     }

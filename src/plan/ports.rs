@@ -86,6 +86,19 @@ pub(crate) fn pod_ports(
             ports.push(p.clone());
         }
     }
+    // devaipod's own ports stay inside the pod: opencode's API and the agent's proxy
+    // (its credential routes add the user's keys) are for the pod alone.
+    let reserved = [
+        super::AGENT_PORT,
+        super::paths::PROXY_PORT,
+        super::gator::PORT,
+    ];
+    if let Some(p) = ports.iter().find(|p| reserved.contains(&p.container_port)) {
+        return Err(input.bad_property(format!(
+            "port {} is devaipod's own inside the pod (4096 the agent's API, 4097 its proxy, 8765 service-gator) and is never published; forward another port",
+            p.container_port
+        )));
+    }
     Ok(ports)
 }
 
@@ -95,6 +108,16 @@ mod tests {
 
     use super::*;
     use crate::plan::tests_support::input;
+
+    #[test]
+    fn devaipods_own_ports_are_never_published() {
+        for port in [4096, 4097, 8765] {
+            let mut i = input();
+            i.devcontainer.forward_ports = Some(vec![json!(port)]);
+            let e = pod_ports(&i, &RunArgs::default(), &mut Vec::new()).expect_err("reserved");
+            assert!(e.to_string().contains("devaipod's own"), "{e}");
+        }
+    }
 
     #[test]
     fn run_args_ports_join_unless_already_published() {

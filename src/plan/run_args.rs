@@ -376,12 +376,23 @@ fn resource_flag(out: &mut RunArgs, flag: &str, value: Value<'_>) -> Result<(), 
             );
         }
         "-h" | "--hostname" => out.hostname = Some(value()?),
-        "--dns" => out.dns.push(value()?),
+        "--dns" => {
+            let v = value()?;
+            out.needs_trust.push(Consent::PodNames {
+                flag: "--dns".into(),
+                value: v.clone(),
+            });
+            out.dns.push(v);
+        }
         "--add-host" => {
             let v = value()?;
             if v.split_once(':').is_none() {
                 return Err(format!("runArgs: --add-host {v}: write HOST:IP"));
             }
+            out.needs_trust.push(Consent::PodNames {
+                flag: "--add-host".into(),
+                value: v.clone(),
+            });
             out.add_hosts.push(v);
         }
         "--ulimit" => out.ulimits.push(ulimit(&value()?)?),
@@ -581,7 +592,12 @@ mod tests {
         assert_eq!(a.runtime.as_deref(), Some("crun"));
         assert_eq!(a.cap_drop, ["NET_RAW"]);
         assert_eq!(a.warnings.len(), 2, "{:?}", a.warnings);
-        assert!(a.needs_trust.is_empty());
+        // --dns and --add-host reach the whole pod's lookups, the agent's proxy's too.
+        let names: Vec<String> = a.needs_trust.iter().map(|c| c.request()).collect();
+        assert_eq!(
+            names,
+            ["runArgs --dns 10.0.0.1", "runArgs --add-host db:10.0.0.2"]
+        );
     }
 
     #[test]

@@ -428,7 +428,8 @@ fn widening_settings_need_consent_and_stay_in_the_workspace() {
     let agent = plan.container(Role::Agent).expect("agent");
     assert_eq!(agent.extra, Extras::default());
     assert_eq!(agent.cap_drop, ["ALL"]);
-    assert_eq!(plan.trust.applied.len(), 3, "{:?}", plan.trust.applied);
+    // privileged, the device, the security option, and --dns (the whole pod's).
+    assert_eq!(plan.trust.applied.len(), 4, "{:?}", plan.trust.applied);
     i.devcontainer.security_opt = Some(vec!["systempaths=unconfined".into()]);
     assert!(build(&i).is_err());
     i.devcontainer.security_opt = None;

@@ -81,6 +81,12 @@ pub(crate) fn resolve_workspace_user(spec: &str, passwd: &str, group: &str) -> R
             "the workspace's user {spec:?} has uid {agent}, the agent's uid: git in the workspace would then take the agent's clone for the user's own and run the hooks, filters and pagers the agent writes into it; make remoteUser, containerUser and runArgs' --user in devcontainer.json (or the image's USER) a user with any other uid"
         );
     }
+    let proxy = u64::from(crate::plan::paths::PROXY_UID);
+    if uid == proxy {
+        bail!(
+            "the workspace's user {spec:?} has uid {proxy}, the agent's proxy's uid: the agent's network rules let it reach that uid's listener on the proxy's port, so a workspace service could answer the agent as its proxy; make remoteUser, containerUser and runArgs' --user in devcontainer.json (or the image's USER) a user with any other uid"
+        );
+    }
     Ok((uid, gid))
 }
 
