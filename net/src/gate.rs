@@ -11,7 +11,7 @@
 //!
 //! The marker is one line of JSON, e.g.
 //! `{"version":1,"netns_cookie":4101,"boot_id":"…","ruleset":"sha256:0123456789abcdef",
-//! "agent_uid":4096,"allow_reply":["4097:4097"]}`, written with mode 0644 by rename
+//! "agent_uid":4096,"agent_port":4096,"allow_reply":["4097:4097"]}`, written with mode 0644 by rename
 //! (readers see the old file or the new one, never half of one).
 
 use std::fs;
@@ -43,6 +43,7 @@ pub(crate) struct Marker {
     /// [`crate::rules::ruleset_hash`] of what was installed.
     pub(crate) ruleset: String,
     pub(crate) agent_uid: u32,
+    pub(crate) agent_port: u16,
     pub(crate) allow_reply: Vec<String>,
 }
 
@@ -210,6 +211,7 @@ mod tests {
             boot_id: boot.into(),
             ruleset: "sha256:0123456789abcdef".into(),
             agent_uid: 4096,
+            agent_port: 4096,
             allow_reply: vec!["4097:4097".into()],
         }
     }
@@ -253,7 +255,7 @@ mod tests {
         let text = fs::read_to_string(&path).expect("read");
         assert_eq!(
             text,
-            "{\"version\":1,\"netns_cookie\":77,\"boot_id\":\"b\",\"ruleset\":\"sha256:0123456789abcdef\",\"agent_uid\":4096,\"allow_reply\":[\"4097:4097\"]}\n"
+            "{\"version\":1,\"netns_cookie\":77,\"boot_id\":\"b\",\"ruleset\":\"sha256:0123456789abcdef\",\"agent_uid\":4096,\"agent_port\":4096,\"allow_reply\":[\"4097:4097\"]}\n"
         );
         // Nothing but the marker is left in the directory.
         let names: Vec<_> = fs::read_dir(&dir)

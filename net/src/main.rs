@@ -55,6 +55,10 @@ enum Command {
         /// The agent's uid
         #[arg(long)]
         agent_uid: u32,
+        /// The agent's opencode port: the only port on which the agent's listeners
+        /// accept connections of other uids
+        #[arg(long)]
+        agent_port: u16,
         /// A listener of another uid the agent may reach on the loopback: UID:PORT
         /// (the proxy, the gator)
         #[arg(long = "allow-reply", value_name = "UID:PORT")]
@@ -98,9 +102,10 @@ fn main() -> ExitCode {
         Command::Proxy { config, state } => proxy::run(&config, &state),
         Command::Rules {
             agent_uid,
+            agent_port,
             allow_reply,
             marker,
-        } => rules::run(agent_uid, &allow_reply, &marker),
+        } => rules::run(agent_uid, agent_port, &allow_reply, &marker),
         Command::Gate {
             marker,
             timeout_secs,

@@ -140,6 +140,7 @@ pub(crate) const NFT_REG_1: u32 = 1;
 // enum nft_meta_keys
 pub(crate) const NFT_META_OIFNAME: u32 = 7;
 pub(crate) const NFT_META_SKUID: u32 = 10;
+pub(crate) const NFT_META_NFPROTO: u32 = 15;
 pub(crate) const NFT_META_L4PROTO: u32 = 16;
 // enum nft_ct_keys
 pub(crate) const NFT_CT_STATE: u32 = 0;
@@ -148,6 +149,7 @@ pub(crate) const NFT_CT_MARK: u32 = 3;
 pub(crate) const NFT_CMP_EQ: u32 = 0;
 pub(crate) const NFT_CMP_NEQ: u32 = 1;
 // enum nft_payload_bases, nft_payload_csum_types
+pub(crate) const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 pub(crate) const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 pub(crate) const NFT_PAYLOAD_CSUM_INET: u32 = 1;
 // enum nft_reject_types, nft_reject_inet_code
@@ -1272,6 +1274,7 @@ fn meta_key(k: u32) -> String {
         NFT_META_OIFNAME => "oifname".into(),
         NFT_META_SKUID => "skuid".into(),
         NFT_META_L4PROTO => "l4proto".into(),
+        NFT_META_NFPROTO => "nfproto".into(),
         k => format!("key{k}"),
     }
 }
@@ -1538,6 +1541,16 @@ mod tests {
                 base: NFT_PAYLOAD_TRANSPORT_HEADER,
                 offset: 0,
                 len: 2,
+                dreg: 1,
+            },
+            Expr::Meta {
+                key: NFT_META_NFPROTO,
+                dreg: 1,
+            },
+            Expr::Payload {
+                base: NFT_PAYLOAD_NETWORK_HEADER,
+                offset: 12,
+                len: 4,
                 dreg: 1,
             },
             Expr::PayloadWrite {

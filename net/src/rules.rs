@@ -1,69 +1,95 @@
 //! The agent's nftables rules and the `rules` command that installs them.
 //!
-//! The ruleset is a pure function of the agent's uid and the listeners of other uids
-//! it may reach ([`ruleset`]). `rules` installs it in one nf_tables transaction, reads
-//! the table back from the kernel and compares it expression by expression, and only
-//! then writes the marker the agent's gate waits for ([`crate::gate`]).
+//! The ruleset is a pure function of the agent's uid, its opencode port and the
+//! listeners of other uids it may reach ([`ruleset`]). `rules` installs it in one
+//! nf_tables transaction, reads the table back from the kernel and compares it
+//! expression by expression, and only then writes the marker the agent's gate waits
+//! for ([`crate::gate`]).
 //!
 //! # The rules, and why they hold
 //!
 //! One table, `inet devaipod` (IPv4 and IPv6 alike), one base chain `output` (filter,
 //! hook output, priority 0, policy accept): every packet a socket of this network
 //! namespace sends passes it, loopback included (a loopback packet goes out through
-//! the output hook to `lo` and comes back in). In `nft` syntax, for agent uid A, mark
-//! M = [`AGENT_MARK`] and each allowance UID:PORT:
+//! the output hook to `lo` and comes back in). In `nft` syntax, for agent uid A, its
+//! opencode port P, mark M = [`AGENT_MARK`] and each allowance UID:PORT:
 //!
 //! ```text
 //! 1  meta skuid A oifname != "lo" counter reject with icmpx admin-prohibited
 //! 2  meta skuid A meta l4proto != tcp counter reject with icmpx admin-prohibited
 //! 3  meta skuid A ct state invalid,untracked counter reject with icmpx admin-prohibited
 //! 4  oifname "lo" meta skuid A ct state new ct mark set M
-//! 5  oifname "lo" ct mark M meta skuid A accept
-//! 6  oifname "lo" ct mark M meta skuid UID tcp sport PORT accept        (one per allowance)
-//! 7  oifname "lo" ct mark M tcp flags & (syn|ack) == syn|ack counter tcp flags set rst|ack accept
-//! 8  oifname "lo" ct mark M meta skuid != A meta l4proto tcp counter reject with tcp reset
+//! 5  oifname "lo" meta skuid A ct mark != M tcp sport != P tcp flags & (syn|ack) == syn|ack counter tcp flags set rst|ack accept
+//! 6  oifname "lo" meta skuid A ct mark != M tcp sport != P counter reject with tcp reset
+//! 7  oifname "lo" ct mark M meta skuid A accept
+//! 8  oifname "lo" ct mark M meta skuid UID meta nfproto ipv4 ip saddr 127.0.0.1 tcp sport PORT accept   (one per allowance)
+//! 9  oifname "lo" ct mark M tcp flags & (syn|ack) == syn|ack counter tcp flags set rst|ack accept
+//! 10 oifname "lo" ct mark M meta skuid != A meta l4proto tcp counter reject with tcp reset
 //! ```
 //!
 //! - `meta skuid` is the owner (fsuid) of the socket that sends the packet, read from
-//!   the socket's file. A packet without a full socket behind it (a RST or ICMP error
-//!   the kernel makes, a TIME_WAIT ack, a syncookie SYN-ACK) has no skuid: every
-//!   `meta skuid` match fails on it, `!=` included. Rules 1-4 therefore only ever act
-//!   on the agent's own sockets, and rule 7 exists for the socketless case (below).
+//!   the socket's file (for a SYN-ACK, the listening socket's). A packet without a
+//!   full socket behind it (a RST or ICMP error the kernel makes, a TIME_WAIT ack, a
+//!   syncookie SYN-ACK, a packet of an accepted connection before `accept` returns it)
+//!   has no skuid: every `meta skuid` match fails on it, `!=` included. Rules 1-6
+//!   therefore only ever act on the agent's own sockets, and rule 9 exists for the
+//!   socketless case (below).
 //! - 1, 2: the agent sends nothing but TCP, and only on the loopback. Every local
 //!   address (127.0.0.1, ::1, the pod's own eth0 addresses) routes through `lo`; the
 //!   bridge gateway, the host, DNS servers and the internet do not. UDP (DNS), ICMP
 //!   (ping sockets), SCTP and the rest are refused on the loopback too.
-//! - 3: the reply filter (5-8) depends on conntrack. A packet of the agent's that
+//! - 3: the reply filter (7-10) depends on conntrack. A packet of the agent's that
 //!   conntrack does not track (a `notrack` rule someone with CAP_NET_ADMIN added, a
 //!   packet conntrack calls invalid) is refused instead of trusted.
 //! - 4: every connection the agent opens on the loopback is marked (on its first
 //!   packet, the SYN). The mark lives in the conntrack entry, so it outlives a
 //!   re-install of this table (a restart keeps the agent's connections confined).
-//! - 5-8 look at the other direction: packets sent *to* the agent in a marked
+//! - 5, 6: connections *to* the agent (not marked: their SYN is not the agent's) are
+//!   answered on its opencode port P only. Without them the agent could listen on
+//!   any other port or address (127.0.0.1:7001, the pod's eth0 address, ::1) and
+//!   impersonate a workspace service that is not running yet, or one it raced to the
+//!   port. 5 turns the agent's SYN-ACK from any other port into a RST+ACK, so the
+//!   workspace's client sees `connection refused` at once, as for a port nobody
+//!   listens on; 6 resets any other packet the agent sends in such a connection. The
+//!   residual case is syncookies: when the agent's listener's SYN queue overflows,
+//!   the kernel answers with a cookie SYN-ACK that carries no socket, so 5 does not
+//!   see it and the peer's handshake completes. Data the peer sends after it is
+//!   queued on the agent's new socket, and the agent can `accept` and read it before
+//!   its first reply is reset by 6 (until `accept` the socket has no file, so its
+//!   ACKs pass too). So a workspace client can be made to *send* one flight of data
+//!   to such a listener, never to get an answer from it. The agent can bring this
+//!   about (many parallel connects of its own to its listener of a small backlog fill
+//!   that listener's SYN queue); closing it would need the rules to tell an
+//!   accepted-but-not-yet-`accept`ed socket of the agent's from others', which
+//!   `meta skuid` cannot.
+//! - 7-10 look at the other direction: packets sent *to* the agent in a marked
 //!   connection. The first of them is the SYN-ACK, and a SYN-ACK's skuid is the owner
-//!   of the listening socket. So: the agent's own listeners answer (5, its test servers
-//!   on any port), the proxy and the gator answer on their ports only (6), and every
-//!   other SYN-ACK is turned into a RST+ACK on its way to the agent (7), which then
+//!   of the listening socket. So: the agent's own listeners answer (7, its test
+//!   servers on any port), the proxy and the gator answer on their ports and on
+//!   127.0.0.1 only, where they listen (8: a workspace process of the same uid on
+//!   another local address, ::1 or the pod's eth0 address, is not them), and every
+//!   other SYN-ACK is turned into a RST+ACK on its way to the agent (9), which then
 //!   sees `connect: connection refused`, the same answer as for a port nobody listens
-//!   on (so the agent cannot even tell which ports the workspace listens on). 8 is
+//!   on (so the agent cannot even tell which ports the workspace listens on). 10 is
 //!   defence in depth: any other packet of another uid's socket in a marked connection.
-//! - Why 7 rewrites instead of `reject with tcp reset`: a reject sends its RST to the
-//!   *sender* of the rejected packet, i.e. to the workspace's listener. The agent would
-//!   hear nothing and retry its SYN for about two minutes (and the retries would tell it
-//!   that something listens there).
-//! - Why 7 does not look at skuid: under a SYN flood (the agent can fill a workspace
+//! - Why 5 and 9 rewrite instead of `reject with tcp reset`: a reject sends its RST to
+//!   the *sender* of the rejected packet, i.e. to the listener. The client would
+//!   hear nothing and retry its SYN for about two minutes (and the retries would tell
+//!   it that something listens there).
+//! - Why 9 does not look at skuid: under a SYN flood (the agent can fill a workspace
 //!   listener's SYN queue) the kernel answers with syncookie SYN-ACKs, which carry no
 //!   socket, so no `meta skuid` rule sees them. Matched on skuid alone (`skuid != A
 //!   reject`), the agent completes such handshakes and its data reaches the workspace's
 //!   server (seen on Linux 6.18: with `net.ipv4.tcp_syncookies=2` every time, and with
 //!   the default 1, 198 of 200 parallel connects to a listener of backlog 1 were
-//!   completed). Rule 7 refuses every
-//!   SYN-ACK that 5 and 6 did not accept, socket or not. The price: under syncookies the
+//!   completed). Rule 9 refuses every
+//!   SYN-ACK that 7 and 8 did not accept, socket or not. The price: under syncookies the
 //!   agent cannot reach the proxy or its own listeners either (fail closed).
 //! - No `ct direction` anywhere: in a marked connection the original direction is the
-//!   agent's socket; a non-agent packet in it is refused whichever way it goes.
-//! - Connections to the agent (the workspace to opencode on 4096) are not marked (their
-//!   SYN is not the agent's), so the agent's replies and the workspace's packets pass.
+//!   agent's socket; a non-agent packet in it is refused whichever way it goes. In an
+//!   unmarked one, every packet of the agent's is its listener's side.
+//! - Connections to the agent on P (the workspace to opencode on 4096) pass 5 and 6,
+//!   and their packets of other uids are not in a marked connection, so they pass too.
 //!
 //! # User namespaces
 //!
@@ -107,15 +133,24 @@ pub(crate) struct Allowance {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Policy {
     pub(crate) agent_uid: u32,
+    /// The one port on which the agent's listeners (opencode) may accept connections
+    /// of others.
+    pub(crate) agent_port: u16,
     pub(crate) allow: Vec<Allowance>,
 }
 
 impl Policy {
-    /// From the command line: `--agent-uid` and each `--allow-reply UID:PORT`.
-    pub(crate) fn parse(agent_uid: u32, allow_reply: &[String]) -> Result<Policy> {
+    /// From the command line: `--agent-uid`, `--agent-port` and each
+    /// `--allow-reply UID:PORT`.
+    pub(crate) fn parse(agent_uid: u32, agent_port: u16, allow_reply: &[String]) -> Result<Policy> {
         if agent_uid == 0 {
             bail!(
                 "--agent-uid 0: the agent must not run as root (its rules key on its uid, and root's processes would be confined with it)"
+            );
+        }
+        if agent_port == 0 {
+            bail!(
+                "--agent-port 0: expected the TCP port the agent's opencode listens on (e.g. 4096)"
             );
         }
         let mut allow = Vec::new();
@@ -133,7 +168,11 @@ impl Policy {
             }
             allow.push(a);
         }
-        Ok(Policy { agent_uid, allow })
+        Ok(Policy {
+            agent_uid,
+            agent_port,
+            allow,
+        })
     }
 }
 
@@ -258,12 +297,45 @@ fn th(offset: u32, len: u32) -> Expr {
     }
 }
 
-/// `tcp sport PORT` (with its `meta l4proto tcp` dependency; the port in network order)
-fn tcp_sport(port: u16) -> Vec<Expr> {
+/// `ct mark != M`
+fn ct_mark_is_not(mark: u32) -> Vec<Expr> {
+    vec![
+        Expr::Ct {
+            key: nft::NFT_CT_MARK,
+            dreg: R1,
+        },
+        cmp(nft::NFT_CMP_NEQ, &mark.to_ne_bytes()),
+    ]
+}
+
+/// `tcp sport PORT` / `!= PORT` (with its `meta l4proto tcp` dependency; the port in
+/// network order)
+fn tcp_sport(op: u32, port: u16) -> Vec<Expr> {
     let mut v = l4proto_tcp(nft::NFT_CMP_EQ);
-    v.push(th(0, 2));
-    v.push(cmp(nft::NFT_CMP_EQ, &port.to_be_bytes()));
+    v.extend(tcp_sport_only(op, port));
     v
+}
+
+/// `tcp sport` without the dependency, for a rule that has it already.
+fn tcp_sport_only(op: u32, port: u16) -> Vec<Expr> {
+    vec![th(0, 2), cmp(op, &port.to_be_bytes())]
+}
+
+/// `ip saddr 127.0.0.1` (with its `meta nfproto ipv4` dependency: in an inet table the
+/// network header may be IPv6). The address is 4 bytes at offset 12 of the IPv4
+/// header, in network order.
+fn ip_saddr_loopback() -> Vec<Expr> {
+    vec![
+        meta(nft::NFT_META_NFPROTO),
+        cmp(nft::NFT_CMP_EQ, &[libc::NFPROTO_IPV4 as u8]),
+        Expr::Payload {
+            base: nft::NFT_PAYLOAD_NETWORK_HEADER,
+            offset: 12,
+            len: 4,
+            dreg: R1,
+        },
+        cmp(nft::NFT_CMP_EQ, &std::net::Ipv4Addr::LOCALHOST.octets()),
+    ]
 }
 
 const TCP_FIN_SYN_RST_PSH_ACK_OFFSET: u32 = 13;
@@ -274,15 +346,22 @@ const TCP_ACK: u8 = 0x10;
 /// `tcp flags & (syn|ack) == syn|ack`: every segment with both SYN and ACK set.
 fn tcp_syn_ack() -> Vec<Expr> {
     let mut v = l4proto_tcp(nft::NFT_CMP_EQ);
-    v.push(th(TCP_FIN_SYN_RST_PSH_ACK_OFFSET, 1));
-    v.push(Expr::Bitwise {
-        sreg: R1,
-        dreg: R1,
-        mask: vec![TCP_SYN | TCP_ACK],
-        xor: vec![0],
-    });
-    v.push(cmp(nft::NFT_CMP_EQ, &[TCP_SYN | TCP_ACK]));
+    v.extend(tcp_syn_ack_only());
     v
+}
+
+/// The same without the `meta l4proto tcp` dependency.
+fn tcp_syn_ack_only() -> Vec<Expr> {
+    vec![
+        th(TCP_FIN_SYN_RST_PSH_ACK_OFFSET, 1),
+        Expr::Bitwise {
+            sreg: R1,
+            dreg: R1,
+            mask: vec![TCP_SYN | TCP_ACK],
+            xor: vec![0],
+        },
+        cmp(nft::NFT_CMP_EQ, &[TCP_SYN | TCP_ACK]),
+    ]
 }
 
 /// `tcp flags set rst|ack`, as `nft` writes it: the 16 bits at offset 12 (data offset,
@@ -352,6 +431,7 @@ fn rule(text: String, parts: Vec<Vec<Expr>>) -> Rule {
 pub(crate) fn ruleset(p: &Policy) -> Vec<Rule> {
     use nft::{NFT_CMP_EQ as EQ, NFT_CMP_NEQ as NEQ};
     let a = p.agent_uid;
+    let port = p.agent_port;
     let m = AGENT_MARK;
     let mut rules = vec![
         rule(
@@ -392,6 +472,33 @@ pub(crate) fn ruleset(p: &Policy) -> Vec<Rule> {
             ],
         ),
         rule(
+            format!(
+                "oifname \"lo\" meta skuid {a} ct mark != {m:#010x} tcp sport != {port} tcp flags & (syn|ack) == syn|ack counter tcp flags set rst|ack accept"
+            ),
+            vec![
+                oifname_lo(EQ),
+                skuid(EQ, a),
+                ct_mark_is_not(m),
+                tcp_sport(NEQ, port),
+                tcp_syn_ack_only(),
+                vec![counter()],
+                tcp_flags_set_rst_ack(),
+                vec![accept()],
+            ],
+        ),
+        rule(
+            format!(
+                "oifname \"lo\" meta skuid {a} ct mark != {m:#010x} tcp sport != {port} counter reject with tcp reset"
+            ),
+            vec![
+                oifname_lo(EQ),
+                skuid(EQ, a),
+                ct_mark_is_not(m),
+                tcp_sport(NEQ, port),
+                vec![counter(), reject_tcp_reset()],
+            ],
+        ),
+        rule(
             format!("oifname \"lo\" ct mark {m:#010x} meta skuid {a} accept"),
             vec![oifname_lo(EQ), ct_mark_is(m), skuid(EQ, a), vec![accept()]],
         ),
@@ -399,14 +506,15 @@ pub(crate) fn ruleset(p: &Policy) -> Vec<Rule> {
     for al in &p.allow {
         rules.push(rule(
             format!(
-                "oifname \"lo\" ct mark {m:#010x} meta skuid {} tcp sport {} accept",
+                "oifname \"lo\" ct mark {m:#010x} meta skuid {} meta nfproto ipv4 ip saddr 127.0.0.1 tcp sport {} accept",
                 al.uid, al.port
             ),
             vec![
                 oifname_lo(EQ),
                 ct_mark_is(m),
                 skuid(EQ, al.uid),
-                tcp_sport(al.port),
+                ip_saddr_loopback(),
+                tcp_sport(EQ, al.port),
                 vec![accept()],
             ],
         ));
@@ -624,8 +732,13 @@ fn check_netns_owner() -> Result<()> {
 }
 
 /// `devaipod-net rules`: install, read back, then write the marker.
-pub(crate) fn run(agent_uid: u32, allow_reply: &[String], marker: &Path) -> Result<()> {
-    let policy = Policy::parse(agent_uid, allow_reply)?;
+pub(crate) fn run(
+    agent_uid: u32,
+    agent_port: u16,
+    allow_reply: &[String],
+    marker: &Path,
+) -> Result<()> {
+    let policy = Policy::parse(agent_uid, agent_port, allow_reply)?;
     check_netns_owner()?;
     // Before any change: without these the gate cannot work, so fail early.
     let cookie = gate::netns_cookie()?;
@@ -654,6 +767,7 @@ pub(crate) fn run(agent_uid: u32, allow_reply: &[String], marker: &Path) -> Resu
             boot_id,
             ruleset: hash.clone(),
             agent_uid: policy.agent_uid,
+            agent_port: policy.agent_port,
             allow_reply: policy
                 .allow
                 .iter()
@@ -674,7 +788,7 @@ mod tests {
     use super::*;
 
     fn policy() -> Policy {
-        Policy::parse(4096, &["4097:4097".into(), "65534:8765".into()]).expect("policy")
+        Policy::parse(4096, 4096, &["4097:4097".into(), "65534:8765".into()]).expect("policy")
     }
 
     #[test]
@@ -699,13 +813,15 @@ mod tests {
             ("1:0", "port 0"),
             ("4096:80", "the agent's own uid"),
         ] {
-            let e = Policy::parse(4096, &[bad.into()]).expect_err(bad);
+            let e = Policy::parse(4096, 4096, &[bad.into()]).expect_err(bad);
             assert!(format!("{e:#}").contains(says), "{bad}: {e:#}");
         }
-        let e = Policy::parse(4096, &["1:2".into(), "1:2".into()]).expect_err("twice");
+        let e = Policy::parse(4096, 4096, &["1:2".into(), "1:2".into()]).expect_err("twice");
         assert!(format!("{e:#}").contains("twice"), "{e:#}");
-        let e = Policy::parse(0, &[]).expect_err("root");
+        let e = Policy::parse(0, 4096, &[]).expect_err("root");
         assert!(format!("{e:#}").contains("root"), "{e:#}");
+        let e = Policy::parse(4096, 0, &[]).expect_err("port 0");
+        assert!(format!("{e:#}").contains("--agent-port 0"), "{e:#}");
     }
 
     /// The ruleset in `nft` words, in order: the contract the module documentation
@@ -720,9 +836,11 @@ mod tests {
                 "meta skuid 4096 meta l4proto != tcp counter reject with icmpx admin-prohibited",
                 "meta skuid 4096 ct state invalid,untracked counter reject with icmpx admin-prohibited",
                 "oifname \"lo\" meta skuid 4096 ct state new ct mark set 0x64766167",
+                "oifname \"lo\" meta skuid 4096 ct mark != 0x64766167 tcp sport != 4096 tcp flags & (syn|ack) == syn|ack counter tcp flags set rst|ack accept",
+                "oifname \"lo\" meta skuid 4096 ct mark != 0x64766167 tcp sport != 4096 counter reject with tcp reset",
                 "oifname \"lo\" ct mark 0x64766167 meta skuid 4096 accept",
-                "oifname \"lo\" ct mark 0x64766167 meta skuid 4097 tcp sport 4097 accept",
-                "oifname \"lo\" ct mark 0x64766167 meta skuid 65534 tcp sport 8765 accept",
+                "oifname \"lo\" ct mark 0x64766167 meta skuid 4097 meta nfproto ipv4 ip saddr 127.0.0.1 tcp sport 4097 accept",
+                "oifname \"lo\" ct mark 0x64766167 meta skuid 65534 meta nfproto ipv4 ip saddr 127.0.0.1 tcp sport 8765 accept",
                 "oifname \"lo\" ct mark 0x64766167 tcp flags & (syn|ack) == syn|ack counter tcp flags set rst|ack accept",
                 "oifname \"lo\" ct mark 0x64766167 meta skuid != 4096 meta l4proto tcp counter reject with tcp reset",
             ]
@@ -769,8 +887,46 @@ mod tests {
                 "ct set mark with reg 1".into(),
             ]
         );
+        let syn_ack_to_rst_ack = [
+            "payload load 1b @ base 2 + 13 => reg 1".to_string(),
+            "bitwise reg 1 = (reg 1 & 0x12) ^ 0x00".into(),
+            "cmp eq reg 1 0x12".into(),
+            "counter".into(),
+            "payload load 2b @ base 2 + 12 => reg 1".into(),
+            "bitwise reg 1 = (reg 1 & 0xff00) ^ 0x0014".into(),
+            "payload write reg 1 => 2b @ base 2 + 12 csum_type 1 csum_off 16 csum_flags 0x0".into(),
+            "immediate reg 0 accept".into(),
+        ];
+        let not_opened_by_the_agent_from_another_port = [
+            "meta load oifname => reg 1".to_string(),
+            lo.into(),
+            "meta load skuid => reg 1".into(),
+            uid(4096),
+            "ct load mark => reg 1".into(),
+            format!("cmp neq reg 1 {}", hexs(&AGENT_MARK.to_ne_bytes())),
+            "meta load l4proto => reg 1".into(),
+            "cmp eq reg 1 0x06".into(),
+            "payload load 2b @ base 2 + 0 => reg 1".into(),
+            "cmp neq reg 1 0x1000".into(),
+        ];
+        assert_eq!(
+            text(4),
+            [
+                &not_opened_by_the_agent_from_another_port[..],
+                &syn_ack_to_rst_ack[..]
+            ]
+            .concat()
+        );
         assert_eq!(
             text(5),
+            [
+                &not_opened_by_the_agent_from_another_port[..],
+                &["counter".to_string(), "reject type 1".into()][..]
+            ]
+            .concat()
+        );
+        assert_eq!(
+            text(7),
             [
                 "meta load oifname => reg 1".to_string(),
                 lo.into(),
@@ -778,6 +934,10 @@ mod tests {
                 mark.clone(),
                 "meta load skuid => reg 1".into(),
                 uid(4097),
+                "meta load nfproto => reg 1".into(),
+                "cmp eq reg 1 0x02".into(),
+                "payload load 4b @ base 1 + 12 => reg 1".into(),
+                "cmp eq reg 1 0x7f000001".into(),
                 "meta load l4proto => reg 1".into(),
                 "cmp eq reg 1 0x06".into(),
                 "payload load 2b @ base 2 + 0 => reg 1".into(),
@@ -786,22 +946,17 @@ mod tests {
             ]
         );
         assert_eq!(
-            text(7)[4..],
+            text(9)[4..],
             [
-                "meta load l4proto => reg 1".to_string(),
-                "cmp eq reg 1 0x06".into(),
-                "payload load 1b @ base 2 + 13 => reg 1".into(),
-                "bitwise reg 1 = (reg 1 & 0x12) ^ 0x00".into(),
-                "cmp eq reg 1 0x12".into(),
-                "counter".into(),
-                "payload load 2b @ base 2 + 12 => reg 1".into(),
-                "bitwise reg 1 = (reg 1 & 0xff00) ^ 0x0014".into(),
-                "payload write reg 1 => 2b @ base 2 + 12 csum_type 1 csum_off 16 csum_flags 0x0"
-                    .into(),
-                "immediate reg 0 accept".into(),
+                &[
+                    "meta load l4proto => reg 1".to_string(),
+                    "cmp eq reg 1 0x06".into()
+                ][..],
+                &syn_ack_to_rst_ack[..]
             ]
+            .concat()
         );
-        assert_eq!(text(8).last().map(String::as_str), Some("reject type 1"));
+        assert_eq!(text(10).last().map(String::as_str), Some("reject type 1"));
     }
 
     fn hexs(b: &[u8]) -> String {
@@ -817,8 +972,11 @@ mod tests {
         let a = ruleset_hash(&ruleset(&policy()));
         assert_eq!(a, ruleset_hash(&ruleset(&policy())));
         assert_eq!(a.len(), "sha256:".len() + 16);
-        let other = Policy::parse(4096, &["4097:4097".into()]).expect("policy");
+        let other = Policy::parse(4096, 4096, &["4097:4097".into()]).expect("policy");
         assert_ne!(a, ruleset_hash(&ruleset(&other)));
+        let mut other_port = policy();
+        other_port.agent_port = 4095;
+        assert_ne!(a, ruleset_hash(&ruleset(&other_port)));
     }
 
     fn as_found(rules: &[Rule]) -> Vec<RuleInfo> {
@@ -839,16 +997,16 @@ mod tests {
         let rules = ruleset(&policy());
         compare(&rules, &as_found(&rules)).expect("identical");
 
-        // A changed uid in rule 6.
+        // A changed uid in rule 8.
         let mut found = as_found(&rules);
-        found[5].exprs[5] = Expr::Cmp {
+        found[7].exprs[5] = Expr::Cmp {
             sreg: 1,
             op: nft::NFT_CMP_EQ,
             data: 1000u32.to_ne_bytes().to_vec(),
         };
         let e = format!("{:#}", compare(&rules, &found).expect_err("uid differs"));
         assert!(
-            e.contains("rule 6 (oifname \"lo\" ct mark 0x64766167 meta skuid 4097 tcp sport 4097 accept) differs at expression 6"),
+            e.contains("rule 8 (oifname \"lo\" ct mark 0x64766167 meta skuid 4097 meta nfproto ipv4 ip saddr 127.0.0.1 tcp sport 4097 accept) differs at expression 6"),
             "{e}"
         );
         assert!(
@@ -865,11 +1023,11 @@ mod tests {
         // A rule missing, a rule too many, an expression too many.
         let found = as_found(&rules[..rules.len() - 1]);
         let e = format!("{:#}", compare(&rules, &found).expect_err("missing"));
-        assert!(e.contains("rule 9 is missing"), "{e}");
+        assert!(e.contains("rule 11 is missing"), "{e}");
         let mut found = as_found(&rules);
         found.push(found[0].clone());
         let e = format!("{:#}", compare(&rules, &found).expect_err("extra"));
-        assert!(e.contains("rule 10 (handle 2) is not devaipod's"), "{e}");
+        assert!(e.contains("rule 12 (handle 2) is not devaipod's"), "{e}");
         let mut found = as_found(&rules);
         found[0].exprs.push(Expr::Counter);
         let e = format!("{:#}", compare(&rules, &found).expect_err("longer"));

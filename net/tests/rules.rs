@@ -278,6 +278,8 @@ fn rules_args<'a>(marker: &'a Path, allow: &[&'a str]) -> Vec<&'a str> {
         "rules",
         "--agent-uid",
         "4096",
+        "--agent-port",
+        "4096",
         "--marker",
         marker.to_str().expect("utf-8 path"),
     ];
@@ -359,6 +361,145 @@ fn the_agent_reaches_its_own_listeners_the_proxy_and_the_gator_only_on_their_por
     ns.assert_refused(AGENT, "127.0.0.1:8766");
     for h in [own4, own6, proxy, gator] {
         h.join().expect("echo server");
+    }
+}
+
+/// A veth pair inside the namespace, one end with 192.0.2.1 and 2001:db8:1::1,
+/// standing for the pod's eth0 addresses: local, so reached through `lo` like
+/// 127.0.0.1.
+fn add_pod_addresses(ns: &Netns) {
+    ns.ip(&[
+        "link", "add", "dvpt0", "type", "veth", "peer", "name", "dvpt1",
+    ]);
+    ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "dvpt0"]);
+    ns.ip(&["addr", "add", "2001:db8:1::1/64", "dev", "dvpt0", "nodad"]);
+    ns.ip(&["link", "set", "dvpt0", "up"]);
+    ns.ip(&["link", "set", "dvpt1", "up"]);
+}
+
+/// The agent cannot impersonate a workspace service: its listeners on any port but
+/// its opencode port refuse the workspace at once (rule 5), on every local address.
+#[test]
+fn the_agent_accepts_connections_of_others_on_its_opencode_port_only() {
+    let ns = Netns::new();
+    let dir = TempDir::new();
+    ns.install(&dir.marker());
+    add_pod_addresses(&ns);
+    let addrs = [
+        "127.0.0.1:7001",
+        "[::1]:7001",
+        "192.0.2.1:7200",
+        "[2001:db8:1::1]:7200",
+    ];
+    let fakes: Vec<TcpListener> = addrs.iter().map(|a| ns.listen(AGENT, a)).collect();
+    for a in addrs {
+        for uid in [WORKSPACE, PROXY] {
+            let started = Instant::now();
+            ns.assert_refused(uid, a);
+            let took = started.elapsed();
+            assert!(
+                took < Duration::from_millis(500),
+                "uid {uid} to the agent's {a} was refused only after {took:?} (not by a RST+ACK in answer to its SYN)"
+            );
+        }
+    }
+    // No handshake completed: nothing is waiting in the agent's accept queues.
+    for (l, a) in fakes.iter().zip(addrs) {
+        l.set_nonblocking(true).expect("nonblocking");
+        match l.accept() {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Ok((_, peer)) => panic!("the agent's {a} accepted a connection from {peer}"),
+            Err(e) => panic!("accept on the agent's {a}: {e}"),
+        }
+    }
+    // Its opencode port answers the workspace, on 127.0.0.1 and on the pod's address.
+    let opencode = ns.echo_server(AGENT, "127.0.0.1:4096");
+    drop(ns.assert_echo(WORKSPACE, "127.0.0.1:4096"));
+    opencode.join().expect("opencode");
+    let opencode = ns.echo_server(AGENT, "192.0.2.1:4096");
+    drop(ns.assert_echo(WORKSPACE, "192.0.2.1:4096"));
+    opencode.join().expect("opencode on the pod's address");
+    // And the agent still reaches its own listener on another port.
+    let own = ns.echo_server(AGENT, "127.0.0.1:7002");
+    drop(ns.assert_echo(AGENT, "127.0.0.1:7002"));
+    own.join().expect("own");
+}
+
+/// The proxy's and the gator's allowances hold for 127.0.0.1 only, where they listen:
+/// a process of the proxy's uid on another local address is refused to the agent.
+#[test]
+fn the_allowances_hold_on_127_0_0_1_only() {
+    let ns = Netns::new();
+    let dir = TempDir::new();
+    ns.install(&dir.marker());
+    add_pod_addresses(&ns);
+    let proxy = ns.echo_server(PROXY, "127.0.0.1:4097");
+    let others = [
+        "[::1]:4097",
+        "192.0.2.1:4097",
+        "[2001:db8:1::1]:4097",
+        "[::1]:8765",
+        "192.0.2.1:8765",
+    ];
+    let _listeners: Vec<TcpListener> = others
+        .iter()
+        .map(|a| {
+            let uid = if a.ends_with(":8765") { GATOR } else { PROXY };
+            ns.listen(uid, a)
+        })
+        .collect();
+    for a in others {
+        ns.assert_refused(AGENT, a);
+        // The same listeners answer the workspace: the refusal is the rules'.
+        ns.connect(WORKSPACE, a)
+            .unwrap_or_else(|e| panic!("workspace to {a}: {e}"));
+    }
+    drop(ns.assert_echo(AGENT, "127.0.0.1:4097"));
+    proxy.join().expect("proxy");
+}
+
+/// The residual case of rule 5, as the module documentation describes it: a cookie
+/// SYN-ACK of the agent's listener carries no socket, so the workspace's handshake
+/// completes and its data reaches the agent, but the agent's reply is reset (rule 6)
+/// and never reaches the workspace.
+#[test]
+fn after_a_syncookie_handshake_the_agent_cannot_answer() {
+    let ns = Netns::new();
+    let dir = TempDir::new();
+    ns.install(&dir.marker());
+    ns.sysctl("net.ipv4.tcp_syncookies=2");
+    let fake = ns.listen(AGENT, "127.0.0.1:7001");
+    let before = syncookies_sent(&ns);
+    let mut client = ns
+        .connect(WORKSPACE, "127.0.0.1:7001")
+        .expect("the workspace completes a syncookie handshake");
+    assert!(
+        syncookies_sent(&ns) > before,
+        "the kernel sent no syncookie, so this test tests nothing"
+    );
+    client.write_all(b"secret?").expect("client write");
+    let server = ns.spawn(AGENT, move || {
+        let (mut s, _) = fake.accept().expect("accept");
+        let mut buf = [0u8; 7];
+        s.read_exact(&mut buf)
+            .expect("the agent reads the client's data");
+        assert_eq!(&buf, b"secret?");
+        // The reply is rejected with a RST to the agent's own socket.
+        let _ = s.write_all(b"answer");
+        s.set_read_timeout(Some(CONNECT_BOUND)).expect("timeout");
+        let mut one = [0u8; 1];
+        let e = s.read(&mut one).expect_err("the agent's socket is reset");
+        assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
+    });
+    server.join().expect("agent server");
+    // Nothing of the agent's reached the client (loopback delivery is done by the
+    // time the agent's write returned, so a read that does not wait tells).
+    client.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 16];
+    match client.read(&mut buf) {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        Ok(n) => panic!("the client read {:?} from the agent", &buf[..n]),
+        Err(e) => panic!("client read: {e}"),
     }
 }
 
@@ -756,7 +897,15 @@ fn in_a_user_namespace_the_rules_key_on_its_uids() {
 
     // From outside the pod's user namespace: refused, the uids would be the host's.
     let out = nsenter(&ns, None)
-        .args(["rules", "--agent-uid", "4096", "--marker", m])
+        .args([
+            "rules",
+            "--agent-uid",
+            "4096",
+            "--agent-port",
+            "4096",
+            "--marker",
+            m,
+        ])
         .output()
         .expect("nsenter");
     assert_eq!(out.status.code(), Some(1));
@@ -768,6 +917,8 @@ fn in_a_user_namespace_the_rules_key_on_its_uids() {
         .args([
             "rules",
             "--agent-uid",
+            "4096",
+            "--agent-port",
             "4096",
             "--allow-reply",
             "4097:4097",
@@ -838,9 +989,11 @@ table inet devaipod {
 		meta skuid 4096 meta l4proto != tcp counter packets 0 bytes 0 reject with icmpx admin-prohibited
 		meta skuid 4096 ct state invalid,untracked counter packets 0 bytes 0 reject with icmpx admin-prohibited
 		oifname \"lo\" meta skuid 4096 ct state new ct mark set 0x64766167
+		oifname \"lo\" meta skuid 4096 ct mark != 0x64766167 tcp sport != 4096 tcp flags syn,ack / syn,ack counter packets 0 bytes 0 tcp flags set rst | ack accept
+		oifname \"lo\" meta skuid 4096 ct mark != 0x64766167 tcp sport != 4096 counter packets 0 bytes 0 reject with tcp reset
 		oifname \"lo\" ct mark 0x64766167 meta skuid 4096 accept
-		oifname \"lo\" ct mark 0x64766167 meta skuid 4097 tcp sport 4097 accept
-		oifname \"lo\" ct mark 0x64766167 meta skuid 65534 tcp sport 8765 accept
+		oifname \"lo\" ct mark 0x64766167 meta skuid 4097 ip saddr 127.0.0.1 tcp sport 4097 accept
+		oifname \"lo\" ct mark 0x64766167 meta skuid 65534 ip saddr 127.0.0.1 tcp sport 8765 accept
 		oifname \"lo\" ct mark 0x64766167 tcp flags syn,ack / syn,ack counter packets 0 bytes 0 tcp flags set rst | ack accept
 		oifname \"lo\" ct mark 0x64766167 meta skuid != 4096 meta l4proto tcp counter packets 0 bytes 0 reject with tcp reset
 	}

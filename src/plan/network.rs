@@ -319,6 +319,8 @@ fn rules_container(ctx: &Context<'_>, marker: &str) -> ContainerSpec {
         "rules".into(),
         "--agent-uid".into(),
         AGENT_UID.to_string(),
+        "--agent-port".into(),
+        crate::plan::AGENT_PORT.to_string(),
         "--allow-reply".into(),
         format!("{PROXY_UID}:{PROXY_PORT}"),
     ];
@@ -453,6 +455,8 @@ mod tests {
                 "/devaipod-net",
                 "rules",
                 "--agent-uid",
+                "4096",
+                "--agent-port",
                 "4096",
                 "--allow-reply",
                 "4097:4097",
