@@ -64,6 +64,11 @@ test-reference: setup setup-reference test-images
 build: net
     cargo build
 
+# Install devaipod and its network guard side by side (default ~/.cargo/bin): `just prefix=/usr/local install`
+install prefix=(env_var("HOME") / ".cargo"): net
+    cargo install --quiet --locked --path . --root {{prefix}}
+    install -m 0755 target/debug/devaipod-net {{prefix}}/bin/devaipod-net
+
 # Build devaipod-net, the pod's network guard (net/), as a static binary (it runs in its
 # own scratch image and, for the agent's gate, in any user image), beside devaipod
 net:
