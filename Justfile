@@ -64,13 +64,13 @@ test-reference: setup setup-reference test-images
 build: net
     cargo build
 
-# Install devaipod and its network guard side by side (default ~/.cargo/bin): `just prefix=/usr/local install`
+# Install devaipod and its network guard side by side (default ~/.cargo/bin): `just install /usr/local`
 install prefix=(env_var("HOME") / ".cargo"): net
     cargo install --quiet --locked --path . --root {{prefix}}
     install -m 0755 target/debug/devaipod-net {{prefix}}/bin/devaipod-net
 
-# Build devaipod-net, the pod's network guard (net/), as a static binary (it runs in its
-# own scratch image and, for the agent's gate, in any user image), beside devaipod
+# It runs in its own scratch image and, for the agent's gate, in any user image.
+# Build devaipod-net, the pod's network guard (net/), static, beside devaipod
 net:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -152,8 +152,8 @@ test-rootless: _stage fake-internet
     "${run[@]}" {{stage}}/podman-tests --test-threads=2
     "${run[@]}" {{stage}}/cleanup.sh --check
 
-# Root-only kernel tests of devaipod-net's nftables rules and gate, in throwaway network
-# namespaces (net/tests/rules.rs; needs ip, nft, sysctl, unshare, nsenter): `just net-rules`
+# net/tests/rules.rs, in throwaway network namespaces; needs ip, nft, sysctl, unshare, nsenter.
+# Root-only kernel tests of devaipod-net's nftables rules and gate
 net-rules:
     #!/usr/bin/env bash
     set -euo pipefail
