@@ -154,7 +154,10 @@ async fn create_and_start(
     // Podman chowns a fresh volume's root to the user of whichever container mounts it
     // first, at start; copying the repo after the start makes its ownership final.
     progress.step("starting pod");
-    cancellable(cancel, engine.start_pod(&plan.pod.name)).await?;
+    let started = cancellable(cancel, engine.start_pod(&plan.pod.name)).await;
+    if let Err(e) = started {
+        return Err(explain_rules(engine, plan).await.unwrap_or(e));
+    }
 
     progress.step("copying the repo into the workspace volume");
     let clone_dir = clone.await.context("the clone task failed")??;
@@ -187,6 +190,20 @@ async fn create_and_start(
         pod: plan.pod.name.clone(),
         containers,
     })
+}
+
+/// When the pod's start failed because its network rules did (a Podman init container
+/// that exited non-zero stops the start), that failure with the rules' own last lines.
+async fn explain_rules(engine: &Engine, plan: &PodPlan) -> Option<anyhow::Error> {
+    let rules = plan.container(Role::Rules)?;
+    let state = engine.inspect_container(&rules.name).await.ok()?.state;
+    let e = super::verify::verify_rules_ran(&rules.name, &state).err()?;
+    let logs = engine.logs_tail(&rules.name, 20).await.unwrap_or_default();
+    Some(e.context(format!(
+        "starting pod {}: the agent does not run without its network rules\n--- the rules' last lines ---\n{}",
+        plan.pod.name,
+        logs.trim_end()
+    )))
 }
 
 /// The plan's container for `r`.

@@ -295,7 +295,7 @@ pub(crate) async fn verify_inside(engine: &Engine, plan: &PodPlan) -> Result<()>
 pub(crate) fn verify_rules_ran(name: &str, state: &super::inspect::ContainerState) -> Result<()> {
     if state.running || state.exit_code != 0 {
         bail!(
-            "the network rules container {name} did not install the agent's rules (running: {}, exit code {}); see `podman logs {name}`",
+            "the network rules container {name} did not install the agent's rules (running: {}, exit code {})",
             state.running,
             state.exit_code
         );

@@ -282,3 +282,34 @@ fn the_agent_reaches_only_its_allowlist_through_the_proxy() {
     assert_blocked("after podman pod start", direct(&agent, &allowed));
     assert!(proxied(&agent, &format!("http://{}/", inet::ALLOWED)).is_ok());
 }
+
+#[test]
+fn up_stops_and_rolls_back_when_the_rules_cannot_be_installed() {
+    // It makes (and removes) an image of its own.
+    let _images = crate::common::pod::image_store_lock();
+    require_image(BASE_IMAGE);
+    // A "network guard" whose every command fails (busybox knows no `rules` applet): the
+    // pod's start stops at its init container, so the agent never runs; `up` says why
+    // and leaves nothing behind.
+    let busybox = std::path::Path::new("/bin/busybox");
+    assert!(
+        busybox.is_file(),
+        "/bin/busybox is missing: `just setup` installs busybox-static"
+    );
+    let p = TestPod::new("norules")
+        .config(r#"{"image": "localhost/devaipod-base:latest", "remoteUser": "dev"}"#)
+        .env("DEVAIPOD_NET_BIN", busybox.display().to_string())
+        .build();
+    let plan = p.dry_run(&[]);
+    let image = plan["network"]["image"]
+        .as_str()
+        .expect("network image")
+        .to_string();
+    let _image = crate::common::pod::Rm::image(&image);
+    let o = p.up_fails(&[], "the agent does not run without its network rules");
+    assert!(
+        crate::common::pod::stderr(&o).contains("rules"),
+        "{}",
+        crate::common::pod::stderr(&o)
+    );
+}
