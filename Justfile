@@ -247,7 +247,10 @@ test-podman5: _stage fake-internet
     "${run[@]}" bash {{stage}}/build-broken.sh
     "${run[@]}" bash {{stage}}/build-gator.sh {{stage}}/fake-gator
     "${run[@]}" {{stage}}/cleanup.sh
-    "${run[@]}" {{stage}}/podman-tests --test-threads=2
+    # The tests that drive the engine API (issue 15): what differs between engine
+    # versions. The agent end to end, ssh, terminal escaping and most devcontainer.json
+    # cases exercise devaipod, not the engine, and run on the 4.3 legs.
+    "${run[@]}" {{stage}}/podman-tests --test-threads=2 engine:: pod:: secrets:: security:: network:: gator:: jobs:: inert_git:: build:: devcontainer::forwarded_ports devcontainer::run_args
     "${run[@]}" {{stage}}/cleanup.sh --check
     echo "test-podman5: done in $(( $(date +%s) - started ))s"
 
