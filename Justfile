@@ -112,6 +112,8 @@ test: check setup image
     just test-toolbox
     just test-podman5
     just test-podman5-rootless
+    # Nothing of the fake internet stays behind: its namespace, veth pair and servers.
+    {{sudo}} tests/net/fake-internet.sh down
 
 # Real-Podman tests against the root (rootful) engine
 test-rootful: _stage fake-internet

@@ -313,3 +313,50 @@ fn up_stops_and_rolls_back_when_the_rules_cannot_be_installed() {
         crate::common::pod::stderr(&o)
     );
 }
+
+#[test]
+fn with_network_none_only_the_credential_routes_go_out() {
+    require_image(BASE_IMAGE);
+    let net = FakeInternet::require();
+    let key = format!("dvpt-none-key-{}", std::process::id());
+    let llm = net.llm_script(
+        &format!("none-{}", std::process::id()),
+        r#"{"steps": [], "final": "ok"}"#,
+    );
+    let mut b = TestPod::new("netnone")
+        .config(r#"{"image": "localhost/devaipod-base:latest", "remoteUser": "dev"}"#)
+        .env("DVPT_NONE_KEY", key.clone())
+        .user_config(&format!(
+            "[agent]\nnetwork = \"none\"\n[agent.credentials.fake]\nbase_url = \"{}\"\nheader = \"x-api-key\"\nsecret = \"DVPT_NONE_KEY\"\n",
+            llm.base_url()
+        ));
+    for (k, v) in net.devaipod_env() {
+        b = b.env(k, v);
+    }
+    let p = b.up();
+    let agent = p.agent();
+    // No name at all, not even one a user might think is harmless.
+    assert_blocked(
+        "network none: a name",
+        proxied(&agent, &format!("http://{}/", inet::ALLOWED)),
+    );
+    assert_blocked(
+        "network none: direct",
+        direct(&agent, &format!("http://{}/", inet::ALLOWED_ADDR)),
+    );
+    // The credential route reaches the provider, with the key the agent never had.
+    let (code, out) = try_in(
+        &agent,
+        "curl -sS --max-time 10 -o /dev/null -w '%{http_code}' http://127.0.0.1:4097/devaipod/credentials/fake/v1/models",
+    );
+    assert_eq!(code, 0, "{out}");
+    let seen = net.received_headers(&key);
+    assert!(
+        seen.iter().any(|h| h.name == "x-api-key" && h.value == key),
+        "the provider did not get the key as x-api-key: {seen:?} (curl said {out})"
+    );
+    let s = p.status();
+    assert_eq!(s["network"]["mode"], "none", "{s}");
+    assert_eq!(s["network"]["credentials"][0]["provider"], "fake", "{s}");
+    assert!(!s.to_string().contains(&key), "status shows the key");
+}
