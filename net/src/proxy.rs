@@ -384,8 +384,19 @@ impl Proxy {
         tokio::spawn(async move {
             let started = Instant::now();
             let meter = Arc::new(Meter::new());
+            // `devaipod deny` closes a tunnel already open to the name, too.
+            let still_allowed =
+                || proxy.mode != Mode::None && proxy.allow.current().list.allows(&name, port);
             let ended = match hyper::upgrade::on(req).await {
-                Ok(upgraded) => tunnel(TokioIo::new(upgraded), stream, meter.clone()).await,
+                Ok(upgraded) => {
+                    tunnel(
+                        TokioIo::new(upgraded),
+                        stream,
+                        meter.clone(),
+                        &still_allowed,
+                    )
+                    .await
+                }
                 Err(_) => "no-upgrade",
             };
             proxy.log.line(format!(
@@ -848,12 +859,16 @@ where
     }
 }
 
-/// Copies both ways until both sides are done, or nothing moved for [`IDLE_LIMIT`];
-/// says which.
+/// How often an open tunnel checks that its name is still allowed.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Copies both ways until both sides are done, nothing moved for [`IDLE_LIMIT`], or
+/// the name left the allowlist (checked every [`RECHECK`]); says which.
 async fn tunnel<C: Io>(
     mut client: C,
     upstream: tokio::net::TcpStream,
     meter: Arc<Meter>,
+    still_allowed: &(dyn Fn() -> bool + Send + Sync),
 ) -> &'static str {
     let mut upstream = MeteredStream {
         inner: upstream,
@@ -863,11 +878,15 @@ async fn tunnel<C: Io>(
     tokio::pin!(copy);
     loop {
         let idle_until = tokio::time::Instant::from_std(meter.last_activity() + IDLE_LIMIT);
+        let recheck = tokio::time::Instant::now() + RECHECK;
         tokio::select! {
             result = &mut copy => return if result.is_ok() { "closed" } else { "error" },
-            () = tokio::time::sleep_until(idle_until) => {
+            () = tokio::time::sleep_until(idle_until.min(recheck)) => {
                 if meter.last_activity() + IDLE_LIMIT <= Instant::now() {
                     return "idle";
+                }
+                if !still_allowed() {
+                    return "denied";
                 }
             }
         }

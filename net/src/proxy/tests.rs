@@ -549,6 +549,15 @@ async fn allow_add_and_remove_take_effect_without_a_restart() {
         .await
         .expect_err("removed again");
     assert_eq!(code, "not-allowed");
+    // The tunnel opened while it was allowed is closed too (`devaipod deny`).
+    proxy
+        .wait_log(&[" done CONNECT later.test ", "end=denied"])
+        .await;
+    let mut rest = Vec::new();
+    within("the closed tunnel", tunnel.read_to_end(&mut rest))
+        .await
+        .expect("read to the end");
+    assert!(rest.is_empty(), "{rest:?}");
     let on_disk = std::fs::read_to_string(proxy.state.join(ALLOW_FILE)).expect("allow.json");
     assert_eq!(
         serde_json::from_str::<Vec<String>>(&on_disk).expect("array"),
