@@ -54,15 +54,10 @@ pub(super) async fn start(ctx: &Context, args: StartArgs) -> Result<ExitCode> {
     let row = engine.workspace(&name).await?;
     // The network rules ran first (a Podman init container); the agent's gate stays
     // shut unless they succeeded, so say why rather than wait for the agent.
-    if let Some(rules) = row.container("rules") {
-        let state = engine.inspect_container(&rules.name).await?.state;
-        if let Err(e) = crate::podman::verify::verify_rules_ran(&rules.name, &state) {
-            let logs = engine.logs_tail(&rules.name, 20).await.unwrap_or_default();
-            return Err(e.context(format!(
-                "starting {pod}: the agent does not run without its network rules\n--- the rules' last lines ---\n{}",
-                logs.trim_end()
-            )));
-        }
+    if let Some(rules) = row.container("rules")
+        && let Some(e) = crate::podman::verify::rules_failure(engine, &pod, &rules.name).await?
+    {
+        return Err(e);
     }
     started?;
     let Some(agent) = row.container("agent") else {

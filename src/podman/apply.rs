@@ -196,14 +196,10 @@ async fn create_and_start(
 /// that exited non-zero stops the start), that failure with the rules' own last lines.
 async fn explain_rules(engine: &Engine, plan: &PodPlan) -> Option<anyhow::Error> {
     let rules = plan.container(Role::Rules)?;
-    let state = engine.inspect_container(&rules.name).await.ok()?.state;
-    let e = super::verify::verify_rules_ran(&rules.name, &state).err()?;
-    let logs = engine.logs_tail(&rules.name, 20).await.unwrap_or_default();
-    Some(e.context(format!(
-        "starting pod {}: the agent does not run without its network rules\n--- the rules' last lines ---\n{}",
-        plan.pod.name,
-        logs.trim_end()
-    )))
+    super::verify::rules_failure(engine, &format!("pod {}", plan.pod.name), &rules.name)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The plan's container for `r`.

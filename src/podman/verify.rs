@@ -303,6 +303,24 @@ pub(crate) fn verify_rules_ran(name: &str, state: &super::inspect::ContainerStat
     Ok(())
 }
 
+/// After a pod's start: the failure of its network rules container `rules` (in pod
+/// `pod`), with the rules' own last lines, or `None` when they ran to success.
+pub(crate) async fn rules_failure(
+    engine: &Engine,
+    pod: &str,
+    rules: &str,
+) -> Result<Option<anyhow::Error>> {
+    let state = engine.inspect_container(rules).await?.state;
+    let Err(e) = verify_rules_ran(rules, &state) else {
+        return Ok(None);
+    };
+    let logs = engine.logs_tail(rules, 20).await.unwrap_or_default();
+    Ok(Some(e.context(format!(
+        "starting {pod}: the agent does not run without its network rules\n--- the rules' last lines ---\n{}",
+        logs.trim_end()
+    ))))
+}
+
 /// Checks a /proc/PID/status text against the container's plan.
 pub(crate) fn check_status(c: &ContainerSpec, status: &str) -> Result<()> {
     let field = |k: &str| {
