@@ -7,6 +7,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod config;
 mod context;
 mod delete;
+mod forward;
 mod initialize;
 mod lifecycle;
 mod list;
@@ -14,6 +15,7 @@ mod logs;
 mod network;
 mod review;
 mod ssh;
+mod ssh_config;
 mod status;
 mod task;
 mod up;
@@ -52,6 +54,13 @@ pub enum Command {
     Attach(ssh::AttachArgs),
     /// Run a command in one of the pod's containers (after --)
     Exec(ssh::ExecArgs),
+    /// Write an OpenSSH client entry for a workspace (editors' Remote-SSH, ssh, scp, sftp)
+    SshConfig(ssh_config::SshConfigArgs),
+    /// Forward a port of the host's 127.0.0.1 to a port inside a running workspace
+    Forward(forward::ForwardArgs),
+    /// Internal: SSH's server side on stdin/stdout for a workspace (ssh-config's ProxyCommand)
+    #[command(hide = true)]
+    SshServer(ssh_config::SshServerArgs),
     /// Hand the agent of a running workspace a (follow-up) task
     Task(task::TaskArgs),
     /// Fetch the agent's commits into the host repo as branch devaipod/NAME and show the diff
@@ -130,6 +139,9 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Ssh(args) => ssh::ssh(ctx, args).await,
         Command::Attach(args) => ssh::attach(ctx, args).await,
         Command::Exec(args) => ssh::exec(ctx, args).await,
+        Command::SshConfig(args) => ssh_config::run(ctx, args).await,
+        Command::Forward(args) => forward::run(ctx, args).await,
+        Command::SshServer(args) => ssh_config::server(ctx, args).await,
         Command::Review(args) => review::run(ctx, args).await,
         Command::Delete(args) => delete::run(ctx, args).await,
         Command::Config(args) => config::run(ctx, args).await,

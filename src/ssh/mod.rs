@@ -1,0 +1,10 @@
+//! SSH for editors and stock OpenSSH clients, with no sshd in the user's image:
+//! devaipod speaks the server side of SSH itself over its stdin and stdout (the
+//! ProxyCommand of the entry `devaipod ssh-config` writes) and maps channels onto
+//! Podman exec in the workspace. docs/ssh.md has the user's side.
+//!
+//! - [`keys`]: the pod's host key and known_hosts pin, the user's accepted keys;
+//! - [`server`]: the protocol's server side and the channels' mapping onto exec.
+
+pub(crate) mod keys;
+pub(crate) mod server;
