@@ -21,6 +21,7 @@ mod task;
 mod up;
 
 pub(crate) use context::Context;
+pub(crate) use forward::check_helper as forward_check_helper;
 
 /// Run AI coding agents sandboxed in reproducible dev environments (rootless Podman pods).
 #[derive(Debug, Parser)]

@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 
 use super::Context;
 use crate::names::Name;
-use crate::plan::{self, Role, labels};
+use crate::plan::{self, Role};
 use crate::podman::Engine;
-use crate::podman::session::{self, Session};
+use crate::podman::session::{self, LOGIN_SHELL, Session, WorkspaceSession};
 
 #[derive(Debug, Args)]
 pub struct SshArgs {
@@ -51,54 +51,9 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-/// What a session in the workspace needs, from the pod's labels and the container.
-struct SessionContext {
-    workspace: String,
-    user: Option<String>,
-    workdir: Option<String>,
-    env: BTreeMap<String, String>,
-    post_attach: Option<plan::Command>,
-}
-
-async fn context(engine: &Engine, name: &Name) -> Result<SessionContext> {
-    let row = engine.workspace(name).await?;
-    let workspace = row
-        .container("workspace")
-        .map(|c| c.name.clone())
-        .ok_or_else(|| anyhow::anyhow!("pod {} has no workspace container", row.pod))?;
-    let pod = engine.inspect_pod(&row.pod).await?;
-    let ws = engine.inspect_container(&workspace).await?;
-    if !ws.state.running {
-        bail!("workspace {name} is not running: start it with `devaipod start {name}`");
-    }
-    let label = |k: &str| pod.label(k).map(str::to_string);
-    let container_env = ws.config.env_map();
-    let remote_env: BTreeMap<String, String> = label(labels::REMOTE_ENV)
-        .map(|j| serde_json::from_str(&j).context("reading the pod's remoteEnv label"))
-        .transpose()?
-        .unwrap_or_default();
-    let env = remote_env
-        .into_iter()
-        .map(|(k, v)| {
-            let v = crate::devcontainer::vars::substitute_container_env(&v, &container_env);
-            (k, v)
-        })
-        .collect();
-    let post_attach = label(labels::POST_ATTACH)
-        .map(|j| serde_json::from_str(&j).context("reading the pod's postAttachCommand label"))
-        .transpose()?;
-    Ok(SessionContext {
-        workspace,
-        user: label(labels::REMOTE_USER),
-        workdir: label(labels::WORKDIR),
-        env,
-        post_attach,
-    })
-}
-
 /// Runs postAttachCommand (interactive sessions only); a failure is reported and the
 /// session goes on.
-async fn post_attach(engine: &Engine, ctx: &SessionContext) {
+async fn post_attach(engine: &Engine, ctx: &WorkspaceSession) {
     let Some(cmd) = &ctx.post_attach else {
         return;
     };
@@ -123,9 +78,6 @@ async fn post_attach(engine: &Engine, ctx: &SessionContext) {
     progress.finish_step();
 }
 
-/// The interactive login shell of the session's user.
-const LOGIN_SHELL: &str = "u=$(id -un 2>/dev/null); s=$(getent passwd \"$u\" 2>/dev/null | cut -d: -f7); [ -x \"$s\" ] || s=/bin/sh; exec \"$s\" -l";
-
 /// A session in the workspace as its remoteUser, in its folder, with remoteEnv; a
 /// terminal session (interactive) runs postAttachCommand first.
 async fn run_session(
@@ -134,7 +86,7 @@ async fn run_session(
     tty: bool,
     argv: Vec<String>,
 ) -> Result<ExitCode> {
-    let ctx = context(engine, name).await?;
+    let ctx = session::workspace_session(engine, name).await?;
     if tty {
         post_attach(engine, &ctx).await;
     }

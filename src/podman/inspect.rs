@@ -198,6 +198,9 @@ pub(crate) struct ImageConfig {
 pub(crate) struct ExecInspect {
     pub running: bool,
     pub exit_code: i64,
+    /// The process's PID in the engine's PID namespace (0 once it has ended).
+    #[serde(default)]
+    pub pid: i64,
 }
 
 /// One line of `GET /libpod/events?stream=false`.

@@ -9,9 +9,61 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::Stdio;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+
+use crate::names::Name;
+use crate::plan::{self, labels};
 
 use super::Engine;
+
+/// The interactive login shell of the session's user.
+pub(crate) const LOGIN_SHELL: &str = "u=$(id -un 2>/dev/null); s=$(getent passwd \"$u\" 2>/dev/null | cut -d: -f7); [ -x \"$s\" ] || s=/bin/sh; exec \"$s\" -l";
+
+/// What a session in the workspace needs, from the pod's labels and the container:
+/// `devaipod ssh` and the SSH server's channels both run as this.
+pub(crate) struct WorkspaceSession {
+    pub workspace: String,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub post_attach: Option<plan::Command>,
+}
+
+pub(crate) async fn workspace_session(engine: &Engine, name: &Name) -> Result<WorkspaceSession> {
+    let row = engine.workspace(name).await?;
+    let workspace = row
+        .container("workspace")
+        .map(|c| c.name.clone())
+        .ok_or_else(|| anyhow::anyhow!("pod {} has no workspace container", row.pod))?;
+    let pod = engine.inspect_pod(&row.pod).await?;
+    let ws = engine.inspect_container(&workspace).await?;
+    if !ws.state.running {
+        bail!("workspace {name} is not running: start it with `devaipod start {name}`");
+    }
+    let label = |k: &str| pod.label(k).map(str::to_string);
+    let container_env = ws.config.env_map();
+    let remote_env: BTreeMap<String, String> = label(labels::REMOTE_ENV)
+        .map(|j| serde_json::from_str(&j).context("reading the pod's remoteEnv label"))
+        .transpose()?
+        .unwrap_or_default();
+    let env = remote_env
+        .into_iter()
+        .map(|(k, v)| {
+            let v = crate::devcontainer::vars::substitute_container_env(&v, &container_env);
+            (k, v)
+        })
+        .collect();
+    let post_attach = label(labels::POST_ATTACH)
+        .map(|j| serde_json::from_str(&j).context("reading the pod's postAttachCommand label"))
+        .transpose()?;
+    Ok(WorkspaceSession {
+        workspace,
+        user: label(labels::REMOTE_USER),
+        workdir: label(labels::WORKDIR),
+        env,
+        post_attach,
+    })
+}
 
 /// One session.
 #[derive(Debug, Clone, Default)]

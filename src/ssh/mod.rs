@@ -4,7 +4,9 @@
 //! Podman exec in the workspace. docs/ssh.md has the user's side.
 //!
 //! - [`keys`]: the pod's host key and known_hosts pin, the user's accepted keys;
-//! - [`server`]: the protocol's server side and the channels' mapping onto exec.
+//! - [`server`]: the protocol's server side and the channels' mapping onto exec;
+//! - [`relay`]: a byte stream to a port inside the pod (`ssh -L`/`-D`, `devaipod forward`).
 
 pub(crate) mod keys;
+pub(crate) mod relay;
 pub(crate) mod server;

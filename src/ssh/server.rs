@@ -1,14 +1,843 @@
-//! The SSH server side, over devaipod's stdin and stdout: authentication with the
-//! user's keys, and each channel mapped onto a Podman exec in the workspace.
+//! The SSH server side, over devaipod's stdin and stdout (the ProxyCommand of the
+//! entries `devaipod ssh-config` writes): the client authenticates with one of the
+//! user's own keys, and each channel becomes a Podman exec in the workspace, as its
+//! remoteUser in its folder with remoteEnv:
+//!
+//! - `exec` and `shell` (with or without a pty): the user's shell; exit codes, window
+//!   changes and signals pass through; postAttachCommand runs before a shell;
+//! - the `sftp` subsystem: devaipod-net's SFTP server, in the workspace;
+//! - `direct-tcpip` (`ssh -L`, `ssh -D`): devaipod-net's relay, in the workspace, to a
+//!   port on the pod's loopback (rootless, the host cannot dial the pod's network);
+//! - agent forwarding, X11, remote forwarding (`-R`) and unix sockets are refused, with a
+//!   line on stderr (which OpenSSH shows) saying so.
+//!
+//! Nothing but the protocol is written to stdout. The server opens no listener.
 
+use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
+use futures_util::{AsyncWriteExt as _, StreamExt as _};
+use russh::keys::PublicKey;
+use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
+use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, MethodKind, MethodSet, Sig};
+use tokio::io::AsyncWriteExt as _;
 
+use super::keys::{self, PodKeys};
 use crate::cli::Context;
 use crate::names::Name;
+use crate::podman::Engine;
+use crate::podman::exec::{ExecOutput, ExecSpec};
+use crate::podman::session::{LOGIN_SHELL, WorkspaceSession};
+
+/// Runs a command line the way sshd does: with the user's login shell's `-c`.
+const EXEC_SHELL: &str = "u=$(id -un 2>/dev/null); s=$(getent passwd \"$u\" 2>/dev/null | cut -d: -f7); [ -x \"$s\" ] || s=/bin/sh; exec \"$s\" -c \"$1\"";
+
+/// What every channel of the connection shares.
+struct Shared {
+    engine: Engine,
+    ws: WorkspaceSession,
+    name: Name,
+    /// The keys a client may authenticate with.
+    allowed: Vec<PublicKey>,
+    /// Why the workspace cannot run devaipod-net (SFTP, forwarding), if it cannot.
+    no_helper: Option<String>,
+    /// Running terminal sessions by exec id: hung up when the client goes away.
+    ttys: Mutex<HashMap<String, ()>>,
+}
+
+impl Shared {
+    /// A line for the user: on stderr, which OpenSSH passes to the terminal.
+    fn notice(&self, msg: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = std::io::Write::write_all(&mut err, format!("devaipod: {msg}\r\n").as_bytes());
+    }
+}
 
 /// Speaks SSH on stdin/stdout for pod `name` until the client goes away.
 pub(crate) async fn serve_stdio(_ctx: &Context, name: &Name) -> Result<ExitCode> {
-    bail!("the SSH server for {name} is not built yet")
+    let keys = PodKeys::of(name)?;
+    let host_key = keys.host_key()?;
+    // Its own connection: the channels' tasks hold it for as long as they run.
+    let engine = Engine::connect().await?;
+    let ws = crate::podman::session::workspace_session(&engine, name).await?;
+    let no_helper = crate::cli::forward_check_helper(&engine, &ws)
+        .await
+        .err()
+        .map(|e| format!("{e:#}"));
+    let allowed = keys::user_keys().await;
+    if allowed.is_empty() {
+        bail!(
+            "no SSH public key to accept: devaipod accepts the keys of ~/.ssh/*.pub and of the SSH agent; make one with `ssh-keygen -t ed25519`"
+        );
+    }
+    let shared = Arc::new(Shared {
+        engine,
+        ws,
+        name: name.clone(),
+        allowed,
+        no_helper,
+        ttys: Mutex::new(HashMap::new()),
+    });
+    let config = Arc::new(russh::server::Config {
+        server_id: russh::SshId::Standard(
+            concat!("SSH-2.0-devaipod_", env!("CARGO_PKG_VERSION")).into(),
+        ),
+        methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+        keys: vec![host_key],
+        auth_rejection_time: std::time::Duration::from_millis(300),
+        auth_rejection_time_initial: Some(std::time::Duration::ZERO),
+        // The client's end of stdio going away ends the session; idle is fine.
+        inactivity_timeout: None,
+        nodelay: false,
+        ..Default::default()
+    });
+    let handler = Handler {
+        shared: shared.clone(),
+        started: HashMap::new(),
+    };
+    let stream = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
+    let session = russh::server::run_stream(config, stream, handler)
+        .await
+        .context("starting the SSH session")?;
+    // OpenSSH hangs up its ProxyCommand (SIGHUP) when it exits; devaipod then hangs up
+    // the terminals it runs, as sshd would.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let ended = tokio::select! {
+        r = session => r.map(|_| ()).map_err(|e| anyhow::anyhow!("{e:#}")),
+        _ = hup.recv() => Ok(()),
+        _ = term.recv() => Ok(()),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    };
+    hang_up_all(&shared).await;
+    match ended {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // A client that closes its end mid-packet is not devaipod's error.
+        Err(e) if e.to_string().contains("Disconnected") || e.to_string().contains("EOF") => {
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(e.context(format!("the SSH session of {}", shared.name))),
+    }
+}
+
+/// Sends SIGHUP to every terminal session still running.
+async fn hang_up_all(shared: &Shared) {
+    let ids: Vec<String> = shared
+        .ttys
+        .lock()
+        .map(|t| t.keys().cloned().collect())
+        .unwrap_or_default();
+    for id in ids {
+        let _ = signal_exec(shared, &id, "HUP").await;
+    }
+}
+
+/// The per-connection protocol handler: authentication and the replies to requests; the
+/// channels' work is done by their tasks.
+struct Handler {
+    shared: Arc<Shared>,
+    /// Session channels that have started their command (a second one is refused).
+    started: HashMap<ChannelId, bool>,
+}
+
+impl Handler {
+    fn start(&mut self, channel: ChannelId) -> bool {
+        match self.started.get_mut(&channel) {
+            Some(started @ false) => {
+                *started = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn is_open_unstarted(&self, channel: ChannelId) -> bool {
+        self.started.get(&channel) == Some(&false)
+    }
+}
+
+/// Whether an environment request may set `name`: a shell variable name.
+pub(crate) fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 255
+}
+
+/// Whether `host` names the pod's own loopback.
+pub(crate) fn is_loopback(host: &str) -> bool {
+    matches!(
+        host.to_ascii_lowercase().as_str(),
+        "127.0.0.1" | "::1" | "[::1]" | "localhost" | "localhost."
+    )
+}
+
+impl russh::server::Handler for Handler {
+    type Error = anyhow::Error;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(Auth::reject())
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        _user: &str,
+        offer: russh::server::PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(
+            if keys::is_allowed(offer.public_key, &self.shared.allowed) {
+                Auth::Accept
+            } else {
+                Auth::reject()
+            },
+        )
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        _user: &str,
+        key: russh::server::VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(if keys::is_allowed(key.public_key, &self.shared.allowed) {
+            Auth::Accept
+        } else {
+            Auth::reject()
+        })
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.started.insert(channel.id(), false);
+        reply.accept().await;
+        tokio::spawn(session_channel(self.shared.clone(), channel));
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let port = match u16::try_from(port_to_connect) {
+            Ok(p) if p > 0 => p,
+            _ => {
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                return Ok(());
+            }
+        };
+        if !is_loopback(host_to_connect) {
+            self.shared.notice(&format!(
+                "forwarding to {host_to_connect}:{port} refused: devaipod forwards only to ports inside the pod (127.0.0.1, ::1 or localhost)"
+            ));
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        if let Some(why) = &self.shared.no_helper {
+            self.shared.notice(why);
+            reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            return Ok(());
+        }
+        reply.accept().await;
+        tokio::spawn(relay_channel(self.shared.clone(), channel, port));
+        Ok(())
+    }
+
+    async fn channel_open_x11(
+        &mut self,
+        _channel: Channel<Msg>,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.shared.notice(&format!(
+            "forwarding to the unix socket {socket_path:?} refused: devaipod forwards only TCP ports"
+        ));
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.started.remove(&channel);
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.is_open_unstarted(channel) {
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        variable_name: &str,
+        _variable_value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.is_open_unstarted(channel) && valid_env_name(variable_name) {
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.start(channel) {
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.start(channel) {
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if name == "sftp"
+            && let Some(why) = &self.shared.no_helper
+        {
+            self.shared.notice(why);
+            session.channel_failure(channel)?;
+        } else if name == "sftp" && self.start(channel) {
+            session.channel_success(channel)?;
+        } else {
+            if name != "sftp" {
+                self.shared.notice(&format!(
+                    "the subsystem {name:?} is not served: devaipod serves only sftp"
+                ));
+            }
+            session.channel_failure(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.shared
+            .notice("X11 forwarding (-X, -Y) is refused: devaipod does not forward X11");
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn agent_request(
+        &mut self,
+        _channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        self.shared.notice(
+            "agent forwarding (-A) is refused: the workspace has its own credentials, and devaipod never hands it the keys of your SSH agent",
+        );
+        Ok(false)
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        self.shared.notice(&format!(
+            "remote forwarding (-R {address}:{port}) is refused: nothing in the pod may open connections to the host through devaipod"
+        ));
+        Ok(false)
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        self.shared.notice(&format!(
+            "remote forwarding of the unix socket {socket_path:?} is refused"
+        ));
+        Ok(false)
+    }
+}
+
+/// What a session channel asked for before it started.
+#[derive(Debug, Default)]
+struct Request {
+    env: BTreeMap<String, String>,
+    /// TERM, columns, rows.
+    pty: Option<(String, u16, u16)>,
+}
+
+/// What a session channel runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Start {
+    Shell,
+    Exec(String),
+    Sftp,
+}
+
+/// A terminal dimension from the client (0 means "unknown": a classic 80x24 then).
+fn dim(v: u32, default: u16) -> u16 {
+    match u16::try_from(v) {
+        Ok(0) | Err(_) => default,
+        Ok(v) => v,
+    }
+}
+
+/// The exec a session channel runs.
+fn session_spec(ws: &WorkspaceSession, req: &Request, start: &Start) -> ExecSpec {
+    let argv: Vec<String> = match start {
+        Start::Shell => vec!["/bin/sh".into(), "-c".into(), LOGIN_SHELL.into()],
+        Start::Exec(cmd) => vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            EXEC_SHELL.into(),
+            "devaipod".into(),
+            cmd.clone(),
+        ],
+        Start::Sftp => vec![super::relay::helper_path(), "sftp-server".into()],
+    };
+    // The client's variables first; remoteEnv (the workspace's own definition) wins.
+    let mut env = req.env.clone();
+    env.extend(ws.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let tty = match (&req.pty, start) {
+        (Some((term, cols, rows)), Start::Shell | Start::Exec(_)) => {
+            env.insert("TERM".into(), term.clone());
+            Some((*cols, *rows))
+        }
+        _ => None,
+    };
+    ExecSpec {
+        container: ws.workspace.clone(),
+        argv,
+        user: ws.user.clone(),
+        workdir: ws.workdir.clone(),
+        env: env.into_iter().collect(),
+        tty,
+    }
+}
+
+/// A session channel: collects its requests, runs its command, relays its data.
+async fn session_channel(shared: Arc<Shared>, channel: Channel<Msg>) {
+    let (mut rx, tx) = channel.split();
+    let mut req = Request::default();
+    let start = loop {
+        match rx.wait().await {
+            None | Some(ChannelMsg::Close | ChannelMsg::Eof) => return,
+            Some(ChannelMsg::RequestPty {
+                term,
+                col_width,
+                row_height,
+                ..
+            }) => {
+                if req.pty.is_none() {
+                    req.pty = Some((term, dim(col_width, 80), dim(row_height, 24)));
+                }
+            }
+            Some(ChannelMsg::SetEnv {
+                variable_name,
+                variable_value,
+                ..
+            }) => {
+                if valid_env_name(&variable_name) && !variable_value.contains('\0') {
+                    req.env.insert(variable_name, variable_value);
+                }
+            }
+            Some(ChannelMsg::RequestShell { .. }) => break Start::Shell,
+            Some(ChannelMsg::Exec { command, .. }) => {
+                break Start::Exec(String::from_utf8_lossy(&command).into_owned());
+            }
+            Some(ChannelMsg::RequestSubsystem { name, .. }) if name == "sftp" => break Start::Sftp,
+            Some(_) => {}
+        }
+    };
+    let spec = session_spec(&shared.ws, &req, &start);
+    let tty = spec.tty.is_some();
+    let mut stderr = tx.make_writer_ext(Some(1));
+    if start == Start::Shell {
+        post_attach(&shared, &mut stderr, tty).await;
+    }
+    let attach = match shared.engine.exec_attach(&spec).await {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = stderr
+                .write_all(format!("devaipod: {e:#}\r\n").as_bytes())
+                .await;
+            let _ = tx.exit_status(255).await;
+            let _ = tx.eof().await;
+            let _ = tx.close().await;
+            return;
+        }
+    };
+    let id = attach.id.clone();
+    if tty && let Ok(mut t) = shared.ttys.lock() {
+        t.insert(id.clone(), ());
+    }
+    let mut stdout = tx.make_writer();
+    let mut output = attach.output;
+    let out = tokio::spawn(async move {
+        while let Some(chunk) = output.next().await {
+            let r = match chunk {
+                Ok(ExecOutput::Stdout(b)) => stdout.write_all(&b).await,
+                Ok(ExecOutput::Stderr(b)) => stderr.write_all(&b).await,
+                Err(_) => break,
+            };
+            if r.is_err() {
+                break;
+            }
+        }
+        let _ = stdout.flush().await;
+        let _ = stderr.flush().await;
+    });
+    let mut input = attach.input;
+    let mut out = out;
+    let mut closed = false;
+    loop {
+        tokio::select! {
+            _ = &mut out => break,
+            msg = rx.wait() => match msg {
+                Some(ChannelMsg::Data { data }) => {
+                    if input.write_all(&data).await.is_err() {
+                        // The process closed its stdin; its output may go on.
+                    }
+                }
+                // A terminal has no end of input to pass on (sshd ignores it too).
+                Some(ChannelMsg::Eof) if !tty => {
+                    let _ = input.close().await;
+                }
+                Some(ChannelMsg::WindowChange { col_width, row_height, .. }) if tty => {
+                    let _ = shared
+                        .engine
+                        .exec_resize(&id, dim(col_width, 80), dim(row_height, 24))
+                        .await;
+                }
+                Some(ChannelMsg::Signal { signal }) => {
+                    if let Err(e) = signal_exec(&shared, &id, sig_name(&signal)).await {
+                        shared.notice(&format!("{e:#}"));
+                    }
+                }
+                None | Some(ChannelMsg::Close) => {
+                    closed = true;
+                    break;
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if closed {
+        // The client went away first: hang up a terminal, as closing a pty would.
+        if tty {
+            let _ = signal_exec(&shared, &id, "HUP").await;
+        }
+        out.abort();
+    }
+    if let Ok(mut t) = shared.ttys.lock() {
+        t.remove(&id);
+    }
+    if closed {
+        return;
+    }
+    let code = shared.engine.exec_exit_code(&id).await.unwrap_or(255);
+    let _ = tx.exit_status(u32::try_from(code).unwrap_or(255)).await;
+    let _ = tx.eof().await;
+    let _ = tx.close().await;
+}
+
+/// Runs postAttachCommand before a shell, its output on the channel's stderr; a failure
+/// is reported there and the shell starts anyway.
+async fn post_attach(
+    shared: &Shared,
+    stderr: &mut (impl tokio::io::AsyncWrite + Unpin),
+    tty: bool,
+) {
+    let Some(cmd) = &shared.ws.post_attach else {
+        return;
+    };
+    let eol = if tty { "\r\n" } else { "\n" };
+    let jobs: Vec<(String, Vec<String>)> = match cmd {
+        crate::plan::Command::Parallel(map) => map
+            .iter()
+            .map(|(k, c)| (format!("postAttachCommand.{k}"), c.argv()))
+            .collect(),
+        c => vec![("postAttachCommand".into(), c.argv())],
+    };
+    let env: Vec<(String, String)> = shared
+        .ws
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let workdir = shared.ws.workdir.as_deref().unwrap_or("/");
+    let (send, mut recv) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let runs = jobs.iter().map(|(label, argv)| {
+        let send = send.clone();
+        let env = &env;
+        async move {
+            let on_line = |line: &str| {
+                let _ = send.send(format!("[{label}] {line}"));
+            };
+            let r = shared
+                .engine
+                .exec_lines(
+                    &shared.ws.workspace,
+                    argv,
+                    shared.ws.user.as_deref(),
+                    workdir,
+                    env,
+                    &on_line,
+                )
+                .await;
+            match r {
+                Ok(0) => {}
+                Ok(code) => {
+                    let _ = send.send(format!("{label} failed with exit code {code}"));
+                }
+                Err(e) => {
+                    let _ = send.send(format!("{label}: {e:#}"));
+                }
+            }
+        }
+    });
+    let all = futures_util::future::join_all(runs);
+    drop(send);
+    let print = async {
+        while let Some(line) = recv.recv().await {
+            let _ = stderr.write_all(format!("{line}{eol}").as_bytes()).await;
+        }
+    };
+    tokio::join!(all, print);
+}
+
+/// A `direct-tcpip` channel: devaipod-net's relay in the workspace, to `port` on the
+/// pod's loopback, its stdio the channel's data.
+async fn relay_channel(shared: Arc<Shared>, channel: Channel<Msg>, port: u16) {
+    match super::relay::start(&shared.engine, &shared.ws, port).await {
+        Ok(attach) => {
+            let said = super::relay::pipe(attach, channel.into_stream()).await;
+            if !said.is_empty() {
+                shared.notice(&said);
+            }
+        }
+        Err(e) => {
+            shared.notice(&format!("forwarding to port {port}: {e:#}"));
+            let _ = channel.close().await;
+        }
+    }
+}
+
+/// The signal's name as `kill -s` takes it; a client's custom name is passed only when
+/// it is a plain word (the shell's `kill` refuses an unknown one).
+fn sig_name(sig: &Sig) -> &str {
+    match sig {
+        Sig::ABRT => "ABRT",
+        Sig::ALRM => "ALRM",
+        Sig::FPE => "FPE",
+        Sig::HUP => "HUP",
+        Sig::ILL => "ILL",
+        Sig::INT => "INT",
+        Sig::KILL => "KILL",
+        Sig::PIPE => "PIPE",
+        Sig::QUIT => "QUIT",
+        Sig::SEGV => "SEGV",
+        Sig::TERM => "TERM",
+        Sig::USR1 => "USR1",
+        Sig::Custom(s) if s.len() <= 8 && s.chars().all(|c| c.is_ascii_alphanumeric()) => s,
+        Sig::Custom(_) => "TERM",
+    }
+}
+
+/// The PID, in its own PID namespace, of the process whose PID in ours is `pid` (the
+/// last field of `NSpid`).
+pub(crate) fn inner_pid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|rest| rest.split_whitespace().last())
+        .and_then(|p| p.parse().ok())
+}
+
+/// Sends signal `sig` to exec session `id`'s process. Podman's exec API cannot signal:
+/// the process's PID comes from the exec's inspect, and root in the workspace signals
+/// it there (the host's user may not signal a process of a mapped uid, rootless).
+async fn signal_exec(shared: &Shared, id: &str, sig: &str) -> Result<()> {
+    let inspect = shared.engine.exec_inspect(id).await?;
+    if !inspect.running || inspect.pid <= 0 {
+        return Ok(());
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", inspect.pid)).with_context(
+        || {
+            format!(
+                "cannot signal the session's process: its PID {} is not visible here (is the engine on another machine?)",
+                inspect.pid
+            )
+        },
+    )?;
+    let pid = inner_pid(&status).context("reading the session process's PID in its namespace")?;
+    let argv = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        format!("kill -s {sig} {pid}"),
+    ];
+    let code = shared
+        .engine
+        .exec_lines(&shared.ws.workspace, &argv, Some("0"), "/", &[], &|_| {})
+        .await?;
+    if code != 0 {
+        bail!("signalling the session's process ({sig}) failed with exit code {code}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ws() -> WorkspaceSession {
+        WorkspaceSession {
+            workspace: "devaipod-demo-workspace".into(),
+            user: Some("dev".into()),
+            workdir: Some("/workspaces/demo".into()),
+            env: [("EDITOR".to_string(), "vi".to_string())].into(),
+            post_attach: None,
+        }
+    }
+
+    #[test]
+    fn an_exec_runs_through_the_users_shell_with_remote_env_winning() {
+        let req = Request {
+            env: [
+                ("LANG".to_string(), "C.UTF-8".to_string()),
+                ("EDITOR".to_string(), "nano".to_string()),
+            ]
+            .into(),
+            pty: None,
+        };
+        let spec = session_spec(&ws(), &req, &Start::Exec("pwd; id -un".into()));
+        assert_eq!(spec.argv[..3], ["/bin/sh", "-c", EXEC_SHELL]);
+        assert_eq!(spec.argv[3..], ["devaipod", "pwd; id -un"]);
+        assert_eq!(spec.user.as_deref(), Some("dev"));
+        assert_eq!(spec.workdir.as_deref(), Some("/workspaces/demo"));
+        assert!(spec.env.contains(&("LANG".into(), "C.UTF-8".into())));
+        assert!(spec.env.contains(&("EDITOR".into(), "vi".into())));
+        assert_eq!(spec.tty, None);
+    }
+
+    #[test]
+    fn a_pty_sets_term_and_size_but_never_for_sftp() {
+        let req = Request {
+            env: BTreeMap::new(),
+            pty: Some(("xterm-256color".into(), 120, 40)),
+        };
+        let shell = session_spec(&ws(), &req, &Start::Shell);
+        assert_eq!(shell.tty, Some((120, 40)));
+        assert!(
+            shell
+                .env
+                .contains(&("TERM".into(), "xterm-256color".into()))
+        );
+        let sftp = session_spec(&ws(), &req, &Start::Sftp);
+        assert_eq!(sftp.tty, None);
+        assert_eq!(
+            sftp.argv,
+            [crate::ssh::relay::helper_path(), "sftp-server".to_string()]
+        );
+    }
+
+    #[test]
+    fn env_names_and_forwarding_hosts_are_checked() {
+        assert!(valid_env_name("LC_ALL"));
+        assert!(valid_env_name("_x1"));
+        assert!(!valid_env_name("1X"));
+        assert!(!valid_env_name("A=B"));
+        assert!(!valid_env_name(""));
+        assert!(is_loopback("127.0.0.1"));
+        assert!(is_loopback("LOCALHOST"));
+        assert!(is_loopback("::1"));
+        assert!(!is_loopback("127.0.0.2"));
+        assert!(!is_loopback("example.com"));
+        assert!(!is_loopback("10.0.0.1"));
+    }
+
+    #[test]
+    fn the_inner_pid_is_the_last_of_nspid() {
+        let status = "Name:\tsleep\nPid:\t4242\nNSpid:\t4242\t17\nPPid:\t1\n";
+        assert_eq!(inner_pid(status), Some(17));
+        assert_eq!(inner_pid("Name:\tx\nNSpid:\t99\n"), Some(99));
+        assert_eq!(inner_pid("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn odd_signal_names_become_term() {
+        assert_eq!(sig_name(&Sig::Custom("WINCH".into())), "WINCH");
+        assert_eq!(sig_name(&Sig::Custom("X; rm -rf /".into())), "TERM");
+    }
 }
