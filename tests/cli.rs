@@ -1371,3 +1371,144 @@ fn logs_offers_raw_output() {
     assert!(out.contains("--raw"), "{out}");
     assert!(out.contains("unchanged"), "{out}");
 }
+
+/// devaipod with HOME and XDG_DATA_HOME in `home` (and no engine).
+fn devaipod_at_home(args: &[&str], home: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_devaipod"))
+        .args(args)
+        .current_dir(home)
+        .env("HOME", home)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("CONTAINER_HOST", "unix:///nonexistent/devaipod-test.sock")
+        .output()
+        .expect("devaipod runs")
+}
+
+/// Every path under `dir`, relative, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).expect("list") {
+            let p = e.expect("entry").path();
+            out.push(p.strip_prefix(root).expect("under").display().to_string());
+            if p.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn ssh_config_refuses_bad_names_and_a_missing_engine_before_writing_anything() {
+    let home = tempfile::tempdir().expect("tempdir");
+    for bad in ["Bad", "devaipod-", "a/../b", "x\ny", "é"] {
+        for extra in [&[][..], &["--stdout"], &["--remove"]] {
+            let mut args = vec!["ssh-config", bad];
+            args.extend_from_slice(extra);
+            let o = devaipod_at_home(&args, home.path());
+            assert_fails_with(&o, "name");
+        }
+    }
+    // A valid name, but no engine to confirm the workspace: nothing is written either.
+    for args in [
+        &["ssh-config", "demo"][..],
+        &["ssh-config", "demo", "--stdout"],
+        &["ssh-config", "--all"],
+    ] {
+        let o = devaipod_at_home(args, home.path());
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(o.stdout.is_empty(), "{args:?}");
+    }
+    assert_eq!(tree(home.path()), Vec::<String>::new());
+}
+
+#[test]
+fn ssh_config_usage_conflicts_exit_2() {
+    let home = tempfile::tempdir().expect("tempdir");
+    for args in [
+        &["ssh-config"][..],
+        &["ssh-config", "demo", "--all"],
+        &["ssh-config", "--all", "--remove"],
+        &["ssh-config", "demo", "--remove", "--stdout"],
+        &["ssh-config", "--remove"],
+    ] {
+        let o = devaipod_at_home(args, home.path());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+    assert_eq!(tree(home.path()), Vec::<String>::new());
+}
+
+#[test]
+fn ssh_config_is_listed_and_ssh_server_hidden() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let out = String::from_utf8_lossy(&devaipod(&["--help"], d.path()).stdout).into_owned();
+    assert!(out.contains("ssh-config"), "{out}");
+    assert!(!out.contains("ssh-server"), "{out}");
+    let o = devaipod(&["ssh-config", "--help"], d.path());
+    let help = String::from_utf8_lossy(&o.stdout);
+    for flag in ["--all", "--stdout", "--remove"] {
+        assert!(help.contains(flag), "{help}");
+    }
+    let o = devaipod(&["completions", "bash"], d.path());
+    let bash = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        bash.contains("ssh-config") && bash.contains("--remove"),
+        "bash completions"
+    );
+}
+
+#[test]
+fn ssh_config_remove_takes_our_entry_and_key_and_leaves_the_users_files() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let config_d = home.path().join(".ssh/config.d");
+    std::fs::create_dir_all(&config_d).expect("mkdir");
+    let ours = config_d.join("devaipod-demo");
+    std::fs::write(
+        &ours,
+        "# Written by devaipod ssh-config for workspace demo; `devaipod delete demo` removes it.\nHost devaipod-demo\n",
+    )
+    .expect("w");
+    let keys = home.path().join("data/devaipod/ssh/demo");
+    std::fs::create_dir_all(&keys).expect("mkdir");
+    std::fs::write(keys.join("known_hosts"), "devaipod-demo ssh-ed25519 AAAA\n").expect("w");
+    let theirs = config_d.join("devaipod-other");
+    std::fs::write(&theirs, "Host devaipod-other\n    User me\n").expect("w");
+    std::fs::write(config_d.join("github"), "Host github.com\n").expect("w");
+
+    let o = devaipod_at_home(&["ssh-config", "devaipod-demo", "--remove"], home.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            format!("removed {}", ours.display()),
+            format!("removed {}", keys.display())
+        ]
+    );
+    assert!(!ours.exists() && !keys.exists());
+
+    let o = devaipod_at_home(&["ssh-config", "other", "--remove"], home.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("devaipod did not write it"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&theirs).expect("kept"),
+        "Host devaipod-other\n    User me\n"
+    );
+    assert!(config_d.join("github").exists());
+
+    let o = devaipod_at_home(&["ssh-config", "demo", "--remove"], home.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+    assert!(
+        stderr(&o).contains("no SSH entry or host key of demo"),
+        "{}",
+        stderr(&o)
+    );
+}

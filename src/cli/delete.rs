@@ -1,14 +1,17 @@
-//! `devaipod delete NAME [--force]`: remove a workspace's pod, containers and volumes.
+//! `devaipod delete NAME [--force]`: remove a workspace's pod, containers and volumes,
+//! and its SSH entry and host key.
 
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
+use serde::Serialize;
 
 use super::Context;
 use crate::agent_repo::CommitRow;
 use crate::names::Name;
 use crate::plan::labels;
+use crate::podman::labelled::Removed;
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
@@ -69,11 +72,21 @@ pub(super) async fn run(ctx: &Context, args: DeleteArgs) -> Result<ExitCode> {
     if let Some(state) = crate::state::StateDir::from_env() {
         state.forget(&name);
     }
-    if removed.is_empty() {
+    // The SSH entry and host key go with the pod (a leftover of a pod already gone too).
+    let ssh = crate::ssh::entry_file::forget(&name)
+        .with_context(|| format!("removing the SSH entry and host key of {name}"))?;
+    if removed.is_empty() && ssh.removed.is_empty() {
         bail!("no workspace {name}: nothing labelled for it exists");
     }
+    if let Some(kept) = &ssh.kept {
+        eprintln!("left {} alone: devaipod did not write it", kept.display());
+    }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&removed)?);
+        let out = Output {
+            removed: &removed,
+            ssh: &ssh.removed,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!(
             "removed {pod} ({} pod, {} container(s), {} volume(s))",
@@ -81,8 +94,19 @@ pub(super) async fn run(ctx: &Context, args: DeleteArgs) -> Result<ExitCode> {
             removed.containers.len(),
             removed.volumes.len()
         );
+        for p in &ssh.removed {
+            println!("removed {}", p.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `delete --json`: the engine's objects, and the SSH files (entry, key folder).
+#[derive(Serialize)]
+struct Output<'a> {
+    #[serde(flatten)]
+    removed: &'a Removed,
+    ssh: &'a [std::path::PathBuf],
 }
 
 /// Why `delete` refuses: the agent's commits no host branch holds (their subjects are the
