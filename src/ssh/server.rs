@@ -106,7 +106,7 @@ pub(crate) async fn serve_stdio(_ctx: &Context, name: &Name) -> Result<ExitCode>
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let ended = tokio::select! {
-        r = session => r.map(|_| ()).map_err(|e| anyhow::anyhow!("{e:#}")),
+        r = session => r.map(|_| ()),
         _ = hup.recv() => Ok(()),
         _ = term.recv() => Ok(()),
         _ = tokio::signal::ctrl_c() => Ok(()),
@@ -114,12 +114,37 @@ pub(crate) async fn serve_stdio(_ctx: &Context, name: &Name) -> Result<ExitCode>
     hang_up_all(&shared).await;
     match ended {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        // A client that closes its end mid-packet is not devaipod's error.
-        Err(e) if e.to_string().contains("Disconnected") || e.to_string().contains("EOF") => {
-            Ok(ExitCode::SUCCESS)
-        }
+        // A client that goes away mid-packet is not devaipod's error.
+        Err(e) if is_disconnect(&e) => Ok(ExitCode::SUCCESS),
         Err(e) => Err(e.context(format!("the SSH session of {}", shared.name))),
     }
+}
+
+/// Whether `e` only says the client went away.
+fn is_disconnect(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+            );
+        }
+        if let Some(r) = c.downcast_ref::<russh::Error>() {
+            return match r {
+                russh::Error::Disconnect | russh::Error::HUP => true,
+                russh::Error::IO(io) => matches!(
+                    io.kind(),
+                    std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::ConnectionReset
+                ),
+                _ => false,
+            };
+        }
+        false
+    })
 }
 
 /// Sends SIGHUP to every terminal session still running.

@@ -19,6 +19,7 @@ mod inert_git;
 mod inert_output;
 mod jobs;
 mod network;
+mod openssh;
 mod pod;
 mod secrets;
 mod security;
