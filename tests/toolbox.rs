@@ -37,6 +37,17 @@ impl Drop for Toolbox {
     }
 }
 
+/// Removes files on drop (a test key in the test user's ~/.ssh).
+struct RemoveOnDrop(Vec<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 #[test]
 fn devaipod_in_a_toolbox_uses_the_hosts_podman() {
     let runtime = PathBuf::from(
@@ -144,6 +155,47 @@ fn devaipod_in_a_toolbox_uses_the_hosts_podman() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "dev\n");
+    // An editor on the host reaches the pod through the entry written inside: its
+    // ProxyCommand enters the toolbox (`toolbox run`) to run devaipod's SSH server.
+    let home = PathBuf::from(std::env::var_os("HOME").expect("HOME"));
+    let key = home.join(format!(".ssh/dvpt-toolbox-{run_id}"));
+    let _key = RemoveOnDrop(vec![key.clone(), key.with_extension("pub")]);
+    std::fs::create_dir_all(home.join(".ssh")).expect("mkdir ~/.ssh");
+    ok(
+        "ssh-keygen",
+        &run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)),
+    );
+    let entry = ok("ssh-config inside", &in_box(&["ssh-config", &name]));
+    let entry = PathBuf::from(entry.trim());
+    let text = std::fs::read_to_string(&entry).expect("the entry is on the host");
+    assert!(
+        text.contains(&format!(
+            "ProxyCommand toolbox run --container {boxname} \"{bin}\" ssh-server {name}"
+        )),
+        "{text}"
+    );
+    let o = run(Command::new("ssh")
+        .arg("-F")
+        .arg(&entry)
+        .arg("-i")
+        .arg(&key)
+        .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+        .arg(format!("devaipod-{name}"))
+        .arg("id -un; pwd; exit 3")
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(std::process::Stdio::null()));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "ssh from the host: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("dev\n{}\n", p.folder())
+    );
     let st = ok("status inside", &in_box(&["status", &name, "--json"]));
     let st: serde_json::Value = serde_json::from_str(&st).expect("JSON");
     assert_eq!(st["sessions"], serde_json::json!([]), "{st}");
@@ -157,6 +209,11 @@ fn devaipod_in_a_toolbox_uses_the_hosts_podman() {
     ok(
         "devaipod delete inside the toolbox",
         &in_box(&["delete", &name]),
+    );
+    assert!(
+        !entry.exists(),
+        "delete removed the SSH entry {}",
+        entry.display()
     );
     p.assert_nothing_left();
 }

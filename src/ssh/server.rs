@@ -740,14 +740,19 @@ fn sig_name(sig: &Sig) -> &str {
     }
 }
 
-/// The PID, in its own PID namespace, of the process whose PID in ours is `pid` (the
-/// last field of `NSpid`).
+/// The PID, in its own PID namespace, of the process whose /proc/PID/status this is
+/// (the last field of `NSpid`); `None` unless the process is in a nested namespace (a
+/// container's), so a PID reused by a process of ours is never signalled.
 pub(crate) fn inner_pid(status: &str) -> Option<u32> {
-    status
+    let fields: Vec<&str> = status
         .lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))
-        .and_then(|rest| rest.split_whitespace().last())
-        .and_then(|p| p.parse().ok())
+        .find_map(|l| l.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .collect();
+    if fields.len() < 2 {
+        return None;
+    }
+    fields.last()?.parse().ok()
 }
 
 /// Sends signal `sig` to exec session `id`'s process. Podman's exec API cannot signal:
@@ -856,7 +861,11 @@ mod tests {
     fn the_inner_pid_is_the_last_of_nspid() {
         let status = "Name:\tsleep\nPid:\t4242\nNSpid:\t4242\t17\nPPid:\t1\n";
         assert_eq!(inner_pid(status), Some(17));
-        assert_eq!(inner_pid("Name:\tx\nNSpid:\t99\n"), Some(99));
+        assert_eq!(
+            inner_pid("Name:\tx\nNSpid:\t99\n"),
+            None,
+            "not in a container"
+        );
         assert_eq!(inner_pid("Name:\tx\n"), None);
     }
 

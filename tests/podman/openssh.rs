@@ -184,7 +184,7 @@ fn openssh_runs_commands_terminals_and_signals_and_pins_keys() {
     assert!(stderr(&o).contains("done"), "{}", stderr(&o));
 
     // `ssh -tt`: a terminal of the client's size, and window changes follow it.
-    pty_follows_the_window(&c);
+    pty_follows_the_window(&c, &p.workspace());
 
     // An interactive shell: postAttachCommand runs first, the exit status comes back.
     let o = c
@@ -205,6 +205,37 @@ fn openssh_runs_commands_terminals_and_signals_and_pins_keys() {
     assert_eq!(o.status.code(), Some(4), "{all}");
     assert!(all.contains("shell-42"), "{all}");
     assert!(all.contains("attached-21"), "postAttachCommand ran: {all}");
+
+    // A client that goes away hangs up its terminal session, as closing a pty would:
+    // nothing is left running in the workspace.
+    let ws = p.workspace();
+    let running = |cmdline: &str| {
+        exec(
+            &ws,
+            None,
+            &format!("for p in /proc/[0-9]*; do [ \"$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)\" = '{cmdline} ' ] && echo hit; done | wc -l"),
+        )
+        .trim()
+            != "0"
+    };
+    let hold = c
+        .cmd("ssh", &["-tt", &c.host, "sleep 301"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ssh -tt");
+    let mut hold = Reap(hold);
+    wait_until("sleep 301 runs", Duration::from_secs(30), || {
+        running("sleep 301")
+    });
+    hold.0.kill().expect("kill ssh");
+    hold.0.wait().expect("reaped");
+    wait_until(
+        "the session's process is hung up",
+        Duration::from_secs(30),
+        || !running("sleep 301"),
+    );
 
     // A signal request (OpenSSH's client cannot send one; russh's can) reaches the
     // command.
@@ -306,7 +337,7 @@ fn openssh_runs_commands_terminals_and_signals_and_pins_keys() {
 
 /// `ssh -tt` on a terminal of 100x30 sees 30 rows, 100 columns; after the terminal
 /// becomes 120x50 (and ssh gets SIGWINCH, as from a terminal), the command sees that.
-fn pty_follows_the_window(c: &Client) {
+fn pty_follows_the_window(c: &Client, ws: &str) {
     use nix::pty::{Winsize, openpty};
     let size = |cols, rows| Winsize {
         ws_row: rows,
@@ -322,7 +353,7 @@ fn pty_follows_the_window(c: &Client) {
             &[
                 "-tt",
                 &c.host,
-                "echo size1:$(stty size); read x; echo size2:$(stty size) tty:$(tty)",
+                "echo size1:$(stty size) on:$(tty):; read x; echo size2:$(stty size)",
             ],
         )
         .stdin(slave(&pty.slave))
@@ -354,8 +385,15 @@ fn pty_follows_the_window(c: &Client) {
                 ),
             }
         }
+        String::from_utf8_lossy(&seen).into_owned()
     };
-    wait_for("size1:30 100");
+    let text = wait_for("size1:30 100 on:/dev/pts/");
+    let tty = text
+        .split("on:")
+        .nth(1)
+        .and_then(|t| t.split(':').next())
+        .expect("the tty's name")
+        .to_string();
     rustix::termios::tcsetwinsize(
         &pty.master,
         rustix::termios::Winsize {
@@ -371,12 +409,17 @@ fn pty_follows_the_window(c: &Client) {
         nix::sys::signal::Signal::SIGWINCH,
     )
     .expect("SIGWINCH");
-    // ssh sends the window change before it reads this line (its loop checks for one
-    // first), and the server resizes before it passes the line on.
+    // The container's terminal takes the new size (ssh's window change, then the
+    // engine's resize); then the command reads it too.
+    wait_until(
+        "the session's terminal is 50x120",
+        Duration::from_secs(30),
+        || exec(ws, None, &format!("stty -F {tty} size")).trim() == "50 120",
+    );
     std::fs::File::from(pty.master.try_clone().expect("dup"))
         .write_all(b"\r")
         .expect("write");
-    wait_for("size2:50 120 tty:/dev/pts/");
+    wait_for("size2:50 120");
     let status = child.wait().expect("wait");
     assert!(status.success(), "ssh -tt: {status}");
 }
