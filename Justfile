@@ -27,7 +27,7 @@ setup:
     for pair in podman:podman runc:runc newuidmap:uidmap slirp4netns:slirp4netns \
                 fuse-overlayfs:fuse-overlayfs catatonit:catatonit debootstrap:debootstrap \
                 git:git nsenter:util-linux toolbox:podman-toolbox dbus-daemon:dbus \
-                script:bsdutils; do
+                script:bsdutils sftp:openssh-client; do
         cmd=${pair%%:*}; pkg=${pair#*:}
         command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/libexec/podman/$cmd" ] || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
     done
