@@ -27,7 +27,7 @@ setup:
     for pair in podman:podman runc:runc newuidmap:uidmap slirp4netns:slirp4netns \
                 fuse-overlayfs:fuse-overlayfs catatonit:catatonit debootstrap:debootstrap \
                 git:git nsenter:util-linux toolbox:podman-toolbox dbus-daemon:dbus \
-                script:bsdutils ssh:openssh-client; do
+                script:bsdutils ssh:openssh-client sftp:openssh-client; do
         cmd=${pair%%:*}; pkg=${pair#*:}
         command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/libexec/podman/$cmd" ] || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
     done
@@ -104,7 +104,7 @@ check:
     cargo test --quiet --manifest-path net/Cargo.toml --target-dir target/net
 
 # Everything CI runs: check, then the real-Podman tests rootful and rootless
-test: check setup image
+test: setup check image
     just net-rules
     just test-reference
     just test-rootful

@@ -248,19 +248,20 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
         &at.repo.root,
         &input.config_file(),
     )?;
-    // Without the binary the plan still reads (`--dry-run` shows why); `up` refuses.
-    let net = match input.network.mode {
-        plan::input::NetworkMode::Full => None,
-        _ => match crate::net_binary::find() {
-            Ok(n) => Some(n),
-            Err(e) => {
-                input.net_image = format!("{}:missing", crate::net_binary::NET_IMAGE_REPO);
-                input.net_image_state = ImageState::Missing {
-                    note: format!("{e:#}"),
-                };
-                None
-            }
-        },
+    // The image is the agent's network guard and the workspace's SSH helpers. Without
+    // the binary the plan still reads (`--dry-run` shows why); `up` refuses, unless the
+    // network is `full`: then the pod has no guard to miss, and the workspace goes
+    // without the helpers (the plan says so).
+    let net = match crate::net_binary::find() {
+        Ok(n) => Some(n),
+        Err(_) if input.network.mode == plan::input::NetworkMode::Full => None,
+        Err(e) => {
+            input.net_image = format!("{}:missing", crate::net_binary::NET_IMAGE_REPO);
+            input.net_image_state = ImageState::Missing {
+                note: format!("{e:#}"),
+            };
+            None
+        }
     };
     if let Some(n) = &net {
         input.net_image = n.image.clone();
@@ -624,7 +625,7 @@ pub(crate) async fn image_facts(
     }
     let net_state = if input.net_image.is_empty() {
         ImageState::Unknown {
-            note: "not used (network = full)".into(),
+            note: "no devaipod-net binary (network = full)".into(),
         }
     } else if let ImageState::Missing { .. } = &input.net_image_state {
         input.net_image_state.clone()

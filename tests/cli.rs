@@ -541,6 +541,9 @@ impl UserConfig {
             .current_dir(self.repo.path())
             .env("CONTAINER_HOST", "unix:///nonexistent/devaipod-test.sock")
             .env("DEVAIPOD_CONFIG", self.file())
+            // Some ELF file stands for devaipod-net (a plan only names its image), so
+            // the plan does not depend on whether `just net` ran; a test may override.
+            .env("DEVAIPOD_NET_BIN", env!("CARGO_BIN_EXE_devaipod"))
             .env_remove("DEVAIPOD_TEST_NET_CA")
             .env_remove("DEVAIPOD_TEST_NET_HOSTS");
         for (k, v) in env {
@@ -686,6 +689,64 @@ fn the_network_settings_plan_and_bad_ones_are_refused_with_their_position() {
         let o = u.run(config, &[".", "--dry-run"], &[]);
         assert_fails_with(&o, &format!("{file}{want}"));
     }
+}
+
+#[test]
+fn the_workspace_gets_devaipod_net_for_ssh_unless_it_is_missing_in_full() {
+    let u = UserConfig::new();
+    let helpers = |v: &Value| {
+        let ws = v["containers"]
+            .as_array()
+            .expect("containers")
+            .iter()
+            .find(|c| c["role"] == "workspace")
+            .expect("a workspace")
+            .clone();
+        let mounted = ws["image_mounts"].as_array().is_some_and(|m| {
+            m.iter().any(|m| {
+                m[0].as_str()
+                    .is_some_and(|i| i.starts_with("localhost/devaipod-net:"))
+                    && m[1] == "/opt/devaipod-net"
+            })
+        });
+        (mounted, v["pod"]["labels"]["io.devaipod.helper"].clone())
+    };
+    let dry = [".", "--name", "h", "--dry-run", "--json", "--network"];
+    for mode in ["allowlist", "none", "full"] {
+        let o = u.run("", &[&dry[..], &[mode]].concat(), &[]);
+        assert!(o.status.success(), "{mode}: {}", stderr(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+        assert_eq!(
+            helpers(&v),
+            (true, Value::from("/opt/devaipod-net/devaipod-net")),
+            "{mode}"
+        );
+    }
+    let o = u.run("", &[".", "--name", "h", "--dry-run"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.lines().any(|l| l
+            .trim_start()
+            .starts_with("image    localhost/devaipod-net:")
+            && l.ends_with(" -> /opt/devaipod-net (read-only)")),
+        "{text}"
+    );
+
+    // Without devaipod-net, `full` still plans (and `up` works), without the helpers.
+    let missing = [("DEVAIPOD_NET_BIN", "/nonexistent/devaipod-net")];
+    let o = u.run("", &[&dry[..], &["full"]].concat(), &missing);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(helpers(&v), (false, Value::Null));
+    let warned = v["warnings"].as_array().is_some_and(|w| {
+        w.iter().any(|w| {
+            w.as_str().is_some_and(|w| {
+                w.starts_with("devaipod-net was not found, so the workspace gets no SSH helpers")
+            })
+        })
+    });
+    assert!(warned, "{}", v["warnings"]);
 }
 
 #[test]

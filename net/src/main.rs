@@ -1,4 +1,6 @@
-//! devaipod-net: the network guard of a devaipod pod. One static binary, four jobs:
+//! devaipod-net: the network guard of a devaipod pod, and the helpers devaipod's SSH
+//! server runs in the workspace. One static binary (so it runs in any image, glibc or
+//! musl), these jobs:
 //!
 //! - `proxy`: the agent's only way out. HTTP CONNECT and plain HTTP to names on the
 //!   pod's allowlist, and credential routes that add the provider's key on the way to
@@ -12,6 +14,11 @@
 //!   names the network namespace it runs in (so the agent never runs unfiltered).
 //! - `allow` and `stats`: read and change a running proxy's allowlist, read its refusal
 //!   counts (run by `podman exec` in the proxy container).
+//! - `sftp-server`: SFTP on stdin and stdout, for the `sftp` subsystem of an SSH session
+//!   (OpenSSH's `sftp` and `scp`), as the calling user. Run by `podman exec` in the
+//!   workspace container, where the image is mounted read-only at /opt/devaipod-net.
+//! - `relay HOST PORT`: stdin to a TCP port of the pod's loopback and back, for SSH's
+//!   `-L` and `-D` forwarding and `devaipod forward`. Run the same way.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +30,9 @@ mod gate;
 mod nft;
 mod policy;
 mod proxy;
+mod relay;
 mod rules;
+mod sftp;
 mod state;
 mod upstream;
 
@@ -31,7 +40,7 @@ mod upstream;
 #[command(
     name = "devaipod-net",
     version,
-    about = "The network guard of a devaipod pod"
+    about = "The network guard of a devaipod pod, and its SSH helpers"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -94,6 +103,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve SFTP (version 3, with OpenSSH's extensions) on stdin and stdout, as the
+    /// calling user; relative paths are from the current directory
+    SftpServer,
+    /// Copy stdin to a TCP port of this pod's loopback, and its replies to stdout, until
+    /// both have ended. Exit status 1 when nothing listens, 2 when HOST is not the loopback
+    Relay {
+        /// 127.0.0.1, ::1 or localhost
+        host: String,
+        /// A TCP port, 1 to 65535
+        port: u16,
+    },
 }
 
 fn main() -> ExitCode {
@@ -117,6 +137,8 @@ fn main() -> ExitCode {
             json,
         } => state::allow_command(&state, &add, &remove, json),
         Command::Stats { state, json } => state::stats_command(&state, json),
+        Command::SftpServer => sftp::run(),
+        Command::Relay { host, port } => return relay::run(&host, port),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -179,7 +179,10 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
         tracing::debug!(%id, "built");
     }
     if let (ImageState::WillBuild, Some(net)) = (&host.input.net_image_state, &host.net) {
-        progress.step(&format!("making the network guard's image {}", net.image));
+        progress.step(&format!(
+            "making the image of devaipod-net (network guard, SSH helpers) {}",
+            net.image
+        ));
         let layer = crate::net_binary::layer(net)?;
         let changes = [format!("LABEL {}image=net", plan::labels::PREFIX)];
         engine.import_image(&net.image, layer, &changes).await?;
@@ -435,6 +438,14 @@ pub(super) fn render_plan(plan: &PodPlan) -> String {
                 "             mount    {} -> {}",
                 l(&m.source),
                 l(&m.target)
+            );
+        }
+        for (image, target) in &c.image_mounts {
+            let _ = writeln!(
+                s,
+                "             image    {} -> {} (read-only)",
+                l(image),
+                l(target)
             );
         }
         if !c.env.is_empty() {

@@ -95,8 +95,10 @@ pub(crate) struct PlanInput {
     /// Whether [`super::BUNDLED_IMAGE`] is in the local store (it is then mounted for
     /// images without opencode).
     pub bundled_present: bool,
-    /// The image of the network guard (`localhost/devaipod-net:KEY`, made from the
-    /// devaipod-net binary by `up`) and whether it is in the local store.
+    /// The image of the network guard and the workspace's SSH helpers
+    /// (`localhost/devaipod-net:KEY`, made from the devaipod-net binary by `up`) and
+    /// whether it is in the local store. Empty when there is no binary and the network
+    /// is `full` (which needs no guard): the workspace then goes without the helpers.
     pub net_image: String,
     pub net_image_state: ImageState,
 }

@@ -34,10 +34,14 @@ pub(crate) const REMOTE_ENV: &str = "io.devaipod.remote-env";
 pub(crate) const SECRETS: &str = "io.devaipod.secrets";
 /// The devaipod version that created the object.
 pub(crate) const VERSION: &str = "io.devaipod.version";
-/// Pod only: postStartCommand as `up` ran it (JSON), for `start`.
 /// The pod's network as `up` planned it (mode, allowlist, credential providers; JSON).
 pub(crate) const NETWORK: &str = "io.devaipod.network";
+/// Pod only: postStartCommand as `up` ran it (JSON), for `start`.
 pub(crate) const POST_START: &str = "io.devaipod.post-start";
+/// Pod only: devaipod-net in the workspace (`/opt/devaipod-net/devaipod-net`), whose
+/// `sftp-server` and `relay` devaipod's SSH server runs there. Absent when the pod has
+/// no helpers: made before they existed, or without devaipod-net (network = full).
+pub(crate) const HELPER: &str = "io.devaipod.helper";
 
 /// What an object is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]

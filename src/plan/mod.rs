@@ -75,7 +75,11 @@ pub(crate) fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         volumes: &volumes,
         secrets: &secrets,
         settings: &settings,
-        image_mounts: bundled.clone(),
+        image_mounts: bundled
+            .iter()
+            .cloned()
+            .chain(network::workspace_image_mount(input))
+            .collect(),
     }
     .container(&ctx)?;
     let network = network::Network::new(&ctx);
@@ -94,6 +98,7 @@ pub(crate) fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     warnings.extend(gator.iter().flat_map(|g| g.warnings.iter().cloned()));
     warnings.extend(settings.warnings(input));
     warnings.extend(folders.warnings.iter().cloned());
+    warnings.extend(network::helpers_warning(input));
     warnings.extend(settings.run_args.warnings.iter().cloned());
     let ports = ports::pod_ports(input, &settings.run_args, &mut warnings)?;
     warnings.extend(uncommitted_warning(input));

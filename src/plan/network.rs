@@ -12,6 +12,10 @@
 //! The agent's command waits behind `devaipod-net gate`, which returns only when the
 //! marker names the namespace the agent runs in: the agent never runs unfiltered, even
 //! when something other than devaipod starts it.
+//!
+//! The same image carries the workspace's SSH helpers (`devaipod-net sftp-server` and
+//! `relay`, which devaipod's SSH server runs by `podman exec`): it is mounted read-only
+//! into the workspace in every mode, `full` included, whenever devaipod-net is there.
 
 use std::collections::BTreeMap;
 
@@ -30,7 +34,8 @@ use super::spec::{
 
 /// Where devaipod-net is in its image.
 pub(crate) const NET_EXE: &str = "/devaipod-net";
-/// Where the devaipod-net image is mounted (read-only) in the agent, for its gate.
+/// Where the devaipod-net image is mounted (read-only): in the agent, for its gate, and
+/// in the workspace, for the SSH helpers.
 pub(crate) const NET_MOUNT: &str = "/opt/devaipod-net";
 /// The proxy's configuration (a file secret of the proxy's uid).
 const NET_CONFIG_FILE: &str = "/run/secrets/devaipod-net-config.json";
@@ -398,6 +403,24 @@ fn proxy_container(ctx: &Context<'_>, state: &str, secrets: Vec<SecretRef>) -> C
     }
 }
 
+/// devaipod-net as the agent and the workspace see it.
+pub(crate) fn mounted_exe() -> String {
+    format!("{NET_MOUNT}{NET_EXE}")
+}
+
+/// The workspace's image mount of devaipod-net, for the SSH helpers: whenever there is
+/// an image (every mode; without the binary, only `full` gets this far).
+pub(crate) fn workspace_image_mount(input: &PlanInput) -> Option<(String, String)> {
+    (!input.net_image.is_empty()).then(|| (input.net_image.clone(), NET_MOUNT.to_string()))
+}
+
+/// What a pod without the helpers cannot do.
+pub(crate) fn helpers_warning(input: &PlanInput) -> Option<String> {
+    workspace_image_mount(input).is_none().then(|| {
+        "devaipod-net was not found, so the workspace gets no SSH helpers: sftp, scp and port forwarding through `devaipod ssh-config` (and `devaipod forward`) will not work in this pod; build it with `just net` (`just install` puts it beside devaipod), or name it with DEVAIPOD_NET_BIN".to_string()
+    })
+}
+
 /// The agent's side: the proxy in its environment, the marker (read-only) and the
 /// devaipod-net image for its gate.
 fn agent_net(input: &PlanInput, marker: &str) -> AgentNet {
@@ -421,7 +444,8 @@ fn agent_net(input: &PlanInput, marker: &str) -> AgentNet {
         mounts: vec![MountSpec::volume(marker, MARKER_DIR, true)],
         image_mounts: vec![(input.net_image.clone(), NET_MOUNT.into())],
         gate: Some(format!(
-            "{NET_MOUNT}{NET_EXE} gate --marker {NET_MARKER} --timeout-secs {GATE_TIMEOUT_SECS} || exit 1; "
+            "{} gate --marker {NET_MARKER} --timeout-secs {GATE_TIMEOUT_SECS} || exit 1; ",
+            mounted_exe()
         )),
     }
 }
@@ -429,6 +453,7 @@ fn agent_net(input: &PlanInput, marker: &str) -> AgentNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::ImageState;
     use crate::plan::input::CredentialInput;
     use crate::plan::tests_support::input;
 
@@ -488,7 +513,7 @@ mod tests {
             .find(|m| m.target == "/run/devaipod-net")
             .expect("marker mount");
         assert!(marker.read_only, "the agent must not write its own marker");
-        // The workspace has none of it.
+        // The workspace has none of it (devaipod-net's image, for the SSH helpers, only).
         let ws = plan.container(Role::Workspace).expect("ws");
         assert!(!ws.env.contains_key("HTTPS_PROXY"));
         assert!(ws.mounts.iter().all(|m| !m.source.contains("net-")));
@@ -513,6 +538,63 @@ mod tests {
             serde_json::from_str(&plan.network.proxy_config).expect("json");
         assert_eq!(config["mode"], "none");
         assert_eq!(config["allow"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn the_workspace_gets_the_ssh_helpers_in_every_mode() {
+        for mode in [NetworkMode::Allowlist, NetworkMode::None, NetworkMode::Full] {
+            let mut i = input();
+            i.network.mode = mode;
+            let plan = build(&i);
+            let ws = plan.container(Role::Workspace).expect("ws");
+            assert!(
+                ws.image_mounts.contains(&(
+                    "localhost/devaipod-net:0123456789ab".to_string(),
+                    "/opt/devaipod-net".to_string()
+                )),
+                "{mode}: {:?}",
+                ws.image_mounts
+            );
+            assert_eq!(
+                plan.pod
+                    .labels
+                    .get(crate::plan::labels::HELPER)
+                    .map(String::as_str),
+                Some("/opt/devaipod-net/devaipod-net"),
+                "{mode}"
+            );
+            assert!(
+                plan.warnings.iter().all(|w| !w.contains("SSH helpers")),
+                "{mode}: {:?}",
+                plan.warnings
+            );
+        }
+    }
+
+    #[test]
+    fn without_devaipod_net_a_full_pod_has_no_helpers_and_says_so() {
+        let mut i = input();
+        i.network.mode = NetworkMode::Full;
+        i.net_image = String::new();
+        i.net_image_state = ImageState::Unknown {
+            note: "no devaipod-net binary (network = full)".into(),
+        };
+        let plan = build(&i);
+        for c in &plan.containers {
+            assert!(
+                c.image_mounts.iter().all(|(_, t)| t != NET_MOUNT),
+                "{}: {:?}",
+                c.name,
+                c.image_mounts
+            );
+        }
+        assert!(!plan.pod.labels.contains_key(crate::plan::labels::HELPER));
+        assert!(
+            plan.warnings.iter().any(|w| w
+                .starts_with("devaipod-net was not found, so the workspace gets no SSH helpers")),
+            "{:?}",
+            plan.warnings
+        );
     }
 
     #[test]

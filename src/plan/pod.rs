@@ -1,6 +1,7 @@
 //! The pod: its name and hostname, the only namespace its containers share (the
 //! network), its published ports, and the labels later commands read (the base commit,
-//! the folders, the remoteUser, postAttachCommand, remoteEnv, the secrets to delete).
+//! the folders, the remoteUser, postAttachCommand, remoteEnv, the secrets to delete,
+//! where the workspace's SSH helpers are).
 
 use std::collections::BTreeMap;
 
@@ -60,6 +61,9 @@ fn pod_labels(ctx: &Context<'_>, folders: &Folders, secrets: String) -> BTreeMap
         );
     }
     l.insert(labels::SECRETS.into(), secrets);
+    if super::network::workspace_image_mount(input).is_some() {
+        l.insert(labels::HELPER.into(), super::network::mounted_exe());
+    }
     l
 }
 

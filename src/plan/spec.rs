@@ -233,7 +233,8 @@ pub(crate) struct ContainerSpec {
     /// CPU limit in thousandths of a CPU, from `hostRequirements.cpus` (workspace).
     pub cpu_millis: Option<i64>,
     pub mounts: Vec<MountSpec>,
-    /// Images mounted read-only (source image, target): the bundled opencode.
+    /// Images mounted read-only (source image, target): the bundled opencode, and
+    /// devaipod-net in the agent (its gate) and the workspace (the SSH helpers).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub image_mounts: Vec<(String, String)>,
     /// Plain (non-secret) environment; only the names are ever printed.

@@ -1,6 +1,7 @@
 //! The workspace container: where people and tools work, as the remoteUser, with the
 //! repo's own settings (runArgs, capAdd, mounts, env, ...) and its clone. devaipod adds
-//! its shims, its git config and the agent's clone, read-only.
+//! its shims, its git config, the agent's clone and devaipod-net (the SSH helpers, at
+//! /opt/devaipod-net), read-only.
 
 use std::collections::BTreeMap;
 

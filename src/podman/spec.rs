@@ -599,6 +599,18 @@ mod tests {
             // The pod records its network (issue 16), which the fixtures predate.
             want["pod"]["labels"][crate::plan::labels::NETWORK] =
                 serde_json::to_string(&plan.network).expect("json").into();
+            // The workspace mounts devaipod-net for the SSH helpers (issue 17), and the
+            // pod says so.
+            want["pod"]["labels"][crate::plan::labels::HELPER] =
+                "/opt/devaipod-net/devaipod-net".into();
+            let ws = &mut want["workspace"];
+            if ws.get("image_volumes").is_none() {
+                ws["image_volumes"] = serde_json::json!([]);
+            }
+            ws["image_volumes"]
+                .as_array_mut()
+                .expect("image_volumes")
+                .push(serde_json::json!({"source": "localhost/devaipod-net:0123456789ab", "destination": "/opt/devaipod-net", "rw": false}));
             let got = specs_of(plan);
             for (key, want) in want.as_object().expect("object") {
                 assert_eq!(&got[key], want, "{case}: {key}");
