@@ -80,6 +80,25 @@ fn connect(addrs: &[IpAddr], port: u16) -> io::Result<TcpStream> {
     Err(first.unwrap_or_else(|| io::Error::other("no address to connect to")))
 }
 
+/// Copies `from` to `to` until `from` ends, each read written at once. Not
+/// `io::copy`, which between a pipe and a socket uses splice: under a Podman exec, a
+/// small request then reached the server only at the client's end of input (an HTTP
+/// request through `ssh -L` never got its answer). Only a real Podman exec shows it:
+/// tests/podman/openssh.rs (curl through `ssh -L`) is the test that catches it.
+fn pump(from: &mut impl io::Read, to: &mut impl io::Write) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        to.flush()?;
+    }
+}
+
 fn relay(socket: TcpStream) -> io::Result<()> {
     socket.set_nodelay(true)?;
     let mut sending = socket.try_clone()?;
@@ -89,7 +108,7 @@ fn relay(socket: TcpStream) -> io::Result<()> {
     // reads or writes them; each File becomes their only owner.
     let (mut stdin, mut stdout) = unsafe { (File::from_raw_fd(0), File::from_raw_fd(1)) };
     let upstream = std::thread::spawn(move || {
-        let r = io::copy(&mut stdin, &mut sending).map(drop);
+        let r = pump(&mut stdin, &mut sending);
         // The end of stdin is the end of what we send; an error ends both directions.
         let how = if r.is_ok() {
             Shutdown::Write
@@ -100,7 +119,7 @@ fn relay(socket: TcpStream) -> io::Result<()> {
         r.map_err(|e| io::Error::new(e.kind(), format!("sending: {e}")))
     });
     let mut receiving = socket;
-    let down = io::copy(&mut receiving, &mut stdout)
+    let down = pump(&mut receiving, &mut stdout)
         .map_err(|e| io::Error::new(e.kind(), format!("receiving: {e}")));
     drop(stdout);
     // The socket's data has ended: the relay ends too, without waiting for stdin (a

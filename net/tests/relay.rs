@@ -4,7 +4,7 @@
 //! refusals (nothing listening: exit 1; not the loopback: exit 2).
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -93,6 +93,39 @@ fn the_socket_ending_ends_the_relay_with_stdin_still_open() {
     assert!(status.success(), "{status}: {err}");
     assert_eq!(err, "");
     drop(stdin);
+}
+
+#[test]
+fn a_request_is_answered_while_stdin_stays_open() {
+    // An HTTP/1.1 client: it sends a request and waits for the answer, its side open.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port().to_string();
+    let conn = accept(listener);
+    let mut child = relay("127.0.0.1", &port);
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
+    stdin.flush().expect("flush");
+    let mut peer = conn.get();
+    let got = in_thread("the request, before stdin ends", move || {
+        let mut buf = [0u8; 18];
+        peer.read_exact(&mut buf).expect("read the request");
+        peer.write_all(b"HTTP/1.1 200 OK\r\n").expect("answer");
+        (buf.to_vec(), peer)
+    })
+    .get();
+    assert_eq!(got.0, b"GET / HTTP/1.1\r\n\r\n");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let answer = in_thread("the answer, before stdin ends", move || {
+        let mut buf = [0u8; 17];
+        stdout.read_exact(&mut buf).expect("read the answer");
+        buf.to_vec()
+    })
+    .get();
+    assert_eq!(answer, b"HTTP/1.1 200 OK\r\n");
+    drop(got.1);
+    drop(stdin);
+    let (status, err) = exit_of(child).get();
+    assert!(status.success(), "{status}: {err}");
 }
 
 #[test]

@@ -59,7 +59,10 @@ pub(crate) async fn pipe(attach: ExecAttach, io: impl AsyncRead + AsyncWrite) ->
             match rd.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if input.write_all(&buf[..n]).await.is_err() {
+                    tracing::debug!("relay: {n} bytes in");
+                    // The attach connection buffers: flush, or the relay waits for
+                    // bytes that never leave.
+                    if input.write_all(&buf[..n]).await.is_err() || input.flush().await.is_err() {
                         break;
                     }
                 }
@@ -74,7 +77,8 @@ pub(crate) async fn pipe(attach: ExecAttach, io: impl AsyncRead + AsyncWrite) ->
         while let Some(chunk) = output.next().await {
             match chunk {
                 Ok(ExecOutput::Stdout(b)) => {
-                    if wr.write_all(&b).await.is_err() {
+                    tracing::debug!("relay: {} bytes out", b.len());
+                    if wr.write_all(&b).await.is_err() || wr.flush().await.is_err() {
                         break;
                     }
                 }

@@ -591,8 +591,10 @@ async fn session_channel(shared: Arc<Shared>, channel: Channel<Msg>) {
             _ = &mut out => break,
             msg = rx.wait() => match msg {
                 Some(ChannelMsg::Data { data }) => {
-                    if input.write_all(&data).await.is_err() {
-                        // The process closed its stdin; its output may go on.
+                    // An error: the process closed its stdin; its output may go on.
+                    // The attach connection buffers, so each piece is flushed.
+                    if input.write_all(&data).await.is_ok() {
+                        let _ = input.flush().await;
                     }
                 }
                 // A terminal has no end of input to pass on (sshd ignores it too).
