@@ -14,11 +14,37 @@ use crate::common::pod::{BASE_IMAGE, TestPod, exec, require_image, stderr, stdou
 use crate::common::wait_until;
 
 /// One client's side: a HOME with a key, and the pod's entry written there.
+/// XDG_DATA_HOME and XDG_CONFIG_HOME stay the test user's own: rootless Podman finds
+/// its store and configuration there (from HOME, when they are unset), and devaipod
+/// keeps the pod's host key there (removed when the client is dropped).
 struct Client {
     home: tempfile::TempDir,
     entry: PathBuf,
     host: String,
     name: String,
+    data: PathBuf,
+    config: PathBuf,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.data.join("devaipod/ssh").join(&self.name));
+    }
+}
+
+/// The test user's XDG_DATA_HOME and XDG_CONFIG_HOME (their defaults under HOME).
+fn xdg_dirs() -> (PathBuf, PathBuf) {
+    let home = PathBuf::from(std::env::var_os("HOME").expect("HOME is set"));
+    let dir = |var: &str, default: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .unwrap_or_else(|| home.join(default))
+    };
+    (
+        dir("XDG_DATA_HOME", ".local/share"),
+        dir("XDG_CONFIG_HOME", ".config"),
+    )
 }
 
 fn mode(p: &Path) -> u32 {
@@ -49,10 +75,12 @@ impl Client {
         )
         .expect("chmod");
         keygen(&home.path().join(".ssh/id_ed25519"));
+        let (data, config) = xdg_dirs();
         let o = p
             .command(&["ssh-config", p.name()])
             .env("HOME", home.path())
-            .env_remove("XDG_DATA_HOME")
+            .env("XDG_DATA_HOME", &data)
+            .env("XDG_CONFIG_HOME", &config)
             .env_remove("SSH_AUTH_SOCK")
             .output()
             .expect("devaipod runs");
@@ -76,7 +104,17 @@ impl Client {
             entry,
             host: p.pod(),
             name: p.name().to_string(),
+            data,
+            config,
         }
+    }
+
+    /// The environment of every client command (and so of the ProxyCommand).
+    fn env(&self, c: &mut Command) {
+        c.env("HOME", self.home.path())
+            .env("XDG_DATA_HOME", &self.data)
+            .env("XDG_CONFIG_HOME", &self.config)
+            .env_remove("SSH_AUTH_SOCK");
     }
 
     fn key(&self) -> PathBuf {
@@ -92,10 +130,8 @@ impl Client {
             .arg(self.key())
             .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
             .args(args)
-            .env("HOME", self.home.path())
-            .env_remove("XDG_DATA_HOME")
-            .env_remove("SSH_AUTH_SOCK")
             .stdin(Stdio::null());
+        self.env(&mut c);
         c
     }
 
@@ -291,23 +327,17 @@ fn openssh_runs_commands_terminals_and_signals_and_pins_keys() {
     // A key the user does not have is refused.
     let stranger = c.home.path().join("stranger");
     keygen(&stranger);
-    let o = Command::new("ssh")
-        .arg("-F")
-        .arg(&c.entry)
-        .arg("-i")
-        .arg(&stranger)
-        .args([
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            &c.host,
-            "true",
-        ])
-        .env("HOME", c.home.path())
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .expect("ssh");
+    let mut cmd = Command::new("ssh");
+    cmd.arg("-F").arg(&c.entry).arg("-i").arg(&stranger).args([
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        &c.host,
+        "true",
+    ]);
+    c.env(&mut cmd);
+    let o = cmd.output().expect("ssh");
     assert_eq!(o.status.code(), Some(255));
     assert!(
         stderr(&o).contains("Permission denied (publickey)"),
@@ -317,9 +347,8 @@ fn openssh_runs_commands_terminals_and_signals_and_pins_keys() {
 
     // A changed host key is refused by the client (the entry pins the first one).
     let key_file = c
-        .home
-        .path()
-        .join(".local/share/devaipod/ssh")
+        .data
+        .join("devaipod/ssh")
         .join(&c.name)
         .join("host_ed25519_key");
     assert_eq!(mode(&key_file), 0o600);
@@ -439,10 +468,9 @@ fn signal_reaches_the_command(p: &TestPod, c: &Client) {
     }
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let mut server = tokio::process::Command::from(p.command(&["ssh-server", p.name()]))
-            .env("HOME", c.home.path())
-            .env_remove("XDG_DATA_HOME")
-            .env_remove("SSH_AUTH_SOCK")
+        let mut cmd = p.command(&["ssh-server", p.name()]);
+        c.env(&mut cmd);
+        let mut server = tokio::process::Command::from(cmd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
