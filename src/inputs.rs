@@ -36,6 +36,8 @@ pub(crate) struct Request {
     pub network: Option<NetworkMode>,
     /// `--allow`: names added to `[agent] allow` for this pod.
     pub allow: Vec<AllowName>,
+    /// `--pull`: when a missing image is pulled.
+    pub pull: crate::podman::images::PullPolicy,
 }
 
 /// The host facts: the plan's input without the image facts, and the build context
@@ -559,6 +561,8 @@ pub(crate) struct ImageFacts {
     pub state: ImageState,
     /// The network guard's image: present, or made by `up` from the binary.
     pub net_state: ImageState,
+    /// Images `up` pulls before it creates anything (the pod's, the service-gator's).
+    pub pulls: Vec<String>,
 }
 
 impl ImageFacts {
@@ -573,6 +577,7 @@ impl ImageFacts {
             net_state: ImageState::Unknown {
                 note: format!("not checked: {why}"),
             },
+            pulls: Vec::new(),
         }
     }
 
@@ -592,36 +597,53 @@ impl ImageFacts {
 }
 
 /// Asks the engine about the plan's images. `rebuild`: the image is built even if
-/// present. Fails when a service-gator is asked for and its image is not in the store
-/// (devaipod never pulls).
+/// present. `pull`: which missing (or, `always`, present) images `up` pulls; with
+/// `never`, a missing image is reported (the plan then refuses) and a missing
+/// service-gator image is an error.
 pub(crate) async fn image_facts(
     engine: &Engine,
     input: &PlanInput,
     rebuild: bool,
+    pull: crate::podman::images::PullPolicy,
 ) -> Result<ImageFacts> {
+    use crate::podman::images::PullPolicy;
     let (image, _) = plan::choose_image(input)?;
     let command = engine.image_command(&image).await?;
     let bundled_present = engine.image_id(plan::BUNDLED_IMAGE).await?.is_some();
     let to_build = input.image_override.is_none() && input.build.is_some();
+    let mut pulls = Vec::new();
     let state = if to_build && rebuild {
         ImageState::WillBuild
     } else {
         match engine.image_id(&image).await? {
+            _ if to_build && pull == PullPolicy::Always => ImageState::WillBuild,
+            Some(_) if pull == PullPolicy::Always && !is_local_only(&image) => {
+                pulls.push(image.clone());
+                ImageState::WillPull
+            }
             Some(id) => ImageState::Present { id },
             None if to_build => ImageState::WillBuild,
+            None if pull != PullPolicy::Never && !is_local_only(&image) => {
+                pulls.push(image.clone());
+                ImageState::WillPull
+            }
             None => ImageState::Missing {
-                note: missing_image_note(&image),
+                note: missing_image_note(&image, pull),
             },
         }
     };
-    if let Some(g) = &input.gator
-        && engine.image_id(&g.image).await?.is_none()
-    {
-        bail!(
-            "the service-gator image {} is not in the local image store and devaipod never pulls: run `podman pull {}` (or build it), or name another with --service-gator-image",
-            g.image,
-            g.image
-        );
+    if let Some(g) = &input.gator {
+        let present = engine.image_id(&g.image).await?.is_some();
+        if (!present || pull == PullPolicy::Always) && pull != PullPolicy::Never && !is_local_only(&g.image) {
+            pulls.push(g.image.clone());
+        } else if !present {
+            bail!(
+                "the service-gator image {} is not in the local image store{}: run `podman pull {}` (or build it), or name another with --service-gator-image",
+                g.image,
+                if pull == PullPolicy::Never { " and --pull never pulls nothing" } else { " and cannot be pulled (a localhost/ name)" },
+                g.image
+            );
+        }
     }
     let net_state = if input.net_image.is_empty() {
         ImageState::Unknown {
@@ -640,16 +662,28 @@ pub(crate) async fn image_facts(
         bundled_present,
         state,
         net_state,
+        pulls,
     })
 }
 
-fn missing_image_note(image: &str) -> String {
+/// `localhost/...` names only ever exist locally (built or imported): never pulled.
+fn is_local_only(image: &str) -> bool {
+    image.starts_with("localhost/")
+}
+
+fn missing_image_note(image: &str, pull: crate::podman::images::PullPolicy) -> String {
     if image.starts_with("localhost/devaipod-base") {
-        "not in the local image store; build it with `just image` (devaipod never pulls)".into()
-    } else {
+        "not in the local image store; build it with `just image` (a localhost/ image is never pulled)".into()
+    } else if is_local_only(image) {
         format!(
-            "not in the local image store and devaipod never pulls: run `podman pull {image}` or build it, then retry"
+            "not in the local image store (a localhost/ image is never pulled): build or load {image}, then retry"
         )
+    } else if pull == crate::podman::images::PullPolicy::Never {
+        format!(
+            "not in the local image store and --pull never pulls nothing: run `podman pull {image}`, or retry with --pull missing (the default)"
+        )
+    } else {
+        format!("not in the local image store: run `podman pull {image}`, then retry")
     }
 }
 

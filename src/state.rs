@@ -5,6 +5,7 @@
 //! the agent container and when it was started; `list` reports `agent_ready` by comparing
 //! that with the container's current start time, without probing every pod.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -19,6 +20,23 @@ pub(crate) struct ReadyRecord {
     pub container_id: String,
     /// The container's start time (unix seconds) when the probe succeeded.
     pub started_at: i64,
+}
+
+/// An image devaipod pulled or built: for which repos, and when last (unix seconds).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ImageRecord {
+    pub repos: Vec<String>,
+    pub at: i64,
+}
+
+/// Records images pulled or built for `repo` (a failure to write is only logged: the
+/// record is for `devaipod image list`, nothing depends on it).
+pub(crate) fn record_images(images: &[String], repo: &std::path::Path) {
+    if let Some(s) = StateDir::from_env()
+        && let Err(e) = s.add_images(images, repo)
+    {
+        tracing::warn!("recording images: {e:#}");
+    }
 }
 
 /// The state directory.
@@ -82,6 +100,41 @@ impl StateDir {
         std::fs::write(&path, what).with_context(|| format!("writing {}", path.display()))
     }
 
+    fn images_path(&self) -> PathBuf {
+        self.0.join("images.json")
+    }
+
+    /// The images devaipod pulled or built, each with the repos it did so for.
+    pub(crate) fn images(&self) -> BTreeMap<String, ImageRecord> {
+        std::fs::read(self.images_path())
+            .ok()
+            .and_then(|t| serde_json::from_slice(&t).ok())
+            .unwrap_or_default()
+    }
+
+    /// Adds `images`, pulled or built for `repo` now, to the record.
+    pub(crate) fn add_images(&self, images: &[String], repo: &std::path::Path) -> Result<()> {
+        let mut all = self.images();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        for i in images {
+            let r = all.entry(i.clone()).or_default();
+            let repo = repo.display().to_string();
+            if !r.repos.contains(&repo) {
+                r.repos.push(repo);
+            }
+            r.at = now;
+        }
+        let path = self.images_path();
+        std::fs::create_dir_all(&self.0).with_context(|| format!("creating {}", self.0.display()))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&all)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    }
+
     /// Forgets the readiness record of `name`.
     pub(crate) fn forget(&self, name: &Name) {
         let _ = std::fs::remove_file(self.ready_path(name));
@@ -91,6 +144,20 @@ impl StateDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_records_gather_repos() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::at(dir.path());
+        assert!(state.images().is_empty());
+        let a = std::path::Path::new("/r/a");
+        state.add_images(&["x:1".into()], a).expect("add");
+        state.add_images(&["x:1".into(), "y:2".into()], std::path::Path::new("/r/b")).expect("add");
+        state.add_images(&["x:1".into()], a).expect("again");
+        let all = state.images();
+        assert_eq!(all["x:1"].repos, ["/r/a", "/r/b"]);
+        assert_eq!(all["y:2"].repos, ["/r/b"]);
+    }
 
     #[test]
     fn records_round_trip() {

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::podman::images::PullPolicy;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
@@ -73,6 +74,11 @@ pub struct UpArgs {
     /// besides [agent] allow (repeatable; allowlist mode only; never an IP address)
     #[arg(long = "allow", value_name = "NAME", value_parser = clap::value_parser!(AllowName))]
     pub(crate) allow: Vec<AllowName>,
+    /// When to pull the images the configuration names (its image, a Dockerfile's
+    /// FROM images, the service-gator's) through Podman, with your registries.conf and
+    /// auth.json: never, missing (those not in the local store) or always
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = PullPolicy::Missing)]
+    pub(crate) pull: PullPolicy,
     /// Seconds to wait for the agent to answer before rolling back
     #[arg(long, value_name = "SECS", default_value_t = plan::DEFAULT_READY_TIMEOUT_SECS)]
     pub timeout: u64,
@@ -102,6 +108,7 @@ impl UpArgs {
             ready_timeout_secs: self.timeout,
             network: self.network,
             allow: self.allow.clone(),
+            pull: self.pull,
         }
     }
 
@@ -129,7 +136,7 @@ async fn dry_run(ctx: &Context, args: &UpArgs) -> Result<ExitCode> {
     let req = args.request();
     let mut host = inputs::host_facts(&req)?;
     let facts = match engine {
-        Ok(engine) => inputs::image_facts(engine, &host.input, req.rebuild).await?,
+        Ok(engine) => inputs::image_facts(engine, &host.input, req.rebuild, req.pull).await?,
         Err(why) => inputs::ImageFacts::unknown(&why),
     };
     facts.apply_to(&mut host.input);
@@ -153,26 +160,38 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     progress.step("reading the repo and devcontainer.json");
     let req = args.request();
     let mut host = inputs::host_facts(&req)?;
-    inputs::image_facts(engine, &host.input, req.rebuild)
-        .await?
-        .apply_to(&mut host.input);
+    let facts = inputs::image_facts(engine, &host.input, req.rebuild, req.pull).await?;
+    let pulls = facts.pulls.clone();
+    facts.apply_to(&mut host.input);
     let mut plan = inputs::plan(&host.input)?;
     for w in &plan.warnings {
         progress.warn(w);
     }
-    let values = secret_values(&plan)?;
     let mut cancel = crate::cli::cancel_on_signals();
+    if !pulls.is_empty() {
+        // Before anything is created: a failed pull leaves nothing behind.
+        for image in &pulls {
+            pull_image(engine, image, req.pull, &progress, &mut cancel).await?;
+        }
+        inputs::image_facts(engine, &host.input, req.rebuild, PullPolicy::Never)
+            .await?
+            .apply_to(&mut host.input);
+        plan = inputs::plan(&host.input)?;
+        crate::state::record_images(&pulls, &host.input.repo.root);
+    }
+    let values = secret_values(&plan)?;
     if let Some(init) = &plan.initialize {
         crate::cli::initialize::approve_and_run(init, &init.config, &progress, &mut cancel).await?;
     }
     if let (ImageState::WillBuild, Some(build)) = (&plan.image.state, &host.prepared) {
-        let id = build_image(engine, &plan, build, &progress, &mut cancel).await?;
+        let id = build_image(engine, &plan, build, req.pull, &progress, &mut cancel).await?;
+        crate::state::record_images(std::slice::from_ref(&build.plan.tag), &host.input.repo.root);
         // Plan again now that the image exists (overrideCommand: false reads its CMD):
         // only what the engine knows of the images changed.
         if let Some(b) = &mut host.input.build {
             b.rebuild = false;
         }
-        inputs::image_facts(engine, &host.input, false)
+        inputs::image_facts(engine, &host.input, false, PullPolicy::Never)
             .await?
             .apply_to(&mut host.input);
         plan = inputs::plan(&host.input)?;
@@ -211,10 +230,11 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
 
 /// Builds the image of a Dockerfile configuration, labelled like the pod's objects but
 /// with the build's own devaipod labels; the user may interrupt it.
-async fn build_image(
+pub(crate) async fn build_image(
     engine: &Engine,
     plan: &PodPlan,
     build: &crate::build::Prepared,
+    pull: PullPolicy,
     progress: &Progress,
     cancel: &mut crate::podman::cancel::Cancel,
 ) -> Result<String> {
@@ -233,7 +253,26 @@ async fn build_image(
     );
     let on_line = |l: &str| progress.line(&format!("  build: {l}"));
     let id = tokio::select! {
-        r = engine.build_image(build, &labels, &on_line) => r,
+        r = engine.build_image(build, &labels, pull, &on_line) => r,
+        _ = cancel.wait_for(|c| *c) => Err(anyhow::Error::new(crate::Interrupted)),
+    }?;
+    progress.finish_step();
+    Ok(id)
+}
+
+/// Pulls `image` with Podman's progress on the terminal (or as plain lines).
+pub(crate) async fn pull_image(
+    engine: &Engine,
+    image: &str,
+    policy: PullPolicy,
+    progress: &Progress,
+    cancel: &mut crate::podman::cancel::Cancel,
+) -> Result<String> {
+    progress.step(&format!("pulling {image}"));
+    let on_line = |l: &str| progress.line(&format!("  pull: {}", crate::terminal::line(l)));
+    let policy = if policy == PullPolicy::Never { PullPolicy::Missing } else { policy };
+    let id = tokio::select! {
+        r = engine.pull_image(image, policy, &on_line) => r,
         _ = cancel.wait_for(|c| *c) => Err(anyhow::Error::new(crate::Interrupted)),
     }?;
     progress.finish_step();
@@ -369,6 +408,7 @@ pub(super) fn render_plan(plan: &PodPlan) -> String {
         ImageState::Missing { note } => format!("MISSING: {}", l(note)),
         ImageState::Unknown { note } => l(note),
         ImageState::WillBuild => "to be built".into(),
+        ImageState::WillPull => "to be pulled (--pull)".into(),
     };
     let _ = writeln!(
         s,

@@ -46,7 +46,7 @@ impl PodPlan {
     }
 }
 
-/// Whether the image exists in the engine's local store (devaipod never pulls).
+/// Whether the image exists in the engine's local store, or how `up` gets it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub(crate) enum ImageState {
@@ -58,6 +58,8 @@ pub(crate) enum ImageState {
     Unknown { note: String },
     /// Built by `up` from the configuration's Dockerfile (not present, or `--rebuild`).
     WillBuild,
+    /// Pulled by `up` through the engine before anything is created (`--pull`).
+    WillPull,
 }
 
 /// The image every container of the pod (but the gator) runs.

@@ -1,5 +1,6 @@
-//! Local images: presence (devaipod never pulls), the facts the plan needs (command,
-//! PATH, labels) and building a Dockerfile configuration's image.
+//! Images: presence, pulls (through the engine, with the user's registries.conf and
+//! auth.json), the facts the plan needs (command, PATH, labels) and building a
+//! Dockerfile configuration's image.
 
 use anyhow::{Context, Result, anyhow, bail};
 use containers_api::conn::{self, Payload, hyper};
@@ -7,6 +8,93 @@ use futures_util::StreamExt;
 
 use super::inspect::ImageInspect;
 use super::{API_PREFIX, Engine, conn_error, encode, is_not_found};
+
+/// When `up` pulls an image: `--pull never|missing|always`, as `podman --pull`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PullPolicy {
+    /// Never: a missing image is an error.
+    Never,
+    /// When the image is not in the local store.
+    #[default]
+    Missing,
+    /// Every time (a newer image under the same name is taken).
+    Always,
+}
+
+impl PullPolicy {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Never => "never",
+            Self::Missing => "missing",
+            Self::Always => "always",
+        }
+    }
+}
+
+/// One line of libpod's pull output.
+#[derive(Debug, serde::Deserialize)]
+struct PullLine {
+    stream: Option<String>,
+    error: Option<String>,
+    id: Option<String>,
+}
+
+/// A failed pull as the user needs it: the image, the registry, the cause and what to
+/// do. `message` is the engine's (it never holds a credential).
+pub(crate) fn pull_error(reference: &str, message: &str) -> anyhow::Error {
+    let registry = super::auth::registry_of(reference)
+        .map(|r| format!("the registry {r}"))
+        .unwrap_or_else(|| "the search registries of registries.conf".into());
+    let reg = super::auth::registry_of(reference).unwrap_or("REGISTRY");
+    let m = message.to_ascii_lowercase();
+    let shown = crate::terminal::line(message.trim()).into_owned();
+    let advice = if m.contains("blocked") {
+        format!(
+            "{reference} is blocked by registries.conf (a [[registry]] with blocked = true matches it, in registries.conf or a drop-in under registries.conf.d): name another image, or change that configuration"
+        )
+    } else if m.contains("short-name") || m.contains("short name") {
+        format!(
+            "{reference} is a short name and registries.conf's short-name-mode needs a choice devaipod cannot ask for: write the fully qualified name (e.g. docker.io/library/{reference}), or add an alias in registries.conf.d"
+        )
+    } else if m.contains("unauthorized")
+        || m.contains("authentication required")
+        || m.contains("401")
+        || m.contains("denied")
+    {
+        format!(
+            "{registry} refused the credentials for {reference} (unauthorized): log in with `podman login {reg}` (devaipod reads the same auth.json as Podman: REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json, ~/.docker/config.json)"
+        )
+    } else if m.contains("manifest unknown")
+        || m.contains("not found")
+        || m.contains("name unknown")
+        || m.contains("404")
+    {
+        format!("{reference} was not found in {registry}: check the image's name and tag")
+    } else if m.contains("http response to https client") {
+        format!(
+            "{registry} speaks plain HTTP: if that is intended, mark it `insecure = true` in a registries.conf drop-in"
+        )
+    } else if m.contains("x509") || m.contains("certificate") {
+        format!(
+            "{registry}'s TLS certificate is not trusted: put its CA in /etc/containers/certs.d/{reg}/ca.crt (rootless: ~/.config/containers/certs.d/{reg}/ca.crt)"
+        )
+    } else if m.contains("connection refused")
+        || m.contains("no such host")
+        || m.contains("i/o timeout")
+        || m.contains("network is unreachable")
+        || m.contains("dial tcp")
+        || m.contains("timeout")
+    {
+        format!(
+            "{registry} cannot be reached for {reference}: check the network (or a mirror in registries.conf), then retry; `--pull never` uses only local images"
+        )
+    } else {
+        format!("pulling {reference} from {registry} failed")
+    };
+    anyhow!("{advice}
+Podman said: {shown}")
+}
 
 /// One line of libpod's build output.
 #[derive(Debug, serde::Deserialize)]
@@ -86,6 +174,7 @@ impl Engine {
         &self,
         build: &crate::build::Prepared,
         labels: &std::collections::BTreeMap<String, String>,
+        pull: PullPolicy,
         on_line: &(dyn Fn(&str) + Sync),
     ) -> Result<String> {
         let b = &build.plan;
@@ -105,11 +194,14 @@ impl Engine {
         if let Some(n) = &b.network {
             query.push(format!("networkmode={}", encode(n)));
         }
+        query.push(format!("pullpolicy={}", pull.as_str()));
         let ep = format!("{API_PREFIX}/libpod/build?{}", query.join("&"));
+        let headers = super::auth::header_value(&super::auth::user_credentials())
+            .map(|h| conn::Headers::single("X-Registry-Config", h));
         let mut stream = Box::pin(self.raw.post_stream(
             &ep,
             Payload::Tar(build.tar.clone()),
-            None::<conn::Headers>,
+            headers,
         ));
         let mut pending = String::new();
         let mut id = None;
@@ -162,6 +254,63 @@ impl Engine {
                     tail.join("\n")
                 )
             }),
+        }
+    }
+
+    /// Pulls `reference` through the engine (`policy`: missing or always), passing
+    /// Podman's progress lines to `on_line`; returns the image id. The engine applies
+    /// the user's registries.conf (rewrites, mirrors, insecure, blocked, short names);
+    /// the user's auth.json credentials travel in the request's header.
+    pub(crate) async fn pull_image(
+        &self,
+        reference: &str,
+        policy: PullPolicy,
+        on_line: &(dyn Fn(&str) + Sync),
+    ) -> Result<String> {
+        let ep = format!(
+            "{API_PREFIX}/libpod/images/pull?reference={}&policy={}",
+            encode(reference),
+            policy.as_str()
+        );
+        let headers = super::auth::header_value(&super::auth::user_credentials())
+            .map(|h| conn::Headers::single("X-Registry-Auth", h));
+        let mut stream = Box::pin(self.raw.post_stream(&ep, Payload::<hyper::Body>::empty(), headers));
+        let mut pending = String::new();
+        let mut id = None;
+        let mut error = None;
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => return Err(pull_error(reference, &format!("{:#}", conn_error(e)))),
+            };
+            pending.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(i) = pending.find('\n') {
+                let line: String = pending.drain(..=i).collect();
+                let Ok(v) = serde_json::from_str::<PullLine>(line.trim()) else {
+                    continue;
+                };
+                if let Some(text) = &v.stream {
+                    for l in text.lines().filter(|l| !l.trim().is_empty()) {
+                        on_line(l.trim());
+                    }
+                }
+                if let Some(e) = v.error.filter(|e| !e.is_empty()) {
+                    error = Some(e);
+                }
+                if let Some(i) = v.id.filter(|i| !i.is_empty()) {
+                    id = Some(i);
+                }
+            }
+        }
+        if let Some(e) = error {
+            return Err(pull_error(reference, &e));
+        }
+        match id {
+            Some(id) => Ok(id),
+            None => self
+                .image_id(reference)
+                .await?
+                .ok_or_else(|| anyhow!("pulling {reference} ended without an image")),
         }
     }
 

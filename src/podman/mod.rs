@@ -31,6 +31,7 @@ use containers_api::conn::{self, RequestClient, Transport, hyper};
 pub(crate) mod agent_http;
 pub(crate) mod apply;
 pub(crate) mod archive;
+pub(crate) mod auth;
 pub(crate) mod cancel;
 pub(crate) mod client;
 pub(crate) mod connect;
