@@ -85,7 +85,7 @@ fn parse_options(options: &[String]) -> std::result::Result<Options, String> {
         match flag {
             "--no-cache" => out.no_cache = inline.as_deref() != Some("false"),
             "--pull" | "--pull-always" | "--pull-never" => out.warnings.push(format!(
-                "build.options: {opt} has no effect: devaipod never pulls (base images must be in the local store)"
+                "build.options: {opt} has no effect: `up --pull never|missing|always` decides when the build pulls its FROM images"
             )),
             "--network" => out.network = Some(value(&mut it)?),
             "--label" => {
@@ -224,7 +224,7 @@ pub(crate) fn prepare(
     warnings.extend(opts.warnings.iter().cloned());
     if build.and_then(|b| b.get("cacheFrom")).is_some() {
         warnings.push(
-            "build.cacheFrom has no effect: devaipod never pulls; the local layer cache is used"
+            "build.cacheFrom has no effect: the local layer cache is used"
                 .into(),
         );
     }

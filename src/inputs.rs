@@ -634,13 +634,20 @@ pub(crate) async fn image_facts(
     };
     if let Some(g) = &input.gator {
         let present = engine.image_id(&g.image).await?.is_some();
-        if (!present || pull == PullPolicy::Always) && pull != PullPolicy::Never && !is_local_only(&g.image) {
+        if (!present || pull == PullPolicy::Always)
+            && pull != PullPolicy::Never
+            && !is_local_only(&g.image)
+        {
             pulls.push(g.image.clone());
         } else if !present {
             bail!(
                 "the service-gator image {} is not in the local image store{}: run `podman pull {}` (or build it), or name another with --service-gator-image",
                 g.image,
-                if pull == PullPolicy::Never { " and --pull never pulls nothing" } else { " and cannot be pulled (a localhost/ name)" },
+                if pull == PullPolicy::Never {
+                    " and --pull never pulls nothing"
+                } else {
+                    " and cannot be pulled (a localhost/ name)"
+                },
                 g.image
             );
         }

@@ -128,7 +128,8 @@ impl StateDir {
             r.at = now;
         }
         let path = self.images_path();
-        std::fs::create_dir_all(&self.0).with_context(|| format!("creating {}", self.0.display()))?;
+        std::fs::create_dir_all(&self.0)
+            .with_context(|| format!("creating {}", self.0.display()))?;
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(&all)?)
             .with_context(|| format!("writing {}", tmp.display()))?;
@@ -152,7 +153,9 @@ mod tests {
         assert!(state.images().is_empty());
         let a = std::path::Path::new("/r/a");
         state.add_images(&["x:1".into()], a).expect("add");
-        state.add_images(&["x:1".into(), "y:2".into()], std::path::Path::new("/r/b")).expect("add");
+        state
+            .add_images(&["x:1".into(), "y:2".into()], std::path::Path::new("/r/b"))
+            .expect("add");
         state.add_images(&["x:1".into()], a).expect("again");
         let all = state.images();
         assert_eq!(all["x:1"].repos, ["/r/a", "/r/b"]);

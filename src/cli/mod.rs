@@ -8,6 +8,7 @@ mod config;
 mod context;
 mod delete;
 mod forward;
+mod image;
 mod initialize;
 mod lifecycle;
 mod list;
@@ -72,6 +73,8 @@ pub enum Command {
     Deny(network::AllowArgs),
     /// Print a container's output
     Logs(logs::LogsArgs),
+    /// A repo's images without a pod (pull, build), and the images devaipod pulled or built
+    Image(image::ImageArgs),
     /// Remove a workspace's pod, containers and volumes
     Delete(delete::DeleteArgs),
     /// Show how devaipod reads the devcontainer.json (like `devcontainer read-configuration`)
@@ -134,6 +137,7 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Stop(args) => lifecycle::stop(ctx, args).await,
         Command::Start(args) => lifecycle::start(ctx, args).await,
         Command::Logs(args) => logs::run(ctx, args).await,
+        Command::Image(args) => image::run(ctx, args).await,
         Command::Allow(args) => network::change(ctx, args, true).await,
         Command::Deny(args) => network::change(ctx, args, false).await,
         Command::Task(args) => task::run(ctx, args).await,

@@ -270,7 +270,11 @@ pub(crate) async fn pull_image(
 ) -> Result<String> {
     progress.step(&format!("pulling {image}"));
     let on_line = |l: &str| progress.line(&format!("  pull: {}", crate::terminal::line(l)));
-    let policy = if policy == PullPolicy::Never { PullPolicy::Missing } else { policy };
+    let policy = if policy == PullPolicy::Never {
+        PullPolicy::Missing
+    } else {
+        policy
+    };
     let id = tokio::select! {
         r = engine.pull_image(image, policy, &on_line) => r,
         _ = cancel.wait_for(|c| *c) => Err(anyhow::Error::new(crate::Interrupted)),

@@ -105,7 +105,11 @@ pub(crate) fn parse(text: &str) -> BTreeMap<String, Creds> {
         let pair = entry
             .get("auth")
             .and_then(|a| a.as_str())
-            .and_then(|a| base64::engine::general_purpose::STANDARD.decode(a.trim()).ok())
+            .and_then(|a| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(a.trim())
+                    .ok()
+            })
             .and_then(|b| String::from_utf8(b).ok());
         let (username, password) = match pair.as_deref().and_then(|p| p.split_once(':')) {
             Some((u, p)) => (u.to_string(), p.to_string()),
@@ -170,9 +174,15 @@ mod tests {
                     .map(|(_, v)| std::ffi::OsString::from(v))
             }
         };
-        let v = auth_files(&env(&[("REGISTRY_AUTH_FILE", "/x/a.json"), ("HOME", "/h")]), 1000);
+        let v = auth_files(
+            &env(&[("REGISTRY_AUTH_FILE", "/x/a.json"), ("HOME", "/h")]),
+            1000,
+        );
         assert_eq!(v, [PathBuf::from("/x/a.json")]);
-        let v = auth_files(&env(&[("XDG_RUNTIME_DIR", "/run/user/1000"), ("HOME", "/h")]), 1000);
+        let v = auth_files(
+            &env(&[("XDG_RUNTIME_DIR", "/run/user/1000"), ("HOME", "/h")]),
+            1000,
+        );
         assert_eq!(
             v,
             [
@@ -222,8 +232,14 @@ mod tests {
     #[test]
     fn registries_are_named_from_references() {
         assert_eq!(registry_of("ghcr.io/o/i:1"), Some("ghcr.io"));
-        assert_eq!(registry_of("127.0.0.1:5701/dvpt/base:latest"), Some("127.0.0.1:5701"));
-        assert_eq!(registry_of("localhost/devaipod-base:latest"), Some("localhost"));
+        assert_eq!(
+            registry_of("127.0.0.1:5701/dvpt/base:latest"),
+            Some("127.0.0.1:5701")
+        );
+        assert_eq!(
+            registry_of("localhost/devaipod-base:latest"),
+            Some("localhost")
+        );
         assert_eq!(registry_of("library/debian"), None);
         assert_eq!(registry_of("debian:12"), None);
     }

@@ -12,7 +12,7 @@ use super::{API_PREFIX, Engine, conn_error, encode, is_not_found};
 /// When `up` pulls an image: `--pull never|missing|always`, as `podman --pull`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum PullPolicy {
+pub enum PullPolicy {
     /// Never: a missing image is an error.
     Never,
     /// When the image is not in the local store.
@@ -92,8 +92,10 @@ pub(crate) fn pull_error(reference: &str, message: &str) -> anyhow::Error {
     } else {
         format!("pulling {reference} from {registry} failed")
     };
-    anyhow!("{advice}
-Podman said: {shown}")
+    anyhow!(
+        "{advice}
+Podman said: {shown}"
+    )
 }
 
 /// One line of libpod's build output.
@@ -163,7 +165,7 @@ impl Engine {
         }
     }
 
-    /// Image id if the image is in the local store, `None` if not (devaipod never pulls).
+    /// Image id if the image is in the local store, `None` if not.
     pub(crate) async fn image_id(&self, reference: &str) -> Result<Option<String>> {
         Ok(self.inspect_image(reference).await?.map(|i| i.id))
     }
@@ -274,7 +276,11 @@ impl Engine {
         );
         let headers = super::auth::header_value(&super::auth::user_credentials())
             .map(|h| conn::Headers::single("X-Registry-Auth", h));
-        let mut stream = Box::pin(self.raw.post_stream(&ep, Payload::<hyper::Body>::empty(), headers));
+        let mut stream = Box::pin(self.raw.post_stream(
+            &ep,
+            Payload::<hyper::Body>::empty(),
+            headers,
+        ));
         let mut pending = String::new();
         let mut id = None;
         let mut error = None;

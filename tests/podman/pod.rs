@@ -213,7 +213,7 @@ fn dry_run_prints_the_plan_and_creates_nothing() {
     assert!(
         v["image"]["note"]
             .as_str()
-            .is_some_and(|n| n.contains("never pulls")),
+            .is_some_and(|n| n.contains("never pulled")),
         "{v}"
     );
     let out = devaipod(&[
