@@ -90,7 +90,7 @@ pub(super) async fn run(ctx: &Context, args: ForwardArgs) -> Result<ExitCode> {
                             }
                         });
                     }
-                    Err(e) => eprintln!("{peer}: {e:#}"),
+                    Err(e) => eprintln!("{peer}: {}", crate::terminal::line(&format!("{e:#}"))),
                 }
             }
             _ = watch.tick() => {

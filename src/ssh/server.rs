@@ -51,8 +51,15 @@ impl Shared {
     /// A line for the user: on stderr, which OpenSSH passes to the terminal.
     fn notice(&self, msg: &str) {
         let mut err = std::io::stderr().lock();
-        let _ = std::io::Write::write_all(&mut err, format!("devaipod: {msg}\r\n").as_bytes());
+        let _ = std::io::Write::write_all(&mut err, notice_line(msg).as_bytes());
     }
+}
+
+/// One line of devaipod's own on the user's terminal (the ProxyCommand's stderr, or a
+/// channel's): `msg` quotes what the client sent (a host name), the repo's settings or
+/// the engine's errors, so its control characters are shown, not sent.
+fn notice_line(msg: &str) -> String {
+    format!("devaipod: {}\r\n", crate::terminal::line(msg))
 }
 
 /// Speaks SSH on stdin/stdout for pod `name` until the client goes away.
@@ -555,7 +562,7 @@ async fn session_channel(shared: Arc<Shared>, channel: Channel<Msg>) {
         Ok(a) => a,
         Err(e) => {
             let _ = stderr
-                .write_all(format!("devaipod: {e:#}\r\n").as_bytes())
+                .write_all(notice_line(&format!("{e:#}")).as_bytes())
                 .await;
             let _ = tx.exit_status(255).await;
             let _ = tx.eof().await;
@@ -639,6 +646,13 @@ async fn session_channel(shared: Arc<Shared>, channel: Channel<Msg>) {
     let _ = tx.close().await;
 }
 
+/// A line postAttachCommand printed, as `devaipod ssh` shows it: marked as the command's
+/// and escaped (it is the repo's command, and may print what the agent wrote, such as
+/// commit subjects).
+fn post_attach_line(label: &str, line: &str) -> String {
+    format!("[{label}] {}", crate::terminal::line(line))
+}
+
 /// Runs postAttachCommand before a shell, its output on the channel's stderr; a failure
 /// is reported there and the shell starts anyway.
 async fn post_attach(
@@ -670,7 +684,7 @@ async fn post_attach(
         let env = &env;
         async move {
             let on_line = |line: &str| {
-                let _ = send.send(format!("[{label}] {line}"));
+                let _ = send.send(post_attach_line(label, line));
             };
             let r = shared
                 .engine
@@ -689,7 +703,10 @@ async fn post_attach(
                     let _ = send.send(format!("{label} failed with exit code {code}"));
                 }
                 Err(e) => {
-                    let _ = send.send(format!("{label}: {e:#}"));
+                    let _ = send.send(format!(
+                        "{label}: {}",
+                        crate::terminal::line(&format!("{e:#}"))
+                    ));
                 }
             }
         }
@@ -869,6 +886,23 @@ mod tests {
             "not in a container"
         );
         assert_eq!(inner_pid("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn devaipods_own_lines_show_control_characters_escaped() {
+        use crate::terminal::testing::{HOSTILE, assert_inert};
+        let notice = notice_line(&format!("forwarding to {HOSTILE}:80 refused"));
+        assert!(notice.starts_with("devaipod: forwarding to "), "{notice}");
+        assert!(notice.ends_with(":80 refused\r\n"), "{notice}");
+        assert_inert(notice.trim_end_matches("\r\n"));
+        // A message that holds a newline stays one line: it cannot forge a second one.
+        assert_eq!(
+            notice_line("a\ndevaipod: forged"),
+            "devaipod: a\\x0adevaipod: forged\r\n"
+        );
+        let line = post_attach_line("postAttachCommand", HOSTILE);
+        assert!(line.starts_with("[postAttachCommand] "), "{line}");
+        assert_inert(&line);
     }
 
     #[test]
