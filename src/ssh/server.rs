@@ -198,12 +198,15 @@ pub(crate) fn valid_env_name(name: &str) -> bool {
         && name.len() <= 255
 }
 
-/// Whether `host` names the pod's own loopback.
-pub(crate) fn is_loopback(host: &str) -> bool {
-    matches!(
-        host.to_ascii_lowercase().as_str(),
-        "127.0.0.1" | "::1" | "[::1]" | "localhost" | "localhost."
-    )
+/// The relay's HOST for `host`, when `host` names the pod's own loopback: the address
+/// the client asked for (`::1` stays IPv6; `localhost` is both, as the relay reads it).
+pub(crate) fn loopback_target(host: &str) -> Option<&'static str> {
+    match host.to_ascii_lowercase().as_str() {
+        "127.0.0.1" => Some("127.0.0.1"),
+        "::1" | "[::1]" => Some("::1"),
+        "localhost" | "localhost." => Some("localhost"),
+        _ => None,
+    }
 }
 
 impl russh::server::Handler for Handler {
@@ -268,7 +271,7 @@ impl russh::server::Handler for Handler {
                 return Ok(());
             }
         };
-        if !is_loopback(host_to_connect) {
+        let Some(host) = loopback_target(host_to_connect) else {
             self.shared.notice(&format!(
                 "forwarding to {host_to_connect}:{port} refused: devaipod forwards only to ports inside the pod (127.0.0.1, ::1 or localhost)"
             ));
@@ -276,14 +279,14 @@ impl russh::server::Handler for Handler {
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
             return Ok(());
-        }
+        };
         if let Some(why) = &self.shared.no_helper {
             self.shared.notice(why);
             reply.reject(ChannelOpenFailure::ConnectFailed).await;
             return Ok(());
         }
         reply.accept().await;
-        tokio::spawn(relay_channel(self.shared.clone(), channel, port));
+        tokio::spawn(relay_channel(self.shared.clone(), channel, host, port));
         Ok(())
     }
 
@@ -721,10 +724,10 @@ async fn post_attach(
     tokio::join!(all, print);
 }
 
-/// A `direct-tcpip` channel: devaipod-net's relay in the workspace, to `port` on the
-/// pod's loopback, its stdio the channel's data.
-async fn relay_channel(shared: Arc<Shared>, channel: Channel<Msg>, port: u16) {
-    match super::relay::start(&shared.engine, &shared.ws, port).await {
+/// A `direct-tcpip` channel: devaipod-net's relay in the workspace, to `host:port` on
+/// the pod's loopback, its stdio the channel's data.
+async fn relay_channel(shared: Arc<Shared>, channel: Channel<Msg>, host: &str, port: u16) {
+    match super::relay::start(&shared.engine, &shared.ws, host, port).await {
         Ok(attach) => {
             let said = super::relay::pipe(attach, channel.into_stream()).await;
             if !said.is_empty() {
@@ -868,12 +871,31 @@ mod tests {
         assert!(!valid_env_name("1X"));
         assert!(!valid_env_name("A=B"));
         assert!(!valid_env_name(""));
-        assert!(is_loopback("127.0.0.1"));
-        assert!(is_loopback("LOCALHOST"));
-        assert!(is_loopback("::1"));
-        assert!(!is_loopback("127.0.0.2"));
-        assert!(!is_loopback("example.com"));
-        assert!(!is_loopback("10.0.0.1"));
+        for (asked, relayed) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("::1", "::1"),
+            ("[::1]", "::1"),
+            ("localhost", "localhost"),
+            ("LOCALHOST", "localhost"),
+            ("localhost.", "localhost"),
+        ] {
+            assert_eq!(loopback_target(asked), Some(relayed), "{asked}");
+        }
+        for other in [
+            "127.0.0.2",
+            "127.1",
+            "0x7f000001",
+            "2130706433",
+            "127.0.0.1.evil",
+            "::ffff:127.0.0.1",
+            "[::ffff:127.0.0.1]",
+            "0.0.0.0",
+            "",
+            "example.com",
+            "10.0.0.1",
+        ] {
+            assert_eq!(loopback_target(other), None, "{other}");
+        }
     }
 
     #[test]
