@@ -617,11 +617,17 @@ async fn session_channel(shared: Arc<Shared>, channel: Channel<Msg>) {
                         .exec_resize(&id, dim(col_width, 80), dim(row_height, 24))
                         .await;
                 }
-                Some(ChannelMsg::Signal { signal }) => {
-                    if let Err(e) = signal_exec(&shared, &id, sig_name(&signal)).await {
-                        shared.notice(&format!("{e:#}"));
+                Some(ChannelMsg::Signal { signal }) => match sig_name(&signal) {
+                    Some(sig) => {
+                        if let Err(e) = signal_exec(&shared, &id, sig).await {
+                            shared.notice(&format!("{e:#}"));
+                        }
                     }
-                }
+                    // As sshd: a signal it cannot name is not sent (never another one).
+                    None => shared.notice(&format!(
+                        "the client's signal {signal:?} is not a signal name: not sent"
+                    )),
+                },
                 None | Some(ChannelMsg::Close) => {
                     closed = true;
                     break;
@@ -742,9 +748,10 @@ async fn relay_channel(shared: Arc<Shared>, channel: Channel<Msg>, host: &str, p
 }
 
 /// The signal's name as `kill -s` takes it; a client's custom name is passed only when
-/// it is a plain word (the shell's `kill` refuses an unknown one).
-fn sig_name(sig: &Sig) -> &str {
-    match sig {
+/// it is a plain word (the shell's `kill` refuses an unknown one), anything else is not
+/// a signal (`None`: sent as no signal at all, as sshd does).
+fn sig_name(sig: &Sig) -> Option<&str> {
+    Some(match sig {
         Sig::ABRT => "ABRT",
         Sig::ALRM => "ALRM",
         Sig::FPE => "FPE",
@@ -757,9 +764,13 @@ fn sig_name(sig: &Sig) -> &str {
         Sig::SEGV => "SEGV",
         Sig::TERM => "TERM",
         Sig::USR1 => "USR1",
-        Sig::Custom(s) if s.len() <= 8 && s.chars().all(|c| c.is_ascii_alphanumeric()) => s,
-        Sig::Custom(_) => "TERM",
-    }
+        Sig::Custom(s)
+            if !s.is_empty() && s.len() <= 8 && s.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            s
+        }
+        Sig::Custom(_) => return None,
+    })
 }
 
 /// The PID, in its own PID namespace, of the process whose /proc/PID/status this is
@@ -777,36 +788,61 @@ pub(crate) fn inner_pid(status: &str) -> Option<u32> {
     fields.last()?.parse().ok()
 }
 
+/// The start time of the process whose /proc/PID/stat this is (field 22, in clock
+/// ticks since boot: the same number on the host and in the container), which tells
+/// the process from a later one given the same PID.
+pub(crate) fn start_time(stat: &str) -> Option<u64> {
+    // The name (field 2) is in parentheses and may hold anything, `)` and spaces too.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Exit status of [`kill_script`] when PID is no longer the process that started at
+/// START: it ended, and its PID may be another process's now.
+const GONE: i64 = 3;
+
+/// The shell command, run as root in the workspace, that sends `sig` to `pid` only if
+/// that process started at `start` (a PID reused since is left alone).
+pub(crate) fn kill_script(sig: &str, pid: u32, start: u64) -> String {
+    format!(
+        "read -r s < /proc/{pid}/stat || exit {GONE}; s=${{s##*) }}; set -- $s; [ \"${{20}}\" = {start} ] || exit {GONE}; kill -s {sig} {pid}"
+    )
+}
+
 /// Sends signal `sig` to exec session `id`'s process. Podman's exec API cannot signal:
 /// the process's PID comes from the exec's inspect, and root in the workspace signals
-/// it there (the host's user may not signal a process of a mapped uid, rootless).
+/// it there (the host's user may not signal a process of a mapped uid, rootless), if
+/// that PID is still the same process (its start time, read here, is checked there).
 async fn signal_exec(shared: &Shared, id: &str, sig: &str) -> Result<()> {
     let inspect = shared.engine.exec_inspect(id).await?;
     if !inspect.running || inspect.pid <= 0 {
         return Ok(());
     }
-    let status = std::fs::read_to_string(format!("/proc/{}/status", inspect.pid)).with_context(
-        || {
+    let read = |file: &str| {
+        std::fs::read_to_string(format!("/proc/{}/{file}", inspect.pid)).with_context(|| {
             format!(
                 "cannot signal the session's process: its PID {} is not visible here (is the engine on another machine?)",
                 inspect.pid
             )
-        },
-    )?;
-    let pid = inner_pid(&status).context("reading the session process's PID in its namespace")?;
-    let argv = vec![
-        "/bin/sh".into(),
-        "-c".into(),
-        format!("kill -s {sig} {pid}"),
-    ];
+        })
+    };
+    // stat first: should the PID be reused before status is read, the start time is
+    // the old process's and the check in the workspace refuses.
+    let start = start_time(&read("stat")?)
+        .context("reading the session process's start time (/proc/PID/stat)")?;
+    let pid = inner_pid(&read("status")?)
+        .context("reading the session process's PID in its namespace")?;
+    let argv = vec!["/bin/sh".into(), "-c".into(), kill_script(sig, pid, start)];
     let code = shared
         .engine
         .exec_lines(&shared.ws.workspace, &argv, Some("0"), "/", &[], &|_| {})
         .await?;
-    if code != 0 {
-        bail!("signalling the session's process ({sig}) failed with exit code {code}");
+    match code {
+        0 => Ok(()),
+        // The process ended meanwhile: nothing is left to signal.
+        GONE => Ok(()),
+        _ => bail!("signalling the session's process ({sig}) failed with exit code {code}"),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -928,8 +964,63 @@ mod tests {
     }
 
     #[test]
-    fn odd_signal_names_become_term() {
-        assert_eq!(sig_name(&Sig::Custom("WINCH".into())), "WINCH");
-        assert_eq!(sig_name(&Sig::Custom("X; rm -rf /".into())), "TERM");
+    fn odd_signal_names_are_not_sent() {
+        assert_eq!(sig_name(&Sig::INT), Some("INT"));
+        assert_eq!(sig_name(&Sig::Custom("WINCH".into())), Some("WINCH"));
+        assert_eq!(sig_name(&Sig::Custom("X; rm -rf /".into())), None);
+        assert_eq!(sig_name(&Sig::Custom(String::new())), None);
+        assert_eq!(sig_name(&Sig::Custom("TOOLONGNAME".into())), None);
+    }
+
+    #[test]
+    fn the_start_time_is_field_22_whatever_the_name() {
+        let tail = "S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 424242 20 21";
+        assert_eq!(start_time(&format!("17 (sleep) {tail}")), Some(424242));
+        // A name that imitates the fields after it.
+        assert_eq!(
+            start_time(&format!(
+                "17 (a) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 9 x) {tail}"
+            )),
+            Some(424242)
+        );
+        assert_eq!(start_time("17 (sleep) S 1 2"), None);
+        assert_eq!(start_time("garbage"), None);
+    }
+
+    /// The in-workspace check, run by the host's /bin/sh against a process of its own
+    /// (its PID in the host's namespace is its inner PID too).
+    #[test]
+    fn the_kill_script_signals_only_the_process_that_started_then() {
+        let run = |script: &str| {
+            std::process::Command::new("/bin/sh")
+                .args(["-c", script])
+                .status()
+                .expect("/bin/sh runs")
+                .code()
+        };
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .expect("sleep runs");
+        let pid = child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let start = start_time(&stat).expect("start time");
+        assert_eq!(
+            run(&kill_script("TERM", pid, start + 1)),
+            Some(i32::try_from(GONE).expect("small")),
+            "another start time: not signalled"
+        );
+        assert_eq!(child.try_wait().expect("wait"), None, "still running");
+        assert_eq!(run(&kill_script("TERM", pid, start)), Some(0));
+        let status = child.wait().expect("wait");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(15)
+        );
+        // The process is gone (and reaped): its PID is refused, not signalled.
+        assert_eq!(
+            run(&kill_script("TERM", pid, start)),
+            Some(i32::try_from(GONE).expect("small"))
+        );
     }
 }
