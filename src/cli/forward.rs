@@ -80,7 +80,7 @@ pub(super) async fn run(ctx: &Context, args: ForwardArgs) -> Result<ExitCode> {
                 let ws = ws.clone();
                 // Each connection has its own relay; the engine is shared by reference
                 // for the listener's lifetime through a scoped task below.
-                let relay = crate::ssh::relay::start(engine, &ws, pod_port).await;
+                let relay = crate::ssh::relay::start(engine, &ws, "127.0.0.1", pod_port).await;
                 match relay {
                     Ok(attach) => {
                         tokio::spawn(async move {
@@ -90,7 +90,7 @@ pub(super) async fn run(ctx: &Context, args: ForwardArgs) -> Result<ExitCode> {
                             }
                         });
                     }
-                    Err(e) => eprintln!("{peer}: {e:#}"),
+                    Err(e) => eprintln!("{peer}: {}", crate::terminal::line(&format!("{e:#}"))),
                 }
             }
             _ = watch.tick() => {

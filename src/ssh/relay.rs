@@ -20,16 +20,12 @@ pub(crate) fn helper_path() -> String {
     )
 }
 
-/// The exec that connects to `port` on the pod's loopback.
-pub(crate) fn relay_spec(ws: &WorkspaceSession, port: u16) -> ExecSpec {
+/// The exec that connects to `host:port` on the pod's loopback (`host` is one of the
+/// names devaipod-net's relay takes: `127.0.0.1`, `::1`, `localhost`).
+pub(crate) fn relay_spec(ws: &WorkspaceSession, host: &str, port: u16) -> ExecSpec {
     ExecSpec {
         container: ws.workspace.clone(),
-        argv: vec![
-            helper_path(),
-            "relay".into(),
-            "127.0.0.1".into(),
-            port.to_string(),
-        ],
+        argv: vec![helper_path(), "relay".into(), host.into(), port.to_string()],
         user: ws.user.clone(),
         workdir: Some("/".into()),
         env: Vec::new(),
@@ -37,13 +33,14 @@ pub(crate) fn relay_spec(ws: &WorkspaceSession, port: u16) -> ExecSpec {
     }
 }
 
-/// Starts the relay to `port`.
+/// Starts the relay to `host:port`.
 pub(crate) async fn start(
     engine: &Engine,
     ws: &WorkspaceSession,
+    host: &str,
     port: u16,
 ) -> anyhow::Result<ExecAttach> {
-    engine.exec_attach(&relay_spec(ws, port)).await
+    engine.exec_attach(&relay_spec(ws, host, port)).await
 }
 
 /// Copies `io` to the relay and the relay to `io` until the relay ends (an end of
@@ -98,4 +95,26 @@ pub(crate) async fn pipe(attach: ExecAttach, io: impl AsyncRead + AsyncWrite) ->
         () = up => Vec::new(),
     };
     crate::terminal::line(String::from_utf8_lossy(&said).trim()).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relay_runs_as_the_remote_user_to_the_address_asked_for() {
+        let ws = WorkspaceSession {
+            workspace: "devaipod-demo-workspace".into(),
+            user: Some("dev".into()),
+            workdir: Some("/workspaces/demo".into()),
+            env: [("SECRETISH".to_string(), "x".to_string())].into(),
+            post_attach: None,
+        };
+        let spec = relay_spec(&ws, "::1", 8080);
+        assert_eq!(spec.argv, [helper_path().as_str(), "relay", "::1", "8080"]);
+        assert_eq!(spec.user.as_deref(), Some("dev"));
+        assert_eq!(spec.workdir.as_deref(), Some("/"));
+        assert!(spec.env.is_empty(), "the relay needs no remoteEnv");
+        assert_eq!(spec.tty, None);
+    }
 }

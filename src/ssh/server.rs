@@ -51,8 +51,15 @@ impl Shared {
     /// A line for the user: on stderr, which OpenSSH passes to the terminal.
     fn notice(&self, msg: &str) {
         let mut err = std::io::stderr().lock();
-        let _ = std::io::Write::write_all(&mut err, format!("devaipod: {msg}\r\n").as_bytes());
+        let _ = std::io::Write::write_all(&mut err, notice_line(msg).as_bytes());
     }
+}
+
+/// One line of devaipod's own on the user's terminal (the ProxyCommand's stderr, or a
+/// channel's): `msg` quotes what the client sent (a host name), the repo's settings or
+/// the engine's errors, so its control characters are shown, not sent.
+fn notice_line(msg: &str) -> String {
+    format!("devaipod: {}\r\n", crate::terminal::line(msg))
 }
 
 /// Speaks SSH on stdin/stdout for pod `name` until the client goes away.
@@ -191,12 +198,15 @@ pub(crate) fn valid_env_name(name: &str) -> bool {
         && name.len() <= 255
 }
 
-/// Whether `host` names the pod's own loopback.
-pub(crate) fn is_loopback(host: &str) -> bool {
-    matches!(
-        host.to_ascii_lowercase().as_str(),
-        "127.0.0.1" | "::1" | "[::1]" | "localhost" | "localhost."
-    )
+/// The relay's HOST for `host`, when `host` names the pod's own loopback: the address
+/// the client asked for (`::1` stays IPv6; `localhost` is both, as the relay reads it).
+pub(crate) fn loopback_target(host: &str) -> Option<&'static str> {
+    match host.to_ascii_lowercase().as_str() {
+        "127.0.0.1" => Some("127.0.0.1"),
+        "::1" | "[::1]" => Some("::1"),
+        "localhost" | "localhost." => Some("localhost"),
+        _ => None,
+    }
 }
 
 impl russh::server::Handler for Handler {
@@ -261,7 +271,7 @@ impl russh::server::Handler for Handler {
                 return Ok(());
             }
         };
-        if !is_loopback(host_to_connect) {
+        let Some(host) = loopback_target(host_to_connect) else {
             self.shared.notice(&format!(
                 "forwarding to {host_to_connect}:{port} refused: devaipod forwards only to ports inside the pod (127.0.0.1, ::1 or localhost)"
             ));
@@ -269,14 +279,14 @@ impl russh::server::Handler for Handler {
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
             return Ok(());
-        }
+        };
         if let Some(why) = &self.shared.no_helper {
             self.shared.notice(why);
             reply.reject(ChannelOpenFailure::ConnectFailed).await;
             return Ok(());
         }
         reply.accept().await;
-        tokio::spawn(relay_channel(self.shared.clone(), channel, port));
+        tokio::spawn(relay_channel(self.shared.clone(), channel, host, port));
         Ok(())
     }
 
@@ -555,7 +565,7 @@ async fn session_channel(shared: Arc<Shared>, channel: Channel<Msg>) {
         Ok(a) => a,
         Err(e) => {
             let _ = stderr
-                .write_all(format!("devaipod: {e:#}\r\n").as_bytes())
+                .write_all(notice_line(&format!("{e:#}")).as_bytes())
                 .await;
             let _ = tx.exit_status(255).await;
             let _ = tx.eof().await;
@@ -607,11 +617,17 @@ async fn session_channel(shared: Arc<Shared>, channel: Channel<Msg>) {
                         .exec_resize(&id, dim(col_width, 80), dim(row_height, 24))
                         .await;
                 }
-                Some(ChannelMsg::Signal { signal }) => {
-                    if let Err(e) = signal_exec(&shared, &id, sig_name(&signal)).await {
-                        shared.notice(&format!("{e:#}"));
+                Some(ChannelMsg::Signal { signal }) => match sig_name(&signal) {
+                    Some(sig) => {
+                        if let Err(e) = signal_exec(&shared, &id, sig).await {
+                            shared.notice(&format!("{e:#}"));
+                        }
                     }
-                }
+                    // As sshd: a signal it cannot name is not sent (never another one).
+                    None => shared.notice(&format!(
+                        "the client's signal {signal:?} is not a signal name: not sent"
+                    )),
+                },
                 None | Some(ChannelMsg::Close) => {
                     closed = true;
                     break;
@@ -637,6 +653,13 @@ async fn session_channel(shared: Arc<Shared>, channel: Channel<Msg>) {
     let _ = tx.exit_status(u32::try_from(code).unwrap_or(255)).await;
     let _ = tx.eof().await;
     let _ = tx.close().await;
+}
+
+/// A line postAttachCommand printed, as `devaipod ssh` shows it: marked as the command's
+/// and escaped (it is the repo's command, and may print what the agent wrote, such as
+/// commit subjects).
+fn post_attach_line(label: &str, line: &str) -> String {
+    format!("[{label}] {}", crate::terminal::line(line))
 }
 
 /// Runs postAttachCommand before a shell, its output on the channel's stderr; a failure
@@ -670,7 +693,7 @@ async fn post_attach(
         let env = &env;
         async move {
             let on_line = |line: &str| {
-                let _ = send.send(format!("[{label}] {line}"));
+                let _ = send.send(post_attach_line(label, line));
             };
             let r = shared
                 .engine
@@ -689,7 +712,10 @@ async fn post_attach(
                     let _ = send.send(format!("{label} failed with exit code {code}"));
                 }
                 Err(e) => {
-                    let _ = send.send(format!("{label}: {e:#}"));
+                    let _ = send.send(format!(
+                        "{label}: {}",
+                        crate::terminal::line(&format!("{e:#}"))
+                    ));
                 }
             }
         }
@@ -704,10 +730,10 @@ async fn post_attach(
     tokio::join!(all, print);
 }
 
-/// A `direct-tcpip` channel: devaipod-net's relay in the workspace, to `port` on the
-/// pod's loopback, its stdio the channel's data.
-async fn relay_channel(shared: Arc<Shared>, channel: Channel<Msg>, port: u16) {
-    match super::relay::start(&shared.engine, &shared.ws, port).await {
+/// A `direct-tcpip` channel: devaipod-net's relay in the workspace, to `host:port` on
+/// the pod's loopback, its stdio the channel's data.
+async fn relay_channel(shared: Arc<Shared>, channel: Channel<Msg>, host: &str, port: u16) {
+    match super::relay::start(&shared.engine, &shared.ws, host, port).await {
         Ok(attach) => {
             let said = super::relay::pipe(attach, channel.into_stream()).await;
             if !said.is_empty() {
@@ -722,9 +748,10 @@ async fn relay_channel(shared: Arc<Shared>, channel: Channel<Msg>, port: u16) {
 }
 
 /// The signal's name as `kill -s` takes it; a client's custom name is passed only when
-/// it is a plain word (the shell's `kill` refuses an unknown one).
-fn sig_name(sig: &Sig) -> &str {
-    match sig {
+/// it is a plain word (the shell's `kill` refuses an unknown one), anything else is not
+/// a signal (`None`: sent as no signal at all, as sshd does).
+fn sig_name(sig: &Sig) -> Option<&str> {
+    Some(match sig {
         Sig::ABRT => "ABRT",
         Sig::ALRM => "ALRM",
         Sig::FPE => "FPE",
@@ -737,9 +764,13 @@ fn sig_name(sig: &Sig) -> &str {
         Sig::SEGV => "SEGV",
         Sig::TERM => "TERM",
         Sig::USR1 => "USR1",
-        Sig::Custom(s) if s.len() <= 8 && s.chars().all(|c| c.is_ascii_alphanumeric()) => s,
-        Sig::Custom(_) => "TERM",
-    }
+        Sig::Custom(s)
+            if !s.is_empty() && s.len() <= 8 && s.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            s
+        }
+        Sig::Custom(_) => return None,
+    })
 }
 
 /// The PID, in its own PID namespace, of the process whose /proc/PID/status this is
@@ -757,36 +788,61 @@ pub(crate) fn inner_pid(status: &str) -> Option<u32> {
     fields.last()?.parse().ok()
 }
 
+/// The start time of the process whose /proc/PID/stat this is (field 22, in clock
+/// ticks since boot: the same number on the host and in the container), which tells
+/// the process from a later one given the same PID.
+pub(crate) fn start_time(stat: &str) -> Option<u64> {
+    // The name (field 2) is in parentheses and may hold anything, `)` and spaces too.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Exit status of [`kill_script`] when PID is no longer the process that started at
+/// START: it ended, and its PID may be another process's now.
+const GONE: i64 = 3;
+
+/// The shell command, run as root in the workspace, that sends `sig` to `pid` only if
+/// that process started at `start` (a PID reused since is left alone).
+pub(crate) fn kill_script(sig: &str, pid: u32, start: u64) -> String {
+    format!(
+        "read -r s < /proc/{pid}/stat || exit {GONE}; s=${{s##*) }}; set -- $s; [ \"${{20}}\" = {start} ] || exit {GONE}; kill -s {sig} {pid}"
+    )
+}
+
 /// Sends signal `sig` to exec session `id`'s process. Podman's exec API cannot signal:
 /// the process's PID comes from the exec's inspect, and root in the workspace signals
-/// it there (the host's user may not signal a process of a mapped uid, rootless).
+/// it there (the host's user may not signal a process of a mapped uid, rootless), if
+/// that PID is still the same process (its start time, read here, is checked there).
 async fn signal_exec(shared: &Shared, id: &str, sig: &str) -> Result<()> {
     let inspect = shared.engine.exec_inspect(id).await?;
     if !inspect.running || inspect.pid <= 0 {
         return Ok(());
     }
-    let status = std::fs::read_to_string(format!("/proc/{}/status", inspect.pid)).with_context(
-        || {
+    let read = |file: &str| {
+        std::fs::read_to_string(format!("/proc/{}/{file}", inspect.pid)).with_context(|| {
             format!(
                 "cannot signal the session's process: its PID {} is not visible here (is the engine on another machine?)",
                 inspect.pid
             )
-        },
-    )?;
-    let pid = inner_pid(&status).context("reading the session process's PID in its namespace")?;
-    let argv = vec![
-        "/bin/sh".into(),
-        "-c".into(),
-        format!("kill -s {sig} {pid}"),
-    ];
+        })
+    };
+    // stat first: should the PID be reused before status is read, the start time is
+    // the old process's and the check in the workspace refuses.
+    let start = start_time(&read("stat")?)
+        .context("reading the session process's start time (/proc/PID/stat)")?;
+    let pid = inner_pid(&read("status")?)
+        .context("reading the session process's PID in its namespace")?;
+    let argv = vec!["/bin/sh".into(), "-c".into(), kill_script(sig, pid, start)];
     let code = shared
         .engine
         .exec_lines(&shared.ws.workspace, &argv, Some("0"), "/", &[], &|_| {})
         .await?;
-    if code != 0 {
-        bail!("signalling the session's process ({sig}) failed with exit code {code}");
+    match code {
+        0 => Ok(()),
+        // The process ended meanwhile: nothing is left to signal.
+        GONE => Ok(()),
+        _ => bail!("signalling the session's process ({sig}) failed with exit code {code}"),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -851,12 +907,31 @@ mod tests {
         assert!(!valid_env_name("1X"));
         assert!(!valid_env_name("A=B"));
         assert!(!valid_env_name(""));
-        assert!(is_loopback("127.0.0.1"));
-        assert!(is_loopback("LOCALHOST"));
-        assert!(is_loopback("::1"));
-        assert!(!is_loopback("127.0.0.2"));
-        assert!(!is_loopback("example.com"));
-        assert!(!is_loopback("10.0.0.1"));
+        for (asked, relayed) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("::1", "::1"),
+            ("[::1]", "::1"),
+            ("localhost", "localhost"),
+            ("LOCALHOST", "localhost"),
+            ("localhost.", "localhost"),
+        ] {
+            assert_eq!(loopback_target(asked), Some(relayed), "{asked}");
+        }
+        for other in [
+            "127.0.0.2",
+            "127.1",
+            "0x7f000001",
+            "2130706433",
+            "127.0.0.1.evil",
+            "::ffff:127.0.0.1",
+            "[::ffff:127.0.0.1]",
+            "0.0.0.0",
+            "",
+            "example.com",
+            "10.0.0.1",
+        ] {
+            assert_eq!(loopback_target(other), None, "{other}");
+        }
     }
 
     #[test]
@@ -872,8 +947,80 @@ mod tests {
     }
 
     #[test]
-    fn odd_signal_names_become_term() {
-        assert_eq!(sig_name(&Sig::Custom("WINCH".into())), "WINCH");
-        assert_eq!(sig_name(&Sig::Custom("X; rm -rf /".into())), "TERM");
+    fn devaipods_own_lines_show_control_characters_escaped() {
+        use crate::terminal::testing::{HOSTILE, assert_inert};
+        let notice = notice_line(&format!("forwarding to {HOSTILE}:80 refused"));
+        assert!(notice.starts_with("devaipod: forwarding to "), "{notice}");
+        assert!(notice.ends_with(":80 refused\r\n"), "{notice}");
+        assert_inert(notice.trim_end_matches("\r\n"));
+        // A message that holds a newline stays one line: it cannot forge a second one.
+        assert_eq!(
+            notice_line("a\ndevaipod: forged"),
+            "devaipod: a\\x0adevaipod: forged\r\n"
+        );
+        let line = post_attach_line("postAttachCommand", HOSTILE);
+        assert!(line.starts_with("[postAttachCommand] "), "{line}");
+        assert_inert(&line);
+    }
+
+    #[test]
+    fn odd_signal_names_are_not_sent() {
+        assert_eq!(sig_name(&Sig::INT), Some("INT"));
+        assert_eq!(sig_name(&Sig::Custom("WINCH".into())), Some("WINCH"));
+        assert_eq!(sig_name(&Sig::Custom("X; rm -rf /".into())), None);
+        assert_eq!(sig_name(&Sig::Custom(String::new())), None);
+        assert_eq!(sig_name(&Sig::Custom("TOOLONGNAME".into())), None);
+    }
+
+    #[test]
+    fn the_start_time_is_field_22_whatever_the_name() {
+        let tail = "S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 424242 20 21";
+        assert_eq!(start_time(&format!("17 (sleep) {tail}")), Some(424242));
+        // A name that imitates the fields after it.
+        assert_eq!(
+            start_time(&format!(
+                "17 (a) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 9 x) {tail}"
+            )),
+            Some(424242)
+        );
+        assert_eq!(start_time("17 (sleep) S 1 2"), None);
+        assert_eq!(start_time("garbage"), None);
+    }
+
+    /// The in-workspace check, run by the host's /bin/sh against a process of its own
+    /// (its PID in the host's namespace is its inner PID too).
+    #[test]
+    fn the_kill_script_signals_only_the_process_that_started_then() {
+        let run = |script: &str| {
+            std::process::Command::new("/bin/sh")
+                .args(["-c", script])
+                .status()
+                .expect("/bin/sh runs")
+                .code()
+        };
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .expect("sleep runs");
+        let pid = child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let start = start_time(&stat).expect("start time");
+        assert_eq!(
+            run(&kill_script("TERM", pid, start + 1)),
+            Some(i32::try_from(GONE).expect("small")),
+            "another start time: not signalled"
+        );
+        assert_eq!(child.try_wait().expect("wait"), None, "still running");
+        assert_eq!(run(&kill_script("TERM", pid, start)), Some(0));
+        let status = child.wait().expect("wait");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(15)
+        );
+        // The process is gone (and reaped): its PID is refused, not signalled.
+        assert_eq!(
+            run(&kill_script("TERM", pid, start)),
+            Some(i32::try_from(GONE).expect("small"))
+        );
     }
 }
