@@ -139,12 +139,18 @@ async fn dry_run(ctx: &Context, args: &UpArgs) -> Result<ExitCode> {
         Ok(engine) => inputs::image_facts(engine, &host.input, req.rebuild, req.pull).await?,
         Err(why) => inputs::ImageFacts::unknown(&why),
     };
+    let pulls = facts.pulls.clone();
     facts.apply_to(&mut host.input);
     let plan = inputs::plan(&host.input)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&dry_run_json(&plan))?);
+        let mut v = dry_run_json(&plan);
+        v["pulls"] = serde_json::json!(pulls);
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", render_plan(&plan));
+        for p in &pulls {
+            println!("would pull {} (--pull {})", line(p), req.pull.as_str());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
