@@ -223,10 +223,7 @@ pub(crate) fn prepare(
         parse_options(&options).map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
     warnings.extend(opts.warnings.iter().cloned());
     if build.and_then(|b| b.get("cacheFrom")).is_some() {
-        warnings.push(
-            "build.cacheFrom has no effect: the local layer cache is used"
-                .into(),
-        );
+        warnings.push("build.cacheFrom has no effect: the local layer cache is used".into());
     }
     let args = args_of(build, &opts.args, config_path)?;
     let target = build

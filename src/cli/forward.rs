@@ -67,32 +67,36 @@ pub(super) async fn run(ctx: &Context, args: ForwardArgs) -> Result<ExitCode> {
     // The listener's address on stdout, for scripts (`0:PORT` picks a free one).
     println!("{local}");
     let mut watch = tokio::time::interval(Duration::from_secs(2));
+    // Relays being started (an exec each), so the listener, the watch and Ctrl-C are
+    // served meanwhile; a started relay's copying runs on its own task.
+    let mut starting = futures_util::stream::FuturesUnordered::new();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
             conn = listener.accept() => {
-                let (sock, peer) = match conn {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!("accepting a connection: {e}");
-                        continue;
-                    }
-                };
-                let ws = ws.clone();
-                // Each connection has its own relay; the engine is shared by reference
-                // for the listener's lifetime through a scoped task below.
-                let relay = crate::ssh::relay::start(engine, &ws, "127.0.0.1", pod_port).await;
-                match relay {
-                    Ok(attach) => {
-                        tokio::spawn(async move {
-                            let said = crate::ssh::relay::pipe(attach, sock).await;
-                            if !said.is_empty() {
-                                eprintln!("{peer}: {said}");
-                            }
+                match conn {
+                    Ok((sock, peer)) => {
+                        let ws = ws.clone();
+                        starting.push(async move {
+                            let r = crate::ssh::relay::start(engine, &ws, "127.0.0.1", pod_port).await;
+                            (sock, peer, r)
                         });
                     }
-                    Err(e) => eprintln!("{peer}: {}", crate::terminal::line(&format!("{e:#}"))),
+                    Err(e) => tracing::warn!("accepting a connection: {e}"),
                 }
             }
+            Some((sock, peer, r)) = futures_util::StreamExt::next(&mut starting) => match r {
+                Ok(attach) => {
+                    tokio::spawn(async move {
+                        let said = crate::ssh::relay::pipe(attach, sock).await;
+                        if !said.is_empty() {
+                            eprintln!("{peer}: {said}");
+                        }
+                    });
+                }
+                Err(e) => eprintln!("{peer}: {}", crate::terminal::line(&format!("{e:#}"))),
+            },
             _ = watch.tick() => {
                 let running = engine
                     .inspect_container(&ws.workspace)
@@ -104,7 +108,7 @@ pub(super) async fn run(ctx: &Context, args: ForwardArgs) -> Result<ExitCode> {
                     return Ok(ExitCode::SUCCESS);
                 }
             }
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = &mut ctrl_c => return Ok(ExitCode::SUCCESS),
         }
     }
 }
