@@ -27,7 +27,8 @@ setup:
     for pair in podman:podman runc:runc newuidmap:uidmap slirp4netns:slirp4netns \
                 fuse-overlayfs:fuse-overlayfs catatonit:catatonit debootstrap:debootstrap \
                 git:git nsenter:util-linux toolbox:podman-toolbox dbus-daemon:dbus \
-                script:bsdutils ssh:openssh-client sftp:openssh-client; do
+                script:bsdutils ssh:openssh-client sftp:openssh-client \
+                docker-registry:docker-registry htpasswd:apache2-utils openssl:openssl curl:curl; do
         cmd=${pair%%:*}; pkg=${pair#*:}
         command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/libexec/podman/$cmd" ] || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
     done
@@ -114,9 +115,11 @@ test: setup check image
     just test-podman5-rootless
     # Nothing of the fake internet stays behind: its namespace, veth pair and servers.
     {{sudo}} tests/net/fake-internet.sh down
+    # Nor of the test registries: their processes, data, drop-ins and CA certificates.
+    {{sudo}} tests/registry/registry.sh down
 
 # Real-Podman tests against the root (rootful) engine
-test-rootful: _stage fake-internet
+test-rootful: _stage fake-internet registry
     #!/usr/bin/env bash
     set -euo pipefail
     run=({{sudo}} env CONTAINERS_CONF="$CONTAINERS_CONF" DEVAIPOD_BIN={{stage}}/devaipod
@@ -129,7 +132,7 @@ test-rootful: _stage fake-internet
     "${run[@]}" {{stage}}/cleanup.sh --check
 
 # Real-Podman tests against a rootless engine (the test user when root, else yourself)
-test-rootless: _stage fake-internet
+test-rootless: _stage fake-internet registry
     #!/usr/bin/env bash
     set -euo pipefail
     if [ "$(id -u)" = 0 ]; then
@@ -167,7 +170,7 @@ net-rules:
 
 # Real-Podman tests whose names contain FILTER, rootful then rootless, without the suite's
 # cleanup (so other runs are left alone): `just test-one ssh`, or `just stage=/tmp/mine test-one ssh`
-test-one filter: _stage fake-internet
+test-one filter: _stage fake-internet registry
     #!/usr/bin/env bash
     set -euo pipefail
     {{sudo}} env CONTAINERS_CONF="$CONTAINERS_CONF" DEVAIPOD_BIN={{stage}}/devaipod \
@@ -315,6 +318,23 @@ test-podman5-rootless: _stage fake-internet
 fake-internet:
     cargo build --release --quiet --manifest-path tests/fake-llm/Cargo.toml --target-dir target/fake-llm
     {{sudo}} tests/net/fake-internet.sh up
+
+# A 127.0.0.1:5701 plain HTTP, B 127.0.0.1:5702 TLS and a password, both holding root's base
+# image; Podman configured for them for root and the rootless test user (yourself when not
+# root). Kept when up; tests/registry/registry.sh down removes everything it added.
+# The registry tests' two OCI registries on loopback, as root
+registry:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ "$(id -u)" = 0 ]; then
+        user={{test_user}}
+        id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
+    else
+        user=$(id -un)
+    fi
+    # What it pushes: root's base image (imported from the cached rootfs when missing).
+    {{sudo}} containers/base/build.sh
+    {{sudo}} tests/registry/registry.sh up "$user"
 
 # Copy the binaries and scripts the Podman tests need where any user can read them
 _stage:

@@ -3,7 +3,11 @@
 # or named devaipod-dvpt-* (every test workspace's NAME starts with dvpt-, and objects a
 # test makes itself are named devaipod-dvpt-*), and podman secrets of those runs (Podman
 # 4.3 secrets carry no labels: the ones a test pod lists in io.devaipod.secrets, and the
-# ones named devaipod-dvpt-*). Nothing else: a developer's own workspaces stay.
+# ones named devaipod-dvpt-*), and image names pulled from the registry tests' registries
+# (tests/registry/registry.sh: the made-up registry.devaipod.test and blocked.devaipod.test,
+# and dvpt/ on 127.0.0.1 or localhost ports 5701 and 5702; a name the image shares with
+# another, such as the base image's, is only untagged). Nothing else: a developer's own
+# workspaces stay.
 #
 #   cleanup.sh          remove stale test objects (before a run); fails if any stays
 #   cleanup.sh --check  after a run: fail, listing them, if any test object is left
@@ -14,6 +18,7 @@
 set -uo pipefail
 label=devaipod.test
 prefix=devaipod-dvpt-
+registry_images='^(registry\.devaipod\.test|blocked\.devaipod\.test|(127\.0\.0\.1|localhost):570[12]/dvpt)/'
 
 # Every test object, one "kind name" a line.
 inventory() {
@@ -24,6 +29,8 @@ inventory() {
     { podman volume ls -q --filter "label=$label"; podman volume ls -q | grep "^$prefix"; } 2>/dev/null |
         sort -u | sed 's/^/volume /'
     podman secret ls --format '{{.Name}}' 2>/dev/null | grep "^$prefix" | sed 's/^/secret /'
+    podman images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep -E "$registry_images" |
+        sort -u | sed 's/^/image /'
 }
 
 remove() {
@@ -43,6 +50,7 @@ remove() {
         case $kind in
             volume) podman volume rm -f "$name" >/dev/null ;;
             secret) podman secret rm "$name" >/dev/null ;;
+            image) podman image rm -f "$name" >/dev/null ;;
         esac
     done
     for s in "${secrets[@]}"; do
@@ -59,7 +67,7 @@ if [ "${1:-}" = --check ]; then
         remove
         exit 1
     fi
-    echo "cleanup: no test objects left (pods, containers, volumes, secrets)"
+    echo "cleanup: no test objects left (pods, containers, volumes, secrets, registry test images)"
     exit 0
 fi
 

@@ -1,11 +1,13 @@
 //! Helpers shared by the test crates (CLI, Podman, toolbox): git repos, plan lookups,
 //! polling, a private Podman service; [`pod`] is the real-Podman harness, [`inet`] the
-//! offline fake internet of the network tests.
+//! offline fake internet of the network tests, [`registry`] the registry tests' OCI
+//! registries on loopback.
 // Each test crate compiles this module and uses only part of it.
 #![allow(dead_code)]
 
 pub mod inet;
 pub mod pod;
+pub mod registry;
 
 use std::path::Path;
 use std::process::Command;

@@ -21,6 +21,7 @@ mod jobs;
 mod network;
 mod openssh;
 mod pod;
+mod registry;
 mod secrets;
 mod security;
 mod ssh;
