@@ -190,7 +190,7 @@ test-one filter: _stage fake-internet registry
     fi
 
 # devaipod inside a real toolbox, on the host's rootless Podman (the test user when root)
-test-toolbox: _stage fake-internet
+test-toolbox: _stage fake-internet registry
     #!/usr/bin/env bash
     set -euo pipefail
     if [ "$(id -u)" = 0 ]; then

@@ -103,6 +103,28 @@ fn devaipod_in_a_toolbox_uses_the_hosts_podman() {
     let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     assert_eq!(v["pod"], format!("devaipod-{name}"), "{v}");
 
+    // A pull from inside the toolbox is the host's engine's: through the host user's
+    // registries.conf (a rewrite to the test registry), into the host's store.
+    let registry = common::registry::Registry::require();
+    let tag = registry.tag(&format!("tb-{run_id}"));
+    let image = registry.rewritten(&tag);
+    let _pulled = common::registry::Pulled::new(&image);
+    let q = TestPod::new("tbpull")
+        .repo_in("/tmp")
+        .repo_prefix("devaipod-tb-repo-")
+        .config(&format!(r#"{{"image": "{image}", "remoteUser": "dev"}}"#))
+        .build();
+    assert!(
+        !common::registry::image_exists(&image),
+        "{image} is in the store before the test"
+    );
+    let pulled = in_box(&["image", "pull", &q.path()]);
+    let said = ok("devaipod image pull inside the toolbox", &pulled);
+    assert!(
+        common::registry::image_exists(&image),
+        "the host's store has no {image} after the pull inside the toolbox: {said}"
+    );
+
     // The host sees it.
     let listed = ok(
         "devaipod list on the host",
