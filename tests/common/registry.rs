@@ -48,12 +48,23 @@ pub const DROPIN_NAME: &str = "50-devaipod-test-registry.conf";
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// Proof that the registries are up and the calling user's engine is configured for
-/// them; its methods name what the tests use.
+/// them; its methods name what the tests use. Holding it is the test's turn: registry
+/// tests take turns, because every tag they add is the same manifest, and adding one
+/// rewrites that manifest's revision link in the shared storage while another test's
+/// pull may read it through the other registry process ("invalid checksum digest
+/// format", a 500, seen in CI).
 pub struct Registry {
     /// How this engine's configuration names the registries: 127.0.0.1 or localhost.
     host: &'static str,
     /// /run/dvpt-registry/auth/USER.
     auth_dir: PathBuf,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+/// The registry tests' turns (see [`Registry`]).
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Registry {
@@ -111,7 +122,11 @@ impl Registry {
             "{} does not rewrite {REWRITE_PREFIX} to {host}:{PORT_A}/dvpt: {configure}",
             dropin.display()
         );
-        let registry = Self { host, auth_dir };
+        let registry = Self {
+            host,
+            auth_dir,
+            _turn: turn(),
+        };
         let (status, _, _) = http_a("GET", "/v2/", &[], b"").unwrap_or_else(|e| {
             panic!("registry A (127.0.0.1:{PORT_A}) does not answer: {e}; {fix}")
         });
