@@ -217,7 +217,7 @@ test-toolbox: _stage fake-internet registry
 
 # Real-Podman tests, rootful, against Podman 5.4 (Debian trixie's) nested in a privileged
 # container of the host's Podman: `just stage=/tmp/mine test-podman5` (root or sudo)
-test-podman5: _stage fake-internet
+test-podman5: _stage fake-internet registry
     #!/usr/bin/env bash
     set -euo pipefail
     started=$(date +%s)
@@ -240,6 +240,7 @@ test-podman5: _stage fake-internet
         --tmpfs /run:rw,exec,mode=0755 --tmpfs /tmp:rw,exec,mode=1777 \
         -v "$store:/var/lib/containers" -v {{stage}}:{{stage}}:ro \
         -v /var/cache/devaipod:/var/cache/devaipod:ro -v /run/dvpt-inet:/run/dvpt-inet \
+        -v /run/dvpt-registry:/run/dvpt-registry -v "$(command -v docker-registry)":/usr/local/bin/docker-registry:ro \
         -e PODMAN_IGNORE_CGROUPSV1_WARNING=1 "$image" sleep infinity >/dev/null
     run=({{sudo}} podman exec -w /tmp -e DEVAIPOD_BIN={{stage}}/devaipod
          -e DEVAIPOD_FAKE_LLM={{stage}}/fake-llm -e DEVAIPOD_IMAGE_CACHE=/var/cache/devaipod "$name")
@@ -248,6 +249,15 @@ test-podman5: _stage fake-internet
     # limits the container already has (machine-dependent, so written here, not baked).
     "${run[@]}" bash -c 'mkdir -p /etc/containers/containers.conf.d && printf "[containers]\ndefault_ulimits = [\"nofile=%s:%s\", \"nproc=%s:%s\"]\n" $(ulimit -Hn) $(ulimit -Hn) $(ulimit -Hu) $(ulimit -Hu) >/etc/containers/containers.conf.d/ulimits.conf'
     "${run[@]}" podman version
+    # The registry tests: the nested engine has a loopback of its own, so the two test
+    # registries run again inside, on the same configuration and storage (the host's
+    # are idle meanwhile), with root's drop-in and CA as on the host.
+    "${run[@]}" bash -c 'for r in a b; do setsid docker-registry serve /run/dvpt-registry/$r.yml </dev/null >>/run/dvpt-registry/log/$r.log 2>&1 & done'
+    dropin=/etc/containers/registries.conf.d/50-devaipod-test-registry.conf
+    ca=/etc/containers/certs.d/127.0.0.1:5702/ca.crt
+    {{sudo}} podman exec "$name" mkdir -p /etc/containers/registries.conf.d /etc/containers/certs.d/127.0.0.1:5702
+    {{sudo}} cat "$dropin" | {{sudo}} podman exec -i "$name" tee "$dropin" >/dev/null
+    {{sudo}} cat "$ca" | {{sudo}} podman exec -i "$name" tee "$ca" >/dev/null
     "${run[@]}" bash {{stage}}/build.sh
     "${run[@]}" bash {{stage}}/build-broken.sh
     "${run[@]}" bash {{stage}}/build-gator.sh {{stage}}/fake-gator
@@ -255,7 +265,7 @@ test-podman5: _stage fake-internet
     # The tests that drive the engine API (issue 15): what differs between engine
     # versions. The agent end to end, ssh, terminal escaping and most devcontainer.json
     # cases exercise devaipod, not the engine, and run on the 4.3 legs.
-    "${run[@]}" {{stage}}/podman-tests --test-threads=2 engine:: pod:: secrets:: security:: network:: gator:: jobs:: inert_git:: build:: devcontainer::forwarded_ports devcontainer::run_args
+    "${run[@]}" {{stage}}/podman-tests --test-threads=2 engine:: pod:: secrets:: security:: network:: gator:: jobs:: inert_git:: build:: registry:: devcontainer::forwarded_ports devcontainer::run_args
     "${run[@]}" {{stage}}/cleanup.sh --check
     echo "test-podman5: done in $(( $(date +%s) - started ))s"
 

@@ -343,8 +343,9 @@ fn podman_itself_pulls_through_the_test_configuration() {
         !wrong.status.success(),
         "podman pulled {on_b} with a wrong password"
     );
+    // Podman 4.3 says "unauthorized: authentication required", 5.4 only the latter.
     assert!(
-        stderr(&wrong).contains("unauthorized"),
+        stderr(&wrong).contains("authentication required"),
         "{}",
         stderr(&wrong)
     );
