@@ -208,9 +208,16 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
             "making the image of devaipod-net (network guard, SSH helpers) {}",
             net.image
         ));
-        let layer = crate::net_binary::layer(net)?;
-        let changes = [format!("LABEL {}image=net", plan::labels::PREFIX)];
-        engine.import_image(&net.image, layer, &changes).await?;
+        // Concurrent `up`s of a new devaipod-net would each import the same image, and
+        // a pod could get an image replaced under it (seen on Podman 5.4: the agent's
+        // gate "Permission denied"): one import at a time, and none if another made it.
+        let lock = net_import_lock()?;
+        if engine.image_id(&net.image).await?.is_none() {
+            let layer = crate::net_binary::layer(net)?;
+            let changes = [format!("LABEL {}image=net", plan::labels::PREFIX)];
+            engine.import_image(&net.image, layer, &changes).await?;
+        }
+        drop(lock);
         progress.finish_step();
     }
     let result = apply::apply(engine, &plan, &values, &progress, &mut cancel).await;
@@ -264,6 +271,27 @@ pub(crate) async fn build_image(
     }?;
     progress.finish_step();
     Ok(id)
+}
+
+/// Takes the lock held while devaipod-net's image is imported (per user: one engine
+/// store each), a file under the runtime directory; released when dropped.
+fn net_import_lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    let uid = nix::unistd::geteuid().as_raw();
+    let path = dir.join(format!("devaipod-net-import-{uid}.lock"));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    tokio::task::block_in_place(|| {
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", path.display()))
+    })
 }
 
 /// Pulls `image` with Podman's progress on the terminal (or as plain lines).
