@@ -13,11 +13,7 @@ use crate::podman::session::WorkspaceSession;
 
 /// Where the workspace finds devaipod-net (its image, mounted read-only).
 pub(crate) fn helper_path() -> String {
-    format!(
-        "{}{}",
-        crate::plan::network::NET_MOUNT,
-        crate::plan::network::NET_EXE
-    )
+    crate::plan::network::mounted_exe()
 }
 
 /// The exec that connects to `host:port` on the pod's loopback (`host` is one of the

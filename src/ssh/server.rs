@@ -209,6 +209,16 @@ pub(crate) fn loopback_target(host: &str) -> Option<&'static str> {
     }
 }
 
+/// Answers a channel request: success or failure.
+fn reply(session: &mut Session, channel: ChannelId, ok: bool) -> Result<()> {
+    if ok {
+        session.channel_success(channel)?;
+    } else {
+        session.channel_failure(channel)?;
+    }
+    Ok(())
+}
+
 impl russh::server::Handler for Handler {
     type Error = anyhow::Error;
 
@@ -340,12 +350,8 @@ impl russh::server::Handler for Handler {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.is_open_unstarted(channel) {
-            session.channel_success(channel)?;
-        } else {
-            session.channel_failure(channel)?;
-        }
-        Ok(())
+        let ok = self.is_open_unstarted(channel);
+        reply(session, channel, ok)
     }
 
     async fn env_request(
@@ -355,12 +361,8 @@ impl russh::server::Handler for Handler {
         _variable_value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.is_open_unstarted(channel) && valid_env_name(variable_name) {
-            session.channel_success(channel)?;
-        } else {
-            session.channel_failure(channel)?;
-        }
-        Ok(())
+        let ok = self.is_open_unstarted(channel) && valid_env_name(variable_name);
+        reply(session, channel, ok)
     }
 
     async fn shell_request(
@@ -368,12 +370,8 @@ impl russh::server::Handler for Handler {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.start(channel) {
-            session.channel_success(channel)?;
-        } else {
-            session.channel_failure(channel)?;
-        }
-        Ok(())
+        let ok = self.start(channel);
+        reply(session, channel, ok)
     }
 
     async fn exec_request(
@@ -382,12 +380,8 @@ impl russh::server::Handler for Handler {
         _data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.start(channel) {
-            session.channel_success(channel)?;
-        } else {
-            session.channel_failure(channel)?;
-        }
-        Ok(())
+        let ok = self.start(channel);
+        reply(session, channel, ok)
     }
 
     async fn subsystem_request(
