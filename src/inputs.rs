@@ -224,7 +224,7 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
         env_files: BTreeMap::new(),
         image_command: None,
         approved: Vec::new(),
-        bundled_present: false,
+        bundled_id: None,
         image_path: None,
         gator: gator_input(&user_config.service_gator, req)?,
         agent_model: user_config.agent.model.clone(),
@@ -556,8 +556,8 @@ fn read_env_files(
 pub(crate) struct ImageFacts {
     /// The image's own command and PATH (for overrideCommand: false), when present.
     pub command: Option<(Vec<String>, Option<String>)>,
-    /// The bundled image (it has git and opencode) is in the local store.
-    pub bundled_present: bool,
+    /// The bundled image's id (it has git and opencode), when in the local store.
+    pub bundled_id: Option<String>,
     pub state: ImageState,
     /// The network guard's image: present, or made by `up` from the binary.
     pub net_state: ImageState,
@@ -570,7 +570,7 @@ impl ImageFacts {
     pub(crate) fn unknown(why: &str) -> Self {
         Self {
             command: None,
-            bundled_present: false,
+            bundled_id: None,
             state: ImageState::Unknown {
                 note: format!("not checked: {why}"),
             },
@@ -587,7 +587,7 @@ impl ImageFacts {
             input.image_command = Some(cmd);
             input.image_path = path;
         }
-        input.bundled_present = self.bundled_present;
+        input.bundled_id = self.bundled_id;
         input.image_state = self.state;
         // A missing binary stays missing, whatever the engine says.
         if !matches!(input.net_image_state, ImageState::Missing { .. }) {
@@ -609,7 +609,7 @@ pub(crate) async fn image_facts(
     use crate::podman::images::PullPolicy;
     let (image, _) = plan::choose_image(input)?;
     let command = engine.image_command(&image).await?;
-    let bundled_present = engine.image_id(plan::BUNDLED_IMAGE).await?.is_some();
+    let bundled_id = engine.image_id(plan::BUNDLED_IMAGE).await?;
     let to_build = input.image_override.is_none() && input.build.is_some();
     let mut pulls = Vec::new();
     let state = if to_build && rebuild {
@@ -666,7 +666,7 @@ pub(crate) async fn image_facts(
     };
     Ok(ImageFacts {
         command,
-        bundled_present,
+        bundled_id,
         state,
         net_state,
         pulls,

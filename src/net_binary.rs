@@ -67,7 +67,7 @@ pub(crate) fn at(path: &Path) -> Result<NetBinary> {
     // The key covers the layer's layout too, so a change to it makes a new image.
     let mut hasher = Sha256::new();
     hasher.update(&bytes);
-    hasher.update(format!("{LAYER_DIRS:?}{LAYER_FILES:?}"));
+    hasher.update(format!("{LAYER_DIRS:?}{LAYER_FILES:?}{SHARED_LINK:?}"));
     let digest = hasher.finalize();
     let key: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     Ok(NetBinary {
@@ -80,7 +80,18 @@ pub(crate) fn at(path: &Path) -> Result<NetBinary> {
 /// Podman cannot make there (the secrets' tmpfs, /etc for the files Podman binds). Not
 /// the volumes' mount points: Podman makes those, and a fresh volume then belongs to
 /// the container's user (an image folder would hand it root's ownership instead).
-const LAYER_DIRS: &[&str] = &["etc", "run", "run/secrets", "tmp"];
+/// `opt/devaipod-net` is the folder copied into the volume the workspace and the agent
+/// mount (`plan::network`'s shared mount): the binary again, as a hard link.
+const LAYER_DIRS: &[&str] = &[
+    "etc",
+    "opt",
+    "opt/devaipod-net",
+    "run",
+    "run/secrets",
+    "tmp",
+];
+/// The binary's second name (a hard link), in the folder the shared volume copies.
+const SHARED_LINK: &str = "opt/devaipod-net/devaipod-net";
 /// Empty files Podman binds over in every container.
 const LAYER_FILES: &[&str] = &["etc/hosts", "etc/hostname", "etc/resolv.conf"];
 
@@ -113,11 +124,14 @@ pub(crate) fn layer(bin: &NetBinary) -> Result<Vec<u8>> {
     header.set_gid(0);
     header.set_mtime(0);
     header.set_entry_type(tar::EntryType::Regular);
-    tar.append_data(
-        &mut header,
-        crate::plan::network::NET_EXE.trim_start_matches('/'),
-        bytes.as_slice(),
-    )?;
+    let exe = crate::plan::network::NET_EXE.trim_start_matches('/');
+    tar.append_data(&mut header, exe, bytes.as_slice())?;
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Link);
+    link.set_size(0);
+    link.set_mode(0o755);
+    link.set_mtime(0);
+    tar.append_link(&mut link, SHARED_LINK, exe)?;
     Ok(tar.into_inner()?)
 }
 
@@ -137,7 +151,7 @@ mod tests {
         assert_ne!(at(&p).expect("binary").image, a.image);
         let layer = layer(&a).expect("layer");
         let mut ar = tar::Archive::new(layer.as_slice());
-        let entries: Vec<(String, u32)> = ar
+        let entries: Vec<(String, u32, Option<String>)> = ar
             .entries()
             .expect("entries")
             .map(|e| {
@@ -145,12 +159,26 @@ mod tests {
                 (
                     e.path().expect("path").display().to_string(),
                     e.header().mode().expect("mode"),
+                    e.link_name()
+                        .expect("link")
+                        .map(|l| l.display().to_string()),
                 )
             })
             .collect();
-        assert_eq!(entries.last(), Some(&("devaipod-net".to_string(), 0o755)));
+        let n = entries.len();
+        assert_eq!(
+            entries[n - 2..],
+            [
+                ("devaipod-net".to_string(), 0o755, None),
+                (
+                    "opt/devaipod-net/devaipod-net".to_string(),
+                    0o755,
+                    Some("devaipod-net".to_string())
+                )
+            ]
+        );
         assert!(
-            entries.iter().any(|(p, _)| p == "run/secrets/"),
+            entries.iter().any(|(p, _, _)| p == "run/secrets/"),
             "{entries:?}"
         );
         std::fs::write(&p, b"#!/bin/sh").expect("write");

@@ -702,11 +702,15 @@ fn the_workspace_gets_devaipod_net_for_ssh_unless_it_is_missing_in_full() {
             .find(|c| c["role"] == "workspace")
             .expect("a workspace")
             .clone();
-        let mounted = ws["image_mounts"].as_array().is_some_and(|m| {
+        let mounted = ws["shared_mounts"].as_array().is_some_and(|m| {
             m.iter().any(|m| {
-                m[0].as_str()
+                m["image"]
+                    .as_str()
                     .is_some_and(|i| i.starts_with("localhost/devaipod-net:"))
-                    && m[1] == "/opt/devaipod-net"
+                    && m["volume"]
+                        .as_str()
+                        .is_some_and(|v| v.starts_with("devaipod-net-"))
+                    && m["target"] == "/opt/devaipod-net"
             })
         });
         (mounted, v["pod"]["labels"]["io.devaipod.helper"].clone())
@@ -726,10 +730,10 @@ fn the_workspace_gets_devaipod_net_for_ssh_unless_it_is_missing_in_full() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
-        text.lines().any(|l| l
-            .trim_start()
-            .starts_with("image    localhost/devaipod-net:")
-            && l.ends_with(" -> /opt/devaipod-net (read-only)")),
+        text.lines()
+            .any(|l| l.trim_start().starts_with("shared   devaipod-net-")
+                && l.contains(" -> /opt/devaipod-net (read-only; localhost/devaipod-net:")
+                && l.ends_with(":/opt/devaipod-net)")),
         "{text}"
     );
 

@@ -203,22 +203,45 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
         plan = inputs::plan(&host.input)?;
         tracing::debug!(%id, "built");
     }
-    if let (ImageState::WillBuild, Some(net)) = (&host.input.net_image_state, &host.net) {
-        progress.step(&format!(
-            "making the image of devaipod-net (network guard, SSH helpers) {}",
-            net.image
-        ));
-        // Concurrent `up`s of a new devaipod-net would each import the same image, and
-        // a pod could get an image replaced under it (seen on Podman 5.4: the agent's
-        // gate "Permission denied"): one import at a time, and none if another made it.
-        let lock = net_import_lock()?;
-        if engine.image_id(&net.image).await?.is_none() {
+    // devaipod's own images and the volumes copied from them are shared by the user's
+    // pods: one `up` makes them at a time, and none that another made meanwhile.
+    let shared = plan.shared_volumes();
+    let net_to_make = match (&host.input.net_image_state, &host.net) {
+        (ImageState::WillBuild, Some(net)) => Some(net),
+        _ => None,
+    };
+    if net_to_make.is_some() || !shared.is_empty() {
+        let lock = shared_lock()?;
+        if let Some(net) = net_to_make
+            && engine.image_id(&net.image).await?.is_none()
+        {
+            progress.step(&format!(
+                "making the image of devaipod-net (network guard, SSH helpers) {}",
+                net.image
+            ));
             let layer = crate::net_binary::layer(net)?;
             let changes = [format!("LABEL {}image=net", plan::labels::PREFIX)];
             engine.import_image(&net.image, layer, &changes).await?;
+            progress.finish_step();
         }
-        drop(lock);
+        let on_copy = |m: &plan::SharedMount| {
+            progress.step(&format!(
+                "copying {}:{} into the volume {} (once; every pod mounts it read-only)",
+                m.image, m.path, m.volume
+            ))
+        };
+        let made = crate::podman::cancel::cancellable(
+            &mut cancel,
+            crate::podman::shared::ensure(engine, &shared, &on_copy),
+        )
+        .await;
+        if made.is_err() {
+            // Interrupted mid-copy: no helper, and no volume left half-made.
+            crate::podman::shared::tidy(engine, &shared).await;
+        }
+        made?;
         progress.finish_step();
+        drop(lock);
     }
     let result = apply::apply(engine, &plan, &values, &progress, &mut cancel).await;
     if result.is_ok() {
@@ -273,15 +296,16 @@ pub(crate) async fn build_image(
     Ok(id)
 }
 
-/// Takes the lock held while devaipod-net's image is imported (per user: one engine
-/// store each), a file under the runtime directory; released when dropped.
-fn net_import_lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
+/// Takes the lock held while devaipod-net's image and the shared volumes are made (per
+/// user: one engine store each), a file under the runtime directory; released when
+/// dropped.
+fn shared_lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
     let dir = std::env::var_os("XDG_RUNTIME_DIR")
         .map(std::path::PathBuf::from)
         .filter(|p| p.is_dir())
         .unwrap_or_else(std::env::temp_dir);
     let uid = nix::unistd::geteuid().as_raw();
-    let path = dir.join(format!("devaipod-net-import-{uid}.lock"));
+    let path = dir.join(format!("devaipod-shared-{uid}.lock"));
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -518,12 +542,14 @@ pub(super) fn render_plan(plan: &PodPlan) -> String {
                 l(&m.target)
             );
         }
-        for (image, target) in &c.image_mounts {
+        for m in &c.shared_mounts {
             let _ = writeln!(
                 s,
-                "             image    {} -> {} (read-only)",
-                l(image),
-                l(target)
+                "             shared   {} -> {} (read-only; {}:{})",
+                l(&m.volume),
+                l(&m.target),
+                l(&m.image),
+                l(&m.path)
             );
         }
         if !c.env.is_empty() {

@@ -16,7 +16,7 @@ use super::paths::{
     BUNDLED_MOUNT, PASSWORD_FILE, credential_route_url, secret_file,
 };
 use super::secrets::Secrets;
-use super::spec::{AgentConfigPlan, ContainerSpec, Extras, Seccomp};
+use super::spec::{AgentConfigPlan, ContainerSpec, Extras, Seccomp, SharedMount};
 use super::volumes::Volumes;
 
 /// Shell that sets `OC` to the image's own `opencode`, else the bundled one (which
@@ -213,7 +213,7 @@ pub(crate) fn container(
     folders: &Folders,
     volumes: &Volumes,
     secrets: &Secrets,
-    image_mounts: Vec<(String, String)>,
+    shared_mounts: Vec<SharedMount>,
     net: &super::network::AgentNet,
 ) -> ContainerSpec {
     let input = ctx.input;
@@ -241,9 +241,9 @@ pub(crate) fn container(
         pids_limit: Some(input.agent_pids_limit),
         memory_limit: Some(input.agent_memory_limit),
         cpu_millis: None,
-        image_mounts: image_mounts
+        shared_mounts: shared_mounts
             .into_iter()
-            .chain(net.image_mounts.iter().cloned())
+            .chain(net.shared_mounts.iter().cloned())
             .collect(),
         mounts: volumes
             .agent_mounts(folders)

@@ -343,7 +343,7 @@ fn container(
         pids_limit: Some(1024),
         memory_limit: Some(1024 * 1024 * 1024),
         cpu_millis: None,
-        image_mounts: vec![],
+        shared_mounts: vec![],
         mounts: vec![],
         env,
         secrets,
@@ -472,7 +472,7 @@ mod tests {
         ]));
         assert!(c.read_only && c.no_new_privileges && c.cap_add.is_empty());
         assert_eq!(c.cap_drop, ["ALL"]);
-        assert!(c.mounts.is_empty() && c.image_mounts.is_empty());
+        assert!(c.mounts.is_empty() && c.shared_mounts.is_empty());
     }
 
     #[test]

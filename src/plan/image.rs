@@ -5,7 +5,7 @@
 use super::error::PlanError;
 use super::input::PlanInput;
 use super::paths::{BUNDLED_IMAGE, BUNDLED_MOUNT};
-use super::spec::ImagePlan;
+use super::spec::{ImagePlan, SharedMount};
 
 /// An image reference as Podman takes it: no leading `-`, no spaces or odd characters.
 pub(crate) fn valid_image(reference: &str) -> bool {
@@ -59,13 +59,26 @@ pub(crate) fn image_plan(input: &PlanInput) -> Result<ImagePlan, PlanError> {
 
 /// The bundled opencode, read-only, for images without their own (the image's own
 /// comes first on PATH). Not when the image is the bundled one.
-pub(crate) fn bundled_mounts(input: &PlanInput, image: &str) -> Vec<(String, String)> {
-    if input.bundled_present && image != BUNDLED_IMAGE {
-        vec![(BUNDLED_IMAGE.to_string(), BUNDLED_MOUNT.to_string())]
-    } else {
-        Vec::new()
+/// Its /usr/local/bin (opencode alone) is copied into `devaipod-bundled-ID` and seen at
+/// `BUNDLED_MOUNT/usr/local/bin`.
+pub(crate) fn bundled_mounts(input: &PlanInput, image: &str) -> Vec<SharedMount> {
+    match &input.bundled_id {
+        Some(id) if image != BUNDLED_IMAGE => {
+            let id = id.strip_prefix("sha256:").unwrap_or(id);
+            vec![SharedMount {
+                volume: format!("devaipod-bundled-{}", &id[..id.len().min(12)]),
+                image: BUNDLED_IMAGE.into(),
+                path: BUNDLED_BIN.into(),
+                file: "opencode".into(),
+                target: format!("{BUNDLED_MOUNT}{BUNDLED_BIN}"),
+            }]
+        }
+        _ => Vec::new(),
     }
 }
+
+/// The bundled image's folder that holds opencode.
+const BUNDLED_BIN: &str = "/usr/local/bin";
 
 #[cfg(test)]
 mod tests {
@@ -95,12 +108,25 @@ mod tests {
     #[test]
     fn the_bundled_image_is_mounted_only_into_other_images_when_present() {
         let mut i = input();
+        let m = bundled_mounts(&i, "localhost/other:1");
         assert_eq!(
-            bundled_mounts(&i, "localhost/other:1"),
-            [(BUNDLED_IMAGE.to_string(), BUNDLED_MOUNT.to_string())]
+            m.iter()
+                .map(|m| (
+                    m.volume.as_str(),
+                    m.image.as_str(),
+                    m.path.as_str(),
+                    m.target.as_str()
+                ))
+                .collect::<Vec<_>>(),
+            [(
+                "devaipod-bundled-0123456789ab",
+                BUNDLED_IMAGE,
+                "/usr/local/bin",
+                "/opt/devaipod/bundled/usr/local/bin"
+            )]
         );
         assert!(bundled_mounts(&i, BUNDLED_IMAGE).is_empty());
-        i.bundled_present = false;
+        i.bundled_id = None;
         assert!(bundled_mounts(&i, "localhost/other:1").is_empty());
     }
 }

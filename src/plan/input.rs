@@ -92,9 +92,9 @@ pub(crate) struct PlanInput {
     pub agent_opencode: Option<serde_json::Value>,
     /// The agent's network: mode, allowlist, credential routes, the host's addresses.
     pub network: NetworkInput,
-    /// Whether [`super::BUNDLED_IMAGE`] is in the local store (it is then mounted for
-    /// images without opencode).
-    pub bundled_present: bool,
+    /// The id of [`super::BUNDLED_IMAGE`] when it is in the local store (its opencode is
+    /// then mounted for images without their own).
+    pub bundled_id: Option<String>,
     /// The image of the network guard and the workspace's SSH helpers
     /// (`localhost/devaipod-net:KEY`, made from the devaipod-net binary by `up`) and
     /// whether it is in the local store. Empty when there is no binary and the network

@@ -50,7 +50,7 @@ pub(crate) use resources::cdi_gpu_in;
 pub(crate) use secrets::password_secret_name;
 pub(crate) use spec::{
     AgentConfigPlan, ContainerSpec, Extras, ImageState, MountKind, MountSpec, PodPlan, PodSpec,
-    PortSpec, ReadinessPlan, RepoPlan, Seccomp, SecretSource,
+    PortSpec, ReadinessPlan, RepoPlan, Seccomp, SecretSource, SharedMount,
 };
 
 use folders::Folders;
@@ -75,10 +75,10 @@ pub(crate) fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         volumes: &volumes,
         secrets: &secrets,
         settings: &settings,
-        image_mounts: bundled
+        shared_mounts: bundled
             .iter()
             .cloned()
-            .chain(network::workspace_image_mount(input))
+            .chain(network::workspace_shared_mount(input))
             .collect(),
     }
     .container(&ctx)?;
@@ -89,7 +89,7 @@ pub(crate) fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         &folders,
         &volumes,
         &secrets,
-        bundled,
+        bundled.clone(),
         &network.agent,
     );
     let gator = Gator::new(&ctx, &secrets);
@@ -99,6 +99,11 @@ pub(crate) fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     warnings.extend(settings.warnings(input));
     warnings.extend(folders.warnings.iter().cloned());
     warnings.extend(network::helpers_warning(input));
+    if workspace::can_remount(&workspace)
+        && (!bundled.is_empty() || network::workspace_shared_mount(input).is_some())
+    {
+        warnings.push("the workspace is privileged or has SYS_ADMIN, so it could change what every pod's agent runs: it gets neither the bundled opencode (`oc` needs the image's own) nor devaipod-net's SSH helpers (sftp, scp and forwarding through `devaipod ssh-config`)".to_string());
+    }
     warnings.extend(settings.run_args.warnings.iter().cloned());
     let ports = ports::pod_ports(input, &settings.run_args, &mut warnings)?;
     warnings.extend(uncommitted_warning(input));

@@ -29,7 +29,8 @@ use super::paths::{
     AGENT_UID, NET_MARKER, NET_STATE_DIR, PROXY_PORT, PROXY_UID, credential_route_url, proxy_url,
 };
 use super::spec::{
-    ContainerSpec, Extras, MountSpec, Seccomp, SecretRef, SecretSource, SecretSpec, VolumeSpec,
+    ContainerSpec, Extras, MountSpec, Seccomp, SecretRef, SecretSource, SecretSpec, SharedMount,
+    VolumeSpec,
 };
 
 /// Where devaipod-net is in its image.
@@ -97,7 +98,7 @@ pub(crate) struct NetworkPlan {
 pub(crate) struct AgentNet {
     pub env: BTreeMap<String, String>,
     pub mounts: Vec<MountSpec>,
-    pub image_mounts: Vec<(String, String)>,
+    pub shared_mounts: Vec<SharedMount>,
     /// Shell run before opencode: the gate.
     pub gate: Option<String>,
 }
@@ -356,7 +357,7 @@ fn rules_container(ctx: &Context<'_>, marker: &str) -> ContainerSpec {
         memory_limit: Some(RULES_MEMORY_LIMIT),
         cpu_millis: None,
         mounts: vec![MountSpec::volume(marker, MARKER_DIR, false)],
-        image_mounts: Vec::new(),
+        shared_mounts: Vec::new(),
         env: BTreeMap::new(),
         secrets: Vec::new(),
         labels: ctx.labels(Role::Rules),
@@ -395,7 +396,7 @@ fn proxy_container(ctx: &Context<'_>, state: &str, secrets: Vec<SecretRef>) -> C
         memory_limit: Some(PROXY_MEMORY_LIMIT),
         cpu_millis: None,
         mounts: vec![MountSpec::volume(state, NET_STATE_DIR, false)],
-        image_mounts: Vec::new(),
+        shared_mounts: Vec::new(),
         env: BTreeMap::new(),
         secrets,
         labels: ctx.labels(Role::Proxy),
@@ -408,15 +409,28 @@ pub(crate) fn mounted_exe() -> String {
     format!("{NET_MOUNT}{NET_EXE}")
 }
 
-/// The workspace's image mount of devaipod-net, for the SSH helpers: whenever there is
-/// an image (every mode; without the binary, only `full` gets this far).
-pub(crate) fn workspace_image_mount(input: &PlanInput) -> Option<(String, String)> {
-    (!input.net_image.is_empty()).then(|| (input.net_image.clone(), NET_MOUNT.to_string()))
+/// devaipod-net's folder in its image, copied into the volume the agent (its gate) and
+/// the workspace (the SSH helpers) mount: whenever there is an image (every mode;
+/// without the binary, only `full` gets this far).
+pub(crate) fn workspace_shared_mount(input: &PlanInput) -> Option<SharedMount> {
+    (!input.net_image.is_empty()).then(|| net_shared_mount(input))
+}
+
+/// The volume `devaipod-net-KEY` (KEY: the image's tag, named by the binary's content).
+fn net_shared_mount(input: &PlanInput) -> SharedMount {
+    let key = input.net_image.rsplit_once(':').map_or("", |(_, k)| k);
+    SharedMount {
+        volume: format!("devaipod-net-{key}"),
+        image: input.net_image.clone(),
+        path: NET_MOUNT.into(),
+        file: NET_EXE.trim_start_matches('/').into(),
+        target: NET_MOUNT.into(),
+    }
 }
 
 /// What a pod without the helpers cannot do.
 pub(crate) fn helpers_warning(input: &PlanInput) -> Option<String> {
-    workspace_image_mount(input).is_none().then(|| {
+    workspace_shared_mount(input).is_none().then(|| {
         "devaipod-net was not found, so the workspace gets no SSH helpers: sftp, scp and port forwarding through `devaipod ssh-config` (and `devaipod forward`) will not work in this pod; build it with `just net` (`just install` puts it beside devaipod), or name it with DEVAIPOD_NET_BIN".to_string()
     })
 }
@@ -442,7 +456,7 @@ fn agent_net(input: &PlanInput, marker: &str) -> AgentNet {
     AgentNet {
         env,
         mounts: vec![MountSpec::volume(marker, MARKER_DIR, true)],
-        image_mounts: vec![(input.net_image.clone(), NET_MOUNT.into())],
+        shared_mounts: vec![net_shared_mount(input)],
         gate: Some(format!(
             "{} gate --marker {NET_MARKER} --timeout-secs {GATE_TIMEOUT_SECS} || exit 1; ",
             mounted_exe()
@@ -547,13 +561,16 @@ mod tests {
             i.network.mode = mode;
             let plan = build(&i);
             let ws = plan.container(Role::Workspace).expect("ws");
-            assert!(
-                ws.image_mounts.contains(&(
-                    "localhost/devaipod-net:0123456789ab".to_string(),
-                    "/opt/devaipod-net".to_string()
+            let m = ws.shared_mounts.iter().find(|m| m.target == NET_MOUNT);
+            assert_eq!(
+                m.map(|m| (m.volume.as_str(), m.image.as_str(), m.path.as_str())),
+                Some((
+                    "devaipod-net-0123456789ab",
+                    "localhost/devaipod-net:0123456789ab",
+                    "/opt/devaipod-net"
                 )),
                 "{mode}: {:?}",
-                ws.image_mounts
+                ws.shared_mounts
             );
             assert_eq!(
                 plan.pod
@@ -582,10 +599,10 @@ mod tests {
         let plan = build(&i);
         for c in &plan.containers {
             assert!(
-                c.image_mounts.iter().all(|(_, t)| t != NET_MOUNT),
+                c.shared_mounts.iter().all(|m| m.target != NET_MOUNT),
                 "{}: {:?}",
                 c.name,
-                c.image_mounts
+                c.shared_mounts
             );
         }
         assert!(!plan.pod.labels.contains_key(crate::plan::labels::HELPER));

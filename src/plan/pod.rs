@@ -61,7 +61,7 @@ fn pod_labels(ctx: &Context<'_>, folders: &Folders, secrets: String) -> BTreeMap
         );
     }
     l.insert(labels::SECRETS.into(), secrets);
-    if super::network::workspace_image_mount(input).is_some() {
+    if super::network::workspace_shared_mount(input).is_some() {
         l.insert(labels::HELPER.into(), super::network::mounted_exe());
     }
     l

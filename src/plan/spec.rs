@@ -44,6 +44,17 @@ impl PodPlan {
     pub(crate) fn container(&self, role: Role) -> Option<&ContainerSpec> {
         self.containers.iter().find(|c| c.role == role)
     }
+
+    /// The shared volumes the containers mount, each once.
+    pub(crate) fn shared_volumes(&self) -> Vec<&SharedMount> {
+        let mut out: Vec<&SharedMount> = Vec::new();
+        for m in self.containers.iter().flat_map(|c| &c.shared_mounts) {
+            if !out.iter().any(|o| o.volume == m.volume) {
+                out.push(m);
+            }
+        }
+        out
+    }
 }
 
 /// Whether the image exists in the engine's local store, or how `up` gets it.
@@ -141,6 +152,24 @@ impl std::fmt::Display for MountKind {
     }
 }
 
+/// A folder of one of devaipod's images (devaipod-net, the bundled opencode), copied once
+/// into a volume that every pod mounts read-only. Not an image mount: Podman's image
+/// mounts are counted per store, and a pod stopping while another starts could unmount
+/// one under a starting container (on Podman 4.3 and 5.4 alike; docs/podman5.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct SharedMount {
+    /// The volume, named by the image's content (`devaipod-net-KEY`, `devaipod-bundled-ID`).
+    pub volume: String,
+    /// The image the folder comes from, and the folder in it.
+    pub image: String,
+    pub path: String,
+    /// A file the folder holds, relative to it (what the copy's helper names as its
+    /// command: the copy is made without running anything).
+    pub file: String,
+    /// Where the container sees it.
+    pub target: String,
+}
+
 /// A mount into a container: a named volume, a host bind or a tmpfs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct MountSpec {
@@ -235,10 +264,11 @@ pub(crate) struct ContainerSpec {
     /// CPU limit in thousandths of a CPU, from `hostRequirements.cpus` (workspace).
     pub cpu_millis: Option<i64>,
     pub mounts: Vec<MountSpec>,
-    /// Images mounted read-only (source image, target): the bundled opencode, and
-    /// devaipod-net in the agent (its gate) and the workspace (the SSH helpers).
+    /// Folders of images, copied once into volumes every pod shares, mounted read-only:
+    /// the bundled opencode, and devaipod-net in the agent (its gate) and the workspace
+    /// (the SSH helpers).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub image_mounts: Vec<(String, String)>,
+    pub shared_mounts: Vec<SharedMount>,
     /// Plain (non-secret) environment; only the names are ever printed.
     #[serde(rename = "env_names", serialize_with = "keys_only")]
     pub env: BTreeMap<String, String>,

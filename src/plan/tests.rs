@@ -44,7 +44,7 @@ pub(crate) fn input() -> PlanInput {
         env_files: BTreeMap::new(),
         image_command: None,
         approved: Vec::new(),
-        bundled_present: true,
+        bundled_id: Some("0123456789abcdef".into()),
         cdi_gpu: None,
         agent_model: None,
         agent_opencode: None,
@@ -428,6 +428,16 @@ fn widening_settings_need_consent_and_stay_in_the_workspace() {
     let agent = plan.container(Role::Agent).expect("agent");
     assert_eq!(agent.extra, Extras::default());
     assert_eq!(agent.cap_drop, ["ALL"]);
+    // What every pod's agent runs is out of reach of a workspace that could remount it.
+    assert!(ws.shared_mounts.is_empty(), "{:?}", ws.shared_mounts);
+    assert!(!agent.shared_mounts.is_empty());
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.starts_with("the workspace is privileged or has SYS_ADMIN")),
+        "{:?}",
+        plan.warnings
+    );
     // privileged, the device, the security option, and --dns (the whole pod's).
     assert_eq!(plan.trust.applied.len(), 4, "{:?}", plan.trust.applied);
     i.devcontainer.security_opt = Some(vec!["systempaths=unconfined".into()]);
@@ -556,4 +566,20 @@ fn the_gator_holds_the_tokens_and_the_agent_gets_only_its_mcp_entry() {
         "{:?}",
         plan.warnings
     );
+}
+
+#[test]
+fn a_workspace_that_can_remount_is_told_apart() {
+    let plan = build(&input()).expect("plan");
+    let mut ws = plan.container(Role::Workspace).expect("ws").clone();
+    assert!(!crate::plan::workspace::can_remount(&ws));
+    for (caps, can) in [
+        (&["NET_ADMIN"][..], false),
+        (&["cap_sys_admin"], true),
+        (&["SYS_ADMIN"], true),
+        (&["all"], true),
+    ] {
+        ws.cap_add = caps.iter().map(|c| c.to_string()).collect();
+        assert_eq!(crate::plan::workspace::can_remount(&ws), can, "{caps:?}");
+    }
 }

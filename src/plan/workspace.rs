@@ -12,7 +12,7 @@ use super::labels::Role;
 use super::paths::{DEFAULT_PATH, SHIM_DIR, WORKSPACE_GITCONFIG};
 use super::secrets::Secrets;
 use super::settings::RepoSettings;
-use super::spec::{ContainerSpec, Extras, Seccomp};
+use super::spec::{ContainerSpec, Extras, Seccomp, SharedMount};
 use super::volumes::Volumes;
 
 /// The workspace's command, as the reference CLI wraps it: a shell that exits on
@@ -39,7 +39,7 @@ pub(crate) struct Workspace<'a> {
     pub volumes: &'a Volumes,
     pub secrets: &'a Secrets,
     pub settings: &'a RepoSettings,
-    pub image_mounts: Vec<(String, String)>,
+    pub shared_mounts: Vec<SharedMount>,
 }
 
 impl Workspace<'_> {
@@ -53,7 +53,7 @@ impl Workspace<'_> {
         for (k, v) in &ra.labels {
             labels.entry(k.clone()).or_insert_with(|| v.clone());
         }
-        Ok(ContainerSpec {
+        let mut spec = ContainerSpec {
             role: Role::Workspace,
             name: ctx.object_name("workspace"),
             image: self.image.to_string(),
@@ -80,7 +80,7 @@ impl Workspace<'_> {
                 .cpus
                 .or(self.settings.resources.cpus)
                 .map(|c| (c * 1000.0).round() as i64),
-            image_mounts: self.image_mounts.clone(),
+            shared_mounts: self.shared_mounts.clone(),
             mounts: self
                 .volumes
                 .workspace_mounts(self.folders)
@@ -104,7 +104,14 @@ impl Workspace<'_> {
                 hostname: ra.hostname.clone(),
                 runtime: ra.runtime.clone(),
             },
-        })
+        };
+        // Every pod's agent runs what the shared volumes hold: a workspace that could
+        // remount them writable (privileged, or SYS_ADMIN, by the user's consent) gets
+        // none, so a repo given that reaches no other pod.
+        if can_remount(&spec) {
+            spec.shared_mounts.clear();
+        }
+        Ok(spec)
     }
 
     /// The repo's environment, then devaipod's own (which wins).
@@ -124,6 +131,16 @@ impl Workspace<'_> {
         }
         env
     }
+}
+
+/// Whether the container may remount what it sees (privileged, SYS_ADMIN or ALL).
+pub(crate) fn can_remount(c: &ContainerSpec) -> bool {
+    c.extra.privileged
+        || c.cap_add.iter().any(|cap| {
+            let cap = cap.to_ascii_uppercase();
+            let cap = cap.strip_prefix("CAP_").unwrap_or(&cap);
+            cap == "SYS_ADMIN" || cap == "ALL"
+        })
 }
 
 /// devaipod's keep-alive, or the image's own command for `overrideCommand: false`.
@@ -160,7 +177,7 @@ mod tests {
             volumes: &Volumes::new(&ctx),
             secrets: &Secrets::new(&ctx),
             settings: &settings,
-            image_mounts: Vec::new(),
+            shared_mounts: Vec::new(),
         }
         .container(&ctx)
     }

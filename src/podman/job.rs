@@ -246,7 +246,7 @@ pub(crate) fn helper_like_agent(
             read_only: true,
             ..mount
         }],
-        image_mounts: vec![],
+        shared_mounts: vec![],
         env,
         secrets: vec![],
         labels,

@@ -47,6 +47,7 @@ pub(crate) mod netns;
 pub(crate) mod objects;
 pub(crate) mod readiness;
 pub(crate) mod session;
+pub(crate) mod shared;
 pub(crate) mod spec;
 pub(crate) mod verify;
 

@@ -65,8 +65,6 @@ pub(crate) struct SpecGenerator {
     pub apparmor_profile: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub selinux_opts: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub image_volumes: Vec<ImageVolume>,
     #[serde(skip_serializing_if = "is_false")]
     pub privileged: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -150,14 +148,6 @@ pub(crate) struct Limit {
 pub(crate) struct CpuLimit {
     pub quota: i64,
     pub period: i64,
-}
-
-/// An image mounted read-only.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct ImageVolume {
-    pub source: String,
-    pub destination: String,
-    pub rw: bool,
 }
 
 /// A device passed through.
@@ -377,15 +367,6 @@ fn base_spec(
         read_only_filesystem: c.read_only,
         mounts: mounts(c),
         resource_limits: resource_limits(c),
-        image_volumes: c
-            .image_mounts
-            .iter()
-            .map(|(src, dst)| ImageVolume {
-                source: src.clone(),
-                destination: dst.clone(),
-                rw: false,
-            })
-            .collect(),
         ..SpecGenerator::default()
     };
     if let (Seccomp::Agent, Some(path)) = (&c.seccomp, seccomp_path) {
@@ -404,7 +385,8 @@ fn base_spec(
     spec
 }
 
-/// Named volumes (read-only when the plan says so).
+/// Named volumes (read-only when the plan says so), then the shared ones: read-only,
+/// and never filled from the container's image (`nocopy`).
 fn volumes(c: &ContainerSpec) -> Vec<NamedVolume> {
     c.mounts
         .iter()
@@ -418,6 +400,11 @@ fn volumes(c: &ContainerSpec) -> Vec<NamedVolume> {
                 vec![]
             },
         })
+        .chain(c.shared_mounts.iter().map(|m| NamedVolume {
+            name: m.volume.clone(),
+            dest: m.target.clone(),
+            options: vec!["ro".into(), "nocopy".into()],
+        }))
         .collect()
 }
 
@@ -603,14 +590,16 @@ mod tests {
             // pod says so.
             want["pod"]["labels"][crate::plan::labels::HELPER] =
                 "/opt/devaipod-net/devaipod-net".into();
-            let ws = &mut want["workspace"];
-            if ws.get("image_volumes").is_none() {
-                ws["image_volumes"] = serde_json::json!([]);
-            }
-            ws["image_volumes"]
+            // A privileged workspace gets no shared volume (they are every pod's).
+            let privileged = want["workspace"]["privileged"] == true;
+            let volumes = want["workspace"]["volumes"]
                 .as_array_mut()
-                .expect("image_volumes")
-                .push(serde_json::json!({"source": "localhost/devaipod-net:0123456789ab", "destination": "/opt/devaipod-net", "rw": false}));
+                .expect("volumes");
+            if privileged {
+                volumes.retain(|v| v["Options"] != serde_json::json!(["ro", "nocopy"]));
+            } else {
+                volumes.push(serde_json::json!({"Name": "devaipod-net-0123456789ab", "Dest": "/opt/devaipod-net", "Options": ["ro", "nocopy"]}));
+            }
             let got = specs_of(plan);
             for (key, want) in want.as_object().expect("object") {
                 assert_eq!(&got[key], want, "{case}: {key}");
@@ -640,10 +629,12 @@ mod tests {
         assert_eq!(proxy["cap_add"], json!([]));
         assert_eq!(proxy["user"], "4097:4097");
         let agent = spec(Role::Agent);
-        assert_eq!(
-            agent["image_volumes"][0],
-            json!({"source": "localhost/devaipod-net:0123456789ab", "destination": "/opt/devaipod-net", "rw": false})
+        let volumes = agent["volumes"].as_array().expect("volumes");
+        assert!(
+            volumes.contains(&json!({"Name": "devaipod-net-0123456789ab", "Dest": "/opt/devaipod-net", "Options": ["ro", "nocopy"]})),
+            "{volumes:?}"
         );
+        assert!(agent.get("image_volumes").is_none());
     }
 
     #[test]

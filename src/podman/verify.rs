@@ -213,12 +213,16 @@ fn verify_extras(c: &ContainerSpec, inspect: &ContainerInspect) -> Result<()> {
 fn verify_mounts(c: &ContainerSpec, inspect: &ContainerInspect) -> Result<()> {
     let name = &c.name;
     let mounts = &inspect.mounts;
-    for (src, dst) in &c.image_mounts {
-        let ok = mounts
-            .iter()
-            .any(|x| x.kind == "image" && x.destination == *dst && !x.rw);
+    for m in &c.shared_mounts {
+        let ok = mounts.iter().any(|x| {
+            x.kind == "volume" && x.name == m.volume && x.destination == m.target && !x.rw
+        });
         if !ok {
-            bail!("check failed for {name}: the image {src} is not mounted read-only at {dst}");
+            bail!(
+                "check failed for {name}: the volume {} is not mounted read-only at {}",
+                m.volume,
+                m.target
+            );
         }
     }
     for dir in &c.tmpfs {

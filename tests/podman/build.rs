@@ -141,7 +141,7 @@ fn images_without_opencode_get_the_bundled_one_read_only() {
         let seen = crate::common::pod::exec(
             c,
             None,
-            "command -v opencode || echo none; test -x /opt/devaipod/bundled/usr/local/bin/opencode && echo bundled; touch /opt/devaipod/bundled/x 2>/dev/null || echo read-only",
+            "command -v opencode || echo none; test -x /opt/devaipod/bundled/usr/local/bin/opencode && echo bundled; touch /opt/devaipod/bundled/usr/local/bin/x 2>/dev/null || echo read-only",
         );
         assert_eq!(
             seen.lines().collect::<Vec<_>>(),

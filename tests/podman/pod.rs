@@ -133,6 +133,49 @@ fn up_makes_a_ready_hardened_pod_and_delete_removes_it() {
         );
     }
 
+    // devaipod-net reaches the agent (its gate) and the workspace (the SSH helpers) as
+    // a volume every pod shares, read-only, filled once from devaipod-net's image (an
+    // image mount could be unmounted under a starting pod by another one stopping).
+    let mut shared = Vec::new();
+    for c in [&agent, &ws] {
+        let mounts = podman_ok(&["inspect", c, "--format", "{{json .Mounts}}"]);
+        let mounts: Value = serde_json::from_str(&mounts).expect("mounts JSON");
+        let m = mounts
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .find(|m| m["Destination"] == "/opt/devaipod-net")
+            .unwrap_or_else(|| panic!("{c}: no /opt/devaipod-net in {mounts}"));
+        assert_eq!(
+            (&m["Type"], &m["RW"]),
+            (&Value::from("volume"), &Value::from(false)),
+            "{c}: {m}"
+        );
+        shared.push(m["Name"].as_str().expect("name").to_string());
+    }
+    assert_eq!(shared[0], shared[1]);
+    assert!(shared[0].starts_with("devaipod-net-"), "{shared:?}");
+    let volume = podman_ok(&["volume", "inspect", &shared[0]]);
+    let volume: Value = serde_json::from_str(&volume).expect("volume JSON");
+    let volume = &volume[0];
+    // Podman leaves NeedsCopyUp out once the copy is made.
+    assert!(
+        volume.get("NeedsCopyUp").is_none_or(|v| v == false),
+        "{volume}"
+    );
+    let from = volume["Labels"]["io.devaipod.shared"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(from.starts_with("localhost/devaipod-net:"), "{volume}");
+    assert!(
+        volume["Labels"].get("io.devaipod.pod").is_none(),
+        "{volume}"
+    );
+    assert_eq!(
+        p.in_agent("test -x /opt/devaipod-net/devaipod-net && echo runs; touch /opt/devaipod-net/x 2>/dev/null || echo read-only"),
+        "runs\nread-only\n"
+    );
+
     // delete removes everything; a second delete is an error.
     let del = devaipod(&["delete", &p.pod(), "--json"]);
     let removed = json_of(&del);
@@ -161,6 +204,8 @@ fn up_makes_a_ready_hardened_pod_and_delete_removes_it() {
         ])
     );
     p.assert_nothing_left();
+    // ... but the shared volume, which other pods use.
+    podman_ok(&["volume", "exists", &shared[0]]);
     let again = devaipod(&["delete", p.name()]);
     assert!(!again.status.success());
     assert!(
