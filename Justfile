@@ -137,11 +137,8 @@ test-rootless: _stage fake-internet registry
     set -euo pipefail
     if [ "$(id -u)" = 0 ]; then
         user={{test_user}}
-        id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
+        tests/test-user.sh "$user"
         uid=$(id -u "$user")
-        # Test machine only: slirp4netns needs /dev/net/tun, which is 0600 here.
-        [ "$(stat -c %a /dev/net/tun)" = 666 ] || chmod 0666 /dev/net/tun
-        install -d -m 0700 -o "$user" -g "$user" "/run/user/$uid"
         run=(runuser -u "$user" -- env -i HOME="/home/$user" USER="$user" LOGNAME="$user"
              PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin XDG_RUNTIME_DIR="/run/user/$uid"
              CONTAINERS_CONF="${CONTAINERS_CONF:+{{stage}}/containers.conf}" DEVAIPOD_BIN={{stage}}/devaipod
@@ -177,10 +174,8 @@ test-one filter: _stage fake-internet registry
         DEVAIPOD_FAKE_LLM={{stage}}/fake-llm PATH="$PATH" {{stage}}/podman-tests --test-threads=2 {{filter}}
     if [ "$(id -u)" = 0 ]; then
         user={{test_user}}
-        id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
+        tests/test-user.sh "$user"
         uid=$(id -u "$user")
-        [ "$(stat -c %a /dev/net/tun)" = 666 ] || chmod 0666 /dev/net/tun
-        install -d -m 0700 -o "$user" -g "$user" "/run/user/$uid"
         cd /tmp
         runuser -u "$user" -- env -i HOME="/home/$user" USER="$user" LOGNAME="$user" \
             PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin XDG_RUNTIME_DIR="/run/user/$uid" \
@@ -197,10 +192,8 @@ test-toolbox: _stage fake-internet registry
         # toolbox needs the D-Bus system bus; there is no systemd on the CI machines.
         [ -S /run/dbus/system_bus_socket ] || { mkdir -p /run/dbus; dbus-daemon --system --fork; }
         user={{test_user}}
-        id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
+        tests/test-user.sh "$user"
         uid=$(id -u "$user")
-        [ "$(stat -c %a /dev/net/tun)" = 666 ] || chmod 0666 /dev/net/tun
-        install -d -m 0700 -o "$user" -g "$user" "/run/user/$uid"
         run=(runuser -u "$user" -- env -i HOME="/home/$user" USER="$user" LOGNAME="$user" SHELL=/bin/bash
              PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin XDG_RUNTIME_DIR="/run/user/$uid"
              CONTAINERS_CONF="${CONTAINERS_CONF:+{{stage}}/containers.conf}" DEVAIPOD_BIN={{stage}}/devaipod
