@@ -105,7 +105,23 @@ check:
     cargo test --quiet --manifest-path net/Cargo.toml --target-dir target/net
 
 # Everything CI runs: check, then the real-Podman tests rootful and rootless
-test: setup check image
+test: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    # On a fresh machine the images' root filesystems (debootstrap: mostly waiting on
+    # downloads) and the reference CLI (npm) are made while the code compiles (mostly
+    # CPU). Each is cached by its content key, so a warm run skips them.
+    logs=$(mktemp -d)
+    trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+    {{sudo}} containers/base/build.sh --tar-only >"$logs/base.log" 2>&1 & base=$!
+    {{sudo}} tests/images/build-podman5.sh >"$logs/podman5.log" 2>&1 & podman5=$!
+    just setup-reference >"$logs/reference.log" 2>&1 & reference=$!
+    just check
+    for job in base:$base podman5:$podman5 reference:$reference; do
+        name=${job%%:*}
+        wait "${job#*:}" || { cat "$logs/$name.log" >&2; echo "test: making the $name image or CLI failed (above)" >&2; exit 1; }
+    done
+    just image
     just net-rules
     just test-reference
     just test-rootful
