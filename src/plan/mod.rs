@@ -108,20 +108,29 @@ pub(crate) fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     let ports = ports::pod_ports(input, &settings.run_args, &mut warnings)?;
     warnings.extend(uncommitted_warning(input));
     let (gator_container, gator_plan) = gator.map(|g| (g.container, g.plan)).unzip();
+    let mut pod = pod::pod_spec(
+        &ctx,
+        &folders,
+        &settings.run_args,
+        ports,
+        std::iter::once(secrets.label())
+            .chain(network.created_secrets().map(str::to_string))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    // The pod says where the SSH helpers are only when its workspace has them.
+    if !workspace
+        .shared_mounts
+        .iter()
+        .any(|m| m.target == network::NET_MOUNT)
+    {
+        pod.labels.remove(labels::HELPER);
+    }
 
     Ok(PodPlan {
         name: input.name.clone(),
         image,
-        pod: pod::pod_spec(
-            &ctx,
-            &folders,
-            &settings.run_args,
-            ports,
-            std::iter::once(secrets.label())
-                .chain(network.created_secrets().map(str::to_string))
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
+        pod,
         volumes: volumes
             .specs(&ctx)
             .into_iter()

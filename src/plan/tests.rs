@@ -431,6 +431,7 @@ fn widening_settings_need_consent_and_stay_in_the_workspace() {
     // What every pod's agent runs is out of reach of a workspace that could remount it.
     assert!(ws.shared_mounts.is_empty(), "{:?}", ws.shared_mounts);
     assert!(!agent.shared_mounts.is_empty());
+    assert!(!plan.pod.labels.contains_key(crate::plan::labels::HELPER));
     assert!(
         plan.warnings
             .iter()
