@@ -2220,4 +2220,166 @@ mod tests {
             "ENV A=\"say \\\"hi\\\" \\\\ $X\"\n"
         );
     }
+
+    /// The reference's install-order tests on local features
+    /// (containerFeaturesOrder.test.ts): `features` and `overrideFeatureInstallOrder`
+    /// as in the config, each feature's dependencies, the order it expects.
+    #[test]
+    fn local_feature_orders_match_the_references_tests() {
+        struct Case {
+            name: &'static str,
+            features: Value,
+            overrides: &'static [&'static str],
+            metas: Value,
+            want: Value,
+        }
+        let cases = [
+            Case {
+                name: "installsAfter/local-simple",
+                features: json!({"./a": {}, "./c": {"magicNumber": "321"}}),
+                overrides: &[],
+                metas: json!({"a": {"installsAfter": ["./b", "./c"]}, "b": {}, "c": {}}),
+                want: json!([["./c", {"magicNumber": "321"}], ["./a", {}]]),
+            },
+            Case {
+                name: "dependsOn/local-simple",
+                features: json!({"./a": {}}),
+                overrides: &[],
+                metas: json!({"a": {"dependsOn": {"./b": {"magicNumber": "50"}}}, "b": {}}),
+                want: json!([["./b", {"magicNumber": "50"}], ["./a", {}]]),
+            },
+            Case {
+                name: "dependsOn/local-with-options",
+                features: json!({"./a": {"optA": "a", "optB": "b"}, "./b": {"optA": "a", "optB": "b"}}),
+                overrides: &[],
+                metas: json!({
+                    "a": {"dependsOn": {"./b": {"optA": "a", "optB": "a"}, "./c": {}}},
+                    "b": {},
+                    "c": {"dependsOn": {"./b": {"optA": "b", "optB": "a"}, "./d": {}, "./e": {}}},
+                    "d": {"dependsOn": {"./b": {"optA": "b", "optB": "b"}}},
+                    "e": {"dependsOn": {"./b": {}}},
+                }),
+                want: json!([
+                    ["./b", {}],
+                    ["./b", {"optA": "a", "optB": "a"}],
+                    ["./b", {"optA": "a", "optB": "b"}],
+                    ["./b", {"optA": "b", "optB": "a"}],
+                    ["./b", {"optA": "b", "optB": "b"}],
+                    ["./d", {}],
+                    ["./e", {}],
+                    ["./c", {}],
+                    ["./a", {"optA": "a", "optB": "b"}],
+                ]),
+            },
+            Case {
+                name: "dependsOn-and-installsAfter/local-simple",
+                features: json!({"./a": {}}),
+                overrides: &[],
+                metas: json!({"a": {"installsAfter": ["./b"], "dependsOn": {"./c": {"magicNumber": "321"}}}, "b": {}, "c": {}}),
+                want: json!([["./c", {"magicNumber": "321"}], ["./a", {}]]),
+            },
+            Case {
+                name: "overrideFeatureInstallOrder/local-simple",
+                features: json!({"./a": {}}),
+                overrides: &["./c"],
+                metas: json!({"a": {"dependsOn": {"./b": {}, "./c": {}, "./d": {}}}, "b": {}, "c": {}, "d": {}}),
+                want: json!([["./c", {}], ["./b", {}], ["./d", {}], ["./a", {}]]),
+            },
+            Case {
+                name: "overrideFeatureInstallOrder/local-intermediate",
+                features: json!({"./a": {}}),
+                overrides: &["./c", "./d"],
+                metas: json!({"a": {"dependsOn": {"./b": {}, "./d": {}}, "installsAfter": ["./c"]},
+                    "b": {"dependsOn": {"./c": {}}}, "c": {}, "d": {}}),
+                want: json!([["./c", {}], ["./d", {}], ["./b", {}], ["./a", {}]]),
+            },
+            Case {
+                name: "overrideFeatureInstallOrder/local-roundPriority",
+                features: json!({"./b": {}, "./c": {}}),
+                overrides: &["./a", "./b", "./c"],
+                metas: json!({"a": {}, "b": {"dependsOn": {"./a": {}}}, "c": {}}),
+                want: json!([["./a", {}], ["./b", {}], ["./c", {}]]),
+            },
+        ];
+        for case in cases {
+            let got = resolve_local(&case.features, case.overrides, &case.metas).expect(case.name);
+            assert_eq!(Value::Array(got), case.want, "{}", case.name);
+        }
+    }
+
+    /// Writes local features with `metas` (id -> devcontainer-feature.json less its id),
+    /// resolves `features` as up would (dependencies fetched until none are needed) and
+    /// returns the install order as `[user id, value]` pairs.
+    fn resolve_local(features: &Value, overrides: &[&str], metas: &Value) -> Result<Vec<Value>> {
+        let repo = Repo::new();
+        for (id, meta) in metas.as_object().expect("object") {
+            let dir = repo.mkdir(&format!(".devcontainer/{id}"));
+            let mut meta = meta.as_object().cloned().expect("object");
+            meta.insert("id".into(), json!(id));
+            std::fs::write(dir.join(FEATURE_FILE), Value::Object(meta).to_string()).expect("write");
+        }
+        let config = repo.root().join(".devcontainer/devcontainer.json");
+        let place = repo.place(&config);
+        let read = |user_id: String, source: FeatureSource, value: Value| {
+            let FeatureSource::Local { path } = &source else {
+                panic!("{user_id} is not local")
+            };
+            let meta = FeatureMeta::read(path).expect("meta");
+            Node {
+                user_id,
+                source,
+                value,
+                meta,
+                digest: None,
+            }
+        };
+        let (requested, _) = requested(features.as_object().expect("object"), place)?;
+        let mut nodes: Vec<Node> = requested
+            .into_iter()
+            .map(|r| read(r.user_id, r.source, r.value))
+            .collect();
+        loop {
+            let needed = needed_dependencies(&nodes, place)?;
+            if needed.is_empty() {
+                break;
+            }
+            nodes.extend(
+                needed
+                    .into_iter()
+                    .map(|n| read(n.user_id, n.source, n.value)),
+            );
+        }
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        let got: Vec<Value> = install_order(&nodes, &overrides, place)?
+            .into_iter()
+            .map(|i| json!([nodes[i].user_id, nodes[i].value]))
+            .collect();
+        Ok(got)
+    }
+
+    /// The reference's invalid-circular fixtures fail; the error names the cycle.
+    #[test]
+    fn circular_local_features_fail_naming_the_cycle() {
+        let e = resolve_local(
+            &json!({"./a": {}, "./b": {}, "./c": {}}),
+            &[],
+            &json!({"a": {"installsAfter": ["./b"]}, "b": {"installsAfter": ["./c"]}, "c": {"installsAfter": ["./a"]}}),
+        )
+        .expect_err("installsAfter cycle");
+        assert!(
+            format!("{e:#}").contains("./a -> ./b -> ./c -> ./a"),
+            "{e:#}"
+        );
+        let e = resolve_local(
+            &json!({"./a": {}}),
+            &[],
+            &json!({"a": {"dependsOn": {"./b": {}}}, "b": {"dependsOn": {"./c": {"magicNumber": "50"}}},
+                "c": {"dependsOn": {"./a": {"magicNumber": "50"}}}}),
+        )
+        .expect_err("dependsOn cycle");
+        assert!(
+            format!("{e:#}").contains("./b -> ./c -> ./a -> ./b"),
+            "{e:#}"
+        );
+    }
 }
