@@ -160,7 +160,14 @@ impl FeatureSource {
                 "feature {id:?}: tarball features are fetched over HTTPS only; use \"https://{rest}\""
             );
         }
-        if id.starts_with("https://") {
+        if let Some(rest) = id.strip_prefix("https://") {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            if authority.contains('@') {
+                // Not echoed: the part before '@' is a credential.
+                bail!(
+                    "a tarball feature's URL carries credentials (user:password@host); remove them from devcontainer.json"
+                );
+            }
             tarball_id(id)?;
             return Ok(Self::Tarball {
                 url: id.to_string(),
@@ -365,6 +372,17 @@ fn local_folder(id: &str, place: Place<'_>) -> Result<PathBuf> {
     let real_root = root
         .canonicalize()
         .with_context(|| format!("feature {id:?}: resolving {}", root.display()))?;
+    let real_repo = place
+        .repo_root
+        .canonicalize()
+        .with_context(|| format!("resolving {}", place.repo_root.display()))?;
+    if !real_root.starts_with(&real_repo) {
+        bail!(
+            "feature {id:?}: {} resolves (through a symlink) to {}, outside the repository; {fix}",
+            root.display(),
+            real_root.display()
+        );
+    }
     if !real.starts_with(&real_root) || real == real_root {
         bail!(
             "feature {id:?}: {} resolves (through a symlink) to {}, outside {}; {fix}",
@@ -650,6 +668,9 @@ pub(crate) fn option_env(user_id: &str, meta: &FeatureMeta, value: &Value) -> Re
     for (k, v) in &user {
         if matches!(v, Value::Array(_) | Value::Object(_)) {
             bail!("feature {user_id:?}: option {k:?} must be a string or a boolean, not {v}");
+        }
+        if safe_id(k).is_empty() {
+            bail!("feature {user_id:?}: an option name cannot be empty");
         }
         let declared = meta.options.iter().find(|(name, _)| name == k);
         match declared.map(|(_, o)| o) {
@@ -1508,6 +1529,8 @@ mod tests {
             e.contains("HTTPS") && e.contains("https://example.com/devcontainer-feature-x.tgz"),
             "{e}"
         );
+        let e = parse_err("https://user:hunter2@example.com/devcontainer-feature-x.tgz");
+        assert!(e.contains("credentials") && !e.contains("hunter2"), "{e}");
         let e = parse_err("https://example.com/feature.tgz");
         assert!(e.contains("devcontainer-feature-ID.tgz"), "{e}");
         let e = parse_err("https://example.com/devcontainer-feature-a.b.tgz");
@@ -1538,6 +1561,28 @@ mod tests {
                 repo_root: self.root(),
             }
         }
+    }
+
+    #[test]
+    fn a_devcontainer_folder_linked_out_of_the_repo_is_refused() {
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(outside.path().join("feat")).expect("mkdir");
+        let repo = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink(outside.path(), repo.path().join(".devcontainer"))
+            .expect("symlink");
+        let config = repo.path().join(".devcontainer/devcontainer.json");
+        let place = Place {
+            config_path: &config,
+            repo_root: repo.path(),
+        };
+        let e = format!(
+            "{:#}",
+            FeatureSource::parse("./feat", place).expect_err("outside")
+        );
+        assert!(
+            e.contains("\"./feat\"") && e.contains("outside the repository"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1760,6 +1805,11 @@ mod tests {
             e.contains("\"node\"") && e.contains("\"pnpm\"") && e.contains("none, latest"),
             "{e}"
         );
+        let e = format!(
+            "{:#}",
+            option_env("node", &node_meta(), &json!({"": "x"})).expect_err("empty name")
+        );
+        assert!(e.contains("empty"), "{e}");
         let e = format!(
             "{:#}",
             option_env("node", &node_meta(), &json!(false)).expect_err("false")
