@@ -119,7 +119,7 @@ fn parse_options(options: &[String]) -> std::result::Result<Options, String> {
 }
 
 /// A folder name as an image name component: lowercase `[a-z0-9._-]`.
-fn image_component(name: &str) -> String {
+pub(crate) fn image_component(name: &str) -> String {
     let s: String = name
         .to_ascii_lowercase()
         .chars()
@@ -350,41 +350,90 @@ fn content_key(
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Packs `files` (relative to `dir`) deterministically: sorted, owned by root, mtime 0,
-/// modes kept, symlinks as symlinks. Returns the tar stream and the files' total size.
-fn pack(dir: &Path, files: &[PathBuf]) -> Result<(Vec<u8>, u64)> {
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut total = 0u64;
-    for rel in files {
-        let path = dir.join(rel);
-        let meta = std::fs::symlink_metadata(&path)
+/// A build context being packed deterministically: entries in the order added, owned by
+/// root, mtime 0, modes kept, symlinks as symlinks (never followed).
+pub(crate) struct ContextTar {
+    builder: tar::Builder<Vec<u8>>,
+    bytes: u64,
+}
+
+impl ContextTar {
+    pub(crate) fn new() -> Self {
+        Self {
+            builder: tar::Builder::new(Vec::new()),
+            bytes: 0,
+        }
+    }
+
+    /// Adds the file, symlink or folder at `path` as `name`. Folders are added as
+    /// entries only (not their content); other kinds (sockets, devices) are skipped.
+    pub(crate) fn add_path(&mut self, path: &Path, name: &Path) -> Result<()> {
+        let meta = std::fs::symlink_metadata(path)
             .with_context(|| format!("reading {}", path.display()))?;
         let mut header = tar::Header::new_gnu();
         header.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
         header.set_mtime(0);
         if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&path)
+            let target = std::fs::read_link(path)
                 .with_context(|| format!("reading link {}", path.display()))?;
             header.set_size(0);
-            builder
-                .append_link(&mut header, rel, &target)
+            self.builder
+                .append_link(&mut header, name, &target)
                 .with_context(|| format!("packing {}", path.display()))?;
         } else if meta.is_file() {
-            total += meta.len();
-            let file = std::fs::File::open(&path)
-                .with_context(|| format!("opening {}", path.display()))?;
-            builder
-                .append_data(&mut header, rel, file)
+            self.bytes += meta.len();
+            let file =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            self.builder
+                .append_data(&mut header, name, file)
+                .with_context(|| format!("packing {}", path.display()))?;
+        } else if meta.is_dir() {
+            header.set_size(0);
+            self.builder
+                .append_data(&mut header, name, std::io::empty())
                 .with_context(|| format!("packing {}", path.display()))?;
         }
-        // git lists submodules as folders; their content is not part of the context.
+        Ok(())
     }
-    Ok((
-        builder
-            .into_inner()
-            .context("finishing the build context")?,
-        total,
-    ))
+
+    /// Adds a regular file made in memory.
+    pub(crate) fn add_bytes(&mut self, name: &str, content: &[u8], mode: u32) -> Result<()> {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(mode);
+        header.set_mtime(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        self.bytes += content.len() as u64;
+        self.builder
+            .append_data(&mut header, name, content)
+            .with_context(|| format!("packing {name}"))
+    }
+
+    /// The tar stream and the total size of the files in it.
+    pub(crate) fn finish(self) -> Result<(Vec<u8>, u64)> {
+        let bytes = self.bytes;
+        Ok((
+            self.builder
+                .into_inner()
+                .context("finishing the build context")?,
+            bytes,
+        ))
+    }
+}
+
+/// Packs `files` (relative to `dir`) deterministically, sorted as given. Returns the tar
+/// stream and the files' total size.
+fn pack(dir: &Path, files: &[PathBuf]) -> Result<(Vec<u8>, u64)> {
+    let mut tar = ContextTar::new();
+    for rel in files {
+        let path = dir.join(rel);
+        // git lists submodules as folders; their content is not part of the context.
+        if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        tar.add_path(&path, rel)?;
+    }
+    tar.finish()
 }
 
 /// Appends one file to a finished tar stream.

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub(crate) mod dockerfile;
+pub(crate) mod features;
 pub(crate) mod metadata;
 pub(crate) mod properties;
 pub(crate) mod vars;
