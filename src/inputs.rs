@@ -225,6 +225,7 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
         image_command: None,
         approved: Vec::new(),
         bundled_id: None,
+        features_image: None,
         image_path: None,
         gator: gator_input(&user_config.service_gator, req)?,
         agent_model: user_config.agent.model.clone(),

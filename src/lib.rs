@@ -16,6 +16,7 @@ mod build;
 pub mod cli;
 mod config;
 mod devcontainer;
+mod feature_build;
 mod git;
 mod inputs;
 mod names;

@@ -387,7 +387,7 @@ fn variables_are_substituted_and_host_env_stays_out_of_the_pod() {
 #[test]
 fn ignored_properties_are_warned_about() {
     let r = repo(Some(
-        r#"{"image": "x", "features": {}, "userEnvProbe": "loginShell", "imagee": 1}"#,
+        r#"{"image": "x", "secrets": {}, "userEnvProbe": "loginShell", "imagee": 1}"#,
     ));
     let o = devaipod(&["up", ".", "--name", "w", "--dry-run", "--json"], r.path());
     assert!(o.status.success(), "{}", stderr(&o));
@@ -399,7 +399,7 @@ fn ignored_properties_are_warned_about() {
         .filter_map(Value::as_str)
         .collect();
     for want in [
-        "\"features\" is not applied",
+        "\"secrets\" is not applied",
         "\"userEnvProbe\" is not applied",
         "unknown property \"imagee\"",
     ] {
@@ -832,7 +832,7 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
         ("4 lifecycle commands", r#"{"image": "localhost/x:1", "remoteUser": "dev", "onCreateCommand": "x", "postCreateCommand": ["y"], "postStartCommand": {"a": "z"}, "postAttachCommand": "w", "updateContentCommand": "v"}"#.into(), vec![]),
         ("5 env forwarding", r#"{"image": "localhost/x:1", "remoteUser": "dev", "customizations": {"devaipod": {"envAllowlist": ["DEVAIPOD_BAD_INPUT_TOKEN"], "env_allowlist": ["GH_TOKEN"]}}}"#.into(), vec!["customizations"]),
         ("6 egress widening", r#"{"image": "localhost/x:1", "remoteUser": "dev", "customizations": {"devaipod": {"allowedDomains": ["*", "1.2.3.4"]}}}"#.into(), vec!["customizations"]),
-        ("8 features", r#"{"image": "localhost/x:1", "remoteUser": "dev", "features": {"ghcr.io/evil/feature:1": {}}}"#.into(), vec!["features"]),
+        ("8 features", r#"{"image": "localhost/x:1", "remoteUser": "dev", "features": {"ghcr.io/evil/feature:1": {}}}"#.into(), vec![]),
         ("9 root remoteUser", r#"{"image": "localhost/x:1", "remoteUser": "root", "containerUser": "root"}"#.into(), vec![]),
     ];
     for (case, config, props) in &warned {
@@ -872,6 +872,12 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
             "{case}: extra workspace mounts {targets:?}"
         );
         let warnings = v["warnings"].to_string();
+        if case.contains("features") {
+            assert!(
+                warnings.contains("features ghcr.io/evil/feature:1 are not fetched"),
+                "{case}: {warnings}"
+            );
+        }
         for p in props {
             assert!(
                 warnings.contains(&format!("\\\"{p}\\\" is not applied")),

@@ -203,6 +203,16 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
         plan = inputs::plan(&host.input)?;
         tracing::debug!(%id, "built");
     }
+    if let Some(path) = host.input.devcontainer_path.clone()
+        && crate::feature_build::wanted(&host.input.devcontainer)
+        && host.input.image_override.is_none()
+    {
+        install_features(engine, &mut host, &path, &req, &progress, &mut cancel).await?;
+        plan = inputs::plan(&host.input)?;
+        for w in plan.warnings.iter().filter(|w| w.starts_with("feature ")) {
+            progress.warn(w);
+        }
+    }
     // devaipod's own images and the volumes copied from them are shared by the user's
     // pods: one `up` makes them at a time, and none that another made meanwhile.
     let shared = plan.shared_volumes();
@@ -262,6 +272,62 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
         print!("{}", ready_text(&applied, elapsed, session.as_deref()));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Installs the config's features into the derived image (built unless it exists, or
+/// `--rebuild`), and points the plan's input at it.
+async fn install_features(
+    engine: &Engine,
+    host: &mut inputs::HostFacts,
+    config_path: &std::path::Path,
+    req: &inputs::Request,
+    progress: &Progress,
+    cancel: &mut crate::podman::cancel::Cancel,
+) -> Result<()> {
+    let plan = inputs::plan(&host.input)?;
+    let base_ref = plan.image.reference.clone();
+    let Some(base) = engine.inspect_image(&base_ref).await? else {
+        anyhow::bail!(
+            "the image {base_ref} is not in the local store, so its features cannot be installed: `devaipod image pull {base_ref}`, or `up --pull missing`"
+        );
+    };
+    let made = crate::feature_build::prepare(
+        &host.input.devcontainer,
+        config_path,
+        &host.input.repo.root,
+        &host.input.repo.folder_name,
+        &crate::feature_build::Base {
+            reference: &base_ref,
+            id: &base.id,
+            labels: &base.labels,
+            user: &base.config.user,
+        },
+        req.rebuild,
+    )?;
+    let Some(made) = made else { return Ok(()) };
+    let tag = made.build.plan.tag.clone();
+    if req.rebuild || engine.image_id(&tag).await?.is_none() {
+        progress.step(&format!(
+            "installing features {} into {tag}",
+            made.order.join(", ")
+        ));
+        build_image(
+            engine,
+            &plan,
+            &made.build,
+            PullPolicy::Never,
+            progress,
+            cancel,
+        )
+        .await?;
+        crate::state::record_images(std::slice::from_ref(&tag), &host.input.repo.root);
+    }
+    host.input.config_warnings.extend(made.warnings);
+    host.input.features_image = Some(tag);
+    inputs::image_facts(engine, &host.input, false, PullPolicy::Never)
+        .await?
+        .apply_to(&mut host.input);
+    Ok(())
 }
 
 /// Builds the image of a Dockerfile configuration, labelled like the pod's objects but

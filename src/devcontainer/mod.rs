@@ -68,6 +68,9 @@ pub(crate) struct DevContainer {
     pub override_command: Option<bool>,
     /// Where the workspace's clone volume is mounted (its source is never bind-mounted).
     pub workspace_mount: Option<String>,
+    /// Features (id -> options), installed into a derived image (src/feature_build.rs).
+    pub features: Option<Map<String, Value>>,
+    pub override_feature_install_order: Option<Vec<String>>,
 }
 
 /// A devcontainer.json that was found and read.

@@ -47,8 +47,8 @@ pub(crate) const PROPERTIES: &[(&str, Support)] = &[
     ("privileged", Support::Applied),
     ("capAdd", Support::Applied),
     ("securityOpt", Support::Applied),
-    ("features", Support::NotApplied),
-    ("overrideFeatureInstallOrder", Support::NotApplied),
+    ("features", Support::Applied),
+    ("overrideFeatureInstallOrder", Support::Applied),
     ("initializeCommand", Support::Applied),
     ("onCreateCommand", Support::Applied),
     ("updateContentCommand", Support::Applied),
@@ -125,7 +125,8 @@ mod tests {
         assert_eq!(support("image"), Some(Support::Applied));
         assert_eq!(support("mounts"), Some(Support::Applied));
         assert_eq!(support("runArgs"), Some(Support::Applied));
-        assert_eq!(support("features"), Some(Support::NotApplied));
+        assert_eq!(support("features"), Some(Support::Applied));
+        assert_eq!(support("secrets"), Some(Support::NotApplied));
         assert_eq!(support("$schema"), Some(Support::NoEffect));
         assert_eq!(support("imag"), None);
     }
@@ -133,11 +134,11 @@ mod tests {
     #[test]
     fn warns_about_unapplied_and_unknown_only() {
         let v: serde_json::Value = serde_json::json!({
-            "image": "x", "name": "n", "features": {}, "imag": "typo", "a b\"c": 1,
+            "image": "x", "name": "n", "secrets": {}, "imag": "typo", "a b\"c": 1,
         });
         let w = warnings(v.as_object().expect("object"));
         assert_eq!(w.len(), 3, "{w:?}");
-        assert!(w.iter().any(|m| m.contains("\"features\" is not applied")));
+        assert!(w.iter().any(|m| m.contains("\"secrets\" is not applied")));
         assert!(w.iter().any(|m| m.contains("unknown property \"imag\"")));
         assert!(w.iter().any(|m| m.contains("unusual name")));
         assert!(

@@ -24,6 +24,9 @@ pub(crate) fn choose_image(input: &PlanInput) -> Result<(String, String), PlanEr
     if let Some(img) = &input.image_override {
         return Ok((img.clone(), "--image".into()));
     }
+    if let Some(img) = &input.features_image {
+        return Ok((img.clone(), input.config_file()));
+    }
     let dc = &input.devcontainer;
     if dc.docker_compose_file.is_some() {
         return Err(PlanError::Compose {

@@ -95,6 +95,8 @@ pub(crate) struct PlanInput {
     /// The id of [`super::BUNDLED_IMAGE`] when it is in the local store (its opencode is
     /// then mounted for images without their own).
     pub bundled_id: Option<String>,
+    /// The derived image with the config's features, once `up` made it (or found it).
+    pub features_image: Option<String>,
     /// The image of the network guard and the workspace's SSH helpers
     /// (`localhost/devaipod-net:KEY`, made from the devaipod-net binary by `up`) and
     /// whether it is in the local store. Empty when there is no binary and the network

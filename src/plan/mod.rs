@@ -107,6 +107,7 @@ pub(crate) fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     warnings.extend(settings.run_args.warnings.iter().cloned());
     let ports = ports::pod_ports(input, &settings.run_args, &mut warnings)?;
     warnings.extend(uncommitted_warning(input));
+    warnings.extend(features_warning(input));
     let (gator_container, gator_plan) = gator.map(|g| (g.container, g.plan)).unzip();
     let mut pod = pod::pod_spec(
         &ctx,
@@ -183,6 +184,40 @@ fn repo_plan(input: &PlanInput, folders: &Folders, volumes: &Volumes) -> RepoPla
 }
 
 /// Uncommitted changes stay on the host: the clone is of HEAD.
+/// What `up` does with the config's features, before it has made their image.
+fn features_warning(input: &PlanInput) -> Option<String> {
+    let features = input
+        .devcontainer
+        .features
+        .as_ref()
+        .filter(|f| !f.is_empty())?;
+    if input.features_image.is_some() || input.image_override.is_some() {
+        return None;
+    }
+    let name = |k: &String| {
+        crate::devcontainer::properties::printable_id(k)
+            .unwrap_or("(unprintable id)")
+            .to_string()
+    };
+    let (local, fetched): (Vec<&String>, Vec<&String>) =
+        features.keys().partition(|k| k.starts_with("./"));
+    Some(if fetched.is_empty() {
+        format!(
+            "features {} are installed by `up` into a derived image: each install.sh runs as root in Podman's build, never in the agent",
+            local.iter().map(|k| name(k)).collect::<Vec<_>>().join(", ")
+        )
+    } else {
+        format!(
+            "features {} are not fetched: devaipod installs only local ./ features yet, so `up` stops (issue 19)",
+            fetched
+                .iter()
+                .map(|k| name(k))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
 fn uncommitted_warning(input: &PlanInput) -> Option<String> {
     let repo = &input.repo;
     (repo.uncommitted > 0).then(|| {

@@ -45,6 +45,7 @@ pub(crate) fn input() -> PlanInput {
         image_command: None,
         approved: Vec::new(),
         bundled_id: Some("0123456789abcdef".into()),
+        features_image: None,
         cdi_gpu: None,
         agent_model: None,
         agent_opencode: None,

@@ -190,6 +190,9 @@ pub(crate) struct ImageConfig {
     pub entrypoint: Vec<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub cmd: Vec<String>,
+    /// The image's USER (empty: root).
+    #[serde(default)]
+    pub user: String,
 }
 
 /// `GET /libpod/exec/ID/json`, the parts devaipod reads.

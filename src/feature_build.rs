@@ -1,0 +1,214 @@
+//! The config's devcontainer Features, installed into a derived image: the host side of
+//! [`crate::devcontainer::features`]. Reads each feature's folder, adds the hard
+//! dependencies, orders them as the reference CLI does, gives each install.sh its
+//! options, and prepares the build `up` runs (by Podman, as root, at build time: never in
+//! the agent). The image is tagged by a content key of every input, so a second `up`
+//! builds nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+
+use crate::build::{BuildPlan, Prepared};
+use crate::devcontainer::DevContainer;
+use crate::devcontainer::features::{
+    self, BuildInputs, FeatureMeta, FeatureSource, Install, Node, Place, Users,
+};
+use crate::devcontainer::metadata;
+
+/// What `up` knows of the image the features go on.
+pub(crate) struct Base<'a> {
+    pub reference: &'a str,
+    pub id: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    /// The image's USER (empty: root).
+    pub user: &'a str,
+}
+
+/// The derived image's build, the install order (the config's ids) and what the user
+/// should know.
+pub(crate) struct FeaturesBuild {
+    pub build: Prepared,
+    pub order: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Whether the config names any feature.
+pub(crate) fn wanted(dc: &DevContainer) -> bool {
+    dc.features.as_ref().is_some_and(|f| !f.is_empty())
+}
+
+/// The folder of a feature's files.
+fn folder_of(user_id: &str, source: &FeatureSource) -> Result<PathBuf> {
+    match source {
+        FeatureSource::Local { path } => Ok(path.clone()),
+        FeatureSource::Oci { .. } | FeatureSource::Tarball { .. } => bail!(
+            "feature {user_id:?}: devaipod does not fetch OCI or tarball features yet, only local ./ ones (issue 19); copy the feature into .devcontainer/ and name it \"./NAME\", or remove it"
+        ),
+    }
+}
+
+/// The properties of a feature that `up` does not apply to the workspace yet.
+fn unapplied(meta: &FeatureMeta) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut add = |set: bool, name: &'static str| {
+        if set {
+            out.push(name);
+        }
+    };
+    add(
+        meta.cap_add.as_ref().is_some_and(|v| !v.is_empty()),
+        "capAdd",
+    );
+    add(meta.privileged == Some(true), "privileged");
+    add(
+        meta.security_opt.as_ref().is_some_and(|v| !v.is_empty()),
+        "securityOpt",
+    );
+    add(
+        meta.mounts.as_ref().is_some_and(|v| !v.is_empty()),
+        "mounts",
+    );
+    add(meta.init == Some(true), "init");
+    add(meta.entrypoint.is_some(), "entrypoint");
+    add(
+        meta.on_create_command.is_some()
+            || meta.update_content_command.is_some()
+            || meta.post_create_command.is_some()
+            || meta.post_start_command.is_some()
+            || meta.post_attach_command.is_some(),
+        "lifecycle commands",
+    );
+    out
+}
+
+/// A user's home as the build sees it.
+fn home_of(user: &str) -> String {
+    match user {
+        "root" | "0" => "/root".into(),
+        u => format!("/home/{u}"),
+    }
+}
+
+/// Prepares the features' build on `base`; `None` when the config names none.
+pub(crate) fn prepare(
+    dc: &DevContainer,
+    config_path: &Path,
+    repo_root: &Path,
+    repo_name: &str,
+    base: &Base<'_>,
+    rebuild: bool,
+) -> Result<Option<FeaturesBuild>> {
+    let Some(map) = dc.features.as_ref().filter(|f| !f.is_empty()) else {
+        return Ok(None);
+    };
+    let place = Place {
+        config_path,
+        repo_root,
+    };
+    let (requested, mut warnings) = features::requested(map, place)?;
+    let mut nodes = Vec::new();
+    let mut folders = Vec::new();
+    for r in requested {
+        let folder = folder_of(&r.user_id, &r.source)?;
+        let meta = FeatureMeta::read(&folder)?;
+        nodes.push(Node {
+            user_id: r.user_id,
+            source: r.source,
+            value: r.value,
+            meta,
+            digest: None,
+        });
+        folders.push(folder);
+    }
+    loop {
+        let needed = features::needed_dependencies(&nodes, place)?;
+        if needed.is_empty() {
+            break;
+        }
+        for n in needed {
+            let folder = folder_of(&n.user_id, &n.source)?;
+            let meta = FeatureMeta::read(&folder)?;
+            nodes.push(Node {
+                user_id: n.user_id,
+                source: n.source,
+                value: n.value,
+                meta,
+                digest: None,
+            });
+            folders.push(folder);
+        }
+    }
+    let override_order = dc
+        .override_feature_install_order
+        .clone()
+        .unwrap_or_default();
+    let order = features::install_order(&nodes, &override_order, place)?;
+    let mut installs = Vec::new();
+    for &i in &order {
+        let node = &nodes[i];
+        let env = features::option_env(&node.user_id, &node.meta, &node.value)?;
+        warnings.extend(env.warnings);
+        let skipped = unapplied(&node.meta);
+        if !skipped.is_empty() {
+            warnings.push(format!(
+                "feature {:?} asks for {}, which devaipod does not apply to the workspace yet: its files, PATH and environment are in the image",
+                node.user_id,
+                skipped.join(", ")
+            ));
+        }
+        installs.push(Install {
+            node,
+            folder: folders[i].clone(),
+            env: env.vars,
+        });
+    }
+    let image_user = match base.user.split(':').next().unwrap_or("") {
+        "" => "root",
+        u => u,
+    };
+    let container_user = dc.container_user.clone().unwrap_or(image_user.to_string());
+    let remote_user = dc.remote_user.clone().unwrap_or(container_user.clone());
+    let users = Users {
+        container_home: home_of(&container_user),
+        remote_home: home_of(&remote_user),
+        container_user,
+        remote_user,
+        image_user: image_user.to_string(),
+    };
+    let base_metadata = metadata::from_label(base.labels.get(metadata::LABEL).map(String::as_str));
+    let made = features::build_context(&BuildInputs {
+        base_image: base.reference,
+        base_image_id: base.id,
+        base_metadata: &base_metadata,
+        users: &users,
+        features: &installs,
+        repo_name,
+    })?;
+    let order_ids = order.iter().map(|&i| nodes[i].user_id.clone()).collect();
+    let plan = BuildPlan {
+        dockerfile: PathBuf::from(features::DOCKERFILE),
+        context: config_path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        args: BTreeMap::new(),
+        target: None,
+        no_cache: false,
+        network: None,
+        labels: BTreeMap::new(),
+        tag: made.tag,
+        key: made.key,
+        files: made.files.len(),
+        bytes: made.tar.len() as u64,
+        rebuild,
+    };
+    Ok(Some(FeaturesBuild {
+        build: Prepared {
+            plan,
+            tar: made.tar,
+            dockerfile_in_context: features::DOCKERFILE.to_string(),
+            warnings: Vec::new(),
+        },
+        order: order_ids,
+        warnings,
+    }))
+}

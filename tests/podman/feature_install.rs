@@ -1,0 +1,142 @@
+//! devcontainer Features (local ones) installed into a derived image by `up`: their
+//! files in the workspace and the agent, in the configured order, with their options;
+//! their containerEnv in the image; none of their runtime settings in the agent; the
+//! image made once; a bad option stopping `up` with nothing left.
+
+use crate::common::pod::{
+    BASE_IMAGE, Rm, TestPod, image_store_lock, podman_ok, require_image, stderr,
+};
+
+/// A feature folder's files: its devcontainer-feature.json and an install.sh that
+/// records its place in the order and what its options were.
+fn feature(id: &str, meta_extra: &str, nonce: &str) -> [(String, String); 2] {
+    [
+        (
+            format!(".devcontainer/{id}/devcontainer-feature.json"),
+            format!(
+                r#"{{"id": "{id}", "version": "1.0.0", "name": "Feature {id}",
+                    "options": {{"greeting": {{"type": "string", "default": "hello-{id}", "enum": ["hello-{id}", "it's $HOME `x`"]}},
+                                 "loud": {{"type": "boolean", "default": false}}}}
+                    {meta_extra}}}"#
+            ),
+        ),
+        (
+            format!(".devcontainer/{id}/install.sh"),
+            format!(
+                "#!/bin/sh\nset -e\n# {nonce}\necho {id} >> /usr/local/share/feature-order\nprintf '%s|%s|%s|%s\\n' \"$GREETING\" \"$LOUD\" \"$_REMOTE_USER\" \"$(id -u)\" > /usr/local/share/feature-{id}\n"
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn local_features_are_installed_in_order_once_and_stay_out_of_the_agent() {
+    let _images = image_store_lock();
+    require_image(BASE_IMAGE);
+    let b = TestPod::new("features");
+    // The nonce keys this run's derived image apart from earlier runs'.
+    let nonce = b.name().to_string();
+    let a = feature(
+        "a",
+        r#", "containerEnv": {"FEATURE_A_HOME": "/opt/a", "PATH": "/opt/a/bin:${PATH}"}, "capAdd": ["SYS_PTRACE"]"#,
+        &nonce,
+    );
+    let bfeat = feature("b", r#", "installsAfter": ["./a"]"#, &nonce);
+    let config = format!(
+        r#"{{"image": "{BASE_IMAGE}", "remoteUser": "dev",
+            "features": {{"./b": {{"greeting": "it's $HOME `x`", "loud": true}}, "./a": {{}}}}}}"#
+    );
+    let mut files: Vec<(&str, &str)> = vec![(".devcontainer/devcontainer.json", &config)];
+    for (p, c) in a.iter().chain(bfeat.iter()) {
+        files.push((p, c));
+    }
+    let p = b.files(&files).build();
+
+    let first = p.up(&["--json"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let err = stderr(&first);
+    assert!(err.contains("installing features ./a, ./b"), "{err}");
+    // Its capAdd is not applied, and up says so.
+    assert!(err.contains("feature \"./a\" asks for capAdd"), "{err}");
+    let image = podman_ok(&["inspect", &p.workspace(), "--format", "{{.ImageName}}"]);
+    let image = image.trim().to_string();
+    let _rm = Rm::image(image.clone());
+    assert!(image.starts_with("localhost/devaipod-features-"), "{image}");
+
+    // Installed in order (./b installs after ./a), as root, with their options given
+    // literally (a value with a quote, $ and backticks) and the remote user.
+    let seen = p.in_workspace(
+        Some("dev"),
+        "cat /usr/local/share/feature-order /usr/local/share/feature-a /usr/local/share/feature-b; printenv FEATURE_A_HOME; echo $PATH",
+    );
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(
+        lines[..5],
+        [
+            "a",
+            "b",
+            "hello-a|false|dev|0",
+            "it's $HOME `x`|true|dev|0",
+            "/opt/a"
+        ],
+        "{seen}"
+    );
+    assert!(lines[5].starts_with("/opt/a/bin:"), "{seen}");
+
+    // The agent runs the same image: the features' files and environment, but none of
+    // their runtime settings (no capability).
+    let agent = p.in_agent(
+        "cat /usr/local/share/feature-order; printenv FEATURE_A_HOME; grep CapEff /proc/1/status",
+    );
+    assert_eq!(
+        agent.lines().collect::<Vec<_>>(),
+        ["a", "b", "/opt/a", "CapEff:\t0000000000000000"],
+        "{agent}"
+    );
+    let ws_caps = podman_ok(&[
+        "inspect",
+        &p.workspace(),
+        "--format",
+        "{{json .HostConfig.CapAdd}}",
+    ]);
+    assert!(!ws_caps.contains("PTRACE"), "{ws_caps}");
+
+    // A second up of the same repo builds nothing: the same image.
+    let id = podman_ok(&["image", "inspect", &image, "--format", "{{.Id}}"]);
+    let del = crate::common::pod::devaipod(&["delete", &p.pod()]);
+    assert!(del.status.success(), "{}", stderr(&del));
+    let second = p.up(&["--json"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        !stderr(&second).contains("installing features"),
+        "{}",
+        stderr(&second)
+    );
+    assert_eq!(
+        podman_ok(&["image", "inspect", &image, "--format", "{{.Id}}"]),
+        id
+    );
+    assert_eq!(
+        podman_ok(&["inspect", &p.workspace(), "--format", "{{.ImageName}}"]).trim(),
+        image
+    );
+}
+
+#[test]
+fn a_feature_option_outside_its_enum_stops_up_and_leaves_nothing() {
+    require_image(BASE_IMAGE);
+    let b = TestPod::new("features-bad");
+    let nonce = b.name().to_string();
+    let a = feature("a", "", &nonce);
+    let config = format!(
+        r#"{{"image": "{BASE_IMAGE}", "features": {{"./a": {{"greeting": "not-allowed"}}}}}}"#
+    );
+    let mut files: Vec<(&str, &str)> = vec![(".devcontainer/devcontainer.json", &config)];
+    for (p, c) in a.iter() {
+        files.push((p, c));
+    }
+    let p = b.files(&files).build();
+    let o = p.up_fails(&[], "not-allowed");
+    let err = stderr(&o);
+    assert!(err.contains("./a") && err.contains("greeting"), "{err}");
+}
