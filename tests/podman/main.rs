@@ -14,6 +14,7 @@ mod agent;
 mod build;
 mod devcontainer;
 mod engine;
+mod features;
 mod gator;
 mod inert_git;
 mod inert_output;
