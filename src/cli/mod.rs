@@ -123,6 +123,12 @@ pub fn init_tracing(verbose: u8) {
     .iter()
     .filter_map(|c| format!("{c}=info").parse().ok())
     .fold(filter, |f, d| f.add_directive(d));
+    // rustls-platform-verifier logs a refused certificate at error level; devaipod's
+    // own error says which registry and where its CA goes.
+    let filter = match "rustls_platform_verifier=off".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -217,7 +217,13 @@ async fn fetch_from(
         }
         _ => RegistryAuth::Anonymous,
     };
-    let why = |e: OciDistributionError| explain(reference, endpoint, &lookup, &cas, e);
+    let asked = format!("{}/{}", parsed.registry(), parsed.repository());
+    let from = if asked == endpoint.repository {
+        String::new()
+    } else {
+        format!(" (as {} after registries.conf)", endpoint.repository)
+    };
+    let why = |e: OciDistributionError| explain(reference, &from, endpoint, &lookup, &cas, e);
     let (manifest, manifest_digest) = client
         .pull_image_manifest(&target, &auth)
         .await
@@ -312,20 +318,13 @@ fn registry_cas(registry: &str) -> Result<Vec<(PathBuf, Vec<u8>)>> {
 /// A registry error as the user needs it: the feature, the registry, the cause, the fix.
 fn explain(
     reference: &str,
+    from: &str,
     endpoint: &Endpoint,
     lookup: &crate::podman::auth::Lookup,
     cas: &[(PathBuf, Vec<u8>)],
     e: OciDistributionError,
 ) -> anyhow::Error {
     let registry = endpoint.registry();
-    let from = if endpoint
-        .repository
-        .starts_with(reference.split(['@', ':']).next().unwrap_or(reference))
-    {
-        String::new()
-    } else {
-        format!(" (as {} after registries.conf)", endpoint.repository)
-    };
     let c: Vec<&OciErrorCode> = match &e {
         OciDistributionError::RegistryError { envelope, .. } => {
             envelope.errors.iter().map(|c| &c.code).collect()
@@ -362,16 +361,15 @@ fn explain(
             ),
             _ => format!(
                 "no credentials for {registry} were found in {}",
-                if lookup.read.is_empty() {
-                    "any auth.json".to_string()
-                } else {
-                    lookup
-                        .read
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
+                lookup
+                    .searched
+                    .iter()
+                    .map(|p| {
+                        let missing = if p.is_file() { "" } else { " (missing)" };
+                        format!("{}{missing}", p.display())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         format!(
@@ -582,6 +580,26 @@ mod tests {
         assert!(
             format!("{e:#}").contains("does not name a registry"),
             "{e:#}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_registry_is_named() {
+        let cache = tempfile::tempdir().expect("tempdir");
+        // Port 1 on loopback: nothing listens there.
+        let e = fetch_feature("127.0.0.1:1/dvpt/x:1", cache.path(), Refresh::Always)
+            .await
+            .expect_err("nothing listens");
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("127.0.0.1:1 cannot be reached for the feature 127.0.0.1:1/dvpt/x:1"),
+            "{msg}"
+        );
+        assert!(
+            std::fs::read_dir(cache.path())
+                .expect("read")
+                .next()
+                .is_none()
         );
     }
 

@@ -149,8 +149,9 @@ pub(crate) struct Lookup {
     pub creds: Option<Creds>,
     /// The file they came from.
     pub file: Option<PathBuf>,
-    /// The files that were read (existing ones), for messages.
-    pub read: Vec<PathBuf>,
+    /// The files looked in, in order (those that exist and those that do not), for
+    /// messages.
+    pub searched: Vec<PathBuf>,
 }
 
 /// [`Lookup`] for `repository` (`HOST[:PORT]/PATH`, no tag) in the user's auth files.
@@ -158,11 +159,14 @@ pub(crate) fn credentials_for(repository: &str) -> Lookup {
     let var = |k: &str| std::env::var_os(k);
     let files = auth_files(&var, nix::unistd::geteuid().as_raw())
         .into_iter()
-        .filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)));
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).ok();
+            (p, text)
+        });
     lookup_in(repository, files)
 }
 
-fn lookup_in(repository: &str, files: impl Iterator<Item = (PathBuf, String)>) -> Lookup {
+fn lookup_in(repository: &str, files: impl Iterator<Item = (PathBuf, Option<String>)>) -> Lookup {
     let repository = normalize(repository);
     let mut keys = vec![repository.as_str()];
     let mut rest = repository.as_str();
@@ -172,7 +176,10 @@ fn lookup_in(repository: &str, files: impl Iterator<Item = (PathBuf, String)>) -
     }
     let mut out = Lookup::default();
     for (path, text) in files {
-        out.read.push(path.clone());
+        out.searched.push(path.clone());
+        let Some(text) = text else {
+            continue;
+        };
         let creds = parse(&text);
         if let Some(c) = keys.iter().find_map(|k| creds.get(*k)) {
             out.creds = Some(c.clone());
@@ -285,8 +292,9 @@ mod tests {
         );
         let files = || {
             vec![
-                (PathBuf::from("/1.json"), f1.clone()),
-                (PathBuf::from("/2.json"), f2.clone()),
+                (PathBuf::from("/1.json"), Some(f1.clone())),
+                (PathBuf::from("/0.json"), None),
+                (PathBuf::from("/2.json"), Some(f2.clone())),
             ]
             .into_iter()
         };
@@ -300,7 +308,7 @@ mod tests {
         assert_eq!(l.creds.expect("found").password, "p3");
         let l = lookup_in("elsewhere.example/x", files());
         assert!(l.creds.is_none());
-        assert_eq!(l.read.len(), 2);
+        assert_eq!(l.searched.len(), 3);
         // The team's key does not match a longer name that only starts with it.
         let l = lookup_in("reg.example/teamx/y", files());
         assert_eq!(l.creds.expect("found").username, "all");

@@ -57,6 +57,7 @@ pub fn push_to_a(repository: &str, tag: &str, tar: &[u8], layer_type: &str) -> P
     );
     let registry = format!("127.0.0.1:{}", super::registry::PORT_A);
     let reference = Reference::with_tag(registry.clone(), repository.into(), tag.into());
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Client::new(ClientConfig {
         protocol: ClientProtocol::Http,
         ..Default::default()

@@ -131,15 +131,18 @@ fn a_feature_is_pulled_from_a_registry_and_then_served_from_the_cache() {
     );
 
     // And with a registries.conf that blocks A, the cached pull still works (it reads
-    // no configuration and no network), while --always asks and is refused, naming it.
-    let conf_dir = tempfile::tempdir().expect("tempdir");
-    let conf = conf_dir.path().join("registries.conf");
+    // no configuration and no network), while --always asks and is refused, naming the
+    // file. A user's own ~/.config/containers/registries.conf replaces the system's
+    // file and drop-ins (containers-registries.conf(5)), so HOME points at one.
+    let home = tempfile::tempdir().expect("tempdir");
+    let conf = home.path().join(".config/containers/registries.conf");
+    std::fs::create_dir_all(conf.parent().expect("parent")).expect("mkdir");
     std::fs::write(
         &conf,
         format!("[[registry]]\nlocation = \"{}\"\nblocked = true\n", r.a()),
     )
     .expect("write registries.conf");
-    let env = [("CONTAINERS_REGISTRIES_CONF", conf.as_path())];
+    let env = [("HOME", home.path())];
     let v = json(
         "a cached pull under a blocking registries.conf",
         &pull(cache.path(), &[&reference, "--json"], &env),
