@@ -255,7 +255,8 @@ mod tests {
     #[test]
     fn unsafe_entries_are_refused() {
         use tar::EntryType as T;
-        let cases: &[(&[(&str, T, &str)], &str)] = &[
+        type Entries<'a> = &'a [(&'a str, T, &'a str)];
+        let cases: &[(Entries, &str)] = &[
             (&[("/etc/passwd", T::Regular, "x")], "absolute path"),
             (&[("../escape", T::Regular, "x")], "contains `..`"),
             (&[("a/../../escape", T::Regular, "x")], "contains `..`"),
