@@ -21,6 +21,7 @@ mod git;
 mod inputs;
 mod names;
 mod net_binary;
+mod oci;
 mod plan;
 mod podman;
 mod process;

@@ -62,6 +62,35 @@ fn help_lists_the_commands() {
 }
 
 #[test]
+fn feature_pull_refuses_what_it_cannot_fetch_without_the_network() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let pull = |reference: &str| {
+        Command::new(env!("CARGO_BIN_EXE_devaipod"))
+            .args(["feature", "pull", reference, "--json"])
+            .current_dir(d.path())
+            .env("XDG_CACHE_HOME", cache.path())
+            .output()
+            .expect("devaipod runs")
+    };
+    assert_fails_with(
+        &pull("devcontainers/features/node:1"),
+        "does not name a registry: write it fully qualified",
+    );
+    assert_fails_with(
+        &pull("http://example.invalid/devcontainer-feature-x.tgz"),
+        "only over HTTPS",
+    );
+    assert!(
+        std::fs::read_dir(cache.path())
+            .expect("read")
+            .next()
+            .is_none(),
+        "a refused pull wrote to the cache"
+    );
+}
+
+#[test]
 fn completions_are_generated() {
     let d = tempfile::tempdir().expect("tempdir");
     for shell in ["bash", "zsh", "fish"] {
@@ -1410,7 +1439,7 @@ fn repo_text_reaches_the_terminal_escaped_and_json_exactly() {
         let o = devaipod(args, r.path());
         assert!(o.status.success(), "{args:?}: {}", stderr(&o));
         let out = String::from_utf8_lossy(&o.stdout);
-        assert_eq!(raw_controls(&out), [], "{args:?}: {out}");
+        assert_eq!(raw_controls(&out), Vec::<char>::new(), "{args:?}: {out}");
         assert!(out.contains(shown), "{args:?}: {out}");
     }
     // `--json` keeps them exactly (JSON escapes them itself).
@@ -1431,7 +1460,12 @@ fn repo_text_reaches_the_terminal_escaped_and_json_exactly() {
     let r = repo(Some(&config.to_string()));
     let o = devaipod(&["up", ".", "--dry-run"], r.path());
     assert_fails_with(&o, &format!("--cap-add X{shown}"));
-    assert_eq!(raw_controls(&stderr(&o)), [], "{}", stderr(&o));
+    assert_eq!(
+        raw_controls(&stderr(&o)),
+        Vec::<char>::new(),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod config;
 mod context;
 mod delete;
+mod feature;
 mod forward;
 mod image;
 mod initialize;
@@ -75,6 +76,8 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// A repo's images without a pod (pull, build), and the images devaipod pulled or built
     Image(image::ImageArgs),
+    /// devcontainer Features: fetch one into the cache (OCI artifact or HTTPS tarball)
+    Feature(feature::FeatureArgs),
     /// Remove a workspace's pod, containers and volumes
     Delete(delete::DeleteArgs),
     /// Show how devaipod reads the devcontainer.json (like `devcontainer read-configuration`)
@@ -107,10 +110,25 @@ pub fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // The HTTP client crates log request and response bodies at debug/trace: a secret's
     // value travels in one. They are held at info whatever RUST_LOG asks.
-    let filter = ["containers_api", "podman_api", "hyper", "hyperlocal", "mio"]
-        .iter()
-        .filter_map(|c| format!("{c}=info").parse().ok())
-        .fold(filter, |f, d| f.add_directive(d));
+    let filter = [
+        "containers_api",
+        "podman_api",
+        "hyper",
+        "hyperlocal",
+        "mio",
+        "oci_client",
+        "reqwest",
+        "rustls",
+    ]
+    .iter()
+    .filter_map(|c| format!("{c}=info").parse().ok())
+    .fold(filter, |f, d| f.add_directive(d));
+    // rustls-platform-verifier logs a refused certificate at error level; devaipod's
+    // own error says which registry and where its CA goes.
+    let filter = match "rustls_platform_verifier=off".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -138,6 +156,7 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Start(args) => lifecycle::start(ctx, args).await,
         Command::Logs(args) => logs::run(ctx, args).await,
         Command::Image(args) => image::run(ctx, args).await,
+        Command::Feature(args) => feature::run(ctx, args).await,
         Command::Allow(args) => network::change(ctx, args, true).await,
         Command::Deny(args) => network::change(ctx, args, false).await,
         Command::Task(args) => task::run(ctx, args).await,

@@ -141,6 +141,55 @@ pub(crate) fn user_credentials() -> BTreeMap<String, Creds> {
     all
 }
 
+/// The credentials for one repository, as containers/image looks them up: in each auth
+/// file in order, the most specific key first (`HOST/PATH/REPO`, ..., `HOST`); the
+/// first file with a match wins.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Lookup {
+    pub creds: Option<Creds>,
+    /// The file they came from.
+    pub file: Option<PathBuf>,
+    /// The files looked in, in order (those that exist and those that do not), for
+    /// messages.
+    pub searched: Vec<PathBuf>,
+}
+
+/// [`Lookup`] for `repository` (`HOST[:PORT]/PATH`, no tag) in the user's auth files.
+pub(crate) fn credentials_for(repository: &str) -> Lookup {
+    let var = |k: &str| std::env::var_os(k);
+    let files = auth_files(&var, nix::unistd::geteuid().as_raw())
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).ok();
+            (p, text)
+        });
+    lookup_in(repository, files)
+}
+
+fn lookup_in(repository: &str, files: impl Iterator<Item = (PathBuf, Option<String>)>) -> Lookup {
+    let repository = normalize(repository);
+    let mut keys = vec![repository.as_str()];
+    let mut rest = repository.as_str();
+    while let Some((head, _)) = rest.rsplit_once('/') {
+        keys.push(head);
+        rest = head;
+    }
+    let mut out = Lookup::default();
+    for (path, text) in files {
+        out.searched.push(path.clone());
+        let Some(text) = text else {
+            continue;
+        };
+        let creds = parse(&text);
+        if let Some(c) = keys.iter().find_map(|k| creds.get(*k)) {
+            out.creds = Some(c.clone());
+            out.file = Some(path);
+            return out;
+        }
+    }
+    out
+}
+
 /// The header value (base64url JSON map) for `creds`; `None` when there are none.
 pub(crate) fn header_value(creds: &BTreeMap<String, Creds>) -> Option<String> {
     if creds.is_empty() {
@@ -227,6 +276,42 @@ mod tests {
         assert_eq!(v["quay.io/org"]["identitytoken"], "tok");
         assert_eq!(header_value(&BTreeMap::new()), None);
         assert!(parse("not json").is_empty());
+    }
+
+    #[test]
+    fn one_repositorys_credentials_come_from_the_first_file_naming_it() {
+        let token = |up: &str| base64::engine::general_purpose::STANDARD.encode(up);
+        let f1 = format!(
+            r#"{{"auths": {{"reg.example/team": {{"auth": "{}"}}}}}}"#,
+            token("team:p1")
+        );
+        let f2 = format!(
+            r#"{{"auths": {{"reg.example": {{"auth": "{}"}}, "127.0.0.1:5702": {{"auth": "{}"}}}}}}"#,
+            token("all:p2"),
+            token("dvpt:p3")
+        );
+        let files = || {
+            vec![
+                (PathBuf::from("/1.json"), Some(f1.clone())),
+                (PathBuf::from("/0.json"), None),
+                (PathBuf::from("/2.json"), Some(f2.clone())),
+            ]
+            .into_iter()
+        };
+        let l = lookup_in("reg.example/team/features/x", files());
+        assert_eq!(l.creds.expect("found").username, "team");
+        assert_eq!(l.file, Some(PathBuf::from("/1.json")));
+        let l = lookup_in("reg.example/other/x", files());
+        assert_eq!(l.creds.expect("found").username, "all");
+        assert_eq!(l.file, Some(PathBuf::from("/2.json")));
+        let l = lookup_in("127.0.0.1:5702/dvpt/features/hello", files());
+        assert_eq!(l.creds.expect("found").password, "p3");
+        let l = lookup_in("elsewhere.example/x", files());
+        assert!(l.creds.is_none());
+        assert_eq!(l.searched.len(), 3);
+        // The team's key does not match a longer name that only starts with it.
+        let l = lookup_in("reg.example/teamx/y", files());
+        assert_eq!(l.creds.expect("found").username, "all");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 // Each test crate compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod features;
 pub mod inet;
 pub mod pod;
 pub mod registry;

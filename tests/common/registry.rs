@@ -256,6 +256,41 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Every request registry A has logged whose URI starts with `/v2/REPOSITORY/`
+    /// (any method), oldest first.
+    #[track_caller]
+    pub fn requests_for(&self, repository: &str) -> Vec<LoggedRequest> {
+        let text = std::fs::read_to_string(LOG_A)
+            .unwrap_or_else(|e| panic!("reading registry A's log {LOG_A}: {e}"));
+        let prefix = format!("/v2/{repository}/");
+        parse_log(&text)
+            .into_iter()
+            .filter(|r| r.uri.starts_with(&prefix))
+            .collect()
+    }
+
+    /// Sends registry A one request for `/v2/dvpt/marker-WORD/manifests/none` and waits
+    /// until A's log shows it: every request completed before this call is logged by
+    /// then (A logs each request as it completes, in order).
+    #[track_caller]
+    pub fn mark_log(&self, word: &str) {
+        let uri = format!("/v2/dvpt/marker-{word}/manifests/none");
+        let (status, _, _) = http_a("GET", &uri, &[("Accept", MANIFEST_TYPES)], b"")
+            .unwrap_or_else(|e| panic!("registry A: GET {uri}: {e}"));
+        assert_eq!(status, 404, "registry A: GET {uri}");
+        super::wait_until(
+            &format!("registry A logged {uri}"),
+            Duration::from_secs(10),
+            || {
+                std::fs::read_to_string(LOG_A)
+                    .map(|t| parse_log(&t).iter().any(|r| r.uri == uri))
+                    .unwrap_or(false)
+            },
+        );
+    }
+}
+
 /// One request registry A logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedRequest {
