@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result};
+
+use crate::oci::Refresh;
 
 use crate::build::{BuildPlan, Prepared};
 use crate::devcontainer::DevContainer;
@@ -39,14 +41,24 @@ pub(crate) fn wanted(dc: &DevContainer) -> bool {
     dc.features.as_ref().is_some_and(|f| !f.is_empty())
 }
 
-/// The folder of a feature's files.
-fn folder_of(user_id: &str, source: &FeatureSource) -> Result<PathBuf> {
-    match source {
-        FeatureSource::Local { path } => Ok(path.clone()),
-        FeatureSource::Oci { .. } | FeatureSource::Tarball { .. } => bail!(
-            "feature {user_id:?}: devaipod does not fetch OCI or tarball features yet, only local ./ ones (issue 19); copy the feature into .devcontainer/ and name it \"./NAME\", or remove it"
-        ),
+/// The folder of a feature's files, fetched into the cache unless local, and the
+/// digest of what was fetched.
+async fn folder_of(
+    user_id: &str,
+    source: &FeatureSource,
+    cache: &Path,
+) -> Result<(PathBuf, Option<String>)> {
+    let fetched = match source {
+        FeatureSource::Local { path } => return Ok((path.clone(), None)),
+        FeatureSource::Oci { .. } => {
+            crate::oci::fetch_feature(&source.to_string(), cache, Refresh::IfMissing).await
+        }
+        FeatureSource::Tarball { url } => {
+            crate::oci::fetch_tarball(url, cache, Refresh::IfMissing).await
+        }
     }
+    .with_context(|| format!("fetching the feature {user_id:?} named in devcontainer.json"))?;
+    Ok((fetched.dir, Some(fetched.digest)))
 }
 
 /// The properties of a feature that `up` does not apply to the workspace yet.
@@ -92,7 +104,7 @@ fn home_of(user: &str) -> String {
 }
 
 /// Prepares the features' build on `base`; `None` when the config names none.
-pub(crate) fn prepare(
+pub(crate) async fn prepare(
     dc: &DevContainer,
     config_path: &Path,
     repo_root: &Path,
@@ -108,17 +120,18 @@ pub(crate) fn prepare(
         repo_root,
     };
     let (requested, mut warnings) = features::requested(map, place)?;
+    let cache = crate::oci::default_cache()?;
     let mut nodes = Vec::new();
     let mut folders = Vec::new();
     for r in requested {
-        let folder = folder_of(&r.user_id, &r.source)?;
+        let (folder, digest) = folder_of(&r.user_id, &r.source, &cache).await?;
         let meta = FeatureMeta::read(&folder)?;
         nodes.push(Node {
             user_id: r.user_id,
             source: r.source,
             value: r.value,
             meta,
-            digest: None,
+            digest,
         });
         folders.push(folder);
     }
@@ -128,14 +141,14 @@ pub(crate) fn prepare(
             break;
         }
         for n in needed {
-            let folder = folder_of(&n.user_id, &n.source)?;
+            let (folder, digest) = folder_of(&n.user_id, &n.source, &cache).await?;
             let meta = FeatureMeta::read(&folder)?;
             nodes.push(Node {
                 user_id: n.user_id,
                 source: n.source,
                 value: n.value,
                 meta,
-                digest: None,
+                digest,
             });
             folders.push(folder);
         }

@@ -903,7 +903,9 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
         let warnings = v["warnings"].to_string();
         if case.contains("features") {
             assert!(
-                warnings.contains("features ghcr.io/evil/feature:1 are not fetched"),
+                warnings.contains(
+                    "features ghcr.io/evil/feature:1 are installed by `up` into a derived image"
+                ),
                 "{case}: {warnings}"
             );
         }

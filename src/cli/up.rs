@@ -303,7 +303,8 @@ async fn install_features(
             user: &base.config.user,
         },
         req.rebuild,
-    )?;
+    )
+    .await?;
     let Some(made) = made else { return Ok(()) };
     let tag = made.build.plan.tag.clone();
     if req.rebuild || engine.image_id(&tag).await?.is_none() {

@@ -199,23 +199,10 @@ fn features_warning(input: &PlanInput) -> Option<String> {
             .unwrap_or("(unprintable id)")
             .to_string()
     };
-    let (local, fetched): (Vec<&String>, Vec<&String>) =
-        features.keys().partition(|k| k.starts_with("./"));
-    Some(if fetched.is_empty() {
-        format!(
-            "features {} are installed by `up` into a derived image: each install.sh runs as root in Podman's build, never in the agent",
-            local.iter().map(|k| name(k)).collect::<Vec<_>>().join(", ")
-        )
-    } else {
-        format!(
-            "features {} are not fetched: devaipod installs only local ./ features yet, so `up` stops (issue 19)",
-            fetched
-                .iter()
-                .map(|k| name(k))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })
+    Some(format!(
+        "features {} are installed by `up` into a derived image (OCI and tarball ones fetched first): each install.sh runs as root in Podman's build, never in the agent",
+        features.keys().map(name).collect::<Vec<_>>().join(", ")
+    ))
 }
 
 fn uncommitted_warning(input: &PlanInput) -> Option<String> {
