@@ -140,3 +140,52 @@ fn a_feature_option_outside_its_enum_stops_up_and_leaves_nothing() {
     let err = stderr(&o);
     assert!(err.contains("./a") && err.contains("greeting"), "{err}");
 }
+
+#[test]
+fn an_oci_feature_from_a_registry_is_installed_and_a_missing_one_stops_up() {
+    use crate::common::features::{LAYER, feature_tar, push_to_a};
+    let _images = image_store_lock();
+    require_image(BASE_IMAGE);
+    let r = crate::common::registry::Registry::require();
+    let b = TestPod::new("features-oci");
+    // A repository of this run's own: its digest, and so the derived image, are new.
+    let repo = format!("dvpt/features/{}", b.name());
+    let install =
+        format!("#!/bin/sh\nset -e\necho \"$WHO from {repo}\" > /usr/local/share/feature-greet\n");
+    let tar = feature_tar(&[
+        (
+            "devcontainer-feature.json",
+            r#"{"id": "greet", "version": "1.0.0", "options": {"who": {"type": "string", "default": "nobody"}}}"#,
+        ),
+        ("install.sh", &install),
+    ]);
+    push_to_a(&repo, "1", &tar, LAYER);
+    let reference = format!("{}/{repo}:1", r.a());
+    let config = format!(
+        r#"{{"image": "{BASE_IMAGE}", "remoteUser": "dev", "features": {{"{reference}": {{"who": "oci-user"}}}}}}"#
+    );
+    let p = b
+        .files(&[(".devcontainer/devcontainer.json", &config)])
+        .build();
+    let o = p.up(&["--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let image = podman_ok(&["inspect", &p.workspace(), "--format", "{{.ImageName}}"]);
+    let _rm = Rm::image(image.trim().to_string());
+    assert_eq!(
+        p.in_workspace(Some("dev"), "cat /usr/local/share/feature-greet"),
+        format!("oci-user from {repo}\n")
+    );
+    drop(p);
+
+    // A tag the registry does not have: up says which feature and why, and makes nothing.
+    let b = TestPod::new("features-missing");
+    let config = format!(
+        r#"{{"image": "{BASE_IMAGE}", "features": {{"{}/{repo}:2": {{}}}}}}"#,
+        r.a()
+    );
+    let p = b
+        .files(&[(".devcontainer/devcontainer.json", &config)])
+        .build();
+    let o = p.up_fails(&[], "fetching the feature");
+    assert!(stderr(&o).contains(&format!("{repo}:2")), "{}", stderr(&o));
+}
