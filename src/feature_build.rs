@@ -199,6 +199,7 @@ pub(crate) async fn prepare(
         features: &installs,
         repo_name,
     })?;
+    tracing::debug!(dockerfile = %made.dockerfile, key = %made.key, "features' build");
     let order_ids = order.iter().map(|&i| nodes[i].user_id.clone()).collect();
     let plan = BuildPlan {
         dockerfile: PathBuf::from(features::DOCKERFILE),

@@ -135,24 +135,95 @@ async fn dry_run(ctx: &Context, args: &UpArgs) -> Result<ExitCode> {
     let engine = ctx.engine().await.map_err(|e| format!("{e:#}"));
     let req = args.request();
     let mut host = inputs::host_facts(&req)?;
-    let facts = match engine {
+    let facts = match &engine {
         Ok(engine) => inputs::image_facts(engine, &host.input, req.rebuild, req.pull).await?,
-        Err(why) => inputs::ImageFacts::unknown(&why),
+        Err(why) => inputs::ImageFacts::unknown(why),
     };
     let pulls = facts.pulls.clone();
     facts.apply_to(&mut host.input);
     let plan = inputs::plan(&host.input)?;
+    let features = match &engine {
+        Ok(engine) => planned_features(engine, &host, &plan, &req).await?,
+        Err(_) => None,
+    };
     if args.json {
         let mut v = dry_run_json(&plan);
         v["pulls"] = serde_json::json!(pulls);
+        v["features"] = serde_json::json!(features);
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", render_plan(&plan));
         for p in &pulls {
             println!("would pull {} (--pull {})", line(p), req.pull.as_str());
         }
+        if let Some(f) = &features {
+            let ids: Vec<String> = f.order.iter().map(|i| line(i).into_owned()).collect();
+            println!(
+                "features   {} -> {} ({})",
+                ids.join(", "),
+                line(&f.image),
+                f.state
+            );
+            for w in &f.not_applied {
+                println!("           {}", line(w));
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `up` would do with the config's features: their install order and the derived
+/// image (present, or to build). `None` without features, or when the base image is
+/// not local yet (its id keys the derived image). Fetches OCI and tarball features into
+/// the cache; creates nothing in Podman.
+#[derive(serde::Serialize)]
+struct PlannedFeatures {
+    order: Vec<String>,
+    image: String,
+    state: &'static str,
+    not_applied: Vec<String>,
+}
+
+async fn planned_features(
+    engine: &Engine,
+    host: &inputs::HostFacts,
+    plan: &PodPlan,
+    req: &inputs::Request,
+) -> Result<Option<PlannedFeatures>> {
+    let Some(path) = &host.input.devcontainer_path else {
+        return Ok(None);
+    };
+    if !crate::feature_build::wanted(&host.input.devcontainer)
+        || host.input.image_override.is_some()
+    {
+        return Ok(None);
+    }
+    let Some(base) = engine.inspect_image(&plan.image.reference).await? else {
+        return Ok(None);
+    };
+    let made = crate::feature_build::prepare(
+        &host.input.devcontainer,
+        path,
+        &host.input.repo.root,
+        &host.input.repo.folder_name,
+        &crate::feature_build::Base {
+            reference: &plan.image.reference,
+            id: &base.id,
+            labels: &base.labels,
+            user: &base.config.user,
+        },
+        req.rebuild,
+    )
+    .await?;
+    let Some(made) = made else { return Ok(None) };
+    let tag = made.build.plan.tag;
+    let present = !req.rebuild && engine.image_id(&tag).await?.is_some();
+    Ok(Some(PlannedFeatures {
+        order: made.order,
+        image: tag,
+        state: if present { "present" } else { "will_build" },
+        not_applied: made.warnings,
+    }))
 }
 
 pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {

@@ -411,7 +411,6 @@ pub(crate) struct Requested {
 /// The features of a config's `features` object, in order. Short ids that became an
 /// option of another feature (`gradle`, `maven`, `jupyterlab`) are folded into it as the
 /// reference does; the second value is the warnings for the deprecated forms.
-#[allow(dead_code)] // wired by up (issue 19)
 pub(crate) fn requested(
     features: &Map<String, Value>,
     place: Place<'_>,
@@ -578,7 +577,6 @@ impl FeatureMeta {
     }
 
     /// Reads `FOLDER/devcontainer-feature.json`.
-    #[allow(dead_code)] // wired by up (issue 19)
     pub(crate) fn read(folder: &Path) -> Result<Self> {
         let path = folder.join(FEATURE_FILE);
         let meta = std::fs::symlink_metadata(&path)
@@ -646,7 +644,6 @@ pub(crate) struct OptionEnv {
 
 /// The options of `feature` (named `user_id` in the config) given the user's `value`: a
 /// string is the `version` option, `true` or `{}` the defaults, an object the options.
-#[allow(dead_code)] // wired by up (issue 19)
 pub(crate) fn option_env(user_id: &str, meta: &FeatureMeta, value: &Value) -> Result<OptionEnv> {
     let user: Map<String, Value> = match value {
         Value::Bool(true) | Value::Null => Map::new(),
@@ -748,7 +745,6 @@ pub(crate) struct Needed {
 /// The `dependsOn` entries of `nodes` that no node answers yet (same source, same
 /// options), in the reference's breadth-first order. The caller fetches them, appends
 /// them to `nodes` and asks again until none are left.
-#[allow(dead_code)] // wired by up (issue 19)
 pub(crate) fn needed_dependencies(nodes: &[Node], place: Place<'_>) -> Result<Vec<Needed>> {
     let mut out: Vec<Needed> = Vec::new();
     for n in nodes {
@@ -924,7 +920,6 @@ fn soft_aliases<'a>(wanted: &FeatureSource, nodes: &'a [Node]) -> Vec<&'a str> {
 /// [`needed_dependencies`] asked for, in that order), as indexes into `nodes`: the
 /// reference's round-based algorithm. A node equal to an earlier one (same feature,
 /// same options) is installed once.
-#[allow(dead_code)] // wired by up (issue 19)
 pub(crate) fn install_order(
     nodes: &[Node],
     override_order: &[String],
@@ -1085,7 +1080,6 @@ pub(crate) enum ContextFile {
 
 /// The derived image's build: Dockerfile, context, content key and tag.
 #[derive(Debug)]
-#[allow(dead_code)] // wired by up (issue 19)
 pub(crate) struct FeaturesBuild {
     pub dockerfile: String,
     /// Every file of the context, in order (the Dockerfile is [`DOCKERFILE`] among them).
@@ -1255,7 +1249,6 @@ pub(crate) struct BuildInputs<'a> {
 /// options in devcontainer-features.env, installed as root in its own RUN, its
 /// containerEnv as ENV lines (before its install, as the reference writes them), and
 /// the base's plus the features' metadata entries in the `devcontainer.metadata` label.
-#[allow(dead_code)] // wired by up (issue 19)
 pub(crate) fn build_context(inputs: &BuildInputs<'_>) -> Result<FeaturesBuild> {
     let u = inputs.users;
     let builtin = env_file(&[

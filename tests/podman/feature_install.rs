@@ -52,6 +52,19 @@ fn local_features_are_installed_in_order_once_and_stay_out_of_the_agent() {
     }
     let p = b.files(&files).build();
 
+    // The dry run shows the install order and the image to build, and makes nothing.
+    let dry = p.dry_run(&[]);
+    assert_eq!(
+        dry["features"]["order"],
+        serde_json::json!(["./a", "./b"]),
+        "{dry}"
+    );
+    assert_eq!(dry["features"]["state"], "will_build", "{dry}");
+    let planned = dry["features"]["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
+
     let first = p.up(&["--json"]);
     assert!(first.status.success(), "{}", stderr(&first));
     let err = stderr(&first);
@@ -62,6 +75,9 @@ fn local_features_are_installed_in_order_once_and_stay_out_of_the_agent() {
     let image = image.trim().to_string();
     let _rm = Rm::image(image.clone());
     assert!(image.starts_with("localhost/devaipod-features-"), "{image}");
+    assert_eq!(image, planned);
+    let again = crate::common::pod::json_of(&p.up(&["--dry-run", "--json"]));
+    assert_eq!(again["features"]["state"], "present", "{again}");
 
     // Installed in order (./b installs after ./a), as root, with their options given
     // literally (a value with a quote, $ and backticks) and the remote user.
