@@ -588,10 +588,12 @@ mod tests {
                 serde_json::to_string(&plan.network).expect("json").into();
             // The workspace mounts devaipod-net for the SSH helpers (issue 17), and the
             // pod says so.
-            want["pod"]["labels"][crate::plan::labels::HELPER] =
-                "/opt/devaipod-net/devaipod-net".into();
             // A privileged workspace gets no shared volume (they are every pod's).
             let privileged = want["workspace"]["privileged"] == true;
+            if !privileged {
+                want["pod"]["labels"][crate::plan::labels::HELPER] =
+                    "/opt/devaipod-net/devaipod-net".into();
+            }
             let volumes = want["workspace"]["volumes"]
                 .as_array_mut()
                 .expect("volumes");
