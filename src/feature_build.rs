@@ -18,6 +18,7 @@ use crate::devcontainer::features::{
     self, BuildInputs, FeatureMeta, FeatureSource, Install, Node, Place, Users,
 };
 use crate::devcontainer::metadata;
+use crate::plan::input::FeatureSettings;
 
 /// What `up` knows of the image the features go on.
 pub(crate) struct Base<'a> {
@@ -33,6 +34,8 @@ pub(crate) struct Base<'a> {
 pub(crate) struct FeaturesBuild {
     pub build: Prepared,
     pub order: Vec<String>,
+    /// What each asks of the workspace (privileged, capAdd, securityOpt), in order.
+    pub settings: Vec<FeatureSettings>,
     pub warnings: Vec<String>,
 }
 
@@ -61,6 +64,17 @@ async fn folder_of(
     Ok((fetched.dir, Some(fetched.digest)))
 }
 
+/// What the feature asks of the workspace that needs consent (the workspace always runs
+/// an init, so `init` asks nothing more).
+fn settings_of(user_id: &str, meta: &FeatureMeta) -> FeatureSettings {
+    FeatureSettings {
+        id: user_id.to_string(),
+        privileged: meta.privileged == Some(true),
+        cap_add: meta.cap_add.clone().unwrap_or_default(),
+        security_opt: meta.security_opt.clone().unwrap_or_default(),
+    }
+}
+
 /// The properties of a feature that `up` does not apply to the workspace yet.
 fn unapplied(meta: &FeatureMeta) -> Vec<&'static str> {
     let mut out = Vec::new();
@@ -70,19 +84,9 @@ fn unapplied(meta: &FeatureMeta) -> Vec<&'static str> {
         }
     };
     add(
-        meta.cap_add.as_ref().is_some_and(|v| !v.is_empty()),
-        "capAdd",
-    );
-    add(meta.privileged == Some(true), "privileged");
-    add(
-        meta.security_opt.as_ref().is_some_and(|v| !v.is_empty()),
-        "securityOpt",
-    );
-    add(
         meta.mounts.as_ref().is_some_and(|v| !v.is_empty()),
         "mounts",
     );
-    add(meta.init == Some(true), "init");
     add(meta.entrypoint.is_some(), "entrypoint");
     add(
         meta.on_create_command.is_some()
@@ -159,8 +163,10 @@ pub(crate) async fn prepare(
         .unwrap_or_default();
     let order = features::install_order(&nodes, &override_order, place)?;
     let mut installs = Vec::new();
+    let mut settings = Vec::new();
     for &i in &order {
         let node = &nodes[i];
+        settings.push(settings_of(&node.user_id, &node.meta));
         let env = features::option_env(&node.user_id, &node.meta, &node.value)?;
         warnings.extend(env.warnings);
         let skipped = unapplied(&node.meta);
@@ -223,6 +229,7 @@ pub(crate) async fn prepare(
             warnings: Vec::new(),
         },
         order: order_ids,
+        settings,
         warnings,
     }))
 }

@@ -226,6 +226,7 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
         approved: Vec::new(),
         bundled_id: None,
         features_image: None,
+        feature_settings: Vec::new(),
         image_path: None,
         gator: gator_input(&user_config.service_gator, req)?,
         agent_model: user_config.agent.model.clone(),

@@ -141,11 +141,16 @@ async fn dry_run(ctx: &Context, args: &UpArgs) -> Result<ExitCode> {
     };
     let pulls = facts.pulls.clone();
     facts.apply_to(&mut host.input);
-    let plan = inputs::plan(&host.input)?;
+    let mut plan = inputs::plan(&host.input)?;
     let features = match &engine {
         Ok(engine) => planned_features(engine, &host, &plan, &req).await?,
         Err(_) => None,
     };
+    if let Some(f) = &features {
+        // The plan as `up` makes it: the features' settings in the workspace, consented.
+        host.input.feature_settings = f.settings.clone();
+        plan = inputs::plan(&host.input)?;
+    }
     if args.json {
         let mut v = dry_run_json(&plan);
         v["pulls"] = serde_json::json!(pulls);
@@ -182,6 +187,8 @@ struct PlannedFeatures {
     image: String,
     state: &'static str,
     not_applied: Vec<String>,
+    #[serde(skip)]
+    settings: Vec<crate::plan::input::FeatureSettings>,
 }
 
 async fn planned_features(
@@ -223,6 +230,7 @@ async fn planned_features(
         image: tag,
         state: if present { "present" } else { "will_build" },
         not_applied: made.warnings,
+        settings: made.settings,
     }))
 }
 
@@ -378,6 +386,11 @@ async fn install_features(
     .await?;
     let Some(made) = made else { return Ok(()) };
     let tag = made.build.plan.tag.clone();
+    host.input.feature_settings = made.settings.clone();
+    host.input.features_image = Some(tag.clone());
+    // What the features ask of the workspace needs the same consent as the config's
+    // own: refused before anything is built.
+    inputs::plan(&host.input)?;
     if req.rebuild || engine.image_id(&tag).await?.is_none() {
         progress.step(&format!(
             "installing features {} into {tag}",
@@ -395,7 +408,6 @@ async fn install_features(
         crate::state::record_images(std::slice::from_ref(&tag), &host.input.repo.root);
     }
     host.input.config_warnings.extend(made.warnings);
-    host.input.features_image = Some(tag);
     inputs::image_facts(engine, &host.input, false, PullPolicy::Never)
         .await?
         .apply_to(&mut host.input);

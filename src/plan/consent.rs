@@ -12,20 +12,24 @@ use super::run_args::{self, RunArgs};
 use super::spec::TrustPlan;
 
 /// Where a widening setting is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Origin {
     /// A devcontainer.json property (`privileged`, `capAdd`, `securityOpt`).
     Property,
     /// A `runArgs` flag.
     RunArgs,
+    /// The same property of a feature's devcontainer-feature.json (its id as the config
+    /// names it).
+    Feature(String),
 }
 
 impl Origin {
     /// The setting's name where it is written: the property, or the runArgs flag.
-    fn name(self, property: &str, flag: &str) -> String {
+    fn name(&self, property: &str, flag: &str) -> String {
         match self {
             Origin::Property => property.to_string(),
             Origin::RunArgs => format!("runArgs {flag}"),
+            Origin::Feature(id) => format!("feature {id:?} {property}"),
         }
     }
 }
@@ -161,6 +165,26 @@ pub(crate) fn widening(input: &PlanInput, ra: &RunArgs) -> Result<Vec<Consent>, 
             from: Origin::Property,
             option: o.clone(),
         });
+    }
+    for f in &input.feature_settings {
+        let from = Origin::Feature(f.id.clone());
+        if f.privileged {
+            out.push(Consent::Privileged { from: from.clone() });
+        }
+        for c in &f.cap_add {
+            out.push(Consent::CapAdd {
+                from: from.clone(),
+                cap: c.clone(),
+            });
+        }
+        for o in &f.security_opt {
+            run_args::security_opt_known(o)
+                .map_err(|e| input.bad_property(format!("feature {:?} securityOpt: {e}", f.id)))?;
+            out.push(Consent::SecurityOpt {
+                from: from.clone(),
+                option: o.clone(),
+            });
+        }
     }
     Ok(out)
 }

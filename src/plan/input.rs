@@ -28,6 +28,16 @@ pub(crate) struct RepoFacts {
     pub uncommitted: usize,
 }
 
+/// What a feature's devcontainer-feature.json asks of the workspace that needs consent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct FeatureSettings {
+    /// The feature as the config names it.
+    pub id: String,
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub security_opt: Vec<String>,
+}
+
 /// A user secret for the plan: the name the consumer sees, and an existing podman
 /// secret to use instead of devaipod's environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +107,8 @@ pub(crate) struct PlanInput {
     pub bundled_id: Option<String>,
     /// The derived image with the config's features, once `up` made it (or found it).
     pub features_image: Option<String>,
+    /// The features' widening settings, in install order: the workspace's with consent.
+    pub feature_settings: Vec<FeatureSettings>,
     /// The image of the network guard and the workspace's SSH helpers
     /// (`localhost/devaipod-net:KEY`, made from the devaipod-net binary by `up`) and
     /// whether it is in the local store. Empty when there is no binary and the network

@@ -72,6 +72,15 @@ impl RepoSettings {
     pub(crate) fn security_opt(&self, input: &PlanInput) -> Vec<String> {
         let mut out = self.run_args.security_opt.clone();
         out.extend(input.devcontainer.security_opt.iter().flatten().cloned());
+        for f in &input.feature_settings {
+            out.extend(
+                f.security_opt
+                    .iter()
+                    .filter(|o| !out.contains(o))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+        }
         out
     }
 
@@ -86,6 +95,12 @@ impl RepoSettings {
                 .flatten()
                 .map(|c| c.to_ascii_uppercase()),
         );
+        for c in input.feature_settings.iter().flat_map(|f| &f.cap_add) {
+            let c = c.to_ascii_uppercase();
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
         out
     }
 }

@@ -46,6 +46,7 @@ pub(crate) fn input() -> PlanInput {
         approved: Vec::new(),
         bundled_id: Some("0123456789abcdef".into()),
         features_image: None,
+        feature_settings: Vec::new(),
         cdi_gpu: None,
         agent_model: None,
         agent_opencode: None,
@@ -584,4 +585,36 @@ fn a_workspace_that_can_remount_is_told_apart() {
         ws.cap_add = caps.iter().map(|c| c.to_string()).collect();
         assert_eq!(crate::plan::workspace::can_remount(&ws), can, "{caps:?}");
     }
+}
+
+#[test]
+fn what_a_feature_asks_of_the_workspace_needs_consent_and_never_reaches_the_agent() {
+    let mut i = input();
+    i.feature_settings = vec![crate::plan::input::FeatureSettings {
+        id: "ghcr.io/devcontainers/features/docker-in-docker:2".into(),
+        privileged: true,
+        cap_add: vec!["sys_ptrace".into()],
+        security_opt: vec!["seccomp=unconfined".into()],
+    }];
+    let e = build(&i).expect_err("consent").to_string();
+    assert!(
+        e.contains("feature \"ghcr.io/devcontainers/features/docker-in-docker:2\" privileged")
+            && e.contains("capAdd sys_ptrace")
+            && e.contains("securityOpt seccomp=unconfined"),
+        "{e}"
+    );
+    i.trust = Some("--trust".into());
+    let plan = build(&i).expect("plan");
+    let ws = plan.container(Role::Workspace).expect("ws");
+    assert!(ws.extra.privileged);
+    assert!(
+        ws.cap_add.contains(&"SYS_PTRACE".to_string()),
+        "{:?}",
+        ws.cap_add
+    );
+    assert!(ws.security_opt.contains(&"seccomp=unconfined".to_string()));
+    let agent = plan.container(Role::Agent).expect("agent");
+    assert_eq!(agent.extra, Extras::default());
+    assert!(agent.cap_add.is_empty());
+    assert_eq!(plan.trust.applied.len(), 3, "{:?}", plan.trust.applied);
 }

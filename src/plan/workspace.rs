@@ -91,7 +91,9 @@ impl Workspace<'_> {
             secrets: self.secrets.workspace_refs(input.owner()),
             labels,
             extra: Extras {
-                privileged: ra.privileged || dc.privileged == Some(true),
+                privileged: ra.privileged
+                    || dc.privileged == Some(true)
+                    || input.feature_settings.iter().any(|f| f.privileged),
                 devices: ra
                     .devices
                     .iter()

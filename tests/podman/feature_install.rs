@@ -52,8 +52,13 @@ fn local_features_are_installed_in_order_once_and_stay_out_of_the_agent() {
     }
     let p = b.files(&files).build();
 
+    // Feature a's capAdd needs the same consent as the config's own: without it, up
+    // says which feature asks for what, and makes nothing (no pod, no image).
+    let refused = p.up_fails(&[], "feature \"./a\" capAdd SYS_PTRACE");
+    assert!(stderr(&refused).contains("--trust"), "{}", stderr(&refused));
+
     // The dry run shows the install order and the image to build, and makes nothing.
-    let dry = p.dry_run(&[]);
+    let dry = p.dry_run(&["--trust"]);
     assert_eq!(
         dry["features"]["order"],
         serde_json::json!(["./a", "./b"]),
@@ -65,18 +70,16 @@ fn local_features_are_installed_in_order_once_and_stay_out_of_the_agent() {
         .expect("image")
         .to_string();
 
-    let first = p.up(&["--json"]);
+    let first = p.up(&["--json", "--trust"]);
     assert!(first.status.success(), "{}", stderr(&first));
     let err = stderr(&first);
     assert!(err.contains("installing features ./a, ./b"), "{err}");
-    // Its capAdd is not applied, and up says so.
-    assert!(err.contains("feature \"./a\" asks for capAdd"), "{err}");
     let image = podman_ok(&["inspect", &p.workspace(), "--format", "{{.ImageName}}"]);
     let image = image.trim().to_string();
     let _rm = Rm::image(image.clone());
     assert!(image.starts_with("localhost/devaipod-features-"), "{image}");
     assert_eq!(image, planned);
-    let again = crate::common::pod::json_of(&p.up(&["--dry-run", "--json"]));
+    let again = crate::common::pod::json_of(&p.up(&["--dry-run", "--json", "--trust"]));
     assert_eq!(again["features"]["state"], "present", "{again}");
 
     // Installed in order (./b installs after ./a), as root, with their options given
@@ -109,19 +112,21 @@ fn local_features_are_installed_in_order_once_and_stay_out_of_the_agent() {
         ["a", "b", "/opt/a", "CapEff:\t0000000000000000"],
         "{agent}"
     );
-    let ws_caps = podman_ok(&[
-        "inspect",
-        &p.workspace(),
-        "--format",
-        "{{json .HostConfig.CapAdd}}",
-    ]);
-    assert!(!ws_caps.contains("PTRACE"), "{ws_caps}");
+    // The workspace got the capability, by consent.
+    let ws_caps = p.in_workspace(None, "grep CapEff /proc/1/status");
+    let eff = u64::from_str_radix(ws_caps.trim().trim_start_matches("CapEff:").trim(), 16)
+        .expect("CapEff");
+    assert_ne!(
+        eff & (1 << 19),
+        0,
+        "no CAP_SYS_PTRACE in the workspace: {ws_caps}"
+    );
 
     // A second up of the same repo builds nothing: the same image.
     let id = podman_ok(&["image", "inspect", &image, "--format", "{{.Id}}"]);
     let del = crate::common::pod::devaipod(&["delete", &p.pod()]);
     assert!(del.status.success(), "{}", stderr(&del));
-    let second = p.up(&["--json"]);
+    let second = p.up(&["--json", "--trust"]);
     assert!(second.status.success(), "{}", stderr(&second));
     assert!(
         !stderr(&second).contains("installing features"),
