@@ -107,6 +107,64 @@ fn home_of(user: &str) -> String {
     }
 }
 
+/// The config's features with their hard dependencies: each read (fetched into the
+/// cache unless local), and their install order.
+pub(crate) struct Resolved {
+    pub nodes: Vec<Node>,
+    /// Each node's folder, by index.
+    pub folders: Vec<PathBuf>,
+    /// Indexes into `nodes`, in install order.
+    pub order: Vec<usize>,
+    pub warnings: Vec<String>,
+}
+
+/// Reads (or fetches) every feature `map` names and those they depend on, and orders
+/// them as the reference CLI does.
+pub(crate) async fn resolve(
+    map: &serde_json::Map<String, serde_json::Value>,
+    override_order: &[String],
+    config_path: &Path,
+    repo_root: &Path,
+) -> Result<Resolved> {
+    let place = Place {
+        config_path,
+        repo_root,
+    };
+    let (requested, warnings) = features::requested(map, place)?;
+    let cache = crate::oci::default_cache()?;
+    let mut nodes = Vec::new();
+    let mut folders = Vec::new();
+    let mut pending: Vec<(String, FeatureSource, serde_json::Value)> = requested
+        .into_iter()
+        .map(|r| (r.user_id, r.source, r.value))
+        .collect();
+    while !pending.is_empty() {
+        for (user_id, source, value) in pending {
+            let (folder, digest) = folder_of(&user_id, &source, &cache).await?;
+            let meta = FeatureMeta::read(&folder)?;
+            nodes.push(Node {
+                user_id,
+                source,
+                value,
+                meta,
+                digest,
+            });
+            folders.push(folder);
+        }
+        pending = features::needed_dependencies(&nodes, place)?
+            .into_iter()
+            .map(|n| (n.user_id, n.source, n.value))
+            .collect();
+    }
+    let order = features::install_order(&nodes, override_order, place)?;
+    Ok(Resolved {
+        nodes,
+        folders,
+        order,
+        warnings,
+    })
+}
+
 /// Prepares the features' build on `base`; `None` when the config names none.
 pub(crate) async fn prepare(
     dc: &DevContainer,
@@ -119,49 +177,18 @@ pub(crate) async fn prepare(
     let Some(map) = dc.features.as_ref().filter(|f| !f.is_empty()) else {
         return Ok(None);
     };
-    let place = Place {
+    let Resolved {
+        nodes,
+        folders,
+        order,
+        mut warnings,
+    } = resolve(
+        map,
+        dc.override_feature_install_order.as_deref().unwrap_or(&[]),
         config_path,
         repo_root,
-    };
-    let (requested, mut warnings) = features::requested(map, place)?;
-    let cache = crate::oci::default_cache()?;
-    let mut nodes = Vec::new();
-    let mut folders = Vec::new();
-    for r in requested {
-        let (folder, digest) = folder_of(&r.user_id, &r.source, &cache).await?;
-        let meta = FeatureMeta::read(&folder)?;
-        nodes.push(Node {
-            user_id: r.user_id,
-            source: r.source,
-            value: r.value,
-            meta,
-            digest,
-        });
-        folders.push(folder);
-    }
-    loop {
-        let needed = features::needed_dependencies(&nodes, place)?;
-        if needed.is_empty() {
-            break;
-        }
-        for n in needed {
-            let (folder, digest) = folder_of(&n.user_id, &n.source, &cache).await?;
-            let meta = FeatureMeta::read(&folder)?;
-            nodes.push(Node {
-                user_id: n.user_id,
-                source: n.source,
-                value: n.value,
-                meta,
-                digest,
-            });
-            folders.push(folder);
-        }
-    }
-    let override_order = dc
-        .override_feature_install_order
-        .clone()
-        .unwrap_or_default();
-    let order = features::install_order(&nodes, &override_order, place)?;
+    )
+    .await?;
     let mut installs = Vec::new();
     let mut settings = Vec::new();
     for &i in &order {

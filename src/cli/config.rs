@@ -67,7 +67,7 @@ pub(super) async fn read(ctx: &Context, args: &ConfigArgs) -> Result<Reading> {
             "scheme": if args.config.is_some() { "file" } else { "vscode-fileHost" },
         }),
     );
-    let (features, features_note) = local_features(&configuration, &path);
+    let (features, features_note) = config_features(&configuration, &path, &root).await;
     let (merged, mut merged_note) = match metadata_image(&configuration, &path) {
         Err(why) => (None, Some(why)),
         // A build whose target stage is not found starts from nothing: no metadata.
@@ -103,40 +103,46 @@ pub(super) async fn read(ctx: &Context, args: &ConfigArgs) -> Result<Reading> {
     })
 }
 
-/// Metadata entries of the config's local features (`./path` next to the config), in
-/// the order the config lists them; a note when other features could not be read.
-fn local_features(
+/// Metadata entries of the config's features (local ones read, OCI and tarball ones
+/// fetched into the cache, hard dependencies added), in install order, as the reference
+/// CLI merges them; a note instead when they could not all be read.
+async fn config_features(
     configuration: &Map<String, Value>,
     config_path: &std::path::Path,
+    repo_root: &std::path::Path,
 ) -> (Vec<Map<String, Value>>, Option<String>) {
-    let Some(features) = configuration.get("features").and_then(Value::as_object) else {
+    let Some(features) = configuration
+        .get("features")
+        .and_then(Value::as_object)
+        .filter(|f| !f.is_empty())
+    else {
         return (Vec::new(), None);
     };
-    let dir = config_path.parent().unwrap_or(std::path::Path::new("."));
-    let mut entries = Vec::new();
-    let mut skipped = Vec::new();
-    for id in features.keys() {
-        let local = id.starts_with("./") || id.starts_with("../");
-        let meta = local
-            .then(|| std::fs::read_to_string(dir.join(id).join("devcontainer-feature.json")).ok())
-            .flatten()
-            .and_then(|t| devcontainer::parse_raw(&t).ok());
-        match meta {
-            Some(m) => entries.push(metadata::feature_entry(id, &m)),
-            None => skipped.push(
-                devcontainer::properties::printable_id(id)
-                    .unwrap_or("(unprintable id)")
-                    .to_string(),
-            ),
-        }
+    let order: Vec<String> = configuration
+        .get("overrideFeatureInstallOrder")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    match crate::feature_build::resolve(features, &order, config_path, repo_root).await {
+        Ok(r) => (
+            r.order
+                .iter()
+                .map(|&i| metadata::feature_entry(&r.nodes[i].user_id, &r.nodes[i].meta.raw))
+                .collect(),
+            None,
+        ),
+        Err(e) => (
+            Vec::new(),
+            Some(format!(
+                "the features could not be read, so their metadata is not merged: {e:#}"
+            )),
+        ),
     }
-    let note = (!skipped.is_empty()).then(|| {
-        format!(
-            "features {} are not fetched (devaipod reads only local ./ features): their metadata is not merged",
-            skipped.join(", ")
-        )
-    });
-    (entries, note)
 }
 
 /// The image whose metadata the merge uses: `image`, or the base image of the

@@ -349,12 +349,20 @@ fn normalise(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// The folder of a local feature: under the repository's `.devcontainer` folder, both as
-/// written and with symlinks resolved.
+/// The folder of a local feature: under the config's `.devcontainer` folder (the one
+/// holding devcontainer.json, or `.devcontainer/NAME/devcontainer.json`, or the one
+/// beside a `.devcontainer.json`), inside the repository, both as written and with
+/// symlinks resolved.
 fn local_folder(id: &str, place: Place<'_>) -> Result<PathBuf> {
-    let fix = "local features live in folders under the repository's .devcontainer folder; move the feature there and name it \"./FOLDER\" relative to devcontainer.json";
+    let fix = "local features live in folders under the .devcontainer folder of devcontainer.json; move the feature there and name it \"./FOLDER\" relative to devcontainer.json";
     let config_dir = place.config_path.parent().unwrap_or(Path::new("."));
-    let root = normalise(&place.repo_root.join(".devcontainer"));
+    let root = match config_dir
+        .ancestors()
+        .find(|a| a.file_name().is_some_and(|n| n == ".devcontainer"))
+    {
+        Some(d) => normalise(d),
+        None => normalise(&config_dir.join(".devcontainer")),
+    };
     let joined = normalise(&config_dir.join(id));
     let (Some(root), Some(joined)) = (root, joined) else {
         bail!("feature {id:?}: the path climbs out of the filesystem root; {fix}");
@@ -1617,7 +1625,7 @@ mod tests {
             );
             if id != "/etc" {
                 assert!(
-                    e.contains("under the repository's .devcontainer folder"),
+                    e.contains("under the .devcontainer folder of devcontainer.json"),
                     "{id}: {e}"
                 );
             }
