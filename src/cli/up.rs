@@ -208,20 +208,7 @@ async fn planned_features(
     let Some(base) = engine.inspect_image(&plan.image.reference).await? else {
         return Ok(None);
     };
-    let made = crate::feature_build::prepare(
-        &host.input.devcontainer,
-        path,
-        &host.input.repo.root,
-        &host.input.repo.folder_name,
-        &crate::feature_build::Base {
-            reference: &plan.image.reference,
-            id: &base.id,
-            labels: &base.labels,
-            user: &base.config.user,
-        },
-        req.rebuild,
-    )
-    .await?;
+    let made = features_on(host, path, &plan.image.reference, &base, req.rebuild).await?;
     let Some(made) = made else { return Ok(None) };
     let tag = made.build.plan.tag;
     let present = !req.rebuild && engine.image_id(&tag).await?.is_some();
@@ -353,6 +340,30 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The features' build on the base image `base_ref` (inspected as `base`).
+async fn features_on(
+    host: &inputs::HostFacts,
+    config_path: &std::path::Path,
+    base_ref: &str,
+    base: &crate::podman::inspect::ImageInspect,
+    rebuild: bool,
+) -> Result<Option<crate::feature_build::FeaturesBuild>> {
+    crate::feature_build::prepare(
+        &host.input.devcontainer,
+        config_path,
+        &host.input.repo.root,
+        &host.input.repo.folder_name,
+        &crate::feature_build::Base {
+            reference: base_ref,
+            id: &base.id,
+            labels: &base.labels,
+            user: &base.config.user,
+        },
+        rebuild,
+    )
+    .await
+}
+
 /// Installs the config's features into the derived image (built unless it exists, or
 /// `--rebuild`), and points the plan's input at it.
 async fn install_features(
@@ -370,20 +381,7 @@ async fn install_features(
             "the image {base_ref} is not in the local store, so its features cannot be installed: `devaipod image pull {base_ref}`, or `up --pull missing`"
         );
     };
-    let made = crate::feature_build::prepare(
-        &host.input.devcontainer,
-        config_path,
-        &host.input.repo.root,
-        &host.input.repo.folder_name,
-        &crate::feature_build::Base {
-            reference: &base_ref,
-            id: &base.id,
-            labels: &base.labels,
-            user: &base.config.user,
-        },
-        req.rebuild,
-    )
-    .await?;
+    let made = features_on(host, config_path, &base_ref, &base, req.rebuild).await?;
     let Some(made) = made else { return Ok(()) };
     let tag = made.build.plan.tag.clone();
     host.input.feature_settings = made.settings.clone();
