@@ -36,7 +36,81 @@ pub(crate) struct FeaturesBuild {
     pub order: Vec<String>,
     /// What each asks of the workspace (privileged, capAdd, securityOpt), in order.
     pub settings: Vec<FeatureSettings>,
+    /// What each adds, in order, for `--dry-run`.
+    pub adds: Vec<Adds>,
     pub warnings: Vec<String>,
+}
+
+/// What one feature adds, as `--dry-run` shows it: to the image (its files and
+/// containerEnv: the agent has them too) and to the workspace alone (the rest).
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Adds {
+    pub id: String,
+    pub version: Option<String>,
+    /// The names of its containerEnv (set in the image).
+    pub container_env: Vec<String>,
+    pub mounts: Vec<serde_json::Value>,
+    pub entrypoint: Option<String>,
+    /// Its lifecycle properties, in the spec's order.
+    pub lifecycle: Vec<String>,
+    /// What needs consent (`--trust`), as the refusal names it.
+    pub needs_consent: Vec<String>,
+}
+
+impl Adds {
+    fn new(meta: &FeatureMeta, s: &FeatureSettings) -> Self {
+        let mut needs_consent = Vec::new();
+        if s.privileged {
+            needs_consent.push("privileged".to_string());
+        }
+        needs_consent.extend(s.cap_add.iter().map(|c| format!("capAdd {c}")));
+        needs_consent.extend(s.security_opt.iter().map(|o| format!("securityOpt {o}")));
+        for (i, m) in s.mounts.iter().enumerate() {
+            if let Ok(m) = crate::plan::parse_mount(m)
+                && m.kind == crate::plan::MountKind::Bind
+            {
+                needs_consent.push(format!("mounts[{i}] binds {} at {}", m.source, m.target));
+            }
+        }
+        Adds {
+            id: s.id.clone(),
+            version: meta.version.clone(),
+            container_env: meta.container_env.iter().map(|(k, _)| k.clone()).collect(),
+            mounts: s.mounts.clone(),
+            entrypoint: s.entrypoint.clone(),
+            lifecycle: s.lifecycle.keys().cloned().collect(),
+            needs_consent,
+        }
+    }
+
+    /// One line for the text dry run.
+    pub(crate) fn line(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.container_env.is_empty() {
+            parts.push(format!("containerEnv {}", self.container_env.join(", ")));
+        }
+        if !self.mounts.is_empty() {
+            parts.push(format!("{} mount(s)", self.mounts.len()));
+        }
+        if let Some(e) = &self.entrypoint {
+            parts.push(format!("entrypoint {e}"));
+        }
+        if !self.lifecycle.is_empty() {
+            parts.push(self.lifecycle.join(", "));
+        }
+        if !self.needs_consent.is_empty() {
+            parts.push(format!("needs --trust: {}", self.needs_consent.join(", ")));
+        }
+        if parts.is_empty() {
+            parts.push("files only".into());
+        }
+        let version = self
+            .version
+            .as_deref()
+            .map(|v| format!(" {v}"))
+            .unwrap_or_default();
+        format!("{}{version}: {}", self.id, parts.join("; "))
+    }
 }
 
 /// Whether the config names any feature.
@@ -64,39 +138,29 @@ async fn folder_of(
     Ok((fetched.dir, Some(fetched.digest)))
 }
 
-/// What the feature asks of the workspace that needs consent (the workspace always runs
-/// an init, so `init` asks nothing more).
+/// What the feature asks of the workspace at run time: the widening settings (which
+/// need consent), its mounts, entrypoint and lifecycle commands. The workspace always
+/// runs an init, so `init` asks nothing more.
 fn settings_of(user_id: &str, meta: &FeatureMeta) -> FeatureSettings {
+    let lifecycle = [
+        ("onCreateCommand", &meta.on_create_command),
+        ("updateContentCommand", &meta.update_content_command),
+        ("postCreateCommand", &meta.post_create_command),
+        ("postStartCommand", &meta.post_start_command),
+        ("postAttachCommand", &meta.post_attach_command),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.clone().map(|v| (k.to_string(), v)))
+    .collect();
     FeatureSettings {
         id: user_id.to_string(),
         privileged: meta.privileged == Some(true),
         cap_add: meta.cap_add.clone().unwrap_or_default(),
         security_opt: meta.security_opt.clone().unwrap_or_default(),
+        mounts: meta.mounts.clone().unwrap_or_default(),
+        entrypoint: meta.entrypoint.clone().filter(|e| !e.trim().is_empty()),
+        lifecycle,
     }
-}
-
-/// The properties of a feature that `up` does not apply to the workspace yet.
-fn unapplied(meta: &FeatureMeta) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    let mut add = |set: bool, name: &'static str| {
-        if set {
-            out.push(name);
-        }
-    };
-    add(
-        meta.mounts.as_ref().is_some_and(|v| !v.is_empty()),
-        "mounts",
-    );
-    add(meta.entrypoint.is_some(), "entrypoint");
-    add(
-        meta.on_create_command.is_some()
-            || meta.update_content_command.is_some()
-            || meta.post_create_command.is_some()
-            || meta.post_start_command.is_some()
-            || meta.post_attach_command.is_some(),
-        "lifecycle commands",
-    );
-    out
 }
 
 /// A user's home as the build sees it.
@@ -191,19 +255,14 @@ pub(crate) async fn prepare(
     .await?;
     let mut installs = Vec::new();
     let mut settings = Vec::new();
+    let mut adds = Vec::new();
     for &i in &order {
         let node = &nodes[i];
-        settings.push(settings_of(&node.user_id, &node.meta));
+        let s = settings_of(&node.user_id, &node.meta);
+        adds.push(Adds::new(&node.meta, &s));
+        settings.push(s);
         let env = features::option_env(&node.user_id, &node.meta, &node.value)?;
         warnings.extend(env.warnings);
-        let skipped = unapplied(&node.meta);
-        if !skipped.is_empty() {
-            warnings.push(format!(
-                "feature {:?} asks for {}, which devaipod does not apply to the workspace yet: its files, PATH and environment are in the image",
-                node.user_id,
-                skipped.join(", ")
-            ));
-        }
         installs.push(Install {
             node,
             folder: folders[i].clone(),
@@ -257,6 +316,7 @@ pub(crate) async fn prepare(
         },
         order: order_ids,
         settings,
+        adds,
         warnings,
     }))
 }

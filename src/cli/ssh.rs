@@ -54,21 +54,17 @@ pub struct ExecArgs {
 /// Runs postAttachCommand (interactive sessions only); a failure is reported and the
 /// session goes on.
 async fn post_attach(engine: &Engine, ctx: &WorkspaceSession) {
-    let Some(cmd) = &ctx.post_attach else {
+    if ctx.post_attach.is_empty() {
         return;
-    };
+    }
     let progress = crate::progress::Progress::new();
-    let step = plan::LifecycleStep {
-        property: "postAttachCommand".into(),
-        command: cmd.clone(),
-    };
     if let Err(e) = crate::podman::hooks::run_lifecycle(
         engine,
         &ctx.workspace,
         ctx.user.as_deref(),
         ctx.workdir.as_deref().unwrap_or("/"),
         &ctx.env,
-        std::slice::from_ref(&step),
+        &ctx.post_attach,
         &progress,
     )
     .await

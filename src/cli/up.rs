@@ -169,7 +169,10 @@ async fn dry_run(ctx: &Context, args: &UpArgs) -> Result<ExitCode> {
                 line(&f.image),
                 f.state
             );
-            for w in &f.not_applied {
+            for a in &f.each {
+                println!("           {}", line(&a.line()));
+            }
+            for w in &f.warnings {
                 println!("           {}", line(w));
             }
         }
@@ -186,7 +189,9 @@ struct PlannedFeatures {
     order: Vec<String>,
     image: String,
     state: &'static str,
-    not_applied: Vec<String>,
+    /// What each feature adds, in install order.
+    each: Vec<crate::feature_build::Adds>,
+    warnings: Vec<String>,
     #[serde(skip)]
     settings: Vec<crate::plan::input::FeatureSettings>,
 }
@@ -216,7 +221,8 @@ async fn planned_features(
         order: made.order,
         image: tag,
         state: if present { "present" } else { "will_build" },
-        not_applied: made.warnings,
+        each: made.adds,
+        warnings: made.warnings,
         settings: made.settings,
     }))
 }

@@ -35,10 +35,13 @@ impl Origin {
 }
 
 /// Where a host bind comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum BindFrom {
     /// The entry `mounts[index]` of devcontainer.json.
     Mounts { index: usize },
+    /// The entry `mounts[index]` of a feature's devcontainer-feature.json (its id as the
+    /// config names it).
+    Feature { id: String, index: usize },
     /// A `runArgs` flag (`-v` or `--mount`).
     RunArgs { flag: &'static str },
 }
@@ -82,6 +85,11 @@ impl Consent {
                 source,
                 target,
             } => format!("mounts[{index}] binds {source} at {target}"),
+            Consent::HostBind {
+                from: BindFrom::Feature { id, index },
+                source,
+                target,
+            } => format!("feature {id:?} mounts[{index}] binds {source} at {target}"),
             Consent::HostBind {
                 from: BindFrom::RunArgs { flag },
                 source,

@@ -28,14 +28,22 @@ pub(crate) struct RepoFacts {
     pub uncommitted: usize,
 }
 
-/// What a feature's devcontainer-feature.json asks of the workspace that needs consent.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What a feature's devcontainer-feature.json asks of the workspace at run time: the
+/// widening settings (which need consent), its mounts, its entrypoint and its lifecycle
+/// commands. The workspace gets them; the agent, which runs the same image, never does.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct FeatureSettings {
     /// The feature as the config names it.
     pub id: String,
     pub privileged: bool,
     pub cap_add: Vec<String>,
     pub security_opt: Vec<String>,
+    /// `mounts`, as written (strings or objects).
+    pub mounts: Vec<serde_json::Value>,
+    /// `entrypoint`: a command the workspace runs when it starts, before its own.
+    pub entrypoint: Option<String>,
+    /// The lifecycle commands by property (`onCreateCommand` ... `postAttachCommand`).
+    pub lifecycle: BTreeMap<String, serde_json::Value>,
 }
 
 /// A user secret for the plan: the name the consumer sees, and an existing podman

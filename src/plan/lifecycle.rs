@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use super::input::PlanInput;
 use super::spec::keys_only;
-use crate::devcontainer::DevContainer;
 
 /// One lifecycle command, as devcontainer.json writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -55,11 +54,57 @@ impl Command {
     }
 }
 
-/// A lifecycle step: which property, and its command.
+/// A lifecycle step: which property (of which feature, or of devcontainer.json), and its
+/// command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub(crate) struct LifecycleStep {
     pub property: String,
     pub command: Command,
+    /// The feature it comes from (its id as the config names it); none for the config's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature: Option<String>,
+}
+
+impl LifecycleStep {
+    /// How progress and errors name it: `postCreateCommand`, or
+    /// `feature "./a" postCreateCommand`.
+    pub(crate) fn name(&self) -> String {
+        match &self.feature {
+            Some(id) => format!("feature {id:?} {}", self.property),
+            None => self.property.clone(),
+        }
+    }
+}
+
+/// The commands of one lifecycle property, as the reference CLI runs them: each
+/// feature's (in install order), then the config's.
+pub(crate) fn steps_of(input: &PlanInput, property: &str) -> Vec<LifecycleStep> {
+    let features = input.feature_settings.iter().filter_map(|f| {
+        let command = f.lifecycle.get(property).and_then(Command::from_value)?;
+        Some(LifecycleStep {
+            property: property.into(),
+            command,
+            feature: Some(f.id.clone()),
+        })
+    });
+    let dc = &input.devcontainer;
+    let own = match property {
+        "onCreateCommand" => &dc.on_create_command,
+        "updateContentCommand" => &dc.update_content_command,
+        "postCreateCommand" => &dc.post_create_command,
+        "postStartCommand" => &dc.post_start_command,
+        "postAttachCommand" => &dc.post_attach_command,
+        _ => &None,
+    };
+    let own = own
+        .as_ref()
+        .and_then(Command::from_value)
+        .map(|command| LifecycleStep {
+            property: property.into(),
+            command,
+            feature: None,
+        });
+    features.chain(own).collect()
 }
 
 /// The workspace's lifecycle commands: run as the remoteUser in the workspace folder,
@@ -77,28 +122,19 @@ pub(crate) struct LifecyclePlan {
 }
 
 impl LifecyclePlan {
-    /// The lifecycle properties of the configuration, in the spec's order.
-    pub(crate) fn new(dc: &DevContainer) -> Self {
-        let step = |property: &str, v: &Option<serde_json::Value>| {
-            v.as_ref()
-                .and_then(Command::from_value)
-                .map(|command| LifecycleStep {
-                    property: property.into(),
-                    command,
-                })
-        };
-        let start: Vec<LifecycleStep> = step("postStartCommand", &dc.post_start_command)
-            .into_iter()
-            .collect();
+    /// The lifecycle properties of the features and the configuration, in the spec's
+    /// order.
+    pub(crate) fn new(input: &PlanInput) -> Self {
+        let start = steps_of(input, "postStartCommand");
         LifecyclePlan {
-            env: dc.remote_env.clone().unwrap_or_default(),
+            env: input.devcontainer.remote_env.clone().unwrap_or_default(),
             create: [
-                step("onCreateCommand", &dc.on_create_command),
-                step("updateContentCommand", &dc.update_content_command),
-                step("postCreateCommand", &dc.post_create_command),
+                "onCreateCommand",
+                "updateContentCommand",
+                "postCreateCommand",
             ]
             .into_iter()
-            .flatten()
+            .flat_map(|p| steps_of(input, p))
             .chain(start.clone())
             .collect(),
             start,
@@ -186,13 +222,14 @@ mod tests {
 
     #[test]
     fn post_start_runs_at_create_and_at_every_start() {
-        let dc = DevContainer {
+        let mut i = crate::plan::tests_support::input();
+        i.devcontainer = crate::devcontainer::DevContainer {
             update_content_command: Some(json!("u")),
             post_start_command: Some(json!(["s"])),
             remote_env: Some([("A".to_string(), "1".to_string())].into()),
             ..Default::default()
         };
-        let p = LifecyclePlan::new(&dc);
+        let p = LifecyclePlan::new(&i);
         let props = |steps: &[LifecycleStep]| -> Vec<String> {
             steps.iter().map(|s| s.property.clone()).collect()
         };
@@ -202,5 +239,48 @@ mod tests {
         );
         assert_eq!(props(&p.start), ["postStartCommand"]);
         assert_eq!(p.env.len(), 1);
+    }
+
+    #[test]
+    fn features_commands_run_before_the_configs_in_install_order() {
+        let mut i = crate::plan::tests_support::input();
+        i.devcontainer.post_create_command = Some(json!("own"));
+        i.devcontainer.post_start_command = Some(json!("own-start"));
+        let feature =
+            |id: &str, props: &[(&str, serde_json::Value)]| crate::plan::input::FeatureSettings {
+                id: id.into(),
+                lifecycle: props
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+                ..Default::default()
+            };
+        i.feature_settings = vec![
+            feature(
+                "./a",
+                &[
+                    ("postCreateCommand", json!("a-create")),
+                    ("onCreateCommand", json!(["a-on"])),
+                ],
+            ),
+            feature("./b", &[("postStartCommand", json!({"x": "b-start"}))]),
+            feature("./c", &[("postCreateCommand", json!(""))]),
+        ];
+        let p = LifecyclePlan::new(&i);
+        let names: Vec<String> = p.create.iter().map(LifecycleStep::name).collect();
+        assert_eq!(
+            names,
+            [
+                "feature \"./a\" onCreateCommand",
+                "feature \"./a\" postCreateCommand",
+                "postCreateCommand",
+                "feature \"./b\" postStartCommand",
+                "postStartCommand",
+            ]
+        );
+        assert_eq!(p.start.len(), 2);
+        assert_eq!(p.start[0].feature.as_deref(), Some("./b"));
+        let attach = steps_of(&i, "postAttachCommand");
+        assert!(attach.is_empty());
     }
 }

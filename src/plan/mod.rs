@@ -155,7 +155,7 @@ pub(crate) fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         initialize: InitializePlan::new(input),
         agent_config: AgentConfigPlan::new(&ctx)?,
         gator: gator_plan,
-        lifecycle: LifecyclePlan::new(&input.devcontainer),
+        lifecycle: LifecyclePlan::new(input),
         trust: consent::trust_plan(
             input,
             settings.host_env,

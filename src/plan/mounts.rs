@@ -128,30 +128,95 @@ pub(crate) struct RepoMounts {
     pub binds: Vec<Consent>,
 }
 
-/// Reads `mounts`, then adds runArgs' mounts. A host bind in `mounts` without consent
-/// and any mount hiding the workspace folder are refused.
+/// The reference CLI's `${devcontainerId}` for the pod `name`: sha256 of its id labels
+/// (here devaipod's pod label), as a base-32 number of 52 digits. Stable across
+/// rebuilds of the same pod, distinct between pods.
+pub(crate) fn devcontainer_id(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let labels = serde_json::json!({ super::labels::POD: name });
+    let hash = Sha256::digest(labels.to_string().as_bytes());
+    // 256 bits with 4 leading zero bits are 52 digits of 5 bits, most significant first.
+    let mut bits: Vec<bool> = vec![false; 4];
+    bits.extend(
+        hash.iter()
+            .flat_map(|b| (0..8).rev().map(move |i| b >> i & 1 == 1)),
+    );
+    bits.chunks(5)
+        .map(|c| {
+            let d = c.iter().fold(0u32, |n, &b| n << 1 | u32::from(b));
+            char::from_digit(d, 32).unwrap_or('0')
+        })
+        .collect()
+}
+
+/// `v` with `${devcontainerId}` substituted in every string.
+fn with_id(v: &serde_json::Value, id: &str) -> serde_json::Value {
+    match v {
+        serde_json::Value::String(s) => s.replace("${devcontainerId}", id).into(),
+        serde_json::Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| (k.clone(), with_id(v, id)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        other => other.clone(),
+    }
+}
+
+/// Reads the features' `mounts` (in install order), then the config's, then adds
+/// runArgs' mounts. As in the reference CLI's merge, a later mount of the same target
+/// replaces an earlier one. A host bind without consent and any mount hiding the
+/// workspace folder or the agent's clone are refused.
 pub(crate) fn repo_mounts(
     input: &PlanInput,
     ra: &RunArgs,
     folders: &Folders,
 ) -> Result<RepoMounts, PlanError> {
-    let mut out = RepoMounts {
-        mounts: Vec::new(),
-        binds: Vec::new(),
-    };
+    let id = devcontainer_id(input.name.as_str());
+    let hides =
+        |m: &MountSpec| m.target == folders.workspace_folder || m.target == folders.clone_root;
+    let mut all: Vec<(MountSpec, Option<Consent>)> = Vec::new();
+    let mut feature_binds = Vec::new();
+    for f in &input.feature_settings {
+        for (index, m) in f.mounts.iter().enumerate() {
+            let bad = |reason: String| {
+                input.bad_property(format!("feature {:?} mounts[{index}]: {reason}", f.id))
+            };
+            let mount = parse_mount(&with_id(m, &id)).map_err(bad)?;
+            if hides(&mount) {
+                return Err(bad("its target would hide the workspace folder".into()));
+            }
+            let consent = (mount.kind == MountKind::Bind).then(|| Consent::HostBind {
+                from: BindFrom::Feature {
+                    id: f.id.clone(),
+                    index,
+                },
+                source: mount.source.clone(),
+                target: mount.target.clone(),
+            });
+            feature_binds.extend(consent.iter().map(Consent::request));
+            all.push((mount, consent));
+        }
+    }
+    if !feature_binds.is_empty() && !input.trusted() {
+        return Err(PlanError::NeedsTrust {
+            path: input.config_file(),
+            what: feature_binds.join(", "),
+        });
+    }
     let bad_mount = |index: usize, reason: String| PlanError::BadMount {
         path: input.config_file(),
         index,
         reason,
     };
     for (index, m) in input.devcontainer.mounts.iter().flatten().enumerate() {
-        let mount = parse_mount(m).map_err(|reason| bad_mount(index, reason))?;
+        let mount = parse_mount(&with_id(m, &id)).map_err(|reason| bad_mount(index, reason))?;
         if mount.target == folders.workspace_folder {
             return Err(bad_mount(
                 index,
                 "its target is the workspace folder itself".into(),
             ));
         }
+        let mut consent = None;
         if mount.kind == MountKind::Bind {
             if !input.trusted() {
                 return Err(PlanError::BindNeedsTrust {
@@ -160,16 +225,31 @@ pub(crate) fn repo_mounts(
                     source_path: mount.source.clone(),
                 });
             }
-            out.binds.push(Consent::HostBind {
+            consent = Some(Consent::HostBind {
                 from: BindFrom::Mounts { index },
                 source: mount.source.clone(),
                 target: mount.target.clone(),
             });
         }
+        all.push((mount, consent));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut kept: Vec<(MountSpec, Option<Consent>)> = all
+        .into_iter()
+        .rev()
+        .filter(|(m, _)| seen.insert(m.target.clone()))
+        .collect();
+    kept.reverse();
+    let mut out = RepoMounts {
+        mounts: Vec::new(),
+        binds: Vec::new(),
+    };
+    for (mount, consent) in kept {
+        out.binds.extend(consent);
         out.mounts.push(mount);
     }
     for m in &ra.mounts {
-        if m.target == folders.workspace_folder || m.target == folders.clone_root {
+        if hides(m) {
             return Err(input.bad_property(format!(
                 "runArgs: the mount at {} would hide the workspace folder",
                 m.target

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use super::Context;
 use super::folders::Folders;
 use super::labels::{self, Role};
-use super::lifecycle::Command;
 use super::run_args::RunArgs;
 use super::spec::{PodSpec, PortSpec};
 
@@ -44,14 +43,11 @@ fn pod_labels(ctx: &Context<'_>, folders: &Folders, secrets: String) -> BTreeMap
     if let Some(u) = input.owner() {
         l.insert(labels::REMOTE_USER.into(), u);
     }
-    if let Some(c) = dc
-        .post_attach_command
-        .as_ref()
-        .and_then(Command::from_value)
-    {
+    let attach = super::lifecycle::steps_of(input, "postAttachCommand");
+    if !attach.is_empty() {
         l.insert(
             labels::POST_ATTACH.into(),
-            serde_json::to_string(&c).unwrap_or_default(),
+            serde_json::to_string(&attach).unwrap_or_default(),
         );
     }
     if let Some(env) = dc.remote_env.as_ref().filter(|e| !e.is_empty()) {
@@ -92,7 +88,10 @@ mod tests {
         assert_eq!(pod.share, ["net"]);
         assert_eq!(pod.dns, ["10.0.0.1"]);
         let l = &pod.labels;
-        assert_eq!(l[labels::POST_ATTACH], r#"{"shell":"echo hi"}"#);
+        assert_eq!(
+            l[labels::POST_ATTACH],
+            r#"[{"property":"postAttachCommand","command":{"shell":"echo hi"}}]"#
+        );
         assert_eq!(l[labels::REMOTE_ENV], r#"{"A":"1"}"#);
         assert_eq!(l[labels::SECRETS], "a,b");
         assert_eq!(l[labels::REMOTE_USER], "dev");

@@ -399,7 +399,7 @@ fn override_command_false_runs_the_images_command_wrapped() {
     let plan = build(&input()).expect("plan");
     assert_eq!(
         plan.container(Role::Workspace).expect("ws").command,
-        keep_alive(&[])
+        keep_alive(&[], &[])
     );
 }
 
@@ -595,6 +595,7 @@ fn what_a_feature_asks_of_the_workspace_needs_consent_and_never_reaches_the_agen
         privileged: true,
         cap_add: vec!["sys_ptrace".into()],
         security_opt: vec!["seccomp=unconfined".into()],
+        ..Default::default()
     }];
     let e = build(&i).expect_err("consent").to_string();
     assert!(
@@ -617,4 +618,103 @@ fn what_a_feature_asks_of_the_workspace_needs_consent_and_never_reaches_the_agen
     assert_eq!(agent.extra, Extras::default());
     assert!(agent.cap_add.is_empty());
     assert_eq!(plan.trust.applied.len(), 3, "{:?}", plan.trust.applied);
+}
+
+#[test]
+fn a_features_mounts_entrypoint_and_commands_reach_the_workspace_alone() {
+    use serde_json::json;
+    let mut i = input();
+    i.devcontainer.mounts = Some(vec![json!("source=own,target=/data,type=volume")]);
+    i.devcontainer.post_create_command = Some(json!("own"));
+    i.feature_settings = vec![
+        crate::plan::input::FeatureSettings {
+            id: "./dind".into(),
+            mounts: vec![
+                json!({"source": "dind-${devcontainerId}", "target": "/var/lib/docker", "type": "volume"}),
+                json!("source=shadowed,target=/data,type=volume"),
+            ],
+            entrypoint: Some("/usr/local/share/dind-init.sh".into()),
+            lifecycle: [("postCreateCommand".to_string(), json!("feature-create"))].into(),
+            ..Default::default()
+        },
+        crate::plan::input::FeatureSettings {
+            id: "./b".into(),
+            entrypoint: Some("/usr/local/share/b-init.sh".into()),
+            ..Default::default()
+        },
+    ];
+    let plan = build(&i).expect("plan");
+    let ws = plan.container(Role::Workspace).expect("ws");
+    let id = crate::plan::mounts::devcontainer_id(i.name.as_str());
+    assert_eq!(id.len(), 52);
+    let repo_mounts: Vec<(&str, &str)> = ws
+        .mounts
+        .iter()
+        .filter(|m| m.target == "/var/lib/docker" || m.target == "/data")
+        .map(|m| (m.source.as_str(), m.target.as_str()))
+        .collect();
+    // The config's mount of /data replaces the feature's; the id is the pod's.
+    let dind = format!("dind-{id}");
+    assert_eq!(
+        repo_mounts,
+        [(dind.as_str(), "/var/lib/docker"), ("own", "/data")]
+    );
+    // The entrypoints run in order before the command, in the workspace's wrapper.
+    let script = &ws.command[2];
+    let a = script.find("/usr/local/share/dind-init.sh").expect("a");
+    let b = script.find("/usr/local/share/b-init.sh").expect("b");
+    assert!(
+        a < b && b < script.find("exec \"$@\"").expect("exec"),
+        "{script}"
+    );
+    let names: Vec<String> = plan
+        .lifecycle
+        .create
+        .iter()
+        .map(crate::plan::LifecycleStep::name)
+        .collect();
+    assert_eq!(
+        names,
+        ["feature \"./dind\" postCreateCommand", "postCreateCommand"]
+    );
+    // The agent: none of it.
+    let agent = plan.container(Role::Agent).expect("agent");
+    assert!(
+        !agent.command.join(" ").contains("init.sh"),
+        "{:?}",
+        agent.command
+    );
+    assert!(
+        agent
+            .mounts
+            .iter()
+            .all(|m| m.target != "/var/lib/docker" && m.target != "/data"),
+        "{:?}",
+        agent.mounts
+    );
+    // A feature's host bind needs consent, named; one hiding the workspace is refused.
+    i.feature_settings[1].mounts = vec![json!("type=bind,source=/srv,target=/srv")];
+    let e = build(&i).expect_err("consent").to_string();
+    assert!(
+        e.contains("feature \"./b\" mounts[0] binds /srv at /srv") && e.contains("--trust"),
+        "{e}"
+    );
+    i.trust = Some("--trust".into());
+    let plan = build(&i).expect("plan");
+    assert!(
+        plan.trust
+            .applied
+            .iter()
+            .any(|c| c.to_string().contains("feature \"./b\" mounts[0]")),
+        "{:?}",
+        plan.trust.applied
+    );
+    let folder = crate::plan::folders::Folders::new(&i).expect("folders");
+    i.feature_settings[1].mounts =
+        vec![json!({"source": "x", "target": folder.workspace_folder, "type": "volume"})];
+    let e = build(&i).expect_err("hides").to_string();
+    assert!(
+        e.contains("feature \"./b\" mounts[0]") && e.contains("hide"),
+        "{e}"
+    );
 }

@@ -16,18 +16,16 @@ use super::spec::{ContainerSpec, Extras, Seccomp, SharedMount};
 use super::volumes::Volumes;
 
 /// The workspace's command, as the reference CLI wraps it: a shell that exits on
-/// SIGTERM, runs `cmd` (the image's own, for `overrideCommand: false`) if any, and
-/// otherwise waits forever.
-pub(crate) fn keep_alive(cmd: &[String]) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "/bin/sh",
-        "-c",
-        "echo Container started\ntrap \"exit 0\" 15\nexec \"$@\"\nwhile sleep 1 & wait $!; do :; done",
-        "-",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+/// SIGTERM, runs the features' `entrypoints` (in install order), then `cmd` (the image's
+/// own, for `overrideCommand: false`) if any, and otherwise waits forever.
+pub(crate) fn keep_alive(entrypoints: &[String], cmd: &[String]) -> Vec<String> {
+    let mut script = String::from("echo Container started\ntrap \"exit 0\" 15\n");
+    for e in entrypoints {
+        script.push_str(e);
+        script.push('\n');
+    }
+    script.push_str("exec \"$@\"\nwhile sleep 1 & wait $!; do :; done");
+    let mut v: Vec<String> = vec!["/bin/sh".into(), "-c".into(), script, "-".into()];
     v.extend(cmd.iter().cloned());
     v
 }
@@ -148,6 +146,12 @@ pub(crate) fn can_remount(c: &ContainerSpec) -> bool {
 /// devaipod's keep-alive, or the image's own command for `overrideCommand: false`.
 fn command(ctx: &Context<'_>) -> Result<Vec<String>, PlanError> {
     let input = ctx.input;
+    let entrypoints: Vec<String> = input
+        .feature_settings
+        .iter()
+        .filter_map(|f| f.entrypoint.clone())
+        .collect();
+    let keep_alive = |cmd: &[String]| keep_alive(&entrypoints, cmd);
     match input.devcontainer.override_command {
         Some(false) => match &input.image_command {
             Some(cmd) if !cmd.is_empty() => Ok(keep_alive(cmd)),

@@ -126,13 +126,14 @@ pub(crate) async fn run_lifecycle(
         .collect();
     let env = &env;
     for step in steps {
-        progress.step(&format!("running {}", step.property));
+        let name = step.name();
+        progress.step(&format!("running {name}"));
         let jobs: Vec<(String, Vec<String>)> = match &step.command {
             Command::Parallel(map) => map
                 .iter()
-                .map(|(k, c)| (format!("{}.{k}", step.property), c.argv()))
+                .map(|(k, c)| (format!("{name}.{k}"), c.argv()))
                 .collect(),
-            c => vec![(step.property.clone(), c.argv())],
+            c => vec![(name.clone(), c.argv())],
         };
         let runs = jobs.iter().map(|(label, argv)| async move {
             let tail = std::sync::Mutex::new(std::collections::VecDeque::new());

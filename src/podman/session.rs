@@ -26,7 +26,8 @@ pub(crate) struct WorkspaceSession {
     pub user: Option<String>,
     pub workdir: Option<String>,
     pub env: BTreeMap<String, String>,
-    pub post_attach: Option<plan::Command>,
+    /// postAttachCommand: the features' (in install order), then the config's.
+    pub post_attach: Vec<plan::LifecycleStep>,
 }
 
 pub(crate) async fn workspace_session(engine: &Engine, name: &Name) -> Result<WorkspaceSession> {
@@ -54,8 +55,9 @@ pub(crate) async fn workspace_session(engine: &Engine, name: &Name) -> Result<Wo
         })
         .collect();
     let post_attach = label(labels::POST_ATTACH)
-        .map(|j| serde_json::from_str(&j).context("reading the pod's postAttachCommand label"))
-        .transpose()?;
+        .map(|j| post_attach_steps(&j))
+        .transpose()?
+        .unwrap_or_default();
     Ok(WorkspaceSession {
         workspace,
         user: label(labels::REMOTE_USER),
@@ -63,6 +65,21 @@ pub(crate) async fn workspace_session(engine: &Engine, name: &Name) -> Result<Wo
         env,
         post_attach,
     })
+}
+
+/// The steps of the pod's postAttachCommand label: a list of steps, or (pods made
+/// before features' commands were applied) the config's one command.
+fn post_attach_steps(json: &str) -> Result<Vec<plan::LifecycleStep>> {
+    if let Ok(steps) = serde_json::from_str(json) {
+        return Ok(steps);
+    }
+    let command =
+        serde_json::from_str(json).context("reading the pod's postAttachCommand label")?;
+    Ok(vec![plan::LifecycleStep {
+        property: "postAttachCommand".into(),
+        command,
+        feature: None,
+    }])
 }
 
 /// One session.

@@ -104,7 +104,7 @@ mod tests {
             user: Some("dev".into()),
             workdir: Some("/workspaces/demo".into()),
             env: [("SECRETISH".to_string(), "x".to_string())].into(),
-            post_attach: None,
+            post_attach: Vec::new(),
         };
         let spec = relay_spec(&ws, "::1", 8080);
         assert_eq!(spec.argv, [helper_path().as_str(), "relay", "::1", "8080"]);

@@ -656,23 +656,33 @@ fn post_attach_line(label: &str, line: &str) -> String {
     format!("[{label}] {}", crate::terminal::line(line))
 }
 
-/// Runs postAttachCommand before a shell, its output on the channel's stderr; a failure
-/// is reported there and the shell starts anyway.
+/// Runs postAttachCommand (the features', then the config's) before a shell, its output
+/// on the channel's stderr; a failure is reported there and the shell starts anyway.
 async fn post_attach(
     shared: &Shared,
     stderr: &mut (impl tokio::io::AsyncWrite + Unpin),
     tty: bool,
 ) {
-    let Some(cmd) = &shared.ws.post_attach else {
-        return;
-    };
+    for step in &shared.ws.post_attach {
+        post_attach_step(shared, step, stderr, tty).await;
+    }
+}
+
+/// One step of postAttachCommand (an object's commands in parallel).
+async fn post_attach_step(
+    shared: &Shared,
+    step: &crate::plan::LifecycleStep,
+    stderr: &mut (impl tokio::io::AsyncWrite + Unpin),
+    tty: bool,
+) {
     let eol = if tty { "\r\n" } else { "\n" };
-    let jobs: Vec<(String, Vec<String>)> = match cmd {
+    let name = step.name();
+    let jobs: Vec<(String, Vec<String>)> = match &step.command {
         crate::plan::Command::Parallel(map) => map
             .iter()
-            .map(|(k, c)| (format!("postAttachCommand.{k}"), c.argv()))
+            .map(|(k, c)| (format!("{name}.{k}"), c.argv()))
             .collect(),
-        c => vec![("postAttachCommand".into(), c.argv())],
+        c => vec![(name.clone(), c.argv())],
     };
     let env: Vec<(String, String)> = shared
         .ws
@@ -849,7 +859,7 @@ mod tests {
             user: Some("dev".into()),
             workdir: Some("/workspaces/demo".into()),
             env: [("EDITOR".to_string(), "vi".to_string())].into(),
-            post_attach: None,
+            post_attach: Vec::new(),
         }
     }
 
