@@ -23,7 +23,7 @@ fn feature(id: &str, meta_extra: &str, nonce: &str) -> [(String, String); 2] {
         (
             format!(".devcontainer/{id}/install.sh"),
             format!(
-                "#!/bin/sh\nset -e\n# {nonce}\necho {id} >> /usr/local/share/feature-order\nprintf '%s|%s|%s|%s\\n' \"$GREETING\" \"$LOUD\" \"$_REMOTE_USER\" \"$(id -u)\" > /usr/local/share/feature-{id}\n"
+                "#!/bin/sh\nset -e\n# {nonce}\necho {id} >> /usr/local/share/feature-order\nprintf '%s|%s|%s|%s\\n' \"$GREETING\" \"$LOUD\" \"$_REMOTE_USER\" \"$(id -u)\" > /usr/local/share/feature-{id}\nprintf '#!/bin/sh\\necho {id}-entry >> /tmp/feature-entry\\n' > /usr/local/share/feature-{id}-entry.sh\nchmod +x /usr/local/share/feature-{id}-entry.sh\n"
             ),
         ),
     ]
@@ -38,12 +38,20 @@ fn local_features_are_installed_in_order_once_and_stay_out_of_the_agent() {
     let nonce = b.name().to_string();
     let a = feature(
         "a",
-        r#", "containerEnv": {"FEATURE_A_HOME": "/opt/a", "PATH": "/opt/a/bin:${PATH}"}, "capAdd": ["SYS_PTRACE"]"#,
+        r#", "containerEnv": {"FEATURE_A_HOME": "/opt/a", "PATH": "/opt/a/bin:${PATH}"}, "capAdd": ["SYS_PTRACE"],
+            "mounts": [{"source": "dvpt-feature-${devcontainerId}", "target": "/feature-data", "type": "volume"}],
+            "entrypoint": "/usr/local/share/feature-a-entry.sh",
+            "postCreateCommand": "echo feature-a >> /tmp/lifecycle",
+            "postStartCommand": "echo feature-a-start >> /tmp/lifecycle""#,
         &nonce,
     );
-    let bfeat = feature("b", r#", "installsAfter": ["./a"]"#, &nonce);
+    let bfeat = feature(
+        "b",
+        r#", "installsAfter": ["./a"], "entrypoint": "/usr/local/share/feature-b-entry.sh""#,
+        &nonce,
+    );
     let config = format!(
-        r#"{{"image": "{BASE_IMAGE}", "remoteUser": "dev",
+        r#"{{"image": "{BASE_IMAGE}", "remoteUser": "dev", "postCreateCommand": "echo config >> /tmp/lifecycle",
             "features": {{"./b": {{"greeting": "it's $HOME `x`", "loud": true}}, "./a": {{}}}}}}"#
     );
     let mut files: Vec<(&str, &str)> = vec![(".devcontainer/devcontainer.json", &config)];
@@ -69,6 +77,28 @@ fn local_features_are_installed_in_order_once_and_stay_out_of_the_agent() {
         .as_str()
         .expect("image")
         .to_string();
+    // What each adds, and what needs consent.
+    let each = &dry["features"]["each"];
+    assert_eq!(each[0]["id"], "./a", "{dry}");
+    assert_eq!(
+        each[0]["needs_consent"],
+        serde_json::json!(["capAdd SYS_PTRACE"]),
+        "{dry}"
+    );
+    assert_eq!(
+        each[0]["lifecycle"],
+        serde_json::json!(["postCreateCommand", "postStartCommand"]),
+        "{dry}"
+    );
+    assert_eq!(each[1]["entrypoint"], "/usr/local/share/feature-b-entry.sh");
+    // The feature's volume, named for this pod (the plan substitutes ${devcontainerId}):
+    // a name the test removes itself, after the pod.
+    let volume = feature_volume(&dry);
+    assert!(
+        volume.starts_with("dvpt-feature-") && volume.len() == 13 + 52,
+        "{volume}"
+    );
+    let _volume = Rm::volume(volume.clone());
 
     let first = p.up(&["--json", "--trust"]);
     assert!(first.status.success(), "{}", stderr(&first));
@@ -102,14 +132,29 @@ fn local_features_are_installed_in_order_once_and_stay_out_of_the_agent() {
     );
     assert!(lines[5].starts_with("/opt/a/bin:"), "{seen}");
 
+    // The features' runtime settings, in the workspace: the entrypoints ran in order at
+    // its start, their lifecycle commands before the config's, the volume mounted.
+    assert_eq!(
+        p.in_workspace(Some("dev"), "cat /tmp/feature-entry /tmp/lifecycle"),
+        "a-entry\nb-entry\nfeature-a\nconfig\nfeature-a-start\n"
+    );
+    let mounted = podman_ok(&[
+        "inspect",
+        &p.workspace(),
+        "--format",
+        "{{range .Mounts}}{{if eq .Destination \"/feature-data\"}}{{.Name}}{{end}}{{end}}",
+    ]);
+    assert_eq!(mounted.trim(), volume);
+
     // The agent runs the same image: the features' files and environment, but none of
     // their runtime settings (no capability).
     let agent = p.in_agent(
-        "cat /usr/local/share/feature-order; printenv FEATURE_A_HOME; grep CapEff /proc/1/status",
+        "cat /usr/local/share/feature-order; printenv FEATURE_A_HOME; grep CapEff /proc/1/status; ls /tmp/feature-entry /tmp/lifecycle /feature-data 2>&1 | wc -l; cat /tmp/feature-entry 2>/dev/null; true",
     );
+    // (three lines of ls errors: no entrypoint ran, no lifecycle command, no mount)
     assert_eq!(
         agent.lines().collect::<Vec<_>>(),
-        ["a", "b", "/opt/a", "CapEff:\t0000000000000000"],
+        ["a", "b", "/opt/a", "CapEff:\t0000000000000000", "3"],
         "{agent}"
     );
     // The workspace got the capability, by consent.
@@ -141,6 +186,18 @@ fn local_features_are_installed_in_order_once_and_stay_out_of_the_agent() {
         podman_ok(&["inspect", &p.workspace(), "--format", "{{.ImageName}}"]).trim(),
         image
     );
+}
+
+/// The name of the volume the dry run mounts at /feature-data in the workspace.
+fn feature_volume(dry: &serde_json::Value) -> String {
+    let containers = dry["containers"].as_array().expect("containers");
+    containers
+        .iter()
+        .flat_map(|c| c["mounts"].as_array().into_iter().flatten())
+        .find(|m| m["target"] == "/feature-data")
+        .and_then(|m| m["source"].as_str())
+        .unwrap_or_else(|| panic!("no mount at /feature-data in the plan: {dry}"))
+        .to_string()
 }
 
 #[test]
