@@ -1619,3 +1619,18 @@ fn ssh_config_remove_takes_our_entry_and_key_and_leaves_the_users_files() {
         stderr(&o)
     );
 }
+
+#[test]
+fn delete_needs_names_or_all_but_not_both() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let none = devaipod(&["delete"], d.path());
+    assert_eq!(none.status.code(), Some(2));
+    assert!(stderr(&none).contains("<NAMES>..."), "{}", stderr(&none));
+    let both = devaipod(&["delete", "--all", "x"], d.path());
+    assert_eq!(both.status.code(), Some(2));
+    assert!(
+        stderr(&both).contains("cannot be used with"),
+        "{}",
+        stderr(&both)
+    );
+}

@@ -1,5 +1,5 @@
-//! `devaipod delete NAME [--force]`: remove a workspace's pod, containers and volumes,
-//! and its SSH entry and host key.
+//! `devaipod delete NAME... | --all [--force]`: remove workspaces' pods, containers and
+//! volumes, and their SSH entries and host keys.
 
 use std::process::ExitCode;
 
@@ -15,26 +15,98 @@ use crate::podman::labelled::Removed;
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    /// The workspace: NAME or devaipod-NAME
-    pub name: String,
+    /// The workspaces: NAME or devaipod-NAME, one or more
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub names: Vec<String>,
+    /// Delete every workspace devaipod made (those whose agent holds unreviewed commits
+    /// only with --force)
+    #[arg(long)]
+    pub all: bool,
     /// Delete even when the agent holds commits on no host branch, and remove objects
     /// labelled for NAME when its pod is gone (leftovers)
     #[arg(long, short)]
     pub force: bool,
-    /// Print what was removed as JSON
+    /// Print what was removed as JSON (an array when several are named or --all)
     #[arg(long)]
     pub json: bool,
 }
 
+/// Deletes each named workspace (or all of them), going on past one that cannot be;
+/// fails at the end naming those.
 pub(super) async fn run(ctx: &Context, args: DeleteArgs) -> Result<ExitCode> {
-    let name = Name::from_user(&args.name)?;
     let engine = ctx.engine().await?;
+    let names: Vec<Name> = if args.all {
+        let mut names: Vec<Name> = Vec::new();
+        for row in engine.workspaces(None).await? {
+            let name = Name::from_user(&row.name)?;
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        if names.is_empty() {
+            if args.json {
+                println!("[]");
+            } else {
+                println!("no workspaces to delete");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        names
+    } else {
+        args.names
+            .iter()
+            .map(|n| Name::from_user(n))
+            .collect::<Result<_, _>>()?
+    };
+    let several = args.all || names.len() > 1;
+    let mut outputs = Vec::new();
+    let mut failed = Vec::new();
+    for name in &names {
+        match delete_one(engine, name, args.force).await {
+            Ok(out) => {
+                if !args.json {
+                    print_removed(&out);
+                }
+                outputs.push(out);
+            }
+            Err(e) if several => {
+                eprintln!(
+                    "devaipod: {name}: {}",
+                    crate::terminal::line(&format!("{e:#}"))
+                );
+                failed.push(name.to_string());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if args.json {
+        let text = if several {
+            serde_json::to_string_pretty(&outputs)?
+        } else {
+            serde_json::to_string_pretty(&outputs[0])?
+        };
+        println!("{text}");
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} workspace(s) not deleted: {} (see above)",
+            failed.len(),
+            names.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Deletes one workspace: refuses to lose the agent's unreviewed commits without
+/// `force`, and without its pod removes leftovers only with `force`.
+async fn delete_one(engine: &crate::podman::Engine, name: &Name, force: bool) -> Result<Output> {
     let pod = name.pod_name();
     let has_pod = !engine
         .pods_with_label(labels::POD, name.as_str())
         .await?
         .is_empty();
-    if !has_pod && !args.force {
+    if !has_pod && !force {
         let volumes = engine
             .volumes_with_label(labels::POD, name.as_str())
             .await?;
@@ -50,11 +122,11 @@ pub(super) async fn run(ctx: &Context, args: DeleteArgs) -> Result<ExitCode> {
             secrets.len()
         );
     }
-    if has_pod && !args.force {
+    if has_pod && !force {
         // The agent's commits that no host branch holds would be lost.
-        let lost = match crate::agent_repo::agent_made_no_commits(engine, &name).await {
+        let lost = match crate::agent_repo::agent_made_no_commits(engine, name).await {
             Ok(Some(true)) => Ok(Vec::new()),
-            _ => match crate::agent_repo::agent_work(engine, &name).await {
+            _ => match crate::agent_repo::agent_work(engine, name).await {
                 Ok(work) => crate::agent_repo::unreviewed(&work),
                 Err(e) => Err(e),
             },
@@ -65,15 +137,15 @@ pub(super) async fn run(ctx: &Context, args: DeleteArgs) -> Result<ExitCode> {
             )
         })?;
         if !lost.is_empty() {
-            bail!("{}", refusal(&name, &lost));
+            bail!("{}", refusal(name, &lost));
         }
     }
     let removed = engine.remove_labelled(name.as_str()).await?;
     if let Some(state) = crate::state::StateDir::from_env() {
-        state.forget(&name);
+        state.forget(name);
     }
     // The SSH entry and host key go with the pod (a leftover of a pod already gone too).
-    let ssh = crate::ssh::entry_file::forget(&name)
+    let ssh = crate::ssh::entry_file::forget(name)
         .with_context(|| format!("removing the SSH entry and host key of {name}"))?;
     if removed.is_empty() && ssh.removed.is_empty() {
         bail!("no workspace {name}: nothing labelled for it exists");
@@ -81,32 +153,34 @@ pub(super) async fn run(ctx: &Context, args: DeleteArgs) -> Result<ExitCode> {
     if let Some(kept) = &ssh.kept {
         eprintln!("left {} alone: devaipod did not write it", kept.display());
     }
-    if args.json {
-        let out = Output {
-            removed: &removed,
-            ssh: &ssh.removed,
-        };
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        println!(
-            "removed {pod} ({} pod, {} container(s), {} volume(s))",
-            removed.pods.len(),
-            removed.containers.len(),
-            removed.volumes.len()
-        );
-        for p in &ssh.removed {
-            println!("removed {}", p.display());
-        }
+    Ok(Output {
+        pod,
+        removed,
+        ssh: ssh.removed,
+    })
+}
+
+fn print_removed(out: &Output) {
+    println!(
+        "removed {} ({} pod, {} container(s), {} volume(s))",
+        out.pod,
+        out.removed.pods.len(),
+        out.removed.containers.len(),
+        out.removed.volumes.len()
+    );
+    for p in &out.ssh {
+        println!("removed {}", p.display());
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `delete --json`: the engine's objects, and the SSH files (entry, key folder).
 #[derive(Serialize)]
-struct Output<'a> {
+struct Output {
+    #[serde(skip)]
+    pod: String,
     #[serde(flatten)]
-    removed: &'a Removed,
-    ssh: &'a [std::path::PathBuf],
+    removed: Removed,
+    ssh: Vec<std::path::PathBuf>,
 }
 
 /// Why `delete` refuses: the agent's commits no host branch holds (their subjects are the

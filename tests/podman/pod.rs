@@ -274,6 +274,39 @@ fn dry_run_prints_the_plan_and_creates_nothing() {
 }
 
 #[test]
+fn delete_takes_several_names_and_goes_on_past_one_that_fails() {
+    require_image(BASE_IMAGE);
+    let a = TestPod::new("del-a").config(BASE_CONFIG).up();
+    let b = TestPod::new("del-b").config(BASE_CONFIG).up();
+    let missing = format!("{}-missing", a.name());
+    let del = devaipod(&["delete", a.name(), &missing, &b.pod(), "--json"]);
+    assert!(
+        !del.status.success(),
+        "a missing workspace fails the command"
+    );
+    let err = stderr(&del);
+    assert!(
+        err.contains(&format!("{missing}: no workspace"))
+            && err.contains("1 of 3 workspace(s) not deleted"),
+        "{err}"
+    );
+    let out: Value = serde_json::from_slice(&del.stdout).expect("an array on stdout");
+    let pods: Vec<&Value> = out
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|o| &o["pods"][0])
+        .collect();
+    assert_eq!(
+        pods,
+        [&Value::from(a.pod()), &Value::from(b.pod())],
+        "{out}"
+    );
+    a.assert_nothing_left();
+    b.assert_nothing_left();
+}
+
+#[test]
 fn up_refuses_an_existing_pod_and_keeps_it() {
     require_image(BASE_IMAGE);
     let p = TestPod::new("exists").config(BASE_CONFIG).up();
