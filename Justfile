@@ -218,6 +218,10 @@ test-toolbox: _stage fake-internet registry
         run=(env DEVAIPOD_BIN={{stage}}/devaipod)
     fi
     cd /tmp
+    # toolbox's first command after a Podman install or upgrade runs `podman system
+    # migrate`, which restarts the user's pause process: every running pod then loses
+    # its network namespace (`setns` fails). Let it happen now, before any pod exists.
+    "${run[@]}" toolbox list >/dev/null
     "${run[@]}" bash {{stage}}/build.sh
     "${run[@]}" bash {{stage}}/build-toolbox.sh
     "${run[@]}" {{stage}}/cleanup.sh

@@ -19,6 +19,7 @@ mod devcontainer;
 mod feature_build;
 mod git;
 mod inputs;
+mod locks;
 mod names;
 mod net_binary;
 mod oci;

@@ -140,11 +140,109 @@ impl StateDir {
     pub(crate) fn forget(&self, name: &Name) {
         let _ = std::fs::remove_file(self.ready_path(name));
     }
+
+    fn secrets_path(&self, name: &str) -> PathBuf {
+        self.0.join("secrets").join(format!("{name}.json"))
+    }
+
+    /// Records the podman secrets `up` is about to make for `name` (Podman 4.3 keeps no
+    /// labels on secrets: this is how `delete` and `gc` find those of a pod that never
+    /// came to be).
+    pub(crate) fn record_secrets(&self, name: &str, secrets: &[String]) -> Result<()> {
+        let path = self.secrets_path(name);
+        let dir = path.parent().unwrap_or(&path);
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut all = self.recorded_secrets(name);
+        for s in secrets {
+            if !all.contains(s) {
+                all.push(s.clone());
+            }
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&all)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The secrets recorded for `name`.
+    pub(crate) fn recorded_secrets(&self, name: &str) -> Vec<String> {
+        std::fs::read(self.secrets_path(name))
+            .ok()
+            .and_then(|t| serde_json::from_slice(&t).ok())
+            .unwrap_or_default()
+    }
+
+    /// Forgets the secrets recorded for `name` (they were removed).
+    pub(crate) fn forget_secrets(&self, name: &str) {
+        let _ = std::fs::remove_file(self.secrets_path(name));
+    }
+
+    /// The names of `kind`'s records (`secrets`, `ready`): file stems of `*.json`.
+    pub(crate) fn record_names(&self, kind: &str) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(self.0.join(kind)) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = dir
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let n = e.file_name().into_string().ok()?;
+                n.strip_suffix(".json").map(str::to_string)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Removes the readiness record of `name` (gc: its pod is gone).
+    pub(crate) fn remove_ready(&self, name: &str) -> Result<()> {
+        let path = self.0.join("ready").join(format!("{name}.json"));
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))
+    }
+
+    /// The remembered approvals: key, and the host folder the command runs in.
+    pub(crate) fn approvals(&self) -> Vec<(String, PathBuf)> {
+        let Ok(dir) = std::fs::read_dir(self.0.join("approved")) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, PathBuf)> = dir
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let key = e.file_name().into_string().ok()?;
+                let text = std::fs::read_to_string(e.path()).ok()?;
+                Some((key, PathBuf::from(text.lines().next()?)))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Removes a remembered approval.
+    pub(crate) fn remove_approval(&self, key: &str) -> Result<()> {
+        let path = self.approval_path(key);
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_records_gather_and_are_listed_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::at(dir.path());
+        assert!(state.record_names("secrets").is_empty());
+        state.record_secrets("a", &["s1".into()]).expect("record");
+        state
+            .record_secrets("a", &["s1".into(), "s2".into()])
+            .expect("record");
+        state.record_secrets("b", &[]).expect("record");
+        assert_eq!(state.recorded_secrets("a"), ["s1", "s2"]);
+        assert_eq!(state.record_names("secrets"), ["a", "b"]);
+        state.forget_secrets("a");
+        assert!(state.recorded_secrets("a").is_empty());
+        assert_eq!(state.record_names("secrets"), ["b"]);
+    }
 
     #[test]
     fn image_records_gather_repos() {

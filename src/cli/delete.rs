@@ -140,9 +140,15 @@ async fn delete_one(engine: &crate::podman::Engine, name: &Name, force: bool) ->
             bail!("{}", refusal(name, &lost));
         }
     }
-    let removed = engine.remove_labelled(name.as_str()).await?;
-    if let Some(state) = crate::state::StateDir::from_env() {
+    let state = crate::state::StateDir::from_env();
+    let known = state
+        .as_ref()
+        .map(|s| s.recorded_secrets(name.as_str()))
+        .unwrap_or_default();
+    let removed = engine.remove_labelled(name.as_str(), &known).await?;
+    if let Some(state) = &state {
         state.forget(name);
+        state.forget_secrets(name.as_str());
     }
     // The SSH entry and host key go with the pod (a leftover of a pod already gone too).
     let ssh = crate::ssh::entry_file::forget(name)

@@ -9,6 +9,7 @@ mod context;
 mod delete;
 mod feature;
 mod forward;
+mod gc;
 mod image;
 mod initialize;
 mod lifecycle;
@@ -78,8 +79,10 @@ pub enum Command {
     Image(image::ImageArgs),
     /// devcontainer Features: fetch one into the cache (OCI artifact or HTTPS tarball)
     Feature(feature::FeatureArgs),
-    /// Remove a workspace's pod, containers and volumes
+    /// Remove workspaces' pods, containers and volumes
     Delete(delete::DeleteArgs),
+    /// Remove what devaipod made and no longer uses (leftovers, old images and volumes)
+    Gc(gc::GcArgs),
     /// Show how devaipod reads the devcontainer.json (like `devcontainer read-configuration`)
     Config(config::ConfigArgs),
     /// Print shell completions (bash, zsh, fish)
@@ -168,6 +171,7 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::SshServer(args) => ssh_config::server(ctx, args).await,
         Command::Review(args) => review::run(ctx, args).await,
         Command::Delete(args) => delete::run(ctx, args).await,
+        Command::Gc(args) => gc::run(ctx, args).await,
         Command::Config(args) => config::run(ctx, args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

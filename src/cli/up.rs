@@ -238,6 +238,13 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     progress.step("reading the repo and devcontainer.json");
     let req = args.request();
     let mut host = inputs::host_facts(&req)?;
+    // Held until `up` ends: gc leaves this workspace's objects alone meanwhile.
+    let Some(_making) = crate::locks::try_workspace(host.input.name.as_str())? else {
+        bail!(
+            "another devaipod up is making the workspace {} right now; wait for it, or choose another --name",
+            host.input.name
+        );
+    };
     let facts = inputs::image_facts(engine, &host.input, req.rebuild, req.pull).await?;
     let pulls = facts.pulls.clone();
     facts.apply_to(&mut host.input);
@@ -293,7 +300,7 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
         _ => None,
     };
     if net_to_make.is_some() || !shared.is_empty() {
-        let lock = shared_lock()?;
+        let lock = crate::locks::shared()?;
         if let Some(net) = net_to_make
             && engine.image_id(&net.image).await?.is_none()
         {
@@ -324,6 +331,11 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
         made?;
         progress.finish_step();
         drop(lock);
+    }
+    // Before any secret exists: delete and gc find those of an `up` killed midway.
+    if let Some(state) = crate::state::StateDir::from_env() {
+        let names: Vec<String> = plan.secrets.iter().map(|s| s.name.clone()).collect();
+        state.record_secrets(plan.name.as_str(), &names)?;
     }
     let result = apply::apply(engine, &plan, &values, &progress, &mut cancel).await;
     if result.is_ok() {
@@ -448,28 +460,6 @@ pub(crate) async fn build_image(
     }?;
     progress.finish_step();
     Ok(id)
-}
-
-/// Takes the lock held while devaipod-net's image and the shared volumes are made (per
-/// user: one engine store each), a file under the runtime directory; released when
-/// dropped.
-fn shared_lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
-    let dir = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(std::path::PathBuf::from)
-        .filter(|p| p.is_dir())
-        .unwrap_or_else(std::env::temp_dir);
-    let uid = nix::unistd::geteuid().as_raw();
-    let path = dir.join(format!("devaipod-shared-{uid}.lock"));
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    tokio::task::block_in_place(|| {
-        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", path.display()))
-    })
 }
 
 /// Pulls `image` with Podman's progress on the terminal (or as plain lines).

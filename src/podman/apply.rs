@@ -116,8 +116,14 @@ pub(crate) async fn apply(
         progress.step(&format!(
             "rolling back: removing what was created for {name}"
         ));
-        match engine.remove_labelled(name).await {
-            Ok(_) => progress.finish_step(),
+        let made: Vec<String> = plan.secrets.iter().map(|s| s.name.clone()).collect();
+        match engine.remove_labelled(name, &made).await {
+            Ok(_) => {
+                if let Some(state) = crate::state::StateDir::from_env() {
+                    state.forget_secrets(name);
+                }
+                progress.finish_step()
+            }
             Err(re) => {
                 return Err(e.context(format!(
                     "and the rollback failed too ({re:#}); run `devaipod delete {name} --force`"

@@ -57,6 +57,11 @@ pub(crate) fn is_not_found(e: &anyhow::Error) -> bool {
     matches!(EngineError::of(e), Some(EngineError::NotFound { .. }))
 }
 
+/// Whether `e` says the object is in use (Podman's 409).
+pub(crate) fn is_conflict(e: &anyhow::Error) -> bool {
+    matches!(EngineError::of(e), Some(EngineError::Conflict { .. }))
+}
+
 /// Whether `e` says there was nothing to do.
 pub(crate) fn is_not_modified(e: &anyhow::Error) -> bool {
     matches!(EngineError::of(e), Some(EngineError::NotModified { .. }))

@@ -107,8 +107,10 @@ impl Engine {
     }
 
     /// Removes every object labelled for workspace `name`: pods (with their
-    /// containers), stray containers, then volumes. Returns what was removed.
-    pub(crate) async fn remove_labelled(&self, name: &str) -> Result<Removed> {
+    /// containers), stray containers, then volumes, then its secrets (those the pod
+    /// lists, those labelled, and `known` ones: recorded by `up`). Returns what was
+    /// removed.
+    pub(crate) async fn remove_labelled(&self, name: &str, known: &[String]) -> Result<Removed> {
         let pods = self.pods_with_label(labels::POD, name).await?;
         let containers = self.containers_with_label(labels::POD, name).await?;
         // Secrets carry no labels on Podman 4.3's API: the pod lists them, and the
@@ -130,6 +132,7 @@ impl Engine {
             secrets.push(crate::plan::password_secret_name(&n));
         }
         secrets.extend(self.secrets_with_label(labels::POD, name).await?);
+        secrets.extend(known.iter().cloned());
         let mut seen = std::collections::BTreeSet::new();
         secrets.retain(|s| seen.insert(s.clone()));
         futures_util::future::try_join_all(pods.iter().map(|p| self.remove_pod(p))).await?;

@@ -36,6 +36,7 @@ pub(crate) mod cancel;
 pub(crate) mod client;
 pub(crate) mod connect;
 pub(crate) mod exec;
+pub(crate) mod gc;
 pub(crate) mod hooks;
 pub(crate) mod images;
 pub(crate) mod inspect;
