@@ -145,6 +145,8 @@ test-rootful: _stage fake-internet registry
     "${run[@]}" bash {{stage}}/build-gator.sh {{stage}}/fake-gator
     "${run[@]}" {{stage}}/cleanup.sh
     "${run[@]}" {{stage}}/podman-tests --test-threads=2
+    # gc acts on the whole store: its tests run alone, after the suite (rootful only).
+    "${run[@]}" {{stage}}/podman-tests --ignored --test-threads=1 gc::
     "${run[@]}" {{stage}}/cleanup.sh --check
 
 # Real-Podman tests against a rootless engine (the test user when root, else yourself)

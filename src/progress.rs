@@ -120,3 +120,14 @@ mod tests {
         );
     }
 }
+
+/// Test-only fault injection (documented in docs/ci.md): with
+/// `DEVAIPOD_TEST_PAUSE_AT=STEP`, devaipod says `paused at STEP` on stderr and stops
+/// itself (SIGSTOP) there, so a test can signal or kill it at a known step. The steps
+/// are `objects` (volumes, pod and secrets made) and `containers` (made, not started).
+pub(crate) fn pause_point(step: &str) {
+    if std::env::var("DEVAIPOD_TEST_PAUSE_AT").as_deref() == Ok(step) {
+        eprintln!("devaipod: paused at {step} (DEVAIPOD_TEST_PAUSE_AT)");
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+    }
+}

@@ -193,10 +193,10 @@ impl StateDir {
         out
     }
 
-    /// Removes the readiness record of `name` (gc: its pod is gone).
-    pub(crate) fn remove_ready(&self, name: &str) -> Result<()> {
-        let path = self.0.join("ready").join(format!("{name}.json"));
-        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))
+    /// Removes the readiness record of `name` (gc: its pod is gone); `Ok(false)` when
+    /// it was gone already.
+    pub(crate) fn remove_ready(&self, name: &str) -> Result<bool> {
+        remove_if_present(&self.0.join("ready").join(format!("{name}.json")))
     }
 
     /// The remembered approvals: key, and the host folder the command runs in.
@@ -216,10 +216,17 @@ impl StateDir {
         out
     }
 
-    /// Removes a remembered approval.
-    pub(crate) fn remove_approval(&self, key: &str) -> Result<()> {
-        let path = self.approval_path(key);
-        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))
+    /// Removes a remembered approval; `Ok(false)` when it was gone already.
+    pub(crate) fn remove_approval(&self, key: &str) -> Result<bool> {
+        remove_if_present(&self.approval_path(key))
+    }
+}
+
+fn remove_if_present(path: &std::path::Path) -> Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
     }
 }
 

@@ -3,8 +3,9 @@
 //! killed midway, a pod removed by hand), their recorded secrets, the images devaipod
 //! built that no container uses (never images the user pulled), shared volumes no
 //! container mounts, readiness records of gone pods, approvals for folders that no
-//! longer exist. What may hold the agent's unreviewed work (its clone) stays unless
-//! `--force`; a workspace an `up` is making right now is left alone.
+//! longer exist. What may hold the agent's unreviewed work (the clone of an agent that
+//! ran: it has a readiness record) stays unless `--force`; a workspace an `up` is
+//! making right now is left alone.
 //!
 //! Decided by [`decide`] (pure: unit-tested), then applied.
 
@@ -157,12 +158,14 @@ pub(crate) fn decide(inv: &GcInventory, facts: &Facts, force: bool) -> GcPlan {
                 &name,
                 "an `up` is making it now".into(),
             ));
-        } else if agent_clone(&name) && !force {
+        } else if agent_clone(&name) && facts.ready_records.contains(&name) && !force {
+            // The agent answered once (its readiness record): its clone may hold work.
+            // An `up` killed before that leaves a clone the agent never touched.
             plan.keep.push(item(
                 Kind::Workspace,
                 &name,
                 format!(
-                    "{reason}; its agent's clone (volume devaipod-{name}-agent-repo) may hold unreviewed work: `devaipod gc --force` removes it"
+                    "{reason}; its agent ran, and its clone (volume devaipod-{name}-agent-repo) may hold unreviewed work: `devaipod gc --force` removes it"
                 ),
             ));
         } else {
@@ -196,7 +199,11 @@ pub(crate) fn decide(inv: &GcInventory, facts: &Facts, force: bool) -> GcPlan {
         }
     }
     for r in &facts.ready_records {
-        if !with_pod.contains(r.as_str()) {
+        let kept = plan
+            .keep
+            .iter()
+            .any(|k| k.kind == Kind::Workspace && &k.name == r);
+        if !with_pod.contains(r.as_str()) && !kept {
             plan.remove.push(item(
                 Kind::ReadyRecord,
                 r,
@@ -375,18 +382,14 @@ async fn remove(
             Err(e) if crate::podman::client::is_conflict(&e) => Ok(false),
             Err(e) => Err(e),
         },
-        Kind::ReadyRecord => {
-            if let Some(s) = state {
-                s.remove_ready(&item.name)?;
-            }
-            Ok(true)
-        }
-        Kind::Approval => {
-            if let Some(s) = state {
-                s.remove_approval(&item.name)?;
-            }
-            Ok(true)
-        }
+        Kind::ReadyRecord => match state {
+            Some(s) => s.remove_ready(&item.name),
+            None => Ok(false),
+        },
+        Kind::Approval => match state {
+            Some(s) => s.remove_approval(&item.name),
+            None => Ok(false),
+        },
     }
 }
 
@@ -453,6 +456,7 @@ mod tests {
                 volume("stray", "workspace"),
                 volume("gone", "agent-repo"),
                 volume("gone", "agent-home"),
+                volume("killed", "agent-repo"),
             ],
             secrets: [(
                 "labelled".to_string(),
@@ -472,7 +476,7 @@ mod tests {
         };
         let facts = Facts {
             secret_records: vec!["whole".into(), "killed".into(), "making".into()],
-            ready_records: vec!["whole".into(), "old".into()],
+            ready_records: vec!["whole".into(), "old".into(), "gone".into()],
             approvals: vec![
                 ("k1".into(), PathBuf::from("/here")),
                 ("k2".into(), PathBuf::from("/gone")),
@@ -510,6 +514,7 @@ mod tests {
         // --force takes the leftover clone too, never a workspace being made.
         let forced = decide(&inv, &facts, true);
         assert!(names(&forced.remove).contains(&(Kind::Workspace, "gone")));
+        assert!(names(&forced.remove).contains(&(Kind::ReadyRecord, "gone")));
         assert_eq!(names(&forced.keep), [(Kind::Workspace, "making")]);
     }
 

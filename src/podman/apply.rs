@@ -147,10 +147,12 @@ async fn create_and_start(
     let clone = start_clone(plan);
     progress.step("creating volumes and pod");
     cancellable(cancel, create_pod_objects(engine, plan, values)).await?;
+    crate::progress::pause_point("objects");
 
     progress.step("creating containers");
     let seccomp = SeccompFile::write()?;
     let (created, owner) = create_containers(engine, plan, &seccomp, progress, cancel).await?;
+    crate::progress::pause_point("containers");
     let workspace = role(plan, Role::Workspace)?;
     let agent = role(plan, Role::Agent)?;
     engine

@@ -699,7 +699,7 @@ impl Drop for TestPod {
 }
 
 /// The objects of one workspace (IDs of pods, containers, volumes; secret names).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Leftovers {
     pub pods: Vec<String>,
     pub containers: Vec<String>,

@@ -17,6 +17,7 @@ mod engine;
 mod feature_install;
 mod features;
 mod gator;
+mod gc;
 mod inert_git;
 mod inert_output;
 mod jobs;
