@@ -106,6 +106,17 @@ impl Drop for Progress {
     }
 }
 
+/// Test-only fault injection (documented in docs/ci.md): with
+/// `DEVAIPOD_TEST_PAUSE_AT=STEP`, devaipod says `paused at STEP` on stderr and stops
+/// itself (SIGSTOP) there, so a test can signal or kill it at a known step. The steps
+/// are `objects` (volumes, pod and secrets made) and `containers` (made, not started).
+pub(crate) fn pause_point(step: &str) {
+    if std::env::var("DEVAIPOD_TEST_PAUSE_AT").as_deref() == Ok(step) {
+        eprintln!("devaipod: paused at {step} (DEVAIPOD_TEST_PAUSE_AT)");
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,16 +129,5 @@ mod tests {
             w,
             "warning: property \"x\\x1b]0;pwned\\x07\\u{202e}\" is not known\nsecond line"
         );
-    }
-}
-
-/// Test-only fault injection (documented in docs/ci.md): with
-/// `DEVAIPOD_TEST_PAUSE_AT=STEP`, devaipod says `paused at STEP` on stderr and stops
-/// itself (SIGSTOP) there, so a test can signal or kill it at a known step. The steps
-/// are `objects` (volumes, pod and secrets made) and `containers` (made, not started).
-pub(crate) fn pause_point(step: &str) {
-    if std::env::var("DEVAIPOD_TEST_PAUSE_AT").as_deref() == Ok(step) {
-        eprintln!("devaipod: paused at {step} (DEVAIPOD_TEST_PAUSE_AT)");
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
     }
 }

@@ -34,6 +34,12 @@ pub struct DeleteArgs {
 /// Deletes each named workspace (or all of them), going on past one that cannot be;
 /// fails at the end naming those.
 pub(super) async fn run(ctx: &Context, args: DeleteArgs) -> Result<ExitCode> {
+    // Bad names are refused before anything else (no engine yet).
+    let named: Vec<Name> = args
+        .names
+        .iter()
+        .map(|n| Name::from_user(n))
+        .collect::<Result<_, _>>()?;
     let engine = ctx.engine().await?;
     let names: Vec<Name> = if args.all {
         let mut names: Vec<Name> = Vec::new();
@@ -53,10 +59,7 @@ pub(super) async fn run(ctx: &Context, args: DeleteArgs) -> Result<ExitCode> {
         }
         names
     } else {
-        args.names
-            .iter()
-            .map(|n| Name::from_user(n))
-            .collect::<Result<_, _>>()?
+        named
     };
     let several = args.all || names.len() > 1;
     let mut outputs = Vec::new();
