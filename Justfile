@@ -135,7 +135,7 @@ test: setup
     {{sudo}} tests/registry/registry.sh down
 
 # Real-Podman tests against the root (rootful) engine
-test-rootful: _stage fake-internet registry
+test-rootful: _stage fake-internet registry setup-reference
     #!/usr/bin/env bash
     set -euo pipefail
     run=({{sudo}} env CONTAINERS_CONF="$CONTAINERS_CONF" DEVAIPOD_BIN={{stage}}/devaipod
@@ -150,7 +150,7 @@ test-rootful: _stage fake-internet registry
     "${run[@]}" {{stage}}/cleanup.sh --check
 
 # Real-Podman tests against a rootless engine (the test user when root, else yourself)
-test-rootless: _stage fake-internet registry
+test-rootless: _stage fake-internet registry setup-reference
     #!/usr/bin/env bash
     set -euo pipefail
     if [ "$(id -u)" = 0 ]; then
@@ -185,7 +185,7 @@ net-rules:
 
 # Real-Podman tests whose names contain FILTER, rootful then rootless, without the suite's
 # cleanup (so other runs are left alone): `just test-one ssh`, or `just stage=/tmp/mine test-one ssh`
-test-one filter: _stage fake-internet registry
+test-one filter: _stage fake-internet registry setup-reference
     #!/usr/bin/env bash
     set -euo pipefail
     {{sudo}} env CONTAINERS_CONF="$CONTAINERS_CONF" DEVAIPOD_BIN={{stage}}/devaipod \

@@ -6,7 +6,9 @@
 # ones named devaipod-dvpt-*), and image names pulled from the registry tests' registries
 # (tests/registry/registry.sh: the made-up registry.devaipod.test and blocked.devaipod.test,
 # and dvpt/ on 127.0.0.1 or localhost ports 5701 and 5702; a name the image shares with
-# another, such as the base image's, is only untagged). Nothing else: a developer's own
+# another, such as the base image's, is only untagged), and the images the reference CLI's
+# `up` made for tests/podman/feature_reference.rs (vsc-devaipod-test-repo-*-features and
+# dev_container_feature_content_temp). Nothing else: a developer's own
 # workspaces stay.
 #
 #   cleanup.sh          remove stale test objects (before a run); fails if any stays
@@ -19,6 +21,7 @@ set -uo pipefail
 label=devaipod.test
 prefix=devaipod-dvpt-
 registry_images='^(registry\.devaipod\.test|blocked\.devaipod\.test|(127\.0\.0\.1|localhost):570[12]/dvpt)/'
+reference_images='^localhost/(vsc-devaipod-test-repo-[^:]*-features|dev_container_feature_content_temp):'
 
 # Every test object, one "kind name" a line.
 inventory() {
@@ -29,7 +32,7 @@ inventory() {
     { podman volume ls -q --filter "label=$label"; podman volume ls -q | grep "^$prefix"; } 2>/dev/null |
         sort -u | sed 's/^/volume /'
     podman secret ls --format '{{.Name}}' 2>/dev/null | grep "^$prefix" | sed 's/^/secret /'
-    podman images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep -E "$registry_images" |
+    podman images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep -E "$registry_images|$reference_images" |
         sort -u | sed 's/^/image /'
 }
 
@@ -67,7 +70,7 @@ if [ "${1:-}" = --check ]; then
         remove
         exit 1
     fi
-    echo "cleanup: no test objects left (pods, containers, volumes, secrets, registry test images)"
+    echo "cleanup: no test objects left (pods, containers, volumes, secrets, registry and reference test images)"
     exit 0
 fi
 
