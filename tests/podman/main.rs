@@ -15,6 +15,7 @@ mod build;
 mod devcontainer;
 mod engine;
 mod feature_install;
+mod feature_lock;
 mod features;
 mod gator;
 mod inert_git;
