@@ -17,6 +17,7 @@ use crate::devcontainer::DevContainer;
 use crate::devcontainer::features::{
     self, BuildInputs, FeatureMeta, FeatureSource, Install, Node, Place, Users,
 };
+use crate::devcontainer::lockfile::{self, Pin};
 use crate::devcontainer::metadata;
 use crate::plan::input::FeatureSettings;
 
@@ -39,6 +40,8 @@ pub(crate) struct FeaturesBuild {
     /// What each adds, in order, for `--dry-run`.
     pub adds: Vec<Adds>,
     pub warnings: Vec<String>,
+    /// The lockfile as resolved; `up` writes it when it changed.
+    pub lock: Option<lockfile::Update>,
 }
 
 /// What one feature adds, as `--dry-run` shows it: to the image (its files and
@@ -118,24 +121,78 @@ pub(crate) fn wanted(dc: &DevContainer) -> bool {
     dc.features.as_ref().is_some_and(|f| !f.is_empty())
 }
 
-/// The folder of a feature's files, fetched into the cache unless local, and the
-/// digest of what was fetched.
+/// A feature's folder (fetched into the cache unless local), the digest that names its
+/// cache folder, and the digest a lockfile records for it (OCI: the manifest's).
+struct Folder {
+    path: PathBuf,
+    digest: Option<String>,
+    integrity: Option<String>,
+}
+
+/// Fetches (or finds) one feature's folder: by the lockfile's pin when it has one (an
+/// OCI feature by its manifest's digest, not its tag; a tarball checked against it).
 async fn folder_of(
     user_id: &str,
     source: &FeatureSource,
     cache: &Path,
-) -> Result<(PathBuf, Option<String>)> {
-    let fetched = match source {
-        FeatureSource::Local { path } => return Ok((path.clone(), None)),
-        FeatureSource::Oci { .. } => {
-            crate::oci::fetch_feature(&source.to_string(), cache, Refresh::IfMissing).await
+    lock: Option<&lockfile::Read>,
+) -> Result<Folder> {
+    let named = || format!("fetching the feature {user_id:?} named in devcontainer.json");
+    let pin = match lock {
+        Some(l) => l.pin(user_id, source).with_context(named)?,
+        None => None,
+    };
+    let fetched = match (source, &pin) {
+        (FeatureSource::Local { path }, _) => {
+            return Ok(Folder {
+                path: path.clone(),
+                digest: None,
+                integrity: None,
+            });
         }
-        FeatureSource::Tarball { url } => {
+        (
+            FeatureSource::Oci {
+                registry,
+                repository,
+                ..
+            },
+            Some(Pin::Oci { manifest }),
+        ) => {
+            let by_digest = format!("{registry}/{repository}@{manifest}");
+            match crate::oci::fetch_feature(&by_digest, cache, Refresh::IfMissing).await {
+                Ok(f) if f.manifest_digest.as_deref() != Some(manifest.as_str()) => {
+                    Err(anyhow::anyhow!(
+                        "the registry answered {by_digest} with the manifest {}",
+                        f.manifest_digest.as_deref().unwrap_or("(none)")
+                    ))
+                }
+                other => other,
+            }
+        }
+        (FeatureSource::Tarball { url }, Some(Pin::Tarball { digest })) => {
+            crate::oci::fetch_tarball_pinned(url, cache, digest.as_str()).await
+        }
+        (FeatureSource::Tarball { url }, _) => {
             crate::oci::fetch_tarball(url, cache, Refresh::IfMissing).await
         }
-    }
-    .with_context(|| format!("fetching the feature {user_id:?} named in devcontainer.json"))?;
-    Ok((fetched.dir, Some(fetched.digest)))
+        (FeatureSource::Oci { .. }, _) => {
+            crate::oci::fetch_feature(&source.to_string(), cache, Refresh::IfMissing).await
+        }
+    };
+    let fetched = match (&pin, lock) {
+        (Some(_), Some(l)) => fetched.with_context(|| {
+            format!(
+                "fetching the feature {user_id:?} as {} pins it",
+                l.path.display()
+            )
+        }),
+        _ => fetched.with_context(named),
+    }?;
+    Ok(Folder {
+        path: fetched.dir,
+        integrity: Some(fetched.manifest_digest.unwrap_or(fetched.digest.clone())),
+        digest: Some(fetched.digest),
+    })
 }
 
 /// What the feature asks of the workspace at run time: the widening settings (which
@@ -180,40 +237,79 @@ pub(crate) struct Resolved {
     /// Indexes into `nodes`, in install order.
     pub order: Vec<usize>,
     pub warnings: Vec<String>,
+    /// The lockfile as resolved (`None` with `--no-lockfile`).
+    pub lock: Option<lockfile::Update>,
 }
 
 /// Reads (or fetches) every feature `map` names and those they depend on, and orders
-/// them as the reference CLI does.
+/// them as the reference CLI does. The features of one round (the config's, then each
+/// level of dependencies) are fetched together, and every failure of the round is
+/// reported. `lock` says whether the config's lockfile pins them.
 pub(crate) async fn resolve(
     map: &serde_json::Map<String, serde_json::Value>,
     override_order: &[String],
     config_path: &Path,
     repo_root: &Path,
+    lock: lockfile::Mode,
 ) -> Result<Resolved> {
     let place = Place {
         config_path,
         repo_root,
     };
     let (requested, warnings) = features::requested(map, place)?;
+    let lock_path = lockfile::path_for(config_path);
+    let old = match lock {
+        lockfile::Mode::Off => None,
+        _ => lockfile::read_confined(&lock_path)?,
+    };
+    if lock == lockfile::Mode::Frozen && old.is_none() {
+        anyhow::bail!(
+            "--frozen-lockfile: {} does not exist: run `devaipod up` once without --frozen-lockfile to write it, and commit it",
+            lock_path.display()
+        );
+    }
     let cache = crate::oci::default_cache()?;
     let mut nodes = Vec::new();
     let mut folders = Vec::new();
+    let mut entries = std::collections::BTreeMap::new();
     let mut pending: Vec<(String, FeatureSource, serde_json::Value)> = requested
         .into_iter()
         .map(|r| (r.user_id, r.source, r.value))
         .collect();
     while !pending.is_empty() {
-        for (user_id, source, value) in pending {
-            let (folder, digest) = folder_of(&user_id, &source, &cache).await?;
-            let meta = FeatureMeta::read(&folder)?;
+        let fetched = futures_util::future::join_all(
+            pending
+                .iter()
+                .map(|(user_id, source, _)| folder_of(user_id, source, &cache, old.as_ref())),
+        )
+        .await;
+        let mut failures = Vec::new();
+        for ((user_id, source, value), got) in pending.into_iter().zip(fetched) {
+            let folder = match got {
+                Ok(f) => f,
+                Err(e) => {
+                    failures.push(e);
+                    continue;
+                }
+            };
+            let meta = FeatureMeta::read(&folder.path)?;
+            let depends_on = meta.depends_on.iter().flatten().map(|(k, _)| k.clone());
+            if let Some(e) = folder.integrity.as_deref().and_then(|d| {
+                lockfile::entry(&source, d, meta.version.as_deref(), depends_on.collect())
+            }) {
+                entries.insert(user_id.clone(), e);
+            }
             nodes.push(Node {
                 user_id,
                 source,
                 value,
                 meta,
-                digest,
+                digest: folder.digest,
             });
-            folders.push(folder);
+            folders.push(folder.path);
+        }
+        if let Some(e) = gathered(failures) {
+            return Err(e);
         }
         pending = features::needed_dependencies(&nodes, place)?
             .into_iter()
@@ -221,12 +317,38 @@ pub(crate) async fn resolve(
             .collect();
     }
     let order = features::install_order(&nodes, override_order, place)?;
+    let update = match lock {
+        lockfile::Mode::Off => None,
+        mode => Some(lockfile::Update::new(
+            mode,
+            lock_path,
+            old.map(|r| r.lockfile),
+            lockfile::Lockfile { features: entries },
+        )?),
+    };
     Ok(Resolved {
         nodes,
         folders,
         order,
         warnings,
+        lock: update,
     })
+}
+
+/// One error for the fetch failures of a round: the one, or each on a line of its own.
+fn gathered(mut failures: Vec<anyhow::Error>) -> Option<anyhow::Error> {
+    match failures.len() {
+        0 => None,
+        1 => failures.pop(),
+        n => Some(anyhow::anyhow!(
+            "{n} features could not be fetched:\n{}",
+            failures
+                .iter()
+                .map(|e| format!("  - {e:#}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )),
+    }
 }
 
 /// Prepares the features' build on `base`; `None` when the config names none.
@@ -237,6 +359,7 @@ pub(crate) async fn prepare(
     repo_name: &str,
     base: &Base<'_>,
     rebuild: bool,
+    lock: lockfile::Mode,
 ) -> Result<Option<FeaturesBuild>> {
     let Some(map) = dc.features.as_ref().filter(|f| !f.is_empty()) else {
         return Ok(None);
@@ -246,11 +369,13 @@ pub(crate) async fn prepare(
         folders,
         order,
         mut warnings,
+        lock,
     } = resolve(
         map,
         dc.override_feature_install_order.as_deref().unwrap_or(&[]),
         config_path,
         repo_root,
+        lock,
     )
     .await?;
     let mut installs = Vec::new();
@@ -318,5 +443,6 @@ pub(crate) async fn prepare(
         settings,
         adds,
         warnings,
+        lock,
     }))
 }

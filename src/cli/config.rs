@@ -128,7 +128,15 @@ async fn config_features(
                 .collect()
         })
         .unwrap_or_default();
-    match crate::feature_build::resolve(features, &order, config_path, repo_root).await {
+    match crate::feature_build::resolve(
+        features,
+        &order,
+        config_path,
+        repo_root,
+        crate::devcontainer::lockfile::Mode::Update,
+    )
+    .await
+    {
         Ok(r) => (
             r.order
                 .iter()

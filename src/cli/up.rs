@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
 use super::Context;
+use crate::devcontainer::lockfile;
 use crate::inputs;
 use crate::plan::input::{AllowName, NetworkMode};
 use crate::plan::{self, ImageState, PodPlan};
@@ -82,6 +83,13 @@ pub struct UpArgs {
     /// Seconds to wait for the agent to answer before rolling back
     #[arg(long, value_name = "SECS", default_value_t = plan::DEFAULT_READY_TIMEOUT_SECS)]
     pub timeout: u64,
+    /// Require the features' lockfile (devcontainer-lock.json beside devcontainer.json)
+    /// to exist and to match what is resolved; never write it
+    #[arg(long, conflicts_with = "no_lockfile")]
+    pub frozen_lockfile: bool,
+    /// Neither read nor write the features' lockfile (fetch each feature by its tag)
+    #[arg(long)]
+    pub no_lockfile: bool,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -92,6 +100,15 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 }
 
 impl UpArgs {
+    /// What `up` does with the features' lockfile.
+    fn lock_mode(&self) -> lockfile::Mode {
+        match (self.frozen_lockfile, self.no_lockfile) {
+            (true, _) => lockfile::Mode::Frozen,
+            (_, true) => lockfile::Mode::Off,
+            _ => lockfile::Mode::Update,
+        }
+    }
+
     /// The flags that decide the plan.
     fn request(&self) -> inputs::Request {
         inputs::Request {
@@ -143,7 +160,7 @@ async fn dry_run(ctx: &Context, args: &UpArgs) -> Result<ExitCode> {
     facts.apply_to(&mut host.input);
     let mut plan = inputs::plan(&host.input)?;
     let features = match &engine {
-        Ok(engine) => planned_features(engine, &host, &plan, &req).await?,
+        Ok(engine) => planned_features(engine, &host, &plan, &req, args.lock_mode()).await?,
         Err(_) => None,
     };
     if let Some(f) = &features {
@@ -175,6 +192,16 @@ async fn dry_run(ctx: &Context, args: &UpArgs) -> Result<ExitCode> {
             for w in &f.warnings {
                 println!("           {}", line(w));
             }
+            if let Some(l) = &f.lockfile {
+                let state = match l.state {
+                    lockfile::State::Unchanged => "unchanged",
+                    lockfile::State::WillWrite => "would be written",
+                };
+                println!(
+                    "lockfile   {} ({state})",
+                    line(&l.path.display().to_string())
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -192,6 +219,9 @@ struct PlannedFeatures {
     /// What each feature adds, in install order.
     each: Vec<crate::feature_build::Adds>,
     warnings: Vec<String>,
+    /// The lockfile as resolved: its path, whether `up` would write it, its features
+    /// (`null` with --no-lockfile).
+    lockfile: Option<lockfile::Update>,
     #[serde(skip)]
     settings: Vec<crate::plan::input::FeatureSettings>,
 }
@@ -201,6 +231,7 @@ async fn planned_features(
     host: &inputs::HostFacts,
     plan: &PodPlan,
     req: &inputs::Request,
+    lock: lockfile::Mode,
 ) -> Result<Option<PlannedFeatures>> {
     let Some(path) = &host.input.devcontainer_path else {
         return Ok(None);
@@ -213,7 +244,7 @@ async fn planned_features(
     let Some(base) = engine.inspect_image(&plan.image.reference).await? else {
         return Ok(None);
     };
-    let made = features_on(host, path, &plan.image.reference, &base, req.rebuild).await?;
+    let made = features_on(host, path, &plan.image.reference, &base, req.rebuild, lock).await?;
     let Some(made) = made else { return Ok(None) };
     let tag = made.build.plan.tag;
     let present = !req.rebuild && engine.image_id(&tag).await?.is_some();
@@ -223,6 +254,7 @@ async fn planned_features(
         state: if present { "present" } else { "will_build" },
         each: made.adds,
         warnings: made.warnings,
+        lockfile: made.lock,
         settings: made.settings,
     }))
 }
@@ -286,7 +318,8 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
         && crate::feature_build::wanted(&host.input.devcontainer)
         && host.input.image_override.is_none()
     {
-        install_features(engine, &mut host, &path, &req, &progress, &mut cancel).await?;
+        let lock = args.lock_mode();
+        install_features(engine, &mut host, &path, &req, lock, &progress, &mut cancel).await?;
         plan = inputs::plan(&host.input)?;
         for w in plan.warnings.iter().filter(|w| w.starts_with("feature ")) {
             progress.warn(w);
@@ -365,6 +398,7 @@ async fn features_on(
     base_ref: &str,
     base: &crate::podman::inspect::ImageInspect,
     rebuild: bool,
+    lock: lockfile::Mode,
 ) -> Result<Option<crate::feature_build::FeaturesBuild>> {
     crate::feature_build::prepare(
         &host.input.devcontainer,
@@ -378,6 +412,7 @@ async fn features_on(
             user: &base.config.user,
         },
         rebuild,
+        lock,
     )
     .await
 }
@@ -389,6 +424,7 @@ async fn install_features(
     host: &mut inputs::HostFacts,
     config_path: &std::path::Path,
     req: &inputs::Request,
+    lock: lockfile::Mode,
     progress: &Progress,
     cancel: &mut crate::podman::cancel::Cancel,
 ) -> Result<()> {
@@ -399,7 +435,7 @@ async fn install_features(
             "the image {base_ref} is not in the local store, so its features cannot be installed: `devaipod image pull {base_ref}`, or `up --pull missing`"
         );
     };
-    let made = features_on(host, config_path, &base_ref, &base, req.rebuild).await?;
+    let made = features_on(host, config_path, &base_ref, &base, req.rebuild, lock).await?;
     let Some(made) = made else { return Ok(()) };
     let tag = made.build.plan.tag.clone();
     host.input.feature_settings = made.settings.clone();
@@ -423,10 +459,38 @@ async fn install_features(
         .await?;
         crate::state::record_images(std::slice::from_ref(&tag), &host.input.repo.root);
     }
+    if let Some(update) = made
+        .lock
+        .as_ref()
+        .filter(|u| u.state == lockfile::State::WillWrite)
+    {
+        write_lockfile(update)?;
+        progress.line(&format!("wrote {}", update.path.display()));
+    }
     host.input.config_warnings.extend(made.warnings);
     inputs::image_facts(engine, &host.input, false, PullPolicy::Never)
         .await?
         .apply_to(&mut host.input);
+    Ok(())
+}
+
+/// Writes the features' lockfile as the reference CLI does (after the features were
+/// fetched and installed): a new file beside devcontainer.json, renamed into place.
+fn write_lockfile(update: &lockfile::Update) -> Result<()> {
+    use std::io::Write as _;
+    let path = &update.path;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".devaipod-lock.")
+        .tempfile_in(dir)
+        .with_context(|| format!("writing the lockfile {}", path.display()))?;
+    tmp.write_all(update.text().as_bytes())
+        .with_context(|| format!("writing the lockfile {}", path.display()))?;
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o644);
+    std::fs::set_permissions(tmp.path(), mode)
+        .with_context(|| format!("writing the lockfile {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("writing the lockfile {}", path.display()))?;
     Ok(())
 }
 

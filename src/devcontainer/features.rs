@@ -781,7 +781,7 @@ pub(crate) fn needed_dependencies(nodes: &[Node], place: Place<'_>) -> Result<Ve
 /// JavaScript's `localeCompare` as the reference's ordering uses it, for the ASCII ids
 /// features have: punctuation before digits before letters, letters compared without
 /// case first, then lowercase before uppercase.
-fn locale_cmp(a: &str, b: &str) -> Ordering {
+pub(crate) fn locale_cmp(a: &str, b: &str) -> Ordering {
     const PUNCTUATION: &str = "_-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$";
     let primary = |c: char| -> (u8, u32) {
         if let Some(i) = PUNCTUATION.find(c) {

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 pub(crate) mod dockerfile;
 pub(crate) mod features;
+pub(crate) mod lockfile;
 pub(crate) mod metadata;
 pub(crate) mod properties;
 pub(crate) mod vars;
@@ -433,6 +434,19 @@ pub(crate) fn parse_raw(text: &str) -> Result<Map<String, Value>, ParseError> {
             message: "expected a JSON object such as {\"image\": \"...\"}".into(),
         }),
     }
+}
+
+/// Parses JSONC text (the spec's dialect) into `T`; a type error carries the position
+/// of the value, and never quotes it. `None` for an empty text.
+pub(crate) fn parse_as<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> Result<Option<T>, ParseError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    jsonc_parser::parse_to_serde_value(text, &options()).map_err(|e| ParseError {
+        line: e.line_display(),
+        column: e.column_display(),
+        message: describe(e.kind()),
+    })
 }
 
 /// Parses devcontainer.json text into the properties devaipod uses.

@@ -436,6 +436,42 @@ pub(crate) async fn fetch_tarball(url: &str, cache: &Path, refresh: Refresh) -> 
     {
         return Ok(f);
     }
+    let bytes = download(url).await?;
+    let f = store_tarball(url, &bytes, cache)?;
+    remember(cache, &f)?;
+    Ok(f)
+}
+
+/// Fetches a Feature tarball that a lockfile pins to `integrity` (`sha256:HEX` of the
+/// download): the cache folder of that digest when it is there, else the download,
+/// checked before anything is kept.
+pub(crate) async fn fetch_tarball_pinned(
+    url: &str,
+    cache: &Path,
+    integrity: &str,
+) -> Result<Fetched> {
+    let name = extract::folder_name(integrity)?;
+    let dir = cache.join(&name);
+    if dir.is_dir() {
+        return Ok(Fetched {
+            reference: url.to_string(),
+            digest: integrity.to_string(),
+            dir,
+            manifest_digest: None,
+            source: url.to_string(),
+            cached: true,
+        });
+    }
+    let bytes = download(url).await?;
+    check_digest(&format!("the feature {url}"), integrity, &bytes)?;
+    let f = store_tarball(url, &bytes, cache)?;
+    remember(cache, &f)?;
+    Ok(f)
+}
+
+/// Downloads a tarball over HTTPS, trusting the system's roots (rustls-platform-verifier:
+/// on Linux the system bundle, or SSL_CERT_FILE / SSL_CERT_DIR instead when set).
+async fn download(url: &str) -> Result<Vec<u8>> {
     let parsed =
         reqwest::Url::parse(url).with_context(|| format!("the feature {url:?} is not a URL"))?;
     if parsed.scheme() != "https" {
@@ -454,7 +490,9 @@ pub(crate) async fn fetch_tarball(url: &str, cache: &Path, refresh: Refresh) -> 
     let response = client.get(parsed).send().await.map_err(|e| {
         let chain = error_chain(&e);
         let cause = if chain.contains("certificate") || chain.contains("UnknownIssuer") {
-            format!("{host}'s TLS certificate is not trusted by the system")
+            format!(
+                "{host}'s TLS certificate is not trusted: add its CA to the system's trust store (update-ca-certificates, update-ca-trust), or point SSL_CERT_FILE at a PEM bundle that has it (docs/registries.md)"
+            )
         } else {
             format!("{host} cannot be reached: check the network and the URL")
         };
@@ -463,7 +501,7 @@ pub(crate) async fn fetch_tarball(url: &str, cache: &Path, refresh: Refresh) -> 
     let status = response.status();
     if !status.is_success() {
         let cause = match status.as_u16() {
-            404 => "not found: check the URL".to_string(),
+            404 => "not found (HTTP 404): check the URL".to_string(),
             401 | 403 => format!(
                 "refused (HTTP {}): devaipod sends no credentials for tarball URLs; publish the feature to a registry, or use a URL that needs none",
                 status.as_u16()
@@ -487,9 +525,7 @@ pub(crate) async fn fetch_tarball(url: &str, cache: &Path, refresh: Refresh) -> 
             bail!("the feature {url} is larger than devaipod's limit of {MAX_SIZE} bytes");
         }
     }
-    let f = store_tarball(url, &bytes, cache)?;
-    remember(cache, &f)?;
-    Ok(f)
+    Ok(bytes)
 }
 
 /// Unpacks a downloaded tarball into the cache under its own digest.

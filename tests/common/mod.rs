@@ -1,7 +1,7 @@
 //! Helpers shared by the test crates (CLI, Podman, toolbox): git repos, plan lookups,
 //! polling, a private Podman service; [`pod`] is the real-Podman harness, [`inet`] the
 //! offline fake internet of the network tests, [`registry`] the registry tests' OCI
-//! registries on loopback.
+//! registries on loopback, [`tls`] an HTTPS file server on loopback (tarball Features).
 // Each test crate compiles this module and uses only part of it.
 #![allow(dead_code)]
 
@@ -9,6 +9,7 @@ pub mod features;
 pub mod inet;
 pub mod pod;
 pub mod registry;
+pub mod tls;
 
 use std::path::Path;
 use std::process::Command;

@@ -15,6 +15,7 @@ mod build;
 mod devcontainer;
 mod engine;
 mod feature_install;
+mod feature_lock;
 mod feature_reference;
 mod features;
 mod gator;
