@@ -92,8 +92,16 @@ impl Adds {
         if !self.container_env.is_empty() {
             parts.push(format!("containerEnv {}", self.container_env.join(", ")));
         }
-        if !self.mounts.is_empty() {
-            parts.push(format!("{} mount(s)", self.mounts.len()));
+        for m in &self.mounts {
+            parts.push(match crate::plan::parse_mount(m) {
+                Ok(m) => format!(
+                    "mount {} {} at {}",
+                    m.kind.as_str(),
+                    if m.source.is_empty() { "-" } else { &m.source },
+                    m.target
+                ),
+                Err(e) => format!("mount {m} (refused: {e})"),
+            });
         }
         if let Some(e) = &self.entrypoint {
             parts.push(format!("entrypoint {e}"));

@@ -164,12 +164,15 @@ impl StateDir {
         std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
     }
 
-    /// The secrets recorded for `name`.
+    /// The secrets recorded for `name`: only names of its own (`devaipod-NAME-...`),
+    /// whatever the file says.
     pub(crate) fn recorded_secrets(&self, name: &str) -> Vec<String> {
-        std::fs::read(self.secrets_path(name))
+        let prefix = format!("devaipod-{name}-");
+        let all: Vec<String> = std::fs::read(self.secrets_path(name))
             .ok()
             .and_then(|t| serde_json::from_slice(&t).ok())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        all.into_iter().filter(|s| s.starts_with(&prefix)).collect()
     }
 
     /// Forgets the secrets recorded for `name` (they were removed).
@@ -239,12 +242,25 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = StateDir::at(dir.path());
         assert!(state.record_names("secrets").is_empty());
-        state.record_secrets("a", &["s1".into()]).expect("record");
         state
-            .record_secrets("a", &["s1".into(), "s2".into()])
+            .record_secrets("a", &["devaipod-a-s1".into()])
+            .expect("record");
+        state
+            .record_secrets(
+                "a",
+                &[
+                    "devaipod-a-s1".into(),
+                    "devaipod-a-s2".into(),
+                    "mine".into(),
+                ],
+            )
             .expect("record");
         state.record_secrets("b", &[]).expect("record");
-        assert_eq!(state.recorded_secrets("a"), ["s1", "s2"]);
+        // Only the workspace's own names are ever given back.
+        assert_eq!(
+            state.recorded_secrets("a"),
+            ["devaipod-a-s1", "devaipod-a-s2"]
+        );
         assert_eq!(state.record_names("secrets"), ["a", "b"]);
         state.forget_secrets("a");
         assert!(state.recorded_secrets("a").is_empty());

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::Context;
 use crate::names::Name;
+use crate::plan::labels;
 use crate::podman::gc::GcInventory;
 use crate::state::StateDir;
 use crate::terminal::line;
@@ -100,6 +101,9 @@ pub(crate) struct Facts {
     pub existing_folders: BTreeSet<PathBuf>,
     /// Workspaces an `up` is making now (their lock is held).
     pub being_made: BTreeSet<String>,
+    /// No state directory (no HOME): whether an agent ran is unknown, so every clone
+    /// is kept unless `--force`.
+    pub no_state: bool,
     /// This devaipod's devaipod-net image and shared volumes: kept even when unused.
     pub current_images: BTreeSet<String>,
     pub current_volumes: BTreeSet<String>,
@@ -152,13 +156,18 @@ pub(crate) fn decide(inv: &GcInventory, facts: &Facts, force: bool) -> GcPlan {
         }
     }
     for (name, reason) in candidates {
+        if Name::new(&name).is_err() {
+            // Not a name devaipod makes: nothing of it is devaipod's to remove.
+            continue;
+        }
+        let agent_ran = facts.no_state || facts.ready_records.contains(&name);
         if facts.being_made.contains(&name) {
             plan.keep.push(item(
                 Kind::Workspace,
                 &name,
                 "an `up` is making it now".into(),
             ));
-        } else if agent_clone(&name) && facts.ready_records.contains(&name) && !force {
+        } else if agent_clone(&name) && agent_ran && !force {
             // The agent answered once (its readiness record): its clone may hold work.
             // An `up` killed before that leaves a clone the agent never touched.
             plan.keep.push(item(
@@ -244,7 +253,10 @@ fn read_facts(
     state: Option<&StateDir>,
     inv: &GcInventory,
 ) -> Result<(Facts, Vec<crate::locks::Held>)> {
-    let mut facts = Facts::default();
+    let mut facts = Facts {
+        no_state: state.is_none(),
+        ..Default::default()
+    };
     if let Some(s) = state {
         facts.secret_records = s.record_names("secrets");
         facts.ready_records = s.record_names("ready");
@@ -291,7 +303,7 @@ pub(super) async fn run(ctx: &Context, args: GcArgs) -> Result<ExitCode> {
     let mut failed = Vec::new();
     if !args.dry_run {
         for item in &plan.remove {
-            match remove(engine, state.as_ref(), item).await {
+            match remove(engine, state.as_ref(), item, args.force).await {
                 Ok(true) => done.push(item.clone()),
                 Ok(false) => {}
                 Err(e) => failed.push((item.clone(), format!("{e:#}"))),
@@ -354,9 +366,26 @@ async fn remove(
     engine: &crate::podman::Engine,
     state: Option<&StateDir>,
     item: &Item,
+    force: bool,
 ) -> Result<bool> {
     match item.kind {
         Kind::Workspace => {
+            // Checked again now, under its lock: an `up` that ended since the listing
+            // may have made it whole, or its agent may have answered.
+            for row in engine.workspaces(Some(&item.name)).await? {
+                if row.container("workspace").is_some() && row.container("agent").is_some() {
+                    return Ok(false);
+                }
+            }
+            let ran = state.is_none_or(|s| s.record_names("ready").contains(&item.name));
+            let clone = format!("devaipod-{}-agent-repo", item.name);
+            let has_clone = engine
+                .volumes_with_label(labels::POD, &item.name)
+                .await?
+                .contains(&clone);
+            if ran && has_clone && !force {
+                return Ok(false);
+            }
             let known = state
                 .map(|s| s.recorded_secrets(&item.name))
                 .unwrap_or_default();
@@ -485,6 +514,7 @@ mod tests {
             being_made: ["making".to_string()].into(),
             current_images: ["localhost/devaipod-net:now".to_string()].into(),
             current_volumes: ["devaipod-net-now".to_string()].into(),
+            no_state: false,
         };
         let plan = decide(&inv, &facts, false);
         assert_eq!(
@@ -516,6 +546,25 @@ mod tests {
         assert!(names(&forced.remove).contains(&(Kind::Workspace, "gone")));
         assert!(names(&forced.remove).contains(&(Kind::ReadyRecord, "gone")));
         assert_eq!(names(&forced.keep), [(Kind::Workspace, "making")]);
+    }
+
+    #[test]
+    fn without_state_every_clone_is_kept_and_odd_names_are_never_touched() {
+        let inv = GcInventory {
+            volumes: vec![volume("gone", "agent-repo"), volume("../x", "workspace")],
+            ..Default::default()
+        };
+        let facts = Facts {
+            no_state: true,
+            ..Default::default()
+        };
+        let plan = decide(&inv, &facts, false);
+        assert!(plan.remove.is_empty(), "{plan:?}");
+        assert_eq!(names(&plan.keep), [(Kind::Workspace, "gone")]);
+        assert_eq!(
+            names(&decide(&inv, &facts, true).remove),
+            [(Kind::Workspace, "gone")]
+        );
     }
 
     #[test]

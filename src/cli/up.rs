@@ -273,7 +273,7 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     // Held until `up` ends: gc leaves this workspace's objects alone meanwhile.
     let Some(_making) = crate::locks::try_workspace(host.input.name.as_str())? else {
         bail!(
-            "another devaipod up is making the workspace {} right now; wait for it, or choose another --name",
+            "another devaipod up (or gc) is working on the workspace {} right now; wait for it, or choose another --name",
             host.input.name
         );
     };

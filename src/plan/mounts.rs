@@ -84,6 +84,13 @@ fn volume_source(source: Option<String>) -> Result<String, String> {
             "volume name {s:?} must be [A-Za-z0-9][A-Za-z0-9_.-]*"
         ));
     }
+    // devaipod's own volumes (every pod's clones and the agent's home, and the shared
+    // volumes whose programs every pod's agent runs) are never the repo's to mount.
+    if s.starts_with("devaipod-") {
+        return Err(format!(
+            "volume {s:?} is one of devaipod's own (the devaipod- prefix is reserved); choose another name"
+        ));
+    }
     Ok(s)
 }
 
@@ -331,6 +338,19 @@ mod tests {
                 (got, want) => panic!("{v}: {got:?}, want {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn devaipods_own_volumes_are_never_the_repos_to_mount() {
+        for v in [
+            json!("type=volume,source=devaipod-net-0123456789ab,target=/x"),
+            json!({"type": "volume", "source": "devaipod-other-agent-repo", "target": "/x"}),
+            json!("source=devaipod-bundled-4eab5b314d8f,target=/x"),
+        ] {
+            let e = parse_mount(&v).expect_err("reserved");
+            assert!(e.contains("devaipod- prefix is reserved"), "{e}");
+        }
+        assert!(parse_mount(&json!("source=my-devaipod-cache,target=/x")).is_ok());
     }
 
     #[test]

@@ -676,11 +676,12 @@ async fn post_attach_step(
     tty: bool,
 ) {
     let eol = if tty { "\r\n" } else { "\n" };
-    let name = step.name();
+    // The labels reach the client's terminal: escaped, like every line.
+    let name = crate::terminal::line(&step.name()).into_owned();
     let jobs: Vec<(String, Vec<String>)> = match &step.command {
         crate::plan::Command::Parallel(map) => map
             .iter()
-            .map(|(k, c)| (format!("{name}.{k}"), c.argv()))
+            .map(|(k, c)| (format!("{name}.{}", crate::terminal::line(k)), c.argv()))
             .collect(),
         c => vec![(name.clone(), c.argv())],
     };
