@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Removes what test runs left behind: pods, containers and volumes labelled devaipod.test
 # or named devaipod-dvpt-* (every test workspace's NAME starts with dvpt-, and objects a
-# test makes itself are named devaipod-dvpt-*), and podman secrets of those runs (Podman
+# test makes itself are named devaipod-dvpt-*; volumes a test repo mounts, dvpt-*), and podman secrets of those runs (Podman
 # 4.3 secrets carry no labels: the ones a test pod lists in io.devaipod.secrets, and the
 # ones named devaipod-dvpt-*), and image names pulled from the registry tests' registries
 # (tests/registry/registry.sh: the made-up registry.devaipod.test and blocked.devaipod.test,
@@ -29,7 +29,9 @@ inventory() {
         sort -u | sed 's/^/pod /'
     { podman ps -aq --filter "label=$label"; podman ps -aq --filter "name=^$prefix"; } 2>/dev/null |
         sort -u | sed 's/^/container /'
-    { podman volume ls -q --filter "label=$label"; podman volume ls -q | grep "^$prefix"; } 2>/dev/null |
+    # Volumes a test's repo names itself start with dvpt- (the devaipod- prefix is
+    # reserved: no repo may mount such a volume).
+    { podman volume ls -q --filter "label=$label"; podman volume ls -q | grep -E "^($prefix|dvpt-)"; } 2>/dev/null |
         sort -u | sed 's/^/volume /'
     podman secret ls --format '{{.Name}}' 2>/dev/null | grep "^$prefix" | sed 's/^/secret /'
     podman images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep -E "$registry_images|$reference_images" |

@@ -82,7 +82,7 @@ fn repo_mounts_reach_the_workspace_only() {
     require_image(BASE_IMAGE);
     let host = tempfile::tempdir().expect("tempdir");
     std::fs::write(host.path().join("hello.txt"), "from-host\n").expect("write");
-    let vol = format!("devaipod-dvpt-cache-{}", std::process::id());
+    let vol = format!("dvpt-cache-{}", std::process::id());
     let _rm = Rm::volume(vol.clone());
     let p = TestPod::new("mounts")
         .config(&format!(
@@ -213,7 +213,7 @@ fn run_args_and_capabilities_reach_the_workspace_only() {
   "runArgs": ["--env=RA_ENV=one", "--env-file", ".devcontainer/ra.env", "--label=ra.label=yes",
     "--shm-size=96m", "--ulimit", "nofile=1024:2048", "--ulimit=nproc=2048:4096",
     "--sysctl=kernel.msgmax=65536", "--hostname=ra-box", "--add-host=db.internal:10.1.2.3",
-    "--tmpfs", "/ra-scratch", "-v", "devaipod-dvpt-ra-cache:/ra-cache", "--cap-add=SYS_PTRACE",
+    "--tmpfs", "/ra-scratch", "-v", "dvpt-ra-cache:/ra-cache", "--cap-add=SYS_PTRACE",
     "-w", "/tmp", "--restart=always"]}"#,
             ),
             (
@@ -232,7 +232,7 @@ fn run_args_and_capabilities_reach_the_workspace_only() {
     let applied = plan["trust"]["applied"].to_string();
     assert!(applied.contains("capAdd NET_ADMIN"), "{applied}");
     let image = Rm::image(plan["image"]["ref"].as_str().expect("ref"));
-    let vol = Rm::volume("devaipod-dvpt-ra-cache");
+    let vol = Rm::volume("dvpt-ra-cache");
 
     let out = p.up(&["--json", "--trust"]);
     json_of(&out);
