@@ -623,7 +623,12 @@ impl TestPod {
             .into_iter()
             .filter(|s| s.starts_with(&prefix))
             .collect();
-        for v in [&mut l.pods, &mut l.containers, &mut l.volumes] {
+        for v in [
+            &mut l.pods,
+            &mut l.containers,
+            &mut l.volumes,
+            &mut l.secrets,
+        ] {
             v.sort();
             v.dedup();
         }
