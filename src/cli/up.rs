@@ -729,7 +729,16 @@ pub(super) fn render_plan(plan: &PodPlan) -> String {
     );
     for c in &plan.containers {
         let _ = writeln!(s, "container  {} [{}]", l(&c.name), c.role);
-        let _ = writeln!(s, "             command  {}", list(&c.command, " "));
+        let _ = writeln!(
+            s,
+            "             command  {}{}",
+            if c.image_entrypoint {
+                "(the image's ENTRYPOINT) "
+            } else {
+                ""
+            },
+            list(&c.command, " ")
+        );
         let _ = writeln!(
             s,
             "             user     {}",

@@ -329,6 +329,7 @@ fn container(
         name: ctx.object_name("gator"),
         image: g.image.clone(),
         command: command(&g.scopes, g.gitlab_host.as_deref()),
+        image_entrypoint: true,
         user: Some(format!("{UID}:{UID}")),
         workdir: "/".into(),
         init: true,

@@ -241,7 +241,13 @@ pub(crate) struct ContainerSpec {
     pub role: Role,
     pub name: String,
     pub image: String,
+    /// The whole argv: `command[0]` replaces the image's ENTRYPOINT, so nothing of the
+    /// image runs before it; unless `image_entrypoint`.
     pub command: Vec<String>,
+    /// `command` is arguments to the image's own ENTRYPOINT: the gator only, whose image
+    /// is service-gator's (chosen by the user, never by the repo).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub image_entrypoint: bool,
     /// `None`: the image's default user.
     pub user: Option<String>,
     pub workdir: String,

@@ -29,6 +29,13 @@ where
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct ContainerInspect {
+    /// The process Podman runs: `Path` then `Args` (`/run/podman-init --` first when
+    /// the container has an init). Read rather than `Config.Entrypoint`, whose type
+    /// differs between Podman 4 (a string) and 5 (a list).
+    #[serde(default)]
+    pub path: String,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub args: Vec<String>,
     /// The container's effective capabilities; `null` (a nil Go slice) when it has
     /// none, which is what a container with every capability dropped shows.
     #[serde(deserialize_with = "null_as_empty")]
@@ -46,6 +53,22 @@ pub(crate) struct ContainerInspect {
     #[serde(rename = "OCIRuntime", default)]
     pub oci_runtime: Option<String>,
 }
+
+impl ContainerInspect {
+    /// The argv the container runs, below Podman's init if it has one.
+    pub(crate) fn argv(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::iter::once(self.path.clone())
+            .chain(self.args.iter().cloned())
+            .collect();
+        if self.host_config.init && v.len() >= 2 && v[0] == PODMAN_INIT && v[1] == "--" {
+            v.drain(..2);
+        }
+        v
+    }
+}
+
+/// Where Podman puts its init (catatonit) in a container with `init`.
+const PODMAN_INIT: &str = "/run/podman-init";
 
 /// `Config` of a container inspect.
 #[derive(Debug, Clone, Deserialize)]

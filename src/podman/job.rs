@@ -228,6 +228,7 @@ pub(crate) fn helper_like_agent(
         name,
         image: image.to_string(),
         command,
+        image_entrypoint: false,
         user: Some(user),
         workdir: "/".into(),
         init: false,
@@ -463,6 +464,8 @@ mod tests {
         inspect["Config"]["User"] = "4096:4096".into();
         inspect["Mounts"] = serde_json::json!([{"Type": "volume", "Name": "devaipod-demo-agent-repo", "Destination": "/repo", "RW": false}]);
         inspect["HostConfig"]["Init"] = false.into();
+        inspect["Path"] = c.command[0].clone().into();
+        inspect["Args"] = c.command[1..].into();
         let ok = verify::verify_inspect_text(&c, &inspect.to_string(), true);
         assert!(ok.is_ok(), "{ok:?}");
         for (key, bad) in [

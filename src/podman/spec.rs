@@ -35,6 +35,10 @@ pub(crate) struct SpecGenerator {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     pub image: String,
+    /// Always set but for the gator: the image's ENTRYPOINT never wraps devaipod's
+    /// commands (it would run before the agent's network gate, as the agent's user).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
     pub command: Vec<String>,
     pub work_dir: String,
     pub init: bool,
@@ -337,10 +341,17 @@ fn base_spec(
     seccomp_path: Option<&std::path::Path>,
     (uid, gid): (u64, u64),
 ) -> SpecGenerator {
+    // The plan's argv is the whole process: its first word replaces the image's
+    // ENTRYPOINT (libpod then ignores the image's CMD too), except for the gator.
+    let (entrypoint, command) = match c.command.split_first() {
+        Some((first, rest)) if !c.image_entrypoint => (Some(vec![first.clone()]), rest.to_vec()),
+        _ => (None, c.command.clone()),
+    };
     let mut spec = SpecGenerator {
         name: c.name.clone(),
         image: c.image.clone(),
-        command: c.command.clone(),
+        entrypoint,
+        command,
         work_dir: c.workdir.clone(),
         init: c.init,
         init_container_type: c.init_container.then(|| "always".to_string()),

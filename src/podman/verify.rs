@@ -116,6 +116,20 @@ fn verify_hardening(c: &ContainerSpec, inspect: &ContainerInspect) -> Result<()>
     if c.init && !host.init {
         bail!("check failed for {name}: podman did not add the init process");
     }
+    // Nothing of the image (its ENTRYPOINT) may run before or around devaipod's
+    // command; the gator's command is arguments to service-gator's own entrypoint.
+    let argv = inspect.argv();
+    let runs_as_planned = if c.image_entrypoint {
+        argv.ends_with(&c.command)
+    } else {
+        argv == c.command
+    };
+    if !runs_as_planned {
+        bail!(
+            "hardening check failed for {name}: it would run {argv:?} instead of {:?} (an image ENTRYPOINT wrapping the command?)",
+            c.command
+        );
+    }
     Ok(())
 }
 
@@ -378,8 +392,16 @@ mod tests {
     fn verify_with(edit: impl FnOnce(&mut Value), enforced: bool) -> Result<()> {
         let mut v: Value =
             serde_json::from_str(super::super::inspect::fixtures::AGENT).expect("json");
+        // The process Podman reports for a spec with this plan: its init, then the argv.
+        let agent = agent();
+        v["Args"] = json!(
+            ["--"]
+                .into_iter()
+                .chain(agent.command.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+        );
         edit(&mut v);
-        verify_inspect_text(&agent(), &v.to_string(), enforced)
+        verify_inspect_text(&agent, &v.to_string(), enforced)
     }
 
     #[test]
@@ -438,6 +460,22 @@ mod tests {
         assert!(verify_with(|v| v["HostConfig"]["Tmpfs"] = json!({}), true).is_err());
         assert!(verify_with(|v| v["HostConfig"]["Privileged"] = json!(true), true).is_err());
         assert!(verify_with(|v| v["Config"]["User"] = json!("0:0"), true).is_err());
+        let wrapped = |v: &mut Value| {
+            let mut args = v["Args"].as_array().expect("args").clone();
+            args.insert(1, json!("/usr/local/bin/image-entrypoint.sh"));
+            v["Args"] = Value::Array(args);
+        };
+        let err = verify_with(wrapped, true).expect_err("an image ENTRYPOINT around the agent");
+        assert!(format!("{err:#}").contains("ENTRYPOINT"), "{err:#}");
+        let no_process = |v: &mut Value| {
+            let o = v.as_object_mut().expect("object");
+            o.remove("Path");
+            o.remove("Args");
+        };
+        assert!(
+            verify_with(no_process, true).is_err(),
+            "no process: fails closed"
+        );
         let no_init = |v: &mut Value| {
             v["HostConfig"]
                 .as_object_mut()

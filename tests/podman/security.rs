@@ -5,7 +5,9 @@
 use std::process::{Command, Stdio};
 
 use crate::BASE_CONFIG;
-use crate::common::pod::{BASE_IMAGE, TestPod, json_of, podman_ok, require_image, stderr};
+use crate::common::pod::{
+    BASE_IMAGE, TestPod, image_store_lock, json_of, podman_ok, require_image, stderr,
+};
 
 /// tests/security/agent-probe.sh: one check per hardening row, run inside the agent.
 const AGENT_PROBE: &str = include_str!("../security/agent-probe.sh");
@@ -197,4 +199,47 @@ fn nothing_the_agent_writes_in_git_runs_in_the_workspace() {
         !mounts.contains(&format!("{}-workspace", p.pod())),
         "{mounts}"
     );
+}
+
+/// An image's ENTRYPOINT never wraps devaipod's commands: it would run as the agent's
+/// user before the agent's network gate (and in the workspace before devaipod's
+/// keep-alive). This one fails every container it wraps, so `up` only succeeds, and the
+/// agent only answers, if none of them ran it.
+#[test]
+fn an_image_entrypoint_never_wraps_devaipods_commands() {
+    let _images = image_store_lock();
+    require_image(BASE_IMAGE);
+    let b = TestPod::new("entrypoint");
+    let dockerfile = format!(
+        "FROM {BASE_IMAGE}\n\
+         RUN printf '#!/bin/sh\\necho \"hostile entrypoint ran: $*\" >&2\\nexit 7\\n' > /usr/local/bin/hostile-entrypoint \\\n \
+         && chmod 755 /usr/local/bin/hostile-entrypoint && echo {}\n\
+         ENTRYPOINT [\"/usr/local/bin/hostile-entrypoint\"]\n",
+        b.name()
+    );
+    let p = b
+        .files(&[
+            (
+                ".devcontainer/devcontainer.json",
+                r#"{"build": {"dockerfile": "Dockerfile"}, "remoteUser": "dev"}"#,
+            ),
+            (".devcontainer/Dockerfile", &dockerfile),
+        ])
+        .up();
+    // The image really has it (the test has teeth).
+    let image = podman_ok(&["inspect", &p.agent(), "--format", "{{.ImageName}}"]);
+    let entrypoint = podman_ok(&[
+        "image",
+        "inspect",
+        image.trim(),
+        "--format",
+        "{{json .Config.Entrypoint}}",
+    ]);
+    assert!(entrypoint.contains("hostile-entrypoint"), "{entrypoint}");
+    for c in [p.agent(), p.workspace()] {
+        let argv = podman_ok(&["inspect", &c, "--format", "{{.Path}} {{json .Args}}"]);
+        assert!(!argv.contains("hostile"), "{c} runs {argv}");
+    }
+    assert_eq!(p.in_agent("echo alive").trim(), "alive");
+    assert_eq!(p.in_workspace(None, "echo alive").trim(), "alive");
 }
