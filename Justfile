@@ -147,6 +147,8 @@ test-rootful: _stage fake-internet registry setup-reference
     "${run[@]}" {{stage}}/podman-tests --test-threads=2
     # gc acts on the whole store: its tests run alone, after the suite (rootful only).
     "${run[@]}" {{stage}}/podman-tests --ignored --test-threads=1 gc::
+    # Fault injection (signals at each step, a dying Podman service): rootful only.
+    "${run[@]}" {{stage}}/podman-tests --ignored --test-threads=2 interrupt::
     "${run[@]}" {{stage}}/cleanup.sh --check
 
 # Real-Podman tests against a rootless engine (the test user when root, else yourself)

@@ -429,6 +429,8 @@ pub(crate) async fn fetch_branch(engine: &Engine, name: &Name, work: &AgentWork)
     if !out.copied || size == 0 {
         bail!("making a bundle of {} gave nothing", work.branch);
     }
+    crate::progress::pause_point("fetch");
+    crate::podman::cancel::check()?;
     let refspec = format!("+refs/heads/{0}:refs/heads/{0}", work.branch);
     let fetched = crate::git::git(&work.repo)
         .args(["fetch", "--quiet", "--no-tags"])

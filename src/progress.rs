@@ -108,8 +108,12 @@ impl Drop for Progress {
 
 /// Test-only fault injection (documented in docs/ci.md): with
 /// `DEVAIPOD_TEST_PAUSE_AT=STEP`, devaipod says `paused at STEP` on stderr and stops
-/// itself (SIGSTOP) there, so a test can signal or kill it at a known step. The steps
-/// are `objects` (volumes, pod and secrets made) and `containers` (made, not started).
+/// itself (SIGSTOP) there, so a test can signal or kill it at a known step. The steps:
+/// of `up`, `pull` and `build` (before each), `objects` (volumes, pod and secrets made),
+/// `containers` (made, not started), `started` (the pod started), `copied` (the repo
+/// copied in), `lifecycle` (before each lifecycle step, `start`'s postStart too); of
+/// `start`, `start` (the pod started); of `review`, `fetch` (the bundle made, before
+/// `git fetch`); of `delete`, `removing` (before a workspace's removal).
 pub(crate) fn pause_point(step: &str) {
     if std::env::var("DEVAIPOD_TEST_PAUSE_AT").as_deref() == Ok(step) {
         eprintln!("devaipod: paused at {step} (DEVAIPOD_TEST_PAUSE_AT)");

@@ -40,6 +40,10 @@ pub(super) async fn run(ctx: &Context, args: DeleteArgs) -> Result<ExitCode> {
         .iter()
         .map(|n| Name::from_user(n))
         .collect::<Result<_, _>>()?;
+    // An interrupt stops before the next workspace, or before this one's removal
+    // begins; a removal once begun runs to its end (it is short), so no workspace is
+    // ever left half-removed.
+    let _cancel = crate::cli::cancel_on_signals();
     let engine = ctx.engine().await?;
     let names: Vec<Name> = if args.all {
         let mut names: Vec<Name> = Vec::new();
@@ -65,6 +69,7 @@ pub(super) async fn run(ctx: &Context, args: DeleteArgs) -> Result<ExitCode> {
     let mut outputs = Vec::new();
     let mut failed = Vec::new();
     for name in &names {
+        crate::podman::cancel::check()?;
         match delete_one(engine, name, args.force).await {
             Ok(out) => {
                 if !args.json {
@@ -72,7 +77,7 @@ pub(super) async fn run(ctx: &Context, args: DeleteArgs) -> Result<ExitCode> {
                 }
                 outputs.push(out);
             }
-            Err(e) if several => {
+            Err(e) if several && !crate::podman::cancel::requested() => {
                 eprintln!(
                     "devaipod: {name}: {}",
                     crate::terminal::line(&format!("{e:#}"))
@@ -148,6 +153,8 @@ async fn delete_one(engine: &crate::podman::Engine, name: &Name, force: bool) ->
         .as_ref()
         .map(|s| s.recorded_secrets(name.as_str()))
         .unwrap_or_default();
+    crate::progress::pause_point("removing");
+    crate::podman::cancel::check()?;
     let removed = engine.remove_labelled(name.as_str(), &known).await?;
     if let Some(state) = &state {
         state.forget(name);

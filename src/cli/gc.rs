@@ -126,10 +126,7 @@ pub(crate) fn decide(inv: &GcInventory, facts: &Facts, force: bool) -> GcPlan {
     // Workspaces: half-made pods, then names with objects but no pod.
     let mut candidates: BTreeMap<String, String> = BTreeMap::new();
     for w in &inv.workspaces {
-        let missing: Vec<&str> = ["workspace", "agent"]
-            .into_iter()
-            .filter(|r| w.container(r).is_none())
-            .collect();
+        let missing = w.missing();
         if !missing.is_empty() {
             candidates.insert(
                 w.name.clone(),

@@ -46,16 +46,44 @@ pub(super) async fn stop(ctx: &Context, args: StopArgs) -> Result<ExitCode> {
 
 pub(super) async fn start(ctx: &Context, args: StartArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
+    let mut cancel = crate::cli::cancel_on_signals();
     let progress = Progress::new();
     let engine = ctx.engine().await?;
     let pod = existing_pod(engine, &name).await?;
+    let started = start_and_wait(engine, &name, &pod, &args, &progress, &mut cancel).await;
+    if started.is_err() && crate::podman::cancel::requested() {
+        // Interrupted: the pod goes back to stopped, never left half-started.
+        progress.step(&format!("interrupted: stopping {pod} again"));
+        engine.stop_pod(&pod).await.with_context(|| {
+            format!("interrupted, and stopping {pod} again failed: run `devaipod stop {name}`")
+        })?;
+        progress.finish_step();
+    }
+    started?;
+    drop(progress);
+    println!("started {pod}: the agent answers");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The steps of `start` after the pod is found; an interrupt cuts any of them.
+async fn start_and_wait(
+    engine: &Engine,
+    name: &Name,
+    pod: &str,
+    args: &StartArgs,
+    progress: &Progress,
+    cancel: &mut crate::podman::cancel::Cancel,
+) -> Result<()> {
+    use crate::podman::cancel::cancellable;
     progress.step(&format!("starting {pod}"));
-    let started = engine.start_pod(&pod).await;
-    let row = engine.workspace(&name).await?;
+    let started = cancellable(cancel, engine.start_pod(pod)).await;
+    crate::progress::pause_point("start");
+    crate::podman::cancel::check()?;
+    let row = engine.workspace(name).await?;
     // The network rules ran first (a Podman init container); the agent's gate stays
     // shut unless they succeeded, so say why rather than wait for the agent.
     if let Some(rules) = row.container("rules")
-        && let Some(e) = crate::podman::verify::rules_failure(engine, &pod, &rules.name).await?
+        && let Some(e) = crate::podman::verify::rules_failure(engine, pod, &rules.name).await?
     {
         return Err(e);
     }
@@ -68,19 +96,14 @@ pub(super) async fn start(ctx: &Context, args: StartArgs) -> Result<ExitCode> {
     progress.step("waiting for the agent to answer");
     let url = plan::readiness_url();
     let target = Target {
-        pod: &pod,
+        pod,
         agent: &agent.name,
         url: &url,
         timeout: Duration::from_secs(args.timeout),
     };
-    // Interrupting a start leaves the pod running: nothing was created.
-    let (_tx, mut cancel) = tokio::sync::watch::channel(false);
-    readiness::wait_ready(engine, &target, &mut cancel).await?;
-    note_agent_ready(engine, &name).await?;
-    run_post_start(engine, &pod, &row, &progress).await?;
-    drop(progress);
-    println!("started {pod}: the agent answers");
-    Ok(ExitCode::SUCCESS)
+    readiness::wait_ready(engine, &target, cancel).await?;
+    note_agent_ready(engine, name).await?;
+    cancellable(cancel, run_post_start(engine, pod, &row, progress)).await
 }
 
 /// Runs the postStartCommand recorded on the pod at `up`, in the workspace.

@@ -27,6 +27,10 @@ pub(super) struct Entry {
     pub row: WorkspaceRow,
     /// The agent runs and answered since its last start (recorded by `up`/`start`).
     pub agent_ready: bool,
+    /// The containers a whole workspace has that this one lacks: a half-made pod (an
+    /// `up` killed, or cut off from Podman, midway), which `delete` or `gc` removes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<&'static str>,
 }
 
 /// True when the agent container runs and a readiness record matches its current start.
@@ -48,7 +52,12 @@ pub(super) fn agent_ready(row: &WorkspaceRow, state: Option<&StateDir>) -> bool 
 impl Entry {
     pub(super) fn new(row: WorkspaceRow, state: Option<&StateDir>) -> Self {
         let agent_ready = agent_ready(&row, state);
-        Self { row, agent_ready }
+        let missing = row.missing();
+        Self {
+            row,
+            agent_ready,
+            missing,
+        }
     }
 }
 
@@ -84,9 +93,14 @@ pub(super) fn render_table(entries: &[Entry]) -> String {
                 (false, None) => "missing".to_string(),
             };
             let created = e.created.get(..16).unwrap_or(&e.created).replace('T', " ");
+            let status = if entry.missing.is_empty() {
+                e.status.clone()
+            } else {
+                format!("{} (partial: no {})", e.status, entry.missing.join(", no "))
+            };
             // Labels and states are read from the engine: shown, never sent to the
             // terminal as control sequences.
-            [&e.name, &e.status, &agent, &created, &e.repo].map(|c| line(c).into_owned())
+            [&e.name, &status, &agent, &created, &e.repo].map(|c| line(c).into_owned())
         })
         .collect();
     let mut widths = header.map(|h| h.chars().count());
@@ -129,15 +143,39 @@ mod tests {
             repo: "/src/w1".into(),
             image: "img".into(),
             created: "2026-11-26T18:00:00+00:00".into(),
-            containers: vec![ContainerRow {
-                role: "agent".into(),
-                name: "devaipod-w1-agent".into(),
-                state: agent_state.into(),
-                id: "cid".into(),
-                image: "img".into(),
-                started_at,
-            }],
+            containers: vec![
+                ContainerRow {
+                    role: "agent".into(),
+                    name: "devaipod-w1-agent".into(),
+                    state: agent_state.into(),
+                    id: "cid".into(),
+                    image: "img".into(),
+                    started_at,
+                },
+                ContainerRow {
+                    role: "workspace".into(),
+                    name: "devaipod-w1-workspace".into(),
+                    state: "running".into(),
+                    id: "wid".into(),
+                    image: "img".into(),
+                    started_at,
+                },
+            ],
         }
+    }
+
+    #[test]
+    fn a_half_made_pod_is_marked_partial() {
+        let mut r = row("running", 1);
+        r.containers.retain(|c| c.role == "workspace");
+        let e = Entry::new(r, None);
+        assert_eq!(e.missing, ["agent"]);
+        let t = render_table(std::slice::from_ref(&e));
+        assert!(t.contains("running (partial: no agent)"), "{t}");
+        let v = serde_json::to_value(&e).expect("json");
+        assert_eq!(v["missing"], serde_json::json!(["agent"]));
+        let whole = serde_json::to_value(Entry::new(row("running", 1), None)).expect("json");
+        assert!(whole.get("missing").is_none(), "{whole}");
     }
 
     #[test]

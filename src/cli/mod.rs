@@ -146,7 +146,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut ctx = Context::new();
     let result = dispatch(&ctx, cli.command).await;
     ctx.shutdown();
-    result
+    // A Ctrl-C reaches devaipod's children too (git, podman's CLI): what failed because
+    // one of them died of it was interrupted, and exits as such.
+    result.map_err(|e| {
+        if crate::podman::cancel::requested() && !e.chain().any(|c| c.is::<crate::Interrupted>()) {
+            e.context(crate::Interrupted)
+        } else {
+            e
+        }
+    })
 }
 
 async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
@@ -208,19 +216,5 @@ pub fn exit_code_for(e: &anyhow::Error) -> ExitCode {
 
 /// A channel that turns Ctrl-C and SIGTERM into a cancellation request.
 pub fn cancel_on_signals() -> crate::podman::cancel::Cancel {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        eprintln!("devaipod: interrupted, cleaning up (this takes a moment)");
-        let _ = tx.send(true);
-    });
-    rx
+    crate::podman::cancel::on_signals()
 }

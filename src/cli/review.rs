@@ -28,6 +28,10 @@ pub struct ReviewArgs {
 
 pub(super) async fn run(ctx: &Context, args: ReviewArgs) -> Result<ExitCode> {
     let name = Name::from_user(&args.name)?;
+    // An interrupt stops the jobs reading the agent's clone (their containers and the
+    // bundle's temporary file go) and comes before the fetch: the host repo is changed
+    // only by a whole `git fetch`, whose ref update is atomic.
+    let _cancel = crate::cli::cancel_on_signals();
     let engine = ctx.engine().await?;
     let work = agent_work(engine, &name).await?;
     if work.tip.is_some() && !work.commits.is_empty() {

@@ -264,6 +264,9 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
         return dry_run(ctx, &args).await;
     }
     let task = args.task()?;
+    // Caught from the start: an interrupt at any step ends in the rollback of what this
+    // `up` made, and exit code 130.
+    let mut cancel = crate::cli::cancel_on_signals();
     let progress = Progress::new();
     progress.step("connecting to podman");
     let engine = ctx.engine().await?;
@@ -284,10 +287,10 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     for w in &plan.warnings {
         progress.warn(w);
     }
-    let mut cancel = crate::cli::cancel_on_signals();
     if !pulls.is_empty() {
         // Before anything is created: a failed pull leaves nothing behind.
         for image in &pulls {
+            crate::progress::pause_point("pull");
             pull_image(engine, image, req.pull, &progress, &mut cancel).await?;
         }
         inputs::image_facts(engine, &host.input, req.rebuild, PullPolicy::Never)
@@ -301,6 +304,7 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
         crate::cli::initialize::approve_and_run(init, &init.config, &progress, &mut cancel).await?;
     }
     if let (ImageState::WillBuild, Some(build)) = (&plan.image.state, &host.prepared) {
+        crate::progress::pause_point("build");
         let id = build_image(engine, &plan, build, req.pull, &progress, &mut cancel).await?;
         crate::state::record_images(std::slice::from_ref(&build.plan.tag), &host.input.repo.root);
         // Plan again now that the image exists (overrideCommand: false reads its CMD):

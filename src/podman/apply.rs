@@ -166,6 +166,7 @@ async fn create_and_start(
     if let Err(e) = started {
         return Err(explain_rules(engine, plan).await.unwrap_or(e));
     }
+    crate::progress::pause_point("started");
 
     progress.step("copying the repo into the workspace volume");
     let clone_dir = clone.await.context("the clone task failed")??;
@@ -186,6 +187,7 @@ async fn create_and_start(
             .unwrap_or(e));
     }
 
+    crate::progress::pause_point("copied");
     progress.step("waiting for the agent to answer");
     drop(seccomp);
     wait_until_usable(engine, plan, progress, cancel).await?;
@@ -398,16 +400,21 @@ async fn wait_until_usable(
 ) -> Result<()> {
     let workspace = role(plan, Role::Workspace)?;
     let target = super::readiness::Target::of_plan(plan)?;
+    let mut lifecycle_cancel = cancel.clone();
     let ready = super::readiness::wait_ready(engine, &target, cancel);
     let verified = super::verify::verify_inside(engine, plan);
-    let lifecycle = run_lifecycle(
-        engine,
-        &workspace.name,
-        plan.repo.owner.as_deref(),
-        &plan.repo.workdir,
-        &plan.lifecycle.env,
-        &plan.lifecycle.create,
-        progress,
+    // A long lifecycle command (a dependency download) is cut by an interrupt too.
+    let lifecycle = cancellable(
+        &mut lifecycle_cancel,
+        run_lifecycle(
+            engine,
+            &workspace.name,
+            plan.repo.owner.as_deref(),
+            &plan.repo.workdir,
+            &plan.lifecycle.env,
+            &plan.lifecycle.create,
+            progress,
+        ),
     );
     // All run together; when the agent dies, the readiness error (with its logs) is the
     // one that explains it.

@@ -75,6 +75,7 @@ pub(crate) fn api_error(e: podman_api::Error) -> anyhow::Error {
         podman_api::Error::Error(conn::Error::Fault { code, message }) => {
             fault(code.as_u16(), message)
         }
+        podman_api::Error::Error(other) => conn_error(other),
         other => anyhow!("podman API: {other}"),
     }
 }
@@ -83,7 +84,45 @@ pub(crate) fn api_error(e: podman_api::Error) -> anyhow::Error {
 pub(crate) fn conn_error(e: conn::Error) -> anyhow::Error {
     match e {
         conn::Error::Fault { code, message } => fault(code.as_u16(), message),
+        other if lost_service(&other) => anyhow!(
+            "the podman service stopped answering ({other}); is it still running? `podman info` tells"
+        ),
         other => anyhow!("podman API: {other}"),
+    }
+}
+
+/// Whether `e` says the service is gone (its socket refuses, or it hung up midway)
+/// rather than that it answered with an error.
+fn lost_service(e: &conn::Error) -> bool {
+    use std::io::ErrorKind;
+    let io_lost = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            ErrorKind::ConnectionRefused
+                | ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::NotFound
+                | ErrorKind::UnexpectedEof
+        )
+    };
+    match e {
+        conn::Error::Hyper(h) => {
+            if h.is_connect() || h.is_closed() || h.is_incomplete_message() || h.is_canceled() {
+                return true;
+            }
+            // hyper's "connection error" is an I/O error below it (a reset).
+            let mut source = std::error::Error::source(h);
+            while let Some(e) = source {
+                if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                    return io_lost(io);
+                }
+                source = e.source();
+            }
+            false
+        }
+        conn::Error::IO(io) => io_lost(io),
+        _ => false,
     }
 }
 

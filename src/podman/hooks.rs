@@ -128,6 +128,7 @@ pub(crate) async fn run_lifecycle(
     for step in steps {
         let name = step.name();
         progress.step(&format!("running {name}"));
+        crate::progress::pause_point("lifecycle");
         let jobs: Vec<(String, Vec<String>)> = match &step.command {
             Command::Parallel(map) => map
                 .iter()

@@ -41,6 +41,15 @@ impl WorkspaceRow {
     pub(crate) fn container(&self, role: &str) -> Option<&ContainerRow> {
         self.containers.iter().find(|c| c.role == role)
     }
+
+    /// The containers every whole workspace has and this one lacks (an `up` killed or
+    /// cut off from Podman midway, or a container removed by hand).
+    pub(crate) fn missing(&self) -> Vec<&'static str> {
+        ["workspace", "agent"]
+            .into_iter()
+            .filter(|r| self.container(r).is_none())
+            .collect()
+    }
 }
 
 /// Groups listed pods and containers into workspaces, sorted by name. Pure.

@@ -305,7 +305,9 @@ impl Engine {
     ) -> Result<JobOutput> {
         let name = c.name.clone();
         let timeout = job_timeout();
-        let result = async {
+        // An interrupt stops the job where it is; the container goes all the same.
+        let mut cancel = super::cancel::current();
+        let result = super::cancel::cancellable(&mut cancel, async {
             let seccomp = spec::SeccompFile::write()?;
             self.create_container(&spec::job_spec(c, Some(seccomp.path()), JOB_TMPFS_BYTES))
                 .await
@@ -340,7 +342,7 @@ impl Engine {
                 None => {}
             }
             Ok::<_, anyhow::Error>(out)
-        }
+        })
         .await;
         // Killed at once: a removal would first wait for the stop timeout.
         let kill = format!("/libpod/containers/{}/kill?signal=KILL", encode(&name));

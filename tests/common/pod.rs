@@ -800,3 +800,130 @@ pub fn alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// A devaipod run stopped at a test pause point (`DEVAIPOD_TEST_PAUSE_AT`), in its own
+/// process group as a terminal's foreground job is: what a test signals, continues and
+/// waits for.
+pub struct Paused {
+    child: std::process::Child,
+    /// What it said on stderr up to the pause.
+    pub said: String,
+    rest: std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+}
+
+impl Paused {
+    /// Spawns `cmd` with `DEVAIPOD_TEST_PAUSE_AT=step` and returns once it says it paused
+    /// there (it has stopped itself); fails if it ends first.
+    #[track_caller]
+    pub fn at(mut cmd: Command, step: &str) -> Self {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let mut child = cmd
+            .env("DEVAIPOD_TEST_PAUSE_AT", step)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("devaipod runs");
+        let err = child.stderr.take().expect("stderr");
+        let mut rest = std::io::BufReader::new(err).lines();
+        let mut said = String::new();
+        let want = format!("paused at {step}");
+        loop {
+            match rest.next() {
+                Some(Ok(line)) => {
+                    said.push_str(&line);
+                    said.push('\n');
+                    if line.contains(&want) {
+                        break;
+                    }
+                }
+                _ => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    panic!("devaipod ended ({status:?}) before pausing at {step}:\n{said}");
+                }
+            }
+        }
+        // It says so just before it stops itself: wait for the stop (bounded), or a
+        // signal sent now could come before it and the stop after.
+        let stat = format!("/proc/{}/stat", child.id());
+        super::wait_until(
+            &format!("devaipod has stopped itself at {step}"),
+            std::time::Duration::from_secs(10),
+            || {
+                std::fs::read_to_string(&stat).is_ok_and(|s| {
+                    s.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('T'))
+                })
+            },
+        );
+        Self { child, said, rest }
+    }
+
+    fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Sends `sig` to devaipod alone, or to its whole process group (`group`: what a
+    /// terminal's Ctrl-C does, devaipod's children included), then continues it.
+    pub fn signal_and_continue(&mut self, sig: nix::sys::signal::Signal, group: bool) {
+        use nix::sys::signal::{Signal, kill, killpg};
+        if group {
+            killpg(self.pid(), sig).expect("signal the group");
+            killpg(self.pid(), Signal::SIGCONT).expect("continue the group");
+        } else {
+            kill(self.pid(), sig).expect("signal devaipod");
+            kill(self.pid(), Signal::SIGCONT).expect("continue devaipod");
+        }
+    }
+
+    /// Continues it without a signal.
+    pub fn resume(&mut self) {
+        nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    }
+
+    /// Waits for its end, at most `limit` (then kills it and fails): its exit code and
+    /// everything it said on stderr.
+    #[track_caller]
+    pub fn finish(mut self, limit: std::time::Duration) -> (Option<i32>, String) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut lines = self.rest;
+        std::thread::spawn(move || {
+            for line in lines.by_ref().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + limit;
+        let mut said = self.said;
+        let status = loop {
+            said.extend(rx.try_iter().map(|l| l + "\n"));
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("devaipod did not end within {limit:?} after it was continued:\n{said}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        // What it said last (its stderr closes when it exits; children holding it are
+        // given a moment, bounded).
+        while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
+            said.push_str(&line);
+            said.push('\n');
+        }
+        (status.code(), said)
+    }
+
+    /// Kills it (SIGKILL) where it stopped.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        let status = self.child.wait().expect("wait");
+        assert!(!status.success(), "{status:?}");
+    }
+}

@@ -4,45 +4,18 @@
 //! are `#[ignore]`d in the suite and run alone, one at a time, after it (the Justfile's
 //! `test-rootful`).
 
-use std::io::BufRead;
-use std::process::Stdio;
-
 use serde_json::Value;
 
 use crate::BASE_CONFIG;
 use crate::common::pod::{
-    BASE_IMAGE, TestPod, devaipod, json_of, podman_ok, require_image, stderr,
+    BASE_IMAGE, Paused, TestPod, devaipod, json_of, podman_ok, require_image, stderr,
 };
 
 /// `up` of `p` with DEVAIPOD_TEST_PAUSE_AT=`step`, killed (SIGKILL) once it says it
 /// paused there.
 fn kill_up_at(p: &TestPod, step: &str) {
     let (path, label) = (p.path(), p.label_arg());
-    let mut child = p
-        .command(&p.up_args(&path, &label, &[]))
-        .env("DEVAIPOD_TEST_PAUSE_AT", step)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("devaipod up runs");
-    let err = child.stderr.take().expect("stderr");
-    let mut said = Vec::new();
-    for line in std::io::BufReader::new(err).lines() {
-        let line = line.expect("stderr line");
-        let paused = line.contains(&format!("paused at {step}"));
-        said.push(line);
-        if paused {
-            break;
-        }
-    }
-    assert!(
-        said.last().is_some_and(|l| l.contains("paused at")),
-        "up ended before pausing at {step}: {}",
-        said.join("\n")
-    );
-    child.kill().expect("SIGKILL");
-    let status = child.wait().expect("wait");
-    assert!(!status.success(), "{status:?}");
+    Paused::at(p.command(&p.up_args(&path, &label, &[])), step).kill();
 }
 
 #[test]

@@ -22,6 +22,7 @@ mod gator;
 mod gc;
 mod inert_git;
 mod inert_output;
+mod interrupt;
 mod jobs;
 mod network;
 mod openssh;
