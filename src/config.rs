@@ -9,6 +9,7 @@
 //! network = "allowlist"             # the default; or "none", or "full" (warned at up)
 //! allow = ["*.example.org", "git.example.com:8443"]   # NAME (ports 443, 80) or NAME:PORT
 //! secrets = ["OTHER_KEY"]           # from devaipod's environment at `up`; inside the agent
+//! disk_limit = "10g"                # each of the agent's volumes, where storage enforces it; or "none"
 //! [agent.credentials.anthropic]     # an opencode provider id: the proxy holds its key
 //! base_url = "https://api.anthropic.com/v1"
 //! header = "x-api-key"              # set on every request, replacing the agent's
@@ -80,6 +81,9 @@ pub(crate) struct AgentConfig {
     pub pids_limit: Option<i64>,
     /// The agent's memory limit, in bytes or with a suffix k/m/g (e.g. "16g").
     pub memory_limit: Option<String>,
+    /// The most each of the agent's volumes (its clone, its home) may hold, where the
+    /// engine's storage enforces it (e.g. "10g"); `"none"`: no limit.
+    pub disk_limit: Option<String>,
     /// How far the agent reaches: `allowlist` (the default), `none` or `full`.
     pub network: Option<Spanned<NetworkMode>>,
     /// The names the agent may reach through the proxy (`allowlist` only), as written;
@@ -137,6 +141,35 @@ pub(crate) fn parse_memory_limit(s: &str) -> Result<i64, String> {
         .ok()
         .filter(|v| *v >= 64 << 20)
         .ok_or_else(too_small)
+}
+
+/// The smallest `[agent] disk_limit`: opencode's own files and a small clone fit.
+pub(crate) const MIN_DISK_LIMIT: u64 = 256 << 20;
+
+/// Reads `[agent] disk_limit`: `none` (no limit), or a size
+/// ([`crate::size::parse_size`]) of at least [`MIN_DISK_LIMIT`].
+pub(crate) fn parse_disk_limit(s: &str) -> Result<Option<u64>, String> {
+    let s = s.trim();
+    if s == "none" {
+        return Ok(None);
+    }
+    let too_small = || format!("disk_limit {s:?}: must be at least 256m (or \"none\")");
+    if s.starts_with('-') {
+        return Err(too_small());
+    }
+    let bytes = crate::size::parse_size(s).map_err(|e| match e {
+        crate::size::SizeError::Unit => format!("disk_limit {s:?}: {e}, or \"none\""),
+        crate::size::SizeError::Number | crate::size::SizeError::Overflow => {
+            format!(
+                "disk_limit {s:?}: {}, or \"none\"",
+                crate::size::SizeError::Number
+            )
+        }
+    })?;
+    if bytes < MIN_DISK_LIMIT {
+        return Err(too_small());
+    }
+    Ok(Some(bytes))
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -259,6 +292,17 @@ impl Config {
                     .map_err(|e| anyhow::anyhow!("{}: [agent] {e}", path.display()))
             })
             .transpose()
+    }
+
+    /// `[agent] disk_limit` in bytes: the default when unset, `None` for `"none"`
+    /// ([`parse_disk_limit`]).
+    pub(crate) fn agent_disk_limit(&self, path: &Path) -> Result<Option<u64>> {
+        match self.agent.disk_limit.as_deref() {
+            None => Ok(Some(crate::plan::AGENT_DISK_LIMIT)),
+            Some(d) => {
+                parse_disk_limit(d).map_err(|e| anyhow::anyhow!("{}: [agent] {e}", path.display()))
+            }
+        }
     }
 
     /// `[agent.opencode]` as the JSON merged into the agent's opencode configuration.
@@ -567,7 +611,23 @@ mod tests {
             format!("{e}").contains(": [agent] memory_limit \"lots\""),
             "{e}"
         );
+        let c = parse("[agent]\ndisk_limit = \"2g\"\n").expect("parse");
+        assert_eq!(c.agent_disk_limit(file).expect("2g"), Some(2 << 30));
+        let c = parse("[agent]\ndisk_limit = \"none\"\n").expect("parse");
+        assert_eq!(c.agent_disk_limit(file).expect("none"), None);
+        let c = parse("[agent]\ndisk_limit = \"1m\"\n").expect("parse");
+        let e = c.agent_disk_limit(file).expect_err("1m");
+        assert_eq!(
+            format!("{e}"),
+            "/home/me/.config/devaipod.toml: [agent] disk_limit \"1m\": must be at least 256m (or \"none\")"
+        );
+        let e = parse("[agent]\ndisk_limit = 10\n").expect_err("a number");
+        assert!(e.starts_with("2:14:"), "{e}");
         let c = Config::default();
+        assert_eq!(
+            c.agent_disk_limit(file).expect("unset"),
+            Some(crate::plan::AGENT_DISK_LIMIT)
+        );
         assert_eq!(c.agent_pids_limit(file).expect("unset"), None);
         assert_eq!(c.agent_memory_limit(file).expect("unset"), None);
         assert_eq!(c.agent_opencode_json(file).expect("unset"), None);
@@ -750,6 +810,29 @@ mod tests {
             let e = parse_memory_limit(bad).expect_err(bad);
             assert!(
                 e.starts_with("memory_limit ") && e.contains(why),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn disk_limits() {
+        assert_eq!(parse_disk_limit("10g"), Ok(Some(10 << 30)));
+        assert_eq!(parse_disk_limit(" 256m "), Ok(Some(256 << 20)));
+        assert_eq!(parse_disk_limit("none"), Ok(None));
+        let refused = [
+            ("", "expected a number"),
+            ("None", "unknown unit"),
+            ("10GiB", "unknown unit"),
+            ("-1g", "at least 256m"),
+            ("255m", "at least 256m"),
+            ("0", "at least 256m"),
+            ("99999999999999999999", "expected a number"),
+        ];
+        for (bad, why) in refused {
+            let e = parse_disk_limit(bad).expect_err(bad);
+            assert!(
+                e.starts_with("disk_limit ") && e.contains(why),
                 "{bad}: {e}"
             );
         }

@@ -220,6 +220,8 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
         agent_memory_limit: user_config
             .agent_memory_limit(&config_file)?
             .unwrap_or(plan::AGENT_MEMORY_LIMIT),
+        agent_disk_limit: user_config.agent_disk_limit(&config_file)?,
+        volume_quota: plan::VolumeQuota::Unknown,
         container_env_from_host: reading.container_env_from_host,
         env_files: BTreeMap::new(),
         image_command: None,
@@ -565,6 +567,9 @@ pub(crate) struct ImageFacts {
     pub net_state: ImageState,
     /// Images `up` pulls before it creates anything (the pod's, the service-gator's).
     pub pulls: Vec<String>,
+    /// Whether the engine's storage holds a volume to a size (asked only when the
+    /// agent has a disk limit).
+    pub volume_quota: plan::VolumeQuota,
 }
 
 impl ImageFacts {
@@ -580,6 +585,7 @@ impl ImageFacts {
                 note: format!("not checked: {why}"),
             },
             pulls: Vec::new(),
+            volume_quota: plan::VolumeQuota::Unknown,
         }
     }
 
@@ -591,6 +597,7 @@ impl ImageFacts {
         }
         input.bundled_id = self.bundled_id;
         input.image_state = self.state;
+        input.volume_quota = self.volume_quota;
         // A missing binary stays missing, whatever the engine says.
         if !matches!(input.net_image_state, ImageState::Missing { .. }) {
             input.net_image_state = self.net_state;
@@ -598,7 +605,8 @@ impl ImageFacts {
     }
 }
 
-/// Asks the engine about the plan's images. `rebuild`: the image is built even if
+/// Asks the engine about the plan's images (and whether its storage holds the agent's
+/// volumes to a size). `rebuild`: the image is built even if
 /// present. `pull`: which missing (or, `always`, present) images `up` pulls; with
 /// `never`, a missing image is reported (the plan then refuses) and a missing
 /// service-gator image is an error.
@@ -666,12 +674,17 @@ pub(crate) async fn image_facts(
             None => ImageState::WillBuild,
         }
     };
+    let volume_quota = match input.agent_disk_limit {
+        Some(_) => engine.volume_quota().await,
+        None => plan::VolumeQuota::Unknown,
+    };
     Ok(ImageFacts {
         command,
         bundled_id,
         state,
         net_state,
         pulls,
+        volume_quota,
     })
 }
 

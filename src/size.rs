@@ -57,6 +57,23 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, SizeError> {
     whole.checked_add(part).ok_or(SizeError::Overflow)
 }
 
+/// A size for people: whole units as they are (`10GiB`, `512MiB`), other sizes with
+/// one decimal (`20.3MiB`), below 1 KiB in bytes (`512B`). Powers of 1024, as
+/// [`parse_size`] reads them.
+pub(crate) fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut unit = 0;
+    while unit + 1 < UNITS.len() && bytes >= 1u64 << (10 * (unit + 1)) {
+        unit += 1;
+    }
+    let scale = 1u64 << (10 * unit);
+    if bytes.is_multiple_of(scale) {
+        format!("{}{}", bytes / scale, UNITS[unit])
+    } else {
+        format!("{:.1}{}", bytes as f64 / scale as f64, UNITS[unit])
+    }
+}
+
 /// The bytes one unit stands for: `k`/`m`/`g`/`t`, then any number of `b`s.
 fn multiplier(unit: &str) -> Result<u64, SizeError> {
     let unit = unit.to_ascii_lowercase();
@@ -100,6 +117,29 @@ mod tests {
         for (text, bytes) in table {
             assert_eq!(parse_size(text), Ok(*bytes), "{text:?}");
         }
+    }
+
+    #[test]
+    fn sizes_for_people() {
+        let table: &[(u64, &str)] = &[
+            (0, "0B"),
+            (512, "512B"),
+            (1024, "1KiB"),
+            (1536, "1.5KiB"),
+            (20 << 20, "20MiB"),
+            ((20 << 20) + 300 * 1024, "20.3MiB"),
+            (10 << 30, "10GiB"),
+            (3 << 40, "3TiB"),
+            (5000 << 40, "5000TiB"),
+        ];
+        for (bytes, text) in table {
+            assert_eq!(human(*bytes), *text, "{bytes}");
+        }
+        // What is shown reads back as the same size when whole.
+        assert_eq!(
+            parse_size(human(10 << 30).trim_end_matches("iB")),
+            Ok(10 << 30)
+        );
     }
 
     #[test]

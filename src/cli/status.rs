@@ -1,5 +1,5 @@
 //! `devaipod status NAME [--json]`: one workspace in detail: the `list` object plus
-//! volumes, mounts, published ports and recent events.
+//! volumes (with how much each holds), mounts, published ports and recent events.
 
 use std::process::ExitCode;
 
@@ -10,9 +10,9 @@ use serde::Serialize;
 use super::Context;
 use super::list::Entry;
 use crate::names::Name;
-use crate::plan::labels;
 use crate::podman::inspect::{ContainerInspect, PodInspect};
 use crate::podman::inventory::EventRow;
+use crate::podman::storage::{self, VolumeUse};
 use crate::state::StateDir;
 use crate::terminal::line;
 
@@ -47,6 +47,8 @@ pub(super) struct Status {
     #[serde(flatten)]
     pub entry: Entry,
     pub volumes: Vec<String>,
+    /// How much each volume holds, in the order of `volumes` (`du`, bounded in time).
+    pub disk: Vec<VolumeUse>,
     pub mounts: Vec<MountRow>,
     pub ports: Vec<PortRow>,
     /// The agent's opencode sessions, newest first (`null` when the pod is not
@@ -163,23 +165,28 @@ pub(super) async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
     let (inspects, pod, volumes, events) = tokio::try_join!(
         inspects,
         engine.inspect_pod(&row.pod),
-        engine.volumes_with_label(labels::POD, name.as_str()),
+        engine.workspace_volumes(name.as_str()),
         engine.events(name.as_str(), EVENTS_SINCE_SECS, EVENTS_LIMIT),
     )?;
-    let (sessions, sessions_note) = if row.status == "running" {
-        let got = async {
-            let agent = crate::agent::Agent::open(engine, &name).await?;
-            agent.sessions().await
-        }
-        .await;
-        match got {
-            Ok(s) => (Some(s), None),
-            Err(e) => (None, Some(format!("{e:#}"))),
-        }
-    } else {
-        (None, Some(format!("the pod is {}", row.status)))
+    let agent = async {
+        let (sessions, sessions_note) = if row.status == "running" {
+            let got = async {
+                let agent = crate::agent::Agent::open(engine, &name).await?;
+                agent.sessions().await
+            }
+            .await;
+            match got {
+                Ok(s) => (Some(s), None),
+                Err(e) => (None, Some(format!("{e:#}"))),
+            }
+        } else {
+            (None, Some(format!("the pod is {}", row.status)))
+        };
+        let network = super::network::status(engine, &row, &pod.labels).await;
+        (sessions, sessions_note, network)
     };
-    let network = super::network::status(engine, &row, &pod.labels).await;
+    let disk = storage::disk_use(engine.rootless(), &volumes, storage::DISK_USE_TIMEOUT);
+    let ((sessions, sessions_note, network), disk) = tokio::join!(agent, disk);
     let mounts = row
         .containers
         .iter()
@@ -189,7 +196,8 @@ pub(super) async fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
     let status = Status {
         ports: ports_of(&pod),
         entry: Entry::new(row, StateDir::from_env().as_ref()),
-        volumes,
+        volumes: volumes.into_iter().map(|v| v.name).collect(),
+        disk,
         mounts,
         sessions,
         sessions_note,
@@ -231,7 +239,13 @@ fn render(s: &Status) -> String {
         );
     }
     for v in &s.volumes {
-        let _ = writeln!(out, "volume     {}", line(v));
+        let used = s.disk.iter().find(|d| &d.volume == v).map(disk_use);
+        let _ = writeln!(
+            out,
+            "volume     {}{}",
+            line(v),
+            used.map(|u| format!(" {u}")).unwrap_or_default()
+        );
     }
     for m in &s.mounts {
         let mode = if m.rw { "rw" } else { "ro" };
@@ -294,6 +308,22 @@ fn render(s: &Status) -> String {
         );
     }
     out
+}
+
+/// A volume's use: `20.3MiB`, `20.3MiB of 10GiB`, `unknown (timed out after 10s)`.
+fn disk_use(d: &VolumeUse) -> String {
+    use crate::size::human;
+    let mut s = match d.bytes {
+        Some(b) => human(b),
+        None => "unknown".into(),
+    };
+    if let Some(l) = d.limit {
+        s.push_str(&format!(" of {}", human(l)));
+    }
+    if let Some(n) = &d.note {
+        s.push_str(&format!(" ({})", line(n)));
+    }
+    s
 }
 
 /// The network lines of the human view.
@@ -413,7 +443,24 @@ mod tests {
         };
         Status {
             entry: Entry::new(row, None),
-            volumes: vec![],
+            volumes: vec![
+                "devaipod-w1-agent-home".into(),
+                "devaipod-w1-agent-repo".into(),
+            ],
+            disk: vec![
+                VolumeUse {
+                    volume: "devaipod-w1-agent-home".into(),
+                    bytes: Some((20 << 20) + 300 * 1024),
+                    limit: Some(10 << 30),
+                    note: None,
+                },
+                VolumeUse {
+                    volume: "devaipod-w1-agent-repo".into(),
+                    bytes: None,
+                    limit: None,
+                    note: Some(format!("du failed: {HOSTILE}")),
+                },
+            ],
             mounts: vec![MountRow {
                 container: "c".into(),
                 kind: "bind".into(),
@@ -478,6 +525,35 @@ mod tests {
             out.contains(&format!("image      {HOSTILE_SHOWN}\n")),
             "{out}"
         );
+    }
+
+    #[test]
+    fn each_volume_shows_its_use() {
+        use crate::terminal::testing::{HOSTILE_SHOWN, assert_inert};
+        let out = render(&hostile_status());
+        assert_inert(&out);
+        let volumes: Vec<&str> = out.lines().filter(|l| l.starts_with("volume ")).collect();
+        assert_eq!(
+            volumes,
+            [
+                "volume     devaipod-w1-agent-home 20.3MiB of 10GiB".to_string(),
+                format!("volume     devaipod-w1-agent-repo unknown (du failed: {HOSTILE_SHOWN})"),
+            ]
+        );
+        let timed_out = VolumeUse {
+            volume: "v".into(),
+            bytes: None,
+            limit: None,
+            note: Some("timed out after 10s".into()),
+        };
+        assert_eq!(disk_use(&timed_out), "unknown (timed out after 10s)");
+        let v = serde_json::to_value(hostile_status()).expect("json");
+        assert_eq!(
+            v["disk"][0],
+            serde_json::json!({"volume": "devaipod-w1-agent-home", "bytes": 21278720, "limit": 10737418240u64})
+        );
+        assert_eq!(v["disk"][1]["bytes"], serde_json::Value::Null);
+        assert_eq!(v["volumes"][1], "devaipod-w1-agent-repo");
     }
 
     #[test]

@@ -63,6 +63,20 @@ pub(crate) struct GatorInput {
     pub jira_host: Option<String>,
 }
 
+/// Whether the engine's storage can hold a volume to a size: Podman's local volume
+/// option `size` works only where Podman can set an XFS project quota on the volume's
+/// directory (the volume path on XFS mounted with `prjquota`, and a rootful engine).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum VolumeQuota {
+    /// Not asked: `--dry-run` without an engine.
+    #[default]
+    Unknown,
+    /// Podman sets a project quota on each new volume that asks for a size.
+    Enforced,
+    /// Why not, for the user (where the volumes are and what they are on).
+    NotEnforced(String),
+}
+
 /// Everything the plan is computed from.
 #[derive(Debug, Clone)]
 pub(crate) struct PlanInput {
@@ -88,6 +102,10 @@ pub(crate) struct PlanInput {
     /// The agent's limits (user config; defaults otherwise).
     pub agent_pids_limit: i64,
     pub agent_memory_limit: i64,
+    /// The most each of the agent's volumes may hold (bytes); `None`: no limit.
+    pub agent_disk_limit: Option<u64>,
+    /// Whether the engine's storage enforces a volume's size (an engine fact).
+    pub volume_quota: VolumeQuota,
     /// Consent for repo settings that widen access (`--trust` or the user's config):
     /// what granted it, shown by `--dry-run`.
     pub trust: Option<String>,

@@ -36,15 +36,15 @@ pub(crate) mod workspace;
 pub(crate) use context::Context;
 pub(crate) use error::PlanError;
 pub(crate) use image::{choose_image, valid_image};
-pub(crate) use input::{GatorInput, PlanInput, RepoFacts, UserSecret};
+pub(crate) use input::{GatorInput, PlanInput, RepoFacts, UserSecret, VolumeQuota};
 pub(crate) use labels::Role;
 pub(crate) use lifecycle::{Command, InitializePlan, LifecyclePlan, LifecycleStep};
 pub(crate) use mounts::{engine_socket_path, parse_mount};
 pub(crate) use paths::{
-    AGENT_MEMORY_LIMIT, AGENT_PIDS_LIMIT, AGENT_PORT, AGENT_REMOTE, AGENT_REPO_IN_WORKSPACE,
-    AGENT_UID, AGENT_UPLOAD_PACK_GITCONFIG, BUNDLED_IMAGE, DEFAULT_READY_TIMEOUT_SECS,
-    PASSWORD_FILE, SHIM_DIR, WORKSPACE_GITCONFIG, agent_upload_pack, agent_upload_pack_gitconfig,
-    readiness_url, workspace_gitconfig,
+    AGENT_DISK_LIMIT, AGENT_MEMORY_LIMIT, AGENT_PIDS_LIMIT, AGENT_PORT, AGENT_REMOTE,
+    AGENT_REPO_IN_WORKSPACE, AGENT_UID, AGENT_UPLOAD_PACK_GITCONFIG, BUNDLED_IMAGE,
+    DEFAULT_READY_TIMEOUT_SECS, PASSWORD_FILE, SHIM_DIR, WORKSPACE_GITCONFIG, agent_upload_pack,
+    agent_upload_pack_gitconfig, readiness_url, workspace_gitconfig,
 };
 pub(crate) use resources::cdi_gpu_in;
 pub(crate) use secrets::password_secret_name;
@@ -107,6 +107,7 @@ pub(crate) fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
     warnings.extend(settings.run_args.warnings.iter().cloned());
     let ports = ports::pod_ports(input, &settings.run_args, &mut warnings)?;
     warnings.extend(uncommitted_warning(input));
+    warnings.extend(volumes::disk_limit_warning(input));
     warnings.extend(features_warning(input));
     let (gator_container, gator_plan) = gator.map(|g| (g.container, g.plan)).unzip();
     let mut pod = pod::pod_spec(

@@ -221,6 +221,7 @@ impl Network {
             name: name.clone(),
             role: role.into(),
             labels: ctx.labels(owner),
+            size_limit: None,
         })
         .collect();
         Network {

@@ -116,6 +116,11 @@ pub(crate) const BUNDLED_MOUNT: &str = "/opt/devaipod/bundled";
 pub(crate) const AGENT_PIDS_LIMIT: i64 = 4096;
 /// The agent's default memory limit (bytes).
 pub(crate) const AGENT_MEMORY_LIMIT: i64 = 8 * 1024 * 1024 * 1024;
+/// The agent's default disk limit (bytes), on each of its volumes (its clone, its
+/// home), where the engine's storage enforces it: room for a large clone with its
+/// build outputs and opencode's caches (an agent was measured writing 5 GiB into its
+/// home), while one agent cannot fill the disk of every other pod.
+pub(crate) const AGENT_DISK_LIMIT: u64 = 10 * 1024 * 1024 * 1024;
 /// Where writable scratch space is in the agent's otherwise read-only root filesystem.
 pub(crate) const AGENT_TMPFS: &[&str] = &["/tmp", "/var/tmp", "/run", "/run/secrets"];
 

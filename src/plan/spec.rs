@@ -120,6 +120,10 @@ pub(crate) struct VolumeSpec {
     pub name: String,
     pub role: String,
     pub labels: BTreeMap<String, String>,
+    /// The size Podman holds it to (bytes; the local driver's `size` option, an XFS
+    /// project quota): `[agent] disk_limit` on the agent's volumes where the engine's
+    /// storage enforces it, `null` everywhere else (and when no engine was asked).
+    pub size_limit: Option<u64>,
 }
 
 /// What a mount is: it decides which engine field carries it and whether it needs

@@ -39,6 +39,8 @@ pub(crate) fn input() -> PlanInput {
         trusted_secrets: Vec::new(),
         agent_pids_limit: AGENT_PIDS_LIMIT,
         agent_memory_limit: AGENT_MEMORY_LIMIT,
+        agent_disk_limit: Some(super::AGENT_DISK_LIMIT),
+        volume_quota: super::VolumeQuota::Unknown,
         trust: None,
         container_env_from_host: Vec::new(),
         env_files: BTreeMap::new(),

@@ -239,10 +239,7 @@ fn start_clone(plan: &PodPlan) -> tokio::task::JoinHandle<Result<tempfile::TempD
 async fn create_pod_objects(engine: &Engine, plan: &PodPlan, values: &SecretValues) -> Result<()> {
     let host_ports = choose_host_ports(&plan.pod.ports)?;
     let pod = pod_spec(plan, &host_ports)?;
-    let volumes = plan
-        .volumes
-        .iter()
-        .map(|v| engine.create_volume(&v.name, &v.labels));
+    let volumes = plan.volumes.iter().map(|v| engine.create_planned_volume(v));
     let create_volumes = async {
         futures_util::future::try_join_all(volumes)
             .await

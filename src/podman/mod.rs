@@ -5,7 +5,8 @@
 //! - [`inspect`]: typed inspect/list answers (security fields required);
 //! - [`images`], [`objects`] (create/inspect/start/stop), [`labelled`] (list and
 //!   remove by label), [`archive`] (copy into / read out of containers), [`exec`],
-//!   [`logs`], [`job`] (short-lived job containers), [`inventory`] (workspaces, events);
+//!   [`logs`], [`job`] (short-lived job containers), [`inventory`] (workspaces, events),
+//!   [`storage`] (whether volumes can be held to a size, and how much each holds);
 //! - [`spec`] (plan -> libpod SpecGenerator), [`verify`] (hardening checks),
 //!   [`apply`] (ordering and rollback), [`hooks`] (lifecycle commands, shims, users);
 //! - [`netns`] (entering the pod), [`readiness`], [`agent_http`] (the agent's API),
@@ -50,6 +51,7 @@ pub(crate) mod readiness;
 pub(crate) mod session;
 pub(crate) mod shared;
 pub(crate) mod spec;
+pub(crate) mod storage;
 pub(crate) mod verify;
 
 pub(crate) use client::{API_PREFIX, REQUEST_TIMEOUT, conn_error};

@@ -21,6 +21,24 @@ struct VolumeCreate<'a> {
     label: &'a BTreeMap<String, String>,
     #[serde(rename = "Labels")]
     labels: &'a BTreeMap<String, String>,
+    /// The local driver's options: `o=size=BYTES` holds the volume to a size (an XFS
+    /// project quota; the plan asks for one only where the storage enforces it).
+    #[serde(rename = "Options", skip_serializing_if = "BTreeMap::is_empty")]
+    options: BTreeMap<&'static str, String>,
+}
+
+impl<'a> VolumeCreate<'a> {
+    fn new(name: &'a str, labels: &'a BTreeMap<String, String>, size: Option<u64>) -> Self {
+        VolumeCreate {
+            name,
+            label: labels,
+            labels,
+            options: size
+                .map(|b| ("o", format!("size={b}")))
+                .into_iter()
+                .collect(),
+        }
+    }
 }
 
 impl Engine {
@@ -46,12 +64,20 @@ impl Engine {
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<()> {
-        let body = VolumeCreate {
-            name,
-            label: labels,
-            labels,
-        };
+        let body = VolumeCreate::new(name, labels, None);
         self.post("/libpod/volumes/create", &body).await?;
+        Ok(())
+    }
+
+    /// Creates a planned volume: its labels, and the size the plan holds it to.
+    pub(crate) async fn create_planned_volume(
+        &self,
+        v: &crate::plan::spec::VolumeSpec,
+    ) -> Result<()> {
+        let body = VolumeCreate::new(&v.name, &v.labels, v.size_limit);
+        self.post("/libpod/volumes/create", &body)
+            .await
+            .with_context(|| format!("creating volume {}", v.name))?;
         Ok(())
     }
 
@@ -175,5 +201,29 @@ impl Engine {
             .await
             .with_context(|| format!("waiting for container {name}"))?;
         Ok(text.trim().trim_matches('"').trim().parse().unwrap_or(-1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request libpod reads (`entities.VolumeCreateOptions`): a size only in
+    /// `Options.o`, as `podman volume create --opt o=size=BYTES` sends it.
+    #[test]
+    fn a_volume_asks_for_a_size_only_when_planned_with_one() {
+        let labels = BTreeMap::from([("io.devaipod.pod".to_string(), "demo".to_string())]);
+        let plain = serde_json::to_value(VolumeCreate::new("v", &labels, None)).expect("json");
+        assert_eq!(
+            plain,
+            serde_json::json!({"Name": "v", "Label": {"io.devaipod.pod": "demo"}, "Labels": {"io.devaipod.pod": "demo"}})
+        );
+        let sized =
+            serde_json::to_value(VolumeCreate::new("v", &labels, Some(10 << 30))).expect("json");
+        assert_eq!(
+            sized["Options"],
+            serde_json::json!({"o": "size=10737418240"})
+        );
+        assert_eq!(sized["Labels"], plain["Labels"]);
     }
 }

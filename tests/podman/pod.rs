@@ -319,10 +319,47 @@ fn up_refuses_an_existing_pod_and_keeps_it() {
 }
 
 #[test]
-fn list_status_stop_start_and_logs() {
+fn list_status_disk_stop_start_and_logs() {
     require_image(BASE_IMAGE);
-    let p = TestPod::new("life").config(BASE_CONFIG).up();
+    let p = TestPod::new("life").config(BASE_CONFIG).build();
+    let up = p.up(&["--json"]);
+    json_of(&up);
     let (ws, agent) = (p.workspace(), p.agent());
+
+    // The default disk limit: held by Podman where the storage enforces it (then the
+    // agent's volumes were made with a size), else said once by `up`.
+    let home = format!("{}-agent-home", p.pod());
+    let options: Value = serde_json::from_str(&podman_ok(&[
+        "volume",
+        "inspect",
+        "--format",
+        "{{json .Options}}",
+        &home,
+    ]))
+    .expect("volume options");
+    let enforced = options["o"]
+        .as_str()
+        .is_some_and(|o| o.contains("size=10737418240"));
+    let said: Vec<String> = stderr(&up)
+        .lines()
+        .filter(|l| l.contains("the agent's disk limit ("))
+        .map(str::to_string)
+        .collect();
+    if enforced {
+        assert!(said.is_empty(), "enforced, yet warned: {said:?}");
+    } else {
+        assert_eq!(said.len(), 1, "said once: {}", stderr(&up));
+        assert!(
+            said[0].contains(
+                "(10GiB on each of its volumes, [agent] disk_limit) is not enforced here: "
+            ) && said[0].contains(&format!(
+                "`devaipod status {}` shows each volume's use",
+                p.name()
+            )),
+            "{}",
+            said[0]
+        );
+    }
 
     // list: the documented fields, the agent ready right after `up`.
     let e = p.listed();
@@ -403,6 +440,54 @@ fn list_status_stop_start_and_logs() {
         "{s}"
     );
 
+    // Each volume's disk use: the agent writes 20 MiB into its home.
+    p.in_agent("head -c 20971520 /dev/zero > $HOME/twenty-mib");
+    let s = p.status();
+    let disk = s["disk"].as_array().expect("disk");
+    assert_eq!(
+        disk.len(),
+        volumes.len(),
+        "one entry per volume: {}",
+        s["disk"]
+    );
+    let of = |v: &str| -> &Value {
+        disk.iter()
+            .find(|d| d["volume"] == v)
+            .unwrap_or_else(|| panic!("no disk entry for {v}: {}", s["disk"]))
+    };
+    let home_use = of(&home);
+    assert!(
+        home_use["bytes"].as_u64().is_some_and(|b| b >= 20 << 20),
+        "{home_use}"
+    );
+    assert_eq!(home_use.get("note"), None, "{home_use}");
+    let limit = if enforced {
+        Value::from(10u64 << 30)
+    } else {
+        Value::Null
+    };
+    assert_eq!(home_use["limit"], limit, "{home_use}");
+    assert_eq!(of(&format!("{}-agent-repo", p.pod()))["limit"], limit);
+    // The repo's clone is in the workspace's volume; the workspace has no limit.
+    let ws_use = of(&format!("{}-workspace", p.pod()));
+    assert!(ws_use["bytes"].as_u64().is_some_and(|b| b > 0), "{ws_use}");
+    assert_eq!(ws_use["limit"], Value::Null);
+    // The human view says it on the volume's line.
+    let o = devaipod(&["status", p.name()]);
+    assert_ok("status", &o);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let prefix = format!("volume     {home} ");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no line for {home}: {text}"));
+    let shown = line[prefix.len()..].split(' ').next().unwrap_or_default();
+    let mib: f64 = shown
+        .strip_suffix("MiB")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a size in MiB: {line}"));
+    assert!(mib >= 20.0, "{line}");
+
     // logs: the agent's own output.
     let logs = devaipod(&["logs", p.name(), "--tail", "50"]);
     assert_ok("logs", &logs);
@@ -413,9 +498,26 @@ fn list_status_stop_start_and_logs() {
     let none = devaipod(&["logs", p.name(), "--container", "gator"]);
     assert_fails_with(&none, "no gator container");
 
-    // Data written in the workspace and in the agent's home...
+    // Data written in the workspace and in the agent's home, and an opencode session...
     p.in_workspace(Some("dev"), "echo kept > notes.txt");
     p.in_agent("echo kept > $HOME/memory.txt");
+    let made = p.as_agent(
+        "curl -sf -m 10 -u opencode:$(cat /run/secrets/devaipod-opencode-password) \
+         -X POST \"http://127.0.0.1:4096/session?directory=$PWD\" \
+         -H content-type:application/json -d '{\"title\": \"kept across stop\"}'",
+        &[],
+    );
+    let session: Value = serde_json::from_slice(&made.stdout).expect("session JSON");
+    let session = session["id"].as_str().expect("session id").to_string();
+    let ids = |s: &Value| -> Vec<String> {
+        s["sessions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x["id"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert!(ids(&p.status()).contains(&session), "made: {session}");
 
     // logs --follow streams until the container stops.
     let mut follow = Command::new(devaipod_bin())
@@ -456,7 +558,7 @@ fn list_status_stop_start_and_logs() {
         .expect("wait");
     assert!(status.success(), "logs --follow exited with {status}");
 
-    // start returns when the agent answers; the data survived.
+    // start returns when the agent answers; the files and the session survived.
     assert_ok("start", &devaipod(&["start", p.name()]));
     let e = p.listed();
     assert_eq!(e["status"], "running");
@@ -466,6 +568,12 @@ fn list_status_stop_start_and_logs() {
         "kept\n"
     );
     assert_eq!(p.in_agent("cat $HOME/memory.txt"), "kept\n");
+    let after = p.status();
+    assert!(
+        ids(&after).contains(&session),
+        "{session}: {}",
+        after["sessions"]
+    );
     let health = agent_health(&p);
     assert!(health.contains("\"healthy\":true"), "{health}");
 
