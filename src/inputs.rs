@@ -695,7 +695,7 @@ fn is_local_only(image: &str) -> bool {
 
 fn missing_image_note(image: &str, pull: crate::podman::images::PullPolicy) -> String {
     if image.starts_with("localhost/devaipod-base") {
-        "not in the local image store; build it with `just image` (a localhost/ image is never pulled)".into()
+        "not in the local image store; build it with `just image` in devaipod's checkout (a localhost/ image is never pulled), or pass --image IMAGE".into()
     } else if is_local_only(image) {
         format!(
             "not in the local image store (a localhost/ image is never pulled): build or load {image}, then retry"

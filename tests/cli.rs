@@ -230,9 +230,11 @@ fn config_errors_name_file_line_and_column() {
 }
 
 #[test]
-fn no_image_anywhere_is_a_clear_error() {
-    let r = repo(None);
+fn a_config_without_an_image_is_a_clear_error() {
+    // (A repo with no devcontainer.json at all runs in the bundled image: tests/podman.)
+    let r = repo(Some("{\"remoteUser\": \"dev\"}\n"));
     let o = devaipod(&["up", ".", "--dry-run"], r.path());
+    assert_fails_with(&o, "names no \"image\" and no \"build\"");
     assert_fails_with(&o, "--image");
 }
 

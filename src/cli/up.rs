@@ -284,6 +284,13 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     let pulls = facts.pulls.clone();
     facts.apply_to(&mut host.input);
     let mut plan = inputs::plan(&host.input)?;
+    if plan.image.source == plan::image::NO_CONFIG {
+        progress.line(&format!(
+            "{} has no devcontainer.json: running the bundled image {} (add .devcontainer/devcontainer.json, or pass --image, to choose)",
+            host.input.repo.root.display(),
+            plan.image.reference
+        ));
+    }
     for w in &plan.warnings {
         progress.warn(w);
     }

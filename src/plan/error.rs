@@ -4,7 +4,7 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum PlanError {
     #[error(
-        "no image to run: the repo has no devcontainer.json with an \"image\" and no --image was given (pass --image IMAGE, e.g. --image localhost/devaipod-base:latest)"
+        "no image to run: the repo's devcontainer.json names no \"image\" and no \"build\"; add one, or pass --image IMAGE (e.g. --image localhost/devaipod-base:latest)"
     )]
     NoImage,
     #[error(

@@ -38,9 +38,14 @@ pub(crate) fn choose_image(input: &PlanInput) -> Result<(String, String), PlanEr
     }
     match (&dc.image, &input.devcontainer_path) {
         (Some(img), Some(p)) => Ok((img.clone(), p.display().to_string())),
+        // A repo without any devcontainer.json runs in the bundled image.
+        (_, None) => Ok((BUNDLED_IMAGE.into(), NO_CONFIG.into())),
         _ => Err(PlanError::NoImage),
     }
 }
+
+/// The image's source when the repo has no devcontainer.json (the bundled image).
+pub(crate) const NO_CONFIG: &str = "the bundled image (the repo has no devcontainer.json)";
 
 /// The chosen, validated image; its build only when it is not `--image`'s.
 pub(crate) fn image_plan(input: &PlanInput) -> Result<ImagePlan, PlanError> {
@@ -104,8 +109,18 @@ mod tests {
         );
         assert_eq!(p.build, None, "--image never builds");
         let mut i = input();
+        i.devcontainer.image = None;
+        assert_eq!(
+            choose_image(&i),
+            Err(PlanError::NoImage),
+            "a config without an image"
+        );
         i.devcontainer_path = None;
-        assert_eq!(choose_image(&i), Err(PlanError::NoImage));
+        assert_eq!(
+            choose_image(&i),
+            Ok((BUNDLED_IMAGE.to_string(), NO_CONFIG.to_string())),
+            "no config at all: the bundled image"
+        );
     }
 
     #[test]

@@ -383,3 +383,35 @@ fn a_failing_initialize_command_stops_up_before_anything_is_made() {
     );
     assert!(stderr(&out).contains("init-said-no"), "{}", stderr(&out));
 }
+
+/// A repo without any devcontainer.json runs in the bundled image, and `up` says so.
+#[test]
+fn a_repo_without_devcontainer_json_runs_in_the_bundled_image() {
+    require_image(BASE_IMAGE);
+    let p = TestPod::new("nodc")
+        .files(&[("README.md", "no configuration here\n")])
+        .build();
+    let plan = p.dry_run(&[]);
+    assert_eq!(plan["image"]["ref"], BASE_IMAGE, "{plan}");
+    assert!(
+        plan["image"]["source"]
+            .as_str()
+            .is_some_and(|s| s.contains("no devcontainer.json")),
+        "{plan}"
+    );
+    let out = p.up(&["--json"]);
+    json_of(&out);
+    let said = stderr(&out);
+    assert_eq!(
+        said.matches("has no devcontainer.json: running the bundled image")
+            .count(),
+        1,
+        "{said}"
+    );
+    assert_eq!(p.in_agent("echo alive").trim(), "alive");
+    assert_eq!(
+        p.in_workspace(None, &format!("cat {}/README.md", p.folder()))
+            .trim(),
+        "no configuration here"
+    );
+}
