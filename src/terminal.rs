@@ -135,6 +135,48 @@ fn unsafe_char(c: char) -> bool {
 }
 
 /// Hostile text for the renderers' tests.
+/// Unix seconds as local RFC 3339 (`2026-12-02T17:40:12+01:00`), as `--json` shows times.
+pub(crate) fn rfc3339_of(secs: i64) -> String {
+    use chrono::TimeZone;
+    match chrono::Local.timestamp_opt(secs, 0) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+        }
+        chrono::LocalResult::None => secs.to_string(),
+    }
+}
+
+/// serde's `serialize_with` for [`rfc3339_of`].
+pub(crate) fn rfc3339<S: serde::Serializer>(secs: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339_of(*secs))
+}
+
+/// Unix seconds as a person reads them: local date and time, and how long ago when it
+/// is recent (`2026-12-02 17:40:12 (5 min ago)`), `now` being the present.
+pub(crate) fn local_time(secs: i64, now: i64) -> String {
+    use chrono::TimeZone;
+    let shown = match chrono::Local.timestamp_opt(secs, 0) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
+            t.format("%Y-%m-%d %H:%M:%S").to_string()
+        }
+        chrono::LocalResult::None => return secs.to_string(),
+    };
+    match now - secs {
+        d if (0..60).contains(&d) => format!("{shown} ({d} s ago)"),
+        d if (60..3600).contains(&d) => format!("{shown} ({} min ago)", d / 60),
+        d if (3600..86_400).contains(&d) => format!("{shown} ({} h ago)", d / 3600),
+        _ => shown,
+    }
+}
+
+/// Now, in Unix seconds.
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     /// Agent-written text with each kind of sequence issue 14 found: a window title
@@ -162,6 +204,22 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_read_as_local_date_and_time_and_rfc_3339() {
+        let t = 1_764_700_000; // a moment in late 2025
+        let shown = local_time(t, t + 300);
+        assert!(shown.ends_with(" (5 min ago)"), "{shown}");
+        assert_eq!(
+            shown.len(),
+            "2025-12-02 18:26:40 (5 min ago)".len(),
+            "{shown}"
+        );
+        assert!(!local_time(t, t + 3 * 86_400).contains("ago"));
+        let rfc = rfc3339_of(t);
+        let back = chrono::DateTime::parse_from_rfc3339(&rfc).expect("RFC 3339");
+        assert_eq!(back.timestamp(), t, "{rfc}");
+    }
 
     #[test]
     fn control_sequences_are_shown_not_sent() {

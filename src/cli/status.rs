@@ -228,7 +228,10 @@ fn render(s: &Status) -> String {
     );
     let _ = writeln!(out, "repo       {}", line(&e.repo));
     let _ = writeln!(out, "image      {}", line(&e.image));
-    let _ = writeln!(out, "created    {}", line(&e.created));
+    let created = chrono::DateTime::parse_from_rfc3339(&e.created)
+        .map(|t| crate::terminal::local_time(t.timestamp(), crate::terminal::now_secs()))
+        .unwrap_or_else(|_| line(&e.created).into_owned());
+    let _ = writeln!(out, "created    {created}");
     for c in &e.containers {
         let _ = writeln!(
             out,
@@ -297,11 +300,12 @@ fn render(s: &Status) -> String {
         (None, None) => {}
     }
     render_network(&mut out, &s.network);
+    let now = crate::terminal::now_secs();
     for ev in &s.events {
         let _ = writeln!(
             out,
             "event      {} {} {} {}",
-            ev.time,
+            crate::terminal::local_time(ev.time, now),
             line(&ev.kind),
             line(&ev.action),
             line(&ev.name)

@@ -119,6 +119,8 @@ fn role_order(role: &str) -> u8 {
 /// One engine event about a workspace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct EventRow {
+    /// Unix seconds; `--json` shows RFC 3339 in local time.
+    #[serde(serialize_with = "crate::terminal::rfc3339")]
     pub time: i64,
     #[serde(rename = "type")]
     pub kind: String,

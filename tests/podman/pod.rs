@@ -439,6 +439,17 @@ fn list_status_disk_stop_start_and_logs() {
             .any(|ev| ev["action"] == "start" && ev["name"] == agent.as_str()),
         "{s}"
     );
+    // Event times: RFC 3339 strings in --json (local offset), never raw Unix seconds.
+    assert!(
+        s["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .all(|ev| ev["time"]
+                .as_str()
+                .is_some_and(|t| t.len() >= 20 && t.as_bytes()[10] == b'T')),
+        "{s}"
+    );
 
     // Each volume's disk use: the agent writes 20 MiB into its home.
     p.in_agent("head -c 20971520 /dev/zero > $HOME/twenty-mib");
