@@ -1636,3 +1636,26 @@ fn delete_needs_names_or_all_but_not_both() {
         stderr(&both)
     );
 }
+
+#[test]
+fn legacy_extensions_and_settings_are_said_to_be_legacy_not_unknown() {
+    let r = repo(Some(
+        r#"{"image": "localhost/x:1", "extensions": ["a.b"], "settings": {"k": 1}}"#,
+    ));
+    let o = devaipod(&["config", ".", "--json"], r.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    let warnings = v["warnings"].to_string();
+    for key in ["extensions", "settings"] {
+        assert!(
+            warnings.contains(&format!("property \\\"{key}\\\" is legacy")),
+            "{warnings}"
+        );
+    }
+    assert!(!warnings.contains("unknown property"), "{warnings}");
+    let text = v["configuration"]["customizations"]["vscode"].to_string();
+    assert!(
+        text.contains("a.b") && text.contains("\"k\""),
+        "moved like the reference: {text}"
+    );
+}

@@ -88,6 +88,10 @@ pub(crate) fn printable_id(id: &str) -> Option<&str> {
     ok.then_some(id)
 }
 
+/// The legacy top-level properties the reference moves into `customizations.vscode`
+/// ([`super::migrate_legacy`]).
+const LEGACY: [&str; 3] = ["extensions", "settings", "devPort"];
+
 /// Warnings for the top-level properties of `config`: unknown ones, and known ones that
 /// devaipod does not apply yet.
 pub(crate) fn warnings(config: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
@@ -99,6 +103,12 @@ pub(crate) fn warnings(config: &serde_json::Map<String, serde_json::Value>) -> V
         );
     }
     for key in config.keys() {
+        if LEGACY.contains(&key.as_str()) {
+            out.push(format!(
+                "property \"{key}\" is legacy: like the reference CLI, devaipod reads it as customizations.vscode.{key} (`devaipod config` shows it there); editor customizations are not applied by devaipod"
+            ));
+            continue;
+        }
         match (support(key), printable(key)) {
             (Some(Support::NotApplied), Some(k)) => out.push(format!(
                 "property \"{k}\" is not applied by devaipod yet; it is ignored"
@@ -145,5 +155,17 @@ mod tests {
             !w.iter().any(|m| m.contains("a b")),
             "names are not echoed raw"
         );
+        let legacy: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(r#"{"extensions": ["a"], "settings": {"x": 1}}"#).expect("json");
+        let w = warnings(&legacy);
+        assert_eq!(w.len(), 2, "{w:?}");
+        for (m, key) in w.iter().zip(["extensions", "settings"]) {
+            assert!(
+                m.starts_with(&format!("property \"{key}\" is legacy")),
+                "{m}"
+            );
+            assert!(m.contains(&format!("customizations.vscode.{key}")), "{m}");
+            assert!(!m.contains("unknown"), "{m}");
+        }
     }
 }
