@@ -41,6 +41,8 @@ pub(crate) struct DevContainer {
     pub context: Option<String>,
     /// Environment of devaipod's exec sessions in the workspace (lifecycle commands);
     /// `${containerEnv:VAR}` in it is resolved against the container's environment.
+    /// A `null` value (the spec's "unset") sets nothing.
+    #[serde(default, deserialize_with = "env_without_nulls")]
     pub remote_env: Option<std::collections::BTreeMap<String, String>>,
     /// Ports to publish on the host's loopback (numbers or "localhost:N").
     pub forward_ports: Option<Vec<Value>>,
@@ -465,6 +467,37 @@ pub(crate) fn parse(text: &str) -> Result<DevContainer, ParseError> {
     })
 }
 
+/// `remoteEnv`: strings, and `null` for a variable it does not set.
+fn env_without_nulls<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::collections::BTreeMap<String, String>>, D::Error> {
+    let map: Option<std::collections::BTreeMap<String, Option<String>>> =
+        serde::Deserialize::deserialize(d)?;
+    Ok(map.map(|m| m.into_iter().filter_map(|(k, v)| Some((k, v?))).collect()))
+}
+
+/// serde's names of JSON's types said as JSON says them ("unit" is `null`, a "map" an
+/// object, a "sequence" an array).
+fn json_words(serde: &str) -> String {
+    let mut out = serde.to_string();
+    for (from, to) in [
+        ("unit value", "null"),
+        ("unit", "null"),
+        ("a map", "an object"),
+        ("map", "an object"),
+        ("a sequence", "an array"),
+        ("sequence", "an array"),
+        ("floating point", "a number"),
+        ("integer", "a number"),
+        ("boolean", "true or false"),
+    ] {
+        if out.contains(from) {
+            out = out.replace(from, to);
+        }
+    }
+    out
+}
+
 /// Turns the parser's message into ours, without quoting any of the file's content
 /// (serde's "invalid type: string \"...\"" would echo a value).
 fn describe(kind: &jsonc_parser::errors::ParseErrorKind) -> String {
@@ -475,7 +508,11 @@ fn describe(kind: &jsonc_parser::errors::ParseErrorKind) -> String {
             .map(|(_, e)| e)
             .unwrap_or("another type");
         let found = rest.split([' ', ',']).next().unwrap_or("value");
-        return format!("wrong type: found {found}, expected {expected}");
+        return format!(
+            "wrong type: found {}, expected {}",
+            json_words(found),
+            json_words(expected)
+        );
     }
     let first = msg.chars().next().map(|c| c.to_ascii_lowercase());
     match first {
@@ -524,6 +561,29 @@ mod tests {
         assert!(!e.message.contains("12345678"), "{e}");
         assert!(e.message.contains("expected a string"), "{e}");
         assert_eq!(e.line, 1);
+        // JSON's words, never serde's.
+        for (text, found) in [
+            ("{\"capAdd\": [null]}", "found null"),
+            ("{\"image\": [1]}", "found an array"),
+            ("{\"image\": {}}", "found an object"),
+            ("{\"image\": true}", "found true or false"),
+        ] {
+            let e = parse(text).expect_err("wrong type");
+            assert!(e.message.contains(found), "{text}: {e}");
+            for serde_word in ["unit", "map", "sequence"] {
+                assert!(!e.message.contains(serde_word), "{text}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn remote_env_null_sets_nothing() {
+        let c = parse("{\"image\": \"x\", \"remoteEnv\": {\"A\": null, \"B\": \"b\"}}")
+            .expect("null is allowed");
+        assert_eq!(
+            c.remote_env,
+            Some([("B".to_string(), "b".to_string())].into())
+        );
     }
 
     #[test]
