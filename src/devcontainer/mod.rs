@@ -207,17 +207,32 @@ pub(crate) fn workspace(
         quote(&root.display().to_string()),
         quote(&target)
     );
+    // An empty workspaceFolder counts as unset for the variable, not for the output.
+    let container_folder = folder_prop
+        .clone()
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| default_folder.clone());
     let mount_out = if raw.contains_key("workspaceMount") {
-        property("workspaceMount")?.or(Some(String::new()))
+        // The reference resolves the container's folder in it (the mount's target).
+        let basename = container_folder
+            .rsplit('/')
+            .find(|s| !s.is_empty())
+            .unwrap_or_default();
+        raw.get("workspaceMount")
+            .and_then(Value::as_str)
+            .map(|m| {
+                local_only(
+                    &m.replace("${containerWorkspaceFolderBasename}", basename)
+                        .replace("${containerWorkspaceFolder}", &container_folder),
+                )
+            })
+            .transpose()?
+            .or(Some(String::new()))
     } else {
         Some(default_mount)
     };
     Ok(Workspace {
-        // An empty workspaceFolder counts as unset for the variable, not for the output.
-        container_folder: folder_prop
-            .clone()
-            .filter(|f| !f.is_empty())
-            .unwrap_or_else(|| default_folder.clone()),
+        container_folder,
         folder_out: folder_prop.unwrap_or(default_folder),
         mount_out,
     })
