@@ -1659,3 +1659,22 @@ fn legacy_extensions_and_settings_are_said_to_be_legacy_not_unknown() {
         "moved like the reference: {text}"
     );
 }
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let o = devaipod(&["--version"], d.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git");
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    assert_eq!(
+        out.trim(),
+        format!("devaipod {} (commit {head})", env!("CARGO_PKG_VERSION")),
+        "{out}"
+    );
+}

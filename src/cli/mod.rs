@@ -26,9 +26,17 @@ mod up;
 pub(crate) use context::Context;
 pub(crate) use forward::check_helper as forward_check_helper;
 
+/// `devaipod --version`: the version and the git commit it was built from.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("DEVAIPOD_GIT_COMMIT"),
+    ")"
+);
+
 /// Run AI coding agents sandboxed in reproducible dev environments (rootless Podman pods).
 #[derive(Debug, Parser)]
-#[command(name = "devaipod", version, about, long_about = None)]
+#[command(name = "devaipod", version = LONG_VERSION, about, long_about = None)]
 pub struct Cli {
     /// More log output (-v info, -vv debug); also RUST_LOG
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
