@@ -10,26 +10,14 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod common;
+use common::reference_cli;
+
 /// Corpus entries the reference cannot merge on this offline machine (it needs the
 /// network for OCI features and a compose CLI for Compose); their `configuration` and
 /// `workspace` are still compared.
 const MERGE_NEEDS_NETWORK_OR_COMPOSE: &[&str] =
     &["24-features", "37-compose", "59-compose-no-folder"];
-
-fn reference_cli() -> PathBuf {
-    let path = std::env::var_os("DEVAIPOD_REFERENCE_CLI")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("target/reference-cli/node_modules/.bin/devcontainer")
-        });
-    assert!(
-        path.exists(),
-        "the reference CLI is missing at {}: run `just setup-reference` (npm install @devcontainers/cli)",
-        path.display()
-    );
-    path
-}
 
 fn run(cmd: &mut Command) -> Output {
     cmd.env("DEVAIPOD_REF_A", "alpha")

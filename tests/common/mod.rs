@@ -114,3 +114,20 @@ impl Drop for PodmanService {
         let _ = std::fs::remove_file(&self.socket);
     }
 }
+
+/// The reference Dev Containers CLI (`just setup-reference` installs it into target/;
+/// `DEVAIPOD_REFERENCE_CLI` names another); a test fails with that advice without it.
+pub fn reference_cli() -> std::path::PathBuf {
+    let path = std::env::var_os("DEVAIPOD_REFERENCE_CLI")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/reference-cli/node_modules/.bin/devcontainer")
+        });
+    assert!(
+        path.exists(),
+        "the reference CLI is missing at {}: run `just setup-reference` (npm install @devcontainers/cli)",
+        path.display()
+    );
+    path
+}

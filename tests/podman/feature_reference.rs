@@ -26,22 +26,9 @@ use crate::common::pod::{
     BASE_IMAGE, Rm, TestPod, image_store_lock, json_of, podman, podman_ok, require_image, stderr,
     stdout,
 };
+use crate::common::reference_cli;
 
 /// The reference CLI `just setup-reference` installs (or DEVAIPOD_REFERENCE_CLI).
-fn reference_cli() -> PathBuf {
-    let path = std::env::var_os("DEVAIPOD_REFERENCE_CLI")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("target/reference-cli/node_modules/.bin/devcontainer")
-        });
-    assert!(
-        path.exists(),
-        "the reference CLI is missing at {}: run `just setup-reference` (npm install @devcontainers/cli)",
-        path.display()
-    );
-    path
-}
 
 /// The keys install.sh records: the options of the three features, the builtin users
 /// and the features' containerEnv (PATH too: feature a prepends to it).
