@@ -113,8 +113,8 @@ fuzz seconds="60" with="auto":
     set -euo pipefail
     targets=(devcontainer_json run_args devaipod_toml)
     if [ "{{with}}" != proptest ] && cargo +nightly fuzz --version >/dev/null 2>&1; then
-        # libFuzzer overshoots -max_total_time by about a second.
-        per=$(( {{seconds}} / ${#targets[@]} - 1 ))
+        # libFuzzer overshoots -max_total_time by a second, and cargo fuzz adds one.
+        per=$(( {{seconds}} / ${#targets[@]} - 2 ))
         cd fuzz
         # No sanitizer: devaipod has no unsafe code, the bugs sought are panics, hangs
         # and memory, and AddressSanitizer's own memory would count against the limit.
