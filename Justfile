@@ -3,6 +3,7 @@
 #   just demo    install what is missing, build devaipod and the image, `up` examples/hello
 #   just test    everything CI runs: checks, unit/CLI tests, real-Podman tests rootful and rootless
 #   just check   fmt, clippy -D warnings, unit and CLI tests (before every commit)
+#   just fuzz    the readers of untrusted text fuzzed for 60 s (docs/fuzzing.md)
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
@@ -103,6 +104,64 @@ check:
     cargo test --lib --bins --test cli
     cargo test --quiet --manifest-path tests/fake-llm/Cargo.toml --target-dir target/fake-llm
     cargo test --quiet --manifest-path net/Cargo.toml --target-dir target/net
+
+# Fuzz the readers of untrusted text for SECONDS in all (docs/fuzzing.md): the cargo-fuzz
+# targets of fuzz/ on nightly when cargo-fuzz is installed, else (or with=proptest) the
+# property tests' long run
+fuzz seconds="60" with="auto":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    targets=(devcontainer_json run_args devaipod_toml)
+    if [ "{{with}}" != proptest ] && cargo +nightly fuzz --version >/dev/null 2>&1; then
+        # libFuzzer overshoots -max_total_time by a second, and cargo fuzz adds one.
+        per=$(( {{seconds}} / ${#targets[@]} - 2 ))
+        cd fuzz
+        # No sanitizer: devaipod has no unsafe code, the bugs sought are panics, hangs
+        # and memory, and AddressSanitizer's own memory would count against the limit.
+        fuzz=(cargo +nightly fuzz run -s none --target-dir ../target/fuzz)
+        cargo +nightly fuzz build -s none --target-dir ../target/fuzz
+        for t in "${targets[@]}"; do
+            # New inputs go to target/ (the first folder); the repo's seeds and
+            # regressions are read, never written.
+            mkdir -p "../target/fuzz-corpus/$t" "../target/fuzz-artifacts/$t"
+            dirs=("../target/fuzz-corpus/$t" "corpus/$t")
+            [ -d "regressions/$t" ] && dirs+=("regressions/$t")
+            log="../target/fuzz-artifacts/$t/log"
+            if ! "${fuzz[@]}" "$t" "${dirs[@]}" -- -max_total_time="$per" -rss_limit_mb=256 \
+                -malloc_limit_mb=256 -max_len=1048576 -timeout=10 -dict="dict/$t.dict" \
+                -artifact_prefix="../target/fuzz-artifacts/$t/" -print_final_stats=1 >"$log" 2>&1; then
+                tail -n 60 "$log" >&2
+                echo "fuzz: $t failed (above; target/fuzz-artifacts/$t/log): the input is in target/fuzz-artifacts/$t/; once fixed, keep it in fuzz/regressions/$t/" >&2
+                exit 1
+            fi
+            echo "fuzz: $t for ${per}s: $(grep -E '^Done [0-9]+ runs' "$log" || tail -n 1 "$log")"
+            grep -E '^stat::(number_of_executed_units|peak_rss_mb|new_units_added)' "$log" | tr '\n' ' '; echo
+        done
+    else
+        [ "{{with}}" = proptest ] ||
+            echo "fuzz: cargo-fuzz on nightly is not installed (cargo install cargo-fuzz --locked): the property tests' long run instead"
+        cargo test --lib --no-run --quiet
+        # Rounds of PROPTEST_CASES cases of each property (a fresh random seed each), the
+        # next only while it is expected to end within SECONDS; the worst cases and the
+        # fuzz seeds (not random) in the first round only.
+        started=$(date +%s); deadline=$(( started + {{seconds}} )); round=0; skip=()
+        while :; do
+            begun=$(date +%s)
+            if ! PROPTEST_CASES="${PROPTEST_CASES:-300}" timeout $(( deadline - begun )) \
+                cargo test --lib --quiet fuzzing:: -- "${skip[@]}"; then
+                rc=$?
+                [ "$rc" = 124 ] || exit "$rc"
+                [ "$round" -gt 0 ] || { echo "fuzz: one round did not end within {{seconds}}s: give more seconds or lower PROPTEST_CASES" >&2; exit 1; }
+                echo "fuzz: round $(( round + 1 )) stopped at the deadline"
+                break
+            fi
+            round=$(( round + 1 ))
+            skip=(--skip peak_memory_and_time --skip fuzz_seeds_and_regressions)
+            now=$(date +%s)
+            [ $(( now + now - begun )) -le "$deadline" ] || break
+        done
+        echo "fuzz: $round rounds of ${PROPTEST_CASES:-300} cases of each property in $(( $(date +%s) - started ))s"
+    fi
 
 # Everything CI runs: check, then the real-Podman tests rootful and rootless
 test: setup

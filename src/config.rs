@@ -242,10 +242,11 @@ impl Config {
     /// The secrets of one list, checked.
     pub(crate) fn entries(list: &[String], path: &Path, table: &str) -> Result<Vec<SecretEntry>> {
         let mut out: Vec<SecretEntry> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (i, e) in list.iter().enumerate() {
             let entry = parse_secret_entry(e)
                 .map_err(|m| anyhow::anyhow!("{}: [{table}] secrets[{i}]: {m}", path.display()))?;
-            if out.iter().any(|o| o.name == entry.name) {
+            if !seen.insert(entry.name.clone()) {
                 bail!("{}: [{table}] lists {} twice", path.display(), entry.name);
             }
             out.push(entry);
@@ -258,9 +259,11 @@ impl Config {
     pub(crate) fn secret_lists(&self, path: &Path) -> Result<(Vec<SecretEntry>, Vec<SecretEntry>)> {
         let agent = Self::entries(&self.agent.secrets, path, "agent")?;
         let trusted = Self::entries(&self.trusted.secrets, path, "trusted")?;
+        let trusted_names: std::collections::HashSet<&str> =
+            trusted.iter().map(|t| t.name.as_str()).collect();
         if let Some(both) = agent
             .iter()
-            .find(|a| trusted.iter().any(|t| t.name == a.name))
+            .find(|a| trusted_names.contains(a.name.as_str()))
         {
             bail!(
                 "{}: {} is listed under both [agent] and [trusted] secrets; a trusted secret never reaches the agent, so list it once",
@@ -389,10 +392,12 @@ impl AgentConfig {
     /// `[agent] allow`, in the file's order, each checked with its position.
     fn allow_names(&self, at: &Positions<'_>) -> Result<Vec<AllowName>, String> {
         let mut out: Vec<AllowName> = Vec::new();
+        // A set beside the list: a long list stays linear to check.
+        let mut seen = std::collections::HashSet::new();
         for a in &self.allow {
             let name = AllowName::try_from(a.get_ref().clone())
                 .map_err(|e| at.at(a.span(), format!("[agent] {e}")))?;
-            if out.contains(&name) {
+            if !seen.insert(name.clone()) {
                 return Err(at.at(a.span(), format!("[agent] allow lists {name} twice")));
             }
             out.push(name);
@@ -441,10 +446,11 @@ impl AgentConfig {
 
     /// Each credential's URL, header and prefix, and no key also handed to the agent.
     fn check_credentials(&self, at: &Positions<'_>) -> Result<(), String> {
-        let agent_secrets: Vec<SecretEntry> = self
+        let agent_secrets: std::collections::HashSet<String> = self
             .secrets
             .iter()
             .filter_map(|s| parse_secret_entry(s).ok())
+            .map(|s| s.name)
             .collect();
         for (id, c) in &self.credentials {
             let table = format!("[agent.credentials.{}]", id.get_ref().0);
@@ -457,7 +463,7 @@ impl AgentConfig {
                 check(prefix, net::check_prefix)?;
             }
             let secret = c.secret.get_ref();
-            if agent_secrets.iter().any(|a| a.name == secret.name) {
+            if agent_secrets.contains(&secret.name) {
                 return Err(at.at(
                     c.secret.span(),
                     format!(
@@ -537,8 +543,8 @@ pub(crate) fn load() -> Result<(Config, Option<PathBuf>)> {
         return Ok((Config::default(), None));
     };
     let explicit = std::env::var_os("DEVAIPOD_CONFIG").is_some();
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
             return Ok((Config::default(), None));
         }
@@ -547,13 +553,62 @@ pub(crate) fn load() -> Result<(Config, Option<PathBuf>)> {
                 .with_context(|| format!("reading the devaipod configuration {}", path.display()));
         }
     };
+    let text = read_text(file, &path)?;
     let config = parse(&text).map_err(|m| anyhow::anyhow!("{}:{m}", path.display()))?;
     Ok((config, Some(path)))
+}
+
+/// A devaipod.toml larger than this is refused before parsing: it holds a few settings.
+pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads the configuration as UTF-8 text of at most [`MAX_FILE_BYTES`], and no more
+/// than that even when `DEVAIPOD_CONFIG` names a device or a FIFO.
+fn read_text(file: std::fs::File, path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading the devaipod configuration {}", path.display()))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        bail!(
+            "{}: the devaipod configuration is larger than the {MAX_FILE_BYTES} byte limit; it holds a few settings: is this the right file? (DEVAIPOD_CONFIG names another)",
+            path.display()
+        );
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: the devaipod configuration is not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_over_the_limit_is_refused_without_reading_it_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let big = dir.path().join("devaipod.toml");
+        std::fs::write(&big, vec![b'#'; MAX_FILE_BYTES as usize + 1]).expect("write");
+        for path in [big.as_path(), Path::new("/dev/zero")] {
+            let file = std::fs::File::open(path).expect("open");
+            let e = read_text(file, path).expect_err("too large");
+            assert!(
+                format!("{e}").contains("larger than the 1048576 byte limit"),
+                "{e}"
+            );
+        }
+        std::fs::write(&big, b"[agent]\nmodel = \"\xff\"\n").expect("write");
+        let file = std::fs::File::open(&big).expect("open");
+        let e = read_text(file, &big).expect_err("not UTF-8");
+        assert!(
+            format!("{e}").contains("not UTF-8 text (invalid byte at offset 17)"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn parses_the_documented_file() {

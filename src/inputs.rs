@@ -548,11 +548,28 @@ fn read_env_files(
                 real.display()
             );
         }
-        let text = std::fs::read_to_string(&real)
-            .with_context(|| format!("reading {}", real.display()))?;
+        let text = read_env_file(&real)?;
         out.insert(f, text);
     }
     Ok(out)
+}
+
+/// An `--env-file` as text, at most the size of a devcontainer.json (it is the repo's
+/// file: a larger one, or a device, is refused before it is read whole).
+fn read_env_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let limit = devcontainer::MAX_CONFIG_BYTES;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > limit {
+        bail!(
+            "{}: an --env-file larger than the {limit} byte limit; it holds NAME=VALUE lines",
+            path.display()
+        );
+    }
+    String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8 text", path.display()))
 }
 
 /// What the engine knows of the images the plan uses.

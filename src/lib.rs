@@ -6,8 +6,9 @@
 //! [`plan::PodPlan`] without any I/O, and [`podman`] (the only module that talks to the
 //! engine) applies it.
 
-// Only `cli` is public (main needs it); everything else is the crate's own, so an item
-// nobody uses warns as dead code.
+// Only `cli` is public (main needs it), and `fuzzing` for the fuzz targets (feature
+// `fuzzing`); everything else is the crate's own, so an item nobody uses warns as dead
+// code.
 #![warn(unreachable_pub)]
 
 mod agent;
@@ -17,6 +18,9 @@ pub mod cli;
 mod config;
 mod devcontainer;
 mod feature_build;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod git;
 mod inputs;
 mod locks;

@@ -98,7 +98,8 @@ impl Loaded {
         let mut v = Value::Object(migrate_legacy(self.raw.clone()));
         vars::substitute(&mut v, ctx)
             .map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))?;
-        let config = serde_json::from_value(v.clone()).unwrap_or_else(|_| self.config.clone());
+        // Read from a reference: a clone of a large configuration would double its cost.
+        let config = DevContainer::deserialize(&v).unwrap_or_else(|_| self.config.clone());
         match v {
             Value::Object(map) => Ok((map, config)),
             _ => Ok((self.raw.clone(), config)),
@@ -268,8 +269,8 @@ pub(crate) fn read(
         )
         .map_err(|e| anyhow::anyhow!("{}: {e}", loaded.path.display()))
     };
-    let raw = migrate_legacy(loaded.raw.clone());
-    let workspace = workspace(&raw, local_folder, root, &local_only)?;
+    // The legacy properties migrate_legacy moves play no part in the workspace.
+    let workspace = workspace(&loaded.raw, local_folder, root, &local_only)?;
     let ctx = vars::Context {
         local_workspace_folder: local.clone(),
         container_workspace_folder: workspace.container_folder.clone(),
@@ -384,19 +385,50 @@ pub(crate) fn find(repo: &Path) -> Option<PathBuf> {
 
 /// Reads and parses the config at `path`.
 pub(crate) fn load(path: &Path) -> Result<Loaded> {
-    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    if meta.len() > MAX_CONFIG_BYTES {
-        bail!(
-            "{}: file is {} bytes, larger than the {} byte limit for a devcontainer.json",
+    let text = read_text(path)?;
+    from_text(path, &text)
+}
+
+/// Reads `path` as UTF-8 text of at most [`MAX_CONFIG_BYTES`], and no more than that
+/// even when the file grows while it is read or is a device or a FIFO.
+fn read_text(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let too_big = |size: u64| {
+        anyhow::anyhow!(
+            "{}: file is {}{size} bytes, larger than the {MAX_CONFIG_BYTES} byte limit for a devcontainer.json",
             path.display(),
-            meta.len(),
-            MAX_CONFIG_BYTES
-        );
+            if size > MAX_CONFIG_BYTES + 1 {
+                ""
+            } else {
+                "at least "
+            },
+        )
+    };
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if size > MAX_CONFIG_BYTES {
+        return Err(too_big(size));
     }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let config = parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
-    let raw = parse_raw(&text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: the file is not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// Parses the text of the config at `path` (what [`load`] does once it has read it).
+pub(crate) fn from_text(path: &Path, text: &str) -> Result<Loaded> {
+    let config = parse(text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
+    let raw = parse_raw(text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
     let warnings = properties::warnings(&raw)
         .into_iter()
         .map(|w| format!("{}: {w}", path.display()))
@@ -609,6 +641,16 @@ mod tests {
         assert!(parse(&deep).is_err());
         let deep_obj = format!("{{\"name\": {}", "[".repeat(100_000));
         assert!(parse(&deep_obj).is_err());
+    }
+
+    #[test]
+    fn a_device_is_read_no_further_than_the_limit() {
+        let e = load(Path::new("/dev/zero")).expect_err("endless");
+        assert!(
+            e.to_string()
+                .contains("at least 1048577 bytes, larger than the 1048576 byte limit"),
+            "{e}"
+        );
     }
 
     #[test]

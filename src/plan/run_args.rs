@@ -194,22 +194,30 @@ const BOOL_FLAGS: &[&str] = &[
     "--detach",
 ];
 
+/// One argument as its flag and the value written with it: `--flag=v`, and short flags
+/// as docker reads them: `-p8080`, `-eX=1`, `-e=X=1` (any other argument is all flag).
+fn split_flag(arg: &str) -> (String, Option<String>) {
+    let (head, written) = match arg.split_once('=') {
+        Some((f, v)) if f.starts_with('-') => (f, Some(v)),
+        _ => (arg, None),
+    };
+    let b = arg.as_bytes();
+    // Bytes 0 and 1 are ASCII here, so 2 is a character boundary.
+    if head.len() > 2 && b[0] == b'-' && b[1].is_ascii_alphanumeric() && !BOOL_FLAGS.contains(&head)
+    {
+        let value = &arg[2..];
+        let value = value.strip_prefix('=').unwrap_or(value);
+        return (arg[..2].to_string(), Some(value.to_string()));
+    }
+    (head.to_string(), written.map(str::to_string))
+}
+
 /// Parses `runArgs`. `base` is the repo folder (for relative bind sources).
 pub(crate) fn parse(args: &[String], base: &str) -> Result<RunArgs, String> {
     let mut out = RunArgs::default();
     let mut it = args.iter().peekable();
     while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with('-') => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        // Short flags may carry their value attached: -p8080, -eX=1.
-        let (flag, inline) = match (flag.as_str(), &inline) {
-            (f, None) if f.len() > 2 && !f.starts_with("--") && !BOOL_FLAGS.contains(&f) => {
-                (f[..2].to_string(), Some(arg[2..].to_string()))
-            }
-            _ => (flag, inline),
-        };
+        let (flag, inline) = split_flag(arg);
         if BOOL_FLAGS.contains(&flag.as_str()) {
             let on = match inline.as_deref() {
                 None | Some("true") => true,
@@ -293,7 +301,7 @@ fn container_flag(
             .extend(value()?.split(',').map(|c| c.to_ascii_uppercase())),
         "--security-opt" => {
             let v = value()?;
-            security_opt_known(&v)?;
+            security_opt_known(&v).map_err(|e| format!("runArgs: --security-opt: {e}"))?;
             out.needs_trust.push(Consent::SecurityOpt {
                 from: Origin::RunArgs,
                 option: v.clone(),
@@ -598,6 +606,28 @@ mod tests {
             names,
             ["runArgs --dns 10.0.0.1", "runArgs --add-host db:10.0.0.2"]
         );
+    }
+
+    #[test]
+    fn short_flags_carry_their_value_as_docker_reads_them() {
+        let a = p(&["-eX=1", "-e=Y=2", "-eZ", "-p8080", "-ti=false", "-l=k=v"]);
+        let a = a.expect_err("-eZ copies the host's Z");
+        assert!(a.contains("-e Z would copy"), "{a}");
+        let a = p(&["-eX=1", "-e=Y=2", "-p8080", "-ti=false", "-l=k=v"]).expect("valid");
+        assert_eq!(a.env.get("X").map(String::as_str), Some("1"));
+        assert_eq!(a.env.get("Y").map(String::as_str), Some("2"));
+        assert_eq!(a.ports[0].container_port, 8080);
+        assert_eq!(a.labels.get("k").map(String::as_str), Some("v"));
+    }
+
+    #[test]
+    fn non_ascii_arguments_are_refused_not_split() {
+        // These panicked: a short flag was cut at byte 2, inside the character.
+        for arg in ["-\u{e9}", "a\u{e9}", "-\u{e9}=1", "\u{1f600}x", "-\u{301}p"] {
+            let e = p(&[arg]).expect_err(arg);
+            let flag = arg.split('=').next().unwrap_or(arg);
+            assert!(e.starts_with("runArgs: ") && e.contains(flag), "{e}");
+        }
     }
 
     #[test]

@@ -115,15 +115,10 @@ pub(crate) async fn run_lifecycle(
         .await?
         .config
         .env_map();
-    let env: Vec<(String, String)> = remote_env
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                crate::devcontainer::vars::substitute_container_env(v, &container_env),
-            )
-        })
-        .collect();
+    let env: Vec<(String, String)> =
+        crate::devcontainer::vars::remote_env_in(remote_env, &container_env)?
+            .into_iter()
+            .collect();
     let env = &env;
     for step in steps {
         let name = step.name();

@@ -47,13 +47,7 @@ pub(crate) async fn workspace_session(engine: &Engine, name: &Name) -> Result<Wo
         .map(|j| serde_json::from_str(&j).context("reading the pod's remoteEnv label"))
         .transpose()?
         .unwrap_or_default();
-    let env = remote_env
-        .into_iter()
-        .map(|(k, v)| {
-            let v = crate::devcontainer::vars::substitute_container_env(&v, &container_env);
-            (k, v)
-        })
-        .collect();
+    let env = crate::devcontainer::vars::remote_env_in(&remote_env, &container_env)?;
     let post_attach = label(labels::POST_ATTACH)
         .map(|j| post_attach_steps(&j))
         .transpose()?
