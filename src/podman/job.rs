@@ -263,9 +263,14 @@ pub(crate) fn explain_too_large(code: i64, name: &Name) -> Option<anyhow::Error>
 /// Every copy is bounded ([`PACKED_REFS_MAX`] and the rest): a file over its bound is
 /// refused before it is read (exit code [`TooLarge::code`]), and a copy reads at most
 /// the bound plus one byte, so a file the agent grows meanwhile is refused too, never
-/// copied whole. `.git/refs/heads` is counted and its files' sizes checked before and
-/// after it is copied; what the agent adds between the checks and the copy is bounded by
-/// the tmpfs ([`JOB_TMPFS_BYTES`]), which fails the copy, and the job's time.
+/// copied whole. The branch refs become one packed-refs of `refs/heads` lines: the
+/// loose files under `.git/refs/heads` (counted and size-checked first, then the first
+/// [`LOOSE_REF_FILE_MAX`] + 1 bytes of each read by one `head`, at most
+/// [`LOOSE_REFS_MAX`] of them kept by one `awk`; the first line of each, when it is a
+/// commit id) over the clone's packed `refs/heads` lines, as git reads them. One file
+/// instead of thousands: copying 5000 loose refs took 0.4 s. Loose symbolic refs and
+/// names with white space are left out (git ignores the latter too); tags and remotes
+/// are not needed.
 pub(crate) fn safe_git_dir() -> String {
     let code = |t: TooLarge| t.code().to_string();
     SAFE_GIT_DIR
@@ -275,6 +280,7 @@ pub(crate) fn safe_git_dir() -> String {
         .replace("@LOOSE_REF_FILE_MAX@", &LOOSE_REF_FILE_MAX.to_string())
         .replace("@LOOSE_REFS_MAX@", &LOOSE_REFS_MAX.to_string())
         .replace("@LOOSE_LINES@", &(LOOSE_REFS_MAX + 2).to_string())
+        .replace("@LOOSE_REF_READ@", &(LOOSE_REF_FILE_MAX + 1).to_string())
         .replace("@SHARED_INDEXES_MAX@", &SHARED_INDEXES_MAX.to_string())
         .replace("@PACKED_REFS@", &code(TooLarge::PackedRefs))
         .replace("@LOOSE_REFS@", &code(TooLarge::LooseRefs))
@@ -328,11 +334,34 @@ for f in "$src"/sharedindex.*; do
   fi
   take "${f#"$src/"}" @INDEX_MAX@ @INDEX@
 done
+case $format in sha256) hex=64 ;; *) hex=40 ;; esac
+: >> "$g/packed-refs"
+heads=
 if [ -d "$src/refs/heads" ] && [ ! -L "$src/refs/heads" ]; then
   loose "$src/refs/heads"
-  cp -RP "$src/refs/heads" "$g/refs/"
-  loose "$g/refs/heads"
+  heads=$src/refs/heads
 fi
+{ [ -z "$heads" ] || find "$heads" -type f -exec head -v -c @LOOSE_REF_READ@ {} +; } | awk -v src="$src/" -v hex="$hex" -v max=@LOOSE_REFS_MAX@ '
+phase == 1 {
+  if (substr($0, 1, 4) == "==> " && substr($0, length($0) - 3) == " <==") {
+    name = substr($0, 5, length($0) - 8); first = 1; next
+  }
+  if (first) {
+    first = 0
+    ref = substr(name, length(src) + 1)
+    if (length($0) == hex && $0 !~ /[^0-9a-f]/ && index(name, src) == 1 && ref !~ /[ \t]/) {
+      if (!(ref in loose) && ++n > max) { refused = 1; exit }
+      loose[ref] = $0
+    }
+  }
+  next
+}
+phase == 2 && NF == 2 && index($2, "refs/heads/") == 1 && !($2 in loose) { print }
+END {
+  if (refused) exit @LOOSE_REFS@
+  for (ref in loose) print loose[ref] " " ref
+}' phase=1 - phase=2 "$g/packed-refs" > "$g/packed-refs.new"
+mv "$g/packed-refs.new" "$g/packed-refs"
 mkdir -p "$g/refs/heads"
 find "$g" ! -type f ! -type d -exec rm -f -- {} +
 cat > "$g/config" <<CONFIG
@@ -715,9 +744,12 @@ mod bound_tests {
             assert!(script.contains(&want), "{why}: {want} in {script}");
         }
         // No copy of the clone's files reads more than its bound (plus the byte that
-        // shows it is over): no `cp` but the one of refs/heads, checked before and after.
-        assert_eq!(script.matches("cp ").count(), 1, "{script}");
-        assert_eq!(script.matches("loose \"$").count(), 2, "{script}");
+        // shows it is over): no `cp`, loose refs read by `head -c`.
+        assert!(!script.contains("cp "), "{script}");
+        assert!(
+            script.contains(&format!("head -v -c {} ", LOOSE_REF_FILE_MAX + 1)),
+            "{script}"
+        );
     }
 }
 
