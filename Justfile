@@ -34,6 +34,8 @@ setup:
         command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/libexec/podman/$cmd" ] || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
     done
     [ -x /bin/busybox ] || need+=(busybox-static)
+    # GNU time (not the shell's keyword): the peak RSS of devaipod in tests/podman/hostile_sizes.rs
+    [ -x /usr/bin/time ] || need+=(time)
     command -v npm >/dev/null 2>&1 || need+=(npm)
     if [ ${#need[@]} -gt 0 ]; then
         echo "installing: ${need[*]}"
@@ -206,6 +208,8 @@ test-rootful: _stage fake-internet registry setup-reference
     "${run[@]}" {{stage}}/podman-tests --test-threads=2
     # gc acts on the whole store: its tests run alone, after the suite (rootful only).
     "${run[@]}" {{stage}}/podman-tests --ignored --test-threads=1 gc::
+    # A 1 GiB packed-refs in an agent's clone, and devaipod's peak RSS: one leg, alone.
+    "${run[@]}" {{stage}}/podman-tests --ignored --test-threads=1 hostile_sizes::
     # Fault injection (signals at each step, a dying Podman service): rootful only.
     "${run[@]}" {{stage}}/podman-tests --ignored --test-threads=2 interrupt::
     "${run[@]}" {{stage}}/cleanup.sh --check

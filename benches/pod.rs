@@ -10,6 +10,10 @@
 //! - devaipod's own peak RSS (target: under 30 MB), measured with the engine behind
 //!   `CONTAINER_HOST` so the podman service is not devaipod's child.
 //!
+//! - hostile sizes in the agent's clone: `delete` with 5000 agent branches, each with a
+//!   commit, one of which the host lacks (target: under 2 s), and with a 1 GiB
+//!   `.git/packed-refs` (refused; time, and peak RSS under 64 MB);
+//!
 //! - the latency the agent's proxy adds to a request (target: under 5 ms): the same
 //!   HTTP request to the fake internet (tests/net/fake-internet.sh), from the agent
 //!   through its proxy and from the workspace directly, 50 times each.
@@ -230,8 +234,14 @@ fn make_list_pods(n: usize) -> Vec<String> {
 /// Runs `cmd` in a child and returns its peak RSS in KiB (children of this process that
 /// were waited for: only the measured command and its own reaped children).
 fn peak_rss_kib(args: &[&str], container_host: &str) -> i64 {
+    peak_rss_kib_exiting(args, container_host, 0)
+}
+
+/// [`peak_rss_kib`] of a command that must exit with `code`.
+fn peak_rss_kib_exiting(args: &[&str], container_host: &str, code: i32) -> i64 {
     let out = run(Command::new(std::env::current_exe().expect("exe"))
         .arg("--measure-rss")
+        .arg(code.to_string())
         .arg(devaipod())
         .args(args)
         .env("CONTAINER_HOST", container_host));
@@ -239,17 +249,100 @@ fn peak_rss_kib(args: &[&str], container_host: &str) -> i64 {
 }
 
 fn measure_rss_main(args: &[String]) {
-    let status = Command::new(&args[0])
-        .args(&args[1..])
+    let want: i32 = args[0].parse().expect("exit code");
+    let status = Command::new(&args[1])
+        .args(&args[2..])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .expect("spawn");
-    assert!(status.success(), "{args:?} failed");
+    assert_eq!(status.code(), Some(want), "{args:?}");
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
         .expect("getrusage");
     println!("{}", usage.max_rss());
+}
+
+/// `devaipod exec NAME --container agent -- sh -c SCRIPT` in the agent's clone
+/// (`folder`): its stdout.
+fn as_agent(name: &str, folder: &str, script: &str) -> String {
+    run(Command::new(devaipod()).args([
+        "exec",
+        name,
+        "--container",
+        "agent",
+        "--",
+        "sh",
+        "-c",
+        &format!("cd {folder} && {script}"),
+    ]))
+}
+
+/// How many branches the hostile-size measure's agent makes, each with a commit.
+const AGENT_BRANCHES: usize = 5000;
+
+/// A workspace whose agent made [`AGENT_BRANCHES`] branches, each with a commit of its
+/// own, all but one of which the host repo holds too (the same commits, imported with
+/// fixed dates on both sides): `delete` checks every one and refuses over the one.
+fn many_branches(repo: &Path, name: &str) {
+    let repo_path = repo.to_string_lossy();
+    run(Command::new(devaipod()).args(["up", &repo_path, "--name", name, "--label", LABEL]));
+    let folder = format!(
+        "/workspaces/{}",
+        repo.file_name().expect("name").to_string_lossy()
+    );
+    let base = run(Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["rev-parse", "HEAD"]));
+    let base = base.trim();
+    let line = "commit refs/heads/%s/%d\\ncommitter b <b@example.invalid> 1700000000 +0000\\ndata 6\\nc%05d\\nfrom %s\\n\\n";
+    let import = |skip: usize| {
+        format!(
+            "i=1; while [ $i -le {AGENT_BRANCHES} ]; do [ $i = {skip} ] || printf '{line}' \"$1\" $i $i {base}; i=$((i + 1)); done | git fast-import --quiet"
+        )
+    };
+    as_agent(name, &folder, &import(0).replace("\"$1\"", "c"));
+    // The host's own copy of the same stream, less one commit.
+    run(Command::new("sh")
+        .args(["-c", &import(AGENT_BRANCHES / 2), "sh", "kept"])
+        .current_dir(repo));
+}
+
+/// A workspace whose agent's `.git/packed-refs` is 1 GiB.
+fn huge_packed_refs(repo: &Path, name: &str) {
+    let repo_path = repo.to_string_lossy();
+    run(Command::new(devaipod()).args(["up", &repo_path, "--name", name, "--label", LABEL]));
+    let folder = format!(
+        "/workspaces/{}",
+        repo.file_name().expect("name").to_string_lossy()
+    );
+    let base = run(Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["rev-parse", "HEAD"]));
+    let pad = format!("{} refs/tags/pad", base.trim());
+    let lines = (1usize << 30).div_ceil(pad.len() + 1);
+    as_agent(
+        name,
+        &folder,
+        &format!("git pack-refs --all && yes '{pad}' | head -n {lines} >> .git/packed-refs"),
+    );
+}
+
+/// Runs devaipod `args`, which must exit with `code`: how long it took.
+fn timed_exit(args: &[&str], code: i32) -> Duration {
+    let t = Instant::now();
+    let status = Command::new(devaipod())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("devaipod");
+    let took = t.elapsed();
+    assert_eq!(status.code(), Some(code), "devaipod {args:?}");
+    took
 }
 
 fn main() {
@@ -327,6 +420,20 @@ fn main() {
         }
     }
 
+    // The agent's clone, hostile sizes: thousands of branches checked, a 1 GiB
+    // packed-refs refused (its RSS is measured below, behind CONTAINER_HOST).
+    many_branches(repo.path(), "bench-branches");
+    let mut branches = vec![];
+    for _ in 0..rounds {
+        branches.push(timed_exit(&["delete", "bench-branches"], 1));
+    }
+    run(Command::new(devaipod()).args(["delete", "bench-branches", "--force"]));
+    huge_packed_refs(repo.path(), "bench-packed");
+    let mut packed = vec![];
+    for _ in 0..rounds {
+        packed.push(timed_exit(&["delete", "bench-packed"], 1));
+    }
+
     let pods = make_list_pods(20);
     let mut list = vec![];
     for _ in 0..rounds.max(5) {
@@ -358,6 +465,8 @@ fn main() {
         &host,
     );
     run(Command::new(devaipod()).args(["delete", "bench-rss"]));
+    let rss_packed = peak_rss_kib_exiting(&["delete", "bench-packed"], &host, 1);
+    run(Command::new(devaipod()).args(["delete", "bench-packed", "--force"]));
     let _ = service.kill();
     let _ = service.wait();
     for pod in &pods {
@@ -409,6 +518,22 @@ fn main() {
         "| peak RSS, list --json | {:.1} MB | | | < 30 MB | {} |",
         rss_list as f64 / 1024.0,
         verdict(rss_list < 30 * 1024)
+    );
+    let (b, pk) = (median(&mut branches), median(&mut packed));
+    println!(
+        "| delete, {AGENT_BRANCHES} agent branches (one commit not on the host: refused) | {:.2} s | | | < 2 s | {} |",
+        b.as_secs_f64(),
+        verdict(b < Duration::from_secs(2))
+    );
+    println!(
+        "| delete, 1 GiB packed-refs in the agent's clone (refused) | {:.2} s | | | < 2 s | {} |",
+        pk.as_secs_f64(),
+        verdict(pk < Duration::from_secs(2))
+    );
+    println!(
+        "| peak RSS, delete with a 1 GiB packed-refs | {:.1} MB | | | < 64 MB | {} |",
+        rss_packed as f64 / 1024.0,
+        verdict(rss_packed < 64 * 1024)
     );
     let added = via_proxy.saturating_sub(direct);
     println!(

@@ -15,18 +15,13 @@ use serde::Serialize;
 use crate::names::Name;
 use crate::plan::labels;
 use crate::podman::Engine;
-use crate::podman::job::{Fetch, JOB_OUT, ObjectFormat};
-use crate::process::{CommandRunExt, ProcessError};
+use crate::podman::job::{Fetch, JOB_OUT, MAX_BRANCHES, MAX_COMMITS, ObjectFormat, TooLarge};
+use crate::process::{AsyncCommandRunExt, CommandRunExt, ProcessError};
 
 /// The most of the report (branch tips, the commit list, the uncommitted count)
 /// devaipod reads from a job: at most [`MAX_BRANCHES`] and [`MAX_COMMITS`] lines of
 /// bounded length fit well within it.
 const REPORT_LIMIT: u64 = 16 * 1024 * 1024;
-/// More branches than this in the agent's clone are refused, not read.
-const MAX_BRANCHES: usize = 10_000;
-/// More commits than this beyond the pod's base are refused, not read: review and
-/// delete list each one.
-const MAX_COMMITS: usize = 10_000;
 /// A commit subject is cut to this many characters (git pads and truncates it in the
 /// job, devaipod cuts again).
 const SUBJECT_MAX_CHARS: usize = 200;
@@ -34,8 +29,13 @@ const SUBJECT_MAX_CHARS: usize = 200;
 const REF_NAME_MAX: usize = 255;
 /// An uncommitted count above this is not a count.
 const MAX_UNCOMMITTED: usize = 100_000_000;
-/// The most of the clone's ref files `delete`'s fast path reads.
-const REF_FILES_LIMIT: u64 = 4 * 1024 * 1024;
+/// The most of the clone's loose branch refs `delete`'s fast path reads (an archive of
+/// about 50 branches): a clone with more goes to the job, which reads any number in one
+/// git process. Podman sends an archive at a few MB/s, so a larger bound would cost
+/// more than the job it saves.
+const LOOSE_REFS_LIMIT: u64 = 64 * 1024;
+/// The most of the clone's packed-refs `delete`'s fast path reads (about 12 000 refs).
+const PACKED_REFS_LIMIT: u64 = 1024 * 1024;
 
 /// One commit of the agent's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,9 +64,6 @@ pub(crate) struct AgentWork {
     pub tip: Option<String>,
     /// Commits on the agent's branches that are not in `base`, newest first.
     pub commits: Vec<CommitRow>,
-    /// Tips of the agent's branches (name, sha).
-    #[serde(skip)]
-    pub tips: Vec<(String, String)>,
     /// Files the agent changed but did not commit (review cannot bring those).
     pub uncommitted: usize,
 }
@@ -92,14 +89,20 @@ pub(crate) async fn agent_work(engine: &Engine, name: &Name) -> Result<AgentWork
             labels::BASE
         )
     })?;
+    // One git process lists every branch tip and one lists every commit, whatever
+    // their number; beyond the bounds the job refuses with its own exit code.
     let script = format!(
         r#"git for-each-ref --count={} --format='%(objectname) %(refname)' refs/heads > "$out/tips"
+if [ "$(wc -l < "$out/tips")" -gt {MAX_BRANCHES} ]; then exit {}; fi
 git log --max-count={} --format='%H %<({SUBJECT_MAX_CHARS},trunc)%s' --branches --not "$1" -- > "$out/commits"
+if [ "$(wc -l < "$out/commits")" -gt {MAX_COMMITS} ]; then exit {}; fi
 if git status --porcelain --ignore-submodules=all --untracked-files=normal > /tmp/status; then
   wc -l < /tmp/status > "$out/uncommitted"
 fi"#,
         MAX_BRANCHES + 1,
+        TooLarge::Branches.code(),
         MAX_COMMITS + 1,
+        TooLarge::Commits.code(),
     );
     let out = clone_job(
         engine,
@@ -116,20 +119,19 @@ fi"#,
     .await?;
     let report = parse_report(&out.files, format)
         .with_context(|| format!("reading what the agent's clone of {} holds", row.pod))?;
-    let (tips, commits, uncommitted) = (report.tips, report.commits, report.uncommitted);
     let branch = format!("devaipod/{name}");
     Ok(AgentWork {
-        tip: tips
-            .iter()
+        tip: report
+            .tips
+            .into_iter()
             .find(|(n, _)| *n == branch)
-            .map(|(_, s)| s.clone()),
+            .map(|(_, s)| s),
         repo,
         base,
         base_branch: label(labels::BASE_BRANCH),
         branch,
-        commits,
-        tips,
-        uncommitted,
+        commits: report.commits,
+        uncommitted: report.uncommitted,
     })
 }
 
@@ -148,13 +150,13 @@ pub(crate) async fn agent_made_no_commits(engine: &Engine, name: &Name) -> Resul
     let agent = format!("{}-agent", row.pod);
     let git = format!("{}/.git", clone.trim_end_matches('/'));
     let Some(loose) = engine
-        .read_plain_tree(&agent, &format!("{git}/refs/heads"), REF_FILES_LIMIT)
+        .read_plain_tree(&agent, &format!("{git}/refs/heads"), LOOSE_REFS_LIMIT)
         .await?
     else {
         return Ok(None);
     };
     let packed = engine
-        .read_plain_tree(&agent, &format!("{git}/packed-refs"), REF_FILES_LIMIT)
+        .read_plain_tree(&agent, &format!("{git}/packed-refs"), PACKED_REFS_LIMIT)
         .await?;
     let Some(packed) = packed else {
         return Ok(None);
@@ -306,8 +308,12 @@ fn subject_text(bytes: &[u8]) -> String {
     text.trim_end().chars().take(SUBJECT_MAX_CHARS).collect()
 }
 
-/// The agent's commits that no host branch contains (what `delete` would lose).
-pub(crate) fn unreviewed(work: &AgentWork) -> Result<Vec<CommitRow>> {
+/// The agent's commits that no host branch contains (what `delete` would lose), told by
+/// two host git processes whatever their number: `cat-file` says which of them the host
+/// has, `rev-list` which of those no branch reaches. Their output is bounded by the
+/// agent's commits ([`MAX_COMMITS`]): rev-list lists only commits reachable from the
+/// ones it is given and not from the pod's base, which are the agent's commits.
+pub(crate) async fn unreviewed(work: &AgentWork) -> Result<Vec<CommitRow>> {
     if work.commits.is_empty() {
         return Ok(Vec::new());
     }
@@ -318,40 +324,75 @@ pub(crate) fn unreviewed(work: &AgentWork) -> Result<Vec<CommitRow>> {
             work.commits.len()
         );
     }
-    // A tip some host branch contains has all its ancestors on the host too.
-    let mut lost_tips = Vec::new();
-    for (_, sha) in &work.tips {
-        let held = crate::git::git(&work.repo)
-            .args(["for-each-ref", "--contains", sha, "refs/heads"])
-            .run_capture();
-        match held {
-            Ok(out) if !out.is_empty() => {}
-            Ok(_) | Err(ProcessError::Failed { .. }) => lost_tips.push(sha.clone()),
-            Err(ProcessError::Spawn { source, .. }) => {
-                return Err(anyhow::Error::new(source).context("running git in the host repo"));
-            }
-        }
+    let found = host_git(
+        work,
+        &[
+            "cat-file",
+            "--buffer",
+            "--batch-check=%(objectname) %(objecttype)",
+        ],
+        &id_lines(work.commits.iter().map(|c| c.sha.as_str())),
+    )
+    .await?;
+    let held: std::collections::HashSet<&str> = found
+        .lines()
+        .filter_map(|l| l.strip_suffix(" commit"))
+        .collect();
+    if held.is_empty() {
+        return Ok(work.commits.clone());
     }
-    if lost_tips.is_empty() {
-        return Ok(Vec::new());
-    }
-    // Commits on a lost tip's history that a kept tip does not also hold are lost;
-    // telling them apart needs the agent's history, so list every commit not known on
-    // the host instead.
-    let mut lost = Vec::new();
-    for c in &work.commits {
-        let known = crate::git::git(&work.repo)
-            .args(["for-each-ref", "--contains", &c.sha, "refs/heads"])
-            .run_capture()
-            .is_ok_and(|o| !o.is_empty());
-        if !known {
-            lost.push(c.clone());
-        }
-    }
-    Ok(lost)
+    // What a host branch reaches is kept; so is the base's history.
+    let unreached = host_git(
+        work,
+        &[
+            "rev-list",
+            "--ignore-missing",
+            "--stdin",
+            "--not",
+            "--branches",
+            &work.base,
+        ],
+        &id_lines(held.iter().copied()),
+    )
+    .await?;
+    let unreached: std::collections::HashSet<&str> = unreached.lines().collect();
+    Ok(work
+        .commits
+        .iter()
+        .filter(|c| !held.contains(c.sha.as_str()) || unreached.contains(c.sha.as_str()))
+        .cloned()
+        .collect())
 }
 
-/// Runs `script` (sh, after [`crate::podman::job::SAFE_GIT_DIR`], with `args` as
+/// One commit id a line: git's `--stdin` input.
+fn id_lines<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<u8> {
+    ids.flat_map(|id| [id.as_bytes(), b"\n"])
+        .flatten()
+        .copied()
+        .collect()
+}
+
+/// Host git in the repo `work` came from, `input` on its stdin: its stdout.
+async fn host_git(work: &AgentWork, args: &[&str], input: &[u8]) -> Result<String> {
+    let mut cmd = crate::git::git(&work.repo);
+    cmd.args(args);
+    let out = tokio::process::Command::from(cmd)
+        .run_with_input(input)
+        .await
+        .map_err(|e| match e {
+            ProcessError::Spawn { source, .. } => {
+                anyhow::Error::new(source).context("running git in the host repo")
+            }
+            failed => anyhow!(failed).context(format!(
+                "git {} in the host repo {} failed",
+                args[0],
+                work.repo.display()
+            )),
+        })?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Runs `script` (sh, after [`crate::podman::job::safe_git_dir`], with `args` as
 /// $1...) in a job container over the agent's clone ([`crate::podman::job`]: mounted
 /// read-only at /repo, hardened like the agent, no network) and returns what `fetch`
 /// read. Nothing runs in the pod itself: on Podman 4.3 an exec session there makes
@@ -391,6 +432,9 @@ async fn clone_job(
         .run_job(&container, Some(fetch))
         .await
         .map_err(|e| crate::podman::job::explain_timeout(e, name))?;
+    if let Some(e) = crate::podman::job::explain_too_large(out.code, name) {
+        return Err(e);
+    }
     if out.code != 0 {
         bail!(
             "reading the agent's clone failed (exit code {}): {}",
@@ -636,6 +680,94 @@ mod tests {
                 let _ = all_tips_are(A, format, &[("x".into(), tips.clone())], &commits);
             }
         }
+    }
+
+    /// git in `dir` with a fixed identity and dates: its trimmed stdout.
+    fn git_in(dir: &std::path::Path, args: &[&str]) -> String {
+        let out = crate::git::git(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .env("GIT_COMMITTER_DATE", "1700000000 +0000")
+            .env("GIT_AUTHOR_DATE", "1700000000 +0000")
+            .args(args)
+            .run_get_string()
+            .expect("git");
+        out.trim().to_string()
+    }
+
+    #[tokio::test]
+    async fn lost_commits_are_told_by_two_git_processes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path();
+        git_in(repo, &["init", "-q", "-b", "main"]);
+        git_in(repo, &["commit", "-q", "--allow-empty", "-m", "base"]);
+        let base = git_in(repo, &["rev-parse", "HEAD"]);
+        // 3000 commits on branches of their own (the host holds them: a review brought
+        // them over), one the host has only off-branch, one on main, one it lacks.
+        let mut stream = String::new();
+        for i in 0..3000 {
+            stream.push_str(&format!(
+                "commit refs/heads/k/{i}\ncommitter t <t@example.invalid> 1700000000 +0000\ndata 6\nc{i:05}\nfrom {base}\n\n"
+            ));
+        }
+        let mut import = crate::git::git(repo);
+        import.args(["fast-import", "--quiet"]);
+        tokio::process::Command::from(import)
+            .run_with_input(stream.as_bytes())
+            .await
+            .expect("fast-import");
+        let branches = git_in(
+            repo,
+            &["for-each-ref", "--format=%(objectname)", "refs/heads/k"],
+        );
+        let branches: Vec<&str> = branches.lines().collect();
+        assert_eq!(branches.len(), 3000);
+        let dangling = {
+            git_in(repo, &["checkout", "-q", "-b", "gone"]);
+            git_in(repo, &["commit", "-q", "--allow-empty", "-m", "dangling"]);
+            let c = git_in(repo, &["rev-parse", "HEAD"]);
+            git_in(repo, &["checkout", "-q", "main"]);
+            git_in(repo, &["branch", "-q", "-D", "gone"]);
+            c
+        };
+        let on_main = {
+            git_in(
+                repo,
+                &["commit", "-q", "--allow-empty", "-m", "kept on main"],
+            );
+            git_in(repo, &["rev-parse", "HEAD"])
+        };
+        let missing = "0123456789abcdef0123456789abcdef01234567".to_string();
+        let row = |sha: &str| CommitRow {
+            sha: sha.to_string(),
+            subject: String::new(),
+        };
+        let mut commits: Vec<CommitRow> = branches.iter().map(|b| row(b)).collect();
+        commits.extend([row(&missing), row(&dangling), row(&on_main)]);
+        let work = AgentWork {
+            repo: repo.to_path_buf(),
+            base: base.clone(),
+            base_branch: Some("main".into()),
+            branch: "devaipod/t".into(),
+            tip: None,
+            commits,
+            uncommitted: 0,
+        };
+        let lost = unreviewed(&work).await.expect("unreviewed");
+        assert_eq!(lost.len(), 2, "{lost:?}");
+        let lost: Vec<&str> = lost.iter().map(|c| c.sha.as_str()).collect();
+        assert_eq!(lost, [missing.as_str(), dangling.as_str()]);
+        // None held at all: every commit is lost (cat-file alone tells).
+        let none = AgentWork {
+            commits: vec![row(&missing)],
+            ..work.clone()
+        };
+        assert_eq!(unreviewed(&none).await.expect("unreviewed").len(), 1);
+        // All held: nothing is lost.
+        let all_held = AgentWork {
+            commits: vec![row(&on_main), row(branches[0])],
+            ..work
+        };
+        assert!(unreviewed(&all_held).await.expect("unreviewed").is_empty());
     }
 
     #[test]

@@ -135,7 +135,7 @@ async fn delete_one(engine: &crate::podman::Engine, name: &Name, force: bool) ->
         let lost = match crate::agent_repo::agent_made_no_commits(engine, name).await {
             Ok(Some(true)) => Ok(Vec::new()),
             _ => match crate::agent_repo::agent_work(engine, name).await {
-                Ok(work) => crate::agent_repo::unreviewed(&work),
+                Ok(work) => crate::agent_repo::unreviewed(&work).await,
                 Err(e) => Err(e),
             },
         };

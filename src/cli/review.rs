@@ -143,7 +143,6 @@ mod tests {
             branch: "devaipod/w1".into(),
             tip: Some("0123456789abcdef0123456789abcdef01234567".into()),
             commits: hostile_commits(),
-            tips: vec![],
             uncommitted: 0,
         };
         let name = Name::new("w1").expect("name");

@@ -42,18 +42,28 @@ impl Engine {
         container: &str,
         path: &str,
     ) -> Result<Vec<(String, Vec<u8>)>> {
-        self.read_tree_within(container, path, READ_LIMIT).await
+        // In memory: what is read this way (the server password, /etc/passwd) is small
+        // and must not reach a file.
+        let spool = std::io::Cursor::new(Vec::new());
+        Ok(self
+            .read_tree_entries(container, path, READ_LIMIT, spool)
+            .await?
+            .0)
     }
 
     /// [`Self::read_tree`], failing once the archive Podman sends exceeds `limit` bytes
-    /// (tar headers included): what a container holds may be hostile.
+    /// (tar headers included): what a container holds may be hostile. The archive is
+    /// spooled to a temporary file, so only the files' contents are held in memory.
     pub(crate) async fn read_tree_within(
         &self,
         container: &str,
         path: &str,
         limit: u64,
     ) -> Result<Vec<(String, Vec<u8>)>> {
-        Ok(self.read_tree_entries(container, path, limit).await?.0)
+        Ok(self
+            .read_tree_entries(container, path, limit, spool_file()?)
+            .await?
+            .0)
     }
 
     /// [`Self::read_tree_within`], or `None` when the tree holds anything but regular
@@ -64,28 +74,31 @@ impl Engine {
         path: &str,
         limit: u64,
     ) -> Result<Option<Vec<(String, Vec<u8>)>>> {
-        let (files, others) = self.read_tree_entries(container, path, limit).await?;
+        let (files, others) = self
+            .read_tree_entries(container, path, limit, spool_file()?)
+            .await?;
         Ok((others == 0).then_some(files))
     }
 
     /// The regular files of the tree, and how many entries were neither files nor
-    /// directories.
+    /// directories; the archive goes through `spool` first.
     async fn read_tree_entries(
         &self,
         container: &str,
         path: &str,
         limit: u64,
+        mut spool: impl std::io::Read + std::io::Write + std::io::Seek,
     ) -> Result<(Vec<(String, Vec<u8>)>, usize)> {
-        let mut spool = Vec::new();
         if !self
             .archive_into(container, path, limit, &mut spool)
             .await?
         {
             return Ok((Vec::new(), 0));
         }
+        std::io::Seek::rewind(&mut spool).context("reading the spooled archive")?;
         let mut others = 0;
         let mut out = Vec::new();
-        let mut archive = tar::Archive::new(&spool[..]);
+        let mut archive = tar::Archive::new(std::io::BufReader::new(spool));
         for entry in archive
             .entries()
             .context("reading the archive from podman")?
@@ -113,7 +126,7 @@ impl Engine {
         limit: u64,
         dest: &mut std::fs::File,
     ) -> Result<bool> {
-        let mut spool = tempfile::tempfile().context("creating a temporary file")?;
+        let mut spool = spool_file()?;
         if !self
             .archive_into(container, path, limit, &mut spool)
             .await?
@@ -184,4 +197,9 @@ impl Engine {
             .next()
             .map(|(_, content)| content))
     }
+}
+
+/// An anonymous temporary file (removed when dropped) to spool an archive in.
+fn spool_file() -> Result<std::fs::File> {
+    tempfile::tempfile().context("creating a temporary file")
 }

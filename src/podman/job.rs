@@ -8,7 +8,7 @@
 //! like the pod's containers before it starts, stopped after [`JOB_TIMEOUT`], and its
 //! output is read only up to fixed bounds: everything in it may be the agent's.
 //!
-//! Git in a job never reads the agent's git configuration: [`SAFE_GIT_DIR`] builds a
+//! Git in a job never reads the agent's git configuration: [`safe_git_dir`] builds a
 //! git directory in the job's tmpfs from the clone's refs and index only, with
 //! devaipod's own config, and points git at the clone's objects and work tree.
 
@@ -121,7 +121,7 @@ pub(crate) struct CloneJob<'a> {
     pub repo: &'a str,
     pub image: &'a str,
     pub object_format: ObjectFormat,
-    /// sh script run after [`SAFE_GIT_DIR`], with `args` as $1...; `$out` is the
+    /// sh script run after [`safe_git_dir`], with `args` as $1...; `$out` is the
     /// directory for its output.
     pub script: &'a str,
     pub args: &'a [&'a str],
@@ -136,6 +136,119 @@ const JOB_DONE_ENV: &str = "DEVAIPOD_JOB_DONE";
 /// Where a job writes its output ([`Fetch`] reads it from there).
 pub(crate) const JOB_OUT: &str = "/tmp/out";
 
+/// The largest `.git/packed-refs` a clone job reads: about 800 000 refs. A clone of the
+/// host repo carries its branches and tags; one larger than this is refused, not read.
+pub(crate) const PACKED_REFS_MAX: u64 = 64 * 1024 * 1024;
+/// The most files and folders under `.git/refs/heads` a clone job reads: twice the
+/// branches a report may name ([`MAX_BRANCHES`]), as each branch is a file and its
+/// folders count too.
+pub(crate) const LOOSE_REFS_MAX: usize = 2 * MAX_BRANCHES;
+/// The largest file under `.git/refs/heads` a clone job reads: a branch ref is one line.
+pub(crate) const LOOSE_REF_FILE_MAX: u64 = 1024;
+/// The largest `.git/index` (and each `.git/sharedindex.*`) a clone job reads: an
+/// index of well over a million files.
+pub(crate) const INDEX_MAX: u64 = 128 * 1024 * 1024;
+/// The most `.git/sharedindex.*` files (git's split index) a clone job reads.
+pub(crate) const SHARED_INDEXES_MAX: usize = 2;
+/// The largest `.git/HEAD`, `.git/shallow` and `.git/info/exclude` a clone job reads.
+pub(crate) const SMALL_FILE_MAX: u64 = 1024 * 1024;
+/// More branches than this in the agent's clone are refused, not read.
+pub(crate) const MAX_BRANCHES: usize = 10_000;
+/// More commits than this beyond the pod's base are refused, not read: review and
+/// delete list each one.
+pub(crate) const MAX_COMMITS: usize = 10_000;
+
+/// What a clone job refuses to read because the agent's clone holds more than the
+/// bounds above: each is the job's exit code, which only devaipod's script uses (git
+/// exits 0, 1 or 128 and up), so the message devaipod shows is its own, not text from
+/// the job's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TooLarge {
+    PackedRefs,
+    LooseRefs,
+    LooseRefFile,
+    Index,
+    SmallFile,
+    SharedIndexes,
+    Branches,
+    Commits,
+}
+
+impl TooLarge {
+    const ALL: [Self; 8] = [
+        Self::PackedRefs,
+        Self::LooseRefs,
+        Self::LooseRefFile,
+        Self::Index,
+        Self::SmallFile,
+        Self::SharedIndexes,
+        Self::Branches,
+        Self::Commits,
+    ];
+
+    /// The job's exit code for it.
+    pub(crate) fn code(self) -> i64 {
+        match self {
+            Self::PackedRefs => 10,
+            Self::LooseRefs => 11,
+            Self::LooseRefFile => 12,
+            Self::Index => 13,
+            Self::SmallFile => 14,
+            Self::SharedIndexes => 15,
+            Self::Branches => 16,
+            Self::Commits => 17,
+        }
+    }
+
+    fn of_code(code: i64) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.code() == code)
+    }
+
+    /// What the clone holds too much of, and what would bring it within the bound.
+    fn what(self) -> String {
+        let mib = |b: u64| b / (1024 * 1024);
+        match self {
+            Self::PackedRefs => format!(
+                "its .git/packed-refs is larger than {} MiB; delete refs it does not need (`git for-each-ref` lists them, `git update-ref -d REF` deletes one)",
+                mib(PACKED_REFS_MAX)
+            ),
+            Self::LooseRefs => format!(
+                "its .git/refs/heads holds more than {LOOSE_REFS_MAX} files and folders; delete branches (`git branch -D`)"
+            ),
+            Self::LooseRefFile => format!(
+                "a file under its .git/refs/heads is larger than {LOOSE_REF_FILE_MAX} bytes (a branch is one line); remove it"
+            ),
+            Self::Index => format!(
+                "its .git/index (or a .git/sharedindex.*) is larger than {} MiB",
+                mib(INDEX_MAX)
+            ),
+            Self::SmallFile => format!(
+                "its .git/HEAD, .git/shallow or .git/info/exclude is larger than {} MiB",
+                mib(SMALL_FILE_MAX)
+            ),
+            Self::SharedIndexes => format!(
+                "it has more than {SHARED_INDEXES_MAX} .git/sharedindex.* files; `git update-index --no-split-index` removes the split index"
+            ),
+            Self::Branches => {
+                format!("it has more than {MAX_BRANCHES} branches; delete some (`git branch -D`)")
+            }
+            Self::Commits => format!(
+                "its branches hold more than {MAX_COMMITS} commits beyond the commit the pod started from"
+            ),
+        }
+    }
+}
+
+/// The error for a clone job that ended with one of [`TooLarge`]'s codes: what the
+/// clone holds too much of, where, and what to do. `None` for any other exit code.
+pub(crate) fn explain_too_large(code: i64, name: &Name) -> Option<anyhow::Error> {
+    let what = TooLarge::of_code(code)?.what();
+    let pod = name.pod_name();
+    Some(anyhow!(
+        "the agent's clone of {name} (volume {pod}-agent-repo) holds more than devaipod reads, so it was not read: {what}. Look at it with `devaipod exec {name} --container agent`; `devaipod delete {name} --force` deletes the workspace without reading it"
+    ))
+}
+
 /// The start of every clone job's script: a git directory in the job's tmpfs made of
 /// copies of the clone's HEAD, branch refs, packed-refs, index (and split-index
 /// files), shallow list and exclude patterns (regular files only; links, FIFOs and
@@ -146,7 +259,39 @@ pub(crate) const JOB_OUT: &str = "/tmp/out";
 /// the work tree may name drivers, but only config defines them. Submodules are not
 /// entered (a nested repo's config would be the agent's again). `$1` is the object
 /// format; the caller's script gets the remaining arguments.
-pub(crate) const SAFE_GIT_DIR: &str = r#"set -eu
+///
+/// Every copy is bounded ([`PACKED_REFS_MAX`] and the rest): a file over its bound is
+/// refused before it is read (exit code [`TooLarge::code`]), and a copy reads at most
+/// the bound plus one byte, so a file the agent grows meanwhile is refused too, never
+/// copied whole. The branch refs become one packed-refs of `refs/heads` lines: the
+/// loose files under `.git/refs/heads` (counted and size-checked first, then the first
+/// [`LOOSE_REF_FILE_MAX`] + 1 bytes of each read by one `head`, at most
+/// [`LOOSE_REFS_MAX`] of them kept by one `awk`; the first line of each, when it is a
+/// commit id) over the clone's packed `refs/heads` lines, as git reads them. One file
+/// instead of thousands: copying 5000 loose refs took 0.4 s. Loose symbolic refs and
+/// names with white space are left out (git ignores the latter too); tags and remotes
+/// are not needed.
+pub(crate) fn safe_git_dir() -> String {
+    let code = |t: TooLarge| t.code().to_string();
+    SAFE_GIT_DIR
+        .replace("@PACKED_REFS_MAX@", &PACKED_REFS_MAX.to_string())
+        .replace("@INDEX_MAX@", &INDEX_MAX.to_string())
+        .replace("@SMALL_FILE_MAX@", &SMALL_FILE_MAX.to_string())
+        .replace("@LOOSE_REF_FILE_MAX@", &LOOSE_REF_FILE_MAX.to_string())
+        .replace("@LOOSE_REFS_MAX@", &LOOSE_REFS_MAX.to_string())
+        .replace("@LOOSE_LINES@", &(LOOSE_REFS_MAX + 2).to_string())
+        .replace("@LOOSE_REF_READ@", &(LOOSE_REF_FILE_MAX + 1).to_string())
+        .replace("@SHARED_INDEXES_MAX@", &SHARED_INDEXES_MAX.to_string())
+        .replace("@PACKED_REFS@", &code(TooLarge::PackedRefs))
+        .replace("@LOOSE_REFS@", &code(TooLarge::LooseRefs))
+        .replace("@LOOSE_REF_FILE@", &code(TooLarge::LooseRefFile))
+        .replace("@INDEX@", &code(TooLarge::Index))
+        .replace("@SMALL_FILE@", &code(TooLarge::SmallFile))
+        .replace("@SHARED_INDEXES@", &code(TooLarge::SharedIndexes))
+}
+
+/// [`safe_git_dir`]'s text before its bounds are filled in.
+const SAFE_GIT_DIR: &str = r#"set -eu
 umask 077
 src=/repo/.git
 g=/tmp/git
@@ -158,13 +303,65 @@ if [ ! -d "$src" ] || [ -L "$src" ]; then
   exit 3
 fi
 mkdir -p "$g/refs/tags" "$g/info" "$g/objects" "$out"
-for f in HEAD packed-refs index shallow info/exclude "$src"/sharedindex.*; do
-  f=${f#"$src/"}
-  if [ -f "$src/$f" ] && [ ! -L "$src/$f" ]; then cp "$src/$f" "$g/$f"; fi
+refuse() { echo "devaipod: the agent's clone holds more than a job reads: $2" >&2; exit "$1"; }
+over() { [ -n "$(find "$1" -prune -size +"$2"c)" ]; }
+take() {
+  if [ -f "$src/$1" ] && [ ! -L "$src/$1" ]; then
+    if over "$src/$1" "$2"; then refuse "$3" ".git/$1 is larger than $2 bytes"; fi
+    head -c "$(($2 + 1))" < "$src/$1" > "$g/$1"
+    if over "$g/$1" "$2"; then refuse "$3" ".git/$1 is larger than $2 bytes"; fi
+  fi
+}
+loose() {
+  if [ "$(find "$1" | head -n @LOOSE_LINES@ | wc -l)" -gt $((@LOOSE_REFS_MAX@ + 1)) ]; then
+    refuse @LOOSE_REFS@ ".git/refs/heads holds more than @LOOSE_REFS_MAX@ entries"
+  fi
+  if [ -n "$(find "$1" -type f -size +@LOOSE_REF_FILE_MAX@c | head -n 1)" ]; then
+    refuse @LOOSE_REF_FILE@ "a file under .git/refs/heads is larger than @LOOSE_REF_FILE_MAX@ bytes"
+  fi
+}
+take HEAD @SMALL_FILE_MAX@ @SMALL_FILE@
+take packed-refs @PACKED_REFS_MAX@ @PACKED_REFS@
+take index @INDEX_MAX@ @INDEX@
+take shallow @SMALL_FILE_MAX@ @SMALL_FILE@
+take info/exclude @SMALL_FILE_MAX@ @SMALL_FILE@
+n=0
+for f in "$src"/sharedindex.*; do
+  [ -e "$f" ] || [ -L "$f" ] || continue
+  n=$((n + 1))
+  if [ "$n" -gt @SHARED_INDEXES_MAX@ ]; then
+    refuse @SHARED_INDEXES@ "more than @SHARED_INDEXES_MAX@ .git/sharedindex.* files"
+  fi
+  take "${f#"$src/"}" @INDEX_MAX@ @INDEX@
 done
+case $format in sha256) hex=64 ;; *) hex=40 ;; esac
+: >> "$g/packed-refs"
+heads=
 if [ -d "$src/refs/heads" ] && [ ! -L "$src/refs/heads" ]; then
-  cp -RP "$src/refs/heads" "$g/refs/"
+  loose "$src/refs/heads"
+  heads=$src/refs/heads
 fi
+{ [ -z "$heads" ] || find "$heads" -type f -exec head -v -c @LOOSE_REF_READ@ {} +; } | awk -v src="$src/" -v hex="$hex" -v max=@LOOSE_REFS_MAX@ '
+phase == 1 {
+  if (substr($0, 1, 4) == "==> " && substr($0, length($0) - 3) == " <==") {
+    name = substr($0, 5, length($0) - 8); first = 1; next
+  }
+  if (first) {
+    first = 0
+    ref = substr(name, length(src) + 1)
+    if (length($0) == hex && $0 !~ /[^0-9a-f]/ && index(name, src) == 1 && ref !~ /[ \t]/) {
+      if (!(ref in loose) && ++n > max) { refused = 1; exit }
+      loose[ref] = $0
+    }
+  }
+  next
+}
+phase == 2 && NF == 2 && index($2, "refs/heads/") == 1 && !($2 in loose) { print }
+END {
+  if (refused) exit @LOOSE_REFS@
+  for (ref in loose) print loose[ref] " " ref
+}' phase=1 - phase=2 "$g/packed-refs" > "$g/packed-refs.new"
+mv "$g/packed-refs.new" "$g/packed-refs"
 mkdir -p "$g/refs/heads"
 find "$g" ! -type f ! -type d -exec rm -f -- {} +
 cat > "$g/config" <<CONFIG
@@ -268,7 +465,8 @@ pub(crate) fn clone_job_container(job: &CloneJob<'_>) -> ContainerSpec {
         "/bin/sh".to_string(),
         "-c".into(),
         format!(
-            "{SAFE_GIT_DIR}{}\necho \"${JOB_DONE_ENV}\"\nwhile :; do sleep 3600; done\n",
+            "{}{}\necho \"${JOB_DONE_ENV}\"\nwhile :; do sleep 3600; done\n",
+            safe_git_dir(),
             job.script
         ),
         "sh".into(),
@@ -309,11 +507,14 @@ impl Engine {
         let mut cancel = super::cancel::current();
         let result = super::cancel::cancellable(&mut cancel, async {
             let seccomp = spec::SeccompFile::write()?;
-            self.create_container(&spec::job_spec(c, Some(seccomp.path()), JOB_TMPFS_BYTES))
-                .await
-                .with_context(|| format!("creating container {name}"))?;
+            // Podman's info answers slowly (a third of a second on Podman 4.3): asked
+            // while the container is made.
+            let spec = spec::job_spec(c, Some(seccomp.path()), JOB_TMPFS_BYTES);
+            let (created, cgroups) =
+                tokio::join!(self.create_container(&spec), self.cgroup_version());
+            created.with_context(|| format!("creating container {name}"))?;
             drop(seccomp);
-            let enforced = verify::limits_enforced(self.rootless(), &self.cgroup_version().await?);
+            let enforced = verify::limits_enforced(self.rootless(), &cgroups?);
             verify::verify_created(self, c, enforced).await?;
             let done = c
                 .env
@@ -432,7 +633,11 @@ mod tests {
         }
         assert_eq!(c.labels[labels::ROLE], "helper");
         assert_eq!(c.command[4..], ["sha1", "x"]);
-        assert!(c.command[2].starts_with(SAFE_GIT_DIR), "{}", c.command[2]);
+        assert!(
+            c.command[2].starts_with(&safe_git_dir()),
+            "{}",
+            c.command[2]
+        );
         assert_eq!(c.cap_drop, ["ALL"]);
         assert!(c.cap_add.is_empty());
         assert!(c.no_new_privileges);
@@ -482,6 +687,71 @@ mod tests {
                 "{key}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    #[test]
+    fn refusals_have_codes_of_their_own_and_say_what_to_do() {
+        let name = Name::new("demo").expect("name");
+        let mut codes: Vec<i64> = TooLarge::ALL.iter().map(|t| t.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), TooLarge::ALL.len());
+        for t in TooLarge::ALL {
+            // Not the script's own "no .git" (3), not sh's or git's.
+            assert!((4..126).contains(&t.code()), "{t:?}");
+            assert_eq!(TooLarge::of_code(t.code()), Some(t));
+            let e = format!("{:#}", explain_too_large(t.code(), &name).expect("refusal"));
+            for want in [
+                "devaipod-demo-agent-repo",
+                "devaipod exec demo --container agent",
+                "devaipod delete demo --force",
+                "was not read",
+            ] {
+                assert!(e.contains(want), "{want} in {e}");
+            }
+        }
+        for other in [0, 1, 2, 3, 126, 127, 128, 129, 137, -1] {
+            assert!(explain_too_large(other, &name).is_none(), "{other}");
+        }
+        let e = format!(
+            "{:#}",
+            explain_too_large(TooLarge::PackedRefs.code(), &name).expect("refusal")
+        );
+        assert!(e.contains(".git/packed-refs is larger than 64 MiB"), "{e}");
+    }
+
+    #[test]
+    fn the_script_names_every_bound() {
+        let script = safe_git_dir();
+        let unfilled = script
+            .split('@')
+            .skip(1)
+            .any(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()));
+        assert!(!unfilled, "a bound left unfilled: {script}");
+        for (want, why) in [
+            (
+                format!("take packed-refs {PACKED_REFS_MAX} 10"),
+                "packed-refs",
+            ),
+            (format!("take index {INDEX_MAX} 13"), "index"),
+            (format!("take HEAD {SMALL_FILE_MAX} 14"), "HEAD"),
+            (format!("head -n {}", LOOSE_REFS_MAX + 2), "loose refs"),
+            (format!("-size +{LOOSE_REF_FILE_MAX}c"), "a loose ref"),
+        ] {
+            assert!(script.contains(&want), "{why}: {want} in {script}");
+        }
+        // No copy of the clone's files reads more than its bound (plus the byte that
+        // shows it is over): no `cp`, loose refs read by `head -c`.
+        assert!(!script.contains("cp "), "{script}");
+        assert!(
+            script.contains(&format!("head -v -c {} ", LOOSE_REF_FILE_MAX + 1)),
+            "{script}"
+        );
     }
 }
 

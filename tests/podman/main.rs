@@ -20,6 +20,7 @@ mod feature_reference;
 mod features;
 mod gator;
 mod gc;
+mod hostile_sizes;
 mod inert_git;
 mod inert_output;
 mod interrupt;
