@@ -30,9 +30,22 @@ pub(crate) fn current() -> Cancel {
     channel().subscribe()
 }
 
+/// Set by the signal handler itself, before any task runs: a check right after a
+/// signal sees it (the channel is set a moment later, by a task).
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
 /// Whether the user asked devaipod to stop.
 pub(crate) fn requested() -> bool {
-    *channel().borrow()
+    SIGNALLED.load(Ordering::SeqCst) || *channel().borrow()
+}
+
+/// Registers the handler's part: an atomic store, nothing else.
+#[allow(unsafe_code)]
+fn flag_on(signal: i32) -> std::io::Result<()> {
+    // SAFETY: the action runs in a signal handler and only stores to an atomic, which
+    // is async-signal-safe; it allocates, locks and calls nothing.
+    unsafe { signal_hook_registry::register(signal, || SIGNALLED.store(true, Ordering::SeqCst)) }
+        .map(|_| ())
 }
 
 /// Asks everything watching [`current`] to stop (what a signal does).
@@ -46,6 +59,11 @@ pub(crate) fn request() {
 pub(crate) fn on_signals() -> Cancel {
     if !CATCHING.swap(true, Ordering::SeqCst) {
         // Registered here, before any await: a signal from now on is caught.
+        for signal in [nix::libc::SIGINT, nix::libc::SIGTERM] {
+            if let Err(e) = flag_on(signal) {
+                tracing::warn!("cannot catch signal {signal} ({e})");
+            }
+        }
         let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
         let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
         match (term, int) {
@@ -81,7 +99,7 @@ pub(crate) async fn cancellable<T>(
     cancel: &mut Cancel,
     fut: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
-    if *cancel.borrow() {
+    if *cancel.borrow() || SIGNALLED.load(Ordering::SeqCst) {
         return Err(crate::Interrupted.into());
     }
     tokio::select! {

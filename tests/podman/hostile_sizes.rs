@@ -4,8 +4,8 @@
 //! (src/podman/job.rs, docs/agent.md) are refused with a message naming what, where and
 //! what to do, never read whole.
 //!
-//! The refusals' test writes a 1 GiB packed-refs into the agent's clone, so it is
-//! `#[ignore]`d and run on the rootful leg only, alone after the suite (the Justfile's
+//! The refusals' test writes a 1 GiB packed-refs into the agent's clone; both tests are
+//! `#[ignore]`d and run on the rootful leg only (CI time), alone after the suite (the Justfile's
 //! `test-rootful`; docs/ci.md), where it also measures devaipod's peak RSS.
 
 use std::collections::BTreeSet;
@@ -160,6 +160,7 @@ fn now_secs() -> u64 {
 }
 
 #[test]
+#[ignore = "heavy: the rootful leg runs it after the suite (just test-rootful)"]
 fn thousands_of_agent_branches_cost_one_job_and_two_host_gits() {
     require_image(BASE_IMAGE);
     let since = now_secs();
