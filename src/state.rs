@@ -112,8 +112,22 @@ impl StateDir {
             .unwrap_or_default()
     }
 
-    /// Adds `images`, pulled or built for `repo` now, to the record.
+    /// Adds `images`, pulled or built for `repo` now, to the record. Several `up`s may
+    /// add at once: each reads, changes and replaces the file holding its lock file, so
+    /// none loses another's records or renames another's temporary file.
     pub(crate) fn add_images(&self, images: &[String], repo: &std::path::Path) -> Result<()> {
+        std::fs::create_dir_all(&self.0)
+            .with_context(|| format!("creating {}", self.0.display()))?;
+        let lock_path = self.0.join("images.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        // Held for a read and a write of a small file.
+        let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", lock_path.display()))?;
         let mut all = self.images();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -128,8 +142,6 @@ impl StateDir {
             r.at = now;
         }
         let path = self.images_path();
-        std::fs::create_dir_all(&self.0)
-            .with_context(|| format!("creating {}", self.0.display()))?;
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(&all)?)
             .with_context(|| format!("writing {}", tmp.display()))?;
@@ -281,6 +293,28 @@ mod tests {
         let all = state.images();
         assert_eq!(all["x:1"].repos, ["/r/a", "/r/b"]);
         assert_eq!(all["y:2"].repos, ["/r/b"]);
+    }
+
+    #[test]
+    fn image_records_of_concurrent_ups_are_all_kept() {
+        // Several `up`s (processes; threads here) record at once: each one's images
+        // stay, and none fails on another's temporary file.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::at(dir.path());
+        let repo = std::path::Path::new("/r");
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let state = &state;
+                s.spawn(move || {
+                    for i in 0..20 {
+                        state
+                            .add_images(&[format!("img-{t}-{i}:1")], repo)
+                            .expect("add");
+                    }
+                });
+            }
+        });
+        assert_eq!(state.images().len(), 8 * 20);
     }
 
     #[test]
