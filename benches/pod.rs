@@ -281,10 +281,9 @@ fn as_agent(name: &str, folder: &str, script: &str) -> String {
 /// How many branches the hostile-size measure's agent makes, each with a commit.
 const AGENT_BRANCHES: usize = 5000;
 
-/// A workspace whose agent made [`AGENT_BRANCHES`] branches, each with a commit of its
-/// own, all but one of which the host repo holds too (the same commits, imported with
-/// fixed dates on both sides): `delete` checks every one and refuses over the one.
-fn many_branches(repo: &Path, name: &str) {
+/// `up` of `repo` as `name` for a hostile-size measure: the agent's folder, and the
+/// commit the pod starts from.
+fn up_for_sizes(repo: &Path, name: &str) -> (String, String) {
     let repo_path = repo.to_string_lossy();
     run(Command::new(devaipod()).args(["up", &repo_path, "--name", name, "--label", LABEL]));
     let folder = format!(
@@ -295,7 +294,15 @@ fn many_branches(repo: &Path, name: &str) {
         .arg("-C")
         .arg(repo)
         .args(["rev-parse", "HEAD"]));
-    let base = base.trim();
+    (folder, base.trim().to_string())
+}
+
+/// A workspace whose agent made [`AGENT_BRANCHES`] branches, each with a commit of its
+/// own, all but one of which the host repo holds too (the same commits, imported with
+/// fixed dates on both sides): `delete` checks every one and refuses over the one.
+fn many_branches(repo: &Path, name: &str) {
+    let (folder, base) = up_for_sizes(repo, name);
+    let base = base.as_str();
     let line = "commit refs/heads/%s/%d\\ncommitter b <b@example.invalid> 1700000000 +0000\\ndata 6\\nc%05d\\nfrom %s\\n\\n";
     let import = |skip: usize| {
         format!(
@@ -311,17 +318,8 @@ fn many_branches(repo: &Path, name: &str) {
 
 /// A workspace whose agent's `.git/packed-refs` is 1 GiB.
 fn huge_packed_refs(repo: &Path, name: &str) {
-    let repo_path = repo.to_string_lossy();
-    run(Command::new(devaipod()).args(["up", &repo_path, "--name", name, "--label", LABEL]));
-    let folder = format!(
-        "/workspaces/{}",
-        repo.file_name().expect("name").to_string_lossy()
-    );
-    let base = run(Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["rev-parse", "HEAD"]));
-    let pad = format!("{} refs/tags/pad", base.trim());
+    let (folder, base) = up_for_sizes(repo, name);
+    let pad = format!("{base} refs/tags/pad");
     let lines = (1usize << 30).div_ceil(pad.len() + 1);
     as_agent(
         name,
