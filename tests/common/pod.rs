@@ -241,6 +241,15 @@ impl TestPodBuilder {
         files.iter().fold(self, |b, (p, c)| b.file(p, *c))
     }
 
+    /// A Dockerfile configuration: `.devcontainer/devcontainer.json` is `config` (which
+    /// names `"dockerfile": "Dockerfile"`), `.devcontainer/Dockerfile` is `dockerfile`.
+    pub fn dockerfile(self, config: &str, dockerfile: &str) -> Self {
+        self.files(&[
+            (".devcontainer/devcontainer.json", config),
+            (".devcontainer/Dockerfile", dockerfile),
+        ])
+    }
+
     /// An executable file of the repo.
     pub fn executable(mut self, path: &str, content: impl Into<Vec<u8>>) -> Self {
         self.files.push(RepoFile {

@@ -93,13 +93,7 @@ fn a_failing_build_names_the_step_and_leaves_nothing() {
     let b = TestPod::new("buildfail");
     let dockerfile = format!("FROM {BASE_IMAGE}\nRUN echo {} && exit 3\n", b.name());
     let p = b
-        .files(&[
-            (
-                ".devcontainer/devcontainer.json",
-                r#"{"build": {"dockerfile": "Dockerfile"}}"#,
-            ),
-            (".devcontainer/Dockerfile", &dockerfile),
-        ])
+        .dockerfile(r#"{"build": {"dockerfile": "Dockerfile"}}"#, &dockerfile)
         .build();
     let out = p.up_fails(&[], "failed: building at STEP \"RUN echo");
     assert!(stderr(&out).contains("exit status 3"), "{}", stderr(&out));
@@ -112,14 +106,8 @@ fn pod_without_opencode(test: &str, base: &str, rm: &str) -> TestPod {
         "FROM {base}\nLABEL nonce={}\nRUN {rm} /usr/local/bin/opencode\n",
         b.name()
     );
-    b.files(&[
-        (
-            ".devcontainer/devcontainer.json",
-            r#"{"build": {"dockerfile": "Dockerfile"}}"#,
-        ),
-        (".devcontainer/Dockerfile", &dockerfile),
-    ])
-    .build()
+    b.dockerfile(r#"{"build": {"dockerfile": "Dockerfile"}}"#, &dockerfile)
+        .build()
 }
 
 /// The image a `--dry-run` of `p`'s repo would build, removed when dropped.

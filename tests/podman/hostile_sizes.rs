@@ -159,6 +159,22 @@ fn now_secs() -> u64 {
         .saturating_sub(1)
 }
 
+/// `err` (of `cmd`) refuses what is `beyond` a bound, unread, naming the agent's
+/// volume and what to do: look inside the agent, or delete anyway.
+#[track_caller]
+fn assert_refused(err: &str, beyond: &str, p: &TestPod, cmd: &str) {
+    let name = p.name();
+    for want in [
+        beyond,
+        "was not read",
+        &format!("volume {}-agent-repo", p.pod()),
+        &format!("devaipod exec {name} --container agent"),
+        &format!("devaipod delete {name} --force"),
+    ] {
+        assert!(err.contains(want), "{cmd}: {want} in {err}");
+    }
+}
+
 #[test]
 #[ignore = "heavy: the rootful leg runs it after the suite (just test-rootful)"]
 fn thousands_of_agent_branches_cost_one_job_and_two_host_gits() {
@@ -240,15 +256,12 @@ fn refs_beyond_the_bounds_are_refused_unread_and_devaipod_stays_small() {
     let (o, jobs, calls, _) = checked_run(&p, since, &path, &log, &["delete", &name]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    for want in [
+    assert_refused(
+        &err,
         ".git/refs/heads holds more than 20000 files and folders",
-        "was not read",
-        &format!("volume {}-agent-repo", p.pod()),
-        &format!("devaipod exec {name} --container agent"),
-        &format!("devaipod delete {name} --force"),
-    ] {
-        assert!(err.contains(want), "{want} in {err}");
-    }
+        &p,
+        "delete",
+    );
     assert_eq!((jobs, calls.len()), (1, 0), "{calls:?}");
     as_agent(
         &p,
@@ -300,15 +313,7 @@ fn refs_beyond_the_bounds_are_refused_unread_and_devaipod_stays_small() {
         let took = t.elapsed().as_secs_f64();
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{cmd}: {err}");
-        for want in [
-            ".git/packed-refs is larger than 64 MiB",
-            "was not read",
-            &format!("volume {}-agent-repo", p.pod()),
-            &format!("devaipod exec {name} --container agent"),
-            &format!("devaipod delete {name} --force"),
-        ] {
-            assert!(err.contains(want), "{cmd}: {want} in {err}");
-        }
+        assert_refused(&err, ".git/packed-refs is larger than 64 MiB", &p, cmd);
         let rss = std::fs::read_to_string(&rss_file).expect("GNU time's report");
         let kib: u64 = rss
             .lines()

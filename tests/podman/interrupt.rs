@@ -58,13 +58,7 @@ fn interrupting_up_at_each_step_removes_what_it_made() {
     let b = TestPod::new("int-build");
     let dockerfile = format!("FROM {BASE_IMAGE}\nRUN echo {}\n", b.name());
     let built = b
-        .files(&[
-            (
-                ".devcontainer/devcontainer.json",
-                r#"{"build": {"dockerfile": "Dockerfile"}}"#,
-            ),
-            (".devcontainer/Dockerfile", &dockerfile),
-        ])
+        .dockerfile(r#"{"build": {"dockerfile": "Dockerfile"}}"#, &dockerfile)
         .build();
     interrupt_up_at(&built, "build", Signal::SIGINT, true);
 }

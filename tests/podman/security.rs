@@ -218,13 +218,10 @@ fn an_image_entrypoint_never_wraps_devaipods_commands() {
         b.name()
     );
     let p = b
-        .files(&[
-            (
-                ".devcontainer/devcontainer.json",
-                r#"{"build": {"dockerfile": "Dockerfile"}, "remoteUser": "dev"}"#,
-            ),
-            (".devcontainer/Dockerfile", &dockerfile),
-        ])
+        .dockerfile(
+            r#"{"build": {"dockerfile": "Dockerfile"}, "remoteUser": "dev"}"#,
+            &dockerfile,
+        )
         .up();
     // The image really has it (the test has teeth).
     let image = podman_ok(&["inspect", &p.agent(), "--format", "{{.ImageName}}"]);
