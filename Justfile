@@ -212,6 +212,8 @@ test-rootful: _stage fake-internet registry setup-reference
     "${run[@]}" {{stage}}/podman-tests --ignored --test-threads=1 hostile_sizes::
     # Fault injection (signals at each step, a dying Podman service): rootful only.
     "${run[@]}" {{stage}}/podman-tests --ignored --test-threads=2 interrupt::
+    # Load: five ups at once, a race of two `up --name X`, five deletes: rootful only.
+    "${run[@]}" {{stage}}/podman-tests --ignored --test-threads=1 load::
     "${run[@]}" {{stage}}/cleanup.sh --check
 
 # Real-Podman tests against a rootless engine (the test user when root, else yourself)
@@ -463,3 +465,13 @@ bench: setup image net fake-internet
     exe=$(cargo bench --bench pod --no-run 2>&1 | sed -n 's/.*Executable benches\/pod.rs (\(.*\))/\1/p' | tail -1)
     [ -n "$exe" ] || { echo "could not build the benchmark" >&2; exit 1; }
     {{sudo}} env CONTAINERS_CONF="$CONTAINERS_CONF" PATH="$PATH" DEVAIPOD_NET_BIN="$PWD/target/debug/devaipod-net" DEVAIPOD_BENCH_ROUNDS="${DEVAIPOD_BENCH_ROUNDS:-5}" "$exe"
+
+# How many pods this machine holds, ten `up`s at a time (`just bench-scale 20`; `all`: delete --all). Not CI
+bench-scale n="50" delete="names": setup image net
+    #!/usr/bin/env bash
+    set -euo pipefail
+    exe=$(cargo bench --bench scale --no-run 2>&1 | sed -n 's/.*Executable benches\/scale.rs (\(.*\))/\1/p' | tail -1)
+    [ -n "$exe" ] || { echo "could not build the benchmark" >&2; exit 1; }
+    {{sudo}} env CONTAINERS_CONF="$CONTAINERS_CONF" PATH="$PATH" DEVAIPOD_NET_BIN="$PWD/target/debug/devaipod-net" \
+        DEVAIPOD_BENCH_SCALE_MINUTES="${DEVAIPOD_BENCH_SCALE_MINUTES:-20}" \
+        DEVAIPOD_BENCH_SCALE_RESERVE_GIB="${DEVAIPOD_BENCH_SCALE_RESERVE_GIB:-2}" "$exe" {{n}} {{delete}}

@@ -21,70 +21,19 @@
 //! Run as root (the floor's readiness wait enters the pod's netns with nsenter).
 //! `DEVAIPOD_BENCH_ROUNDS` sets the rounds (default 5).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const IMAGE: &str = "localhost/devaipod-base:latest";
+mod common;
+use common::{IMAGE, devaipod, make_repo, median, podman, run};
+
 const LABEL: &str = "devaipod.bench=1";
-
-fn devaipod() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_devaipod"))
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn podman(args: &[&str]) -> String {
-    run(Command::new("podman").args(args))
-}
 
 fn timed(f: impl FnOnce()) -> Duration {
     let t = Instant::now();
     f();
     t.elapsed()
-}
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-/// A repo like examples/hello in a temp dir.
-fn make_repo() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("devaipod-bench-")
-        .tempdir()
-        .expect("tempdir");
-    let p = dir.path();
-    std::fs::create_dir(p.join(".devcontainer")).expect("mkdir");
-    std::fs::write(
-        p.join(".devcontainer/devcontainer.json"),
-        format!(r#"{{"image": "{IMAGE}", "remoteUser": "dev"}}"#),
-    )
-    .expect("write");
-    std::fs::write(p.join("hello.sh"), "#!/bin/sh\necho hello\n").expect("write");
-    let git = |args: &[&str]| {
-        run(Command::new("git")
-            .arg("-C")
-            .arg(p)
-            .args(["-c", "user.name=b", "-c", "user.email=b@example.invalid"])
-            .args(args))
-    };
-    git(&["init", "-q", "-b", "main"]);
-    git(&["add", "."]);
-    git(&["commit", "-q", "-m", "init"]);
-    dir
 }
 
 /// The floor: what `up` does, by hand with the podman CLI, strictly in sequence.

@@ -213,6 +213,7 @@ pub struct TestPodBuilder {
     env: Vec<(String, Option<String>)>,
     shared_repo: Option<PathBuf>,
     parent: Option<PathBuf>,
+    folder_is_name: bool,
 }
 
 impl TestPodBuilder {
@@ -272,6 +273,14 @@ impl TestPodBuilder {
         self
     }
 
+    /// Name the repo's folder NAME (in a fresh temporary directory), so that `up`
+    /// without `--name` derives `NAME-SUFFIX`: its secrets are `devaipod-NAME-...`, which
+    /// the guard removes, and its other objects carry the test's label.
+    pub fn repo_folder_is_name(mut self) -> Self {
+        self.folder_is_name = true;
+        self
+    }
+
     /// Use `other`'s repo instead of a new one (a second pod of the same repo).
     pub fn repo_of(mut self, other: &TestPod) -> Self {
         self.shared_repo = Some(other.repo.clone());
@@ -309,8 +318,12 @@ impl TestPodBuilder {
                     None => b.tempdir(),
                 }
                 .expect("tempdir");
-                write_repo(dir.path(), &self.files);
-                let path = dir.path().to_path_buf();
+                let path = if self.folder_is_name {
+                    dir.path().join(&self.name)
+                } else {
+                    dir.path().to_path_buf()
+                };
+                write_repo(&path, &self.files);
                 (Some(dir), path)
             }
         };
@@ -403,6 +416,7 @@ impl TestPod {
             env: Vec::new(),
             shared_repo: None,
             parent: None,
+            folder_is_name: false,
         }
     }
 

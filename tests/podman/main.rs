@@ -25,6 +25,7 @@ mod inert_git;
 mod inert_output;
 mod interrupt;
 mod jobs;
+mod load;
 mod network;
 mod openssh;
 mod pod;
