@@ -1678,3 +1678,81 @@ fn version_names_the_commit_it_was_built_from() {
         "{out}"
     );
 }
+
+/// What `devaipod` says (stderr, and the lines of a text plan), with the repo's temporary
+/// path shown as `[REPO]` so that a snapshot holds the words and nothing of the machine.
+fn said(o: &Output, repo: &Path, keep: impl Fn(&str) -> bool) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let repo = repo.display().to_string();
+    let mut out = format!("exit {}\n", o.status.code().unwrap_or(-1));
+    for line in text.lines().filter(|l| keep(l)) {
+        out.push_str(&line.replace(&repo, "[REPO]"));
+        out.push('\n');
+    }
+    out
+}
+
+/// The words of the messages a newcomer meets first, as snapshots: a change to any of
+/// them shows up in review (`cargo insta review`), not by accident.
+#[test]
+fn messages_read_as_written() {
+    let everything = |_: &str| true;
+    type Keep<'a> = &'a dyn Fn(&str) -> bool;
+    let cases: [(&str, Option<&str>, &[&str], Keep); 6] = [
+        (
+            "no_devcontainer_json",
+            None,
+            &["up", ".", "--name", "w", "--dry-run"],
+            &|l: &str| l.starts_with("image ") || l.starts_with("error"),
+        ),
+        (
+            "wrong_type_names_the_key",
+            Some("{\n  \"image\": \"x\",\n  \"remoteEnv\": {\"HOME\": null, \"PATH\": 5}\n}\n"),
+            &["up", ".", "--name", "w", "--dry-run"],
+            &everything,
+        ),
+        (
+            "syntax_error_has_line_and_column",
+            Some("{\n  \"image\": \"x\"\n  \"name\": \"b\"\n}\n"),
+            &["config", "."],
+            &everything,
+        ),
+        (
+            "legacy_and_unknown_properties",
+            Some(
+                "{\n  \"image\": \"x\",\n  \"extensions\": [\"a.b\"],\n  \"settings\": {},\n  \"imagee\": 1,\n  \"secrets\": {}\n}\n",
+            ),
+            &["up", ".", "--name", "w", "--dry-run"],
+            &|l: &str| l.starts_with("warning") && !l.contains("disk limit"),
+        ),
+        (
+            "bad_image_flag",
+            Some("{\"image\": \"x\"}"),
+            &[
+                "up",
+                ".",
+                "--name",
+                "w",
+                "--dry-run",
+                "--image",
+                "BAD IMAGE",
+            ],
+            &everything,
+        ),
+        (
+            "bad_workspace_name",
+            Some("{\"image\": \"x\"}"),
+            &["up", ".", "--name", "My Project!", "--dry-run"],
+            &everything,
+        ),
+    ];
+    for (name, config, args, keep) in cases {
+        let r = repo(config);
+        let o = devaipod(args, r.path());
+        insta::assert_snapshot!(name, said(&o, r.path(), keep));
+    }
+}

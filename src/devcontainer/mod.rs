@@ -470,11 +470,7 @@ fn options() -> jsonc_parser::ParseOptions {
 pub(crate) fn parse_raw(text: &str) -> Result<Map<String, Value>, ParseError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let value: Option<Value> =
-        jsonc_parser::parse_to_serde_value(text, &options()).map_err(|e| ParseError {
-            line: e.line_display(),
-            column: e.column_display(),
-            message: describe(e.kind()),
-        })?;
+        jsonc_parser::parse_to_serde_value(text, &options()).map_err(|e| error(text, &e))?;
     match value {
         Some(Value::Object(map)) => Ok(map),
         _ => Err(ParseError {
@@ -491,22 +487,14 @@ pub(crate) fn parse_as<T: serde::de::DeserializeOwned>(
     text: &str,
 ) -> Result<Option<T>, ParseError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    jsonc_parser::parse_to_serde_value(text, &options()).map_err(|e| ParseError {
-        line: e.line_display(),
-        column: e.column_display(),
-        message: describe(e.kind()),
-    })
+    jsonc_parser::parse_to_serde_value(text, &options()).map_err(|e| error(text, &e))
 }
 
 /// Parses devcontainer.json text into the properties devaipod uses.
 pub(crate) fn parse(text: &str) -> Result<DevContainer, ParseError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let value: Option<DevContainer> = jsonc_parser::parse_to_serde_value(text, &options())
-        .map_err(|e| ParseError {
-            line: e.line_display(),
-            column: e.column_display(),
-            message: describe(e.kind()),
-        })?;
+    let value: Option<DevContainer> =
+        jsonc_parser::parse_to_serde_value(text, &options()).map_err(|e| error(text, &e))?;
     value.ok_or(ParseError {
         line: 1,
         column: 1,
@@ -543,6 +531,74 @@ fn json_words(serde: &str) -> String {
         }
     }
     out
+}
+
+/// The parser's error as ours: its position, and for an error in a value (a wrong type,
+/// an unknown variant) the key path of that value, `remoteEnv.HOME` or `mounts[2]`.
+fn error(text: &str, e: &jsonc_parser::errors::ParseError) -> ParseError {
+    let mut message = describe(e.kind());
+    if matches!(e.kind(), jsonc_parser::errors::ParseErrorKind::Custom(_))
+        && let Some(path) = key_path(text, e.range().start)
+    {
+        message = format!("{path}: {message}");
+    }
+    ParseError {
+        line: e.line_display(),
+        column: e.column_display(),
+        message,
+    }
+}
+
+/// The key path to the innermost value of `text` that starts at or encloses byte
+/// `offset`: object keys joined by `.`, array indexes as `[N]`. A key that is not a
+/// plain identifier is shown quoted with its control characters escaped, so a path
+/// never carries the file's bytes to the terminal raw. `None` at the top level, or when
+/// the text does not parse (the caller has an error to show already).
+fn key_path(text: &str, offset: usize) -> Option<String> {
+    use jsonc_parser::ast::Value as V;
+    use jsonc_parser::common::Ranged as _;
+    use std::fmt::Write as _;
+    let parsed =
+        jsonc_parser::parse_to_ast(text, &jsonc_parser::CollectOptions::default(), &options())
+            .ok()?;
+    let mut value = parsed.value?;
+    let mut path = String::new();
+    let within = |r: jsonc_parser::common::Range| r.start <= offset && offset < r.end;
+    loop {
+        value = match value {
+            V::Object(o) => {
+                let Some(prop) = o.properties.into_iter().find(|p| within(p.range)) else {
+                    break;
+                };
+                let name = prop.name.into_string();
+                match properties::printable(&name) {
+                    Some(n) if !path.is_empty() => {
+                        path.push('.');
+                        path.push_str(n);
+                    }
+                    Some(n) => path.push_str(n),
+                    None => {
+                        let _ = write!(path, "[\"{}\"]", crate::terminal::line(&name));
+                    }
+                }
+                prop.value
+            }
+            V::Array(a) => {
+                let Some((i, v)) = a
+                    .elements
+                    .into_iter()
+                    .enumerate()
+                    .find(|(_, v)| within(v.range()))
+                else {
+                    break;
+                };
+                let _ = write!(path, "[{i}]");
+                v
+            }
+            _ => break,
+        };
+    }
+    (!path.is_empty()).then_some(path)
 }
 
 /// Turns the parser's message into ours, without quoting any of the file's content
@@ -621,6 +677,37 @@ mod tests {
                 assert!(!e.message.contains(serde_word), "{text}: {e}");
             }
         }
+    }
+
+    #[test]
+    fn value_errors_name_the_key_path() {
+        for (text, path) in [
+            ("{\"image\": 5}", "image: wrong type"),
+            (
+                "{\"remoteEnv\": {\"HOME\": 5}}",
+                "remoteEnv.HOME: wrong type",
+            ),
+            (
+                "{\"image\": \"x\", \"capAdd\": [\"a\", \"b\", 3]}",
+                "capAdd[2]: wrong type",
+            ),
+            (
+                "{\"containerEnv\": {\"A\": [1]}}",
+                "containerEnv.A: wrong type",
+            ),
+            // A key that is not an identifier is quoted, its control characters escaped.
+            (
+                "{\"remoteEnv\": {\"a\\u001b]0;x b\": 5}}",
+                "remoteEnv[\"a\\x1b]0;x b\"]: wrong type",
+            ),
+        ] {
+            let e = parse(text).expect_err("wrong type");
+            assert!(e.message.starts_with(path), "{text}: {e}");
+            assert!(!e.message.contains('\x1b'), "{text}: {e}");
+        }
+        // Syntax errors have a position and no path.
+        let e = parse("{\"remoteEnv\": {\"A\": }}").expect_err("syntax");
+        assert!(!e.message.starts_with("remoteEnv"), "{e}");
     }
 
     #[test]
