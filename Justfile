@@ -214,6 +214,8 @@ test-rootful: _stage fake-internet registry setup-reference
     "${run[@]}" {{stage}}/podman-tests --ignored --test-threads=2 interrupt::
     # Load: five ups at once, a race of two `up --name X`, five deletes: rootful only.
     "${run[@]}" {{stage}}/podman-tests --ignored --test-threads=1 load::
+    # doctor for a user made just now (no subordinate ids, no runtime dir): makes a user.
+    "${run[@]}" {{stage}}/podman-tests --ignored --test-threads=1 doctor::
     "${run[@]}" {{stage}}/cleanup.sh --check
 
 # Real-Podman tests against a rootless engine (the test user when root, else yourself)

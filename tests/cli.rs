@@ -1756,3 +1756,40 @@ fn messages_read_as_written() {
         insta::assert_snapshot!(name, said(&o, r.path(), keep));
     }
 }
+
+#[test]
+fn doctor_without_an_engine_names_it_and_exits_1() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let o = devaipod(&["doctor", "--json"], d.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["ok"], false, "{v}");
+    let check = |name: &str| {
+        v["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name}: {v}"))
+    };
+    let engine = check("engine");
+    assert_eq!(engine["status"], "fail", "{v}");
+    assert!(
+        engine["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/nonexistent/devaipod-test.sock"),
+        "{v}"
+    );
+    assert!(engine["fix"].as_str().is_some_and(|f| !f.is_empty()), "{v}");
+    for later in ["cgroups", "bundled-image", "opencode"] {
+        assert_eq!(check(later)["status"], "skip", "{later}: {v}");
+    }
+    // CONTAINER_HOST names the engine: no local podman is needed.
+    assert_eq!(check("podman")["status"], "skip", "{v}");
+    let text = devaipod(&["doctor"], d.path());
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert!(out.contains("FAIL  engine"), "{out}");
+    assert!(out.contains("`up` cannot run here yet"), "{out}");
+}

@@ -7,6 +7,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod config;
 mod context;
 mod delete;
+mod doctor;
 mod feature;
 mod forward;
 mod gc;
@@ -93,6 +94,8 @@ pub enum Command {
     Gc(gc::GcArgs),
     /// Show how devaipod reads the devcontainer.json (like `devcontainer read-configuration`)
     Config(config::ConfigArgs),
+    /// Check what `up` needs on this machine (Podman, rootless setup, cgroups, the bundled image) and say how to fix what is missing
+    Doctor(doctor::DoctorArgs),
     /// Print shell completions (bash, zsh, fish)
     Completions {
         /// The shell
@@ -189,6 +192,7 @@ async fn dispatch(ctx: &Context, command: Command) -> anyhow::Result<ExitCode> {
         Command::Delete(args) => delete::run(ctx, args).await,
         Command::Gc(args) => gc::run(ctx, args).await,
         Command::Config(args) => config::run(ctx, args).await,
+        Command::Doctor(args) => doctor::run(ctx, args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "devaipod", &mut std::io::stdout());

@@ -263,6 +263,10 @@ pub(crate) struct InfoHost {
     /// `v1` or `v2`: the cgroup mode the engine runs containers under. Required: whether
     /// limits are verified depends on it.
     pub cgroup_version: String,
+    /// The cgroup controllers the engine may use (for a rootless engine on cgroup v2,
+    /// the ones delegated to the user); absent from older engines.
+    #[serde(default)]
+    pub cgroup_controllers: Option<Vec<String>>,
 }
 
 /// One entry of `GET /libpod/secrets/json`. Podman 5 keeps the labels a secret was

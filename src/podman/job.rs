@@ -774,3 +774,47 @@ mod format_tests {
         }
     }
 }
+
+/// The name prefix of `doctor`'s probe containers.
+pub(crate) const PROBE_PREFIX: &str = "devaipod-doctor-probe-";
+
+/// `doctor`'s probe: `image`'s `opencode --version`, run hardened like the agent (its
+/// uid, seccomp profile, no capabilities, read-only root, limits), with nothing of the
+/// host mounted (an empty tmpfs is its one mount). It proves on this machine that a
+/// container hardened as the agent is starts, and that the image's opencode runs there.
+/// It exits when done (no files are read from it), so a doctor killed before removing
+/// it leaves a stopped container, never a running one.
+pub(crate) fn probe_container(image: &str, opencode: &str) -> ContainerSpec {
+    let uid = crate::plan::AGENT_UID;
+    let mut env: BTreeMap<String, String> = [("HOME", "/tmp"), ("XDG_CACHE_HOME", "/tmp")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let token: String = (0..4).map(|_| crate::names::random_suffix()).collect();
+    env.insert(JOB_DONE_ENV.into(), format!("devaipod-job-done-{token}"));
+    let object_labels = [
+        (labels::ROLE.to_string(), Role::Helper.as_str().to_string()),
+        (labels::VERSION.to_string(), crate::VERSION.to_string()),
+    ]
+    .into();
+    helper_like_agent(
+        format!("{PROBE_PREFIX}{}", crate::names::random_suffix()),
+        image,
+        format!("{uid}:{uid}"),
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("\"$1\" --version || exit $?\necho \"${JOB_DONE_ENV}\"\n"),
+            "sh".into(),
+            opencode.into(),
+        ],
+        MountSpec {
+            kind: crate::plan::MountKind::Tmpfs,
+            source: String::new(),
+            target: "/devaipod-probe".into(),
+            read_only: true,
+        },
+        env,
+        object_labels,
+    )
+}

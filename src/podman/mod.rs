@@ -190,6 +190,25 @@ impl Engine {
         Ok(info.host.cgroup_version)
     }
 
+    /// The engine's version, as its API answered.
+    pub(crate) fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Whether devaipod started a private `podman system service` for this command.
+    pub(crate) fn private_service(&self) -> bool {
+        self.service.is_some()
+    }
+
+    /// The host part of the engine's info (cgroup mode and controllers).
+    pub(crate) async fn host_info(&self) -> Result<inspect::InfoHost> {
+        let info: inspect::EngineInfo = self
+            .get_json("/libpod/info")
+            .await
+            .context("asking Podman for its host info (GET /libpod/info)")?;
+        Ok(info.host)
+    }
+
     /// Stops the private service now (also done on drop).
     pub(crate) fn shutdown(&mut self) {
         if let Some(mut s) = self.service.take() {

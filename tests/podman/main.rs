@@ -13,6 +13,7 @@ mod common;
 mod agent;
 mod build;
 mod devcontainer;
+mod doctor;
 mod engine;
 mod feature_install;
 mod feature_lock;

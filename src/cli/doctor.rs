@@ -1,0 +1,689 @@
+//! `devaipod doctor [--json]`: checks what `up` needs on this machine and says, for each
+//! piece that is missing or wrong, how to fix it. Exit 1 when something `up` needs is
+//! missing (a `fail`), 0 otherwise (`warn`s included).
+//!
+//! The host checks read files only (the user's subordinate id ranges, /dev/net/tun, the
+//! runtime directory); the engine checks connect as `up` does, and the last runs the
+//! bundled image's opencode in a container hardened like the agent, so that "ok" means
+//! it really starts here. Nothing is left behind: the probe container is removed on
+//! every way out, an interrupt included.
+
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use serde::Serialize;
+
+use super::Context;
+use crate::plan::BUNDLED_IMAGE;
+use crate::terminal::line;
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the checks as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How one check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Status {
+    Ok,
+    /// `up` works, with less than it could (a limit not enforced, say).
+    Warn,
+    /// `up` needs this and it is missing or wrong.
+    Fail,
+    /// Does not apply here (rootful, not in a toolbox), or could not be checked because
+    /// an earlier check failed.
+    Skip,
+}
+
+impl Status {
+    fn word(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+            Status::Skip => "skip",
+        }
+    }
+}
+
+/// One check: what it looked at, what it found, and the fix when it is not ok.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn ok(name: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            status: Status::Ok,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+    fn skip(name: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            status: Status::Skip,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+    fn bad(
+        name: &'static str,
+        status: Status,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Self {
+            name,
+            status,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+/// The user doctor checks for: who runs devaipod.
+#[derive(Debug, Clone)]
+struct User {
+    uid: u32,
+    name: String,
+}
+
+fn current_user() -> User {
+    let uid = nix::unistd::geteuid();
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string());
+    User {
+        uid: uid.as_raw(),
+        name,
+    }
+}
+
+pub(crate) async fn run(ctx: &Context, args: DoctorArgs) -> Result<ExitCode> {
+    let user = current_user();
+    let rootless = user.uid != 0;
+    let mut checks = Vec::new();
+    checks.push(podman_binary());
+    if rootless {
+        let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+        checks.push(runtime_dir(runtime.as_deref(), &user));
+        for (name, file) in [("subuid", "/etc/subuid"), ("subgid", "/etc/subgid")] {
+            let text = std::fs::read_to_string(file).ok();
+            let nss = std::fs::read_to_string("/etc/nsswitch.conf").unwrap_or_default();
+            checks.push(subids(name, file, text.as_deref(), &nss, &user));
+        }
+        for tool in ["newuidmap", "newgidmap"] {
+            checks.push(id_mapper(tool));
+        }
+        checks.push(tun(Path::new("/dev/net/tun")));
+    } else {
+        checks.push(Check::skip(
+            "rootless",
+            "running as root: Podman is rootful, so subordinate ids, newuidmap and /dev/net/tun are not needed",
+        ));
+    }
+    checks.push(toolbox());
+    checks.push(network_guard());
+    checks.extend(engine_checks(ctx, rootless).await);
+    let failed = checks.iter().any(|c| c.status == Status::Fail);
+    if args.json {
+        let out = serde_json::json!({ "ok": !failed, "checks": checks });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", render(&checks));
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The checks as text: one line each, the fix indented below what is not ok, and a
+/// last line that says whether `up` can run.
+pub(crate) fn render(checks: &[Check]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        // A multi-line detail (an engine error with its hint) goes on indented lines.
+        for (i, part) in c.detail.lines().enumerate() {
+            let (word, name) = if i == 0 {
+                (c.status.word(), c.name)
+            } else {
+                ("", "")
+            };
+            out.push_str(&format!("{word:<5} {name:<14} {}\n", line(part)));
+        }
+        if let Some(fix) = &c.fix {
+            out.push_str(&format!("{:<20} fix: {}\n", "", line(fix)));
+        }
+    }
+    let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
+    let warned = checks.iter().filter(|c| c.status == Status::Warn).count();
+    out.push_str(&match (failed, warned) {
+        (0, 0) => "everything `up` needs is here\n".to_string(),
+        (0, w) => format!("`up` can run here; {w} warning(s) above\n"),
+        (f, _) => format!("`up` cannot run here yet: {f} check(s) failed; fix them and run `devaipod doctor` again\n"),
+    });
+    out
+}
+
+fn podman_binary() -> Check {
+    const NAME: &str = "podman";
+    if let Ok(host) = std::env::var("CONTAINER_HOST") {
+        return Check::skip(
+            NAME,
+            format!("CONTAINER_HOST={host}: devaipod uses that engine, not a local podman"),
+        );
+    }
+    match crate::podman::connect::find_podman() {
+        Ok(p) => Check::ok(NAME, p.display().to_string()),
+        Err(e) => Check::bad(
+            NAME,
+            Status::Fail,
+            "podman is not on PATH",
+            format!("{e:#}"),
+        ),
+    }
+}
+
+/// XDG_RUNTIME_DIR: rootless Podman keeps its sockets and state there, devaipod its
+/// locks. Unset or missing works (both fall back to /tmp), a foreign one does not.
+fn runtime_dir(dir: Option<&Path>, user: &User) -> Check {
+    const NAME: &str = "runtime-dir";
+    let make = format!(
+        "sudo loginctl enable-linger {} (a systemd login session makes it), or sudo install -d -m 0700 -o {} /run/user/{}, then export XDG_RUNTIME_DIR=/run/user/{}",
+        user.name, user.name, user.uid, user.uid
+    );
+    let Some(dir) = dir else {
+        return Check::bad(
+            NAME,
+            Status::Warn,
+            "XDG_RUNTIME_DIR is not set: Podman and devaipod fall back to /tmp, where other users can see the names of their files",
+            make,
+        );
+    };
+    match std::fs::metadata(dir) {
+        Err(_) => Check::bad(
+            NAME,
+            Status::Warn,
+            format!(
+                "XDG_RUNTIME_DIR={} does not exist: Podman and devaipod fall back to /tmp, where other users can see the names of their files, and a Podman socket of your login session is not found",
+                dir.display()
+            ),
+            make,
+        ),
+        Ok(m) if !m.is_dir() => Check::bad(
+            NAME,
+            Status::Fail,
+            format!("XDG_RUNTIME_DIR={} is not a directory", dir.display()),
+            make,
+        ),
+        Ok(m) if m.uid() != user.uid => Check::bad(
+            NAME,
+            Status::Fail,
+            format!(
+                "XDG_RUNTIME_DIR={} belongs to uid {}, not to {} (uid {})",
+                dir.display(),
+                m.uid(),
+                user.name,
+                user.uid
+            ),
+            make,
+        ),
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => Check::bad(
+            NAME,
+            Status::Warn,
+            format!(
+                "XDG_RUNTIME_DIR={} is open to others (mode {:o})",
+                dir.display(),
+                m.permissions().mode() & 0o777
+            ),
+            format!("chmod 0700 {}", dir.display()),
+        ),
+        Ok(_) => Check::ok(NAME, format!("{} (yours, 0700)", dir.display())),
+    }
+}
+
+/// The least subordinate ids that hold a dev image's users (uid 1000 and the agent's
+/// own) without Podman shrinking the mapping.
+const SUBIDS_WANTED: u64 = 65536;
+
+/// The user's range in /etc/subuid or /etc/subgid (`text`; `None` when unreadable).
+/// Podman maps a container's uids onto it; without one a rootless container has a
+/// single uid and an image with other owners fails to unpack.
+fn subids(name: &'static str, file: &str, text: Option<&str>, nss: &str, user: &User) -> Check {
+    let flag = if name == "subuid" {
+        "--add-subuids"
+    } else {
+        "--add-subgids"
+    };
+    let fix = format!("sudo usermod {flag} 100000-165535 {}", user.name);
+    let from_nss = nss
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("subid:"))
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && *s != "files");
+    let uid = user.uid.to_string();
+    let total: u64 = text
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.trim().split(':');
+            let (who, _start, count) = (f.next()?, f.next()?, f.next()?);
+            (who == user.name || who == uid)
+                .then(|| count.trim().parse::<u64>().ok())
+                .flatten()
+        })
+        .sum();
+    match (total, from_nss) {
+        (0, Some(source)) => Check::skip(
+            name,
+            format!(
+                "{file} has no range for {}; subordinate ids come from {source} (nsswitch.conf), which doctor does not read",
+                user.name
+            ),
+        ),
+        (0, None) if text.is_none() => Check::bad(
+            name,
+            Status::Fail,
+            format!("{file} is missing or unreadable"),
+            fix,
+        ),
+        (0, None) => Check::bad(
+            name,
+            Status::Fail,
+            format!("{file} has no range for {}", user.name),
+            fix,
+        ),
+        (n, _) if n < SUBIDS_WANTED => Check::bad(
+            name,
+            Status::Warn,
+            format!(
+                "{file} gives {} {n} ids; images whose files belong to higher ids fail to unpack",
+                user.name
+            ),
+            fix,
+        ),
+        (n, _) => Check::ok(name, format!("{n} ids for {} in {file}", user.name)),
+    }
+}
+
+/// newuidmap/newgidmap (the uidmap package): setuid root, so rootless Podman can map
+/// the subordinate ids.
+fn id_mapper(tool: &'static str) -> Check {
+    let fix = "install the uidmap package (Debian/Ubuntu: sudo apt-get install uidmap; Fedora: shadow-utils)";
+    let found = crate::podman::connect::find_on_path(tool)
+        .or_else(|| Some(PathBuf::from(format!("/usr/bin/{tool}"))).filter(|p| p.is_file()));
+    let Some(path) = found else {
+        return Check::bad(tool, Status::Fail, format!("{tool} is not installed"), fix);
+    };
+    match std::fs::metadata(&path) {
+        Ok(m) if m.permissions().mode() & 0o4000 != 0 && m.uid() == 0 => {
+            Check::ok(tool, format!("{} (setuid root)", path.display()))
+        }
+        // Fedora gives it file capabilities instead; doctor does not read xattrs.
+        Ok(_) => Check::bad(
+            tool,
+            Status::Warn,
+            format!(
+                "{} is not setuid root: it works only with file capabilities (getcap shows cap_setuid)",
+                path.display()
+            ),
+            format!(
+                "sudo chmod u+s {} (or reinstall the uidmap package)",
+                path.display()
+            ),
+        ),
+        Err(e) => Check::bad(tool, Status::Fail, format!("{}: {e}", path.display()), fix),
+    }
+}
+
+/// /dev/net/tun: rootless networking (slirp4netns, pasta) makes its tap device there.
+fn tun(path: &Path) -> Check {
+    const NAME: &str = "tun";
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
+        Ok(_) => Check::ok(NAME, format!("{} opens read-write", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Check::bad(
+            NAME,
+            Status::Fail,
+            format!(
+                "{} does not exist: rootless containers get no network",
+                path.display()
+            ),
+            "sudo modprobe tun (in a container: run it with --device /dev/net/tun)",
+        ),
+        Err(e) => Check::bad(
+            NAME,
+            Status::Fail,
+            format!("{} cannot be opened read-write: {e}", path.display()),
+            format!("sudo chmod 0666 {}", path.display()),
+        ),
+    }
+}
+
+fn toolbox() -> Check {
+    const NAME: &str = "toolbox";
+    if !crate::podman::connect::in_toolbox() {
+        return Check::skip(NAME, "not inside a toolbox");
+    }
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+    let host_socket = runtime
+        .as_deref()
+        .map(|d| d.join("podman/podman.sock"))
+        .filter(|s| crate::podman::connect::socket_listens(s));
+    match (
+        host_socket,
+        crate::podman::connect::find_on_path("flatpak-spawn"),
+    ) {
+        (Some(s), _) => Check::ok(
+            NAME,
+            format!(
+                "inside a toolbox: the host's Podman answers on {}",
+                s.display()
+            ),
+        ),
+        (None, Some(_)) => Check::ok(
+            NAME,
+            "inside a toolbox: devaipod starts the host's Podman service through flatpak-spawn --host",
+        ),
+        (None, None) => Check::bad(
+            NAME,
+            Status::Fail,
+            "inside a toolbox with no route to the host's Podman",
+            crate::podman::connect::toolbox_hint(runtime.as_deref()),
+        ),
+    }
+}
+
+fn network_guard() -> Check {
+    const NAME: &str = "devaipod-net";
+    match crate::net_binary::find() {
+        Ok(b) => Check::ok(NAME, b.path.display().to_string()),
+        Err(e) => Check::bad(
+            NAME,
+            Status::Fail,
+            "the agent's network guard is missing",
+            format!("{e:#}"),
+        ),
+    }
+}
+
+/// The checks that need the engine: the connection itself, cgroups, the bundled image,
+/// and opencode running in a container hardened like the agent.
+async fn engine_checks(ctx: &Context, rootless: bool) -> Vec<Check> {
+    const LATER: [&str; 3] = ["cgroups", "bundled-image", "opencode"];
+    let engine = match ctx.engine().await {
+        Ok(e) => e,
+        Err(e) => {
+            let mut out = vec![Check::bad(
+                "engine",
+                Status::Fail,
+                format!("cannot reach Podman: {e:#}"),
+                "fix what the line above says (`podman info` shows Podman's own view), or set CONTAINER_HOST=unix:///path/to/podman.sock",
+            )];
+            out.extend(LATER.map(|n| Check::skip(n, "not checked: no engine")));
+            return out;
+        }
+    };
+    let via = if engine.private_service() {
+        "a private service devaipod started"
+    } else {
+        "its socket"
+    };
+    let mut out = vec![Check::ok(
+        "engine",
+        format!(
+            "Podman {} ({}) at {} ({via})",
+            engine.version(),
+            if engine.rootless() {
+                "rootless"
+            } else {
+                "rootful"
+            },
+            engine.socket().display()
+        ),
+    )];
+    out.push(match engine.host_info().await {
+        Ok(host) => cgroups(
+            rootless,
+            &host.cgroup_version,
+            host.cgroup_controllers.as_deref(),
+        ),
+        Err(e) => Check::bad(
+            "cgroups",
+            Status::Fail,
+            format!("{e:#}"),
+            "check `podman info`",
+        ),
+    });
+    let present = match engine.image_labels(BUNDLED_IMAGE).await {
+        Ok(Some(labels)) => {
+            let key = labels
+                .get("io.devaipod.image-key")
+                .map(|k| format!(", content key {k}"))
+                .unwrap_or_default();
+            out.push(Check::ok(
+                "bundled-image",
+                format!("{BUNDLED_IMAGE} is present{key}"),
+            ));
+            true
+        }
+        Ok(None) => {
+            out.push(Check::bad(
+                "bundled-image",
+                Status::Fail,
+                format!("{BUNDLED_IMAGE} is not in this engine's store: `up` needs it for repos without devcontainer.json and for images without opencode"),
+                "from a devaipod checkout run `just image` (as the user who runs devaipod)",
+            ));
+            false
+        }
+        Err(e) => {
+            out.push(Check::bad(
+                "bundled-image",
+                Status::Fail,
+                format!("{e:#}"),
+                "check `podman images`",
+            ));
+            false
+        }
+    };
+    if !present {
+        out.push(Check::skip("opencode", "not checked: no bundled image"));
+        return out;
+    }
+    out.push(opencode(engine).await);
+    out
+}
+
+/// Whether the engine's cgroups hold the agent's limits (memory, pids, CPU): rootful
+/// always; rootless only on cgroup v2, with the controllers delegated to the user.
+fn cgroups(rootless: bool, version: &str, controllers: Option<&[String]>) -> Check {
+    const NAME: &str = "cgroups";
+    if !crate::podman::verify::limits_enforced(rootless, version) {
+        return Check::bad(
+            NAME,
+            Status::Warn,
+            format!(
+                "cgroup {version} with rootless Podman: the agent's memory, pids and CPU limits are not enforced (`up` warns each time)"
+            ),
+            "boot with cgroup v2 (the kernel argument systemd.unified_cgroup_hierarchy=1), or run devaipod as root",
+        );
+    }
+    if rootless && let Some(have) = controllers {
+        let missing: Vec<&str> = ["memory", "pids", "cpu"]
+            .into_iter()
+            .filter(|c| !have.iter().any(|h| h == c))
+            .collect();
+        if !missing.is_empty() {
+            return Check::bad(
+                NAME,
+                Status::Warn,
+                format!(
+                    "cgroup v2, but the controllers {} are not delegated to this user: those limits are not enforced",
+                    missing.join(", ")
+                ),
+                "delegate them: a file /etc/systemd/system/user@.service.d/delegate.conf with [Service] Delegate=cpu cpuset io memory pids, then sudo systemctl daemon-reload and log in again",
+            );
+        }
+    }
+    Check::ok(
+        NAME,
+        format!("cgroup {version}: the agent's memory, pids and CPU limits are enforced"),
+    )
+}
+
+/// The bundled image's opencode, run as the agent's runs: proves both that a container
+/// hardened as the agent is starts here and that opencode runs in it.
+async fn opencode(engine: &crate::podman::Engine) -> Check {
+    const NAME: &str = "opencode";
+    let c = crate::podman::job::probe_container(BUNDLED_IMAGE, "/usr/local/bin/opencode");
+    match engine.run_job(&c, None).await {
+        Ok(out) if out.code == 0 => {
+            let version = out.logs.lines().next().unwrap_or("").trim().to_string();
+            Check::ok(
+                NAME,
+                format!(
+                    "opencode {version} runs in {BUNDLED_IMAGE}, in a container hardened like the agent"
+                ),
+            )
+        }
+        Ok(out) => Check::bad(
+            NAME,
+            Status::Fail,
+            format!(
+                "opencode --version in {BUNDLED_IMAGE} exited {}: {}",
+                out.code,
+                out.logs.lines().last().unwrap_or("(no output)")
+            ),
+            "rebuild the bundled image: `just image`",
+        ),
+        Err(e) => Check::bad(
+            NAME,
+            Status::Fail,
+            format!("a container hardened like the agent did not run: {e:#}"),
+            "fix what the line above says; `devaipod up -v` shows the same steps in detail",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> User {
+        User {
+            uid: 1001,
+            name: "dev".into(),
+        }
+    }
+
+    #[test]
+    fn subordinate_ids_by_name_or_uid_summed() {
+        let u = user();
+        let c = subids("subuid", "/etc/subuid", Some("dev:100000:65536\n"), "", &u);
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        let c = subids(
+            "subuid",
+            "/etc/subuid",
+            Some("1001:100000:30000\ndev:200000:40000\n"),
+            "",
+            &u,
+        );
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        let c = subids("subgid", "/etc/subgid", Some("dev:100000:1000\n"), "", &u);
+        assert_eq!(c.status, Status::Warn, "{c:?}");
+        let c = subids("subgid", "/etc/subgid", Some("other:1:65536\n"), "", &u);
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert_eq!(
+            c.fix.as_deref(),
+            Some("sudo usermod --add-subgids 100000-165535 dev")
+        );
+        let c = subids("subuid", "/etc/subuid", None, "", &u);
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        // Ranges from NSS (sssd) are not in the file: not a failure doctor can see.
+        let c = subids("subuid", "/etc/subuid", Some(""), "subid: sss\n", &u);
+        assert_eq!(c.status, Status::Skip, "{c:?}");
+    }
+
+    #[test]
+    fn runtime_dir_must_exist_and_be_the_users() {
+        let u = User {
+            uid: nix::unistd::geteuid().as_raw(),
+            name: "me".into(),
+        };
+        assert_eq!(runtime_dir(None, &u).status, Status::Warn);
+        let c = runtime_dir(Some(Path::new("/nonexistent/run/user/1")), &u);
+        assert_eq!(c.status, Status::Warn);
+        assert!(
+            c.fix
+                .as_deref()
+                .unwrap_or("")
+                .contains("install -d -m 0700"),
+            "{c:?}"
+        );
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        assert_eq!(runtime_dir(Some(d.path()), &u).status, Status::Ok);
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert_eq!(runtime_dir(Some(d.path()), &u).status, Status::Warn);
+        let other = User {
+            uid: u.uid + 1,
+            ..u
+        };
+        assert_eq!(runtime_dir(Some(d.path()), &other).status, Status::Fail);
+    }
+
+    #[test]
+    fn limits_are_enforced_rootful_and_on_delegated_v2() {
+        let all = ["cpu", "memory", "pids"].map(String::from);
+        assert_eq!(cgroups(false, "v1", None).status, Status::Ok);
+        assert_eq!(cgroups(true, "v1", None).status, Status::Warn);
+        assert_eq!(cgroups(true, "v2", Some(&all)).status, Status::Ok);
+        let c = cgroups(true, "v2", Some(&["cpu".to_string()]));
+        assert_eq!(c.status, Status::Warn);
+        assert!(c.detail.contains("memory, pids"), "{c:?}");
+    }
+
+    #[test]
+    fn a_missing_tun_fails_with_its_fix() {
+        let c = tun(Path::new("/nonexistent/dev/net/tun"));
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.fix.as_deref().unwrap_or("").contains("modprobe tun"));
+    }
+
+    #[test]
+    fn text_shows_each_fix_and_the_verdict_escaped() {
+        let checks = [
+            Check::ok("podman", "/usr/bin/podman"),
+            Check::bad("tun", Status::Fail, "gone\x1b[2J", "modprobe"),
+        ];
+        let text = render(&checks);
+        assert!(text.contains("FAIL  tun"), "{text}");
+        assert!(text.contains("fix: modprobe"), "{text}");
+        assert!(
+            text.contains("cannot run here yet: 1 check(s) failed"),
+            "{text}"
+        );
+        assert!(!text.contains('\x1b'), "{text}");
+    }
+}
