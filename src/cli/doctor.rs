@@ -431,7 +431,7 @@ fn network_guard() -> Check {
 /// The checks that need the engine: the connection itself, cgroups, the bundled image,
 /// and opencode running in a container hardened like the agent.
 async fn engine_checks(ctx: &Context, rootless: bool) -> Vec<Check> {
-    const LATER: [&str; 3] = ["cgroups", "bundled-image", "opencode"];
+    const LATER: [&str; 4] = ["cgroups", "bundled-image", "locks", "opencode"];
     let engine = match ctx.engine().await {
         Ok(e) => e,
         Err(e) => {
@@ -507,12 +507,172 @@ async fn engine_checks(ctx: &Context, rootless: bool) -> Vec<Check> {
             false
         }
     };
+    let locks = locks(engine).await;
+    let stale = locks.status == Status::Fail;
+    out.push(locks);
     if !present {
         out.push(Check::skip("opencode", "not checked: no bundled image"));
         return out;
     }
+    if stale {
+        // A container created now may be given a lock another object holds.
+        out.push(Check::skip(
+            "opencode",
+            "not checked: Podman's locks are stale",
+        ));
+        return out;
+    }
     out.push(opencode(engine).await);
     out
+}
+
+/// Where Podman keeps its locks: one shared-memory file per engine.
+fn lock_file(rootless: bool, uid: u32) -> PathBuf {
+    if rootless {
+        PathBuf::from(format!("/dev/shm/libpod_rootless_lock_{uid}"))
+    } else {
+        PathBuf::from("/dev/shm/libpod_lock")
+    }
+}
+
+/// The most of a lock file read: 2048 locks (the default) take 82 KB.
+const LOCK_FILE_LIMIT: u64 = 64 << 20;
+
+/// How many locks Podman's shared-memory lock file `bytes` marks as given out, or
+/// `None` for a layout this code does not know. The layout is libpod's shm_struct_t:
+/// a 16-bit magic 0x87D1 and a 16-bit 0, the segment's mutex, the number of bitmaps
+/// and of locks (32-bit each), then per 32 locks a 32-bit bitmap and 32 mutexes.
+fn locks_in_use(bytes: &[u8]) -> Option<u32> {
+    let u16_at = |o: usize| Some(u16::from_le_bytes(bytes.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(bytes.get(o..o + 4)?.try_into().ok()?));
+    if u16_at(0)? != 0x87D1 || u16_at(2)? != 0 {
+        return None;
+    }
+    // pthread_mutex_t is 40 bytes on x86-64 and 48 on arm64 (glibc), aligned to 8.
+    for mutex in [40usize, 48, 32, 24] {
+        let header = 8 + mutex + 8;
+        let group = 8 + 32 * mutex;
+        let (Some(bitmaps), Some(total)) = (u32_at(header - 8), u32_at(header - 4)) else {
+            continue;
+        };
+        let fits = u64::from(bitmaps) * 32 == u64::from(total)
+            && (header as u64 + u64::from(bitmaps) * group as u64) == bytes.len() as u64;
+        if fits {
+            return (0..bitmaps as usize)
+                .map(|i| u32_at(header + i * group).map(u32::count_ones))
+                .sum();
+        }
+    }
+    None
+}
+
+/// Whether each of Podman's objects still holds a lock of its own. Podman gives each
+/// container, pod and volume a numbered lock in a file in /dev/shm; when that file is
+/// emptied (a tmpfs cleared or remounted) while Podman's own runtime directory stays,
+/// Podman does not notice, gives new objects the numbers old ones hold, and then hangs
+/// for ever on a pod or volume that shares a lock with its new container. The file then
+/// marks fewer locks in use than there are objects.
+async fn locks(engine: &crate::podman::Engine) -> Check {
+    const NAME: &str = "locks";
+    let remote = std::env::var("CONTAINER_HOST").is_ok_and(|h| !h.starts_with("unix://"));
+    if remote {
+        return Check::skip(NAME, "the engine is on another machine (CONTAINER_HOST)");
+    }
+    let file = lock_file(engine.rootless(), nix::unistd::geteuid().as_raw());
+    let read = || -> std::io::Result<Vec<u8>> {
+        use std::io::Read as _;
+        let mut bytes = Vec::new();
+        std::fs::File::open(&file)?
+            .take(LOCK_FILE_LIMIT)
+            .read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    // Podman gives an object its lock before adding it to its state and frees the lock
+    // after removing it, so whatever is in the state when the file is read holds a lock
+    // then. The objects listed both before and after the read were there during it:
+    // creations and removals elsewhere meanwhile cannot make a shortfall appear.
+    let mut last = (0, 0);
+    for _ in 0..3 {
+        let before = match object_ids(engine).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                return Check::bad(NAME, Status::Fail, format!("{e:#}"), "check `podman ps -a`");
+            }
+        };
+        let bytes = match read() {
+            Ok(b) => b,
+            Err(e) => {
+                return Check::skip(
+                    NAME,
+                    format!(
+                        "Podman's lock file {} is not readable here: {e}",
+                        file.display()
+                    ),
+                );
+            }
+        };
+        let Some(in_use) = locks_in_use(&bytes) else {
+            return Check::skip(
+                NAME,
+                format!(
+                    "Podman's lock file {} has a layout this devaipod does not know",
+                    file.display()
+                ),
+            );
+        };
+        let after = match object_ids(engine).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                return Check::bad(NAME, Status::Fail, format!("{e:#}"), "check `podman ps -a`");
+            }
+        };
+        let throughout = before.intersection(&after).count() as u64;
+        if u64::from(in_use) >= throughout {
+            return Check::ok(
+                NAME,
+                format!(
+                    "{} containers, pods and volumes; {in_use} of Podman's locks in use",
+                    after.len()
+                ),
+            );
+        }
+        last = (in_use, throughout);
+    }
+    let user = if engine.rootless() {
+        " as this user"
+    } else {
+        " as root"
+    };
+    Check::bad(
+        NAME,
+        Status::Fail,
+        format!(
+            "Podman's lock file {} marks {} locks in use for {} containers, pods and volumes: it was emptied (/dev/shm cleared) while Podman's state was kept, so new objects share locks with old ones and Podman hangs creating them",
+            file.display(),
+            last.0,
+            last.1
+        ),
+        format!("with no other podman command running, run `podman system renumber`{user}"),
+    )
+}
+
+/// The containers (infra ones included), pods and volumes: what holds a Podman lock.
+async fn object_ids(engine: &crate::podman::Engine) -> Result<std::collections::HashSet<String>> {
+    let mut ids = std::collections::HashSet::new();
+    for (kind, ep, key) in [
+        ("container", "/libpod/containers/json?all=true", "Id"),
+        ("pod", "/libpod/pods/json", "Id"),
+        ("volume", "/libpod/volumes/json", "Name"),
+    ] {
+        let list: Vec<serde_json::Map<String, serde_json::Value>> = engine.get_json(ep).await?;
+        ids.extend(list.iter().map(|o| {
+            format!(
+                "{kind} {}",
+                o.get(key).and_then(|v| v.as_str()).unwrap_or("")
+            )
+        }));
+    }
+    Ok(ids)
 }
 
 /// Whether the engine's cgroups hold the agent's limits (memory, pids, CPU): rootful
@@ -662,6 +822,35 @@ mod tests {
         let c = cgroups(true, "v2", Some(&["cpu".to_string()]));
         assert_eq!(c.status, Status::Warn);
         assert!(c.detail.contains("memory, pids"), "{c:?}");
+    }
+
+    /// A lock file as libpod lays it out on x86-64 (40-byte mutexes), `bitmaps`' bits set.
+    fn lock_file_with(bitmaps: &[u32]) -> Vec<u8> {
+        let mut b = vec![0u8; 56 + bitmaps.len() * (8 + 32 * 40)];
+        b[0..2].copy_from_slice(&0x87D1u16.to_le_bytes());
+        b[48..52].copy_from_slice(&(bitmaps.len() as u32).to_le_bytes());
+        b[52..56].copy_from_slice(&(bitmaps.len() as u32 * 32).to_le_bytes());
+        for (i, m) in bitmaps.iter().enumerate() {
+            let at = 56 + i * (8 + 32 * 40);
+            b[at..at + 4].copy_from_slice(&m.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn locks_in_use_are_the_bits_set_in_each_bitmap() {
+        assert_eq!(locks_in_use(&lock_file_with(&[0; 64])), Some(0));
+        assert_eq!(
+            locks_in_use(&lock_file_with(&[0x0f, 0, u32::MAX])),
+            Some(36)
+        );
+        let mut other_magic = lock_file_with(&[1]);
+        other_magic[0] = 0;
+        assert_eq!(locks_in_use(&other_magic), None);
+        let mut short = lock_file_with(&[1, 1]);
+        short.pop();
+        assert_eq!(locks_in_use(&short), None);
+        assert_eq!(locks_in_use(&[]), None);
     }
 
     #[test]

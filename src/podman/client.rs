@@ -126,7 +126,8 @@ fn lost_service(e: &conn::Error) -> bool {
     }
 }
 
-fn fault(code: u16, message: String) -> anyhow::Error {
+/// The error for an engine's failure status and message, with a hint where one is known.
+pub(crate) fn fault(code: u16, message: String) -> anyhow::Error {
     let mut message = message.trim().to_string();
     if let Some(hint) = hint_for(&message) {
         message = format!("{message}\nhint: {hint}");
@@ -205,6 +206,16 @@ pub(crate) fn encode(s: &str) -> String {
     out
 }
 
+/// The error for a request Podman did not answer within [`REQUEST_TIMEOUT`].
+fn no_answer(method: &str, endpoint: &str) -> anyhow::Error {
+    anyhow!(
+        "Podman did not answer {method} {endpoint} in {}s; if `podman ps` hangs too, \
+         `devaipod doctor` checks Podman's locks (objects that share a lock, after \
+         /dev/shm was emptied, hang Podman until `podman system renumber`)",
+        REQUEST_TIMEOUT.as_secs()
+    )
+}
+
 /// The `Id` of a create answer.
 #[derive(Debug, serde::Deserialize)]
 struct Created {
@@ -218,7 +229,7 @@ impl Engine {
         let ep = format!("{API_PREFIX}{endpoint}");
         let text = tokio::time::timeout(REQUEST_TIMEOUT, self.raw.get_string(&ep))
             .await
-            .map_err(|_| anyhow!("Podman did not answer GET {endpoint} in time"))?
+            .map_err(|_| no_answer("GET", endpoint))?
             .map_err(conn_error)?;
         serde_json::from_str(&text)
             .map_err(|e| anyhow!("reading Podman's answer to GET {endpoint}: {e}"))
@@ -237,7 +248,7 @@ impl Engine {
             self.raw.post_string(&ep, payload, None::<conn::Headers>),
         )
         .await
-        .map_err(|_| anyhow!("Podman did not answer POST {endpoint} in time"))?
+        .map_err(|_| no_answer("POST", endpoint))?
         .map_err(conn_error)
     }
 
@@ -258,7 +269,7 @@ impl Engine {
         let ep = format!("{API_PREFIX}{endpoint}");
         tokio::time::timeout(REQUEST_TIMEOUT, self.raw.delete(&ep))
             .await
-            .map_err(|_| anyhow!("Podman did not answer DELETE {endpoint} in time"))?
+            .map_err(|_| no_answer("DELETE", endpoint))?
             .map_err(conn_error)?;
         Ok(())
     }

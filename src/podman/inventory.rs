@@ -128,6 +128,15 @@ pub(crate) struct EventRow {
     pub name: String,
 }
 
+/// How often a list that met an object removed meanwhile is asked again.
+const LIST_TRIES: u32 = 8;
+
+/// Whether a list failed only because an object it was reading was removed meanwhile.
+fn removed_mid_list(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("no such pod") || text.contains("no such container")
+}
+
 impl Engine {
     /// Workspaces carrying `io.devaipod.pod` (all, or only `name`): two requests in
     /// all, however many pods there are.
@@ -152,12 +161,22 @@ impl Engine {
             .build();
         let pods_api = self.api.pods();
         let containers_api = self.api.containers();
-        let (pods, containers) = tokio::try_join!(
-            async { pods_api.list(&pod_opts).await.map_err(api_error) },
-            async { containers_api.list(&ctr_opts).await.map_err(api_error) },
-        )
-        .context("listing devaipod pods")?;
-        Ok(group(pods, containers))
+        // Podman 4 fails a whole list when a pod or container it is reading is removed
+        // meanwhile (`could not find container .. pod .. no such pod`, HTTP 500): a
+        // `delete` elsewhere is not a reason for `list` or `status` to fail, so such a
+        // list is asked again (each try is a fresh read of the state).
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match tokio::try_join!(
+                async { pods_api.list(&pod_opts).await.map_err(api_error) },
+                async { containers_api.list(&ctr_opts).await.map_err(api_error) },
+            ) {
+                Ok((pods, containers)) => return Ok(group(pods, containers)),
+                Err(e) if tries < LIST_TRIES && removed_mid_list(&e) => continue,
+                Err(e) => return Err(e.context("listing devaipod pods")),
+            }
+        }
     }
 
     /// The workspace `name`, or the error every command gives for a missing one.
@@ -214,6 +233,19 @@ impl Engine {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn a_list_that_met_a_removal_is_asked_again_and_nothing_else_is() {
+        let raced = super::super::client::fault(
+            500,
+            "could not find container 9d5d pod (id 09c8) in state: no such pod: no such pod".into(),
+        );
+        assert!(removed_mid_list(&raced));
+        assert!(removed_mid_list(&anyhow::anyhow!("no such container 9d5d")));
+        for other in ["permission denied", "the podman service stopped answering"] {
+            assert!(!removed_mid_list(&anyhow::anyhow!("{other}")), "{other}");
+        }
+    }
 
     fn pod(name: &str, status: &str) -> podman_api::models::ListPodsReport {
         serde_json::from_value(serde_json::json!({

@@ -1,7 +1,8 @@
 //! `devaipod doctor` on a real engine: on the test machine (both legs) every check `up`
 //! needs passes and its probe container (opencode, hardened like the agent) leaves
 //! nothing; for a user made just now, with no subordinate ids, no runtime directory and
-//! an empty image store, it names each missing piece with its fix and exits 1.
+//! an empty image store, it names each missing piece with its fix and exits 1, and when
+//! that user's Podman lock file is emptied under its state, it names the lost locks.
 
 use std::process::{Command, Output};
 
@@ -111,6 +112,7 @@ fn doctor_passes_here_and_its_probe_leaves_nothing() {
         "devaipod-net",
         "engine",
         "bundled-image",
+        "locks",
         "opencode",
     ] {
         assert_eq!(status_of(&c, name), "ok", "{c:?}");
@@ -163,6 +165,32 @@ impl NewUser {
 
     /// `devaipod doctor --json` as this user, with `runtime_dir` as XDG_RUNTIME_DIR.
     fn doctor(&self, runtime_dir: &str) -> Output {
+        self.command(runtime_dir)
+            .arg(devaipod_bin())
+            .args(["doctor", "--json"])
+            .output()
+            .expect("runuser runs")
+    }
+
+    /// `podman ARGS` as this user, which must succeed.
+    fn podman(&self, runtime_dir: &str, args: &[&str]) {
+        let o = self
+            .command(runtime_dir)
+            .arg("podman")
+            .args(args)
+            .output()
+            .expect("runuser runs");
+        assert!(
+            o.status.success(),
+            "podman {args:?} as {}: {}",
+            self.name,
+            stderr(&o)
+        );
+    }
+
+    /// A command line that runs what is added to it as this user, in a clean
+    /// environment with `runtime_dir` as XDG_RUNTIME_DIR.
+    fn command(&self, runtime_dir: &str) -> Command {
         let mut cmd = Command::new("runuser");
         cmd.args(["-u", self.name, "--", "env", "-i"])
             .arg(format!("HOME=/home/{}", self.name))
@@ -174,11 +202,8 @@ impl NewUser {
             kv.push(conf);
             cmd.arg(kv);
         }
-        cmd.arg(devaipod_bin())
-            .args(["doctor", "--json"])
-            .current_dir("/")
-            .output()
-            .expect("runuser runs")
+        cmd.current_dir("/");
+        cmd
     }
 }
 
@@ -245,6 +270,7 @@ fn doctor_names_each_piece_a_new_user_lacks() {
         ("tun", "ok"),
         ("engine", "ok"),
         ("bundled-image", "fail"),
+        ("locks", "ok"),
         ("opencode", "skip"),
     ];
     for (name, status) in want {
@@ -282,4 +308,27 @@ fn doctor_names_each_piece_a_new_user_lacks() {
         .find(|c| c.0 == "runtime-dir")
         .expect("runtime-dir");
     assert!(runtime.2.contains("belongs to uid 0"), "{runtime:?}");
+
+    // Podman's lock file emptied while its state stays (what clearing /dev/shm does):
+    // Podman makes a new file silently, and the objects it knows hold no lock in it.
+    user.podman(&missing, &["volume", "create", "dvpt-doctor-locks"]);
+    let lock_file = format!("/dev/shm/libpod_rootless_lock_{}", user.uid);
+    let c = checks(&user.doctor(&missing));
+    assert_eq!(status_of(&c, "locks"), "ok", "{c:?}");
+    std::fs::remove_file(&lock_file).expect("the user's lock file is there");
+    let c = checks(&user.doctor(&missing));
+    assert_eq!(status_of(&c, "locks"), "fail", "{c:?}");
+    let locks = c.iter().find(|c| c.0 == "locks").expect("locks");
+    assert!(
+        locks.2.contains(&lock_file) && locks.2.contains("0 locks in use for 1 "),
+        "{locks:?}"
+    );
+    assert_eq!(
+        locks.3,
+        "with no other podman command running, run `podman system renumber` as this user"
+    );
+    // The fix it names is the fix.
+    user.podman(&missing, &["system", "renumber"]);
+    let c = checks(&user.doctor(&missing));
+    assert_eq!(status_of(&c, "locks"), "ok", "{c:?}");
 }
