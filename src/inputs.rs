@@ -132,6 +132,7 @@ impl Location {
 /// env names it takes from the host.
 struct Reading {
     path: Option<PathBuf>,
+    text: Option<std::sync::Arc<str>>,
     config: devcontainer::DevContainer,
     warnings: Vec<String>,
     container_env_from_host: Vec<String>,
@@ -146,6 +147,7 @@ fn read_devcontainer(at: &Location, explicit: Option<&Path>) -> Result<Reading> 
     let Some(p) = &path else {
         return Ok(Reading {
             path,
+            text: None,
             config: devcontainer::DevContainer::default(),
             warnings: Vec::new(),
             container_env_from_host: Vec::new(),
@@ -162,6 +164,7 @@ fn read_devcontainer(at: &Location, explicit: Option<&Path>) -> Result<Reading> 
     let container_env_from_host = devcontainer::container_env_from_host(&loaded.raw);
     Ok(Reading {
         path,
+        text: Some(loaded.text.clone()),
         config: reading.config,
         warnings: loaded.warnings,
         container_env_from_host,
@@ -204,6 +207,7 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
         repo: at.facts(),
         devcontainer: reading.config,
         devcontainer_path: reading.path,
+        devcontainer_text: reading.text,
         image_override: req.image.clone(),
         image_state: ImageState::Unknown {
             note: String::new(),

@@ -1702,7 +1702,7 @@ fn said(o: &Output, repo: &Path, keep: impl Fn(&str) -> bool) -> String {
 fn messages_read_as_written() {
     let everything = |_: &str| true;
     type Keep<'a> = &'a dyn Fn(&str) -> bool;
-    let cases: [(&str, Option<&str>, &[&str], Keep); 6] = [
+    let cases: [(&str, Option<&str>, &[&str], Keep); 8] = [
         (
             "no_devcontainer_json",
             None,
@@ -1747,6 +1747,22 @@ fn messages_read_as_written() {
             "bad_workspace_name",
             Some("{\"image\": \"x\"}"),
             &["up", ".", "--name", "My Project!", "--dry-run"],
+            &everything,
+        ),
+        (
+            "refused_mount_has_line_and_column",
+            Some(
+                "{\n  \"image\": \"x\",\n  \"mounts\": [\n    \"type=volume,source=a,target=/a\",\n    \"type=volume,source=b,target=/b,colour=red\"\n  ]\n}\n",
+            ),
+            &["up", ".", "--name", "w", "--dry-run"],
+            &everything,
+        ),
+        (
+            "refused_host_requirement_has_line_and_column",
+            Some(
+                "{\n  \"image\": \"x\",\n  \"hostRequirements\": {\"cpus\": 2, \"memory\": \"lots\"}\n}\n",
+            ),
+            &["up", ".", "--name", "w", "--dry-run"],
             &everything,
         ),
     ];

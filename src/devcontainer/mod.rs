@@ -80,6 +80,8 @@ pub(crate) struct DevContainer {
 #[derive(Debug, Clone)]
 pub(crate) struct Loaded {
     pub path: PathBuf,
+    /// The file as read: where its values are, for messages ([`locate`]).
+    pub text: std::sync::Arc<str>,
     /// Every property as written (variables not yet substituted).
     pub raw: Map<String, Value>,
     /// The properties devaipod uses.
@@ -435,6 +437,7 @@ pub(crate) fn from_text(path: &Path, text: &str) -> Result<Loaded> {
         .collect();
     Ok(Loaded {
         path: path.to_path_buf(),
+        text: text.into(),
         raw,
         config,
         warnings,
@@ -601,6 +604,39 @@ fn key_path(text: &str, offset: usize) -> Option<String> {
     (!path.is_empty()).then_some(path)
 }
 
+/// The 1-based line and column where the value at `path` (keys joined by `.`, array
+/// indexes as `[N]`: `mounts[0]`, `hostRequirements.cpus`) starts in devcontainer.json
+/// `text`; `None` when the text has no such value.
+pub(crate) fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
+    use jsonc_parser::ast::Value as V;
+    use jsonc_parser::common::Ranged as _;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let parsed =
+        jsonc_parser::parse_to_ast(text, &jsonc_parser::CollectOptions::default(), &options())
+            .ok()?;
+    let mut value = parsed.value?;
+    for segment in path.split('.') {
+        let (name, indexes) = segment.split_once('[').unwrap_or((segment, ""));
+        if !name.is_empty() {
+            let V::Object(o) = value else { return None };
+            value = o
+                .properties
+                .into_iter()
+                .find(|p| p.name.clone().into_string() == name)?
+                .value;
+        }
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            let i: usize = index.strip_suffix(']')?.parse().ok()?;
+            let V::Array(a) = value else { return None };
+            value = a.elements.into_iter().nth(i)?;
+        }
+    }
+    let before = text.get(..value.range().start)?;
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    Some((line, column))
+}
+
 /// Turns the parser's message into ours, without quoting any of the file's content
 /// (serde's "invalid type: string \"...\"" would echo a value).
 fn describe(kind: &jsonc_parser::errors::ParseErrorKind) -> String {
@@ -627,6 +663,25 @@ fn describe(kind: &jsonc_parser::errors::ParseErrorKind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_located_by_their_key_path() {
+        let text = "\u{feff}// c\n{\n  \"mounts\": [\"a\",\n    \"b\"],\n  \"hostRequirements\": { \"cpus\": 0 },\n  \"é\": {\"x\": 1}, \"y\": 2\n}\n";
+        assert_eq!(locate(text, "mounts"), Some((3, 13)));
+        assert_eq!(locate(text, "mounts[1]"), Some((4, 5)));
+        assert_eq!(locate(text, "hostRequirements.cpus"), Some((5, 33)));
+        assert_eq!(locate(text, "y"), Some((6, 23)));
+        for missing in [
+            "mounts[2]",
+            "nope",
+            "mounts.x",
+            "hostRequirements[0]",
+            "mounts[x]",
+        ] {
+            assert_eq!(locate(text, missing), None, "{missing}");
+        }
+        assert_eq!(locate("{", "mounts"), None);
+    }
 
     #[test]
     fn reads_jsonc_with_comments_trailing_commas_and_bom() {

@@ -168,7 +168,7 @@ pub(crate) fn widening(input: &PlanInput, ra: &RunArgs) -> Result<Vec<Consent>, 
     }
     for o in dc.security_opt.iter().flatten() {
         run_args::security_opt_known(o)
-            .map_err(|e| input.bad_property(format!("securityOpt: {e}")))?;
+            .map_err(|e| input.bad_property("securityOpt", format!("securityOpt: {e}")))?;
         out.push(Consent::SecurityOpt {
             from: Origin::Property,
             option: o.clone(),
@@ -186,8 +186,9 @@ pub(crate) fn widening(input: &PlanInput, ra: &RunArgs) -> Result<Vec<Consent>, 
             });
         }
         for o in &f.security_opt {
-            run_args::security_opt_known(o)
-                .map_err(|e| input.bad_property(format!("feature {:?} securityOpt: {e}", f.id)))?;
+            run_args::security_opt_known(o).map_err(|e| {
+                input.bad_property("", format!("feature {:?} securityOpt: {e}", f.id))
+            })?;
             out.push(Consent::SecurityOpt {
                 from: from.clone(),
                 option: o.clone(),

@@ -83,18 +83,23 @@ fn clone_root(
     let Some(text) = &dc.workspace_mount else {
         return Ok(workspace_folder.to_string());
     };
-    let m = parse_mount(&serde_json::Value::String(text.clone()))
-        .map_err(|reason| input.bad_property(format!("workspaceMount: {reason}")))?;
+    let m = parse_mount(&serde_json::Value::String(text.clone())).map_err(|reason| {
+        input.bad_property("workspaceMount", format!("workspaceMount: {reason}"))
+    })?;
     let target = m.target.trim_end_matches('/').to_string();
     if dc.workspace_folder.is_none() {
         return Err(input.bad_property(
+            "workspaceMount",
             "workspaceMount needs workspaceFolder too (the spec requires both)".into(),
         ));
     }
     if !(workspace_folder == target || workspace_folder.starts_with(&format!("{target}/"))) {
-        return Err(input.bad_property(format!(
-            "workspaceFolder {workspace_folder} is not inside workspaceMount's target {target}"
-        )));
+        return Err(input.bad_property(
+            "workspaceFolder",
+            format!(
+                "workspaceFolder {workspace_folder} is not inside workspaceMount's target {target}"
+            ),
+        ));
     }
     if m.kind == MountKind::Bind {
         warnings.push(format!(

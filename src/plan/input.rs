@@ -85,6 +85,8 @@ pub(crate) struct PlanInput {
     pub devcontainer: DevContainer,
     /// Where the devcontainer.json was read from, if any.
     pub devcontainer_path: Option<PathBuf>,
+    /// Its text, to say where in it a refused value is.
+    pub devcontainer_text: Option<std::sync::Arc<str>>,
     pub image_override: Option<String>,
     pub image_state: ImageState,
     /// The image build of a Dockerfile configuration.
@@ -166,11 +168,26 @@ impl PlanInput {
 }
 
 impl PlanInput {
-    /// A refusal of a devcontainer.json property, naming the file.
-    pub(crate) fn bad_property(&self, reason: String) -> super::PlanError {
+    /// A refusal of a devcontainer.json property, naming the file and, where the value
+    /// at `key` (a key path such as `forwardPorts` or `mounts[2]`; empty for none) is
+    /// written in it, its line and column.
+    pub(crate) fn bad_property(&self, key: &str, reason: String) -> super::PlanError {
         super::PlanError::BadProperty {
-            path: self.config_file(),
+            path: self.config_at(key),
             reason,
+        }
+    }
+
+    /// `FILE:LINE:COL` of the value at `key` in the devcontainer.json, else `FILE`.
+    pub(crate) fn config_at(&self, key: &str) -> String {
+        let file = self.config_file();
+        let at = (!key.is_empty())
+            .then_some(self.devcontainer_text.as_deref())
+            .flatten()
+            .and_then(|text| crate::devcontainer::locate(text, key));
+        match at {
+            Some((line, column)) if !file.is_empty() => format!("{file}:{line}:{column}"),
+            _ => file,
         }
     }
 }

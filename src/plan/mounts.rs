@@ -186,7 +186,7 @@ pub(crate) fn repo_mounts(
     for f in &input.feature_settings {
         for (index, m) in f.mounts.iter().enumerate() {
             let bad = |reason: String| {
-                input.bad_property(format!("feature {:?} mounts[{index}]: {reason}", f.id))
+                input.bad_property("", format!("feature {:?} mounts[{index}]: {reason}", f.id))
             };
             let mount = parse_mount(&with_id(m, &id)).map_err(bad)?;
             if hides(&mount) {
@@ -211,7 +211,7 @@ pub(crate) fn repo_mounts(
         });
     }
     let bad_mount = |index: usize, reason: String| PlanError::BadMount {
-        path: input.config_file(),
+        path: input.config_at(&format!("mounts[{index}]")),
         index,
         reason,
     };
@@ -257,10 +257,13 @@ pub(crate) fn repo_mounts(
     }
     for m in &ra.mounts {
         if hides(m) {
-            return Err(input.bad_property(format!(
-                "runArgs: the mount at {} would hide the workspace folder",
-                m.target
-            )));
+            return Err(input.bad_property(
+                "runArgs",
+                format!(
+                    "runArgs: the mount at {} would hide the workspace folder",
+                    m.target
+                ),
+            ));
         }
     }
     out.mounts.extend(ra.mounts.iter().cloned());

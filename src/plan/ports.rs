@@ -77,7 +77,14 @@ pub(crate) fn pod_ports(
         dc.app_port.as_ref(),
         warnings,
     )
-    .map_err(|reason| input.bad_property(reason))?;
+    .map_err(|reason| {
+        let key = if reason.starts_with("appPort") {
+            "appPort"
+        } else {
+            "forwardPorts"
+        };
+        input.bad_property(key, reason)
+    })?;
     for p in &ra.ports {
         if !ports
             .iter()
@@ -94,7 +101,7 @@ pub(crate) fn pod_ports(
         super::gator::PORT,
     ];
     if let Some(p) = ports.iter().find(|p| reserved.contains(&p.container_port)) {
-        return Err(input.bad_property(format!(
+        return Err(input.bad_property("forwardPorts", format!(
             "port {} is devaipod's own inside the pod (4096 the agent's API, 4097 its proxy, 8765 service-gator) and is never published; forward another port",
             p.container_port
         )));

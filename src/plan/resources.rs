@@ -110,7 +110,16 @@ impl Resources {
                 &mut out.devices,
                 &mut out.warnings,
             )
-            .map_err(|reason| input.bad_property(reason))?;
+            .map_err(|reason| {
+                // "hostRequirements.memory ..." names its key; the rest are the object's.
+                let key = reason
+                    .split_whitespace()
+                    .next()
+                    .filter(|w| w.starts_with("hostRequirements."))
+                    .unwrap_or("hostRequirements")
+                    .to_string();
+                input.bad_property(&key, reason)
+            })?;
         }
         Ok(out)
     }
@@ -129,7 +138,7 @@ impl Resources {
                 self.devices.push(d.clone());
                 Ok(())
             }
-            None => Err(input.bad_property(format!(
+            None => Err(input.bad_property("runArgs", format!(
                 "runArgs: --gpus {g}: devaipod gives containers GPUs only through CDI devices, and this host has no CDI GPU specification in /etc/cdi or /var/run/cdi"
             ))),
         }

@@ -39,7 +39,7 @@ impl RepoSettings {
             dc.run_args.as_deref().unwrap_or_default(),
             &input.repo.path.display().to_string(),
         )
-        .map_err(|reason| input.bad_property(reason))?;
+        .map_err(|reason| input.bad_property("runArgs", reason))?;
         let widening = consent::widening(input, &ra)?;
         resources.add_run_args_gpus(input, &ra)?;
         consent::require(input, &widening)?;
@@ -109,11 +109,12 @@ impl RepoSettings {
 fn env_of_run_args(input: &PlanInput, ra: &RunArgs) -> Result<BTreeMap<String, String>, PlanError> {
     let mut env = ra.env.clone();
     for f in &ra.env_files {
-        let text = input
-            .env_files
-            .get(f)
-            .ok_or_else(|| input.bad_property(format!("runArgs: --env-file {f} was not read")))?;
-        env.extend(run_args::parse_env_file(text, f).map_err(|r| input.bad_property(r))?);
+        let text = input.env_files.get(f).ok_or_else(|| {
+            input.bad_property("runArgs", format!("runArgs: --env-file {f} was not read"))
+        })?;
+        env.extend(
+            run_args::parse_env_file(text, f).map_err(|r| input.bad_property("runArgs", r))?,
+        );
     }
     Ok(env)
 }

@@ -29,6 +29,7 @@ pub(crate) fn input() -> PlanInput {
         devcontainer_path: Some(PathBuf::from(
             "/home/u/src/proj/.devcontainer/devcontainer.json",
         )),
+        devcontainer_text: None,
         image_override: None,
         image_state: ImageState::Present { id: "abc".into() },
         build: None,

@@ -161,6 +161,7 @@ fn command(ctx: &Context<'_>) -> Result<Vec<String>, PlanError> {
                 &["<the image's ENTRYPOINT and CMD>".to_string()],
             )),
             Some(_) => Err(input.bad_property(
+                "overrideCommand",
                 "overrideCommand is false but the image has no ENTRYPOINT or CMD to run".into(),
             )),
         },

@@ -16,7 +16,7 @@
 //! the test ends, and it fails if any is left.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
@@ -27,8 +27,6 @@ use crate::common::pod::{
     stdout,
 };
 use crate::common::reference_cli;
-
-/// The reference CLI `just setup-reference` installs (or DEVAIPOD_REFERENCE_CLI).
 
 /// The keys install.sh records: the options of the three features, the builtin users
 /// and the features' containerEnv (PATH too: feature a prepends to it).
