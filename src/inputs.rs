@@ -115,7 +115,10 @@ impl Location {
     /// `--name`, else the folder's name with a short random suffix.
     fn name(&self, requested: Option<&str>) -> Result<Name> {
         match requested {
-            Some(n) => Name::from_user(n).with_context(|| format!("--name {n:?} is not valid")),
+            Some(n) => Name::from_user(n).map_err(|e| match Name::suggest(n) {
+                Some(s) => anyhow::anyhow!("--name: {e}; for example --name {s}"),
+                None => anyhow::anyhow!("--name: {e}"),
+            }),
             None => {
                 let folder = self
                     .path

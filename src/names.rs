@@ -65,28 +65,17 @@ impl Name {
     /// Derives a default name from a repo folder name: lowercased, other characters
     /// replaced by `-`, trimmed to fit, plus `-` and `suffix` (a short unique tag).
     pub(crate) fn derive(folder: &str, suffix: &str) -> Self {
-        let mut base: String = folder
-            .chars()
-            .map(|c| {
-                let c = c.to_ascii_lowercase();
-                if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-') {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        // Must start with [a-z0-9] and must not carry our own prefix.
-        while base.starts_with(POD_PREFIX) {
-            base = base[POD_PREFIX.len()..].to_string();
-        }
-        let base = base.trim_start_matches(['_', '.', '-']);
-        let base = if base.is_empty() { "workspace" } else { base };
         let room = MAX_NAME_LEN - suffix.len() - 1;
-        let base: String = base.chars().take(room).collect();
-        let base = base.trim_end_matches(['_', '.', '-']);
+        let base = slug(folder, room);
+        let base = if base.is_empty() { "workspace" } else { &base };
         let name = format!("{base}-{suffix}");
         Self::new(&name).unwrap_or_else(|_| Self(format!("workspace-{suffix}")))
+    }
+
+    /// A valid name close to the refused `s` (`My Project!` gives `my-project`), to
+    /// suggest; `None` when nothing of it is left.
+    pub(crate) fn suggest(s: &str) -> Option<Self> {
+        Self::new(&slug(s, MAX_NAME_LEN)).ok()
     }
 
     pub(crate) fn as_str(&self) -> &str {
@@ -97,6 +86,29 @@ impl Name {
     pub(crate) fn pod_name(&self) -> String {
         format!("{POD_PREFIX}{}", self.0)
     }
+}
+
+/// `text` lowercased, other characters replaced by `-`, without our own prefix, trimmed
+/// of separators at both ends, and at most `room` characters: a name's base.
+fn slug(text: &str, room: usize) -> String {
+    let mut base: String = text
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    // Must start with [a-z0-9] and must not carry our own prefix.
+    while base.starts_with(POD_PREFIX) {
+        base = base[POD_PREFIX.len()..].to_string();
+    }
+    let base = base.trim_start_matches(['_', '.', '-']);
+    let base: String = base.chars().take(room).collect();
+    base.trim_end_matches(['_', '.', '-']).to_string()
 }
 
 impl fmt::Display for Name {
@@ -118,6 +130,24 @@ pub(crate) fn random_suffix() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_name_gets_a_valid_one_to_suggest() {
+        for (refused, suggested) in [
+            ("My Project!", Some("my-project")),
+            ("devaipod-Foo", Some("foo")),
+            ("__x__", Some("x")),
+            (&"a".repeat(80), Some(&*"a".repeat(MAX_NAME_LEN))),
+            ("!!!", None),
+            ("", None),
+        ] {
+            assert_eq!(
+                Name::suggest(refused).map(|n| n.to_string()).as_deref(),
+                suggested,
+                "{refused}"
+            );
+        }
+    }
 
     #[test]
     fn accepts_valid_names() {
