@@ -86,6 +86,18 @@ net:
 
 # Build localhost/devaipod-base:latest offline (cached by content key)
 image: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ "$(id -u)" = 0 ]; then
+        containers/base/build.sh --tar-only
+    fi
+    # Root imports the tarball it made; anyone else imports a cached one (theirs or the
+    # machine's) or, without one, builds from containers/base/Containerfile rootless
+    # (a registry that serves Debian needed): `just image-offline` makes the tarball.
+    containers/base/build.sh
+
+# The bundled image without any registry: debootstrap (sudo) the cached rootfs, then import it
+image-offline: setup
     {{sudo}} containers/base/build.sh --tar-only
     containers/base/build.sh
 
@@ -176,9 +188,10 @@ test: setup
     trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
     {{sudo}} containers/base/build.sh --tar-only >"$logs/base.log" 2>&1 & base=$!
     {{sudo}} tests/images/build-podman5.sh >"$logs/podman5.log" 2>&1 & podman5=$!
+    {{sudo}} tests/images/build-debian.sh >"$logs/debian.log" 2>&1 & debian=$!
     just setup-reference >"$logs/reference.log" 2>&1 & reference=$!
     just check
-    for job in base:$base podman5:$podman5 reference:$reference; do
+    for job in base:$base podman5:$podman5 debian:$debian reference:$reference; do
         name=${job%%:*}
         wait "${job#*:}" || { cat "$logs/$name.log" >&2; echo "test: making the $name image or CLI failed (above)" >&2; exit 1; }
     done
@@ -239,6 +252,8 @@ test-rootless: _stage fake-internet registry setup-reference
     "${run[@]}" bash {{stage}}/build-gator.sh {{stage}}/fake-gator
     "${run[@]}" {{stage}}/cleanup.sh
     "${run[@]}" {{stage}}/podman-tests --test-threads=2
+    # The bundled image built rootless from containers/base/Containerfile: this leg only.
+    "${run[@]}" {{stage}}/podman-tests --ignored --test-threads=1 base_build::
     "${run[@]}" {{stage}}/cleanup.sh --check
 
 # net/tests/rules.rs, in throwaway network namespaces; needs ip, nft, sysctl, unshare, nsenter.
@@ -426,9 +441,11 @@ registry:
     else
         user=$(id -un)
     fi
-    # What it pushes: root's base image (imported from the cached rootfs when missing).
+    # What it pushes: root's base image (imported from the cached rootfs when missing),
+    # and the stand-in for Debian's image that containers/base/Containerfile builds on.
     {{sudo}} containers/base/build.sh
-    {{sudo}} tests/registry/registry.sh up "$user"
+    debian=$({{sudo}} tests/images/build-debian.sh)
+    {{sudo}} env DVPT_DEBIAN_TAR="$debian" tests/registry/registry.sh up "$user"
 
 # Copy the binaries and scripts the Podman tests need where any user can read them
 _stage:
@@ -455,7 +472,7 @@ _stage:
     cp target/fake-llm/release/fake-llm target/fake-llm/release/fake-gator target/fake-llm/release/fake-origin {{stage}}/
     cp "$exe" {{stage}}/podman-tests
     cp "$tb" {{stage}}/toolbox-tests
-    cp containers/base/build.sh tests/images/build-broken.sh tests/images/build-toolbox.sh \
+    cp containers/base/build.sh containers/base/Containerfile tests/images/build-broken.sh tests/images/build-toolbox.sh \
        tests/images/build-gator.sh tests/cleanup.sh {{stage}}/
     [ -z "$CONTAINERS_CONF" ] || cp "$CONTAINERS_CONF" {{stage}}/containers.conf
     chmod -R a+rX {{stage}}

@@ -63,6 +63,9 @@ pub(crate) struct GatorConfig {
     pub allow_wildcard_write: bool,
     pub gitlab_host: Option<String>,
     pub jira_host: Option<String>,
+    /// JIRA's user for basic authentication with the API token (not a secret); without
+    /// it service-gator sends the token as a bearer token.
+    pub jira_username: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

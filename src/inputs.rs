@@ -489,11 +489,19 @@ fn gator_input(g: &crate::config::GatorConfig, req: &Request) -> Result<Option<p
     if !plan::valid_image(&image) {
         bail!("service-gator image {image:?} is not a valid image reference");
     }
+    if let Some(u) = &g.jira_username
+        && (u.is_empty() || u.len() > 256 || u.chars().any(char::is_control))
+    {
+        bail!(
+            "[service-gator] jira_username must be 1 to 256 characters without control characters (JIRA's user name or e-mail address)"
+        );
+    }
     Ok(Some(plan::GatorInput {
         image,
         scopes,
         gitlab_host: g.gitlab_host.clone(),
         jira_host: g.jira_host.clone(),
+        jira_username: g.jira_username.clone(),
     }))
 }
 

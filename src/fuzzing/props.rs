@@ -716,6 +716,7 @@ const TOML_KEYS: &[&str] = &[
     "allow_wildcard_write",
     "gitlab_host",
     "jira_host",
+    "jira_username",
     "base_url",
     "header",
     "prefix",

@@ -17,8 +17,9 @@ use super::labels::Role;
 use super::secrets::Secrets;
 use super::spec::{ContainerSpec, Extras, GatorPlan, Seccomp, SecretRef};
 
-/// The image upstream devaipod runs for the gator.
-pub(crate) const DEFAULT_IMAGE: &str = "ghcr.io/cgwalters/service-gator:latest";
+/// The image the service-gator project publishes (LobsterTrap/service-gator, formerly
+/// cgwalters/service-gator; its README and CI name this one).
+pub(crate) const DEFAULT_IMAGE: &str = "ghcr.io/lobstertrap/service-gator:latest";
 /// Where the gator's MCP server listens, on the pod's loopback.
 pub(crate) const PORT: u16 = 8765;
 /// The gator's uid:gid (non-root; its port needs no privilege).
@@ -139,20 +140,18 @@ pub(crate) fn parse_scope(text: &str) -> Result<Scope, String> {
             }
         }
         Service::Jira => {
-            let ok = !target.is_empty()
-                && target.len() <= 20
-                && target
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_uppercase())
-                && target
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-            if !ok {
-                return Err(bad(&format!("{target:?} is not a JIRA project key")));
+            if let Some(why) = jira_key_refusal(target) {
+                return Err(bad(&format!(
+                    "{target:?} is not a JIRA project key: {why} (service-gator takes 2 to 10 letters and digits, a letter first, and exits at start on any other)"
+                )));
             }
         }
     }
+    // service-gator keeps JIRA keys in upper case; so does the plan.
+    let target = match service {
+        Service::Jira => target.to_ascii_uppercase(),
+        _ => target.to_string(),
+    };
     let mut granted: Vec<String> = vec!["read".into()];
     for p in perms.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let p = if p == "push" { "push-new-branch" } else { p };
@@ -170,9 +169,33 @@ pub(crate) fn parse_scope(text: &str) -> Result<Scope, String> {
     granted.sort_by_key(|g| service.perms().iter().position(|p| p == g));
     Ok(Scope {
         service,
-        target: target.to_string(),
+        target,
         perms: granted,
     })
+}
+
+/// Why service-gator would refuse `key` as a JIRA project key, in its own words and in
+/// its order of checks; `None` for a key it takes.
+fn jira_key_refusal(key: &str) -> Option<String> {
+    if key.len() < 2 {
+        return Some(format!(
+            "project key too short ({} chars, min 2)",
+            key.len()
+        ));
+    }
+    if key.len() > 10 {
+        return Some(format!(
+            "project key too long ({} chars, max 10)",
+            key.len()
+        ));
+    }
+    if !key.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Some("project key must start with a letter".into());
+    }
+    if !key.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Some("project key must be alphanumeric (A-Z, 0-9)".into());
+    }
+    None
 }
 
 /// Parses and checks all scopes: no duplicates, and write access on a wildcard only
@@ -244,17 +267,23 @@ pub(crate) fn command(scopes: &[Scope], gitlab_host: Option<&str>) -> Vec<String
     v
 }
 
-/// The service-gator variable a trusted secret feeds (`NAME_FILE`), if any.
+/// The service-gator variable a trusted secret feeds (`NAME_FILE`), if any. Forgejo
+/// and Gitea are not among them: service-gator takes a Forgejo token only from its
+/// scope configuration, which devaipod has no scopes for.
 pub(crate) fn token_var(secret_env: &str) -> Option<&'static str> {
     match secret_env {
         "GH_TOKEN" | "GITHUB_TOKEN" => Some("GH_TOKEN_FILE"),
         "GITLAB_TOKEN" => Some("GITLAB_TOKEN_FILE"),
         "JIRA_API_TOKEN" => Some("JIRA_API_TOKEN_FILE"),
-        "FORGEJO_TOKEN" => Some("FORGEJO_TOKEN_FILE"),
-        "GITEA_TOKEN" => Some("GITEA_TOKEN_FILE"),
         _ => None,
     }
 }
+
+/// service-gator's log level: it logs errors only by default (tracing's EnvFilter
+/// without RUST_LOG); at info it says where it listens, which scopes it loaded and each
+/// write it makes (a push, a pull request, a review, a JIRA change). It logs no
+/// request bodies or tokens at this level.
+pub(crate) const LOG_LEVEL: &str = "info";
 
 /// The gator's part of the plan: its container, what `--dry-run` shows of it, and
 /// warnings (a service with scopes but no token).
@@ -276,11 +305,22 @@ impl Gator {
     /// The gator, when enabled: hardened like the agent, holding the forge tokens of
     /// `[trusted] secrets` as 0400 files of its own uid (the first secret feeding a
     /// variable wins). `None` when the gator is off.
-    pub(crate) fn new(ctx: &Context<'_>, secrets: &Secrets) -> Option<Self> {
+    pub(crate) fn new(
+        ctx: &Context<'_>,
+        secrets: &Secrets,
+        mounts: Vec<super::spec::MountSpec>,
+    ) -> Option<Self> {
         let g = ctx.input.gator.as_ref()?;
-        let mut env: BTreeMap<String, String> = [("HOME".to_string(), "/tmp".to_string())].into();
+        let mut env: BTreeMap<String, String> = [
+            ("HOME".to_string(), "/tmp".to_string()),
+            ("RUST_LOG".to_string(), LOG_LEVEL.to_string()),
+        ]
+        .into();
         if let Some(h) = &g.jira_host {
             env.insert("JIRA_HOST".into(), h.clone());
+        }
+        if let Some(u) = &g.jira_username {
+            env.insert("JIRA_USERNAME".into(), u.clone());
         }
         let mut tokens = Vec::new();
         let mut token_files = Vec::new();
@@ -306,7 +346,7 @@ impl Gator {
             ))
             .collect();
         Some(Gator {
-            container: container(ctx, g, env, tokens),
+            container: container(ctx, g, env, tokens, mounts),
             plan: GatorPlan {
                 image: g.image.clone(),
                 scopes: g.scopes.iter().map(ToString::to_string).collect(),
@@ -323,6 +363,7 @@ fn container(
     g: &GatorInput,
     env: BTreeMap<String, String>,
     secrets: Vec<SecretRef>,
+    mounts: Vec<super::spec::MountSpec>,
 ) -> ContainerSpec {
     ContainerSpec {
         role: Role::Gator,
@@ -345,7 +386,7 @@ fn container(
         memory_limit: Some(1024 * 1024 * 1024),
         cpu_millis: None,
         shared_mounts: vec![],
-        mounts: vec![],
+        mounts,
         env,
         secrets,
         labels: ctx.labels(Role::Gator),
@@ -373,6 +414,10 @@ mod tests {
         );
         assert!(parse_scope("gitlab:grp/sub/proj:approve").is_ok());
         assert!(parse_scope("jira:PROJ:comment,create").is_ok());
+        for key in ["AB", "A1", "ABCDEFGHIJ", "X9Y8"] {
+            assert!(parse_scope(&format!("jira:{key}")).is_ok(), "{key}");
+        }
+        assert_eq!(parse_scope("jira:proj").expect("lower case").target, "PROJ");
         for (bad, want) in [
             ("octo/hello", "no service"),
             ("bitbucket:a/b", "unknown service"),
@@ -380,7 +425,17 @@ mod tests {
             ("github:../x", "not OWNER/REPO"),
             ("github:a/b/c", "not OWNER/REPO"),
             ("github:a/b:admin", "unknown permission \"admin\""),
-            ("jira:proj", "not a JIRA project key"),
+            ("jira:A", "project key too short (1 chars, min 2)"),
+            (
+                "jira:ABCDEFGHIJK",
+                "project key too long (11 chars, max 10)",
+            ),
+            (
+                "jira:MY_PROJ",
+                "project key must be alphanumeric (A-Z, 0-9)",
+            ),
+            ("jira:1AB", "project key must start with a letter"),
+            ("jira:ÉTÉ", "project key must start with a letter"),
             ("jira:PROJ:approve", "unknown permission"),
         ] {
             let e = parse_scope(bad).expect_err(bad);
@@ -424,6 +479,7 @@ mod tests {
             scopes: parse_scopes(&s(scopes), false).expect("scopes"),
             gitlab_host: Some("gitlab.example.com".into()),
             jira_host: Some("jira.example.com".into()),
+            jira_username: Some("me@example.com".into()),
         });
         i
     }
@@ -442,7 +498,7 @@ mod tests {
             .map(secret)
             .to_vec();
         let ctx = Context::new(&i);
-        let g = Gator::new(&ctx, &Secrets::new(&ctx)).expect("enabled");
+        let g = Gator::new(&ctx, &Secrets::new(&ctx), vec![]).expect("enabled");
         let c = &g.container;
         let names: Vec<&str> = c.secrets.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
@@ -480,7 +536,7 @@ mod tests {
     fn a_service_without_its_token_warns_and_no_gator_without_input() {
         let i = gator_input(&["jira:PROJ"]);
         let ctx = Context::new(&i);
-        let g = Gator::new(&ctx, &Secrets::new(&ctx)).expect("enabled");
+        let g = Gator::new(&ctx, &Secrets::new(&ctx), vec![]).expect("enabled");
         assert_eq!(g.warnings.len(), 1);
         assert!(
             g.warnings[0].contains("Jira scopes but no token: list JIRA_API_TOKEN"),
@@ -490,6 +546,6 @@ mod tests {
         assert!(g.container.secrets.is_empty());
         let i = crate::plan::tests_support::input();
         let ctx = Context::new(&i);
-        assert_eq!(Gator::new(&ctx, &Secrets::new(&ctx)), None);
+        assert_eq!(Gator::new(&ctx, &Secrets::new(&ctx), vec![]), None);
     }
 }

@@ -61,6 +61,7 @@ pub(crate) struct GatorInput {
     pub scopes: Vec<gator::Scope>,
     pub gitlab_host: Option<String>,
     pub jira_host: Option<String>,
+    pub jira_username: Option<String>,
 }
 
 /// Whether the engine's storage can hold a volume to a size: Podman's local volume

@@ -636,6 +636,7 @@ mod tests {
             scopes: Vec::new(),
             gitlab_host: None,
             jira_host: None,
+            jira_username: None,
         });
         let plan = build(&i);
         let proxy = plan.container(Role::Proxy).expect("proxy");

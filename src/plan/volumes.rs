@@ -60,6 +60,17 @@ impl Volumes {
         ]
     }
 
+    /// The agent's clone read-only at the agent's clone root: service-gator's push tools
+    /// (`github_push`, `git_push_local`) read the commit to push from the repository at
+    /// the path the agent gives, which is the agent's own.
+    pub(crate) fn gator_mounts(&self, folders: &Folders) -> Vec<MountSpec> {
+        vec![MountSpec::volume(
+            &self.agent_repo,
+            &folders.clone_root,
+            true,
+        )]
+    }
+
     /// The agent's clone at the clone root, and its home; never the workspace's clone.
     pub(crate) fn agent_mounts(&self, folders: &Folders) -> Vec<MountSpec> {
         vec![

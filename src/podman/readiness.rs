@@ -141,12 +141,12 @@ pub(crate) async fn wait_ready(
                     let _ = e.read_to_string(&mut msg).await;
                 }
                 let msg = crate::process::last_lines(&msg, 3);
-                break format!("the agent did not answer on {} within {}s ({msg})", target.url, timeout.as_secs());
+                break format!("{} did not answer on {} within {}s ({msg})", target.agent, target.url, timeout.as_secs());
             }
             _ = watch.tick() => {
                 let inspect = engine.inspect_container(target.agent).await?;
                 if let Some(reason) = agent_stopped(&inspect.state) {
-                    break format!("the agent container {} {reason}", target.agent);
+                    break format!("container {} {reason}", target.agent);
                 }
             }
             _ = cancel.wait_for(|c| *c) => {
@@ -155,17 +155,18 @@ pub(crate) async fn wait_ready(
         }
     };
     let _ = child.start_kill();
-    Err(with_agent_logs(engine, target.agent, &failure).await)
+    Err(with_logs(engine, target.agent, &failure).await)
 }
 
-/// `failure`, followed by the agent's last log lines.
-async fn with_agent_logs(engine: &Engine, agent: &str, failure: &str) -> anyhow::Error {
+/// `failure`, followed by the last log lines of `container` (the agent, or the gator
+/// that died before its hardening check). The caller prints it escaped.
+pub(crate) async fn with_logs(engine: &Engine, container: &str, failure: &str) -> anyhow::Error {
     let logs = engine
-        .logs_tail(agent, LOG_LINES)
+        .logs_tail(container, LOG_LINES)
         .await
         .unwrap_or_else(|e| format!("(could not read its logs: {e:#})"));
     anyhow!(
-        "{failure}\n--- last {LOG_LINES} lines of {agent} ---\n{}",
+        "{failure}\n--- last {LOG_LINES} lines of {container} ---\n{}",
         logs.trim_end()
     )
 }
@@ -176,7 +177,7 @@ pub(crate) async fn explain_agent_death(engine: &Engine, agent: &str) -> Option<
     let inspect = engine.inspect_container(agent).await.ok()?;
     let reason = agent_stopped(&inspect.state)?;
     let failure = format!("the agent container {agent} {reason}");
-    Some(with_agent_logs(engine, agent, &failure).await)
+    Some(with_logs(engine, agent, &failure).await)
 }
 
 /// `Some(reason)` when the inspected container is no longer running.

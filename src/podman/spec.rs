@@ -550,6 +550,7 @@ mod tests {
             .expect("scopes"),
             gitlab_host: None,
             jira_host: None,
+            jira_username: None,
         });
         let wide = crate::plan::build(&i).expect("wide plan");
         vec![("plain", plain), ("wide", wide)]
@@ -612,6 +613,13 @@ mod tests {
                 volumes.retain(|v| v["Options"] != serde_json::json!(["ro", "nocopy"]));
             } else {
                 volumes.push(serde_json::json!({"Name": "devaipod-net-0123456789ab", "Dest": "/opt/devaipod-net", "Options": ["ro", "nocopy"]}));
+            }
+            // The gator logs at info, and reads the agent's clone for its push tools
+            // (issue 22).
+            if let Some(g) = want.get_mut("gator") {
+                g["env"]["RUST_LOG"] = "info".into();
+                let clone = want["agent"]["volumes"][0]["Dest"].clone();
+                want["gator"]["volumes"] = serde_json::json!([{"Name": "devaipod-demo-agent-repo", "Dest": clone, "Options": ["ro"]}]);
             }
             let got = specs_of(plan);
             for (key, want) in want.as_object().expect("object") {

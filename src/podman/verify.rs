@@ -293,10 +293,10 @@ pub(crate) async fn verify_inside(engine: &Engine, plan: &PodPlan) -> Result<()>
         }
         let pid = inspect.state.pid;
         if pid <= 0 {
-            bail!(
-                "{} is not running, so its hardening cannot be checked",
-                c.name
-            );
+            let reason = super::readiness::agent_stopped(&inspect.state)
+                .unwrap_or_else(|| "is not running".into());
+            let failure = format!("{} {reason}, so its hardening cannot be checked", c.name);
+            return Err(super::readiness::with_logs(engine, &c.name, &failure).await);
         }
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| {
             format!(

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::common::pod::{BASE_IMAGE, devaipod, devaipod_bin, podman_ok, require_image, stderr};
 
 /// The opencode version the bundled image is built with (containers/base/build.sh).
-fn bundled_opencode_version() -> &'static str {
+pub(crate) fn bundled_opencode_version() -> &'static str {
     include_str!("../../containers/base/build.sh")
         .lines()
         .find_map(|l| l.strip_prefix("OPENCODE_VERSION="))

@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use crate::common::assert_fails_with;
 use crate::common::pod::{
-    BASE_IMAGE, GATOR_IMAGE, TestPod, devaipod, exec, json_of, podman_ok, require_image, stderr,
+    BASE_IMAGE, GATOR_IMAGE, Rm, TestPod, devaipod, exec, image_store_lock, json_of, podman_ok,
+    require_image, stderr,
 };
 use crate::common::wait_until;
 
@@ -26,6 +27,10 @@ fn service_gator_holds_the_token_and_the_agent_reaches_its_tools() {
     // Write access on a wildcard needs the explicit confirmation; nothing is made.
     let o = run(&["--service-gator", "github:octo/*:write"]);
     assert_fails_with(&o, "--service-gator-allow-wildcard-write");
+    p.assert_nothing_left();
+    // A JIRA key service-gator would exit on is refused before anything is made.
+    let o = run(&["--service-gator", "jira:MY_PROJ"]);
+    assert_fails_with(&o, "project key must be alphanumeric (A-Z, 0-9)");
     p.assert_nothing_left();
     // The dry run shows the effective scopes, never the token.
     let o = run(&[
@@ -135,10 +140,104 @@ fn service_gator_holds_the_token_and_the_agent_reaches_its_tools() {
         roles.contains("\"gator\"") && roles.contains("running"),
         "{s}"
     );
+    // Its start-up shows in its logs (RUST_LOG=info; service-gator logs errors only
+    // without it).
     let o = devaipod(&["logs", p.name(), "--container", "gator"]);
+    let logs = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("fake-gator listening"),
-        "{}",
-        stderr(&o)
+        logs.contains("MCP server listening address=127.0.0.1:8765"),
+        "{logs}"
     );
+
+    // The push tools read the agent's clone, mounted read-only in the gator at the
+    // agent's path; over MCP as service-gator's transport speaks it (a session, the
+    // answers as events, 406 without the Accept both types).
+    let mounts = podman_ok(&["inspect", "-f", "{{json .Mounts}}", &gator]);
+    let mounts: Value = serde_json::from_str(&mounts).expect("mounts JSON");
+    let repo = mounts
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["Name"] == format!("devaipod-{}-agent-repo", p.name()))
+        .unwrap_or_else(|| panic!("the agent's clone is not mounted in the gator: {mounts}"));
+    assert_eq!(repo["Destination"], folder.as_str(), "{repo}");
+    assert_eq!(repo["RW"], false, "{repo}");
+    let mcp_session = format!(
+        r#"set -e
+u=http://127.0.0.1:8765/mcp
+a='Accept: application/json, text/event-stream'
+j='Content-Type: application/json'
+echo "no-accept $(curl -s -o /dev/null -w '%{{http_code}}' -H "$j" -d '{{}}' $u)"
+echo "no-session $(curl -s -o /dev/null -w '%{{http_code}}' -H "$a" -H "$j" -d '{{"jsonrpc":"2.0","id":1,"method":"tools/list"}}' $u)"
+sid=$(curl -s -D - -o /dev/null -H "$a" -H "$j" -d '{{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"t","version":"1"}}}}}}' $u | tr -d '\r' | sed -n 's/^[Mm]cp-[Ss]ession-[Ii]d: //p')
+curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","method":"notifications/initialized"}}' $u
+curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"github_push","arguments":{{"repo_path":"{folder}","commit_sha":"{sha}","target":"github:octo/hello","description":"t"}}}}}}' $u | sed -n 's/^data: //p' | grep .
+"#,
+        sha = "0".repeat(40)
+    );
+    let out = exec(&agent, None, &mcp_session);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["no-accept 406", "no-session 422"], "{out}");
+    let answer: Value = serde_json::from_str(lines[2]).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    let push = &report()["pushes"][0];
+    assert_eq!(push["repo_path"], folder.as_str(), "{push}");
+    assert_eq!(push["git_dir"], true, "{push}");
+    assert_eq!(
+        push["writable"], false,
+        "the gator cannot write the agent's clone: {push}"
+    );
+    assert!(
+        push["head"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("ref: refs/heads/")),
+        "the gator reads the agent's repository: {push}"
+    );
+}
+
+#[test]
+fn a_gator_that_dies_at_start_shows_its_last_lines_and_leaves_nothing() {
+    require_image(GATOR_IMAGE);
+    // A gator image whose server exits at once, as the real one does on a scope it
+    // refuses: its message is on stderr, its exit code 1.
+    let image = format!("localhost/dvpt-dying-gator:{}", std::process::id());
+    let _rm = Rm::image(image.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("Containerfile"),
+        format!(
+            "FROM {GATOR_IMAGE}\nENTRYPOINT [\"/bin/sh\", \"-c\", \"echo 'Error: dying-gator-sentinel: project key must be alphanumeric' >&2; exit 1\", \"sh\"]\n"
+        ),
+    )
+    .expect("write the Containerfile");
+    {
+        let _images = image_store_lock();
+        podman_ok(&[
+            "build",
+            "--quiet",
+            "--pull=never",
+            "-t",
+            &image,
+            &dir.path().display().to_string(),
+        ]);
+    }
+    let p = TestPod::new("gatordies")
+        .config(r#"{"image": "localhost/devaipod-base:latest", "remoteUser": "dev"}"#)
+        .build();
+    let o = p.up(&[
+        "--service-gator",
+        "github:octo/hello",
+        "--service-gator-image",
+        &image,
+    ]);
+    assert!(!o.status.success(), "up with a dying gator succeeded");
+    let said = stderr(&o);
+    let gator = format!("devaipod-{}-gator", p.name());
+    assert!(
+        said.contains(&format!("{gator} is exited (exit code 1)"))
+            && said.contains(&format!("--- last 20 lines of {gator} ---"))
+            && said.contains("dying-gator-sentinel: project key must be alphanumeric"),
+        "the error names the gator, its exit and its last lines: {said}"
+    );
+    p.assert_nothing_left();
 }

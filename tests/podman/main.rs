@@ -11,6 +11,7 @@
 mod common;
 
 mod agent;
+mod base_build;
 mod build;
 mod devcontainer;
 mod doctor;

@@ -17,7 +17,9 @@
 #      over plain HTTP too; B uses TLS because a registry that asks for a password
 #      does, and so that the tests also see Podman's certs.d trust in use.
 #   Both serve one storage directory, so B holds what is pushed to A: `dvpt/base:latest`,
-#   root's localhost/devaipod-base:latest, pushed once by `up` (tests add tags to it).
+#   root's localhost/devaipod-base:latest, pushed once by `up` (tests add tags to it),
+#   and, when DVPT_DEBIAN_TAR names tests/images/build-debian.sh's tarball,
+#   `dvpt/debian:bookworm-slim`, the stand-in for Debian's own image.
 #
 #   Podman configuration, per engine, each only where that engine reads it:
 #     root:  /etc/containers/registries.conf.d/50-devaipod-test-registry.conf
@@ -25,7 +27,8 @@
 #     USER:  ~USER/.config/containers/registries.conf.d/50-devaipod-test-registry.conf
 #            ~USER/.config/containers/certs.d/localhost:5702/ca.crt
 #   The drop-in marks A insecure (plain HTTP), rewrites the made-up prefix
-#   registry.devaipod.test/dvpt to A's dvpt, and blocks blocked.devaipod.test. A rootless
+#   registry.devaipod.test/dvpt to A's dvpt and docker.io/library/debian to A's
+#   dvpt/debian, and blocks blocked.devaipod.test. A rootless
 #   engine also reads the system drop-in directory (when the user has no registries.conf
 #   of their own), so root's file names A and B as 127.0.0.1 and a user's as localhost:
 #   a user's pull of registry.devaipod.test/... reaches A as localhost:5701 (A's log
@@ -61,6 +64,12 @@ B_USER=dvpt
 DROPIN_NAME=50-devaipod-test-registry.conf
 REWRITE_PREFIX=registry.devaipod.test/dvpt
 BLOCKED=blocked.devaipod.test
+# The stand-in Debian base: DVPT_DEBIAN_TAR (tests/images/build-debian.sh's tarball) is
+# pushed as DEBIAN_REPO:DEBIAN_TAG, and DEBIAN_NAME rewritten to it.
+DEBIAN_NAME=docker.io/library/debian
+DEBIAN_REPO=dvpt/debian
+DEBIAN_TAG=bookworm-slim
+DEBIAN_TAR=${DVPT_DEBIAN_TAR:-}
 MANIFEST_TYPES='application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json'
 
 die() { echo "registry: $*" >&2; exit 1; }
@@ -258,6 +267,13 @@ insecure = true
 [[registry]]
 location = "$BLOCKED"
 blocked = true
+
+# The Debian base image of containers/base/Containerfile, under its usual name: the
+# stand-in (tests/images/build-debian.sh) in registry A.
+[[registry]]
+prefix = "$DEBIAN_NAME"
+location = "$h:$PORT_A/$DEBIAN_REPO"
+insecure = true
 EOF
 }
 
@@ -294,6 +310,18 @@ push_base() {
     podman push --quiet "$BASE_IMAGE" "127.0.0.1:$PORT_A/$REPO:$TAG" >"$RUN/log/push.log" 2>&1 \
         || { cat "$RUN/log/push.log" >&2; die "pushing $BASE_IMAGE to registry A failed"; }
     echo "$id" >"$RUN/pushed"
+}
+
+# The stand-in Debian base into A, once per tarball: imported into root's store only for
+# the push, then removed from it.
+push_debian() {
+    local staged=localhost/dvpt-stand-in-debian:$DEBIAN_TAG
+    echo "registry: pushing the Debian stand-in ($DEBIAN_TAR) to 127.0.0.1:$PORT_A/$DEBIAN_REPO:$DEBIAN_TAG" >&2
+    podman import --quiet "$DEBIAN_TAR" "$staged" >/dev/null
+    podman push --quiet "$staged" "127.0.0.1:$PORT_A/$DEBIAN_REPO:$DEBIAN_TAG" >"$RUN/log/push-debian.log" 2>&1 \
+        || { cat "$RUN/log/push-debian.log" >&2; podman rmi "$staged" >/dev/null 2>&1 || true; die "pushing the Debian stand-in to registry A failed"; }
+    podman rmi "$staged" >/dev/null
+    echo "$DEBIAN_TAR" >"$RUN/pushed-debian"
 }
 
 # ---- checks (status, and readiness at the end of up) ----------------------------------
@@ -357,6 +385,8 @@ check_user() {
              "$RUN/auth/$u/good.json" "$RUN/auth/$u/wrong.json" "$RUN/auth/$u/password"; do
         [ -e "$f" ] || fail "$u: $f is missing"
     done
+    f=$config_dir/registries.conf.d/$DROPIN_NAME
+    [ ! -e "$f" ] || dropin "$h" | cmp -s - "$f" || fail "$u: $f is not this script's drop-in"
 }
 
 check_all() {
@@ -407,6 +437,9 @@ cmd_up() {
             if [ "$(podman image inspect --format '{{.Id}}' "$BASE_IMAGE" 2>/dev/null)" != "$(cat "$RUN/pushed")" ]; then
                 push_base
             fi
+            if [ -n "$DEBIAN_TAR" ] && [ "$(cat "$RUN/pushed-debian" 2>/dev/null)" != "$DEBIAN_TAR" ]; then
+                push_debian
+            fi
             if [ "$new" = 0 ]; then
                 echo "registry: already up (A 127.0.0.1:$PORT_A, B 127.0.0.1:$PORT_B; configured: $(paste -sd' ' "$RUN/users"))"
             else
@@ -444,6 +477,7 @@ cmd_up() {
     done
     for u in "${users[@]}"; do configure_user "$u"; done
     push_base
+    [ -z "$DEBIAN_TAR" ] || push_debian
     check_all || { printf 'registry: %s\n' "${failures[@]}" >&2; false; }
     for u in "${users[@]}"; do check_user "$u"; done
     [ ${#failures[@]} -eq 0 ] || { printf 'registry: %s\n' "${failures[@]}" >&2; false; }

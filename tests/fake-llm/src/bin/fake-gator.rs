@@ -1,11 +1,19 @@
 //! fake-gator: a stand-in for service-gator (an MCP server) in real-Podman tests.
 //!
 //! It accepts service-gator's command line, so devaipod can start either with
-//! identical arguments, and serves a minimal MCP endpoint (Streamable HTTP,
-//! JSON responses only) whose one tool reports how the process was started:
-//! its arguments, the names (never the values) of its environment variables,
-//! its uid/gid and, for each token file variable, the file's owner, mode and
-//! length (never its content).
+//! identical arguments, refuses at start what the real server refuses (a JIRA
+//! project key outside its rule: exit 1 with its message), logs as it does (errors
+//! only, unless RUST_LOG asks for info), and speaks MCP as the real server's rmcp
+//! transport does: streamable HTTP on /mcp with stateful sessions (`Mcp-Session-Id`,
+//! 401 for an unknown one, 422 for a first message that is not `initialize`), answers
+//! to POST as server-sent events (a priming event first), 406 without an Accept
+//! naming both application/json and text/event-stream, 415 for another Content-Type,
+//! protocol version 2025-03-26 at most, and the real tool names. Its push tools check
+//! `repo_path` as the real ones do (absolute, under /workspaces, a `.git` inside) and
+//! report whether they could write there; it pushes nothing. GET /report says how the
+//! process was started: its arguments, the names (never the values) of its
+//! environment variables, its uid/gid and, for each token file variable, the file's
+//! owner, mode and length (never its content).
 //!
 //! Usage:  fake-gator --mcp-server ADDR [--scope JSON] [--gh-repo X]
 //!         [--gitlab-project X] [--jira-project X] [--gitlab-host X] ...
@@ -40,7 +48,24 @@ const SECRET_VARS: [&str; 5] = [
     "GITEA_TOKEN_FILE",
     "JIRA_API_TOKEN_FILE",
 ];
-const DEFAULT_PROTOCOL: &str = "2024-11-05";
+/// The newest MCP protocol version service-gator's rmcp speaks: it answers the lower
+/// of this and the client's.
+const LATEST_PROTOCOL: &str = "2025-03-26";
+/// service-gator's tools (its `#[tool]` functions).
+const TOOLS: [&str; 10] = [
+    "github_api_tool",
+    "github_pending_review_tool",
+    "gh_create_branch",
+    "gh_update_pr_head",
+    "github_push",
+    "git_push_local",
+    "gl",
+    "forgejo",
+    "jira",
+    "status",
+];
+/// Where the push tools take repositories from.
+const WORKSPACE_PREFIX: &str = "/workspaces";
 
 #[path = "../shared.rs"]
 mod shared;
@@ -90,12 +115,55 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
                 .cloned()
                 .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?,
         };
-        if flag == "--mcp-server" && mcp_server.replace(value).is_some() {
+        if flag == "--mcp-server" && mcp_server.replace(value.clone()).is_some() {
             return Err(format!("--mcp-server given more than once\n{USAGE}"));
+        }
+        if flag == "--jira-project" {
+            let key = value.split(':').next().unwrap_or("");
+            jira_key(key).map_err(|e| format!("parsing --jira-project '{value}': {e}"))?;
+        }
+        if flag == "--scope" {
+            if let Ok(doc) = parse_json(&value) {
+                if let Some(Json::Obj(projects)) = doc.get("jira").and_then(|j| j.get("projects")) {
+                    for (key, _) in projects {
+                        jira_key(key).map_err(|e| format!("parsing --scope: {e}"))?;
+                    }
+                }
+            }
         }
     }
     let mcp_server = mcp_server.ok_or_else(|| format!("--mcp-server is required\n{USAGE}"))?;
     Ok(Config { mcp_server })
+}
+
+/// service-gator's JIRA project key rule, in its order of checks and its words.
+fn jira_key(key: &str) -> Result<(), String> {
+    let why = if key.len() < 2 {
+        format!("project key too short ({} chars, min 2)", key.len())
+    } else if key.len() > 10 {
+        format!("project key too long ({} chars, max 10)", key.len())
+    } else if !key.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        "project key must start with a letter".into()
+    } else if !key.chars().all(|c| c.is_ascii_alphanumeric()) {
+        "project key must be alphanumeric (A-Z, 0-9)".into()
+    } else {
+        return Ok(());
+    };
+    Err(format!("invalid project key '{key}': {why}"))
+}
+
+/// Whether RUST_LOG lets info lines through (tracing's EnvFilter: errors only when
+/// it is unset). A plain level or a `service_gator=LEVEL` directive counts.
+fn logs_info() -> bool {
+    let filter = std::env::var("RUST_LOG").unwrap_or_default();
+    filter.split(',').any(|d| {
+        let level = match d.split_once('=') {
+            Some(("service_gator", level)) => level,
+            Some(_) => return false,
+            None => d,
+        };
+        matches!(level.trim(), "info" | "debug" | "trace")
+    })
 }
 
 // ---- What the process was started with -------------------------------------
@@ -159,6 +227,9 @@ struct State {
     args: Vec<String>,
     secret_files: Vec<Json>,
     mcp_methods: Mutex<Vec<String>>,
+    sessions: Mutex<Vec<String>>,
+    /// Each push tool call's report, for /report.
+    pushes: Mutex<Vec<Json>>,
 }
 
 impl State {
@@ -167,6 +238,8 @@ impl State {
             args,
             secret_files,
             mcp_methods: Mutex::new(Vec::new()),
+            sessions: Mutex::new(Vec::new()),
+            pushes: Mutex::new(Vec::new()),
         }
     }
 
@@ -177,6 +250,7 @@ impl State {
         env_names.sort();
         let (uid, gid) = ids();
         let methods = self.mcp_methods.lock().unwrap_or_else(|e| e.into_inner());
+        let pushes = self.pushes.lock().unwrap_or_else(|e| e.into_inner());
         obj([
             ("args", strs(&self.args)),
             ("env_names", strs(&env_names)),
@@ -184,6 +258,7 @@ impl State {
             ("uid", uid),
             ("gid", gid),
             ("mcp_methods", strs(&methods)),
+            ("pushes", Json::Arr(pushes.clone())),
         ])
     }
 }
@@ -214,6 +289,28 @@ fn json_response(status: &'static str, body: Json) -> Response {
         content_type: Some("application/json"),
         body: body.encode(),
         ..empty(status)
+    }
+}
+
+/// A plain-text refusal, as rmcp's transport sends them.
+fn text_response(status: &'static str, text: &str) -> Response {
+    Response {
+        content_type: Some("text/plain; charset=utf-8"),
+        body: text.into(),
+        ..empty(status)
+    }
+}
+
+/// A JSON-RPC message as rmcp answers a POST: a server-sent event stream whose first
+/// event only primes the client (an id, the retry time, no data).
+fn sse_response(message: Json) -> Response {
+    Response {
+        content_type: Some("text/event-stream"),
+        body: format!(
+            "id: 0\nretry: 3000\ndata: \n\ndata: {}\n\n",
+            message.encode()
+        ),
+        ..empty("200 OK")
     }
 }
 
@@ -248,18 +345,107 @@ fn session_id() -> String {
 }
 
 fn tools_list() -> Json {
-    let schema = obj([("type", s("object")), ("properties", obj([]))]);
-    let tool = obj([
-        ("name", s("gator_report")),
-        ("description", s("Reports how the stand-in was started")),
-        ("inputSchema", schema),
-    ]);
-    obj([("tools", Json::Arr(vec![tool]))])
+    let string = || obj([("type", s("string"))]);
+    let tools = TOOLS
+        .iter()
+        .map(|name| {
+            let properties = match *name {
+                "github_push" | "git_push_local" => obj([
+                    ("repo_path", string()),
+                    ("commit_sha", string()),
+                    ("target", string()),
+                    ("description", string()),
+                ]),
+                _ => obj([]),
+            };
+            obj([
+                ("name", s(name)),
+                ("description", s("service-gator's tool (stand-in)")),
+                (
+                    "inputSchema",
+                    obj([("type", s("object")), ("properties", properties)]),
+                ),
+            ])
+        })
+        .collect();
+    obj([("tools", Json::Arr(tools))])
 }
 
-/// Handle one POST /mcp body.
-fn dispatch(state: &State, body: &[u8]) -> Response {
-    let msg = std::str::from_utf8(body)
+/// A tool's result: its text, and whether it is an error.
+fn tool_result(id: &Json, text: &str, is_error: bool) -> Json {
+    let content = obj([("type", s("text")), ("text", s(text))]);
+    rpc_result(
+        id,
+        obj([
+            ("content", Json::Arr(vec![content])),
+            ("isError", Json::Bool(is_error)),
+        ]),
+    )
+}
+
+/// A push tool: `repo_path` checked as service-gator checks it, then whether this
+/// process could write there (it must not: the agent's clone is read-only here).
+fn push(state: &State, id: &Json, tool: &str, args: Option<&Json>) -> Json {
+    let path = args
+        .and_then(|a| a.get("repo_path"))
+        .and_then(Json::as_str)
+        .unwrap_or("");
+    let p = Path::new(path);
+    let refusal = if !p.is_absolute() {
+        Some(format!("repo_path must be absolute: {path}"))
+    } else if !(p.starts_with(WORKSPACE_PREFIX)) {
+        Some(format!(
+            "repo_path must be under {WORKSPACE_PREFIX}: {path}"
+        ))
+    } else if p.components().any(|c| c == std::path::Component::ParentDir) {
+        Some(format!("repo_path must not contain '..': {path}"))
+    } else if !p.join(".git").is_dir() {
+        Some(format!("Not a git repository (no .git directory): {path}"))
+    } else {
+        None
+    };
+    if let Some(r) = refusal {
+        return tool_result(id, &r, true);
+    }
+    let probe = p.join(".git").join("fake-gator-write-probe");
+    let writable = std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    let head = std::fs::read_to_string(p.join(".git/HEAD")).unwrap_or_default();
+    let report = obj([
+        ("tool", s(tool)),
+        ("repo_path", s(path)),
+        ("git_dir", Json::Bool(true)),
+        ("head", s(head.trim())),
+        ("writable", Json::Bool(writable)),
+    ]);
+    let text = report.encode();
+    state
+        .pushes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(report);
+    tool_result(id, &text, false)
+}
+
+/// Handle one POST /mcp, as rmcp's stateful streamable HTTP transport does.
+fn post_mcp(state: &State, req: &Request) -> Response {
+    let accept = req.header("accept").unwrap_or("");
+    if !(accept.contains("application/json") && accept.contains("text/event-stream")) {
+        return text_response(
+            "406 Not Acceptable",
+            "Not Acceptable: Client must accept both application/json and text/event-stream",
+        );
+    }
+    if !req
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/json"))
+    {
+        return text_response(
+            "415 Unsupported Media Type",
+            "Unsupported Media Type: Content-Type must be application/json",
+        );
+    }
+    let msg = std::str::from_utf8(&req.body)
         .map_err(|e| e.to_string())
         .and_then(parse_json);
     let msg = match msg {
@@ -276,68 +462,121 @@ fn dispatch(state: &State, body: &[u8]) -> Response {
         }
     };
     let method = msg.get("method").and_then(Json::as_str);
-    if let Some(m) = method {
-        let mut methods = state.mcp_methods.lock().unwrap_or_else(|e| e.into_inner());
-        methods.push(m.to_string());
-    }
-    let mut resp = match (msg.get("id"), method) {
-        // A notification, or the client's answer to a request: nothing to say.
-        (None, _) => empty("202 Accepted"),
-        (Some(_), None) if msg.get("result").is_some() || msg.get("error").is_some() => {
-            empty("202 Accepted")
+    let mut resp = match req.header("mcp-session-id") {
+        None if method != Some("initialize") => text_response(
+            "422 Unprocessable Entity",
+            "Unprocessable Entity: Expected initialize request",
+        ),
+        None => {
+            let sid = session_id();
+            let id = msg.get("id").cloned().unwrap_or(Json::Null);
+            let mut resp = sse_response(initialize(&id, msg.get("params")));
+            state
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(sid.clone());
+            resp.headers.push(("Mcp-Session-Id", sid));
+            resp
         }
-        (Some(id), None) => json_response("200 OK", rpc_error(id, -32600, "invalid request")),
-        (Some(id), Some(m)) => call(state, id, m, msg.get("params")),
+        Some(sid)
+            if !state
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .any(|s| s == sid) =>
+        {
+            text_response("401 Unauthorized", "Unauthorized: Session not found")
+        }
+        Some(_) => match (msg.get("id"), method) {
+            // A notification, or the client's answer to a request: nothing to say.
+            (None, _) => empty("202 Accepted"),
+            (Some(_), None) if msg.get("result").is_some() || msg.get("error").is_some() => {
+                empty("202 Accepted")
+            }
+            (Some(id), None) => sse_response(rpc_error(id, -32600, "invalid request")),
+            (Some(id), Some(m)) => sse_response(call(state, id, m, msg.get("params"))),
+        },
     };
+    if let Some(m) = method {
+        if resp.status.starts_with('2') {
+            let mut methods = state.mcp_methods.lock().unwrap_or_else(|e| e.into_inner());
+            methods.push(m.to_string());
+        }
+    }
     resp.rpc_method = method.map(str::to_string);
     resp
 }
 
-/// Answer a JSON-RPC request.
-fn call(state: &State, id: &Json, method: &str, params: Option<&Json>) -> Response {
-    let param = |key: &str| params.and_then(|p| p.get(key)).and_then(Json::as_str);
-    let reply = match method {
-        "initialize" => {
-            let version = param("protocolVersion").unwrap_or(DEFAULT_PROTOCOL);
-            let tools = obj([("listChanged", Json::Bool(false))]);
-            let result = obj([
-                ("protocolVersion", s(version)),
-                ("capabilities", obj([("tools", tools)])),
-                (
-                    "serverInfo",
-                    obj([
-                        ("name", s("service-gator-stand-in")),
-                        ("version", s("0.1.0")),
-                    ]),
-                ),
-            ]);
-            let mut resp = json_response("200 OK", rpc_result(id, result));
-            resp.headers.push(("Mcp-Session-Id", session_id()));
-            return resp;
-        }
+/// The answer to `initialize`: the lower of the client's protocol version and ours.
+fn initialize(id: &Json, params: Option<&Json>) -> Json {
+    let asked = params
+        .and_then(|p| p.get("protocolVersion"))
+        .and_then(Json::as_str)
+        .unwrap_or(LATEST_PROTOCOL);
+    let version = if asked < LATEST_PROTOCOL {
+        asked
+    } else {
+        LATEST_PROTOCOL
+    };
+    let tools = obj([("listChanged", Json::Bool(false))]);
+    let result = obj([
+        ("protocolVersion", s(version)),
+        ("capabilities", obj([("tools", tools)])),
+        (
+            "serverInfo",
+            obj([
+                ("name", s("service-gator-stand-in")),
+                ("version", s("0.2.0")),
+            ]),
+        ),
+    ]);
+    rpc_result(id, result)
+}
+
+/// Answer a JSON-RPC request of an initialized session.
+fn call(state: &State, id: &Json, method: &str, params: Option<&Json>) -> Json {
+    let name = params
+        .and_then(|p| p.get("name"))
+        .and_then(Json::as_str)
+        .unwrap_or("");
+    match method {
+        "initialize" => initialize(id, params),
         "ping" => rpc_result(id, obj([])),
         "tools/list" => rpc_result(id, tools_list()),
-        "tools/call" if param("name") == Some("gator_report") => {
-            let text = obj([("type", s("text")), ("text", s(&state.report().encode()))]);
-            rpc_result(id, obj([("content", Json::Arr(vec![text]))]))
+        "tools/call" if name == "github_push" || name == "git_push_local" => {
+            push(state, id, name, params.and_then(|p| p.get("arguments")))
+        }
+        "tools/call" if name == "status" => tool_result(id, "service-gator stand-in", false),
+        "tools/call" if TOOLS.contains(&name) => {
+            tool_result(id, &format!("the stand-in does not serve {name}"), true)
         }
         "tools/call" => rpc_error(id, -32602, "unknown tool"),
         _ => rpc_error(id, -32601, "method not found"),
-    };
-    json_response("200 OK", reply)
+    }
 }
 
 fn route(req: &Request, state: &State) -> Response {
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/healthz") => empty("200 OK"),
         ("GET", "/report") => json_response("200 OK", state.report()),
-        ("POST", "/mcp") => dispatch(state, &req.body),
+        ("POST", "/mcp") => post_mcp(state, req),
         ("GET", "/mcp") => {
             let mut resp = empty("405 Method Not Allowed");
             resp.headers.push(("Allow", "POST, DELETE".into()));
             resp
         }
-        ("DELETE", "/mcp") => empty("200 OK"),
+        ("DELETE", "/mcp") => {
+            let mut sessions = state.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let before = sessions.len();
+            sessions.retain(|s| Some(s.as_str()) != req.header("mcp-session-id"));
+            if sessions.len() < before {
+                empty("202 Accepted")
+            } else {
+                text_response("401 Unauthorized", "Unauthorized: Session not found")
+            }
+        }
         _ => empty("404 Not Found"),
     }
 }
@@ -349,11 +588,14 @@ fn handle(stream: &TcpStream, state: &State) -> io::Result<()> {
         return Ok(());
     };
     let resp = route(&req, state);
-    let rpc = resp.rpc_method.as_deref().unwrap_or("-");
-    eprintln!(
-        "fake-gator: {} {} {rpc} -> {}",
-        req.method, req.path, resp.status
-    );
+    // service-gator logs no requests at info; the stand-in does at debug.
+    if std::env::var("RUST_LOG").is_ok_and(|f| f.contains("debug")) {
+        let rpc = resp.rpc_method.as_deref().unwrap_or("-");
+        eprintln!(
+            "DEBUG fake-gator: {} {} {rpc} -> {}",
+            req.method, req.path, resp.status
+        );
+    }
     let mut head = format!("HTTP/1.1 {}\r\n", resp.status);
     if let Some(ct) = resp.content_type {
         head += &format!("Content-Type: {ct}\r\n");
@@ -382,8 +624,9 @@ fn run() -> Result<(), String> {
     let listen = &config.mcp_server;
     let listener = TcpListener::bind(listen).map_err(|e| format!("binding {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("fake-gator listening on {addr}");
-    io::stdout().flush().map_err(|e| e.to_string())?;
+    if logs_info() {
+        eprintln!(" INFO service_gator: MCP server listening address={addr}");
+    }
     for conn in listener.incoming() {
         let Ok(stream) = conn.map_err(|e| eprintln!("fake-gator: accept error: {e}")) else {
             thread::sleep(Duration::from_millis(10)); // e.g. out of file descriptors
@@ -401,8 +644,9 @@ fn run() -> Result<(), String> {
 
 fn main() {
     if let Err(e) = run() {
-        eprintln!("fake-gator: {e}");
-        std::process::exit(2);
+        // As service-gator's main: the error at ERROR, exit code 1.
+        eprintln!("ERROR service_gator: {e}");
+        std::process::exit(1);
     }
 }
 
@@ -419,13 +663,66 @@ mod tests {
         State::new(argv("--mcp-server 127.0.0.1:1"), Vec::new())
     }
 
-    /// POST `body` to /mcp; return the status and the parsed reply (Null if empty).
-    fn post(state: &State, body: &str) -> (&'static str, Json) {
-        let resp = dispatch(state, body.as_bytes());
+    /// POST `body` to /mcp with `headers` (the right Accept and Content-Type unless
+    /// given); the response.
+    fn post_with(state: &State, headers: &[(&str, &str)], body: &str) -> Response {
+        let mut all: Vec<(String, String)> = vec![
+            (
+                "accept".into(),
+                "application/json, text/event-stream".into(),
+            ),
+            ("content-type".into(), "application/json".into()),
+        ];
+        for (k, v) in headers {
+            all.retain(|(n, _)| n != k);
+            all.push((k.to_string(), v.to_string()));
+        }
+        let req = Request {
+            method: "POST".into(),
+            path: "/mcp".into(),
+            headers: all,
+            body: body.as_bytes().to_vec(),
+        };
+        post_mcp(state, &req)
+    }
+
+    /// The JSON-RPC message of an event-stream answer (after the priming event).
+    fn message(resp: &Response) -> Json {
+        assert_eq!(
+            resp.content_type,
+            Some("text/event-stream"),
+            "{}",
+            resp.body
+        );
+        let (priming, rest) = resp.body.split_once("\n\n").expect("two events");
+        assert_eq!(priming, "id: 0\nretry: 3000\ndata: ");
+        let data = rest.strip_prefix("data: ").expect("data").trim_end();
+        parse_json(data).unwrap()
+    }
+
+    /// A session: initialize, then the id to send.
+    fn session(state: &State) -> String {
+        let resp = post_with(
+            state,
+            &[],
+            r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26"}}"#,
+        );
+        assert_eq!(resp.status, "200 OK");
+        resp.headers
+            .iter()
+            .find(|(n, _)| *n == "Mcp-Session-Id")
+            .expect("a session id")
+            .1
+            .clone()
+    }
+
+    /// POST `body` in `sid`'s session; the status and the message (Null if none).
+    fn post(state: &State, sid: &str, body: &str) -> (&'static str, Json) {
+        let resp = post_with(state, &[("mcp-session-id", sid)], body);
         let json = if resp.body.is_empty() {
             Json::Null
         } else {
-            parse_json(&resp.body).unwrap()
+            message(&resp)
         };
         (resp.status, json)
     }
@@ -438,7 +735,7 @@ mod tests {
 
     #[test]
     fn args_accepted() {
-        let line = r#"--mcp-server 127.0.0.1:8765 --scope {"gh":{"repos":{"a/b":{"read":true}}}} --gh-repo a/b --gh-repo c/d --gitlab-project g/p --jira-project J --gitlab-host gitlab.example.com --scope=x"#;
+        let line = r#"--mcp-server 127.0.0.1:8765 --scope {"gh":{"repos":{"a/b":{"read":true}}}} --gh-repo a/b --gh-repo c/d --gitlab-project g/p --jira-project JP --gitlab-host gitlab.example.com --scope=x"#;
         let config = parse_args(&argv(line)).unwrap();
         assert_eq!(config.mcp_server, "127.0.0.1:8765");
         assert_eq!(
@@ -470,82 +767,151 @@ mod tests {
     }
 
     #[test]
-    fn initialize_echoes_protocol_version() {
+    fn jira_keys_are_refused_at_start_as_service_gator_refuses_them() {
+        let ok = r#"--mcp-server a:1 --scope {"jira":{"projects":{"PROJ":{"read":true}}}} --jira-project AB1:read"#;
+        assert!(parse_args(&argv(ok)).is_ok());
+        for (bad, want) in [
+            (r#"--mcp-server a:1 --scope {"jira":{"projects":{"MY_PROJ":{}}}}"#, "parsing --scope: invalid project key 'MY_PROJ': project key must be alphanumeric (A-Z, 0-9)"),
+            ("--mcp-server a:1 --jira-project A:read", "parsing --jira-project 'A:read': invalid project key 'A': project key too short (1 chars, min 2)"),
+            ("--mcp-server a:1 --jira-project 1AB", "project key must start with a letter"),
+            ("--mcp-server a:1 --jira-project ABCDEFGHIJK", "project key too long (11 chars, max 10)"),
+        ] {
+            let e = parse_args(&argv(bad)).expect_err(bad);
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_transport_is_rmcps_streamable_http_with_sessions() {
         let st = state();
-        let req = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
-        let resp = dispatch(&st, req.as_bytes());
+        let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+        // Accept must name both; the body must be JSON.
+        for accept in ["application/json", "text/event-stream", ""] {
+            let resp = post_with(&st, &[("accept", accept)], init);
+            assert_eq!(resp.status, "406 Not Acceptable", "{accept}");
+            assert!(resp
+                .body
+                .contains("must accept both application/json and text/event-stream"));
+        }
+        let resp = post_with(&st, &[("content-type", "text/plain")], init);
+        assert_eq!(resp.status, "415 Unsupported Media Type");
+        // No session: only initialize; an unknown session: 401.
+        let resp = post_with(
+            &st,
+            &[],
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        );
+        assert_eq!(resp.status, "422 Unprocessable Entity");
+        let resp = post_with(
+            &st,
+            &[("mcp-session-id", "nope")],
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        );
+        assert_eq!(resp.status, "401 Unauthorized");
+        // initialize: a session id, and the lower protocol version.
+        let resp = post_with(&st, &[], init);
         assert_eq!(resp.status, "200 OK");
         let (name, sid) = &resp.headers[0];
         assert_eq!(*name, "Mcp-Session-Id");
         assert!(sid.len() == 32 && sid.chars().all(|c| c.is_ascii_hexdigit()));
-        let v = parse_json(&resp.body).unwrap();
+        let v = message(&resp);
         assert_eq!(at(&v, "id"), &num(1));
-        assert_eq!(at(&v, "result.protocolVersion"), &s("2025-06-18"));
-        assert_eq!(
-            at(&v, "result.capabilities.tools.listChanged"),
-            &Json::Bool(false)
-        );
-        assert_eq!(
-            at(&v, "result.serverInfo.name"),
-            &s("service-gator-stand-in")
-        );
-        // No (string) protocolVersion: the default.
-        let (_, v) = post(
+        assert_eq!(at(&v, "result.protocolVersion"), &s("2025-03-26"));
+        let older = post_with(
             &st,
-            r#"{"jsonrpc":"2.0","id":"x","method":"initialize","params":{"protocolVersion":3}}"#,
+            &[],
+            r#"{"jsonrpc":"2.0","id":"x","method":"initialize","params":{"protocolVersion":"2024-11-05"}}"#,
         );
-        assert_eq!(at(&v, "result.protocolVersion"), &s(DEFAULT_PROTOCOL));
-        assert_eq!(at(&v, "id"), &s("x"));
-    }
-
-    #[test]
-    fn dispatch_methods() {
-        let st = state();
+        assert_eq!(
+            at(&message(&older), "result.protocolVersion"),
+            &s("2024-11-05")
+        );
+        // In the session: notifications are accepted, requests answered as events.
         let (status, v) = post(
             &st,
+            sid,
             r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
         );
         assert_eq!((status, v), ("202 Accepted", Json::Null));
-        let (status, v) = post(&st, r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
+        let (status, v) = post(
+            &st,
+            sid,
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        );
         assert_eq!(status, "200 OK");
         let Json::Arr(tools) = at(&v, "result.tools") else {
             panic!("tools is not an array: {v:?}")
         };
-        assert!(tools.iter().any(|t| at(t, "name") == &s("gator_report")));
-        assert_eq!(at(&tools[0], "inputSchema.type"), &s("object"));
-        let (_, v) = post(&st, r#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#);
+        let names: Vec<&str> = tools
+            .iter()
+            .filter_map(|t| at(t, "name").as_str())
+            .collect();
+        assert_eq!(names, TOOLS);
+        let (_, v) = post(&st, sid, r#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#);
         assert_eq!(at(&v, "result"), &obj([]));
         let (_, v) = post(
             &st,
+            sid,
             r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"nope"}}"#,
         );
         assert_eq!(at(&v, "error.code"), &num(-32602));
-        let (_, v) = post(&st, r#"{"jsonrpc":"2.0","id":5,"method":"resources/list"}"#);
-        assert_eq!(at(&v, "error.code"), &num(-32601));
-        assert_eq!(at(&v, "error.message"), &s("method not found"));
         let (_, v) = post(
             &st,
-            r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"gator_report","arguments":{}}}"#,
+            sid,
+            r#"{"jsonrpc":"2.0","id":5,"method":"resources/list"}"#,
         );
-        let Json::Arr(content) = at(&v, "result.content") else {
-            panic!("content is not an array: {v:?}")
-        };
-        let report = parse_json(at(&content[0], "text").as_str().unwrap()).unwrap();
-        let methods =
-            "notifications/initialized tools/list ping tools/call resources/list tools/call";
-        assert_eq!(at(&report, "mcp_methods"), &strs(&argv(methods)));
-        assert_eq!(
-            at(&report, "args"),
-            &strs(&argv("--mcp-server 127.0.0.1:1"))
+        assert_eq!(at(&v, "error.code"), &num(-32601));
+        let (_, v) = post(
+            &st,
+            sid,
+            r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"jira","arguments":{}}}"#,
         );
-        assert!(matches!(at(&report, "uid"), Json::Num(_)));
+        assert_eq!(at(&v, "result.isError"), &Json::Bool(true));
+        let methods = "initialize initialize notifications/initialized tools/list ping tools/call resources/list tools/call";
+        assert_eq!(at(&st.report(), "mcp_methods"), &strs(&argv(methods)));
         // Malformed bodies.
-        assert_eq!(post(&st, "{").0, "400 Bad Request");
-        assert_eq!(post(&st, "[]").0, "400 Bad Request");
         assert_eq!(
-            post(&st, r#"{"jsonrpc":"2.0","id":7,"result":{}}"#).0,
+            post_with(&st, &[("mcp-session-id", sid)], "{").status,
+            "400 Bad Request"
+        );
+        assert_eq!(
+            post_with(&st, &[("mcp-session-id", sid)], "[]").status,
+            "400 Bad Request"
+        );
+        assert_eq!(
+            post(&st, sid, r#"{"jsonrpc":"2.0","id":7,"result":{}}"#).0,
             "202 Accepted"
         );
+    }
+
+    #[test]
+    fn push_tools_check_repo_path_as_service_gator_does() {
+        let st = state();
+        let sid = session(&st);
+        let call = |path: &str| {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"github_push","arguments":{{"repo_path":{}}}}}}}"#,
+                Json::Str(path.into()).encode()
+            );
+            post(&st, &sid, &body).1
+        };
+        for (path, want) in [
+            ("relative/x", "must be absolute"),
+            ("/home/x", "must be under /workspaces"),
+            ("/workspaces/a/../b", "must not contain '..'"),
+            (
+                "/workspaces/no-such-repo",
+                "Not a git repository (no .git directory)",
+            ),
+        ] {
+            let v = call(path);
+            assert_eq!(at(&v, "result.isError"), &Json::Bool(true), "{path}");
+            let Json::Arr(content) = at(&v, "result.content") else {
+                panic!("{v:?}")
+            };
+            let text = at(&content[0], "text").as_str().unwrap();
+            assert!(text.contains(want), "{path}: {text}");
+        }
     }
 
     #[test]
@@ -564,11 +930,15 @@ mod tests {
         };
         let st = State::new(argv("--mcp-server a:1"), collect_secrets(env));
         let report = st.report().encode();
-        let via_tool = dispatch(
-            &st,
-            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"gator_report"}}"#,
-        )
-        .body;
+        let via_tool = {
+            let sid = session(&st);
+            post_with(
+                &st,
+                &[("mcp-session-id", &sid)],
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"status"}}"#,
+            )
+            .body
+        };
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(!report.contains(sentinel) && !report.contains("SENTINEL"));
         assert!(!via_tool.contains("SENTINEL"));
