@@ -444,6 +444,18 @@ mod tests {
     }
 
     #[test]
+    fn only_tokens_service_gator_reads_from_its_environment_are_mapped() {
+        assert_eq!(token_var("GH_TOKEN"), Some("GH_TOKEN_FILE"));
+        assert_eq!(token_var("GITHUB_TOKEN"), Some("GH_TOKEN_FILE"));
+        assert_eq!(token_var("GITLAB_TOKEN"), Some("GITLAB_TOKEN_FILE"));
+        assert_eq!(token_var("JIRA_API_TOKEN"), Some("JIRA_API_TOKEN_FILE"));
+        // Its Forgejo token comes from its scope configuration, which devaipod has none of.
+        for other in ["FORGEJO_TOKEN", "GITEA_TOKEN", "ANTHROPIC_API_KEY"] {
+            assert_eq!(token_var(other), None, "{other}");
+        }
+    }
+
+    #[test]
     fn wildcard_write_needs_confirmation_and_duplicates_are_refused() {
         assert!(parse_scopes(&s(&["github:octo/*:read,create-draft"]), false).is_ok());
         let e = parse_scopes(&s(&["github:octo/*:write"]), false).expect_err("confirm");
@@ -515,6 +527,8 @@ mod tests {
         );
         assert_eq!(c.env["GH_TOKEN_FILE"], "/run/secrets/GITHUB_TOKEN");
         assert_eq!(c.env["JIRA_HOST"], "jira.example.com");
+        assert_eq!(c.env["JIRA_USERNAME"], "me@example.com");
+        assert_eq!(c.env["RUST_LOG"], "info");
         assert_eq!(
             g.plan.token_files,
             [
