@@ -6,6 +6,7 @@
 //! ```toml
 //! [agent]
 //! model = "anthropic/claude-sonnet-4-5"   # opencode model id
+//! providers = ["anthropic"]         # built-in presets (unset: those whose variable is set)
 //! network = "allowlist"             # the default; or "none", or "full" (warned at up)
 //! allow = ["*.example.org", "git.example.com:8443"]   # NAME (ports 443, 80) or NAME:PORT
 //! secrets = ["OTHER_KEY"]           # from devaipod's environment at `up`; inside the agent
@@ -34,6 +35,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::plan::input::net::{self, AllowName, CredentialInput, NetworkMode};
+use crate::plan::input::presets::{self, HandSetting, NamedPreset};
 
 /// The parsed configuration.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -99,6 +101,16 @@ pub(crate) struct AgentConfig {
     /// The providers whose key the proxy holds, by opencode provider id.
     #[serde(default)]
     pub credentials: BTreeMap<Spanned<ProviderId>, CredentialConfig>,
+    /// The built-in provider presets to use (`ID` or `ID=podman-secret`); unset: those
+    /// whose variable is set in devaipod's environment.
+    pub providers: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `providers`, checked, with `LINE:COL` positions (filled by [`parse`]).
+    #[serde(skip)]
+    pub named_presets: Option<Vec<NamedPreset>>,
+    /// `[agent.opencode] provider.ID.options.baseURL`/`apiKey`, with `LINE:COL`
+    /// positions (filled by [`parse`]).
+    #[serde(skip)]
+    pub hand_settings: Vec<HandSetting>,
 }
 
 /// An opencode provider id that the proxy can hold a key for
@@ -361,9 +373,9 @@ pub(crate) fn parse(text: &str) -> Result<Config, String> {
     let at = Positions(text);
     config.agent.check_network(&at)?;
     config.agent.check_credentials(&at)?;
-    if !config.agent.credentials.is_empty() {
-        opencode_conflicts(text, &config.agent.credentials, &at)?;
-    }
+    config.agent.hand_settings = hand_settings(text, &at);
+    opencode_conflicts(&config.agent.hand_settings, &config.agent.credentials, &at)?;
+    config.agent.named_presets = config.agent.check_providers(&at)?;
     Ok(config)
 }
 
@@ -425,6 +437,7 @@ impl AgentConfig {
                     env_name: c.secret.get_ref().name.clone(),
                     existing: c.secret.get_ref().existing.clone(),
                 },
+                preset: None,
             })
             .collect()
     }
@@ -447,8 +460,71 @@ impl AgentConfig {
         Ok(())
     }
 
-    /// Each credential's URL, header and prefix, and no key also handed to the agent.
+    /// `[agent] providers`: presets, each once, as `ID` or `ID=podman-secret`.
+    fn check_providers(&self, at: &Positions<'_>) -> Result<Option<Vec<NamedPreset>>, String> {
+        let Some(list) = &self.providers else {
+            return Ok(None);
+        };
+        let mut out: Vec<NamedPreset> = Vec::new();
+        for entry in list.get_ref() {
+            let (id, existing) = match entry.get_ref().split_once('=') {
+                Some((id, secret)) => {
+                    let valid = !secret.is_empty()
+                        && secret
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+                    if !valid {
+                        // Not shown: it may be the key itself, written where its name belongs.
+                        return Err(at.at(
+                            entry.span(),
+                            format!("[agent] providers: {id}=...: the podman secret name after '=' must be [A-Za-z0-9_.-]+ (the value is not shown, in case it is a key)"),
+                        ));
+                    }
+                    (id, Some(secret.to_string()))
+                }
+                None => (entry.get_ref().as_str(), None),
+            };
+            if presets::by_id(id).is_none() {
+                let hint = if net::check_provider_id(id).is_ok() {
+                    format!("; configure {id} with [agent.credentials.{id}]")
+                } else {
+                    String::new()
+                };
+                return Err(at.at(
+                    entry.span(),
+                    format!(
+                        "[agent] providers: {id:?} is no built-in preset (the presets: {}){hint}",
+                        presets::ids()
+                    ),
+                ));
+            }
+            if out.iter().any(|n| n.id == id) {
+                return Err(at.at(entry.span(), format!("[agent] providers lists {id} twice")));
+            }
+            out.push(NamedPreset {
+                id: id.to_string(),
+                existing,
+                at: at.pos(entry.span()),
+            });
+        }
+        Ok(Some(out))
+    }
+
+    /// Each credential's URL, header and prefix, no key also handed to the agent, and
+    /// a proxy to hold them (not network `full`).
     fn check_credentials(&self, at: &Positions<'_>) -> Result<(), String> {
+        if let (Some(mode), Some(id)) = (&self.network, self.credentials.keys().next())
+            && *mode.get_ref() == NetworkMode::Full
+        {
+            return Err(at.at(
+                mode.span(),
+                format!(
+                    "[agent] network = \"full\" runs no proxy, but [agent.credentials.{}] (at {}) needs the proxy to hold its key: set network = \"allowlist\" (the default) or \"none\", or remove [agent.credentials]",
+                    id.get_ref().0,
+                    at.pos(id.span())
+                ),
+            ));
+        }
         let agent_secrets: std::collections::HashSet<String> = self
             .secrets
             .iter()
@@ -480,49 +556,61 @@ impl AgentConfig {
     }
 }
 
-/// A credential provider's `baseURL` or `apiKey` set in `[agent.opencode]` too: devaipod
-/// sets both for it (the credential route and a placeholder), so the two would fight.
-fn opencode_conflicts(
-    text: &str,
-    credentials: &BTreeMap<Spanned<ProviderId>, CredentialConfig>,
-    at: &Positions<'_>,
-) -> Result<(), String> {
-    let Ok(doc) = toml::de::DeTable::parse(text) else {
-        return Ok(());
-    };
-    let Some(opencode) = table(doc.get_ref(), "agent").and_then(|a| table(a, "opencode")) else {
-        return Ok(());
-    };
-    let Some(providers) = table(opencode, "provider") else {
-        return Ok(());
-    };
+/// Every provider's `options.baseURL` and `options.apiKey` in `[agent.opencode]`:
+/// devaipod sets both for a credential route (its own or a preset's).
+fn hand_settings(text: &str, at: &Positions<'_>) -> Vec<HandSetting> {
     fn table<'a, 'i>(t: &'a toml::de::DeTable<'i>, key: &str) -> Option<&'a toml::de::DeTable<'i>> {
         t.get(key).and_then(|v| v.get_ref().as_table())
     }
-    for id in credentials.keys() {
-        let name = &id.get_ref().0;
-        let Some(options) = table(providers, name).and_then(|p| table(p, "options")) else {
+    let Ok(doc) = toml::de::DeTable::parse(text) else {
+        return Vec::new();
+    };
+    let Some(providers) = table(doc.get_ref(), "agent")
+        .and_then(|a| table(a, "opencode"))
+        .and_then(|o| table(o, "provider"))
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, p) in providers {
+        let Some(options) = p.get_ref().as_table().and_then(|p| table(p, "options")) else {
             continue;
         };
-        for (key, why) in [
-            (
-                "baseURL",
-                "devaipod points that provider's baseURL at its proxy, which forwards to the base_url there",
-            ),
-            (
-                "apiKey",
-                "devaipod gives the agent a placeholder apiKey for that provider and the proxy adds the key from the secret there",
-            ),
-        ] {
+        for key in ["baseURL", "apiKey"] {
             if let Some((k, _)) = options.get_key_value(key) {
-                return Err(at.at(
-                    k.span(),
-                    format!(
-                        "[agent.opencode] provider.{name}.options.{key} conflicts with [agent.credentials.{name}] (at {}): {why}; remove provider.{name}.options.{key}",
-                        at.pos(id.span())
-                    ),
-                ));
+                out.push(HandSetting {
+                    provider: name.get_ref().to_string(),
+                    setting: format!("provider.{}.options.{key}", name.get_ref()),
+                    at: at.pos(k.span()),
+                });
             }
+        }
+    }
+    out
+}
+
+/// A credential provider's `baseURL` or `apiKey` set in `[agent.opencode]` too: devaipod
+/// sets both for it (the credential route and a placeholder), so the two would fight.
+fn opencode_conflicts(
+    hand: &[HandSetting],
+    credentials: &BTreeMap<Spanned<ProviderId>, CredentialConfig>,
+    at: &Positions<'_>,
+) -> Result<(), String> {
+    for id in credentials.keys() {
+        let name = &id.get_ref().0;
+        if let Some(h) = hand.iter().find(|h| &h.provider == name) {
+            let why = if h.setting.ends_with(".baseURL") {
+                "devaipod points that provider's baseURL at its proxy, which forwards to the base_url there"
+            } else {
+                "devaipod gives the agent a placeholder apiKey for that provider and the proxy adds the key from the secret there"
+            };
+            return Err(format!(
+                "{}: [agent.opencode] {} conflicts with [agent.credentials.{name}] (at {}): {why}; remove {}",
+                h.at,
+                h.setting,
+                at.pos(id.span()),
+                h.setting
+            ));
         }
     }
     Ok(())
@@ -714,6 +802,7 @@ mod tests {
                         env_name: "ANTHROPIC_API_KEY".into(),
                         existing: None
                     },
+                    preset: None,
                 },
                 CredentialInput {
                     provider: "openai".into(),
@@ -724,6 +813,7 @@ mod tests {
                         env_name: "OPENAI_KEY".into(),
                         existing: Some("openai-key".into())
                     },
+                    preset: None,
                 },
             ]
         );
@@ -819,6 +909,30 @@ mod tests {
             (
                 "[agent.opencode.provider.anthropic]\noptions = { apiKey = \"{file:/run/secrets/K}\" }\n".to_string() + CREDENTIAL,
                 "2:13: [agent.opencode] provider.anthropic.options.apiKey conflicts with [agent.credentials.anthropic] (at 3:20): devaipod gives the agent a placeholder apiKey for that provider and the proxy adds the key from the secret there; remove provider.anthropic.options.apiKey".into(),
+            ),
+            (
+                "[agent]\nnetwork = \"full\"\n".to_string() + CREDENTIAL,
+                "2:11: [agent] network = \"full\" runs no proxy, but [agent.credentials.anthropic] (at 3:20) needs the proxy to hold its key: set network = \"allowlist\" (the default) or \"none\", or remove [agent.credentials]".into(),
+            ),
+            (
+                "[agent]\nproviders = [\"anthropic\", \"ollama\"]\n".into(),
+                format!("2:27: [agent] providers: \"ollama\" is no built-in preset (the presets: {}); configure ollama with [agent.credentials.ollama]", presets::ids()),
+            ),
+            (
+                "[agent]\nproviders = [\"Open AI\"]\n".into(),
+                format!("2:14: [agent] providers: \"Open AI\" is no built-in preset (the presets: {})", presets::ids()),
+            ),
+            (
+                "[agent]\nproviders = [\"groq\", \"groq=k\"]\n".into(),
+                "2:22: [agent] providers lists groq twice".into(),
+            ),
+            (
+                "[agent]\nproviders = [\"groq=sk live key\"]\n".into(),
+                "2:14: [agent] providers: groq=...: the podman secret name after '=' must be [A-Za-z0-9_.-]+ (the value is not shown, in case it is a key)".into(),
+            ),
+            (
+                "[agent]\nproviders = \"groq\"\n".into(),
+                "2:13: invalid type: string \"groq\", expected a sequence".into(),
             ),
         ];
         for (text, want) in cases {

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use crate::devcontainer;
 use crate::git::RepoInfo;
 use crate::names::{Name, random_suffix};
-use crate::plan::input::{AllowName, NetworkInput, NetworkMode, TestNet};
+use crate::plan::input::{AllowName, NetworkInput, NetworkMode, TestNet, presets};
 use crate::plan::{self, ImageState, PlanInput, PodPlan, RepoFacts};
 use crate::podman::Engine;
 
@@ -38,6 +38,11 @@ pub(crate) struct Request {
     pub allow: Vec<AllowName>,
     /// `--pull`: when a missing image is pulled.
     pub pull: crate::podman::images::PullPolicy,
+    /// `--model`: the agent's model for this pod, over `[agent] model`.
+    pub model: Option<String>,
+    /// Whether a task is handed over (several presets without a model are then an
+    /// error, not a warning).
+    pub task: bool,
 }
 
 /// The host facts: the plan's input without the image facts, and the build context
@@ -198,13 +203,17 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
     let config_file = user_config_path.unwrap_or_else(|| PathBuf::from("devaipod.toml"));
     let (agent_secrets, trusted_secrets) = user_config.secret_lists(&config_file)?;
     let agent_secret_names: Vec<String> = agent_secrets.iter().map(|s| s.name.clone()).collect();
-    let (network, network_warnings) = network_input(
+    let (network, network_warnings, active) = network_input(
         &user_config.agent,
         &agent_secret_names,
         req,
         TestNetEnv::from_env(),
+        &config_file,
+        &host_env,
     )?;
     config_warnings.extend(network_warnings);
+    let (agent_model, agent_model_from) =
+        agent_model(&user_config.agent, req, &active, &mut config_warnings)?;
     let mut input = PlanInput {
         name,
         repo: at.facts(),
@@ -238,7 +247,8 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
         feature_settings: Vec::new(),
         image_path: None,
         gator: gator_input(&user_config.service_gator, req)?,
-        agent_model: user_config.agent.model.clone(),
+        agent_model,
+        agent_model_from,
         agent_opencode: user_config.agent_opencode_json(&config_file)?,
         network,
         cdi_gpu: plan::cdi_gpu_in(&read_cdi_specs()),
@@ -287,14 +297,17 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
 }
 
 /// The agent's network for this pod: `[agent] network`, `allow` and `credentials`, with
-/// `--network` over the mode and `--allow` added to the names; the host's addresses; the
-/// test settings. Also what `up` says about them.
+/// `--network` over the mode and `--allow` added to the names; the provider presets in
+/// use (whose routes are among the credentials); the host's addresses; the test
+/// settings. Also what `up` says about them. `env` looks up devaipod's environment.
 fn network_input(
     agent: &crate::config::AgentConfig,
     agent_secrets: &[String],
     req: &Request,
     test: TestNetEnv,
-) -> Result<(NetworkInput, Vec<String>)> {
+    config_file: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(NetworkInput, Vec<String>, Vec<presets::Active>)> {
     let (mode, source) = match req.network {
         Some(m) => (m, format!("--network {m}")),
         None => {
@@ -322,15 +335,123 @@ fn network_input(
             allow.push(a.clone());
         }
     }
+    let mut credentials = agent.credential_inputs();
+    let in_file = |at: &str| format!("{}:{at}", config_file.display());
+    let active = if mode == NetworkMode::Full {
+        // No proxy runs: nothing could hold a key for the agent.
+        if let Some(c) = credentials.first() {
+            bail!(
+                "{}: [agent.credentials.{}] needs devaipod's proxy to hold the key, but this pod's network is \"full\" ({source}), which runs no proxy: use network \"allowlist\" (the default) or \"none\", or remove [agent.credentials]",
+                config_file.display(),
+                c.provider
+            );
+        }
+        if let Some(n) = agent.named_presets.as_ref().and_then(|n| n.first()) {
+            bail!(
+                "{}: [agent] providers names {}, whose key devaipod's proxy holds, but this pod's network is \"full\" ({source}), which runs no proxy: use network \"allowlist\" (the default) or \"none\", or remove providers",
+                in_file(&n.at),
+                n.id
+            );
+        }
+        let unused: Vec<&str> = match agent.named_presets {
+            Some(_) => Vec::new(),
+            None => presets::PRESETS
+                .iter()
+                .filter_map(|p| p.env.iter().find(|v| env(v).is_some_and(|x| !x.is_empty())))
+                .copied()
+                .collect(),
+        };
+        if !unused.is_empty() {
+            warnings.push(format!(
+                "{source}: no proxy runs, so the provider keys in {} are not used (a preset needs the proxy); the agent has no key for those providers",
+                unused.join(", ")
+            ));
+        }
+        Vec::new()
+    } else {
+        let named: Option<Vec<presets::NamedPreset>> = agent.named_presets.as_ref().map(|n| {
+            n.iter()
+                .map(|p| presets::NamedPreset {
+                    at: in_file(&p.at),
+                    ..p.clone()
+                })
+                .collect()
+        });
+        let hand: Vec<presets::HandSetting> = agent
+            .hand_settings
+            .iter()
+            .map(|h| presets::HandSetting {
+                at: in_file(&h.at),
+                ..h.clone()
+            })
+            .collect();
+        let explicit: Vec<String> = credentials.iter().map(|c| c.provider.clone()).collect();
+        let urls = test.preset_urls()?;
+        let choice = presets::Choice {
+            named: named.as_deref(),
+            explicit: &explicit,
+            hand: &hand,
+            agent_secrets,
+            test_urls: urls.as_ref(),
+        };
+        let active = presets::choose(&choice, env).map_err(|e| anyhow::anyhow!(e))?;
+        for (id, url) in urls.iter().flatten() {
+            warnings.push(format!(
+                "{TEST_PRESET_URLS} is set: the {id} preset goes to {url} instead of {} (a test-only setting)",
+                presets::by_id(id).map(|p| p.base_url).unwrap_or_default()
+            ));
+        }
+        credentials.extend(active.iter().map(|a| a.credential.clone()));
+        active
+    };
     let network = NetworkInput {
         mode,
         allow,
-        credentials: agent.credential_inputs(),
+        credentials,
         deny_nets: host_addresses()?,
         test: test.read()?,
     };
     warnings.extend(network.warnings(&source, agent_secrets));
-    Ok((network, warnings))
+    Ok((network, warnings, active))
+}
+
+/// The agent's model: `up --model`, else `[agent] model`, else (unless `[agent.opencode]`
+/// sets `model` itself) the default of the one preset in use; with several presets in
+/// use and none of these, an error when a task is handed over, else a warning. Also
+/// where a default came from, for the plan.
+fn agent_model(
+    agent: &crate::config::AgentConfig,
+    req: &Request,
+    active: &[presets::Active],
+    warnings: &mut Vec<String>,
+) -> Result<(Option<String>, Option<String>)> {
+    if let Some(m) = req.model.clone().or_else(|| agent.model.clone()) {
+        return Ok((Some(m), None));
+    }
+    if agent
+        .opencode
+        .as_ref()
+        .is_some_and(|t| t.contains_key("model"))
+    {
+        return Ok((None, None));
+    }
+    match presets::default_model(active) {
+        Ok(Some(m)) => Ok((
+            Some(m.to_string()),
+            Some(format!(
+                "the {} preset's default (from {}); set [agent] model or pass --model to change it",
+                active[0].preset.id, active[0].origin
+            )),
+        )),
+        Ok(None) => Ok((None, None)),
+        Err(e) if req.task => bail!("{e}"),
+        Err(e) => {
+            warnings.push(format!(
+                "{e}; without a task, opencode picks one of them itself"
+            ));
+            Ok((None, None))
+        }
+    }
 }
 
 /// The host's own interface addresses as /32 and /128 CIDRs, sorted: the proxy refuses
@@ -365,17 +486,34 @@ fn host_cidr(ip: std::net::IpAddr) -> String {
 pub(crate) struct TestNetEnv {
     pub ca: Option<std::ffi::OsString>,
     pub hosts: Option<std::ffi::OsString>,
+    /// `DEVAIPOD_TEST_PRESET_URLS`: `ID=URL,...`, base URLs of presets.
+    pub preset_urls: Option<std::ffi::OsString>,
 }
 
 const TEST_NET_CA: &str = "DEVAIPOD_TEST_NET_CA";
 const TEST_NET_HOSTS: &str = "DEVAIPOD_TEST_NET_HOSTS";
+const TEST_PRESET_URLS: &str = "DEVAIPOD_TEST_PRESET_URLS";
 
 impl TestNetEnv {
     fn from_env() -> Self {
         Self {
             ca: std::env::var_os(TEST_NET_CA),
             hosts: std::env::var_os(TEST_NET_HOSTS),
+            preset_urls: std::env::var_os(TEST_PRESET_URLS),
         }
+    }
+
+    /// The presets' test base URLs, checked; `None` when unset.
+    fn preset_urls(&self) -> Result<Option<BTreeMap<String, String>>> {
+        let Some(v) = &self.preset_urls else {
+            return Ok(None);
+        };
+        let text = v
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("{TEST_PRESET_URLS} is not UTF-8"))?;
+        presets::parse_test_urls(text)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{TEST_PRESET_URLS}: {e} (ID=URL[,ID=URL...])"))
     }
 
     /// Reads the files named, each checked; `None` when neither is set.
@@ -793,6 +931,230 @@ mod tests {
         s.parse().expect("allow")
     }
 
+    /// [`super::network_input`] with an empty environment, for the tests of the network.
+    fn network_input(
+        a: &crate::config::AgentConfig,
+        secrets: &[String],
+        req: &Request,
+        test: TestNetEnv,
+    ) -> Result<(NetworkInput, Vec<String>)> {
+        super::network_input(a, secrets, req, test, Path::new("c.toml"), &|_| None)
+            .map(|(n, w, _)| (n, w))
+    }
+
+    /// The network, warnings, model and its origin.
+    type Presets = (NetworkInput, Vec<String>, Option<String>, Option<String>);
+
+    /// The presets and model of `toml` with environment `env`, as `up` sees them.
+    fn presets_of(toml: &str, env: &[(&str, &str)], req: &Request) -> Result<Presets> {
+        let a = agent(toml);
+        let secrets: Vec<String> = a
+            .secrets
+            .iter()
+            .map(|s| s.split('=').next().unwrap_or_default().to_string())
+            .collect();
+        let lookup = |v: &str| {
+            env.iter()
+                .find(|(k, _)| *k == v)
+                .map(|(_, x)| x.to_string())
+        };
+        let test = TestNetEnv {
+            preset_urls: Some("deepseek=https://llm.test/t/v1".into()),
+            ..Default::default()
+        };
+        let (n, mut w, active) =
+            super::network_input(&a, &secrets, req, test, Path::new("c.toml"), &lookup)?;
+        let (model, from) = agent_model(&a, req, &active, &mut w)?;
+        Ok((n, w, model, from))
+    }
+
+    #[test]
+    fn a_key_in_the_environment_is_a_preset_and_chooses_the_model() {
+        let req = Request::default();
+        let (n, w, model, from) =
+            presets_of("", &[("ANTHROPIC_API_KEY", "sk-sentinel")], &req).expect("preset");
+        assert_eq!(n.credentials.len(), 1);
+        let c = &n.credentials[0];
+        assert_eq!(
+            (
+                c.provider.as_str(),
+                c.base_url.as_str(),
+                c.header.as_str(),
+                c.prefix.as_str(),
+                c.secret.env_name.as_str(),
+                c.preset.as_deref()
+            ),
+            (
+                "anthropic",
+                "https://api.anthropic.com/v1",
+                "x-api-key",
+                "",
+                "ANTHROPIC_API_KEY",
+                Some("anthropic")
+            )
+        );
+        assert_eq!(model.as_deref(), Some("anthropic/claude-sonnet-4-5"));
+        assert_eq!(
+            from.as_deref(),
+            Some(
+                "the anthropic preset's default (from ANTHROPIC_API_KEY); set [agent] model or pass --model to change it"
+            )
+        );
+        assert!(
+            w.iter().all(|w| !w.contains("sk-sentinel")),
+            "a warning shows the key: {w:?}"
+        );
+        // [agent] model and --model win over the default, --model over the file.
+        let (_, _, model, from) = presets_of(
+            "[agent]\nmodel = \"anthropic/claude-opus-4-5\"\n",
+            &[("ANTHROPIC_API_KEY", "k")],
+            &req,
+        )
+        .expect("model");
+        assert_eq!(
+            (model.as_deref(), from),
+            (Some("anthropic/claude-opus-4-5"), None)
+        );
+        let flag = Request {
+            model: Some("anthropic/claude-haiku-4-5".into()),
+            ..Default::default()
+        };
+        let (_, _, model, _) = presets_of(
+            "[agent]\nmodel = \"anthropic/claude-opus-4-5\"\n",
+            &[("ANTHROPIC_API_KEY", "k")],
+            &flag,
+        )
+        .expect("flag");
+        assert_eq!(model.as_deref(), Some("anthropic/claude-haiku-4-5"));
+        // [agent.opencode] model is the user's choice too: no default over it.
+        let (_, _, model, from) = presets_of(
+            "[agent.opencode]\nmodel = \"anthropic/claude-opus-4-5\"\n",
+            &[("ANTHROPIC_API_KEY", "k")],
+            &req,
+        )
+        .expect("opencode model");
+        assert_eq!((model, from), (None, None));
+        // Nothing set: no preset, no model.
+        let (n, _, model, _) = presets_of("", &[], &req).expect("none");
+        assert!(n.credentials.is_empty() && model.is_none());
+        // The test-only base URL, warned about.
+        let (n, w, _, _) = presets_of("", &[("DEEPSEEK_API_KEY", "d")], &req).expect("test");
+        assert_eq!(n.credentials[0].base_url, "https://llm.test/t/v1");
+        assert!(
+            w.contains(&"DEVAIPOD_TEST_PRESET_URLS is set: the deepseek preset goes to https://llm.test/t/v1 instead of https://api.deepseek.com (a test-only setting)".to_string()),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn several_presets_without_a_model_refuse_a_task_and_warn_otherwise() {
+        let env = [("OPENAI_API_KEY", "o"), ("GROQ_API_KEY", "g")];
+        let (n, w, model, _) = presets_of("", &env, &Request::default()).expect("no task");
+        assert_eq!(n.credentials.len(), 2);
+        assert_eq!(model, None);
+        assert!(
+            w.iter().any(|w| w.starts_with("several provider presets are in use (openai from OPENAI_API_KEY, groq from GROQ_API_KEY) and no model is chosen")),
+            "{w:?}"
+        );
+        let task = Request {
+            task: true,
+            ..Default::default()
+        };
+        let e = presets_of("", &env, &task).expect_err("task");
+        assert!(
+            e.to_string().starts_with("several provider presets are in use (openai from OPENAI_API_KEY, groq from GROQ_API_KEY) and no model is chosen: pass --model (e.g. --model openai/gpt-5)"),
+            "{e}"
+        );
+        // [agent] providers chooses one of them.
+        let (n, _, model, _) =
+            presets_of("[agent]\nproviders = [\"groq\"]\n", &env, &task).expect("named");
+        assert_eq!(n.credentials.len(), 1);
+        assert_eq!(model.as_deref(), Some("groq/openai/gpt-oss-120b"));
+    }
+
+    #[test]
+    fn explicit_credentials_win_and_conflicts_name_both() {
+        let explicit = "[agent.credentials.anthropic]\nbase_url = \"https://mirror.example/v1\"\nheader = \"x-api-key\"\nsecret = \"MY_KEY\"\n";
+        let (n, _, model, _) =
+            presets_of(explicit, &[("ANTHROPIC_API_KEY", "a")], &Request::default())
+                .expect("explicit");
+        assert_eq!(n.credentials.len(), 1);
+        assert_eq!(n.credentials[0].base_url, "https://mirror.example/v1");
+        assert_eq!(n.credentials[0].preset, None);
+        // The explicit one is no preset: no default model.
+        assert_eq!(model, None);
+        let e = presets_of(
+            "[agent.opencode.provider.openai.options]\napiKey = \"{file:/run/secrets/OPENAI_API_KEY}\"\n",
+            &[("OPENAI_API_KEY", "o")],
+            &Request::default(),
+        )
+        .expect_err("hand");
+        assert_eq!(
+            e.to_string(),
+            "c.toml:2:1: [agent.opencode] provider.openai.options.apiKey configures provider openai by hand, but OPENAI_API_KEY is set in devaipod's environment, which makes openai a built-in credential route (the proxy holds the key): remove provider.openai.options.apiKey to use the preset, or set [agent] providers to the presets you want (without openai)"
+        );
+        let e = presets_of(
+            "[agent]\nsecrets = [\"OPENAI_API_KEY\"]\n",
+            &[("OPENAI_API_KEY", "o")],
+            &Request::default(),
+        )
+        .expect_err("secret");
+        assert!(
+            e.to_string().starts_with(
+                "[agent] secrets lists OPENAI_API_KEY, which puts it inside the agent"
+            ),
+            "{e}"
+        );
+        // providers = [] keeps the old setup working.
+        let (n, _, _, _) = presets_of(
+            "[agent]\nproviders = []\nsecrets = [\"OPENAI_API_KEY\"]\n",
+            &[("OPENAI_API_KEY", "o")],
+            &Request::default(),
+        )
+        .expect("none");
+        assert!(n.credentials.is_empty());
+        let e = presets_of(
+            "[agent]\nproviders = [\"mistral\"]\n",
+            &[],
+            &Request::default(),
+        )
+        .expect_err("unset");
+        assert!(
+            e.to_string().starts_with(
+                "c.toml:2:14: [agent] providers names mistral, but MISTRAL_API_KEY is not set"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn network_full_runs_no_proxy_for_a_key() {
+        let full = Request {
+            network: Some(NetworkMode::Full),
+            ..Default::default()
+        };
+        let (n, w, model, _) = presets_of("", &[("XAI_API_KEY", "x")], &full).expect("full");
+        assert!(n.credentials.is_empty() && model.is_none());
+        assert!(
+            w.contains(&"--network full: no proxy runs, so the provider keys in XAI_API_KEY are not used (a preset needs the proxy); the agent has no key for those providers".to_string()),
+            "{w:?}"
+        );
+        let e = presets_of(
+            "[agent]\nproviders = [\"xai\"]\n",
+            &[("XAI_API_KEY", "x")],
+            &full,
+        )
+        .expect_err("named");
+        assert!(e.to_string().starts_with("c.toml:2:14: [agent] providers names xai, whose key devaipod's proxy holds, but this pod's network is \"full\" (--network full)"), "{e}");
+        let e = presets_of(
+            "[agent.credentials.a]\nbase_url = \"https://x.example\"\nheader = \"h\"\nsecret = \"K\"\n",
+            &[],
+            &full,
+        )
+        .expect_err("credentials");
+        assert!(e.to_string().starts_with("c.toml: [agent.credentials.a] needs devaipod's proxy to hold the key, but this pod's network is \"full\""), "{e}");
+    }
+
     #[test]
     fn the_command_line_overrides_the_mode_and_adds_names() {
         let a = agent("[agent]\nallow = [\"a.example\", \"b.example:22\"]\n");
@@ -856,9 +1218,7 @@ mod tests {
 
     #[test]
     fn full_access_and_agent_secrets_are_warned_about() {
-        let a = agent(
-            "[agent]\nnetwork = \"full\"\n[agent.credentials.anthropic]\nbase_url = \"https://api.anthropic.com/v1\"\nheader = \"x-api-key\"\nsecret = \"K\"\n",
-        );
+        let a = agent("[agent]\nnetwork = \"full\"\n");
         let (n, warnings) = network_input(
             &a,
             &["OTHER".into()],
@@ -866,8 +1226,7 @@ mod tests {
             TestNetEnv::default(),
         )
         .expect("net");
-        assert_eq!(n.credentials.len(), 1);
-        assert_eq!(n.credentials[0].secret.env_name, "K");
+        assert!(n.credentials.is_empty());
         assert_eq!(
             warnings,
             [
@@ -951,6 +1310,7 @@ mod tests {
         let env = TestNetEnv {
             ca: Some(ca.clone().into()),
             hosts: Some(hosts.clone().into()),
+            preset_urls: None,
         };
         let t = env.read().expect("read").expect("set");
         assert!(
@@ -962,6 +1322,7 @@ mod tests {
         let only_hosts = TestNetEnv {
             ca: None,
             hosts: Some(hosts.clone().into()),
+            preset_urls: None,
         };
         assert_eq!(only_hosts.read().expect("read").expect("set").ca_pem, None);
         assert_eq!(TestNetEnv::default().read().expect("unset"), None);
@@ -971,7 +1332,8 @@ mod tests {
         assert_eq!(
             err(TestNetEnv {
                 ca: None,
-                hosts: Some(hosts.clone().into())
+                hosts: Some(hosts.clone().into()),
+                preset_urls: None,
             }),
             format!(
                 "DEVAIPOD_TEST_NET_HOSTS={}:1: \"nowhere\" is not an IPv4 or IPv6 address",
@@ -982,7 +1344,8 @@ mod tests {
         assert_eq!(
             err(TestNetEnv {
                 ca: Some(ca.clone().into()),
-                hosts: None
+                hosts: None,
+                preset_urls: None,
             }),
             format!(
                 "DEVAIPOD_TEST_NET_CA={}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
@@ -993,6 +1356,7 @@ mod tests {
         let e = err(TestNetEnv {
             ca: Some(missing.clone().into()),
             hosts: None,
+            preset_urls: None,
         });
         assert!(
             e.starts_with(&format!(
@@ -1004,7 +1368,8 @@ mod tests {
         assert_eq!(
             err(TestNetEnv {
                 ca: Some("".into()),
-                hosts: None
+                hosts: None,
+                preset_urls: None,
             }),
             "DEVAIPOD_TEST_NET_CA is set but empty: name a PEM file of the test CA, or unset it"
         );

@@ -8,8 +8,18 @@ use std::process::{Command, Output};
 use common::{assert_fails_with, init_repo, plan_container};
 use serde_json::Value;
 
+/// devaipod, without the provider keys of the machine's environment (each would be a
+/// built-in preset in the plans the tests read): only a test's own.
+fn devaipod_cmd() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_devaipod"));
+    for v in common::PRESET_VARIABLES {
+        cmd.env_remove(v);
+    }
+    cmd
+}
+
 fn devaipod(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_devaipod"))
+    devaipod_cmd()
         .args(args)
         .current_dir(cwd)
         // No engine: a dry run must still work and say the image was not checked.
@@ -66,7 +76,7 @@ fn feature_pull_refuses_what_it_cannot_fetch_without_the_network() {
     let d = tempfile::tempdir().expect("tempdir");
     let cache = tempfile::tempdir().expect("tempdir");
     let pull = |reference: &str| {
-        Command::new(env!("CARGO_BIN_EXE_devaipod"))
+        devaipod_cmd()
             .args(["feature", "pull", reference, "--json"])
             .current_dir(d.path())
             .env("XDG_CACHE_HOME", cache.path())
@@ -248,7 +258,7 @@ fn not_a_repo_is_a_clear_error() {
 #[test]
 fn unsupported_container_host_is_explained() {
     let d = tempfile::tempdir().expect("tempdir");
-    let o = Command::new(env!("CARGO_BIN_EXE_devaipod"))
+    let o = devaipod_cmd()
         .args(["delete", "x"])
         .env("CONTAINER_HOST", "ssh://core@host/run/podman/podman.sock")
         .current_dir(d.path())
@@ -377,7 +387,7 @@ fn variables_are_substituted_and_host_env_stays_out_of_the_pod() {
     let r = repo(Some(
         r#"{"image": "localhost/x:${localEnv:DEVAIPOD_TEST_TAG:1}", "workspaceFolder": "/src/${localWorkspaceFolderBasename}"}"#,
     ));
-    let o = Command::new(env!("CARGO_BIN_EXE_devaipod"))
+    let o = devaipod_cmd()
         .args(["up", ".", "--name", "v", "--dry-run", "--json"])
         .current_dir(r.path())
         .env("CONTAINER_HOST", "unix:///nonexistent/devaipod-test.sock")
@@ -398,7 +408,7 @@ fn variables_are_substituted_and_host_env_stays_out_of_the_pod() {
     let r = repo(Some(
         r#"{"image": "x", "workspaceFolder": "/w/${localEnv:GH_TOKEN}"}"#,
     ));
-    let o = Command::new(env!("CARGO_BIN_EXE_devaipod"))
+    let o = devaipod_cmd()
         .args(["up", ".", "--dry-run", "--json"])
         .current_dir(r.path())
         .env("CONTAINER_HOST", "unix:///nonexistent/devaipod-test.sock")
@@ -504,7 +514,7 @@ fn user_config_errors_are_precise_and_secrets_must_be_set() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("devaipod.toml");
     let run = |extra_env: &[(&str, &str)]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_devaipod"));
+        let mut cmd = devaipod_cmd();
         cmd.args(["up", ".", "--name", "c", "--dry-run", "--json"])
             .current_dir(r.path())
             .env("CONTAINER_HOST", "unix:///nonexistent/devaipod-test.sock")
@@ -566,7 +576,7 @@ impl UserConfig {
     #[track_caller]
     fn run(&self, config: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
         std::fs::write(self.file(), config).expect("write config");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_devaipod"));
+        let mut cmd = devaipod_cmd();
         cmd.arg("up")
             .args(args)
             .current_dir(self.repo.path())
@@ -576,7 +586,8 @@ impl UserConfig {
             // the plan does not depend on whether `just net` ran; a test may override.
             .env("DEVAIPOD_NET_BIN", env!("CARGO_BIN_EXE_devaipod"))
             .env_remove("DEVAIPOD_TEST_NET_CA")
-            .env_remove("DEVAIPOD_TEST_NET_HOSTS");
+            .env_remove("DEVAIPOD_TEST_NET_HOSTS")
+            .env_remove("DEVAIPOD_TEST_PRESET_URLS");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -612,9 +623,26 @@ fn the_network_settings_plan_and_bad_ones_are_refused_with_their_position() {
     let o = u.run(NETWORK_CONFIG, &[".", "--name", "n", "--dry-run"], &[]);
     assert!(o.status.success(), "{}", stderr(&o));
 
-    // The command line overrides for one pod, and `full` is warned about.
+    // The command line overrides for one pod, and `full` is warned about; it runs no
+    // proxy, so a credential route is refused with it.
     let o = u.run(
         NETWORK_CONFIG,
+        &[".", "--dry-run", "--network", "full"],
+        &[],
+    );
+    assert_fails_with(
+        &o,
+        &format!(
+            "{}: [agent.credentials.anthropic] needs devaipod's proxy to hold the key, but this pod's network is \"full\" (--network full), which runs no proxy",
+            u.file().display()
+        ),
+    );
+    let no_credentials = NETWORK_CONFIG
+        .split("[agent.credentials")
+        .next()
+        .expect("config");
+    let o = u.run(
+        no_credentials,
         &[
             ".",
             "--name",
@@ -720,6 +748,181 @@ fn the_network_settings_plan_and_bad_ones_are_refused_with_their_position() {
         let o = u.run(config, &[".", "--dry-run"], &[]);
         assert_fails_with(&o, &format!("{file}{want}"));
     }
+}
+
+#[test]
+fn a_providers_key_in_the_environment_is_a_preset_with_its_default_model() {
+    let u = UserConfig::new();
+    let sentinel = "sk-dvpt-cli-preset-sentinel";
+    let dry = [".", "--name", "n", "--dry-run", "--json"];
+    let o = u.run("", &dry, &[("ANTHROPIC_API_KEY", sentinel)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains(sentinel) && !stderr(&o).contains(sentinel),
+        "the dry run shows the key"
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let c = &v["network"]["credentials"];
+    assert_eq!(c.as_array().map(Vec::len), Some(1), "{c}");
+    assert_eq!(c[0]["provider"], "anthropic");
+    assert_eq!(c[0]["base_url"], "https://api.anthropic.com/v1");
+    assert_eq!(c[0]["header"], "x-api-key");
+    assert_eq!(c[0]["preset"], "anthropic");
+    assert_eq!(c[0]["variable"], "ANTHROPIC_API_KEY");
+    assert_eq!(
+        c[0]["route"],
+        "http://127.0.0.1:4097/devaipod/credentials/anthropic"
+    );
+    assert_eq!(v["agent_config"]["model"], "anthropic/claude-sonnet-4-5");
+    assert_eq!(
+        v["agent_config"]["model_from"],
+        "the anthropic preset's default (from ANTHROPIC_API_KEY); set [agent] model or pass --model to change it"
+    );
+    assert_eq!(v["warnings"], serde_json::json!([]));
+    // The human plan says the same.
+    let o = u.run(
+        "",
+        &[".", "--name", "n", "--dry-run"],
+        &[("GEMINI_API_KEY", sentinel)],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!text.contains(sentinel), "{text}");
+    assert!(
+        text.contains("credential google -> https://generativelanguage.googleapis.com/v1beta (header x-goog-api-key, built-in preset, secret devaipod-n-credential-google from GEMINI_API_KEY, in the proxy only)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("agent      model google/gemini-2.5-pro (the google preset's default (from GEMINI_API_KEY); set [agent] model or pass --model to change it)"),
+        "{text}"
+    );
+
+    // --model and [agent] model win; an explicit [agent.credentials.ID] wins over the
+    // preset of the same id (and then there is no preset default).
+    let o = u.run(
+        "[agent]\nmodel = \"anthropic/claude-opus-4-5\"\n",
+        &[
+            ".",
+            "--name",
+            "n",
+            "--dry-run",
+            "--json",
+            "--model",
+            "anthropic/claude-haiku-4-5",
+        ],
+        &[("ANTHROPIC_API_KEY", sentinel)],
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["agent_config"]["model"], "anthropic/claude-haiku-4-5");
+    assert_eq!(v["agent_config"].get("model_from"), None);
+    let o = u.run(
+        NETWORK_CONFIG,
+        &dry,
+        &[
+            ("ANTHROPIC_API_KEY", sentinel),
+            ("DEVAIPOD_TEST_CRED_KEY", "k"),
+        ],
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let c = &v["network"]["credentials"];
+    assert_eq!(c.as_array().map(Vec::len), Some(1), "{c}");
+    assert_eq!(c[0].get("preset"), None, "{c}");
+    assert_eq!(c[0]["variable"], "DEVAIPOD_TEST_CRED_KEY", "{c}");
+    assert_eq!(v["agent_config"]["model"], Value::Null);
+
+    // Several presets: a task needs a model; without one, a warning names the choice.
+    let two = [("OPENAI_API_KEY", sentinel), ("MISTRAL_API_KEY", sentinel)];
+    let o = u.run("", &[".", "do something", "--name", "n", "--dry-run"], &two);
+    assert_fails_with(
+        &o,
+        "several provider presets are in use (openai from OPENAI_API_KEY, mistral from MISTRAL_API_KEY) and no model is chosen: pass --model (e.g. --model openai/gpt-5), set [agent] model, or set [agent] providers to one of them",
+    );
+    let o = u.run("", &dry, &two);
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.starts_with("several provider presets are in use")),
+        "{}",
+        v["warnings"]
+    );
+    let o = u.run(
+        "[agent]\nproviders = [\"mistral\"]\n",
+        &[".", "do something", "--name", "n", "--dry-run", "--json"],
+        &two,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["network"]["credentials"][0]["provider"], "mistral");
+    assert_eq!(v["agent_config"]["model"], "mistral/devstral-medium-latest");
+
+    // Errors name both sides, with the file's line and column.
+    let file = u.file().display().to_string();
+    for (config, env, want) in [
+        (
+            "[agent.opencode.provider.openai.options]\napiKey = \"{file:/run/secrets/K}\"\n",
+            ("OPENAI_API_KEY", sentinel),
+            format!("{file}:2:1: [agent.opencode] provider.openai.options.apiKey configures provider openai by hand, but OPENAI_API_KEY is set in devaipod's environment, which makes openai a built-in credential route (the proxy holds the key): remove provider.openai.options.apiKey to use the preset, or set [agent] providers to the presets you want (without openai)"),
+        ),
+        (
+            "[agent]\nsecrets = [\"XAI_API_KEY\"]\n",
+            ("XAI_API_KEY", sentinel),
+            "[agent] secrets lists XAI_API_KEY, which puts it inside the agent, but XAI_API_KEY is set in devaipod's environment".to_string(),
+        ),
+        (
+            "[agent]\nproviders = [\"groq\"]\n",
+            ("OPENAI_API_KEY", sentinel),
+            format!("{file}:2:14: [agent] providers names groq, but GROQ_API_KEY is not set in devaipod's environment: export GROQ_API_KEY, or name a podman secret that holds the key (groq=SECRET), or remove groq from providers"),
+        ),
+        (
+            "[agent]\nproviders = [\"ollama\"]\n",
+            ("OPENAI_API_KEY", sentinel),
+            format!("{file}:2:14: [agent] providers: \"ollama\" is no built-in preset (the presets: anthropic, openai, openrouter, groq, mistral, deepseek, xai, google); configure ollama with [agent.credentials.ollama]"),
+        ),
+    ] {
+        let o = u.run(config, &[".", "--dry-run"], &[env]);
+        assert_fails_with(&o, &want);
+        assert!(!stderr(&o).contains(sentinel), "{}", stderr(&o));
+    }
+    // The test-only redirect is warned about, and checked like a base_url.
+    let o = u.run(
+        "",
+        &dry,
+        &[
+            ("DEEPSEEK_API_KEY", sentinel),
+            (
+                "DEVAIPOD_TEST_PRESET_URLS",
+                "deepseek=https://llm.test/x/v1",
+            ),
+        ],
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(
+        v["network"]["credentials"][0]["base_url"],
+        "https://llm.test/x/v1"
+    );
+    assert!(
+        v["warnings"].to_string().contains("DEVAIPOD_TEST_PRESET_URLS is set: the deepseek preset goes to https://llm.test/x/v1 instead of https://api.deepseek.com (a test-only setting)"),
+        "{}",
+        v["warnings"]
+    );
+    let o = u.run(
+        "",
+        &dry,
+        &[("DEVAIPOD_TEST_PRESET_URLS", "deepseek=https://10.0.0.1/v1")],
+    );
+    assert_fails_with(
+        &o,
+        "DEVAIPOD_TEST_PRESET_URLS: base_url \"https://10.0.0.1/v1\": host \"10.0.0.1\": an IP address literal",
+    );
+    // --model is checked as a flag.
+    let o = u.run("", &[".", "--dry-run", "--model", "claude"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("invalid value 'claude' for '--model <PROVIDER/MODEL>': an opencode model id is PROVIDER/MODEL"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -868,7 +1071,7 @@ fn bad_inputs_from_the_repo_cannot_widen_access() {
     ];
     for (case, config, props) in &warned {
         let r = repo(Some(config));
-        let o = Command::new(env!("CARGO_BIN_EXE_devaipod"))
+        let o = devaipod_cmd()
             .args(["up", ".", "--name", "b", "--dry-run", "--json"])
             .current_dir(r.path())
             .env("CONTAINER_HOST", "unix:///nonexistent/devaipod-test.sock")
@@ -1105,7 +1308,7 @@ fn the_user_may_set_the_agents_limits_and_grant_trust() {
     let cfg = dir.path().join("devaipod.toml");
     std::fs::write(&cfg, "[agent]\npids_limit = 2048\nmemory_limit = \"2g\"\n").expect("write");
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_devaipod"))
+        devaipod_cmd()
             .args(args)
             .current_dir(r.path())
             .env("CONTAINER_HOST", "unix:///nonexistent/devaipod-test.sock")
@@ -1137,7 +1340,7 @@ fn container_env_from_the_host_needs_consent_and_shows_no_value() {
     let run = |extra: &[&str]| {
         let mut args = vec!["up", ".", "--name", "ce", "--dry-run", "--json"];
         args.extend_from_slice(extra);
-        Command::new(env!("CARGO_BIN_EXE_devaipod"))
+        devaipod_cmd()
             .args(&args)
             .current_dir(r.path())
             .env("CONTAINER_HOST", "unix:///nonexistent/devaipod-test.sock")
@@ -1382,7 +1585,7 @@ fn the_http_helper_carries_one_request_to_the_agent_port() {
         let _ = s.read_to_end(&mut rest);
         String::from_utf8_lossy(&seen).into_owned()
     });
-    let mut child = Command::new(env!("CARGO_BIN_EXE_devaipod"))
+    let mut child = devaipod_cmd()
         .arg("__http")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -1483,7 +1686,7 @@ fn logs_offers_raw_output() {
 
 /// devaipod with HOME and XDG_DATA_HOME in `home` (and no engine).
 fn devaipod_at_home(args: &[&str], home: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_devaipod"))
+    devaipod_cmd()
         .args(args)
         .current_dir(home)
         .env("HOME", home)
@@ -1808,4 +2011,25 @@ fn doctor_without_an_engine_names_it_and_exits_1() {
     let out = String::from_utf8_lossy(&text.stdout);
     assert!(out.contains("FAIL  engine"), "{out}");
     assert!(out.contains("`up` cannot run here yet"), "{out}");
+    // The provider keys it sees, by name only; without any, a warning with the fix.
+    assert_eq!(check("providers")["status"], "warn", "{v}");
+    let sentinel = "sk-dvpt-doctor-sentinel";
+    let o = devaipod_cmd()
+        .args(["doctor", "--json"])
+        .current_dir(d.path())
+        .env("CONTAINER_HOST", "unix:///nonexistent/devaipod-test.sock")
+        .env("DEVAIPOD_CONFIG", d.path().join("none.toml"))
+        .env("XAI_API_KEY", sentinel)
+        .output()
+        .expect("devaipod runs");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!text.contains(sentinel), "{text}");
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let providers = v["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "providers"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(providers["status"], "ok", "{v}");
+    assert_eq!(providers["detail"], "set: XAI_API_KEY (xai)", "{v}");
 }

@@ -139,6 +139,8 @@ pub(crate) async fn run(ctx: &Context, args: DoctorArgs) -> Result<ExitCode> {
     }
     checks.push(toolbox());
     checks.push(network_guard());
+    let config = crate::config::load().map(|(c, _)| c.agent);
+    checks.push(providers(&crate::inputs::host_env, config.as_ref().ok()));
     checks.extend(engine_checks(ctx, rootless).await);
     let failed = checks.iter().any(|c| c.status == Status::Fail);
     if args.json {
@@ -413,6 +415,64 @@ fn toolbox() -> Check {
             crate::podman::connect::toolbox_hint(runtime.as_deref()),
         ),
     }
+}
+
+/// The LLM providers `up` would give the agent: the built-in presets whose variables
+/// are set in this environment (names only, never values), and `[agent.credentials]`.
+fn providers(
+    env: &dyn Fn(&str) -> Option<String>,
+    agent: Option<&crate::config::AgentConfig>,
+) -> Check {
+    const NAME: &str = "providers";
+    use crate::plan::input::presets::PRESETS;
+    let seen: Vec<String> = PRESETS
+        .iter()
+        .filter_map(|p| {
+            p.env
+                .iter()
+                .find(|v| env(v).is_some_and(|x| !x.is_empty()))
+                .map(|v| format!("{v} ({})", p.id))
+        })
+        .collect();
+    let explicit: Vec<String> = agent
+        .map(|a| {
+            a.credentials
+                .keys()
+                .map(|k| k.get_ref().0.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let named = agent.and_then(|a| a.named_presets.as_ref());
+    let mut parts = Vec::new();
+    if !seen.is_empty() {
+        parts.push(format!("set: {}", seen.join(", ")));
+    }
+    if let Some(n) = named {
+        let ids: Vec<&str> = n.iter().map(|n| n.id.as_str()).collect();
+        parts.push(format!(
+            "[agent] providers = [{}] chooses the presets",
+            ids.join(", ")
+        ));
+    }
+    if !explicit.is_empty() {
+        parts.push(format!("[agent.credentials]: {}", explicit.join(", ")));
+    }
+    if parts.is_empty() {
+        return Check::bad(
+            NAME,
+            Status::Warn,
+            "no provider key: none of the presets' variables is set and there is no [agent.credentials]",
+            format!(
+                "export your provider's key (one of {}) before `up`, or configure [agent.credentials.ID] (docs/agent.md)",
+                PRESETS
+                    .iter()
+                    .map(|p| p.env[0])
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
+    Check::ok(NAME, parts.join("; "))
 }
 
 fn network_guard() -> Check {
@@ -851,6 +911,36 @@ mod tests {
         short.pop();
         assert_eq!(locks_in_use(&short), None);
         assert_eq!(locks_in_use(&[]), None);
+    }
+
+    #[test]
+    fn providers_lists_the_variables_it_sees_never_their_values() {
+        let env = |v: &str| match v {
+            "GEMINI_API_KEY" => Some("sk-secret-value".to_string()),
+            "OPENAI_API_KEY" => Some(String::new()),
+            _ => None,
+        };
+        let c = providers(&env, None);
+        assert_eq!(c.status, Status::Ok);
+        assert_eq!(c.detail, "set: GEMINI_API_KEY (google)");
+        let none = providers(&|_| None, None);
+        assert_eq!(none.status, Status::Warn);
+        assert!(
+            none.fix.as_deref().is_some_and(|f| f.starts_with(
+                "export your provider's key (one of ANTHROPIC_API_KEY, OPENAI_API_KEY,"
+            )),
+            "{none:?}"
+        );
+        let agent = crate::config::parse(
+            "[agent]\nproviders = [\"groq\"]\n[agent.credentials.local]\nbase_url = \"https://llm.example.org/v1\"\nheader = \"authorization\"\nsecret = \"K\"\n",
+        )
+        .expect("config")
+        .agent;
+        let c = providers(&env, Some(&agent));
+        assert_eq!(
+            c.detail,
+            "set: GEMINI_API_KEY (google); [agent] providers = [groq] chooses the presets; [agent.credentials]: local"
+        );
     }
 
     #[test]

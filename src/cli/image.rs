@@ -78,6 +78,8 @@ fn request(
         ready_timeout_secs: crate::plan::DEFAULT_READY_TIMEOUT_SECS,
         network: None,
         allow: Vec::new(),
+        model: None,
+        task: false,
         pull,
     }
 }

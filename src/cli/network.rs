@@ -139,11 +139,17 @@ pub(super) async fn status(
             .map(|a| {
                 a.iter()
                     .map(|c| {
-                        serde_json::json!({
+                        let mut v = serde_json::json!({
                             "provider": c["provider"],
                             "base_url": c["base_url"],
                             "header": c["header"],
-                        })
+                        });
+                        for key in ["preset", "variable"] {
+                            if let Some(x) = c.get(key).filter(|x| x.is_string()) {
+                                v[key] = x.clone();
+                            }
+                        }
+                        v
                     })
                     .collect()
             })

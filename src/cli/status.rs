@@ -352,10 +352,19 @@ fn render_network(out: &mut String, n: &super::network::NetworkStatus) {
     for c in &n.credentials {
         let _ = writeln!(
             out,
-            "credential {} -> {} (header {})",
+            "credential {} -> {} (header {}{}{})",
             line(c["provider"].as_str().unwrap_or_default()),
             line(c["base_url"].as_str().unwrap_or_default()),
-            line(c["header"].as_str().unwrap_or_default())
+            line(c["header"].as_str().unwrap_or_default()),
+            if c["preset"].is_string() {
+                ", built-in preset"
+            } else {
+                ""
+            },
+            c["variable"]
+                .as_str()
+                .map(|v| format!(", key from {}", line(v)))
+                .unwrap_or_default()
         );
     }
     if let Some(p) = &n.proxy {
@@ -484,7 +493,7 @@ mod tests {
                 mode: "allowlist".into(),
                 allow: vec![HOSTILE.into()],
                 credentials: vec![
-                    serde_json::json!({"provider": HOSTILE, "base_url": "https://x.example", "header": "x-api-key"}),
+                    serde_json::json!({"provider": HOSTILE, "base_url": "https://x.example", "header": "x-api-key", "preset": "anthropic", "variable": HOSTILE}),
                 ],
                 proxy: Some(
                     serde_json::json!({"allowed": 1, "refused": 2, "last_refused": [{"time": "t", "name": HOSTILE, "reason": HOSTILE}]}),
@@ -502,6 +511,7 @@ mod tests {
         assert_inert(&out);
         assert!(out.contains("network    allowlist\n"), "{out}");
         assert!(out.contains("proxy      1 allowed, 2 refused\n"), "{out}");
+        assert!(out.contains(", built-in preset, key from "), "{out}");
         assert_eq!(
             out.lines().filter(|l| l.starts_with("refused ")).count(),
             1,

@@ -80,6 +80,10 @@ pub struct UpArgs {
     /// auth.json: never, missing (those not in the local store) or always
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = PullPolicy::Missing)]
     pub(crate) pull: PullPolicy,
+    /// The agent's model for this pod, over [agent] model: an opencode model id,
+    /// PROVIDER/MODEL (e.g. anthropic/claude-sonnet-4-5)
+    #[arg(long, value_name = "PROVIDER/MODEL", value_parser = parse_model)]
+    pub model: Option<String>,
     /// Seconds to wait for the agent to answer before rolling back
     #[arg(long, value_name = "SECS", default_value_t = plan::DEFAULT_READY_TIMEOUT_SECS)]
     pub timeout: u64,
@@ -90,6 +94,19 @@ pub struct UpArgs {
     /// Neither read nor write the features' lockfile (fetch each feature by its tag)
     #[arg(long)]
     pub no_lockfile: bool,
+}
+
+/// `--model`: an opencode model id, `PROVIDER/MODEL`.
+fn parse_model(s: &str) -> Result<String, String> {
+    let ok = s
+        .split_once('/')
+        .is_some_and(|(p, m)| !p.is_empty() && !m.is_empty())
+        && s.chars().all(|c| c.is_ascii_graphic());
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("an opencode model id is PROVIDER/MODEL, printable and without spaces (e.g. anthropic/claude-sonnet-4-5)".into())
+    }
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -126,6 +143,8 @@ impl UpArgs {
             network: self.network,
             allow: self.allow.clone(),
             pull: self.pull,
+            model: self.model.clone(),
+            task: self.task.is_some() || self.task_file.is_some(),
         }
     }
 
@@ -823,11 +842,32 @@ pub(super) fn render_plan(plan: &PodPlan) -> String {
     for c in &net.credentials {
         let _ = writeln!(
             s,
-            "             credential {} -> {} (header {}, secret {}, in the proxy only)",
+            "             credential {} -> {} (header {}, {}secret {}{}, in the proxy only)",
             l(&c.provider),
             l(&c.base_url),
             l(&c.header),
-            l(&c.secret)
+            if c.preset.is_some() {
+                "built-in preset, "
+            } else {
+                ""
+            },
+            l(&c.secret),
+            c.variable
+                .as_deref()
+                .map(|v| format!(" from {}", l(v)))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(m) = &plan.agent_config.model {
+        let _ = writeln!(
+            s,
+            "agent      model {}{}",
+            l(m),
+            plan.agent_config
+                .model_from
+                .as_deref()
+                .map(|f| format!(" ({})", l(f)))
+                .unwrap_or_default()
         );
     }
     for r in &net.reach {

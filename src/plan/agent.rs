@@ -181,8 +181,14 @@ impl AgentConfigPlan {
             input.agent_opencode.as_ref(),
             &input.network.credentials,
         )?;
+        let model = v["model"].as_str().map(str::to_string);
         Ok(AgentConfigPlan {
-            model: v["model"].as_str().map(str::to_string),
+            // The preset's default, unless `[agent.opencode]` chose another.
+            model_from: input
+                .agent_model_from
+                .clone()
+                .filter(|_| model.as_deref() == input.agent_model.as_deref()),
+            model,
             keys: v
                 .as_object()
                 .map(|o| o.keys().cloned().collect())
@@ -375,6 +381,7 @@ mod tests {
                 env_name: "SENTINEL_KEY".into(),
                 existing: None,
             },
+            preset: None,
         }
     }
 

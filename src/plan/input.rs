@@ -10,6 +10,7 @@ use crate::devcontainer::DevContainer;
 use crate::names::Name;
 
 pub(crate) mod net;
+pub(crate) mod presets;
 
 pub(crate) use net::{AllowName, CredentialInput, NetworkInput, NetworkMode, TestNet};
 
@@ -128,6 +129,8 @@ pub(crate) struct PlanInput {
     pub gator: Option<GatorInput>,
     /// `[agent] model` and `[agent.opencode]` of the user's configuration.
     pub agent_model: Option<String>,
+    /// Where `agent_model` came from when devaipod chose it (a preset's default).
+    pub agent_model_from: Option<String>,
     pub agent_opencode: Option<serde_json::Value>,
     /// The agent's network: mode, allowlist, credential routes, the host's addresses.
     pub network: NetworkInput,

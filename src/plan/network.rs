@@ -68,6 +68,13 @@ pub(crate) struct CredentialPlan {
     pub route: String,
     /// The podman secret holding the key (in the proxy only).
     pub secret: String,
+    /// The variable of devaipod's environment the key is read from at `up` (`None`:
+    /// the user's existing podman secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variable: Option<String>,
+    /// The built-in preset this route is, when devaipod made it (docs/agent.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
 }
 
 /// The agent's network in the plan.
@@ -196,6 +203,12 @@ impl Network {
                 header: c.header.clone(),
                 route: credential_route_url(&c.provider),
                 secret: name,
+                variable: c
+                    .secret
+                    .existing
+                    .is_none()
+                    .then(|| c.secret.env_name.clone()),
+                preset: c.preset.clone(),
             });
         }
         let plan = NetworkPlan {
@@ -630,6 +643,7 @@ mod tests {
                 env_name: "ANTHROPIC_API_KEY".into(),
                 existing: None,
             },
+            preset: None,
         }];
         i.gator = Some(crate::plan::GatorInput {
             image: "localhost/gator:1".into(),

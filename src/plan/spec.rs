@@ -350,6 +350,9 @@ pub(crate) struct ReadinessPlan {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct AgentConfigPlan {
     pub model: Option<String>,
+    /// Where devaipod's choice of `model` came from (a provider preset's default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_from: Option<String>,
     /// Top-level keys of the configuration file.
     pub keys: Vec<String>,
     #[serde(skip)]

@@ -52,6 +52,7 @@ pub(crate) fn input() -> PlanInput {
         feature_settings: Vec::new(),
         cdi_gpu: None,
         agent_model: None,
+        agent_model_from: None,
         agent_opencode: None,
         image_path: None,
         gator: None,

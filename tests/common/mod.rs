@@ -46,6 +46,20 @@ pub fn init_repo(dir: &Path, files: &[(&str, &str)]) {
     git(dir, &["commit", "-q", "-m", "init"]);
 }
 
+/// The variables of every built-in provider preset (src/plan/input/presets.rs).
+pub const PRESET_VARIABLES: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "OPENAI_API_KEY",
+    "OPENROUTER_API_KEY",
+    "GROQ_API_KEY",
+    "MISTRAL_API_KEY",
+    "DEEPSEEK_API_KEY",
+    "XAI_API_KEY",
+    "GOOGLE_API_KEY",
+    "GOOGLE_GENERATIVE_AI_API_KEY",
+    "GEMINI_API_KEY",
+];
+
 /// Asserts that a devaipod run failed with exit code 1 and said `want` on stderr.
 #[track_caller]
 pub fn assert_fails_with(o: &std::process::Output, want: &str) {

@@ -498,8 +498,12 @@ impl TestPod {
         cmd
     }
 
-    /// Gives `cmd` the pod's user configuration and environment.
+    /// Gives `cmd` the pod's user configuration and environment: no provider key of
+    /// the machine's environment (each would be a built-in preset), only the test's.
     fn with_env(&self, cmd: &mut Command) {
+        for v in super::PRESET_VARIABLES {
+            cmd.env_remove(v);
+        }
         if let Some(c) = &self.user_config {
             cmd.env("DEVAIPOD_CONFIG", c);
         }

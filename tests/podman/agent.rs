@@ -247,3 +247,170 @@ models = {{ "fake-model" = {{ name = "Fake Model" }} }}
     assert!(o.status.success(), "after review: {}", stderr(&o));
     p.assert_nothing_left();
 }
+
+#[test]
+fn a_providers_key_in_the_environment_is_all_the_agent_needs() {
+    require_image(BASE_IMAGE);
+    let net = FakeInternet::require();
+    // Only DEEPSEEK_API_KEY is set and devaipod.toml is empty: the built-in DeepSeek
+    // preset becomes a credential route, opencode's deepseek provider points at it, and
+    // its default model gets the task. The preset's base URL is redirected to the
+    // scripted provider on the fake internet by a setting of devaipod's own
+    // environment, which no repo file reaches.
+    let script = r#"{"steps": [{"tool": "bash", "arguments": {"command": "printf 'from the preset\\n' > preset-file.txt && git add preset-file.txt && git commit -qm 'agent: add preset-file.txt'"}}], "final": "done"}"#;
+    let key = format!("dvpt-preset-key-{}", std::process::id());
+    let llm = net.llm_script(&format!("preset-{}", std::process::id()), script);
+    let mut b = TestPod::new("preset")
+        .config(r#"{"image": "localhost/devaipod-base:latest", "remoteUser": "dev"}"#)
+        .user_config("")
+        .env(
+            "DEVAIPOD_TEST_PRESET_URLS",
+            format!("deepseek={}", llm.base_url()),
+        );
+    // (TestPod removes every other preset's variable.)
+    b = b.env("DEEPSEEK_API_KEY", key.clone());
+    for (k, v) in net.devaipod_env() {
+        b = b.env(k, v);
+    }
+    let p = b.build();
+    let (path, label) = (p.path(), p.label_arg());
+
+    // The dry run names the preset, the variable and the model, never the key.
+    let o = p.run(&["up", &path, "--name", p.name(), "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains(&format!(
+            "credential deepseek -> {} (header authorization, built-in preset, secret ",
+            llm.base_url()
+        )) && text.contains(" from DEEPSEEK_API_KEY, in the proxy only)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("agent      model deepseek/deepseek-v4-pro (the deepseek preset's default (from DEEPSEEK_API_KEY)"),
+        "{text}"
+    );
+    let all = format!("{text}{}", stderr(&o));
+    assert!(!all.contains(&key), "the dry run shows the key");
+    assert!(
+        text.contains("warning    DEVAIPOD_TEST_PRESET_URLS is set: the deepseek preset goes to"),
+        "{text}"
+    );
+
+    let out = p.run(&[
+        "up",
+        &path,
+        "write preset-file.txt and commit it",
+        "--name",
+        p.name(),
+        "--label",
+        &label,
+        "--json",
+    ]);
+    let v = json_of(&out);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains(&key),
+        "devaipod printed the key"
+    );
+    assert!(
+        v["session"].as_str().is_some_and(|s| s.starts_with("ses_")),
+        "{v}"
+    );
+
+    let agent = p.agent();
+    let folder = p.folder();
+    let branch = format!("devaipod/{}", p.name());
+    wait_until(
+        "the agent committed preset-file.txt through the preset",
+        std::time::Duration::from_secs(90),
+        || {
+            let s = p.status();
+            assert_ne!(
+                s["sessions"][0]["state"], "retry",
+                "the agent is retrying an LLM error: {s}"
+            );
+            let o = podman(&[
+                "exec",
+                &agent,
+                "git",
+                "-C",
+                &folder,
+                "log",
+                "-1",
+                "--format=%s",
+                &branch,
+            ]);
+            String::from_utf8_lossy(&o.stdout).trim() == "agent: add preset-file.txt"
+        },
+    );
+    // The provider saw the key in the preset's header, on the preset's path, and the
+    // request named the preset's default model.
+    let seen = net.received_headers(&key);
+    assert!(!seen.is_empty(), "the provider never saw the key");
+    for h in &seen {
+        assert_eq!(
+            (h.name.as_str(), h.value.as_str()),
+            ("authorization", format!("Bearer {key}").as_str()),
+            "{h:?}"
+        );
+        assert_eq!(
+            h.path,
+            format!("/preset-{}/v1/chat/completions", std::process::id()),
+            "{h:?}"
+        );
+    }
+    // status names the preset and its variable, never the value.
+    let s = p.status();
+    assert_eq!(
+        s["network"]["credentials"][0]["provider"], "deepseek",
+        "{s}"
+    );
+    assert_eq!(s["network"]["credentials"][0]["preset"], "deepseek", "{s}");
+    assert_eq!(
+        s["network"]["credentials"][0]["variable"], "DEEPSEEK_API_KEY",
+        "{s}"
+    );
+    assert!(!s.to_string().contains(&key), "status shows the key");
+    let o = p.run(&["status", p.name()]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("(header authorization, built-in preset, key from DEEPSEEK_API_KEY)"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // The agent holds the key nowhere: no process, file, environment or configuration
+    // (the pattern goes to grep in a file made from two halves, so that no command line
+    // of the search holds it), and neither inspect nor the proxy's logs show it.
+    let (a, b) = key.split_at(key.len() / 2);
+    let found = exec(
+        &agent,
+        None,
+        &format!(
+            "printf '%s%s' '{a}' '{b}' > /tmp/.pattern && grep -rlsF -f /tmp/.pattern /proc/[0-9]*/environ /proc/[0-9]*/cmdline /run /tmp /home/agent {folder} 2>/dev/null | grep -vx /tmp/.pattern | head; rm -f /tmp/.pattern; true"
+        ),
+    );
+    assert_eq!(found.trim(), "", "the agent can read the key in: {found}");
+    let config = exec(
+        &agent,
+        None,
+        "cat /run/secrets/devaipod-opencode-config.json",
+    );
+    let config: Value = serde_json::from_str(&config).expect("the agent's opencode config");
+    assert_eq!(
+        config["provider"]["deepseek"]["options"],
+        serde_json::json!({
+            "baseURL": "http://127.0.0.1:4097/devaipod/credentials/deepseek",
+            "apiKey": "devaipod-proxy-holds-the-key"
+        }),
+        "{config}"
+    );
+    assert_eq!(config["model"], "deepseek/deepseek-v4-pro", "{config}");
+    let inspect = podman_ok(&["inspect", &agent, &format!("{}-proxy", p.pod())]);
+    assert!(!inspect.contains(&key), "the key is in podman inspect");
+    let logs = podman_ok(&["logs", &format!("{}-proxy", p.pod())]);
+    assert!(!logs.contains(&key), "the proxy logged the key");
+
+    let o = p.run(&["delete", p.name(), "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    p.assert_nothing_left();
+}

@@ -272,6 +272,8 @@ fn doctor_names_each_piece_a_new_user_lacks() {
         ("bundled-image", "fail"),
         ("locks", "ok"),
         ("opencode", "skip"),
+        // Its environment holds no provider key.
+        ("providers", "warn"),
     ];
     for (name, status) in want {
         assert_eq!(status_of(&c, name), status, "{name}: {c:?}");

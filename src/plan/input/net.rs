@@ -417,6 +417,9 @@ pub(crate) struct CredentialInput {
     pub prefix: String,
     /// Where the key is: devaipod's environment, or an existing Podman secret.
     pub secret: UserSecret,
+    /// The built-in preset this route is (its provider id), `None` for
+    /// `[agent.credentials.ID]` ([`super::presets`]).
+    pub preset: Option<String>,
 }
 
 /// Test-only settings of the proxy, from devaipod's own environment
@@ -763,6 +766,7 @@ mod tests {
                 env_name: "K".into(),
                 existing: None,
             },
+            preset: None,
         });
         n.test = Some(TestNet {
             ca_pem: Some("pem".into()),
