@@ -160,7 +160,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // A Ctrl-C reaches devaipod's children too (git, podman's CLI): what failed because
     // one of them died of it was interrupted, and exits as such.
     result.map_err(|e| {
-        if crate::podman::cancel::requested() && !e.chain().any(|c| c.is::<crate::Interrupted>()) {
+        if crate::podman::cancel::requested() && !is_interrupted(&e) {
             e.context(crate::Interrupted)
         } else {
             e
@@ -217,9 +217,17 @@ pub fn error_message(e: &anyhow::Error) -> String {
     crate::terminal::text(&format!("{e:#}")).into_owned()
 }
 
+/// Whether `e` is an interruption: made of [`crate::Interrupted`], a context of it (as
+/// [`run`] adds to what failed after a Ctrl-C), or caused by one. A context is a link
+/// of the chain whose own type is anyhow's wrapper, so the chain alone misses it.
+fn is_interrupted(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<crate::Interrupted>().is_some()
+        || e.chain().any(|c| c.is::<crate::Interrupted>())
+}
+
 /// Exit code for an error: 130 when interrupted, 1 otherwise.
 pub fn exit_code_for(e: &anyhow::Error) -> ExitCode {
-    if e.chain().any(|c| c.is::<crate::Interrupted>()) {
+    if is_interrupted(e) {
         ExitCode::from(130)
     } else {
         ExitCode::FAILURE
@@ -229,4 +237,25 @@ pub fn exit_code_for(e: &anyhow::Error) -> ExitCode {
 /// A channel that turns Ctrl-C and SIGTERM into a cancellation request.
 pub fn cancel_on_signals() -> crate::podman::cancel::Cancel {
     crate::podman::cancel::on_signals()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_interrupted;
+
+    #[test]
+    fn an_interruption_is_found_however_it_is_wrapped() {
+        // As `run` marks what failed after a Ctrl-C (a readiness wait cut short, a
+        // child killed by the terminal's signal): the context, over another error.
+        let after = anyhow::anyhow!("the agent did not answer").context(crate::Interrupted);
+        assert!(is_interrupted(&after));
+        let deeper = after.context("rolling back");
+        assert!(is_interrupted(&deeper));
+        let made = anyhow::Error::new(crate::Interrupted).context("pulling");
+        assert!(is_interrupted(&made));
+        assert!(!is_interrupted(&anyhow::anyhow!("interrupted")));
+        assert!(!is_interrupted(
+            &anyhow::anyhow!("x").context("interrupted: no")
+        ));
+    }
 }

@@ -135,6 +135,11 @@ pub(crate) async fn wait_ready(
                 if status.success() {
                     return Ok(());
                 }
+                // A Ctrl-C from a terminal reaches the probe too (it is in devaipod's
+                // process group): it died of the interrupt, not of the agent.
+                if super::cancel::requested() {
+                    return Err(crate::Interrupted.into());
+                }
                 let mut msg = String::new();
                 if let Some(mut e) = stderr.take() {
                     use tokio::io::AsyncReadExt;

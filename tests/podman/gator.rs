@@ -171,7 +171,8 @@ echo "no-accept $(curl -s -o /dev/null -w '%{{http_code}}' -H "$j" -d '{{}}' $u)
 echo "no-session $(curl -s -o /dev/null -w '%{{http_code}}' -H "$a" -H "$j" -d '{{"jsonrpc":"2.0","id":1,"method":"tools/list"}}' $u)"
 sid=$(curl -s -D - -o /dev/null -H "$a" -H "$j" -d '{{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"t","version":"1"}}}}}}' $u | tr -d '\r' | sed -n 's/^[Mm]cp-[Ss]ession-[Ii]d: //p')
 curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","method":"notifications/initialized"}}' $u
-curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"github_push","arguments":{{"repo_path":"{folder}","commit_sha":"{sha}","target":"github:octo/hello","description":"t"}}}}}}' $u | sed -n 's/^data: //p' | grep .
+curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"github_push","arguments":{{"repo_path":"{folder}","commit_sha":"{sha}","repo":"octo/hello","description":"t"}}}}}}' $u | sed -n 's/^data: //p' | grep .
+curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"status","arguments":{{}}}}}}' $u | sed -n 's/^data: //p' | grep .
 "#,
         sha = "0".repeat(40)
     );
@@ -192,6 +193,27 @@ curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","id":1,"
             .as_str()
             .is_some_and(|h| h.starts_with("ref: refs/heads/")),
         "the gator reads the agent's repository: {push}"
+    );
+    // Its logs show the requests as service-gator logs them: each write operation at
+    // once, the reads counted every 5 s (bounded wait for that line).
+    let want_push = format!(
+        "INFO starting GitHub push operation operation=\"github_push\" repo=octo/hello commit={}",
+        "0".repeat(40)
+    );
+    let mut logs = String::new();
+    wait_until(
+        "the gator's logs show the push and the read",
+        std::time::Duration::from_secs(20),
+        || {
+            let o = devaipod(&["logs", p.name(), "--container", "gator"]);
+            logs = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+            logs.contains(&want_push)
+                && logs.contains("INFO read operations in last interval count=1")
+        },
+    );
+    assert!(
+        !logs.contains(sentinel),
+        "the gator logged its token: {logs}"
     );
 }
 

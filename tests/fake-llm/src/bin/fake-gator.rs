@@ -152,6 +152,34 @@ fn jira_key(key: &str) -> Result<(), String> {
     Err(format!("invalid project key '{key}': {why}"))
 }
 
+/// An info line as service-gator's tracing writes it (compact, no time, no target),
+/// when RUST_LOG lets it through.
+fn log_info(message: &str) {
+    if logs_info() {
+        eprintln!(" INFO {message}");
+    }
+}
+
+impl State {
+    /// One read operation, logged in aggregate.
+    fn count_read(&self) {
+        self.read_ops
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Every 5 s, the read operations since the last time, as service-gator's
+    /// background logger does.
+    fn log_reads_every_5s(self: Arc<Self>) {
+        thread::spawn(move || loop {
+            thread::sleep(Duration::from_secs(5));
+            let count = self.read_ops.swap(0, std::sync::atomic::Ordering::Relaxed);
+            if count > 0 {
+                log_info(&format!("read operations in last interval count={count}"));
+            }
+        });
+    }
+}
+
 /// Whether RUST_LOG lets info lines through (tracing's EnvFilter: errors only when
 /// it is unset). A plain level or a `service_gator=LEVEL` directive counts.
 fn logs_info() -> bool {
@@ -230,6 +258,9 @@ struct State {
     sessions: Mutex<Vec<String>>,
     /// Each push tool call's report, for /report.
     pushes: Mutex<Vec<Json>>,
+    /// Read tool calls since the last log line about them (service-gator logs reads
+    /// in aggregate, every 5 s).
+    read_ops: std::sync::atomic::AtomicU64,
 }
 
 impl State {
@@ -240,6 +271,7 @@ impl State {
             mcp_methods: Mutex::new(Vec::new()),
             sessions: Mutex::new(Vec::new()),
             pushes: Mutex::new(Vec::new()),
+            read_ops: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -407,6 +439,29 @@ fn push(state: &State, id: &Json, tool: &str, args: Option<&Json>) -> Json {
     if let Some(r) = refusal {
         return tool_result(id, &r, true);
     }
+    // As service-gator: each write operation at info once its checks pass (refusals
+    // go back to the agent only), with what it pushes.
+    let arg = |k: &str| {
+        args.and_then(|a| a.get(k))
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    if tool == "github_push" {
+        log_info(&format!(
+            "starting GitHub push operation operation=\"github_push\" repo={} commit={} branch_desc={}",
+            arg("repo"),
+            arg("commit_sha"),
+            arg("description")
+        ));
+    } else {
+        log_info(&format!(
+            "starting git push operation operation=\"git_push_local\" target={} commit={} branch_desc={}",
+            arg("target"),
+            arg("commit_sha"),
+            arg("description")
+        ));
+    }
     let probe = p.join(".git").join("fake-gator-write-probe");
     let writable = std::fs::write(&probe, b"").is_ok();
     let _ = std::fs::remove_file(&probe);
@@ -548,7 +603,10 @@ fn call(state: &State, id: &Json, method: &str, params: Option<&Json>) -> Json {
         "tools/call" if name == "github_push" || name == "git_push_local" => {
             push(state, id, name, params.and_then(|p| p.get("arguments")))
         }
-        "tools/call" if name == "status" => tool_result(id, "service-gator stand-in", false),
+        "tools/call" if name == "status" => {
+            state.count_read();
+            tool_result(id, "service-gator stand-in", false)
+        }
         "tools/call" if TOOLS.contains(&name) => {
             tool_result(id, &format!("the stand-in does not serve {name}"), true)
         }
@@ -588,7 +646,8 @@ fn handle(stream: &TcpStream, state: &State) -> io::Result<()> {
         return Ok(());
     };
     let resp = route(&req, state);
-    // service-gator logs no requests at info; the stand-in does at debug.
+    // service-gator logs no HTTP requests (writes and read counts only, above); the
+    // stand-in does at debug.
     if std::env::var("RUST_LOG").is_ok_and(|f| f.contains("debug")) {
         let rpc = resp.rpc_method.as_deref().unwrap_or("-");
         eprintln!(
@@ -624,9 +683,8 @@ fn run() -> Result<(), String> {
     let listen = &config.mcp_server;
     let listener = TcpListener::bind(listen).map_err(|e| format!("binding {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    if logs_info() {
-        eprintln!(" INFO service_gator: MCP server listening address={addr}");
-    }
+    log_info(&format!("MCP server listening address={addr}"));
+    Arc::clone(&state).log_reads_every_5s();
     for conn in listener.incoming() {
         let Ok(stream) = conn.map_err(|e| eprintln!("fake-gator: accept error: {e}")) else {
             thread::sleep(Duration::from_millis(10)); // e.g. out of file descriptors
@@ -644,8 +702,8 @@ fn run() -> Result<(), String> {
 
 fn main() {
     if let Err(e) = run() {
-        // As service-gator's main: the error at ERROR, exit code 1.
-        eprintln!("ERROR service_gator: {e}");
+        // As service-gator's main: the error at ERROR (no target), exit code 1.
+        eprintln!("ERROR {e}");
         std::process::exit(1);
     }
 }
