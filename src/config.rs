@@ -470,6 +470,8 @@ impl AgentConfig {
             let (id, existing) = match entry.get_ref().split_once('=') {
                 Some((id, secret)) => {
                     let valid = !secret.is_empty()
+                        && secret.len() <= 64
+                        && !presets::looks_like_a_key(secret)
                         && secret
                             .chars()
                             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
@@ -477,7 +479,7 @@ impl AgentConfig {
                         // Not shown: it may be the key itself, written where its name belongs.
                         return Err(at.at(
                             entry.span(),
-                            format!("[agent] providers: {id}=...: the podman secret name after '=' must be [A-Za-z0-9_.-]+ (the value is not shown, in case it is a key)"),
+                            format!("[agent] providers: {id}=...: the podman secret name after '=' must be [A-Za-z0-9_.-]+, at most 64 characters, and not a key (the value is not shown, in case it is one)"),
                         ));
                     }
                     (id, Some(secret.to_string()))
@@ -485,15 +487,24 @@ impl AgentConfig {
                 None => (entry.get_ref().as_str(), None),
             };
             if presets::by_id(id).is_none() {
-                let hint = if net::check_provider_id(id).is_ok() {
-                    format!("; configure {id} with [agent.credentials.{id}]")
-                } else {
-                    String::new()
-                };
+                // Named only when it is a provider id: it may be a key written where the
+                // name belongs.
+                let (what, hint) =
+                    if net::check_provider_id(id).is_ok() && !presets::looks_like_a_key(id) {
+                        (
+                            format!("{id:?}"),
+                            format!("; configure {id} with [agent.credentials.{id}]"),
+                        )
+                    } else {
+                        (
+                            "the entry (not shown, in case it is a key)".to_string(),
+                            String::new(),
+                        )
+                    };
                 return Err(at.at(
                     entry.span(),
                     format!(
-                        "[agent] providers: {id:?} is no built-in preset (the presets: {}){hint}",
+                        "[agent] providers: {what} is no built-in preset (the presets: {}){hint}",
                         presets::ids()
                     ),
                 ));
@@ -920,7 +931,15 @@ mod tests {
             ),
             (
                 "[agent]\nproviders = [\"Open AI\"]\n".into(),
-                format!("2:14: [agent] providers: \"Open AI\" is no built-in preset (the presets: {})", presets::ids()),
+                format!("2:14: [agent] providers: the entry (not shown, in case it is a key) is no built-in preset (the presets: {})", presets::ids()),
+            ),
+            (
+                "[agent]\nproviders = [\"sk-ant-api03-secret\"]\n".into(),
+                format!("2:14: [agent] providers: the entry (not shown, in case it is a key) is no built-in preset (the presets: {})", presets::ids()),
+            ),
+            (
+                "[agent]\nproviders = [\"anthropic=sk-ant-api03-secret\"]\n".into(),
+                "2:14: [agent] providers: anthropic=...: the podman secret name after '=' must be [A-Za-z0-9_.-]+, at most 64 characters, and not a key (the value is not shown, in case it is one)".into(),
             ),
             (
                 "[agent]\nproviders = [\"groq\", \"groq=k\"]\n".into(),
@@ -928,7 +947,7 @@ mod tests {
             ),
             (
                 "[agent]\nproviders = [\"groq=sk live key\"]\n".into(),
-                "2:14: [agent] providers: groq=...: the podman secret name after '=' must be [A-Za-z0-9_.-]+ (the value is not shown, in case it is a key)".into(),
+                "2:14: [agent] providers: groq=...: the podman secret name after '=' must be [A-Za-z0-9_.-]+, at most 64 characters, and not a key (the value is not shown, in case it is one)".into(),
             ),
             (
                 "[agent]\nproviders = \"groq\"\n".into(),

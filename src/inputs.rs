@@ -60,6 +60,81 @@ pub(crate) fn host_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// The host environment as a repo's devcontainer.json may read it through
+/// `${localEnv:NAME}`/`${env:NAME}`: never the variables that hold keys devaipod keeps
+/// from the repo and the agent (every provider preset's, and the secrets and credential
+/// keys of the user's devaipod.toml). Without this a repo could carry a key into an
+/// image name (pulled on the host), a build argument or a lifecycle command, none of
+/// which asks for consent. A protected name reads as unset, and [`RepoEnv::check`]
+/// then refuses the file, naming where.
+pub(crate) struct RepoEnv {
+    protected: std::collections::BTreeSet<String>,
+    asked: std::cell::RefCell<Vec<String>>,
+}
+
+impl RepoEnv {
+    /// The protected names for `config` (the user's devaipod.toml).
+    pub(crate) fn new(config: &crate::config::Config) -> Self {
+        let mut protected: std::collections::BTreeSet<String> = presets::PRESETS
+            .iter()
+            .flat_map(|p| p.env.iter().map(|v| v.to_string()))
+            .collect();
+        let agent = &config.agent;
+        let trusted = &config.trusted.secrets;
+        for entry in agent.secrets.iter().chain(trusted) {
+            if let Ok(e) = crate::config::parse_secret_entry(entry) {
+                protected.insert(e.name);
+            }
+        }
+        for c in agent.credentials.values() {
+            protected.insert(c.secret.get_ref().name.clone());
+        }
+        Self {
+            protected,
+            asked: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// `name`'s value, unless it is protected.
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
+        if self.protected.contains(name) {
+            self.asked.borrow_mut().push(name.to_string());
+            return None;
+        }
+        host_env(name)
+    }
+
+    /// Refuses `loaded` when it asked for a protected variable: FILE:LINE:COL of the
+    /// first place it names one.
+    pub(crate) fn check(&self, loaded: &devcontainer::Loaded) -> Result<()> {
+        let asked = self.asked.borrow();
+        let Some(name) = asked.first() else {
+            return Ok(());
+        };
+        let text: &str = &loaded.text;
+        let at = ["${localEnv:", "${env:"]
+            .iter()
+            .filter_map(|kind| {
+                let needle = format!("{kind}{name}");
+                text.match_indices(&needle)
+                    .map(|(i, _)| i)
+                    .find(|i| matches!(text.as_bytes().get(i + needle.len()), Some(b'}' | b':')))
+            })
+            .min()
+            .map(|i| {
+                let before = &text[..i];
+                let line = before.matches('\n').count() + 1;
+                let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                format!(":{line}:{col}")
+            })
+            .unwrap_or_default();
+        bail!(
+            "{}{at}: ${{localEnv:{name}}} names a key devaipod keeps out of a repository's reach (a provider preset's variable, or a secret or credential of your devaipod.toml): remove it from the file; the agent reaches its provider through devaipod's proxy, and [trusted] secrets reach the workspace as files",
+            loaded.path.display()
+        )
+    }
+}
+
 /// Finds devcontainer.json for `dir`: `--config`, else in `dir` (where several named
 /// configs without a default are an error), else in its parents up to `root`.
 pub(crate) fn find_config(
@@ -146,7 +221,7 @@ struct Reading {
     container_env_from_host: Vec<String>,
 }
 
-fn read_devcontainer(at: &Location, explicit: Option<&Path>) -> Result<Reading> {
+fn read_devcontainer(at: &Location, explicit: Option<&Path>, env: &RepoEnv) -> Result<Reading> {
     let root = &at.repo.root;
     let path = find_config(&at.path, root, explicit)?;
     if let (Some(p), None) = (&path, explicit) {
@@ -168,7 +243,8 @@ fn read_devcontainer(at: &Location, explicit: Option<&Path>) -> Result<Reading> 
             p.display()
         );
     }
-    let reading = devcontainer::read(&loaded, &at.path, root, &host_env)?;
+    let reading = devcontainer::read(&loaded, &at.path, root, &|n| env.get(n))?;
+    env.check(&loaded)?;
     let container_env_from_host = devcontainer::container_env_from_host(&loaded.raw);
     Ok(Reading {
         path,
@@ -184,7 +260,8 @@ fn read_devcontainer(at: &Location, explicit: Option<&Path>) -> Result<Reading> 
 pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
     let at = Location::of(&req.path)?;
     let name = at.name(req.name.as_deref())?;
-    let reading = read_devcontainer(&at, req.config.as_deref())?;
+    let (user_config, user_config_path) = crate::config::load()?;
+    let reading = read_devcontainer(&at, req.config.as_deref(), &RepoEnv::new(&user_config))?;
     let prepared = match (&reading.path, &req.image) {
         (Some(p), None) => crate::build::prepare(
             &reading.config,
@@ -199,7 +276,6 @@ pub(crate) fn host_facts(req: &Request) -> Result<HostFacts> {
     if let Some(b) = &prepared {
         config_warnings.extend(b.warnings.iter().cloned());
     }
-    let (user_config, user_config_path) = crate::config::load()?;
     let config_file = user_config_path.unwrap_or_else(|| PathBuf::from("devaipod.toml"));
     let (agent_secrets, trusted_secrets) = user_config.secret_lists(&config_file)?;
     let agent_secret_names: Vec<String> = agent_secrets.iter().map(|s| s.name.clone()).collect();
@@ -394,7 +470,8 @@ fn network_input(
             agent_secrets,
             test_urls: urls.as_ref(),
         };
-        let active = presets::choose(&choice, env).map_err(|e| anyhow::anyhow!(e))?;
+        let (active, notes) = presets::choose(&choice, env).map_err(|e| anyhow::anyhow!(e))?;
+        warnings.extend(notes);
         for (id, url) in urls.iter().flatten() {
             warnings.push(format!(
                 "{TEST_PRESET_URLS} is set: the {id} preset goes to {url} instead of {} (a test-only setting)",
@@ -503,11 +580,18 @@ impl TestNetEnv {
         }
     }
 
-    /// The presets' test base URLs, checked; `None` when unset.
+    /// The presets' test base URLs, checked; `None` when unset. Only beside the test
+    /// name map (`DEVAIPOD_TEST_NET_HOSTS`): on its own it would send a real key to
+    /// whatever answers that URL.
     fn preset_urls(&self) -> Result<Option<BTreeMap<String, String>>> {
         let Some(v) = &self.preset_urls else {
             return Ok(None);
         };
+        if self.hosts.is_none() {
+            bail!(
+                "{TEST_PRESET_URLS} is set without {TEST_NET_HOSTS}: it is a test-only setting of the fake internet (tests/net), never for real keys; unset it"
+            );
+        }
         let text = v
             .to_str()
             .ok_or_else(|| anyhow::anyhow!("{TEST_PRESET_URLS} is not UTF-8"))?;
@@ -958,8 +1042,11 @@ mod tests {
                 .find(|(k, _)| *k == v)
                 .map(|(_, x)| x.to_string())
         };
+        let hosts = tempfile::NamedTempFile::new().expect("hosts file");
+        std::fs::write(hosts.path(), "llm.test 198.51.100.7\n").expect("write");
         let test = TestNetEnv {
             preset_urls: Some("deepseek=https://llm.test/t/v1".into()),
+            hosts: Some(hosts.path().into()),
             ..Default::default()
         };
         let (n, mut w, active) =

@@ -54,7 +54,10 @@ pub(super) async fn read(ctx: &Context, args: &ConfigArgs) -> Result<Reading> {
         devcontainer::confined(&path, &root)?;
     }
     let loaded = devcontainer::load(&path)?;
-    let reading = devcontainer::read(&loaded, &dir, &root, &crate::inputs::host_env)?;
+    let (user_config, _) = crate::config::load()?;
+    let env = crate::inputs::RepoEnv::new(&user_config);
+    let reading = devcontainer::read(&loaded, &dir, &root, &|n| env.get(n))?;
+    env.check(&loaded)?;
     let mut configuration = reading.configuration;
     let workspace = reading.workspace;
     configuration.insert(

@@ -313,6 +313,19 @@ pub(super) async fn run(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     for w in &plan.warnings {
         progress.warn(w);
     }
+    // A key exported for another tool becomes a preset by itself: say so at every up.
+    for c in plan
+        .network
+        .credentials
+        .iter()
+        .filter(|c| c.preset.is_some())
+    {
+        progress.line(&format!(
+            "devaipod: provider {} through the proxy, which holds the key from {} (a built-in preset; [agent] providers chooses)",
+            c.provider,
+            c.variable.as_deref().unwrap_or("a podman secret")
+        ));
+    }
     if !pulls.is_empty() {
         // Before anything is created: a failed pull leaves nothing behind.
         for image in &pulls {

@@ -58,6 +58,11 @@ pub const PRESET_VARIABLES: &[&str] = &[
     "GOOGLE_API_KEY",
     "GOOGLE_GENERATIVE_AI_API_KEY",
     "GEMINI_API_KEY",
+    // The variables that turn a preset off (a gateway's endpoint).
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_BASE_URL",
+    "OPENAI_API_BASE",
+    "GOOGLE_GEMINI_BASE_URL",
 ];
 
 /// Asserts that a devaipod run failed with exit code 1 and said `want` on stderr.

@@ -20,6 +20,10 @@ pub(crate) struct Preset {
     pub name: &'static str,
     /// The variables that hold its key, in opencode's order: the first one set wins.
     pub env: &'static [&'static str],
+    /// Variables that point the provider's SDKs at another endpoint (a gateway): when
+    /// one is set, the key may be that endpoint's, so the environment alone does not
+    /// make the preset.
+    pub base_env: &'static [&'static str],
     /// What opencode's SDK for the provider puts its paths after.
     pub base_url: &'static str,
     pub header: &'static str,
@@ -35,6 +39,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         id: "anthropic",
         name: "Anthropic",
         env: &["ANTHROPIC_API_KEY"],
+        base_env: &["ANTHROPIC_BASE_URL"],
         base_url: "https://api.anthropic.com/v1",
         header: "x-api-key",
         prefix: "",
@@ -44,6 +49,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         id: "openai",
         name: "OpenAI",
         env: &["OPENAI_API_KEY"],
+        base_env: &["OPENAI_BASE_URL", "OPENAI_API_BASE"],
         base_url: "https://api.openai.com/v1",
         header: "authorization",
         prefix: "Bearer ",
@@ -53,6 +59,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         id: "openrouter",
         name: "OpenRouter",
         env: &["OPENROUTER_API_KEY"],
+        base_env: &[],
         base_url: "https://openrouter.ai/api/v1",
         header: "authorization",
         prefix: "Bearer ",
@@ -62,6 +69,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         id: "groq",
         name: "Groq",
         env: &["GROQ_API_KEY"],
+        base_env: &[],
         base_url: "https://api.groq.com/openai/v1",
         header: "authorization",
         prefix: "Bearer ",
@@ -71,6 +79,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         id: "mistral",
         name: "Mistral",
         env: &["MISTRAL_API_KEY"],
+        base_env: &[],
         base_url: "https://api.mistral.ai/v1",
         header: "authorization",
         prefix: "Bearer ",
@@ -80,6 +89,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         id: "deepseek",
         name: "DeepSeek",
         env: &["DEEPSEEK_API_KEY"],
+        base_env: &[],
         base_url: "https://api.deepseek.com",
         header: "authorization",
         prefix: "Bearer ",
@@ -89,6 +99,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         id: "xai",
         name: "xAI",
         env: &["XAI_API_KEY"],
+        base_env: &[],
         base_url: "https://api.x.ai/v1",
         header: "authorization",
         prefix: "Bearer ",
@@ -102,6 +113,7 @@ pub(crate) const PRESETS: &[Preset] = &[
             "GOOGLE_GENERATIVE_AI_API_KEY",
             "GEMINI_API_KEY",
         ],
+        base_env: &["GOOGLE_GEMINI_BASE_URL"],
         base_url: "https://generativelanguage.googleapis.com/v1beta",
         header: "x-goog-api-key",
         prefix: "",
@@ -112,6 +124,26 @@ pub(crate) const PRESETS: &[Preset] = &[
 /// The preset of provider `id`.
 pub(crate) fn by_id(id: &str) -> Option<&'static Preset> {
     PRESETS.iter().find(|p| p.id == id)
+}
+
+/// Whether `s` starts as the providers' API keys do (`sk-`, `sk_`, `gsk_`, `xai-`,
+/// `AIza`): text written where a name belongs that must not be echoed or used as one.
+pub(crate) fn looks_like_a_key(s: &str) -> bool {
+    ["sk-", "sk_", "gsk_", "xai-", "AIza"]
+        .iter()
+        .any(|p| s.starts_with(p))
+}
+
+/// What admin key `key` is, by its documented prefix: keys that manage an
+/// organization, which no agent needs.
+fn admin_key(key: &str) -> Option<&'static str> {
+    if key.starts_with("sk-ant-admin") {
+        Some("an Anthropic Admin API key")
+    } else if key.starts_with("sk-admin-") {
+        Some("an OpenAI admin key")
+    } else {
+        None
+    }
 }
 
 /// The preset ids, for messages: `anthropic, openai, ...`.
@@ -180,7 +212,8 @@ type Wanted<'a> = (
 pub(crate) fn choose(
     c: &Choice<'_>,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<Active>, String> {
+) -> Result<(Vec<Active>, Vec<String>), String> {
+    let mut notes = Vec::new();
     let set = |p: &Preset| {
         p.env
             .iter()
@@ -217,9 +250,19 @@ pub(crate) fn choose(
         }
         None => {
             for p in PRESETS {
-                if let Some(v) = set(p) {
-                    wanted.push((p, Some(v), None));
+                let Some(v) = set(p) else { continue };
+                if let Some(b) = p
+                    .base_env
+                    .iter()
+                    .find(|b| env(b).is_some_and(|x| !x.is_empty()))
+                {
+                    notes.push(format!(
+                        "{b} is set, so the key in {v} may be for that endpoint rather than {}: the {} preset is not used; configure [agent.credentials.{}] with that endpoint as base_url, or name the preset in [agent] providers to send the key to {}",
+                        p.base_url, p.id, p.id, p.base_url
+                    ));
+                    continue;
                 }
+                wanted.push((p, Some(v), None));
             }
         }
     }
@@ -247,12 +290,23 @@ pub(crate) fn choose(
                 h.at, h.setting, p.id, h.setting, p.id
             ));
         }
-        if let Some(v) = variable
-            && existing.is_none()
-            && c.agent_secrets.iter().any(|s| s == v)
+        // Any of the preset's variables inside the agent, not only the one used: the
+        // key would be in the agent while the plan says the proxy holds it.
+        if let Some(v) = p
+            .env
+            .iter()
+            .find(|v| c.agent_secrets.iter().any(|s| s == *v))
         {
             return Err(format!(
                 "[agent] secrets lists {v}, which puts it inside the agent, but {why}: remove {v} from [agent] secrets, or set [agent] providers to the presets you want (without {})",
+                p.id
+            ));
+        }
+        if let Some(v) = variable
+            && let Some(kind) = env(v).as_deref().and_then(admin_key)
+        {
+            return Err(format!(
+                "{v} holds {kind}, which manages the organization (members, projects, keys) rather than calling models: an agent could use it to mint keys of its own; give devaipod a normal API key for {} (the key is not shown)",
                 p.id
             ));
         }
@@ -277,7 +331,7 @@ pub(crate) fn choose(
             },
         });
     }
-    Ok(out)
+    Ok((out, notes))
 }
 
 /// The model for a pod with these presets and no model chosen: the preset's default
@@ -335,6 +389,96 @@ mod tests {
         }
     }
 
+    /// The presets [`choose`] picks, without its notes.
+    fn pick(c: &Choice<'_>, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Active>, String> {
+        choose(c, env).map(|(a, _)| a)
+    }
+
+    #[test]
+    fn a_base_url_variable_means_the_key_may_be_a_gateways() {
+        let c = Choice::default();
+        let (a, notes) = choose(
+            &c,
+            &env(&[
+                ("ANTHROPIC_API_KEY", "k"),
+                ("ANTHROPIC_BASE_URL", "https://gw.example/v1"),
+            ]),
+        )
+        .expect("choose");
+        assert!(a.is_empty());
+        assert_eq!(
+            notes,
+            [
+                "ANTHROPIC_BASE_URL is set, so the key in ANTHROPIC_API_KEY may be for that endpoint rather than https://api.anthropic.com/v1: the anthropic preset is not used; configure [agent.credentials.anthropic] with that endpoint as base_url, or name the preset in [agent] providers to send the key to https://api.anthropic.com/v1"
+            ]
+        );
+        // Named, it is the user's choice.
+        let named = [NamedPreset {
+            id: "anthropic".into(),
+            existing: None,
+            at: "c.toml:2:14".into(),
+        }];
+        let c = Choice {
+            named: Some(&named),
+            ..Default::default()
+        };
+        let (a, notes) = choose(
+            &c,
+            &env(&[
+                ("ANTHROPIC_API_KEY", "k"),
+                ("ANTHROPIC_BASE_URL", "https://gw.example/v1"),
+            ]),
+        )
+        .expect("named");
+        assert_eq!((a.len(), notes.len()), (1, 0));
+    }
+
+    #[test]
+    fn admin_keys_are_refused_without_being_shown() {
+        let c = Choice::default();
+        let e =
+            pick(&c, &env(&[("ANTHROPIC_API_KEY", "sk-ant-admin01-SECRET")])).expect_err("admin");
+        assert!(
+            e.starts_with(
+                "ANTHROPIC_API_KEY holds an Anthropic Admin API key, which manages the organization"
+            ),
+            "{e}"
+        );
+        assert!(!e.contains("SECRET"), "{e}");
+        let e = pick(&c, &env(&[("OPENAI_API_KEY", "sk-admin-SECRET")])).expect_err("admin");
+        assert!(
+            e.contains("an OpenAI admin key") && !e.contains("SECRET"),
+            "{e}"
+        );
+        assert!(pick(&c, &env(&[("OPENAI_API_KEY", "sk-proj-x")])).is_ok());
+    }
+
+    #[test]
+    fn any_of_a_presets_variables_inside_the_agent_is_an_error() {
+        let secrets = ["GEMINI_API_KEY".to_string()];
+        let c = Choice {
+            agent_secrets: &secrets,
+            ..Default::default()
+        };
+        // GOOGLE_API_KEY feeds the route while GEMINI_API_KEY would be in the agent.
+        let e = pick(&c, &env(&[("GOOGLE_API_KEY", "g")])).expect_err("secret");
+        assert!(
+            e.starts_with("[agent] secrets lists GEMINI_API_KEY, which puts it inside the agent"),
+            "{e}"
+        );
+        let named = [NamedPreset {
+            id: "google".into(),
+            existing: Some("my-google".into()),
+            at: "c.toml:2:14".into(),
+        }];
+        let c = Choice {
+            named: Some(&named),
+            agent_secrets: &secrets,
+            ..Default::default()
+        };
+        assert!(pick(&c, &env(&[])).is_err(), "a podman secret too");
+    }
+
     fn ids_of(a: &[Active]) -> Vec<&str> {
         a.iter().map(|a| a.preset.id).collect()
     }
@@ -376,14 +520,14 @@ mod tests {
         let c = Choice {
             ..Default::default()
         };
-        assert!(choose(&c, &env(&[])).expect("none").is_empty());
+        assert!(pick(&c, &env(&[])).expect("none").is_empty());
         // An empty variable is not set.
         assert!(
-            choose(&c, &env(&[("ANTHROPIC_API_KEY", "")]))
+            pick(&c, &env(&[("ANTHROPIC_API_KEY", "")]))
                 .expect("empty")
                 .is_empty()
         );
-        let a = choose(&c, &env(&[("ANTHROPIC_API_KEY", "k")])).expect("one");
+        let a = pick(&c, &env(&[("ANTHROPIC_API_KEY", "k")])).expect("one");
         assert_eq!(ids_of(&a), ["anthropic"]);
         assert_eq!(a[0].origin, "ANTHROPIC_API_KEY");
         assert_eq!(
@@ -401,7 +545,7 @@ mod tests {
             }
         );
         // Google's later variables count too, in opencode's order.
-        let a = choose(
+        let a = pick(
             &c,
             &env(&[("GEMINI_API_KEY", "g"), ("OPENAI_API_KEY", "o")]),
         )
@@ -409,7 +553,7 @@ mod tests {
         assert_eq!(ids_of(&a), ["openai", "google"]);
         assert_eq!(a[1].credential.secret.env_name, "GEMINI_API_KEY");
         assert_eq!(a[1].credential.header, "x-goog-api-key");
-        let a = choose(
+        let a = pick(
             &c,
             &env(&[("GEMINI_API_KEY", "g"), ("GOOGLE_API_KEY", "g2")]),
         )
@@ -429,15 +573,15 @@ mod tests {
             ..Default::default()
         };
         let both = [("ANTHROPIC_API_KEY", "a"), ("OPENAI_API_KEY", "o")];
-        assert_eq!(ids_of(&choose(&c, &env(&both)).expect("named")), ["openai"]);
+        assert_eq!(ids_of(&pick(&c, &env(&both)).expect("named")), ["openai"]);
         // providers = []: none, whatever is set.
         let c0 = Choice {
             named: Some(&[]),
             ..Default::default()
         };
-        assert!(choose(&c0, &env(&both)).expect("none").is_empty());
+        assert!(pick(&c0, &env(&both)).expect("none").is_empty());
         // Named without its variable.
-        let e = choose(&c, &env(&[])).expect_err("unset");
+        let e = pick(&c, &env(&[])).expect_err("unset");
         assert_eq!(
             e,
             "c.toml:2:13: [agent] providers names openai, but OPENAI_API_KEY is not set in devaipod's environment: export OPENAI_API_KEY, or name a podman secret that holds the key (openai=SECRET), or remove openai from providers"
@@ -447,7 +591,7 @@ mod tests {
             existing: None,
             at: "c.toml:2:13".into(),
         }];
-        let e = choose(
+        let e = pick(
             &Choice {
                 named: Some(&g),
                 ..Default::default()
@@ -467,7 +611,7 @@ mod tests {
             existing: Some("my-openai".into()),
             at: "c.toml:2:13".into(),
         }];
-        let a = choose(
+        let a = pick(
             &Choice {
                 named: Some(&s),
                 ..Default::default()
@@ -489,7 +633,7 @@ mod tests {
             existing: None,
             at: "c.toml:2:13".into(),
         }];
-        let e = choose(
+        let e = pick(
             &Choice {
                 named: Some(&x),
                 ..Default::default()
@@ -513,7 +657,7 @@ mod tests {
             explicit: &explicit,
             ..Default::default()
         };
-        let a = choose(
+        let a = pick(
             &c,
             &env(&[("ANTHROPIC_API_KEY", "a"), ("GROQ_API_KEY", "g")]),
         )
@@ -528,8 +672,8 @@ mod tests {
             hand: &hand,
             ..Default::default()
         };
-        assert!(choose(&c, &env(&[])).expect("unset").is_empty());
-        let e = choose(&c, &env(&[("GROQ_API_KEY", "g")])).expect_err("hand");
+        assert!(pick(&c, &env(&[])).expect("unset").is_empty());
+        let e = pick(&c, &env(&[("GROQ_API_KEY", "g")])).expect_err("hand");
         assert_eq!(
             e,
             "c.toml:5:1: [agent.opencode] provider.groq.options.apiKey configures provider groq by hand, but GROQ_API_KEY is set in devaipod's environment, which makes groq a built-in credential route (the proxy holds the key): remove provider.groq.options.apiKey to use the preset, or set [agent] providers to the presets you want (without groq)"
@@ -539,7 +683,7 @@ mod tests {
             agent_secrets: &secrets,
             ..Default::default()
         };
-        let e = choose(&c, &env(&[("GROQ_API_KEY", "g")])).expect_err("secret");
+        let e = pick(&c, &env(&[("GROQ_API_KEY", "g")])).expect_err("secret");
         assert!(
             e.starts_with("[agent] secrets lists GROQ_API_KEY, which puts it inside the agent, but GROQ_API_KEY is set"),
             "{e}"
@@ -553,12 +697,11 @@ mod tests {
             test_urls: Some(&urls),
             ..Default::default()
         };
-        let one = choose(&c, &env(&[("DEEPSEEK_API_KEY", "d")])).expect("one");
+        let one = pick(&c, &env(&[("DEEPSEEK_API_KEY", "d")])).expect("one");
         assert_eq!(one[0].credential.base_url, "https://llm.test/x/v1");
         assert_eq!(default_model(&one), Ok(Some("deepseek/deepseek-v4-pro")));
         assert_eq!(default_model(&[]), Ok(None));
-        let two =
-            choose(&c, &env(&[("DEEPSEEK_API_KEY", "d"), ("XAI_API_KEY", "x")])).expect("two");
+        let two = pick(&c, &env(&[("DEEPSEEK_API_KEY", "d"), ("XAI_API_KEY", "x")])).expect("two");
         assert_eq!(
             default_model(&two).expect_err("two"),
             "several provider presets are in use (deepseek from DEEPSEEK_API_KEY, xai from XAI_API_KEY) and no model is chosen: pass --model (e.g. --model deepseek/deepseek-v4-pro), set [agent] model, or set [agent] providers to one of them"
