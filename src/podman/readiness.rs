@@ -189,6 +189,9 @@ pub(crate) async fn explain_agent_death(engine: &Engine, agent: &str) -> Option<
 pub(crate) fn agent_stopped(state: &ContainerState) -> Option<String> {
     match state.status.as_str() {
         "running" | "created" | "initialized" | "configured" => None,
+        // Podman 4 says `exited` and Podman 5 `stopped` for a process that ended by
+        // itself (before and after its cleanup): the same thing to the user.
+        "exited" | "stopped" => Some(format!("has exited (exit code {})", state.exit_code)),
         other => Some(format!("is {other} (exit code {})", state.exit_code)),
     }
 }
@@ -274,9 +277,16 @@ mod tests {
             exit_code,
         };
         assert_eq!(agent_stopped(&state("running", 0)), None);
+        for status in ["exited", "stopped"] {
+            assert_eq!(
+                agent_stopped(&state(status, 127)).as_deref(),
+                Some("has exited (exit code 127)"),
+                "{status}"
+            );
+        }
         assert_eq!(
-            agent_stopped(&state("exited", 127)).as_deref(),
-            Some("is exited (exit code 127)")
+            agent_stopped(&state("paused", 0)).as_deref(),
+            Some("is paused (exit code 0)")
         );
     }
 }

@@ -256,7 +256,7 @@ fn a_gator_that_dies_at_start_shows_its_last_lines_and_leaves_nothing() {
     let said = stderr(&o);
     let gator = format!("devaipod-{}-gator", p.name());
     assert!(
-        said.contains(&format!("{gator} is exited (exit code 1)"))
+        said.contains(&format!("{gator} has exited (exit code 1)"))
             && said.contains(&format!("--- last 20 lines of {gator} ---"))
             && said.contains("dying-gator-sentinel: project key must be alphanumeric"),
         "the error names the gator, its exit and its last lines: {said}"
