@@ -851,6 +851,7 @@ fn a_providers_key_in_the_environment_is_a_preset_with_its_default_model() {
         c[0]["route"],
         "http://127.0.0.1:4097/devaipod/credentials/anthropic"
     );
+    assert_eq!(c[0]["paths"], serde_json::json!(["messages", "models"]));
     assert_eq!(v["agent_config"]["model"], "anthropic/claude-sonnet-4-5");
     assert_eq!(
         v["agent_config"]["model_from"],
@@ -905,6 +906,11 @@ fn a_providers_key_in_the_environment_is_a_preset_with_its_default_model() {
     let c = &v["network"]["credentials"];
     assert_eq!(c.as_array().map(Vec::len), Some(1), "{c}");
     assert_eq!(c[0].get("preset"), None, "{c}");
+    assert_eq!(
+        c[0].get("paths"),
+        None,
+        "your own route forwards every path: {c}"
+    );
     assert_eq!(c[0]["variable"], "DEVAIPOD_TEST_CRED_KEY", "{c}");
     assert_eq!(v["agent_config"]["model"], Value::Null);
 

@@ -60,6 +60,10 @@ pub(crate) struct Credential {
     pub(crate) prefix: String,
     /// The key's file (a Podman file secret of the proxy's uid, mode 0400).
     pub(crate) secret_file: String,
+    /// The paths below `base_url` the route forwards (each a prefix that ends where a
+    /// `/` or `:` follows, e.g. `messages`, `models`); empty: every path.
+    #[serde(default)]
+    pub(crate) paths: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -384,6 +384,8 @@ pub(crate) struct CredentialRoute {
     base_path: String,
     header: HeaderName,
     value: Secret,
+    /// [`config::Credential::paths`].
+    paths: Vec<String>,
     pool: Pool,
 }
 
@@ -408,6 +410,17 @@ impl CredentialRoute {
             parse_base_url(&c.base_url).with_context(context)?;
         let header = parse_credential_header(&c.header).with_context(context)?;
         let value = read_key(Path::new(&c.secret_file), &c.prefix).with_context(context)?;
+        if let Some(bad) = c.paths.iter().find(|p| {
+            p.is_empty()
+                || p.starts_with('/')
+                || !p
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        }) {
+            bail!(
+                "credential provider {provider}: path {bad:?} is not a relative path of letters, digits and -_./"
+            );
+        }
         Ok(CredentialRoute {
             provider: provider.clone(),
             tls,
@@ -417,6 +430,7 @@ impl CredentialRoute {
             base_path,
             header,
             value,
+            paths: c.paths.clone(),
             pool: Pool::default(),
         })
     }
@@ -445,6 +459,26 @@ impl CredentialRoute {
                 Reason::Malformed,
                 "devaipod: a credential route's path may not contain encoded slashes, backslashes, ';' or '%25'",
             ));
+        }
+        // A preset's route forwards its model API only: not the provider's account,
+        // file or key management, which the same key may reach.
+        if !self.paths.is_empty() {
+            let p = rest.trim_start_matches('/');
+            let allowed = self.paths.iter().any(|a| {
+                p == a
+                    || p.strip_prefix(a.as_str())
+                        .is_some_and(|more| more.starts_with('/') || more.starts_with(':'))
+            });
+            if !allowed {
+                return Err(Refusal::new(
+                    Reason::NotAllowed,
+                    format!(
+                        "devaipod: the {} route forwards only {} below its base URL",
+                        self.provider,
+                        self.paths.join(", ")
+                    ),
+                ));
+            }
         }
         let mut target = format!("{}{rest}", self.base_path);
         if target.is_empty() {
@@ -664,6 +698,7 @@ mod tests {
             header: header.into(),
             prefix: prefix.into(),
             secret_file: secret.display().to_string(),
+            paths: Vec::new(),
         })
     }
 
@@ -729,6 +764,42 @@ mod tests {
             assert_eq!(refusal.reason, Reason::Malformed, "{rest}");
         }
         assert!(r.target("/a..b/.x", None).is_ok());
+    }
+
+    #[test]
+    fn a_routes_paths_bound_what_it_forwards() {
+        let mut r = ok_route("https://api.example.com/v1");
+        r.paths = vec![
+            "messages".into(),
+            "models".into(),
+            "chat/completions".into(),
+        ];
+        for ok in [
+            "/messages",
+            "/messages/count_tokens",
+            "/models",
+            "/models/x:generateContent",
+            "/chat/completions",
+        ] {
+            assert!(r.target(ok, None).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/",
+            "/messagesx",
+            "/organizations/invites",
+            "/files",
+            "/chat",
+            "/chat/completionsx",
+            "/Messages",
+        ] {
+            let refusal = r.target(bad, None).expect_err(bad);
+            assert_eq!(refusal.reason, Reason::NotAllowed, "{bad}");
+            assert_eq!(
+                refusal.message,
+                "devaipod: the anthropic route forwards only messages, models, chat/completions below its base URL"
+            );
+        }
     }
 
     #[test]
@@ -812,6 +883,7 @@ mod tests {
             header: "x-api-key".into(),
             prefix: String::new(),
             secret_file: dir.path().join("nope").display().to_string(),
+            paths: Vec::new(),
         })
         .err()
         .expect("missing key file");
@@ -838,6 +910,7 @@ mod tests {
                 header: "x-api-key".into(),
                 prefix: String::new(),
                 secret_file: secret.display().to_string(),
+                paths: Vec::new(),
             })
             .err()
             .expect(bad);

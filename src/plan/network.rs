@@ -75,6 +75,10 @@ pub(crate) struct CredentialPlan {
     /// The built-in preset this route is, when devaipod made it (docs/agent.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
+    /// The paths below `base_url` the proxy forwards (a preset's model API); empty:
+    /// every path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
 }
 
 /// The agent's network in the plan.
@@ -143,6 +147,17 @@ struct ProxyCredential<'a> {
     header: &'a str,
     prefix: &'a str,
     secret_file: String,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    paths: &'a [&'a str],
+}
+
+/// The paths a credential route forwards: its preset's model API, or (for a route of
+/// the user's `[agent.credentials]`) every path.
+fn route_paths(c: &super::input::CredentialInput) -> &'static [&'static str] {
+    c.preset
+        .as_deref()
+        .and_then(super::input::presets::by_id)
+        .map_or(&[], |p| p.paths)
 }
 
 #[derive(Debug, Serialize)]
@@ -209,6 +224,7 @@ impl Network {
                     .is_none()
                     .then(|| c.secret.env_name.clone()),
                 preset: c.preset.clone(),
+                paths: route_paths(c).iter().map(|p| p.to_string()).collect(),
             });
         }
         let plan = NetworkPlan {
@@ -301,6 +317,7 @@ fn proxy_config(input: &PlanInput) -> String {
                 header: &c.header,
                 prefix: &c.prefix,
                 secret_file: credential_file(&c.provider),
+                paths: route_paths(c),
             })
             .collect(),
         deny_nets: &net.deny_nets,

@@ -359,6 +359,20 @@ fn a_providers_key_in_the_environment_is_all_the_agent_needs() {
             "{h:?}"
         );
     }
+    // The preset's route forwards its model API only: another path of the provider
+    // (its account's, its files') is refused by the proxy and never reaches it.
+    let refused = exec(
+        &agent,
+        None,
+        "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:4097/devaipod/credentials/deepseek/user/balance",
+    );
+    assert_eq!(refused.trim(), "403", "{refused}");
+    assert!(
+        net.received_requests()
+            .iter()
+            .all(|r| !r.path.ends_with("/user/balance")),
+        "the provider got a path outside the preset's model API"
+    );
     // status names the preset and its variable, never the value.
     let s = p.status();
     assert_eq!(

@@ -28,6 +28,10 @@ pub(crate) struct Preset {
     pub base_url: &'static str,
     pub header: &'static str,
     pub prefix: &'static str,
+    /// The paths below `base_url` the route forwards: the model API opencode's SDK
+    /// calls (a prefix each, up to a `/` or `:`), not the account, file or key
+    /// management the same key may reach.
+    pub paths: &'static [&'static str],
     /// The model `up` uses when this is the only preset and no model is chosen
     /// (an opencode model id, `ID/MODEL`, in opencode 1.18.34's model list).
     pub model: &'static str,
@@ -43,6 +47,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         base_url: "https://api.anthropic.com/v1",
         header: "x-api-key",
         prefix: "",
+        paths: &["messages", "models"],
         model: "anthropic/claude-sonnet-4-5",
     },
     Preset {
@@ -53,6 +58,13 @@ pub(crate) const PRESETS: &[Preset] = &[
         base_url: "https://api.openai.com/v1",
         header: "authorization",
         prefix: "Bearer ",
+        paths: &[
+            "responses",
+            "chat/completions",
+            "completions",
+            "embeddings",
+            "models",
+        ],
         model: "openai/gpt-5",
     },
     Preset {
@@ -63,6 +75,13 @@ pub(crate) const PRESETS: &[Preset] = &[
         base_url: "https://openrouter.ai/api/v1",
         header: "authorization",
         prefix: "Bearer ",
+        paths: &[
+            "chat/completions",
+            "completions",
+            "responses",
+            "embeddings",
+            "models",
+        ],
         model: "openrouter/anthropic/claude-sonnet-4.5",
     },
     Preset {
@@ -73,6 +92,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         base_url: "https://api.groq.com/openai/v1",
         header: "authorization",
         prefix: "Bearer ",
+        paths: &["chat/completions", "responses", "models"],
         model: "groq/openai/gpt-oss-120b",
     },
     Preset {
@@ -83,6 +103,12 @@ pub(crate) const PRESETS: &[Preset] = &[
         base_url: "https://api.mistral.ai/v1",
         header: "authorization",
         prefix: "Bearer ",
+        paths: &[
+            "chat/completions",
+            "fim/completions",
+            "embeddings",
+            "models",
+        ],
         model: "mistral/devstral-medium-latest",
     },
     Preset {
@@ -93,6 +119,13 @@ pub(crate) const PRESETS: &[Preset] = &[
         base_url: "https://api.deepseek.com",
         header: "authorization",
         prefix: "Bearer ",
+        paths: &[
+            "chat/completions",
+            "completions",
+            "beta/completions",
+            "beta/chat/completions",
+            "models",
+        ],
         model: "deepseek/deepseek-v4-pro",
     },
     Preset {
@@ -103,6 +136,13 @@ pub(crate) const PRESETS: &[Preset] = &[
         base_url: "https://api.x.ai/v1",
         header: "authorization",
         prefix: "Bearer ",
+        paths: &[
+            "chat/completions",
+            "responses",
+            "messages",
+            "models",
+            "language-models",
+        ],
         model: "xai/grok-4.5",
     },
     Preset {
@@ -117,6 +157,7 @@ pub(crate) const PRESETS: &[Preset] = &[
         base_url: "https://generativelanguage.googleapis.com/v1beta",
         header: "x-goog-api-key",
         prefix: "",
+        paths: &["models"],
         model: "google/gemini-2.5-pro",
     },
 ];
@@ -493,6 +534,17 @@ mod tests {
             assert!(p.base_url.starts_with("https://"), "{}", p.id);
             super::super::net::check_header(p.header).expect(p.id);
             super::super::net::check_prefix(p.prefix).expect(p.id);
+            assert!(!p.paths.is_empty(), "{}", p.id);
+            for path in p.paths {
+                assert!(
+                    !path.starts_with('/')
+                        && path.chars().all(
+                            |c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/')
+                        ),
+                    "{}: {path}",
+                    p.id
+                );
+            }
             assert!(!p.env.is_empty(), "{}", p.id);
             assert!(
                 p.model.starts_with(&format!("{}/", p.id)),
