@@ -219,6 +219,13 @@ impl TryFrom<String> for SecretEntry {
     }
 }
 
+/// Whether `s` is a podman secret name as devaipod accepts one: `[A-Za-z0-9_.-]+`.
+fn podman_secret_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
 /// Parses `NAME` or `NAME=podman-secret-name`. A refusal does not repeat the entry: it
 /// may be a key written where its name belongs.
 pub(crate) fn parse_secret_entry(entry: &str) -> Result<SecretEntry, String> {
@@ -238,10 +245,7 @@ pub(crate) fn parse_secret_entry(entry: &str) -> Result<SecretEntry, String> {
         );
     }
     if let Some(s) = existing
-        && (s.is_empty()
-            || !s
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        && !podman_secret_name(s)
     {
         return Err(format!(
             "secret entry {name}=...: the podman secret name after '=' must be [A-Za-z0-9_.-]+"
@@ -373,7 +377,10 @@ pub(crate) fn parse(text: &str) -> Result<Config, String> {
     let at = Positions(text);
     config.agent.check_network(&at)?;
     config.agent.check_credentials(&at)?;
-    config.agent.hand_settings = hand_settings(text, &at);
+    if config.agent.opencode.is_some() {
+        // A second parse, with spans: only when there is a table to read.
+        config.agent.hand_settings = hand_settings(text, &at);
+    }
     opencode_conflicts(&config.agent.hand_settings, &config.agent.credentials, &at)?;
     config.agent.named_presets = config.agent.check_providers(&at)?;
     Ok(config)
@@ -469,12 +476,9 @@ impl AgentConfig {
         for entry in list.get_ref() {
             let (id, existing) = match entry.get_ref().split_once('=') {
                 Some((id, secret)) => {
-                    let valid = !secret.is_empty()
+                    let valid = podman_secret_name(secret)
                         && secret.len() <= 64
-                        && !presets::looks_like_a_key(secret)
-                        && secret
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+                        && !presets::looks_like_a_key(secret);
                     if !valid {
                         // Not shown: it may be the key itself, written where its name belongs.
                         return Err(at.at(
@@ -627,7 +631,8 @@ fn opencode_conflicts(
     Ok(())
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+/// The 1-based line and column (in characters) of byte `offset` of `text`.
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let col = before

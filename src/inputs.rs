@@ -122,9 +122,7 @@ impl RepoEnv {
             })
             .min()
             .map(|i| {
-                let before = &text[..i];
-                let line = before.matches('\n').count() + 1;
-                let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                let (line, col) = crate::config::line_col(text, i);
                 format!(":{line}:{col}")
             })
             .unwrap_or_default();
@@ -433,8 +431,7 @@ fn network_input(
             Some(_) => Vec::new(),
             None => presets::PRESETS
                 .iter()
-                .filter_map(|p| p.env.iter().find(|v| env(v).is_some_and(|x| !x.is_empty())))
-                .copied()
+                .filter_map(|p| p.variable(env))
                 .collect(),
         };
         if !unused.is_empty() {

@@ -427,12 +427,7 @@ fn providers(
     use crate::plan::input::presets::PRESETS;
     let seen: Vec<String> = PRESETS
         .iter()
-        .filter_map(|p| {
-            p.env
-                .iter()
-                .find(|v| env(v).is_some_and(|x| !x.is_empty()))
-                .map(|v| format!("{v} ({})", p.id))
-        })
+        .filter_map(|p| p.variable(env).map(|v| format!("{v} ({})", p.id)))
         .collect();
     let explicit: Vec<String> = agent
         .map(|a| {

@@ -161,7 +161,7 @@ impl RegistriesConf {
             let at = e
                 .span()
                 .map(|s| {
-                    let (line, col) = line_col(text, s.start);
+                    let (line, col) = crate::config::line_col(text, s.start);
                     format!(":{line}:{col}")
                 })
                 .unwrap_or_default();
@@ -276,13 +276,6 @@ fn prefix_matches(prefix: &str, repository: &str) -> bool {
         || repository
             .strip_prefix(prefix)
             .is_some_and(|rest| rest.starts_with('/'))
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 #[cfg(test)]

@@ -75,32 +75,7 @@ models = {{ "fake-model" = {{ name = "Fake Model" }} }}
     let agent = p.agent();
     let folder = p.folder();
     let branch = format!("devaipod/{}", p.name());
-    let subject = || {
-        let o = podman(&[
-            "exec",
-            &agent,
-            "git",
-            "-C",
-            &folder,
-            "log",
-            "-1",
-            "--format=%s",
-            &branch,
-        ]);
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    };
-    wait_until(
-        "the agent committed agent-file.txt",
-        std::time::Duration::from_secs(90),
-        || {
-            let s = p.status();
-            assert_ne!(
-                s["sessions"][0]["state"], "retry",
-                "the agent is retrying an LLM error: {s}"
-            );
-            subject() == "agent: add agent-file.txt"
-        },
-    );
+    wait_for_commit(&p, "agent: add agent-file.txt");
     assert_eq!(
         exec(&agent, None, &format!("cat {folder}/agent-file.txt")),
         "hello from the agent\n"
@@ -123,23 +98,8 @@ models = {{ "fake-model" = {{ name = "Fake Model" }} }}
             ("authorization", format!("Bearer {key}").as_str())
         );
     }
-    // ... while no process, file, environment or configuration of the agent holds it.
-    // The pattern goes to grep in a file made from two halves, so that no command line
-    // of the search itself holds the key.
-    let (a, b) = key.split_at(key.len() / 2);
-    let found = exec(
-        &agent,
-        None,
-        &format!(
-            "printf '%s%s' '{a}' '{b}' > /tmp/.pattern && grep -rlsF -f /tmp/.pattern /proc/[0-9]*/environ /proc/[0-9]*/cmdline /run /tmp /home/agent {} 2>/dev/null | grep -vx /tmp/.pattern | head; rm -f /tmp/.pattern; true",
-            p.folder()
-        ),
-    );
-    assert_eq!(found.trim(), "", "the agent can read the key in: {found}");
-    let inspect = podman_ok(&["inspect", &agent, &format!("{}-proxy", p.pod())]);
-    assert!(!inspect.contains(&key), "the key is in podman inspect");
-    let logs = podman_ok(&["logs", &format!("{}-proxy", p.pod())]);
-    assert!(!logs.contains(&key), "the proxy logged the key");
+    // ... while the agent holds it nowhere.
+    assert_the_agent_holds_it_nowhere(&p, &key);
 
     // delete refuses while the commit is on no host branch, naming it.
     let o = devaipod(&["delete", p.name()]);
@@ -318,31 +278,7 @@ fn a_providers_key_in_the_environment_is_all_the_agent_needs() {
     );
 
     let agent = p.agent();
-    let folder = p.folder();
-    let branch = format!("devaipod/{}", p.name());
-    wait_until(
-        "the agent committed preset-file.txt through the preset",
-        std::time::Duration::from_secs(90),
-        || {
-            let s = p.status();
-            assert_ne!(
-                s["sessions"][0]["state"], "retry",
-                "the agent is retrying an LLM error: {s}"
-            );
-            let o = podman(&[
-                "exec",
-                &agent,
-                "git",
-                "-C",
-                &folder,
-                "log",
-                "-1",
-                "--format=%s",
-                &branch,
-            ]);
-            String::from_utf8_lossy(&o.stdout).trim() == "agent: add preset-file.txt"
-        },
-    );
+    wait_for_commit(&p, "agent: add preset-file.txt");
     // The provider saw the key in the preset's header, on the preset's path, and the
     // request named the preset's default model.
     let seen = net.received_headers(&key);
@@ -392,18 +328,8 @@ fn a_providers_key_in_the_environment_is_all_the_agent_needs() {
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
-    // The agent holds the key nowhere: no process, file, environment or configuration
-    // (the pattern goes to grep in a file made from two halves, so that no command line
-    // of the search holds it), and neither inspect nor the proxy's logs show it.
-    let (a, b) = key.split_at(key.len() / 2);
-    let found = exec(
-        &agent,
-        None,
-        &format!(
-            "printf '%s%s' '{a}' '{b}' > /tmp/.pattern && grep -rlsF -f /tmp/.pattern /proc/[0-9]*/environ /proc/[0-9]*/cmdline /run /tmp /home/agent {folder} 2>/dev/null | grep -vx /tmp/.pattern | head; rm -f /tmp/.pattern; true"
-        ),
-    );
-    assert_eq!(found.trim(), "", "the agent can read the key in: {found}");
+    // The agent holds the key nowhere.
+    assert_the_agent_holds_it_nowhere(&p, &key);
     let config = exec(
         &agent,
         None,
@@ -419,12 +345,62 @@ fn a_providers_key_in_the_environment_is_all_the_agent_needs() {
         "{config}"
     );
     assert_eq!(config["model"], "deepseek/deepseek-v4-pro", "{config}");
-    let inspect = podman_ok(&["inspect", &agent, &format!("{}-proxy", p.pod())]);
-    assert!(!inspect.contains(&key), "the key is in podman inspect");
-    let logs = podman_ok(&["logs", &format!("{}-proxy", p.pod())]);
-    assert!(!logs.contains(&key), "the proxy logged the key");
-
     let o = p.run(&["delete", p.name(), "--force"]);
     assert!(o.status.success(), "{}", stderr(&o));
     p.assert_nothing_left();
+}
+
+/// Waits (bounded: opencode retries LLM errors without end) until the agent's branch
+/// `devaipod/NAME` has `subject` as its last commit, failing at once on a retrying session.
+#[track_caller]
+fn wait_for_commit(p: &TestPod, subject: &str) {
+    let (agent, folder) = (p.agent(), p.folder());
+    let branch = format!("devaipod/{}", p.name());
+    wait_until(
+        &format!("the agent committed {subject:?}"),
+        std::time::Duration::from_secs(90),
+        || {
+            let s = p.status();
+            assert_ne!(
+                s["sessions"][0]["state"], "retry",
+                "the agent is retrying an LLM error: {s}"
+            );
+            let o = podman(&[
+                "exec",
+                &agent,
+                "git",
+                "-C",
+                &folder,
+                "log",
+                "-1",
+                "--format=%s",
+                &branch,
+            ]);
+            String::from_utf8_lossy(&o.stdout).trim() == subject
+        },
+    );
+}
+
+/// No process, file, environment or configuration of the agent holds `key`, and
+/// neither `podman inspect` of the agent and the proxy nor the proxy's logs show it.
+/// The pattern goes to grep in a file made from two halves, so that no command line of
+/// the search itself holds the key.
+#[track_caller]
+fn assert_the_agent_holds_it_nowhere(p: &TestPod, key: &str) {
+    let agent = p.agent();
+    let (a, b) = key.split_at(key.len() / 2);
+    let found = exec(
+        &agent,
+        None,
+        &format!(
+            "printf '%s%s' '{a}' '{b}' > /tmp/.pattern && grep -rlsF -f /tmp/.pattern /proc/[0-9]*/environ /proc/[0-9]*/cmdline /run /tmp /home/agent {} 2>/dev/null | grep -vx /tmp/.pattern | head; rm -f /tmp/.pattern; true",
+            p.folder()
+        ),
+    );
+    assert_eq!(found.trim(), "", "the agent can read the key in: {found}");
+    let proxy = format!("{}-proxy", p.pod());
+    let inspect = podman_ok(&["inspect", &agent, &proxy]);
+    assert!(!inspect.contains(key), "the key is in podman inspect");
+    let logs = podman_ok(&["logs", &proxy]);
+    assert!(!logs.contains(key), "the proxy logged the key");
 }

@@ -162,6 +162,25 @@ pub(crate) const PRESETS: &[Preset] = &[
     },
 ];
 
+/// The first of `names` set, and not empty, in the environment `env` looks up.
+fn first_set(
+    names: &'static [&'static str],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<&'static str> {
+    names
+        .iter()
+        .find(|v| env(v).is_some_and(|x| !x.is_empty()))
+        .copied()
+}
+
+impl Preset {
+    /// The variable that holds this preset's key in `env` (the first set and not
+    /// empty, in opencode's order).
+    pub(crate) fn variable(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<&'static str> {
+        first_set(self.env, env)
+    }
+}
+
 /// The preset of provider `id`.
 pub(crate) fn by_id(id: &str) -> Option<&'static Preset> {
     PRESETS.iter().find(|p| p.id == id)
@@ -255,12 +274,6 @@ pub(crate) fn choose(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Vec<Active>, Vec<String>), String> {
     let mut notes = Vec::new();
-    let set = |p: &Preset| {
-        p.env
-            .iter()
-            .find(|v| env(v).is_some_and(|x| !x.is_empty()))
-            .copied()
-    };
     let mut wanted: Vec<Wanted<'_>> = Vec::new();
     match c.named {
         Some(named) => {
@@ -273,7 +286,7 @@ pub(crate) fn choose(
                         ids()
                     )
                 })?;
-                let variable = set(p);
+                let variable = p.variable(env);
                 if n.existing.is_none() && variable.is_none() {
                     return Err(format!(
                         "{}: [agent] providers names {}, but {} is not set in devaipod's environment: export {}, or name a podman secret that holds the key ({}=SECRET), or remove {} from providers",
@@ -291,12 +304,8 @@ pub(crate) fn choose(
         }
         None => {
             for p in PRESETS {
-                let Some(v) = set(p) else { continue };
-                if let Some(b) = p
-                    .base_env
-                    .iter()
-                    .find(|b| env(b).is_some_and(|x| !x.is_empty()))
-                {
+                let Some(v) = p.variable(env) else { continue };
+                if let Some(b) = first_set(p.base_env, env) {
                     notes.push(format!(
                         "{b} is set, so the key in {v} may be for that endpoint rather than {}: the {} preset is not used; configure [agent.credentials.{}] with that endpoint as base_url, or name the preset in [agent] providers to send the key to {}",
                         p.base_url, p.id, p.id, p.base_url

@@ -160,26 +160,6 @@ fn log_info(message: &str) {
     }
 }
 
-impl State {
-    /// One read operation, logged in aggregate.
-    fn count_read(&self) {
-        self.read_ops
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Every 5 s, the read operations since the last time, as service-gator's
-    /// background logger does.
-    fn log_reads_every_5s(self: Arc<Self>) {
-        thread::spawn(move || loop {
-            thread::sleep(Duration::from_secs(5));
-            let count = self.read_ops.swap(0, std::sync::atomic::Ordering::Relaxed);
-            if count > 0 {
-                log_info(&format!("read operations in last interval count={count}"));
-            }
-        });
-    }
-}
-
 /// Whether RUST_LOG lets info lines through (tracing's EnvFilter: errors only when
 /// it is unset). A plain level or a `service_gator=LEVEL` directive counts.
 fn logs_info() -> bool {
@@ -264,6 +244,24 @@ struct State {
 }
 
 impl State {
+    /// One read operation, logged in aggregate.
+    fn count_read(&self) {
+        self.read_ops
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Every 5 s, the read operations since the last time, as service-gator's
+    /// background logger does.
+    fn log_reads_every_5s(self: Arc<Self>) {
+        thread::spawn(move || loop {
+            thread::sleep(Duration::from_secs(5));
+            let count = self.read_ops.swap(0, std::sync::atomic::Ordering::Relaxed);
+            if count > 0 {
+                log_info(&format!("read operations in last interval count={count}"));
+            }
+        });
+    }
+
     fn new(args: Vec<String>, secret_files: Vec<Json>) -> Self {
         State {
             args,
