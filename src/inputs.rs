@@ -721,6 +721,7 @@ fn gator_input(g: &crate::config::GatorConfig, req: &Request) -> Result<Option<p
         gitlab_host: g.gitlab_host.clone(),
         jira_host: g.jira_host.clone(),
         jira_username: g.jira_username.clone(),
+        entrypoint: None,
     }))
 }
 
@@ -818,6 +819,8 @@ pub(crate) struct ImageFacts {
     pub net_state: ImageState,
     /// Images `up` pulls before it creates anything (the pod's, the service-gator's).
     pub pulls: Vec<String>,
+    /// The service-gator image's ENTRYPOINT, when it is in the local store.
+    pub gator_entrypoint: Option<Vec<String>>,
     /// Whether the engine's storage holds a volume to a size (asked only when the
     /// agent has a disk limit).
     pub volume_quota: plan::VolumeQuota,
@@ -836,6 +839,7 @@ impl ImageFacts {
                 note: format!("not checked: {why}"),
             },
             pulls: Vec::new(),
+            gator_entrypoint: None,
             volume_quota: plan::VolumeQuota::Unknown,
         }
     }
@@ -849,6 +853,9 @@ impl ImageFacts {
         input.bundled_id = self.bundled_id;
         input.image_state = self.state;
         input.volume_quota = self.volume_quota;
+        if let Some(g) = input.gator.as_mut() {
+            g.entrypoint = self.gator_entrypoint;
+        }
         // A missing binary stays missing, whatever the engine says.
         if !matches!(input.net_image_state, ImageState::Missing { .. }) {
             input.net_image_state = self.net_state;
@@ -893,8 +900,10 @@ pub(crate) async fn image_facts(
             },
         }
     };
+    let mut gator_entrypoint = None;
     if let Some(g) = &input.gator {
-        let present = engine.image_id(&g.image).await?.is_some();
+        gator_entrypoint = engine.image_entrypoint(&g.image).await?;
+        let present = gator_entrypoint.is_some();
         if (!present || pull == PullPolicy::Always)
             && pull != PullPolicy::Never
             && !is_local_only(&g.image)
@@ -935,6 +944,7 @@ pub(crate) async fn image_facts(
         state,
         net_state,
         pulls,
+        gator_entrypoint,
         volume_quota,
     })
 }

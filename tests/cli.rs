@@ -1670,10 +1670,74 @@ fn service_gator_scopes_are_validated_before_anything_is_made() {
         v["gator"]["scopes"],
         serde_json::json!(["github:octo/*:read,write"])
     );
+    let gator = plan_container(&v, "gator");
+    assert_eq!(gator["cap_drop"], serde_json::json!(["ALL"]));
+    // service-gator behind devaipod-net's logging relay: the agent's port is the
+    // relay's; without an engine the image's entrypoint is the published one, said so.
+    let command: Vec<&str> = gator["command"]
+        .as_array()
+        .expect("command")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert_eq!(
-        plan_container(&v, "gator")["cap_drop"],
-        serde_json::json!(["ALL"])
+        command[..10],
+        [
+            "/opt/devaipod-net/devaipod-net",
+            "mcp-audit",
+            "--listen",
+            "127.0.0.1:8765",
+            "--upstream",
+            "127.0.0.1:8766",
+            "--",
+            "service-gator",
+            "--mcp-server",
+            "127.0.0.1:8766"
+        ]
     );
+    assert_eq!(v["gator"]["server"], "127.0.0.1:8766");
+    assert!(
+        v["gator"]["entrypoint_from"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("assumed \"service-gator\"")),
+        "{}",
+        v["gator"]
+    );
+    let o = devaipod(
+        &[
+            "up",
+            ".",
+            "--dry-run",
+            "--service-gator",
+            "github:octo/hello",
+        ],
+        r.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(
+            "devaipod-net's relay logs each MCP request and its outcome; service-gator (service-gator, assumed"
+        ),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // Without devaipod-net there is no relay, so no gator (even with network full).
+    let o = devaipod_cmd()
+        .args([
+            "up",
+            ".",
+            "--dry-run",
+            "--network",
+            "full",
+            "--service-gator",
+            "github:octo/hello",
+        ])
+        .current_dir(r.path())
+        .env("CONTAINER_HOST", "unix:///nonexistent/devaipod-test.sock")
+        .env("DEVAIPOD_NET_BIN", "/nonexistent/devaipod-net")
+        .output()
+        .expect("devaipod runs");
+    assert_fails_with(&o, "service-gator needs devaipod-net in its container");
 }
 
 /// The `__http` helper (what `up TASK`, `task` and `status` run in the pod's network

@@ -14,6 +14,8 @@
 //!   names the network namespace it runs in (so the agent never runs unfiltered).
 //! - `allow` and `stats`: read and change a running proxy's allowlist, read its refusal
 //!   counts (run by `podman exec` in the proxy container).
+//! - `mcp-audit`: runs service-gator behind a relay that logs each MCP request of the
+//!   agent's and its outcome (service-gator logs neither); the gator container's command.
 //! - `sftp-server`: SFTP on stdin and stdout, for the `sftp` subsystem of an SSH session
 //!   (OpenSSH's `sftp` and `scp`), as the calling user. Run by `podman exec` in the
 //!   workspace container, where the image is mounted read-only at /opt/devaipod-net.
@@ -25,6 +27,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod config;
 mod gate;
 mod nft;
@@ -103,6 +106,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run service-gator (SERVER ARGS..., listening on --upstream) behind a relay on
+    /// --listen that logs each MCP request of the agent and its outcome; exit with its
+    /// status
+    McpAudit {
+        /// Where the agent reaches the gator (the pod's loopback)
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Where the server listens
+        #[arg(long)]
+        upstream: std::net::SocketAddr,
+        /// The server's command line
+        #[arg(last = true, required = true, value_name = "SERVER")]
+        server: Vec<std::ffi::OsString>,
+    },
     /// Serve SFTP (version 3, with OpenSSH's extensions) on stdin and stdout, as the
     /// calling user; relative paths are from the current directory
     SftpServer,
@@ -139,6 +156,11 @@ fn main() -> ExitCode {
         Command::Stats { state, json } => state::stats_command(&state, json),
         Command::SftpServer => sftp::run(),
         Command::Relay { host, port } => return relay::run(&host, port),
+        Command::McpAudit {
+            listen,
+            upstream,
+            server,
+        } => return audit::run(listen, upstream, &server),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

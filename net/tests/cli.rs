@@ -423,3 +423,110 @@ fn the_proxy_fails_at_start_with_a_clear_error() {
         assert!(!err.contains(SENTINEL), "{err}");
     }
 }
+
+fn mcp_audit(server: &[&str]) -> Command {
+    let mut cmd = bin();
+    cmd.args([
+        "mcp-audit",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "127.0.0.1:9",
+        "--",
+    ])
+    .args(server);
+    cmd
+}
+
+#[test]
+fn mcp_audit_runs_the_server_and_exits_with_its_status() {
+    let o = run(&mut mcp_audit(&[
+        "sh",
+        "-c",
+        "echo server-said-this >&2; exit 7",
+    ]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(7), "{err}");
+    assert!(err.contains("server-said-this"), "{err}");
+    assert!(
+        err.contains(" INFO devaipod-audit: listening address=127.0.0.1:")
+            && err.contains("upstream=127.0.0.1:9 server_pid="),
+        "{err}"
+    );
+    // A server that cannot be run: 127, as a shell says it.
+    let o = run(&mut mcp_audit(&["/nonexistent/service-gator"]));
+    assert_eq!(o.status.code(), Some(127));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("ERROR devaipod-audit: cannot run \"/nonexistent/service-gator\""),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // No server command: clap's usage error.
+    let o = run(bin().args([
+        "mcp-audit",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "127.0.0.1:9",
+    ]));
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn mcp_audit_refuses_a_taken_port_before_the_server_runs() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let o = run(bin().args([
+        "mcp-audit",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--upstream",
+        "127.0.0.1:9",
+        "--",
+        "sh",
+        "-c",
+        "echo the-server-ran >&2",
+    ]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "ERROR devaipod-audit: cannot listen on 127.0.0.1:{port}"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("the-server-ran"), "{err}");
+}
+
+#[test]
+fn mcp_audit_passes_sigterm_to_the_server_and_takes_its_exit() {
+    let mut child = mcp_audit(&[
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 1; done",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read");
+    assert_eq!(line, "ready\n", "the server's trap is set");
+    assert!(kill_term(child.id()), "kill");
+    let status = child.wait().expect("wait");
+    // The relay's status first: a relay ended by the signal itself leaves the server
+    // running, and its output open.
+    assert_eq!(status.code(), Some(42), "the server's exit status");
+    line.clear();
+    out.read_line(&mut line).expect("read");
+    assert_eq!(line, "got-term\n");
+}
+
+fn kill_term(pid: u32) -> bool {
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}

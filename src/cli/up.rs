@@ -772,16 +772,7 @@ pub(super) fn render_plan(plan: &PodPlan) -> String {
     );
     for c in &plan.containers {
         let _ = writeln!(s, "container  {} [{}]", l(&c.name), c.role);
-        let _ = writeln!(
-            s,
-            "             command  {}{}",
-            if c.image_entrypoint {
-                "(the image's ENTRYPOINT) "
-            } else {
-                ""
-            },
-            list(&c.command, " ")
-        );
+        let _ = writeln!(s, "             command  {}", list(&c.command, " "));
         let _ = writeln!(
             s,
             "             user     {}",
@@ -829,6 +820,13 @@ pub(super) fn render_plan(plan: &PodPlan) -> String {
             } else {
                 list(&g.token_files, ", ")
             }
+        );
+        let _ = writeln!(
+            s,
+            "           devaipod-net's relay logs each MCP request and its outcome; service-gator ({}, {}) listens on {}",
+            list(&g.entrypoint, " "),
+            l(&g.entrypoint_from),
+            l(&g.server)
         );
     }
     let net = &plan.network;

@@ -233,7 +233,6 @@ pub(crate) fn container(
         name: ctx.object_name("agent"),
         image: image.to_string(),
         command: agent_command(&secret_env, net.gate.as_deref()),
-        image_entrypoint: false,
         user: Some(format!("{AGENT_UID}:{AGENT_UID}")),
         workdir: folders.workdir.clone(),
         init: true,

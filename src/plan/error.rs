@@ -53,4 +53,12 @@ pub(crate) enum PlanError {
         "[agent.opencode] {setting} conflicts with [agent.credentials.{provider}]: devaipod points that provider's baseURL at its proxy and gives the agent only a placeholder apiKey (the proxy adds the key); remove {setting} from [agent.opencode]"
     )]
     CredentialConflict { provider: String, setting: String },
+    #[error(
+        "service-gator needs devaipod-net in its container (the relay in front of it that logs the agent's requests and their refusals), and devaipod-net was not found: build it with `just net` (`just install` puts it beside devaipod), or name it with DEVAIPOD_NET_BIN"
+    )]
+    GatorWithoutNet,
+    #[error(
+        "the service-gator image {image} has no ENTRYPOINT: devaipod runs service-gator as the image's entrypoint (the published image's is `service-gator`); build the image with ENTRYPOINT [\"service-gator\"], or name another with --service-gator-image"
+    )]
+    GatorWithoutEntrypoint { image: String },
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Context;
+use super::error::PlanError;
 use super::input::GatorInput;
 use super::labels::Role;
 use super::secrets::Secrets;
@@ -20,8 +21,15 @@ use super::spec::{ContainerSpec, Extras, GatorPlan, Seccomp, SecretRef};
 /// The image the service-gator project publishes (LobsterTrap/service-gator, formerly
 /// cgwalters/service-gator; its README and CI name this one).
 pub(crate) const DEFAULT_IMAGE: &str = "ghcr.io/lobstertrap/service-gator:latest";
-/// Where the gator's MCP server listens, on the pod's loopback.
+/// Where the agent reaches the gator, on the pod's loopback: devaipod-net's relay
+/// (`mcp-audit`), which logs each MCP request and its outcome.
 pub(crate) const PORT: u16 = 8765;
+/// Where service-gator itself listens, behind the relay. The agent's rules reach the
+/// gator's uid on [`PORT`] only, so the agent cannot go around the log.
+pub(crate) const SERVER_PORT: u16 = 8766;
+/// The entrypoint of the image the project publishes, assumed by `--dry-run` for an
+/// image not in the local store yet (`up` reads the image's own after the pull).
+const PUBLISHED_ENTRYPOINT: &str = "service-gator";
 /// The gator's uid:gid (non-root; its port needs no privilege).
 pub(crate) const UID: u32 = 65534;
 
@@ -253,17 +261,38 @@ pub(crate) fn scope_json(scopes: &[Scope]) -> Value {
     Value::Object(doc)
 }
 
-/// The gator's arguments (its image's entrypoint is service-gator).
-pub(crate) fn command(scopes: &[Scope], gitlab_host: Option<&str>) -> Vec<String> {
+/// service-gator's arguments (after its image's entrypoint).
+pub(crate) fn server_args(scopes: &[Scope], gitlab_host: Option<&str>) -> Vec<String> {
     let mut v = vec![
         "--mcp-server".to_string(),
-        format!("127.0.0.1:{PORT}"),
+        format!("127.0.0.1:{SERVER_PORT}"),
         "--scope".into(),
         scope_json(scopes).to_string(),
     ];
     if let Some(h) = gitlab_host {
         v.extend(["--gitlab-host".into(), h.to_string()]);
     }
+    v
+}
+
+/// The gator's whole command line: devaipod-net's relay on [`PORT`], then the image's
+/// entrypoint with service-gator's arguments, listening on [`SERVER_PORT`].
+pub(crate) fn command(
+    entrypoint: &[String],
+    scopes: &[Scope],
+    gitlab_host: Option<&str>,
+) -> Vec<String> {
+    let mut v = vec![
+        super::network::mounted_exe(),
+        "mcp-audit".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{PORT}"),
+        "--upstream".into(),
+        format!("127.0.0.1:{SERVER_PORT}"),
+        "--".into(),
+    ];
+    v.extend(entrypoint.iter().cloned());
+    v.extend(server_args(scopes, gitlab_host));
     v
 }
 
@@ -304,13 +333,33 @@ const TOKENS: &[(Service, &str, &str)] = &[
 impl Gator {
     /// The gator, when enabled: hardened like the agent, holding the forge tokens of
     /// `[trusted] secrets` as 0400 files of its own uid (the first secret feeding a
-    /// variable wins). `None` when the gator is off.
+    /// variable wins), service-gator behind devaipod-net's logging relay. `None` when
+    /// the gator is off; an error without devaipod-net or without the image's
+    /// entrypoint.
     pub(crate) fn new(
         ctx: &Context<'_>,
         secrets: &Secrets,
         mounts: Vec<super::spec::MountSpec>,
-    ) -> Option<Self> {
-        let g = ctx.input.gator.as_ref()?;
+    ) -> Result<Option<Self>, PlanError> {
+        let Some(g) = ctx.input.gator.as_ref() else {
+            return Ok(None);
+        };
+        let net =
+            super::network::workspace_shared_mount(ctx.input).ok_or(PlanError::GatorWithoutNet)?;
+        let (entrypoint, entrypoint_from) = match &g.entrypoint {
+            Some(e) if e.is_empty() => {
+                return Err(PlanError::GatorWithoutEntrypoint {
+                    image: g.image.clone(),
+                });
+            }
+            Some(e) => (e.clone(), "the image's ENTRYPOINT".to_string()),
+            None => (
+                vec![PUBLISHED_ENTRYPOINT.to_string()],
+                format!(
+                    "assumed {PUBLISHED_ENTRYPOINT:?} (the published image's): the image is not in the local store yet, `up` reads its ENTRYPOINT after the pull"
+                ),
+            ),
+        };
         let mut env: BTreeMap<String, String> = [
             ("HOME".to_string(), "/tmp".to_string()),
             ("RUST_LOG".to_string(), LOG_LEVEL.to_string()),
@@ -345,32 +394,38 @@ impl Gator {
                 "service-gator has {service:?} scopes but no token: list {names} under [trusted] secrets"
             ))
             .collect();
-        Some(Gator {
-            container: container(ctx, g, env, tokens, mounts),
+        Ok(Some(Gator {
+            container: container(ctx, g, &entrypoint, env, tokens, mounts, net),
             plan: GatorPlan {
                 image: g.image.clone(),
                 scopes: g.scopes.iter().map(ToString::to_string).collect(),
                 mcp_url: mcp_url(),
                 token_files,
+                server: format!("127.0.0.1:{SERVER_PORT}"),
+                entrypoint,
+                entrypoint_from,
             },
             warnings,
-        })
+        }))
     }
 }
 
 fn container(
     ctx: &Context<'_>,
     g: &GatorInput,
+    entrypoint: &[String],
     env: BTreeMap<String, String>,
     secrets: Vec<SecretRef>,
     mounts: Vec<super::spec::MountSpec>,
+    net: super::spec::SharedMount,
 ) -> ContainerSpec {
     ContainerSpec {
         role: Role::Gator,
         name: ctx.object_name("gator"),
         image: g.image.clone(),
-        command: command(&g.scopes, g.gitlab_host.as_deref()),
-        image_entrypoint: true,
+        // The relay first, then the image's entrypoint: nothing of the image runs
+        // before or around the command checked after create.
+        command: command(entrypoint, &g.scopes, g.gitlab_host.as_deref()),
         user: Some(format!("{UID}:{UID}")),
         workdir: "/".into(),
         init: true,
@@ -385,7 +440,7 @@ fn container(
         pids_limit: Some(1024),
         memory_limit: Some(1024 * 1024 * 1024),
         cpu_millis: None,
-        shared_mounts: vec![],
+        shared_mounts: vec![net],
         mounts,
         env,
         secrets,
@@ -478,8 +533,24 @@ mod tests {
             doc["jira"]["projects"]["PROJ"],
             json!({"read": true, "comment": true, "create": false, "write": false})
         );
-        let cmd = command(&sc, None);
-        assert_eq!(cmd[..3], ["--mcp-server", "127.0.0.1:8765", "--scope"]);
+        let cmd = server_args(&sc, None);
+        assert_eq!(cmd[..3], ["--mcp-server", "127.0.0.1:8766", "--scope"]);
+        let cmd = command(&["/usr/bin/service-gator".to_string()], &sc, None);
+        assert_eq!(
+            cmd[..10],
+            [
+                "/opt/devaipod-net/devaipod-net",
+                "mcp-audit",
+                "--listen",
+                "127.0.0.1:8765",
+                "--upstream",
+                "127.0.0.1:8766",
+                "--",
+                "/usr/bin/service-gator",
+                "--mcp-server",
+                "127.0.0.1:8766"
+            ]
+        );
         assert_eq!(token_var("GITHUB_TOKEN"), Some("GH_TOKEN_FILE"));
         assert_eq!(token_var("OPENAI_API_KEY"), None);
     }
@@ -492,6 +563,7 @@ mod tests {
             gitlab_host: Some("gitlab.example.com".into()),
             jira_host: Some("jira.example.com".into()),
             jira_username: Some("me@example.com".into()),
+            entrypoint: Some(vec!["/usr/bin/service-gator".into()]),
         });
         i
     }
@@ -510,7 +582,9 @@ mod tests {
             .map(secret)
             .to_vec();
         let ctx = Context::new(&i);
-        let g = Gator::new(&ctx, &Secrets::new(&ctx), vec![]).expect("enabled");
+        let g = Gator::new(&ctx, &Secrets::new(&ctx), vec![])
+            .expect("a plan")
+            .expect("enabled");
         let c = &g.container;
         let names: Vec<&str> = c.secrets.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
@@ -543,14 +617,24 @@ mod tests {
         ]));
         assert!(c.read_only && c.no_new_privileges && c.cap_add.is_empty());
         assert_eq!(c.cap_drop, ["ALL"]);
-        assert!(c.mounts.is_empty() && c.shared_mounts.is_empty());
+        assert!(c.mounts.is_empty());
+        assert_eq!(
+            c.shared_mounts
+                .iter()
+                .map(|m| m.target.as_str())
+                .collect::<Vec<_>>(),
+            ["/opt/devaipod-net"],
+            "devaipod-net, for the relay"
+        );
     }
 
     #[test]
     fn a_service_without_its_token_warns_and_no_gator_without_input() {
         let i = gator_input(&["jira:PROJ"]);
         let ctx = Context::new(&i);
-        let g = Gator::new(&ctx, &Secrets::new(&ctx), vec![]).expect("enabled");
+        let g = Gator::new(&ctx, &Secrets::new(&ctx), vec![])
+            .expect("a plan")
+            .expect("enabled");
         assert_eq!(g.warnings.len(), 1);
         assert!(
             g.warnings[0].contains("Jira scopes but no token: list JIRA_API_TOKEN"),
@@ -560,6 +644,6 @@ mod tests {
         assert!(g.container.secrets.is_empty());
         let i = crate::plan::tests_support::input();
         let ctx = Context::new(&i);
-        assert_eq!(Gator::new(&ctx, &Secrets::new(&ctx), vec![]), None);
+        assert_eq!(Gator::new(&ctx, &Secrets::new(&ctx), vec![]), Ok(None));
     }
 }

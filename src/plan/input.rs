@@ -63,6 +63,9 @@ pub(crate) struct GatorInput {
     pub gitlab_host: Option<String>,
     pub jira_host: Option<String>,
     pub jira_username: Option<String>,
+    /// The image's ENTRYPOINT, from the engine once the image is in the local store
+    /// (`None` before: `--dry-run` of an image still to pull assumes `service-gator`).
+    pub entrypoint: Option<Vec<String>>,
 }
 
 /// Whether the engine's storage can hold a volume to a size: Podman's local volume

@@ -92,7 +92,7 @@ pub(crate) fn build(input: &PlanInput) -> Result<PodPlan, PlanError> {
         bundled.clone(),
         &network.agent,
     );
-    let gator = Gator::new(&ctx, &secrets, volumes.gator_mounts(&folders));
+    let gator = Gator::new(&ctx, &secrets, volumes.gator_mounts(&folders))?;
 
     let mut warnings = input.config_warnings.clone();
     warnings.extend(gator.iter().flat_map(|g| g.warnings.iter().cloned()));

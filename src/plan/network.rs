@@ -373,7 +373,6 @@ fn rules_container(ctx: &Context<'_>, marker: &str) -> ContainerSpec {
         name: ctx.object_name("rules"),
         image: input.net_image.clone(),
         command,
-        image_entrypoint: false,
         user: Some("0:0".into()),
         workdir: "/".into(),
         init: false,
@@ -412,7 +411,6 @@ fn proxy_container(ctx: &Context<'_>, state: &str, secrets: Vec<SecretRef>) -> C
             "--state".into(),
             NET_STATE_DIR.into(),
         ],
-        image_entrypoint: false,
         user: Some(format!("{PROXY_UID}:{PROXY_UID}")),
         workdir: "/".into(),
         init: true,
@@ -668,6 +666,7 @@ mod tests {
             gitlab_host: None,
             jira_host: None,
             jira_username: None,
+            entrypoint: Some(vec!["service-gator".into()]),
         });
         let plan = build(&i);
         let proxy = plan.container(Role::Proxy).expect("proxy");

@@ -99,10 +99,11 @@ pub(crate) fn pod_ports(
         super::AGENT_PORT,
         super::paths::PROXY_PORT,
         super::gator::PORT,
+        super::gator::SERVER_PORT,
     ];
     if let Some(p) = ports.iter().find(|p| reserved.contains(&p.container_port)) {
         return Err(input.bad_property("forwardPorts", format!(
-            "port {} is devaipod's own inside the pod (4096 the agent's API, 4097 its proxy, 8765 service-gator) and is never published; forward another port",
+            "port {} is devaipod's own inside the pod (4096 the agent's API, 4097 its proxy, 8765 service-gator's relay, 8766 service-gator) and is never published; forward another port",
             p.container_port
         )));
     }
@@ -118,7 +119,7 @@ mod tests {
 
     #[test]
     fn devaipods_own_ports_are_never_published() {
-        for port in [4096, 4097, 8765] {
+        for port in [4096, 4097, 8765, 8766] {
             let mut i = input();
             i.devcontainer.forward_ports = Some(vec![json!(port)]);
             let e = pod_ports(&i, &RunArgs::default(), &mut Vec::new()).expect_err("reserved");

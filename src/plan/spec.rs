@@ -246,12 +246,9 @@ pub(crate) struct ContainerSpec {
     pub name: String,
     pub image: String,
     /// The whole argv: `command[0]` replaces the image's ENTRYPOINT, so nothing of the
-    /// image runs before it; unless `image_entrypoint`.
+    /// image runs before it (the gator's names its image's entrypoint itself, after
+    /// devaipod-net's relay).
     pub command: Vec<String>,
-    /// `command` is arguments to the image's own ENTRYPOINT: the gator only, whose image
-    /// is service-gator's (chosen by the user, never by the repo).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub image_entrypoint: bool,
     /// `None`: the image's default user.
     pub user: Option<String>,
     pub workdir: String,
@@ -368,6 +365,12 @@ pub(crate) struct GatorPlan {
     pub mcp_url: String,
     /// The token variables it gets as files (`GH_TOKEN_FILE`, ...), by secret name.
     pub token_files: Vec<String>,
+    /// Where service-gator itself listens, behind devaipod-net's relay on `mcp_url`
+    /// (which logs each request and its outcome).
+    pub server: String,
+    /// What runs service-gator, and where that was read.
+    pub entrypoint: Vec<String>,
+    pub entrypoint_from: String,
 }
 
 /// What `--trust` or `[repos."PATH"] trust` granted.

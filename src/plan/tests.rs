@@ -540,6 +540,7 @@ fn the_gator_holds_the_tokens_and_the_agent_gets_only_its_mcp_entry() {
         gitlab_host: None,
         jira_host: None,
         jira_username: None,
+        entrypoint: Some(vec!["service-gator".into()]),
     });
     let plan = build(&i).expect("plan");
     let g = plan.container(Role::Gator).expect("gator");

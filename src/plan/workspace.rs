@@ -56,7 +56,6 @@ impl Workspace<'_> {
             name: ctx.object_name("workspace"),
             image: self.image.to_string(),
             command: command(ctx)?,
-            image_entrypoint: false,
             user: ra.user.clone().or_else(|| dc.container_user.clone()),
             workdir: ra
                 .workdir

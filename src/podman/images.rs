@@ -339,6 +339,15 @@ impl Engine {
         }))
     }
 
+    /// A local image's ENTRYPOINT (empty when it has none), `None` if the image is not
+    /// present.
+    pub(crate) async fn image_entrypoint(&self, reference: &str) -> Result<Option<Vec<String>>> {
+        Ok(self
+            .inspect_image(reference)
+            .await?
+            .map(|i| i.config.entrypoint))
+    }
+
     /// The labels of a local image, `None` if the image is not present.
     pub(crate) async fn image_labels(
         &self,

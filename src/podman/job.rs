@@ -425,7 +425,6 @@ pub(crate) fn helper_like_agent(
         name,
         image: image.to_string(),
         command,
-        image_entrypoint: false,
         user: Some(user),
         workdir: "/".into(),
         init: false,

@@ -342,10 +342,10 @@ fn base_spec(
     (uid, gid): (u64, u64),
 ) -> SpecGenerator {
     // The plan's argv is the whole process: its first word replaces the image's
-    // ENTRYPOINT (libpod then ignores the image's CMD too), except for the gator.
+    // ENTRYPOINT (libpod then ignores the image's CMD too).
     let (entrypoint, command) = match c.command.split_first() {
-        Some((first, rest)) if !c.image_entrypoint => (Some(vec![first.clone()]), rest.to_vec()),
-        _ => (None, c.command.clone()),
+        Some((first, rest)) => (Some(vec![first.clone()]), rest.to_vec()),
+        None => (None, Vec::new()),
     };
     let mut spec = SpecGenerator {
         name: c.name.clone(),
@@ -551,6 +551,7 @@ mod tests {
             gitlab_host: None,
             jira_host: None,
             jira_username: None,
+            entrypoint: Some(vec!["service-gator".into()]),
         });
         let wide = crate::plan::build(&i).expect("wide plan");
         vec![("plain", plain), ("wide", wide)]
@@ -619,7 +620,23 @@ mod tests {
             if let Some(g) = want.get_mut("gator") {
                 g["env"]["RUST_LOG"] = "info".into();
                 let clone = want["agent"]["volumes"][0]["Dest"].clone();
-                want["gator"]["volumes"] = serde_json::json!([{"Name": "devaipod-demo-agent-repo", "Dest": clone, "Options": ["ro"]}]);
+                want["gator"]["volumes"] = serde_json::json!([{"Name": "devaipod-demo-agent-repo", "Dest": clone, "Options": ["ro"]}, {"Name": "devaipod-net-0123456789ab", "Dest": "/opt/devaipod-net", "Options": ["ro", "nocopy"]}]);
+                // service-gator behind devaipod-net's logging relay, on the port after it.
+                let scope = want["gator"]["command"][3].clone();
+                want["gator"]["entrypoint"] = serde_json::json!(["/opt/devaipod-net/devaipod-net"]);
+                want["gator"]["command"] = serde_json::json!([
+                    "mcp-audit",
+                    "--listen",
+                    "127.0.0.1:8765",
+                    "--upstream",
+                    "127.0.0.1:8766",
+                    "--",
+                    "service-gator",
+                    "--mcp-server",
+                    "127.0.0.1:8766",
+                    "--scope",
+                    scope
+                ]);
             }
             let got = specs_of(plan);
             for (key, want) in want.as_object().expect("object") {

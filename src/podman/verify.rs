@@ -117,14 +117,9 @@ fn verify_hardening(c: &ContainerSpec, inspect: &ContainerInspect) -> Result<()>
         bail!("check failed for {name}: podman did not add the init process");
     }
     // Nothing of the image (its ENTRYPOINT) may run before or around devaipod's
-    // command; the gator's command is arguments to service-gator's own entrypoint.
+    // command.
     let argv = inspect.argv();
-    let runs_as_planned = if c.image_entrypoint {
-        argv.ends_with(&c.command)
-    } else {
-        argv == c.command
-    };
-    if !runs_as_planned {
+    if argv != c.command {
         bail!(
             "hardening check failed for {name}: it would run {argv:?} instead of {:?} (an image ENTRYPOINT wrapping the command?)",
             c.command

@@ -35,20 +35,25 @@ fn service_gator_holds_the_token_and_the_agent_reaches_its_tools() {
     // The dry run shows the effective scopes, never the token.
     let o = run(&[
         "--service-gator",
-        "github:octo/hello:create-draft",
+        "github:octo/hello:create-draft,push",
         "--dry-run",
         "--json",
     ]);
     let plan = json_of(&o);
     assert_eq!(
         plan["gator"]["scopes"],
-        serde_json::json!(["jira:PROJ:read", "github:octo/hello:read,create-draft"])
+        serde_json::json!([
+            "jira:PROJ:read",
+            "github:octo/hello:read,create-draft,push-new-branch"
+        ])
     );
+    // The image is in the store: its own entrypoint runs behind the relay.
+    assert_eq!(plan["gator"]["entrypoint_from"], "the image's ENTRYPOINT");
     assert!(!String::from_utf8_lossy(&o.stdout).contains(sentinel));
 
     let o = run(&[
         "--service-gator",
-        "github:octo/hello:create-draft",
+        "github:octo/hello:create-draft,push",
         "--json",
     ]);
     json_of(&o);
@@ -68,12 +73,13 @@ fn service_gator_holds_the_token_and_the_agent_reaches_its_tools() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert_eq!(args[..3], ["--mcp-server", "127.0.0.1:8765", "--scope"]);
+    // service-gator listens behind devaipod-net's relay, which has the agent's port.
+    assert_eq!(args[..3], ["--mcp-server", "127.0.0.1:8766", "--scope"]);
     let scope: Value = serde_json::from_str(args[3]).expect("scope JSON");
     assert_eq!(
         scope,
         serde_json::json!({
-            "gh": {"repos": {"octo/hello": {"read": true, "create-draft": true, "pending-review": false, "push-new-branch": false, "write": false}}},
+            "gh": {"repos": {"octo/hello": {"read": true, "create-draft": true, "pending-review": false, "push-new-branch": true, "write": false}}},
             "jira": {"projects": {"PROJ": {"read": true, "comment": false, "create": false, "write": false}}}
         })
     );
@@ -145,8 +151,18 @@ fn service_gator_holds_the_token_and_the_agent_reaches_its_tools() {
     let o = devaipod(&["logs", p.name(), "--container", "gator"]);
     let logs = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
     assert!(
-        logs.contains("MCP server listening address=127.0.0.1:8765"),
+        logs.contains("MCP server listening address=127.0.0.1:8766")
+            && logs.contains(" INFO devaipod-audit: listening address=127.0.0.1:8765 upstream=127.0.0.1:8766 server_pid="),
         "{logs}"
+    );
+    // The agent reaches the gator only through the relay: service-gator's own port
+    // answers in the gator, never the agent (its rules allow the gator's uid on 8765).
+    let own_port = "curl -s -o /dev/null -w '%{http_code}' --connect-timeout 3 http://127.0.0.1:8766/healthz; true";
+    assert_eq!(exec(&gator, None, own_port), "200");
+    assert_eq!(
+        exec(&agent, None, own_port),
+        "000",
+        "the agent reached service-gator around the relay"
     );
 
     // The push tools read the agent's clone, mounted read-only in the gator at the
@@ -170,17 +186,28 @@ j='Content-Type: application/json'
 echo "no-accept $(curl -s -o /dev/null -w '%{{http_code}}' -H "$j" -d '{{}}' $u)"
 echo "no-session $(curl -s -o /dev/null -w '%{{http_code}}' -H "$a" -H "$j" -d '{{"jsonrpc":"2.0","id":1,"method":"tools/list"}}' $u)"
 sid=$(curl -s -D - -o /dev/null -H "$a" -H "$j" -d '{{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"t","version":"1"}}}}}}' $u | tr -d '\r' | sed -n 's/^[Mm]cp-[Ss]ession-[Ii]d: //p')
+echo "$sid"
 curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","method":"notifications/initialized"}}' $u
-curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"github_push","arguments":{{"repo_path":"{folder}","commit_sha":"{sha}","repo":"octo/hello","description":"t"}}}}}}' $u | sed -n 's/^data: //p' | grep .
-curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"status","arguments":{{}}}}}}' $u | sed -n 's/^data: //p' | grep .
+curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"github_push","arguments":{{"repo_path":"{folder}","commit_sha":"{sha}","repo":"octo/hello","description":"t","base":"main","title":"t"}}}}}}' $u | sed -n 's/^data: //p' | grep .
+curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"github_push","arguments":{{"repo_path":"{folder}","commit_sha":"{sha}","repo":"octo/other","description":"t"}}}}}}' $u | sed -n 's/^data: //p' | grep .
+curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"status","arguments":{{}}}}}}' $u | sed -n 's/^data: //p' | grep .
+# The session's own stream (GET) passes through the relay as it comes: its priming
+# event arrives while the stream stays open (curl gives up after 2 s).
+curl -s -N --max-time 2 -H 'Accept: text/event-stream' -H "Mcp-Session-Id: $sid" $u | grep -c '^retry: 3000' || true
+echo "end $(curl -s -o /dev/null -w '%{{http_code}}' -X DELETE -H "Mcp-Session-Id: $sid" $u)"
 "#,
         sha = "0".repeat(40)
     );
     let out = exec(&agent, None, &mcp_session);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[..2], ["no-accept 406", "no-session 422"], "{out}");
-    let answer: Value = serde_json::from_str(lines[2]).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let sid: String = lines[2].chars().take(8).collect();
+    assert_eq!(sid.len(), 8, "{out}");
+    let answer: Value = serde_json::from_str(lines[3]).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(answer["result"]["isError"], false, "{answer}");
+    let refused: Value = serde_json::from_str(lines[4]).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+    assert_eq!(lines[6..], ["1", "end 202"], "{out}");
     let push = &report()["pushes"][0];
     assert_eq!(push["repo_path"], folder.as_str(), "{push}");
     assert_eq!(push["git_dir"], true, "{push}");
@@ -194,21 +221,44 @@ curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","id":2,"
             .is_some_and(|h| h.starts_with("ref: refs/heads/")),
         "the gator reads the agent's repository: {push}"
     );
-    // Its logs show the requests as service-gator logs them: each write operation at
-    // once, the reads counted every 5 s (bounded wait for that line).
+    // Its logs show the requests: service-gator's own lines (each write operation at
+    // once, the reads counted every 5 s: a bounded wait for that line), and the
+    // relay's, each request of the agent's and its outcome, the refusal with its
+    // reason (service-gator logs no refusal).
     let want_push = format!(
         "INFO starting GitHub push operation operation=\"github_push\" repo=octo/hello commit={}",
         "0".repeat(40)
     );
+    let want = [
+        format!(
+            r#" INFO devaipod-audit: mcp request session={sid} id=1 method="tools/call" tool="github_push" arguments={{"base":"main","commit_sha":"{sha}","description":"t","repo":"octo/hello","repo_path":"{folder}","title":"t"}}"#,
+            sha = "0".repeat(40)
+        ),
+        format!(
+            r#" INFO devaipod-audit: mcp result session={sid} id=1 method="tools/call" tool="github_push" outcome=ok ms="#
+        ),
+        format!(
+            r#" WARN devaipod-audit: mcp result session={sid} id=2 method="tools/call" tool="github_push" outcome=refused ms="#
+        ),
+        r#" text="push-new-branch permission not granted for github:octo/other""#.to_string(),
+        format!(
+            r#" INFO devaipod-audit: mcp result session={sid} id=3 method="tools/call" tool="status" outcome=ok ms="#
+        ),
+        format!(" INFO devaipod-audit: mcp stream opened session={sid}"),
+        format!(" INFO devaipod-audit: mcp session ended session={sid} status=202"),
+        // The real opencode's own session, through the relay.
+        r#" method="tools/list" outcome=ok ms="#.to_string(),
+    ];
     let mut logs = String::new();
     wait_until(
-        "the gator's logs show the push and the read",
+        "the gator's logs show the push, the read and the relay's lines",
         std::time::Duration::from_secs(20),
         || {
             let o = devaipod(&["logs", p.name(), "--container", "gator"]);
             logs = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
             logs.contains(&want_push)
                 && logs.contains("INFO read operations in last interval count=1")
+                && want.iter().all(|w| logs.contains(w.as_str()))
         },
     );
     assert!(

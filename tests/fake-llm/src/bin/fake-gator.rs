@@ -90,15 +90,41 @@ fn strs<T: AsRef<str>>(items: &[T]) -> Json {
 
 // ---- Command line ----------------------------------------------------------
 
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Default)]
 struct Config {
     mcp_server: String,
+    /// `--scope`'s `gh.repos`: each pattern (`OWNER/REPO`, `OWNER/*`) with the
+    /// permissions set to true.
+    gh_repos: Vec<(String, Vec<String>)>,
+}
+
+impl Config {
+    /// service-gator's repository pattern match: the exact name, else a pattern whose
+    /// trailing `*` is a prefix of it (the longest).
+    fn gh_perms(&self, repo: &str) -> Option<&[String]> {
+        if let Some((_, p)) = self.gh_repos.iter().find(|(pat, _)| pat == repo) {
+            return Some(p);
+        }
+        self.gh_repos
+            .iter()
+            .filter_map(|(pat, p)| Some((pat.strip_suffix('*')?, p)))
+            .filter(|(prefix, _)| repo.starts_with(prefix))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(_, p)| p.as_slice())
+    }
+
+    /// `GhRepoPermission`'s checks: `write` implies every other permission.
+    fn gh_allows(&self, repo: &str, perm: &str) -> bool {
+        self.gh_perms(repo)
+            .is_some_and(|p| p.iter().any(|g| g == perm || g == "write"))
+    }
 }
 
 /// Check service-gator's command line. Flags take their value as the next
 /// argument or after `=`; values are not interpreted.
 fn parse_args(args: &[String]) -> Result<Config, String> {
     let mut mcp_server = None;
+    let mut gh_repos = Vec::new();
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -129,11 +155,25 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
                         jira_key(key).map_err(|e| format!("parsing --scope: {e}"))?;
                     }
                 }
+                if let Some(Json::Obj(repos)) = doc.get("gh").and_then(|g| g.get("repos")) {
+                    for (pattern, perms) in repos {
+                        let Json::Obj(perms) = perms else { continue };
+                        let granted = perms
+                            .iter()
+                            .filter(|(_, v)| *v == Json::Bool(true))
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        gh_repos.push((pattern.clone(), granted));
+                    }
+                }
             }
         }
     }
     let mcp_server = mcp_server.ok_or_else(|| format!("--mcp-server is required\n{USAGE}"))?;
-    Ok(Config { mcp_server })
+    Ok(Config {
+        mcp_server,
+        gh_repos,
+    })
 }
 
 /// service-gator's JIRA project key rule, in its order of checks and its words.
@@ -233,6 +273,8 @@ fn ids() -> (Json, Json) {
 
 struct State {
     args: Vec<String>,
+    /// The scopes it serves (`--scope`'s `gh.repos`).
+    config: Config,
     secret_files: Vec<Json>,
     mcp_methods: Mutex<Vec<String>>,
     sessions: Mutex<Vec<String>>,
@@ -262,8 +304,17 @@ impl State {
         });
     }
 
+    fn has_session(&self, sid: &str) -> bool {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|s| s == sid)
+    }
+
     fn new(args: Vec<String>, secret_files: Vec<Json>) -> Self {
         State {
+            config: parse_args(&args).unwrap_or_default(),
             args,
             secret_files,
             mcp_methods: Mutex::new(Vec::new()),
@@ -413,38 +464,67 @@ fn tool_result(id: &Json, text: &str, is_error: bool) -> Json {
     )
 }
 
-/// A push tool: `repo_path` checked as service-gator checks it, then whether this
-/// process could write there (it must not: the agent's clone is read-only here).
+/// A push tool, checked in service-gator's order: its parameters as rmcp reads them
+/// (`repo_path` a `WorkspacePath`: a JSON-RPC error -32602 when it is not one), then
+/// the scope (`github_push`: push-new-branch on `repo`, and create-draft with `base`
+/// and `title` unless `create_draft_pr` is false; a tool error in service-gator's
+/// words), then the repository (a `.git` inside), then whether this process could
+/// write there (it must not: the agent's clone is read-only here).
 fn push(state: &State, id: &Json, tool: &str, args: Option<&Json>) -> Json {
     let path = args
         .and_then(|a| a.get("repo_path"))
         .and_then(Json::as_str)
         .unwrap_or("");
     let p = Path::new(path);
-    let refusal = if !p.is_absolute() {
-        Some(format!("repo_path must be absolute: {path}"))
-    } else if !(p.starts_with(WORKSPACE_PREFIX)) {
-        Some(format!(
-            "repo_path must be under {WORKSPACE_PREFIX}: {path}"
-        ))
+    // service-gator's WorkspacePathError, through rmcp's `Parameters`.
+    let bad_path = if path.is_empty() {
+        Some("path cannot be empty")
+    } else if !p.is_absolute() {
+        Some("path must be absolute")
+    } else if !p.starts_with(WORKSPACE_PREFIX) {
+        Some("path must be under /workspaces")
     } else if p.components().any(|c| c == std::path::Component::ParentDir) {
-        Some(format!("repo_path must not contain '..': {path}"))
-    } else if !p.join(".git").is_dir() {
-        Some(format!("Not a git repository (no .git directory): {path}"))
+        Some("path cannot contain '..' components")
     } else {
         None
     };
-    if let Some(r) = refusal {
-        return tool_result(id, &r, true);
+    if let Some(why) = bad_path {
+        return rpc_error(
+            id,
+            -32602,
+            &format!("failed to deserialize parameters: {why}"),
+        );
     }
-    // As service-gator: each write operation at info once its checks pass (refusals
-    // go back to the agent only), with what it pushes.
     let arg = |k: &str| {
         args.and_then(|a| a.get(k))
             .and_then(Json::as_str)
             .unwrap_or("")
             .to_string()
     };
+    if tool == "github_push" {
+        let repo = arg("repo");
+        let draft = args.and_then(|a| a.get("create_draft_pr")) != Some(&Json::Bool(false));
+        let refusal = if !state.config.gh_allows(&repo, "push-new-branch") {
+            Some(format!(
+                "push-new-branch permission not granted for github:{repo}"
+            ))
+        } else if draft && !state.config.gh_allows(&repo, "create-draft") {
+            Some(format!(
+                "create-draft permission not granted for github:{repo}. For github_push with create_draft_pr=true, both push-new-branch and create-draft permissions are required."
+            ))
+        } else if draft && arg("base").is_empty() {
+            Some("base is required when create_draft_pr is true (e.g., \"main\")".into())
+        } else if draft && arg("title").is_empty() {
+            Some("title is required when create_draft_pr is true".into())
+        } else {
+            None
+        };
+        if let Some(r) = refusal {
+            return tool_result(id, &r, true);
+        }
+    }
+    // As service-gator: each write operation at info once its checks pass (refusals
+    // go back to the agent only), with what it pushes.
     if tool == "github_push" {
         log_info(&format!(
             "starting GitHub push operation operation=\"github_push\" repo={} commit={} branch_desc={}",
@@ -459,6 +539,15 @@ fn push(state: &State, id: &Json, tool: &str, args: Option<&Json>) -> Json {
             arg("commit_sha"),
             arg("description")
         ));
+    }
+    // service-gator's git clone from repo_path fails after that line; the stand-in
+    // says why at the same point.
+    if !p.join(".git").is_dir() {
+        return tool_result(
+            id,
+            &format!("Not a git repository (no .git directory): {path}"),
+            true,
+        );
     }
     let probe = p.join(".git").join("fake-gator-write-probe");
     let writable = std::fs::write(&probe, b"").is_ok();
@@ -618,11 +707,11 @@ fn route(req: &Request, state: &State) -> Response {
         ("GET", "/healthz") => empty("200 OK"),
         ("GET", "/report") => json_response("200 OK", state.report()),
         ("POST", "/mcp") => post_mcp(state, req),
-        ("GET", "/mcp") => {
-            let mut resp = empty("405 Method Not Allowed");
-            resp.headers.push(("Allow", "POST, DELETE".into()));
-            resp
-        }
+        // A valid GET is the standalone stream (`handle` serves it); its refusals here.
+        ("GET", "/mcp") => match get_mcp_refusal(state, req) {
+            Some(refusal) => refusal,
+            None => empty("200 OK"),
+        },
         ("DELETE", "/mcp") => {
             let mut sessions = state.sessions.lock().unwrap_or_else(|e| e.into_inner());
             let before = sessions.len();
@@ -637,12 +726,65 @@ fn route(req: &Request, state: &State) -> Response {
     }
 }
 
+/// Why rmcp refuses a GET /mcp (the standalone stream of a session): 406 without an
+/// Accept naming text/event-stream, 401 without a session or for an unknown one.
+fn get_mcp_refusal(state: &State, req: &Request) -> Option<Response> {
+    if !req
+        .header("accept")
+        .is_some_and(|a| a.contains("text/event-stream"))
+    {
+        return Some(text_response(
+            "406 Not Acceptable",
+            "Not Acceptable: Client must accept text/event-stream",
+        ));
+    }
+    let Some(sid) = req.header("mcp-session-id") else {
+        return Some(text_response(
+            "401 Unauthorized",
+            "Unauthorized: Session ID is required",
+        ));
+    };
+    if !state.has_session(sid) {
+        return Some(text_response(
+            "401 Unauthorized",
+            "Unauthorized: Session not found",
+        ));
+    }
+    None
+}
+
+/// The standalone stream of a session, as rmcp serves it: its priming event, then a
+/// keep-alive comment every 15 s, until the client goes or the session ends (DELETE).
+/// The stand-in sends no server-initiated messages on it.
+fn serve_stream(stream: &TcpStream, sid: &str, state: &State) -> io::Result<()> {
+    let mut writer = stream;
+    writer.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\nid: 0\nretry: 3000\ndata: \n\n",
+    )?;
+    writer.flush()?;
+    let mut ticks = 0u32;
+    while state.has_session(sid) {
+        thread::sleep(Duration::from_secs(1)); // the session's end is seen within 1 s
+        ticks += 1;
+        if ticks.is_multiple_of(15) {
+            writer.write_all(b":ping\n\n")?;
+            writer.flush()?;
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+    Ok(())
+}
+
 fn handle(stream: &TcpStream, state: &State) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let (mut reader, mut writer) = (BufReader::new(stream), stream);
     let Some(req) = read_request(&mut reader, &mut writer, MAX_BODY)? else {
         return Ok(());
     };
+    if req.method == "GET" && req.path == "/mcp" && get_mcp_refusal(state, &req).is_none() {
+        let sid = req.header("mcp-session-id").unwrap_or("").to_string();
+        return serve_stream(stream, &sid, state);
+    }
     let resp = route(&req, state);
     // service-gator logs no HTTP requests (writes and read counts only, above); the
     // stand-in does at debug.
@@ -797,7 +939,8 @@ mod tests {
         assert_eq!(
             parse_args(&argv("--mcp-server=0.0.0.0:1")).unwrap(),
             Config {
-                mcp_server: "0.0.0.0:1".into()
+                mcp_server: "0.0.0.0:1".into(),
+                ..Config::default()
             }
         );
         // Values are taken as-is, even when they look like flags.
@@ -941,33 +1084,116 @@ mod tests {
     }
 
     #[test]
-    fn push_tools_check_repo_path_as_service_gator_does() {
-        let st = state();
+    fn push_tools_check_parameters_scope_and_repository_in_service_gators_order() {
+        let st = State::new(
+            argv(
+                r#"--mcp-server 127.0.0.1:1 --scope {"gh":{"repos":{"octo/hello":{"read":true,"create-draft":true,"push-new-branch":true,"write":false},"octo/*":{"read":true,"push-new-branch":false},"wide/*":{"write":true}}}}"#,
+            ),
+            Vec::new(),
+        );
         let sid = session(&st);
-        let call = |path: &str| {
+        let call = |args: &str| {
             let body = format!(
-                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"github_push","arguments":{{"repo_path":{}}}}}}}"#,
-                Json::Str(path.into()).encode()
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"github_push","arguments":{args}}}}}"#
             );
             post(&st, &sid, &body).1
         };
-        for (path, want) in [
-            ("relative/x", "must be absolute"),
-            ("/home/x", "must be under /workspaces"),
-            ("/workspaces/a/../b", "must not contain '..'"),
-            (
-                "/workspaces/no-such-repo",
-                "Not a git repository (no .git directory)",
-            ),
-        ] {
-            let v = call(path);
-            assert_eq!(at(&v, "result.isError"), &Json::Bool(true), "{path}");
-            let Json::Arr(content) = at(&v, "result.content") else {
+        let text = |v: &Json| {
+            let Json::Arr(content) = at(v, "result.content") else {
                 panic!("{v:?}")
             };
-            let text = at(&content[0], "text").as_str().unwrap();
-            assert!(text.contains(want), "{path}: {text}");
+            at(&content[0], "text").as_str().unwrap().to_string()
+        };
+        // repo_path is read with the parameters: a JSON-RPC error, as rmcp answers.
+        for (path, want) in [
+            ("", "path cannot be empty"),
+            ("relative/x", "path must be absolute"),
+            ("/home/x", "path must be under /workspaces"),
+            ("/workspaces/a/../b", "path cannot contain '..' components"),
+        ] {
+            let v = call(&format!(
+                r#"{{"repo_path":{},"repo":"octo/hello"}}"#,
+                Json::Str(path.into()).encode()
+            ));
+            assert_eq!(at(&v, "error.code").encode(), "-32602", "{path}");
+            assert_eq!(
+                at(&v, "error.message").as_str(),
+                Some(format!("failed to deserialize parameters: {want}").as_str())
+            );
         }
+        // Then the scope, in service-gator's words (a tool error).
+        for (args, want) in [
+            (
+                r#"{"repo_path":"/workspaces/x","repo":"octo/other"}"#,
+                "push-new-branch permission not granted for github:octo/other",
+            ),
+            (
+                r#"{"repo_path":"/workspaces/x","repo":"nobody/r"}"#,
+                "push-new-branch permission not granted for github:nobody/r",
+            ),
+            (
+                r#"{"repo_path":"/workspaces/x","repo":"octo/hello"}"#,
+                "base is required when create_draft_pr is true",
+            ),
+            (
+                r#"{"repo_path":"/workspaces/x","repo":"octo/hello","base":"main"}"#,
+                "title is required when create_draft_pr is true",
+            ),
+        ] {
+            let v = call(args);
+            assert_eq!(at(&v, "result.isError"), &Json::Bool(true), "{args}");
+            assert!(text(&v).starts_with(want), "{args}: {}", text(&v));
+        }
+        // `write` on a wildcard grants push and create-draft; then the repository.
+        let v = call(
+            r#"{"repo_path":"/workspaces/no-such-repo","repo":"wide/x","base":"main","title":"t"}"#,
+        );
+        assert_eq!(
+            text(&v),
+            "Not a git repository (no .git directory): /workspaces/no-such-repo"
+        );
+        let v = call(
+            r#"{"repo_path":"/workspaces/no-such-repo","repo":"octo/hello","create_draft_pr":false}"#,
+        );
+        assert!(text(&v).starts_with("Not a git repository"), "{}", text(&v));
+    }
+
+    #[test]
+    fn the_standalone_stream_is_refused_as_rmcp_refuses_it() {
+        let st = state();
+        let sid = session(&st);
+        let get = |headers: &[(&str, &str)]| {
+            let req = Request {
+                method: "GET".into(),
+                path: "/mcp".into(),
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                body: Vec::new(),
+            };
+            get_mcp_refusal(&st, &req).map(|r| (r.status, r.body))
+        };
+        assert_eq!(
+            get(&[("mcp-session-id", &sid)]),
+            Some((
+                "406 Not Acceptable",
+                "Not Acceptable: Client must accept text/event-stream".into()
+            ))
+        );
+        let accept = ("accept", "text/event-stream");
+        assert_eq!(
+            get(&[accept]),
+            Some((
+                "401 Unauthorized",
+                "Unauthorized: Session ID is required".into()
+            ))
+        );
+        assert_eq!(
+            get(&[accept, ("mcp-session-id", "nope")]),
+            Some(("401 Unauthorized", "Unauthorized: Session not found".into()))
+        );
+        assert_eq!(get(&[accept, ("mcp-session-id", &sid)]), None);
     }
 
     #[test]
