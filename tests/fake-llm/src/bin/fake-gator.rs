@@ -192,11 +192,19 @@ fn jira_key(key: &str) -> Result<(), String> {
     Err(format!("invalid project key '{key}': {why}"))
 }
 
+/// One line on stderr in one write, as tracing's formatter writes an event: the relay
+/// in front of the stand-in shares its stderr, and `eprintln!` writes a line in pieces.
+fn line(text: &str) {
+    let _ = io::stderr()
+        .lock()
+        .write_all(format!("{text}\n").as_bytes());
+}
+
 /// An info line as service-gator's tracing writes it (compact, no time, no target),
 /// when RUST_LOG lets it through.
 fn log_info(message: &str) {
     if logs_info() {
-        eprintln!(" INFO {message}");
+        line(&format!(" INFO {message}"));
     }
 }
 
@@ -790,10 +798,10 @@ fn handle(stream: &TcpStream, state: &State) -> io::Result<()> {
     // stand-in does at debug.
     if std::env::var("RUST_LOG").is_ok_and(|f| f.contains("debug")) {
         let rpc = resp.rpc_method.as_deref().unwrap_or("-");
-        eprintln!(
+        line(&format!(
             "DEBUG fake-gator: {} {} {rpc} -> {}",
             req.method, req.path, resp.status
-        );
+        ));
     }
     let mut head = format!("HTTP/1.1 {}\r\n", resp.status);
     if let Some(ct) = resp.content_type {
@@ -826,14 +834,14 @@ fn run() -> Result<(), String> {
     log_info(&format!("MCP server listening address={addr}"));
     Arc::clone(&state).log_reads_every_5s();
     for conn in listener.incoming() {
-        let Ok(stream) = conn.map_err(|e| eprintln!("fake-gator: accept error: {e}")) else {
+        let Ok(stream) = conn.map_err(|e| line(&format!("fake-gator: accept error: {e}"))) else {
             thread::sleep(Duration::from_millis(10)); // e.g. out of file descriptors
             continue;
         };
         let state = Arc::clone(&state);
         thread::spawn(move || {
             if let Err(e) = handle(&stream, &state) {
-                eprintln!("fake-gator: connection error: {e}");
+                line(&format!("fake-gator: connection error: {e}"));
             }
         });
     }
@@ -843,7 +851,7 @@ fn run() -> Result<(), String> {
 fn main() {
     if let Err(e) = run() {
         // As service-gator's main: the error at ERROR (no target), exit code 1.
-        eprintln!("ERROR {e}");
+        line(&format!("ERROR {e}"));
         std::process::exit(1);
     }
 }
