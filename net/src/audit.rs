@@ -39,36 +39,48 @@
 //! parameters), `unanswered` a request whose answer ended without it,
 //! `not-inspected` an answer too large to read (it is still passed on).
 
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Bytes, Frame, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::upstream::{self, BoxError, ProxyBody};
 
-/// The largest MCP request the relay reads (and so forwards): service-gator's own
-/// limit is axum's 2 MB.
-const MAX_REQUEST: usize = 4 * 1024 * 1024;
+/// The largest request the relay reads (and so forwards); service-gator (rmcp) reads
+/// a body whole without a limit of its own.
+const MAX_REQUEST: usize = 2 * 1024 * 1024;
+/// The time a request's body has to arrive, once its head has.
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most messages of a JSON-RPC batch the relay passes on (service-gator's rmcp
+/// 0.14 refuses batches; each message is a line).
+const MAX_BATCH: usize = 16;
+/// A line of the server's output longer than this is cut.
+const MAX_SERVER_LINE: usize = 16 * 1024;
+/// What the relay puts before each line of the server's output, so that no line the
+/// server prints (it logs text of the agent's, newlines included) reads as the relay's.
+const SERVER_PREFIX: &str = "service-gator | ";
 /// The most of one answer (an SSE event, or a JSON body) the relay reads to log its
 /// outcome; beyond it the answer is passed on unread.
 const MAX_INSPECT: usize = 1024 * 1024;
 /// Connections served at once.
-const MAX_CONNECTIONS: usize = 64;
+const MAX_CONNECTIONS: usize = 32;
 /// The time to reach the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The agent's time to send a request head.
@@ -119,6 +131,8 @@ pub(crate) fn run(listen: SocketAddr, upstream: SocketAddr, server: &[OsString])
         let mut child = match tokio::process::Command::new(program)
             .args(args)
             .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
         {
@@ -141,7 +155,17 @@ pub(crate) fn run(listen: SocketAddr, upstream: SocketAddr, server: &[OsString])
             "INFO",
             &format!("listening address={address} upstream={upstream} server_pid={pid}"),
         );
-        tokio::spawn(serve(listener, upstream));
+        let pumps = [
+            child
+                .stdout
+                .take()
+                .map(|o| tokio::spawn(pump(o, Out::Stdout))),
+            child
+                .stderr
+                .take()
+                .map(|e| tokio::spawn(pump(e, Out::Stderr))),
+        ];
+        tokio::spawn(serve(listener, Relay::new(upstream)));
         let status = match signals.forward_until_exit(&mut child, pid).await {
             Ok(s) => s,
             Err(e) => {
@@ -149,6 +173,11 @@ pub(crate) fn run(listen: SocketAddr, upstream: SocketAddr, server: &[OsString])
                 return ExitCode::FAILURE;
             }
         };
+        // Its last lines (why it ended) before the relay ends; a process it started
+        // may hold its output open, hence the bound.
+        for p in pumps.into_iter().flatten() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
+        }
         use std::os::unix::process::ExitStatusExt;
         let code = status
             .code()
@@ -202,6 +231,88 @@ impl Signals {
     }
 }
 
+#[derive(Clone, Copy)]
+enum Out {
+    Stdout,
+    Stderr,
+}
+
+/// The server's output, line by line, each after [`SERVER_PREFIX`] with its control
+/// and non-ASCII characters escaped (`\u001b`), cut at [`MAX_SERVER_LINE`].
+async fn pump(from: impl AsyncRead + Unpin, to: Out) {
+    let mut r = BufReader::new(from);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let Ok((n, cut)) = read_line_capped(&mut r, &mut line, MAX_SERVER_LINE).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        let text = server_line(&line, cut);
+        use std::io::Write;
+        let _ = match to {
+            Out::Stdout => std::io::stdout().lock().write_all(text.as_bytes()),
+            Out::Stderr => std::io::stderr().lock().write_all(text.as_bytes()),
+        };
+    }
+}
+
+/// Reads up to a newline (dropped) into `line`, keeping at most `max` bytes; the bytes
+/// read, and whether the line was cut.
+async fn read_line_capped(
+    r: &mut (impl AsyncBufReadExt + Unpin),
+    line: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<(usize, bool)> {
+    let (mut total, mut cut) = (0, false);
+    loop {
+        let buf = r.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok((total, cut));
+        }
+        let (take, end) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (buf.len(), false),
+        };
+        let room = max.saturating_sub(line.len());
+        line.extend_from_slice(&buf[..take.min(room)]);
+        cut |= take > room;
+        let used = if end { take + 1 } else { take };
+        r.consume(used);
+        total += used;
+        if end {
+            return Ok((total, cut));
+        }
+    }
+}
+
+/// One line of the server's, as the relay writes it.
+fn server_line(line: &[u8], cut: bool) -> String {
+    let text = String::from_utf8_lossy(line);
+    let text = text.strip_suffix('\r').unwrap_or(&text);
+    let mut out = String::with_capacity(SERVER_PREFIX.len() + text.len() + 1);
+    out.push_str(SERVER_PREFIX);
+    for c in text.chars() {
+        match c {
+            ' '..='~' => out.push(c),
+            '\t' => out.push_str("\\t"),
+            c => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+        }
+    }
+    if cut {
+        out.push_str("...(cut)");
+    }
+    out.push('\n');
+    out
+}
+
 /// One line on stderr, in service-gator's compact format.
 fn log(level: &str, message: &str) {
     use std::io::Write;
@@ -215,8 +326,67 @@ fn log(level: &str, message: &str) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
+/// What every connection shares: where the server is, and the ids of each session's
+/// requests still in flight.
+pub(crate) struct Relay {
+    upstream: SocketAddr,
+    /// Session id -> request ids awaiting their answer. rmcp routes an answer by its
+    /// id alone: a second request with the id of one in flight would take the first
+    /// one's answer, so the relay refuses it.
+    inflight: Mutex<HashMap<String, HashSet<String>>>,
+}
+
+impl Relay {
+    pub(crate) fn new(upstream: SocketAddr) -> Arc<Self> {
+        Arc::new(Relay {
+            upstream,
+            inflight: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Registers `ids` of `session` as in flight; the first already in flight, if any.
+    fn claim(self: &Arc<Self>, session: &str, ids: &[String]) -> Result<Claim, String> {
+        let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        let set = map.entry(session.to_string()).or_default();
+        if let Some(dup) = ids.iter().find(|id| set.contains(*id)) {
+            return Err(dup.clone());
+        }
+        set.extend(ids.iter().cloned());
+        Ok(Claim {
+            relay: self.clone(),
+            session: session.to_string(),
+            ids: ids.to_vec(),
+        })
+    }
+}
+
+/// Request ids in flight, released when their exchange is over.
+struct Claim {
+    relay: Arc<Relay>,
+    session: String,
+    ids: Vec<String>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut map = self
+            .relay
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = map.get_mut(&self.session) {
+            for id in &self.ids {
+                set.remove(id);
+            }
+            if set.is_empty() {
+                map.remove(&self.session);
+            }
+        }
+    }
+}
+
 /// Serves the agent's connections.
-pub(crate) async fn serve(listener: TcpListener, upstream: SocketAddr) {
+pub(crate) async fn serve(listener: TcpListener, relay: Arc<Relay>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -234,12 +404,13 @@ pub(crate) async fn serve(listener: TcpListener, upstream: SocketAddr) {
             }
         };
         let _ = stream.set_nodelay(true);
+        let relay = relay.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let service =
-                service_fn(
-                    move |req| async move { Ok::<_, Infallible>(handle(req, upstream).await) },
-                );
+            let service = service_fn(move |req| {
+                let relay = relay.clone();
+                async move { Ok::<_, Infallible>(handle(req, relay).await) }
+            });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -264,141 +435,338 @@ fn own_answer(status: StatusCode, text: &str) -> Response<ProxyBody> {
     resp
 }
 
-/// Whether the request is MCP's endpoint (service-gator serves it at `/mcp`).
+/// Whether the request is MCP's endpoint (service-gator's router nests it at `/mcp`:
+/// `/mcp` and `/mcp/...`, on the raw path).
 fn is_mcp(path: &str) -> bool {
     path == "/mcp" || path.starts_with("/mcp/")
 }
 
-async fn handle(req: Request<Incoming>, upstream: SocketAddr) -> Response<ProxyBody> {
+/// What the exchange with the server needs to log its answer.
+struct Exchange {
+    path: String,
+    mcp: bool,
+    method: Method,
+    session: Option<String>,
+    calls: Calls,
+    started: Instant,
+    /// The request ids this exchange holds in flight.
+    claim: Option<Claim>,
+}
+
+async fn handle(req: Request<Incoming>, relay: Arc<Relay>) -> Response<ProxyBody> {
     let started = Instant::now();
     let (mut parts, body) = req.into_parts();
+    // Hop-by-hop headers go first, so the session the log names is the one the server
+    // is sent (`Connection: mcp-session-id` would strip it on the way).
+    upstream::strip_hop_by_hop(&mut parts.headers);
     let path = parts.uri.path().to_string();
     let mcp = is_mcp(&path);
-    let session = parts
+    let full_session = parts
         .headers
         .get("mcp-session-id")
         .and_then(|v| v.to_str().ok())
-        .map(short_session);
-    let body = match Limited::new(body, MAX_REQUEST).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+        .map(str::to_string);
+    let session = full_session.as_deref().map(short_session);
+    let sid = session.clone().unwrap_or_else(|| "-".into());
+    let body = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_REQUEST).collect())
+        .await
+    {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             log(
                 "WARN",
                 &format!(
-                    "mcp request refused session={} path={} reason=\"over {} MiB\"",
-                    session.as_deref().unwrap_or("-"),
-                    quote(&path),
+                    "mcp request refused session={sid} path={} reason=\"over {} MiB\"",
+                    quote(&cut(&path, 200)),
                     MAX_REQUEST / 1024 / 1024
                 ),
             );
             return own_answer(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!(
-                    "devaipod: an MCP request over {} MiB is not passed on to service-gator",
+                    "devaipod: a request over {} MiB is not passed on to service-gator",
                     MAX_REQUEST / 1024 / 1024
                 ),
             );
         }
-        Err(_) => {
+        Ok(Err(_)) => {
             return own_answer(
                 StatusCode::BAD_REQUEST,
                 "devaipod: the request body broke off",
             );
         }
-    };
-    let calls = if mcp && parts.method == Method::POST {
-        Calls::parse(&body)
-    } else {
-        Calls::default()
-    };
-    for c in &calls.0 {
-        log("INFO", &c.request_line(session.as_deref().unwrap_or("-")));
-    }
-    upstream::strip_hop_by_hop(&mut parts.headers);
-    let method = parts.method.clone();
-    let forwarded = Request::from_parts(parts, Full::new(body).map_err(|e| match e {}).boxed());
-    let answer = match forward(forwarded, upstream).await {
-        Ok(a) => a,
-        Err(e) => {
-            // The readiness probe polls /healthz while the server starts: not logged.
-            if path != "/healthz" {
-                log(
-                    "WARN",
-                    &format!("upstream failed path={} error={}", quote(&path), quote(&e)),
-                );
-            }
+        Err(_) => {
+            log(
+                "WARN",
+                &format!(
+                    "mcp request refused session={sid} path={} reason=\"its body took over {} s\"",
+                    quote(&cut(&path, 200)),
+                    BODY_TIMEOUT.as_secs()
+                ),
+            );
             return own_answer(
-                StatusCode::BAD_GATEWAY,
-                &format!("devaipod: service-gator did not answer on {upstream}: {e}"),
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "devaipod: a request body must arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
             );
         }
     };
-    let (mut parts, body) = answer.into_parts();
-    upstream::strip_hop_by_hop(&mut parts.headers);
-    let status = parts.status;
-    // `initialize` is answered with the session's id.
-    let session = session.or_else(|| {
-        parts
-            .headers
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .map(short_session)
-    });
-    let sid = session.unwrap_or_else(|| "-".into());
-    let kind = content_kind(parts.headers.get(header::CONTENT_TYPE));
-    if !mcp {
-        if path != "/healthz" {
-            log(
-                "INFO",
-                &format!("http {method} {} status={}", quote(&path), status.as_u16()),
-            );
-        }
-        return Response::from_parts(parts, body.map_err(BoxError::from).boxed());
+    // Every POST is read, whatever its path: a JSON-RPC request to another path
+    // (`/mcp/`, `//mcp`, `/%6dcp`, ...) is logged as well, with its path, in case the
+    // server's router takes it for MCP.
+    let parsed = if parts.method == Method::POST {
+        Parsed::of(&body, mcp)
+    } else {
+        Parsed::default()
+    };
+    if parsed.messages > MAX_BATCH {
+        log(
+            "WARN",
+            &format!(
+                "mcp request refused session={sid} path={} reason=\"a batch of {} messages\"",
+                quote(&cut(&path, 200)),
+                parsed.messages
+            ),
+        );
+        return own_answer(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "devaipod: a JSON-RPC batch of more than {MAX_BATCH} messages is not passed on to service-gator"
+            ),
+        );
     }
-    let watcher = match method {
-        Method::POST if !status.is_success() => {
-            for c in &calls.0 {
-                log(
-                    "WARN",
-                    &format!(
-                        "mcp answer session={sid} method={} status={}",
-                        quote(&c.method),
-                        status.as_u16()
-                    ),
-                );
+    let elsewhere = if mcp || parsed.is_empty() {
+        String::new()
+    } else {
+        format!(" path={}", quote(&cut(&path, 200)))
+    };
+    for c in &parsed.calls.0 {
+        log("INFO", &format!("{}{elsewhere}", c.request_line(&sid)));
+    }
+    for n in &parsed.notes {
+        log("INFO", &format!("mcp {n} session={sid}{elsewhere}"));
+    }
+    // rmcp routes answers by id: one id in flight twice in a session is refused.
+    let claim = match &full_session {
+        Some(full) if !parsed.calls.0.is_empty() => {
+            let ids: Vec<String> = parsed.calls.0.iter().map(|c| c.id.clone()).collect();
+            match relay.claim(full, &ids) {
+                Ok(c) => Some(c),
+                Err(dup) => {
+                    log(
+                        "WARN",
+                        &format!(
+                            "mcp request refused session={sid} id={dup} reason=\"a request with this id is in flight\""
+                        ),
+                    );
+                    return own_answer(
+                        StatusCode::CONFLICT,
+                        &format!(
+                            "devaipod: request id {dup} is already in flight in this session; use another id"
+                        ),
+                    );
+                }
             }
-            None
         }
-        Method::POST if calls.0.is_empty() => None,
-        Method::POST => Some(Watcher::new(sid, kind, calls, started)),
-        Method::GET if status.is_success() && kind == Kind::Events => {
-            log("INFO", &format!("mcp stream opened session={sid}"));
-            Some(Watcher::new(sid, kind, Calls::default(), started).stream())
-        }
-        Method::DELETE => {
-            log(
-                "INFO",
-                &format!("mcp session ended session={sid} status={}", status.as_u16()),
-            );
-            None
-        }
-        _ => {
-            log(
-                "INFO",
-                &format!("http {method} {} status={}", quote(&path), status.as_u16()),
-            );
-            None
-        }
+        _ => None,
     };
-    let body: ProxyBody = match watcher {
-        Some(w) => Watched {
-            inner: body,
-            watcher: w,
-        }
-        .boxed(),
-        None => body.map_err(BoxError::from).boxed(),
+    // A GET's resumption (`Last-Event-ID`) would move the answers of requests in flight
+    // from their own streams to this one: the relay opens a new stream instead.
+    if parts.method == Method::GET && parts.headers.remove("last-event-id").is_some() {
+        log(
+            "INFO",
+            &format!("mcp stream resumption not passed on session={sid} (a new stream is opened)"),
+        );
+    }
+    let exchange = Exchange {
+        path,
+        mcp,
+        method: parts.method.clone(),
+        session,
+        calls: parsed.calls,
+        started,
+        claim,
     };
-    Response::from_parts(parts, body)
+    let forwarded = Request::from_parts(parts, Full::new(body).map_err(|e| match e {}).boxed());
+    // The exchange runs on its own: an agent that hangs up does not end it, so the
+    // outcome of what it asked is logged all the same.
+    let (head_tx, head_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(exchange.run(forwarded, relay.upstream, head_tx));
+    match head_rx.await {
+        Ok(resp) => resp,
+        Err(_) => own_answer(
+            StatusCode::BAD_GATEWAY,
+            "devaipod: the relay lost its exchange with service-gator",
+        ),
+    }
+}
+
+impl Exchange {
+    async fn run(
+        self,
+        req: Request<ProxyBody>,
+        upstream: SocketAddr,
+        head: tokio::sync::oneshot::Sender<Response<ProxyBody>>,
+    ) {
+        let path = &self.path;
+        let answer = match forward(req, upstream).await {
+            Ok(a) => a,
+            Err(e) => {
+                // The readiness probe polls /healthz while the server starts: not logged.
+                if path != "/healthz" {
+                    log(
+                        "WARN",
+                        &format!(
+                            "upstream failed path={} error={}",
+                            quote(&cut(path, 200)),
+                            quote(&e)
+                        ),
+                    );
+                }
+                let _ = head.send(own_answer(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("devaipod: service-gator did not answer on {upstream}: {e}"),
+                ));
+                return;
+            }
+        };
+        let (mut parts, body) = answer.into_parts();
+        upstream::strip_hop_by_hop(&mut parts.headers);
+        let status = parts.status;
+        // `initialize` is answered with the session's id.
+        let sid = self
+            .session
+            .clone()
+            .or_else(|| {
+                parts
+                    .headers
+                    .get("mcp-session-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(short_session)
+            })
+            .unwrap_or_else(|| "-".into());
+        let kind = content_kind(parts.headers.get(header::CONTENT_TYPE));
+        let method = self.method.clone();
+        let has_calls = !self.calls.0.is_empty();
+        let watcher = match method {
+            Method::POST if has_calls && !status.is_success() => {
+                for c in &self.calls.0 {
+                    log(
+                        "WARN",
+                        &format!(
+                            "mcp answer session={sid} method={} status={}",
+                            quote(&c.method),
+                            status.as_u16()
+                        ),
+                    );
+                }
+                None
+            }
+            Method::POST if has_calls => {
+                Some(Watcher::new(sid.clone(), kind, self.calls, self.started))
+            }
+            // Notifications (and answers of the agent's to the server) taken: said above.
+            Method::POST if self.mcp && status.is_success() => None,
+            Method::GET if status.is_success() && kind == Kind::Events => {
+                log("INFO", &format!("mcp stream opened session={sid}"));
+                Some(Watcher::new(sid.clone(), kind, Calls::default(), self.started).stream())
+            }
+            Method::DELETE if self.mcp => {
+                log(
+                    "INFO",
+                    &format!("mcp session ended session={sid} status={}", status.as_u16()),
+                );
+                None
+            }
+            _ => {
+                if path != "/healthz" {
+                    log(
+                        "INFO",
+                        &format!(
+                            "http {method} {} status={}",
+                            quote(&cut(path, 200)),
+                            status.as_u16()
+                        ),
+                    );
+                }
+                None
+            }
+        };
+        let Some(mut watcher) = watcher else {
+            let _ = head.send(Response::from_parts(
+                parts,
+                body.map_err(BoxError::from).boxed(),
+            ));
+            return;
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let mut agent = head
+            .send(Response::from_parts(parts, Channel(rx).boxed()))
+            .is_ok()
+            .then_some(tx);
+        let mut body = body;
+        let deadline = tokio::time::Instant::now() + upstream::IDLE_LIMIT;
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(f) => f,
+                Err(_) if agent.is_none() => {
+                    watcher.finish("the agent left, and the answer did not end within 15 minutes");
+                    break;
+                }
+                // The agent is still there: its stream may stay open as long as it likes.
+                Err(_) => body.frame().await,
+            };
+            match frame {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        watcher.feed(data);
+                    }
+                    if let Some(tx) = &agent
+                        && tx.send(Ok(frame)).await.is_err()
+                    {
+                        agent = None;
+                        if watcher.stream {
+                            watcher.finish("the agent closed it");
+                            break;
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    watcher.finish("the server's answer broke off");
+                    if let Some(tx) = &agent {
+                        let _ = tx.send(Err(e.into())).await;
+                    }
+                    break;
+                }
+                None => {
+                    watcher.finish(if agent.is_some() {
+                        "the answer ended"
+                    } else {
+                        "the answer ended after the agent left"
+                    });
+                    break;
+                }
+            }
+        }
+        drop(self.claim);
+    }
+}
+
+/// An answer's frames on their way to the agent, from its exchange.
+struct Channel(tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, BoxError>>);
+
+impl Body for Channel {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.get_mut().0.poll_recv(cx)
+    }
 }
 
 async fn forward(
@@ -606,50 +974,107 @@ fn id_text(id: &Value) -> String {
 struct Calls(Vec<Call>);
 
 impl Calls {
-    fn parse(body: &[u8]) -> Self {
+    #[cfg(test)]
+    fn parse(body: &[u8], mcp: bool) -> Self {
+        Parsed::of(body, mcp).calls
+    }
+}
+
+/// What a POST's body holds: its requests, what the log says of its notifications,
+/// and how many messages it has.
+#[derive(Debug, Default)]
+struct Parsed {
+    messages: usize,
+    calls: Calls,
+    notes: Vec<String>,
+}
+
+impl Parsed {
+    /// For the MCP endpoint (`mcp`), a body that is not JSON is one entry too;
+    /// elsewhere only JSON-RPC is.
+    fn of(body: &[u8], mcp: bool) -> Self {
         let Ok(v) = serde_json::from_slice::<Value>(body) else {
-            return Calls(vec![Call {
-                id: "-".into(),
-                method: "(not JSON)".into(),
-                tool: None,
-                arguments: None,
-            }]);
+            if !mcp {
+                return Parsed::default();
+            }
+            return Parsed {
+                messages: 1,
+                calls: Calls(vec![Call {
+                    id: "-".into(),
+                    method: "(not JSON)".into(),
+                    tool: None,
+                    arguments: None,
+                }]),
+                notes: Vec::new(),
+            };
         };
-        let messages = match v {
+        let items = match v {
             Value::Array(items) => items,
             other => vec![other],
         };
-        Calls(
-            messages
-                .iter()
-                .filter_map(|m| {
-                    let id = m.get("id")?;
-                    let method = m.get("method")?.as_str()?;
-                    let params = m.get("params");
-                    let tool = (method == "tools/call")
-                        .then(|| params.and_then(|p| p.get("name")).and_then(Value::as_str))
-                        .flatten()
-                        .map(|t| cut(t, 128));
-                    let arguments = (method == "tools/call")
-                        .then(|| params.and_then(|p| p.get("arguments")).map(summarize))
-                        .flatten();
-                    Some(Call {
-                        id: id_text(id),
-                        method: cut(method, 128),
-                        tool,
-                        arguments,
-                    })
-                })
-                .collect(),
-        )
+        let mut out = Parsed {
+            messages: items.len(),
+            ..Parsed::default()
+        };
+        for m in &items {
+            let Some(method) = m.get("method").and_then(Value::as_str) else {
+                continue;
+            };
+            let params = m.get("params");
+            let Some(id) = m.get("id") else {
+                // A notification. Its cancellation of a request is what matters: the
+                // request's answer then never comes.
+                match method {
+                    "notifications/initialized" => {}
+                    "notifications/cancelled" => out.notes.push(format!(
+                        "cancel id={}",
+                        params
+                            .and_then(|p| p.get("requestId"))
+                            .map_or_else(|| "-".to_string(), id_text)
+                    )),
+                    other => out
+                        .notes
+                        .push(format!("notification method={}", quote(&cut(other, 128)))),
+                }
+                continue;
+            };
+            let tool = (method == "tools/call")
+                .then(|| params.and_then(|p| p.get("name")).and_then(Value::as_str))
+                .flatten()
+                .map(|t| cut(t, 128));
+            let arguments = (method == "tools/call")
+                .then(|| params.and_then(|p| p.get("arguments")).map(summarize))
+                .flatten();
+            out.calls.0.push(Call {
+                id: id_text(id),
+                method: cut(method, 128),
+                tool,
+                arguments,
+            });
+        }
+        out
+    }
+
+    fn is_empty(&self) -> bool {
+        self.calls.0.is_empty() && self.notes.is_empty()
     }
 }
 
 /// service-gator's words for a scope refusal (src/mcp.rs, src/services: "Read access
 /// not allowed for repository: R", "push-new-branch permission not granted for
-/// github:R", "Operation not allowed: ...").
+/// github:R", "... is not granted for that repo", "Operation not allowed: ...",
+/// "GraphQL mutations are not supported via api ...", "This endpoint requires ...",
+/// "No configured ... host has access to ...").
 fn is_refusal(text: &str) -> bool {
-    text.contains("not allowed") || text.contains("permission not granted")
+    [
+        "not allowed",
+        "not granted",
+        "not supported via",
+        "This endpoint requires",
+        "has access to",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
 }
 
 /// Reads an answer as it streams past and logs the outcome of each request it answers.
@@ -763,6 +1188,15 @@ impl Watcher {
                 continue;
             };
             let Some(at) = self.pending.iter().position(|c| c.id == id) else {
+                // An answer this stream was not asked for (the session's stream, or a
+                // request's stream answering another): logged with what it says.
+                let stray = Call {
+                    id,
+                    method: "(not asked on this stream)".into(),
+                    tool: None,
+                    arguments: None,
+                };
+                self.outcome(&stray, &m);
                 continue;
             };
             let call = self.pending.remove(at);
@@ -895,49 +1329,6 @@ impl Drop for Watcher {
     }
 }
 
-/// The server's answer on its way to the agent, read by a [`Watcher`].
-struct Watched {
-    inner: Incoming,
-    watcher: Watcher,
-}
-
-impl Body for Watched {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.watcher.feed(data);
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                this.watcher.finish("the server's answer broke off");
-                Poll::Ready(Some(Err(e.into())))
-            }
-            Poll::Ready(None) => {
-                this.watcher.finish("the answer ended");
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1003,21 +1394,22 @@ mod tests {
         let body = br#"[{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"github_push","arguments":{"repo":"octo/hello"}}},
             {"jsonrpc":"2.0","method":"notifications/initialized"},
             {"jsonrpc":"2.0","id":"a\u001b","method":"tools/list"}]"#;
-        let calls = Calls::parse(body).0;
+        let calls = Calls::parse(body, true).0;
         assert_eq!(calls.len(), 2);
         assert_eq!(
             calls[0].request_line("1a2b3c4d"),
             r#"mcp request session=1a2b3c4d id=3 method="tools/call" tool="github_push" arguments={"repo":"octo/hello"}"#
         );
         assert_eq!(calls[1].id, r#""a\u001b""#);
-        assert_eq!(Calls::parse(b"{not json").0[0].method, "(not JSON)");
+        assert_eq!(Calls::parse(b"{not json", true).0[0].method, "(not JSON)");
+        assert!(Calls::parse(b"{not json", false).0.is_empty());
     }
 
     fn watcher(session: &str, kind: Kind, body: &str) -> Watcher {
         Watcher::new(
             session.into(),
             kind,
-            Calls::parse(body.as_bytes()),
+            Calls::parse(body.as_bytes(), true),
             Instant::now(),
         )
     }
@@ -1156,7 +1548,7 @@ mod tests {
     async fn relay_to(upstream: SocketAddr) -> SocketAddr {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = l.local_addr().expect("addr");
-        tokio::spawn(serve(l, upstream));
+        tokio::spawn(serve(l, Relay::new(upstream)));
         addr
     }
 
@@ -1265,8 +1657,232 @@ mod tests {
         assert_eq!(
             lines_with("huge0000"),
             [
-                r#" WARN devaipod-audit: mcp request refused session=huge0000 path="/mcp" reason="over 4 MiB""#
+                r#" WARN devaipod-audit: mcp request refused session=huge0000 path="/mcp" reason="over 2 MiB""#
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_json_rpc_request_to_another_path_is_logged_with_its_path() {
+        let answer = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let (up, got) = one_shot_server(answer);
+        let relay = relay_to(up).await;
+        let body =
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"github_push"}}"#;
+        let out = exchange(
+            relay,
+            &format!("POST //mcp HTTP/1.1\r\nHost: x\r\nMcp-Session-Id: elsewhere\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()),
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+        got.recv().expect("forwarded");
+        assert_eq!(
+            lines_with("session=elsewher"),
+            [
+                r#" INFO devaipod-audit: mcp request session=elsewher id=5 method="tools/call" tool="github_push" path="//mcp""#,
+                r#" WARN devaipod-audit: mcp answer session=elsewher method="tools/call" status=404"#,
+            ]
+        );
+    }
+
+    /// A server that answers each of `n` requests with `answer`, after `delay`.
+    fn slow_server(answer: &'static str, delay: Duration) -> SocketAddr {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut s) = conn else { return };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    let mut got = Vec::new();
+                    while !String::from_utf8_lossy(&got).contains("}") {
+                        let Ok(n) = s.read(&mut buf) else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                    std::thread::sleep(delay); // the server's work: not a synchronisation
+                    let _ = s.write_all(answer.as_bytes());
+                });
+            }
+        });
+        addr
+    }
+
+    const REFUSED_ANSWER: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"push-new-branch permission not granted for github:o/x\"}],\"isError\":true}}\n\n";
+
+    /// Waits (bounded) until a line with `needle` is logged.
+    async fn logged(needle: &str) -> Vec<String> {
+        for _ in 0..500 {
+            let l = lines_with(needle);
+            if !l.is_empty() {
+                return l;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("nothing logged with {needle}: {:?}", lines_with(""));
+    }
+
+    #[tokio::test]
+    async fn an_agent_that_hangs_up_still_has_the_outcome_logged() {
+        use tokio::io::AsyncWriteExt;
+        let up = slow_server(REFUSED_ANSWER, Duration::from_millis(200));
+        let relay = relay_to(up).await;
+        let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"github_push","arguments":{"repo":"o/x"}}}"#;
+        for (sid, how) in [("hangup01", "close"), ("hangup02", "half-close")] {
+            let mut s = TcpStream::connect(relay).await.expect("connect");
+            let req = format!(
+                "POST /mcp HTTP/1.1\r\nHost: x\r\nMcp-Session-Id: {sid}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(req.as_bytes()).await.expect("write");
+            logged(&format!("mcp request session={sid}")).await;
+            if how == "close" {
+                drop(s);
+            } else {
+                s.shutdown().await.expect("half-close");
+            }
+            let said = logged(&format!("mcp result session={sid}")).await;
+            assert_eq!(
+                said,
+                [format!(
+                    r#" WARN devaipod-audit: mcp result session={sid} id=7 method="tools/call" tool="github_push" outcome=refused ms=N text="push-new-branch permission not granted for github:o/x""#
+                )],
+                "{how}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_id_in_flight_twice_in_a_session_is_refused() {
+        use tokio::io::AsyncWriteExt;
+        let up = slow_server(REFUSED_ANSWER, Duration::from_millis(500));
+        let relay = relay_to(up).await;
+        let body =
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"github_push"}}"#;
+        let req = format!(
+            "POST /mcp HTTP/1.1\r\nHost: x\r\nMcp-Session-Id: twiceid1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut first = TcpStream::connect(relay).await.expect("connect");
+        first.write_all(req.as_bytes()).await.expect("write");
+        logged("mcp request session=twiceid1").await;
+        let out = exchange(relay, &req).await;
+        assert!(out.starts_with("HTTP/1.1 409"), "{out}");
+        assert!(out.contains("request id 7 is already in flight"), "{out}");
+        logged(r#"mcp request refused session=twiceid1 id=7 reason="a request with this id is in flight""#).await;
+        // Once the first is answered, the id is free again.
+        logged("mcp result session=twiceid1 id=7").await;
+        let out = exchange(relay, &req).await;
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        // Other sessions are other ids.
+        let other = req.replace("twiceid1", "twiceid2");
+        assert!(exchange(relay, &other).await.starts_with("HTTP/1.1 200"));
+    }
+
+    #[tokio::test]
+    async fn a_large_batch_is_refused_and_a_cancel_is_logged() {
+        let up = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr");
+        let relay = relay_to(up).await;
+        let batch: Vec<String> = (0..17)
+            .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/list"}}"#))
+            .collect();
+        let body = format!("[{}]", batch.join(","));
+        let out = exchange(relay, &format!("POST /mcp HTTP/1.1\r\nHost: x\r\nMcp-Session-Id: batch017\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())).await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+        assert_eq!(
+            lines_with("session=batch017"),
+            [
+                r#" WARN devaipod-audit: mcp request refused session=batch017 path="/mcp" reason="a batch of 17 messages""#
+            ]
+        );
+        let body =
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":4}}"#;
+        exchange(relay, &format!("POST /mcp HTTP/1.1\r\nHost: x\r\nMcp-Session-Id: cancel04\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())).await;
+        assert_eq!(
+            lines_with("session=cancel04")[0],
+            " INFO devaipod-audit: mcp cancel id=4 session=cancel04"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resumption_is_not_passed_on_and_a_connection_header_cannot_hide_the_session() {
+        let answer = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\nid: 0\nretry: 3000\ndata: \n\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}\n\n";
+        let (up, got) = one_shot_server(answer);
+        let relay = relay_to(up).await;
+        let out = exchange(relay, "GET /mcp HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nMcp-Session-Id: resume01\r\nLast-Event-ID: 0/3\r\nConnection: close\r\n\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        let seen = String::from_utf8(got.recv().expect("forwarded"))
+            .expect("UTF-8")
+            .to_ascii_lowercase();
+        assert!(!seen.contains("last-event-id"), "{seen}");
+        assert!(seen.contains("mcp-session-id: resume01"), "{seen}");
+        let said = lines_with("session=resume01");
+        assert_eq!(
+            said[0],
+            " INFO devaipod-audit: mcp stream resumption not passed on session=resume01 (a new stream is opened)"
+        );
+        assert_eq!(
+            said[1],
+            " INFO devaipod-audit: mcp stream opened session=resume01"
+        );
+        // An answer on the session's stream is logged too.
+        assert!(
+            said.iter().any(|l| l == r#" INFO devaipod-audit: mcp result session=resume01 id=7 method="(not asked on this stream)" outcome=ok ms=N"#),
+            "{said:?}"
+        );
+        // `Connection: mcp-session-id` strips the header on the way: the log says so.
+        let (up, got) =
+            one_shot_server("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let relay = relay_to(up).await;
+        let body = r#"{"jsonrpc":"2.0","id":0,"method":"initialize"}"#;
+        exchange(relay, &format!("POST /mcp HTTP/1.1\r\nHost: x\r\nMcp-Session-Id: hidden01\r\nConnection: mcp-session-id, close\r\nContent-Length: {}\r\n\r\n{body}", body.len())).await;
+        let seen = String::from_utf8(got.recv().expect("forwarded")).expect("UTF-8");
+        assert!(
+            !seen.to_ascii_lowercase().contains("mcp-session-id"),
+            "{seen}"
+        );
+        assert!(
+            lines_with("hidden01").is_empty(),
+            "{:?}",
+            lines_with("hidden01")
+        );
+    }
+
+    #[test]
+    fn the_servers_lines_are_marked_escaped_and_cut() {
+        assert_eq!(
+            server_line(b" INFO starting x repo=\"a\" \x1b[2J\r", false),
+            "service-gator |  INFO starting x repo=\"a\" \\u001b[2J\n"
+        );
+        assert_eq!(
+            server_line("é\u{202e}".as_bytes(), true),
+            "service-gator | \\u00e9\\u202e...(cut)\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_servers_output_is_read_line_by_line_within_its_bound() {
+        let text = format!("one\n{}\nthree", "x".repeat(40));
+        let mut r = BufReader::new(text.as_bytes());
+        let mut line = Vec::new();
+        let got = read_line_capped(&mut r, &mut line, 10).await.expect("read");
+        assert_eq!((got, line.as_slice()), ((4, false), &b"one"[..]));
+        line.clear();
+        let got = read_line_capped(&mut r, &mut line, 10).await.expect("read");
+        assert_eq!((got, line.len()), ((41, true), 10));
+        line.clear();
+        let got = read_line_capped(&mut r, &mut line, 10).await.expect("read");
+        assert_eq!((got, line.as_slice()), ((5, false), &b"three"[..]));
+        line.clear();
+        assert_eq!(
+            read_line_capped(&mut r, &mut line, 10).await.expect("read"),
+            (0, false)
         );
     }
 }

@@ -443,11 +443,17 @@ fn mcp_audit_runs_the_server_and_exits_with_its_status() {
     let o = run(&mut mcp_audit(&[
         "sh",
         "-c",
-        "echo server-said-this >&2; exit 7",
+        "echo server-said-this >&2; printf 'x\\n INFO devaipod-audit: forged\\033[2J\\n' >&2; exit 7",
     ]));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(7), "{err}");
-    assert!(err.contains("server-said-this"), "{err}");
+    // The server's lines, marked as its own: none can pass for the relay's.
+    assert!(err.contains("service-gator | server-said-this\n"), "{err}");
+    assert!(
+        err.contains("service-gator | x\nservice-gator |  INFO devaipod-audit: forged\\u001b[2J\n")
+            && !err.contains("\n INFO devaipod-audit: forged"),
+        "{err}"
+    );
     assert!(
         err.contains(" INFO devaipod-audit: listening address=127.0.0.1:")
             && err.contains("upstream=127.0.0.1:9 server_pid="),
@@ -513,7 +519,7 @@ fn mcp_audit_passes_sigterm_to_the_server_and_takes_its_exit() {
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
     out.read_line(&mut line).expect("read");
-    assert_eq!(line, "ready\n", "the server's trap is set");
+    assert_eq!(line, "service-gator | ready\n", "the server's trap is set");
     assert!(kill_term(child.id()), "kill");
     let status = child.wait().expect("wait");
     // The relay's status first: a relay ended by the signal itself leaves the server
@@ -521,7 +527,7 @@ fn mcp_audit_passes_sigterm_to_the_server_and_takes_its_exit() {
     assert_eq!(status.code(), Some(42), "the server's exit status");
     line.clear();
     out.read_line(&mut line).expect("read");
-    assert_eq!(line, "got-term\n");
+    assert_eq!(line, "service-gator | got-term\n");
 }
 
 fn kill_term(pid: u32) -> bool {

@@ -363,6 +363,9 @@ impl Gator {
         let mut env: BTreeMap<String, String> = [
             ("HOME".to_string(), "/tmp".to_string()),
             ("RUST_LOG".to_string(), LOG_LEVEL.to_string()),
+            // Plain lines: tracing colours its output unless NO_COLOR is set, and the
+            // relay would show each escape sequence as text.
+            ("NO_COLOR".to_string(), "1".to_string()),
         ]
         .into();
         if let Some(h) = &g.jira_host {
@@ -603,6 +606,7 @@ mod tests {
         assert_eq!(c.env["JIRA_HOST"], "jira.example.com");
         assert_eq!(c.env["JIRA_USERNAME"], "me@example.com");
         assert_eq!(c.env["RUST_LOG"], "info");
+        assert_eq!(c.env["NO_COLOR"], "1");
         assert_eq!(
             g.plan.token_files,
             [

@@ -619,6 +619,7 @@ mod tests {
             // (issue 22).
             if let Some(g) = want.get_mut("gator") {
                 g["env"]["RUST_LOG"] = "info".into();
+                g["env"]["NO_COLOR"] = "1".into();
                 let clone = want["agent"]["volumes"][0]["Dest"].clone();
                 want["gator"]["volumes"] = serde_json::json!([{"Name": "devaipod-demo-agent-repo", "Dest": clone, "Options": ["ro"]}, {"Name": "devaipod-net-0123456789ab", "Dest": "/opt/devaipod-net", "Options": ["ro", "nocopy"]}]);
                 // service-gator behind devaipod-net's logging relay, on the port after it.

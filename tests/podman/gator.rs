@@ -192,8 +192,8 @@ curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","id":1,"
 curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"github_push","arguments":{{"repo_path":"{folder}","commit_sha":"{sha}","repo":"octo/other","description":"t"}}}}}}' $u | sed -n 's/^data: //p' | grep .
 curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"status","arguments":{{}}}}}}' $u | sed -n 's/^data: //p' | grep .
 # The session's own stream (GET) passes through the relay as it comes: its priming
-# event arrives while the stream stays open (curl gives up after 2 s).
-curl -s -N --max-time 2 -H 'Accept: text/event-stream' -H "Mcp-Session-Id: $sid" $u | grep -c '^retry: 3000' || true
+# event arrives while the stream stays open (curl gives up after 1 s).
+curl -s -N --max-time 1 -H 'Accept: text/event-stream' -H "Mcp-Session-Id: $sid" $u | grep -c '^retry: 3000' || true
 echo "end $(curl -s -o /dev/null -w '%{{http_code}}' -X DELETE -H "Mcp-Session-Id: $sid" $u)"
 "#,
         sha = "0".repeat(40)
