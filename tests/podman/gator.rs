@@ -225,8 +225,9 @@ echo "end $(curl -s -o /dev/null -w '%{{http_code}}' -X DELETE -H "Mcp-Session-I
     // once, the reads counted every 5 s: a bounded wait for that line), and the
     // relay's, each request of the agent's and its outcome, the refusal with its
     // reason (service-gator logs no refusal).
+    // service-gator's lines pass through the relay marked as its own.
     let want_push = format!(
-        "INFO starting GitHub push operation operation=\"github_push\" repo=octo/hello commit={}",
+        "service-gator |  INFO starting GitHub push operation operation=\"github_push\" repo=octo/hello commit={}",
         "0".repeat(40)
     );
     let want = [
@@ -257,7 +258,7 @@ echo "end $(curl -s -o /dev/null -w '%{{http_code}}' -X DELETE -H "Mcp-Session-I
             let o = devaipod(&["logs", p.name(), "--container", "gator"]);
             logs = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
             logs.contains(&want_push)
-                && logs.contains("INFO read operations in last interval count=1")
+                && logs.contains("service-gator |  INFO read operations in last interval count=1")
                 && want.iter().all(|w| logs.contains(w.as_str()))
         },
     );
