@@ -709,6 +709,39 @@ impl Exchange {
         let mut body = body;
         let deadline = tokio::time::Instant::now() + upstream::IDLE_LIMIT;
         loop {
+            // The session's stream: the agent's leaving ends it at once (not at the
+            // server's next keep-alive).
+            if watcher.stream
+                && let Some(tx) = &agent
+            {
+                let frame = tokio::select! {
+                    f = body.frame() => f,
+                    _ = tx.closed() => {
+                        watcher.finish("the agent closed it");
+                        break;
+                    }
+                };
+                match frame {
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            watcher.feed(data);
+                        }
+                        if tx.send(Ok(frame)).await.is_err() {
+                            watcher.finish("the agent closed it");
+                            break;
+                        }
+                        continue;
+                    }
+                    Some(Err(_)) => {
+                        watcher.finish("the server's answer broke off");
+                        break;
+                    }
+                    None => {
+                        watcher.finish("the server ended it");
+                        break;
+                    }
+                }
+            }
             let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
                 Ok(f) => f,
                 Err(_) if agent.is_none() => {
@@ -1884,5 +1917,44 @@ mod tests {
             read_line_capped(&mut r, &mut line, 10).await.expect("read"),
             (0, false)
         );
+    }
+
+    #[tokio::test]
+    async fn the_sessions_stream_is_passed_on_as_it_comes_and_its_end_logged() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // A server whose stream sends its priming event and then nothing.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let up = l.local_addr().expect("addr");
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut s, _) = l.accept().expect("accept");
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\nid: 0\nretry: 3000\ndata: \n\n")
+                .expect("write");
+            // Held open until the test is over.
+            let _ = done_rx.recv();
+        });
+        let relay = relay_to(up).await;
+        let mut s = TcpStream::connect(relay).await.expect("connect");
+        s.write_all(b"GET /mcp HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nMcp-Session-Id: stream01\r\n\r\n")
+            .await
+            .expect("write");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("retry: 3000") {
+            let n = s.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the stream ended: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        logged("mcp stream opened session=stream01").await;
+        drop(s);
+        let said = logged("mcp stream closed session=stream01").await;
+        assert_eq!(
+            said,
+            [" INFO devaipod-audit: mcp stream closed session=stream01 (the agent closed it)"]
+        );
+        let _ = done_tx.send(());
     }
 }
