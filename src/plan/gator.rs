@@ -297,8 +297,8 @@ pub(crate) fn command(
 }
 
 /// The service-gator variable a trusted secret feeds (`NAME_FILE`), if any. Forgejo
-/// and Gitea are not among them: service-gator takes a Forgejo token only from its
-/// scope configuration, which devaipod has no scopes for.
+/// and Gitea are not among them: service-gator takes Forgejo hosts and repositories
+/// only from its own configuration file, which devaipod does not write.
 pub(crate) fn token_var(secret_env: &str) -> Option<&'static str> {
     match secret_env {
         "GH_TOKEN" | "GITHUB_TOKEN" => Some("GH_TOKEN_FILE"),
@@ -309,9 +309,10 @@ pub(crate) fn token_var(secret_env: &str) -> Option<&'static str> {
 }
 
 /// service-gator's log level: it logs errors only by default (tracing's EnvFilter
-/// without RUST_LOG); at info it says where it listens, which scopes it loaded and each
-/// write it makes (a push, a pull request, a review, a JIRA change). It logs no
-/// request bodies or tokens at this level.
+/// without RUST_LOG); at info it says where it listens, each write it makes (a push,
+/// a pull request, a review, a JIRA change), a count of reads every 5 s, and its MCP
+/// library's session lines and JSON-RPC errors. No tokens at this level; the tool
+/// calls and their refusals are logged by devaipod-net's relay in front of it.
 pub(crate) const LOG_LEVEL: &str = "info";
 
 /// The gator's part of the plan: its container, what `--dry-run` shows of it, and

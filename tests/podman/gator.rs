@@ -191,6 +191,7 @@ curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","method"
 curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"github_push","arguments":{{"repo_path":"{folder}","commit_sha":"{sha}","repo":"octo/hello","description":"t","base":"main","title":"t"}}}}}}' $u | sed -n 's/^data: //p' | grep .
 curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"github_push","arguments":{{"repo_path":"{folder}","commit_sha":"{sha}","repo":"octo/other","description":"t"}}}}}}' $u | sed -n 's/^data: //p' | grep .
 curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"status","arguments":{{}}}}}}' $u | sed -n 's/^data: //p' | grep .
+curl -s -H "$a" -H "$j" -H "Mcp-Session-Id: $sid" -d '{{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{{"name":"github_api_tool","arguments":{{"endpoint":"repos/octo/hello/pulls"}}}}}}' $u | sed -n 's/^data: //p' | grep .
 # The session's own stream (GET) passes through the relay as it comes: its priming
 # event arrives while the stream stays open (curl gives up after 1 s).
 curl -s -N --max-time 1 -H 'Accept: text/event-stream' -H "Mcp-Session-Id: $sid" $u | grep -c '^retry: 3000' || true
@@ -207,7 +208,9 @@ echo "end $(curl -s -o /dev/null -w '%{{http_code}}' -X DELETE -H "Mcp-Session-I
     assert_eq!(answer["result"]["isError"], false, "{answer}");
     let refused: Value = serde_json::from_str(lines[4]).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(refused["result"]["isError"], true, "{refused}");
-    assert_eq!(lines[6..], ["1", "end 202"], "{out}");
+    let read: Value = serde_json::from_str(lines[6]).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(read["result"]["isError"], false, "{read}");
+    assert_eq!(lines[7..], ["1", "end 202"], "{out}");
     let push = &report()["pushes"][0];
     assert_eq!(push["repo_path"], folder.as_str(), "{push}");
     assert_eq!(push["git_dir"], true, "{push}");
@@ -227,7 +230,7 @@ echo "end $(curl -s -o /dev/null -w '%{{http_code}}' -X DELETE -H "Mcp-Session-I
     // reason (service-gator logs no refusal).
     // service-gator's lines pass through the relay marked as its own.
     let want_push = format!(
-        "service-gator |  INFO starting GitHub push operation operation=\"github_push\" repo=octo/hello commit={}",
+        "service-gator |  INFO serve_inner: starting GitHub push operation operation=\"github_push\" repo=octo/hello commit={} branch_desc=t create_draft_pr=true use_fork=false",
         "0".repeat(40)
     );
     let want = [
@@ -245,7 +248,11 @@ echo "end $(curl -s -o /dev/null -w '%{{http_code}}' -X DELETE -H "Mcp-Session-I
         format!(
             r#" INFO devaipod-audit: mcp result session={sid} id=3 method="tools/call" tool="status" outcome=ok ms="#
         ),
+        format!(
+            r#" INFO devaipod-audit: mcp result session={sid} id=4 method="tools/call" tool="github_api_tool" outcome=ok ms="#
+        ),
         format!(" INFO devaipod-audit: mcp stream opened session={sid}"),
+        format!(" INFO devaipod-audit: mcp stream closed session={sid} ("),
         format!(" INFO devaipod-audit: mcp session ended session={sid} status=202"),
         // The real opencode's own session, through the relay.
         r#" method="tools/list" outcome=ok ms="#.to_string(),

@@ -200,6 +200,13 @@ fn line(text: &str) {
         .write_all(format!("{text}\n").as_bytes());
 }
 
+/// A warning as service-gator's tracing writes it, when RUST_LOG lets info through.
+fn log_warn(message: &str) {
+    if logs_info() {
+        line(&format!(" WARN {message}"));
+    }
+}
+
 /// An info line as service-gator's tracing writes it (compact, no time, no target),
 /// when RUST_LOG lets it through.
 fn log_info(message: &str) {
@@ -430,7 +437,16 @@ fn session_id() -> String {
         h.write_u32(std::process::id());
         h.finish()
     };
-    format!("{:016x}{:016x}", word(0), word(1))
+    let (a, b) = (word(0), word(1));
+    // rmcp's: a UUID v4, with its dashes.
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | ((b >> 48) & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
 }
 
 fn tools_list() -> Json {
@@ -534,15 +550,18 @@ fn push(state: &State, id: &Json, tool: &str, args: Option<&Json>) -> Json {
     // As service-gator: each write operation at info once its checks pass (refusals
     // go back to the agent only), with what it pushes.
     if tool == "github_push" {
+        // Inside rmcp's `serve_inner` span, which tracing's compact format names.
+        let draft = args.and_then(|a| a.get("create_draft_pr")) != Some(&Json::Bool(false));
+        let fork = args.and_then(|a| a.get("use_fork")) == Some(&Json::Bool(true));
         log_info(&format!(
-            "starting GitHub push operation operation=\"github_push\" repo={} commit={} branch_desc={}",
+            "serve_inner: starting GitHub push operation operation=\"github_push\" repo={} commit={} branch_desc={} create_draft_pr={draft} use_fork={fork}",
             arg("repo"),
             arg("commit_sha"),
             arg("description")
         ));
     } else {
         log_info(&format!(
-            "starting git push operation operation=\"git_push_local\" target={} commit={} branch_desc={}",
+            "serve_inner: starting git push operation operation=\"git_push_local\" target={} commit={} branch_desc={}",
             arg("target"),
             arg("commit_sha"),
             arg("description")
@@ -550,7 +569,7 @@ fn push(state: &State, id: &Json, tool: &str, args: Option<&Json>) -> Json {
     }
     // service-gator's git clone from repo_path fails after that line; the stand-in
     // says why at the same point.
-    if !p.join(".git").is_dir() {
+    if !p.join(".git").exists() {
         return tool_result(
             id,
             &format!("Not a git repository (no .git directory): {path}"),
@@ -615,10 +634,11 @@ fn post_mcp(state: &State, req: &Request) -> Response {
     let mut resp = match req.header("mcp-session-id") {
         None if method != Some("initialize") => text_response(
             "422 Unprocessable Entity",
-            "Unprocessable Entity: Expected initialize request",
+            "Unexpected message, expect initialize request",
         ),
         None => {
             let sid = session_id();
+            log_info(&format!("create new session session_id=\"{sid}\""));
             let id = msg.get("id").cloned().unwrap_or(Json::Null);
             let mut resp = sse_response(initialize(&id, msg.get("params")));
             state
@@ -646,7 +666,19 @@ fn post_mcp(state: &State, req: &Request) -> Response {
                 empty("202 Accepted")
             }
             (Some(id), None) => sse_response(rpc_error(id, -32600, "invalid request")),
-            (Some(id), Some(m)) => sse_response(call(state, id, m, msg.get("params"))),
+            (Some(id), Some(m)) => {
+                let answer = call(state, id, m, msg.get("params"));
+                // rmcp warns of each JSON-RPC error it answers, in its Debug form.
+                if let Some(e) = answer.get("error") {
+                    let code = e.get("code").map(Json::encode).unwrap_or_default();
+                    let message = e.get("message").map(Json::encode).unwrap_or_default();
+                    log_warn(&format!(
+                        "serve_inner: response error id={} error=ErrorData {{ code: ErrorCode({code}), message: {message}, data: None }}",
+                        id.encode()
+                    ));
+                }
+                sse_response(answer)
+            }
         },
     };
     if let Some(m) = method {
@@ -685,6 +717,48 @@ fn initialize(id: &Json, params: Option<&Json>) -> Json {
     rpc_result(id, result)
 }
 
+/// `github_api_tool`'s reads, checked as service-gator checks them (the repository
+/// from `repos/OWNER/REPO/...`, else global read), then counted as a read operation;
+/// the stand-in reaches no GitHub, so the answer is a fixed text. Writes are not
+/// served.
+fn github_api(state: &State, id: &Json, args: Option<&Json>) -> Json {
+    let endpoint = args
+        .and_then(|a| a.get("endpoint"))
+        .and_then(Json::as_str)
+        .unwrap_or("");
+    let method = args
+        .and_then(|a| a.get("method"))
+        .and_then(Json::as_str)
+        .unwrap_or("GET")
+        .to_ascii_uppercase();
+    if method != "GET" {
+        return tool_result(id, "the stand-in serves reads only", true);
+    }
+    let mut parts = endpoint.trim_start_matches('/').split('/');
+    let repo = match (parts.next(), parts.next(), parts.next()) {
+        (Some("repos"), Some(owner), Some(name)) if !owner.is_empty() && !name.is_empty() => {
+            Some(format!("{owner}/{name}"))
+        }
+        _ => None,
+    };
+    match repo {
+        Some(repo) if !state.config.gh_allows(&repo, "read") => tool_result(
+            id,
+            &format!("Read access not allowed for repository: {repo}"),
+            true,
+        ),
+        None => tool_result(
+            id,
+            "This endpoint requires global read access. Set `read = true` in [gh] config, or use /repos/owner/repo/... paths.",
+            true,
+        ),
+        Some(_) => {
+            state.count_read();
+            tool_result(id, &format!("{{\"stand_in\":true,\"endpoint\":{}}}", s(endpoint).encode()), false)
+        }
+    }
+}
+
 /// Answer a JSON-RPC request of an initialized session.
 fn call(state: &State, id: &Json, method: &str, params: Option<&Json>) -> Json {
     let name = params
@@ -698,9 +772,9 @@ fn call(state: &State, id: &Json, method: &str, params: Option<&Json>) -> Json {
         "tools/call" if name == "github_push" || name == "git_push_local" => {
             push(state, id, name, params.and_then(|p| p.get("arguments")))
         }
-        "tools/call" if name == "status" => {
-            state.count_read();
-            tool_result(id, "service-gator stand-in", false)
+        "tools/call" if name == "status" => tool_result(id, "service-gator stand-in", false),
+        "tools/call" if name == "github_api_tool" => {
+            github_api(state, id, params.and_then(|p| p.get("arguments")))
         }
         "tools/call" if TOOLS.contains(&name) => {
             tool_result(id, &format!("the stand-in does not serve {name}"), true)
@@ -725,10 +799,10 @@ fn route(req: &Request, state: &State) -> Response {
             let before = sessions.len();
             sessions.retain(|s| Some(s.as_str()) != req.header("mcp-session-id"));
             if sessions.len() < before {
-                empty("202 Accepted")
-            } else {
-                text_response("401 Unauthorized", "Unauthorized: Session not found")
+                log_info("serve_inner: input stream terminated");
             }
+            // rmcp answers 202 whether or not it knew the session.
+            empty("202 Accepted")
         }
         _ => empty("404 Not Found"),
     }
@@ -1020,7 +1094,14 @@ mod tests {
         assert_eq!(resp.status, "200 OK");
         let (name, sid) = &resp.headers[0];
         assert_eq!(*name, "Mcp-Session-Id");
-        assert!(sid.len() == 32 && sid.chars().all(|c| c.is_ascii_hexdigit()));
+        // A UUID v4, as rmcp's.
+        let groups: Vec<usize> = sid.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12], "{sid}");
+        assert!(
+            sid.chars().all(|c| c == '-' || c.is_ascii_hexdigit()),
+            "{sid}"
+        );
+        assert_eq!(&sid[14..15], "4", "{sid}");
         let v = message(&resp);
         assert_eq!(at(&v, "id"), &num(1));
         assert_eq!(at(&v, "result.protocolVersion"), &s("2025-03-26"));
