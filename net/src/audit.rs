@@ -59,7 +59,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use crate::upstream::{self, BoxError, ProxyBody};
 
@@ -387,37 +386,31 @@ impl Drop for Claim {
 
 /// Serves the agent's connections.
 pub(crate) async fn serve(listener: TcpListener, relay: Arc<Relay>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                log(
-                    "WARN",
-                    &format!("accept failed error={}", quote(&e.to_string())),
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+    crate::accept::accept_each(
+        &listener,
+        MAX_CONNECTIONS,
+        |e| {
+            log(
+                "WARN",
+                &format!("accept failed error={}", quote(&e.to_string())),
+            )
+        },
+        |stream| {
+            let relay = relay.clone();
+            async move {
+                let service = service_fn(move |req| {
+                    let relay = relay.clone();
+                    async move { Ok::<_, Infallible>(handle(req, relay).await) }
+                });
+                let _ = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             }
-        };
-        let _ = stream.set_nodelay(true);
-        let relay = relay.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let service = service_fn(move |req| {
-                let relay = relay.clone();
-                async move { Ok::<_, Infallible>(handle(req, relay).await) }
-            });
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+        },
+    )
+    .await;
 }
 
 /// The relay's own answer (it never reached the server).
@@ -709,47 +702,26 @@ impl Exchange {
         let mut body = body;
         let deadline = tokio::time::Instant::now() + upstream::IDLE_LIMIT;
         loop {
-            // The session's stream: the agent's leaving ends it at once (not at the
-            // server's next keep-alive).
-            if watcher.stream
-                && let Some(tx) = &agent
-            {
-                let frame = tokio::select! {
-                    f = body.frame() => f,
-                    _ = tx.closed() => {
+            let next = body.frame();
+            let frame = match &agent {
+                // The agent is there: the answer takes as long as it takes, and the
+                // session's stream ends as soon as the agent leaves it (not at the
+                // server's next keep-alive).
+                Some(tx) => tokio::select! {
+                    f = next => f,
+                    _ = tx.closed(), if watcher.stream => {
                         watcher.finish("the agent closed it");
                         break;
                     }
-                };
-                match frame {
-                    Some(Ok(frame)) => {
-                        if let Some(data) = frame.data_ref() {
-                            watcher.feed(data);
-                        }
-                        if tx.send(Ok(frame)).await.is_err() {
-                            watcher.finish("the agent closed it");
-                            break;
-                        }
-                        continue;
-                    }
-                    Some(Err(_)) => {
-                        watcher.finish("the server's answer broke off");
+                },
+                None => match tokio::time::timeout_at(deadline, next).await {
+                    Ok(f) => f,
+                    Err(_) => {
+                        watcher
+                            .finish("the agent left, and the answer did not end within 15 minutes");
                         break;
                     }
-                    None => {
-                        watcher.finish("the server ended it");
-                        break;
-                    }
-                }
-            }
-            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-                Ok(f) => f,
-                Err(_) if agent.is_none() => {
-                    watcher.finish("the agent left, and the answer did not end within 15 minutes");
-                    break;
-                }
-                // The agent is still there: its stream may stay open as long as it likes.
-                Err(_) => body.frame().await,
+                },
             };
             match frame {
                 Some(Ok(frame)) => {
@@ -774,10 +746,10 @@ impl Exchange {
                     break;
                 }
                 None => {
-                    watcher.finish(if agent.is_some() {
-                        "the answer ended"
-                    } else {
-                        "the answer ended after the agent left"
+                    watcher.finish(match (&agent, watcher.stream) {
+                        (Some(_), true) => "the server ended it",
+                        (Some(_), false) => "the answer ended",
+                        (None, _) => "the answer ended after the agent left",
                     });
                     break;
                 }

@@ -27,6 +27,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod accept;
 mod audit;
 mod config;
 mod gate;

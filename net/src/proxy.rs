@@ -52,7 +52,6 @@ use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 
 use crate::config::{Config, Mode};
@@ -155,36 +154,30 @@ pub(crate) async fn serve(listener: TcpListener, proxy: Arc<Proxy>) -> Result<()
     if proxy.local.set(local).is_err() {
         bail!("the proxy serves one listener only");
     }
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let slot = slots.clone().acquire_owned().await?;
-        let stream = match listener.accept().await {
-            Ok((stream, _peer)) => stream,
-            Err(e) => {
-                // Out of file descriptors and the like: say so, and let a connection end.
-                proxy.log.line(format!("error accept {e}"));
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
+    crate::accept::accept_each(
+        &listener,
+        MAX_CONNECTIONS,
+        |e| proxy.log.line(format!("error accept {e}")),
+        |stream| {
+            let proxy = proxy.clone();
+            async move {
+                let service = service_fn(move |req| {
+                    let proxy = proxy.clone();
+                    async move { Ok::<_, Infallible>(proxy.handle(req).await) }
+                });
+                // A connection's errors (the agent hung up, a bad request line) end only it.
+                let _ = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .max_buf_size(MAX_REQUEST_HEAD)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
             }
-        };
-        let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let service = service_fn(move |req| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(proxy.handle(req).await) }
-            });
-            // A connection's errors (the agent hung up, a bad request line) end only it.
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .max_buf_size(MAX_REQUEST_HEAD)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
-        });
-    }
+        },
+    )
+    .await;
+    bail!("the proxy stopped accepting connections")
 }
 
 /// Where the decision lines go.
