@@ -114,9 +114,16 @@ impl Drop for Progress {
 /// copied in), `lifecycle` (before each lifecycle step, `start`'s postStart too); of
 /// `start`, `start` (the pod started); of `review`, `fetch` (the bundle made, before
 /// `git fetch`); of `delete`, `removing` (before a workspace's removal).
+///
+/// It names the thread that stops (`thread TID`): a signal meant to arrive "at" the step
+/// must be sent to that thread (tgkill). One sent to the process may be taken by any of
+/// its threads after SIGCONT, and its handler may then run only after this thread has
+/// gone on past the step's cancellation check; one sent to this thread is handled
+/// before `raise` returns here.
 pub(crate) fn pause_point(step: &str) {
     if std::env::var("DEVAIPOD_TEST_PAUSE_AT").as_deref() == Ok(step) {
-        eprintln!("devaipod: paused at {step} (DEVAIPOD_TEST_PAUSE_AT)");
+        let tid = nix::unistd::gettid();
+        eprintln!("devaipod: paused at {step} (DEVAIPOD_TEST_PAUSE_AT, thread {tid})");
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
     }
 }

@@ -833,6 +833,8 @@ pub fn alive(pid: i32) -> bool {
 /// waits for.
 pub struct Paused {
     child: std::process::Child,
+    /// The thread that stopped itself at the step (devaipod names it).
+    thread: i32,
     /// What it said on stderr up to the pause.
     pub said: String,
     rest: std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
@@ -856,14 +858,15 @@ impl Paused {
         let err = child.stderr.take().expect("stderr");
         let mut rest = std::io::BufReader::new(err).lines();
         let mut said = String::new();
-        let want = format!("paused at {step}");
-        loop {
+        let want = format!("paused at {step} (DEVAIPOD_TEST_PAUSE_AT, thread ");
+        let thread = loop {
             match rest.next() {
                 Some(Ok(line)) => {
                     said.push_str(&line);
                     said.push('\n');
-                    if line.contains(&want) {
-                        break;
+                    if let Some((_, tail)) = line.split_once(&want) {
+                        let tid = tail.strip_suffix(')').and_then(|t| t.parse().ok());
+                        break tid.unwrap_or_else(|| panic!("no thread id in {line:?}"));
                     }
                 }
                 _ => {
@@ -872,7 +875,7 @@ impl Paused {
                     panic!("devaipod ended ({status:?}) before pausing at {step}:\n{said}");
                 }
             }
-        }
+        };
         // It says so just before it stops itself: wait for the stop (bounded), or a
         // signal sent now could come before it and the stop after.
         let stat = format!("/proc/{}/stat", child.id());
@@ -886,23 +889,51 @@ impl Paused {
                 })
             },
         );
-        Self { child, said, rest }
+        Self {
+            child,
+            thread,
+            said,
+            rest,
+        }
     }
 
     fn pid(&self) -> nix::unistd::Pid {
         nix::unistd::Pid::from_raw(self.child.id() as i32)
     }
 
-    /// Sends `sig` to devaipod alone, or to its whole process group (`group`: what a
+    /// Sends `sig` to devaipod alone, or to its whole process group too (`group`: what a
     /// terminal's Ctrl-C does, devaipod's children included), then continues it.
+    ///
+    /// devaipod's copy goes to the thread stopped at the step (tgkill), so it is handled
+    /// before that thread goes on: sent to the process, another thread could take it and
+    /// run the handler only after the step's check (src/progress.rs `pause_point`). In
+    /// group mode devaipod gets it a second time, sent to the process as a terminal's
+    /// is; devaipod ignores signals after the first.
     pub fn signal_and_continue(&mut self, sig: nix::sys::signal::Signal, group: bool) {
         use nix::sys::signal::{Signal, kill, killpg};
+        let pid = self.pid();
+        #[allow(unsafe_code)]
+        // SAFETY: tgkill takes three integers and touches no memory of ours.
+        let sent = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_tgkill,
+                pid.as_raw(),
+                self.thread,
+                sig as nix::libc::c_int,
+            )
+        };
+        assert_eq!(
+            sent,
+            0,
+            "tgkill {sig} to devaipod's thread {}: {}",
+            self.thread,
+            std::io::Error::last_os_error()
+        );
         if group {
-            killpg(self.pid(), sig).expect("signal the group");
-            killpg(self.pid(), Signal::SIGCONT).expect("continue the group");
+            killpg(pid, sig).expect("signal the group");
+            killpg(pid, Signal::SIGCONT).expect("continue the group");
         } else {
-            kill(self.pid(), sig).expect("signal devaipod");
-            kill(self.pid(), Signal::SIGCONT).expect("continue devaipod");
+            kill(pid, Signal::SIGCONT).expect("continue devaipod");
         }
     }
 
